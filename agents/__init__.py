@@ -1,0 +1,1 @@
+"""recagent.agents: the LangGraph conversational recommender that calls the tools (built on recagent.tools)."""

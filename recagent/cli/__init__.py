@@ -1,0 +1,5 @@
+"""The ``recagent`` command line."""
+
+from recagent.cli.app import main
+
+__all__ = ["main"]

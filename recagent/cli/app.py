@@ -1,0 +1,65 @@
+"""The ``recagent`` command: one typer app, a sub-app per part, one-line errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from pydantic import ValidationError
+
+from recagent.config import format_validation_error
+from recagent.errors import RecagentError
+
+app = typer.Typer(
+    name="recagent",
+    help="Agentic, tool-learning recommendation: data, recommenders, tools (agent, synthesis and RL to come).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    # sub-apps import their heavy dependencies inside the commands, so --help stays fast
+    from recagent.cli import data, quickstart, recs, tools
+
+    app.add_typer(data.app, name="data")
+    app.add_typer(recs.app, name="recs")
+    app.add_typer(tools.app, name="tools")
+    app.command("quickstart")(quickstart.quickstart)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except RecagentError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        return 2
+    except ValidationError as e:
+        err_console.print(f"[bold red]error:[/] {format_validation_error(e, 'arguments')}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: finished work is saved; run the same command again to resume")
+        return 130
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        err_console.print("aborted")
+        return 1
+    except Exception as e:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return e.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""recagent.synth: ToolACE-style synthesis of verified tool-learning dialogs (built on tools and agents)."""

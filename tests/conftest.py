@@ -1,0 +1,93 @@
+"""Shared fixtures: synthetic data for fast unit tests, the real ML-100K for integration tests.
+
+Integration tests read ML-100K from the cache that the README's install command filled
+(``recagent data fetch ml-100k``); they never touch the network. Everything a test writes
+goes to a temporary RECAGENT_HOME.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recagent.paths import dataset_dir
+from recagent.tools.data import leave_one_out, load_dataset
+from recagent.tools.data.synthetic import make_synthetic
+
+
+@pytest.fixture(scope="session")
+def real_ml100k_dir() -> Path:
+    """Folder of the fetched ML-100K (resolved before any test changes RECAGENT_HOME)."""
+    path = dataset_dir("ml-100k")
+    if not (path / "manifest.json").is_file():
+        pytest.fail(f"ML-100K is not in {path}: run the README install command (it runs `recagent data fetch ml-100k`)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Every test writes artifacts under its own temporary RECAGENT_HOME.
+
+    Session fixtures (the real dataset folder) are set up before this one, so they still
+    see the user's cache.
+    """
+    monkeypatch.setenv("RECAGENT_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    """A small synthetic dataset with learnable structure."""
+    return make_synthetic(n_users=120, n_items=60, seed=0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_split(synthetic):
+    """Its leave-one-out split."""
+    return leave_one_out(synthetic)
+
+
+@pytest.fixture(scope="session")
+def ml100k(real_ml100k_dir):
+    """The real ML-100K dataset."""
+    return load_dataset(real_ml100k_dir)
+
+
+@pytest.fixture(scope="session")
+def ml100k_split(ml100k):
+    """ML-100K, leave-one-out by time."""
+    return leave_one_out(ml100k)
+
+
+@pytest.fixture(scope="session")
+def ml100k_models(ml100k_split, tmp_path_factory):
+    """All four recommenders trained on ML-100K (SASRec with a short budget)."""
+    from recagent.tools.recommenders import train
+
+    budgets = {"sasrec": {"max_epochs": 12, "patience": 3}}  # BPR trains fully in ~15 s
+    out = {}
+    for name in ("pop", "itemknn", "bpr", "sasrec"):
+        model, metrics = train(
+            ml100k_split, name, budgets.get(name, {}), out_dir=tmp_path_factory.mktemp(name), show_progress=False
+        )
+        out[name] = (model, metrics)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ml100k_env(ml100k, ml100k_split, ml100k_models, tmp_path_factory):
+    """A tool environment over ML-100K with the trained models and a persisted text index."""
+    import os
+
+    from recagent.tools.env import ToolEnv, ToolEnvConfig
+
+    os.environ["RECAGENT_HOME"] = str(tmp_path_factory.mktemp("env-home"))
+    env = ToolEnv(ml100k, ml100k_split, {k: m for k, (m, _) in ml100k_models.items()}, ToolEnvConfig())
+    env.text_index()  # build once for the session
+    return env
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "ml100k" in " ".join(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

@@ -1,0 +1,172 @@
+"""Readers, validation errors, splits and leakage checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recagent.errors import DataFormatError
+from recagent.tools.data import (
+    LeakageError, LeaveOneOutSplit, TableMapping, leave_one_out, load_dataset, read_atomic, read_movielens_raw,
+    read_table,
+)  # fmt: skip
+from recagent.tools.data.synthetic import write_atomic
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_atomic_round_trip(synthetic, tmp_path):
+    write_atomic(synthetic, tmp_path / "synthetic")
+    ds = read_atomic(tmp_path / "synthetic")
+    assert ds.n_items == synthetic.n_items and ds.n_users == synthetic.n_users
+    assert len(ds.interactions) == len(synthetic.interactions)
+    assert ds.items.titles == synthetic.items.titles
+    assert ds.items.genres == synthetic.items.genres
+    assert np.array_equal(ds.items.years, synthetic.items.years)
+    # same external (user, item, time) triples
+    a = {(synthetic.users.ids[u], synthetic.items.ids[i], t) for u, i, t in zip(*_cols(synthetic))}
+    b = {(ds.users.ids[u], ds.items.ids[i], t) for u, i, t in zip(*_cols(ds))}
+    assert a == b
+
+
+def _cols(ds):
+    return ds.interactions.users, ds.interactions.items, ds.interactions.timestamps
+
+
+@pytest.mark.parametrize(
+    ("inter", "line", "fragment"),
+    [
+        ("user_id:token\titem_id:token\ttimestamp:float\n1\t1\t10\n1\t2\n", 3, "expected 3 tab-separated fields"),
+        ("user_id:token\titem_id:token\ttimestamp:float\n1\t1\tsoon\n", 2, "'timestamp' must be a number"),
+        ("user_id:token\titem_id:token\ttimestamp:float\n1\t1\tnan\n", 2, "must be finite"),
+        ("user_id:token\titem_id:token\ttimestamp:float\n1\t99\t10\n", 2, "item '99' is not in the item file"),
+        ("user_id\titem_id:token\ttimestamp:float\n1\t1\t10\n", 1, "lacks a type"),
+        ("user_id:token\tthing:token\ttimestamp:float\n1\t1\t10\n", 1, "no item field"),
+        ("", 1, "file is empty"),
+    ],
+)
+def test_atomic_errors_name_file_and_line(tmp_path, inter, line, fragment):
+    d = tmp_path / "bad"
+    d.mkdir()
+    _write(d / "bad.inter", inter)
+    _write(d / "bad.item", "item_id:token\tmovie_title:token_seq\n1\tA\n2\tB\n")
+    with pytest.raises(DataFormatError) as exc:
+        read_atomic(d)
+    assert exc.value.line == line
+    assert exc.value.path.endswith(".inter")
+    assert fragment in str(exc.value)
+
+
+def test_atomic_item_errors(tmp_path):
+    d = tmp_path / "x"
+    d.mkdir()
+    _write(d / "x.inter", "user_id:token\titem_id:token\ttimestamp:float\n1\t1\t10\n")
+    _write(d / "x.item", "item_id:token\tmovie_title:token_seq\trelease_year:token\n1\tA\t1999\n1\tB\t2000\n")
+    with pytest.raises(DataFormatError, match=r"x\.item, line 3: duplicate item id '1'"):
+        read_atomic(d)
+    _write(d / "x.item", "item_id:token\tmovie_title:token_seq\trelease_year:token\n1\tA\tlong ago\n")
+    with pytest.raises(DataFormatError, match=r"line 2: cannot read a year"):
+        read_atomic(d)
+
+
+def test_atomic_missing_file(tmp_path):
+    with pytest.raises(DataFormatError, match="file not found"):
+        read_atomic(tmp_path)
+
+
+def test_year_in_title_repairs_garbled_year(tmp_path):
+    d = tmp_path / "y"
+    d.mkdir()
+    _write(d / "y.inter", "user_id:token\titem_id:token\ttimestamp:float\n1\t1\t10\n1\t2\t11\n")
+    _write(d / "y.item", "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+           "1\tLand Before Time III (1995)\tV\tAnimation\n2\tX\tunknown\tunknown\n")  # fmt: skip
+    ds = read_atomic(d)
+    assert ds.items.titles[0] == "Land Before Time III" and ds.items.years[0] == 1995
+    assert ds.items.years[1] == 0 and ds.items.genres[1] == ()
+
+
+def test_movielens_raw(tmp_path):
+    genres = ["unknown", "Action", "Comedy"]
+    _write(tmp_path / "u.genre", "\n".join(f"{g}|{i}" for i, g in enumerate(genres)) + "\n")
+    _write(tmp_path / "u.data", "1\t10\t5\t100\n1\t11\t3\t200\n2\t10\t4\t150\n")
+    _write(tmp_path / "u.item", "10|Heat (1995)|01-Jan-1995||url|0|1|0\n11|Usual Suspects, The (1995)|01-Jan-1995||url|0|0|1\n")
+    _write(tmp_path / "u.user", "1|24|M|technician|85711\n2|53|F|other|94043\n")
+    ds = read_movielens_raw(tmp_path)
+    assert ds.items.titles == ["Heat", "Usual Suspects, The"]
+    assert ds.items.genres == [("Action",), ("Comedy",)]
+    assert ds.users.features["occupation"] == ["technician", "other"]
+    assert load_dataset(tmp_path).n_items == 2  # detected by folder contents
+    _write(tmp_path / "u.item", "10|Heat (1995)|01-Jan-1995||url|0|1\n")
+    with pytest.raises(DataFormatError, match=r"u\.item, line 1: expected 8"):
+        read_movielens_raw(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_table_reader_with_mapping(tmp_path, suffix):
+    df = pd.DataFrame({"uid": ["a", "a", "b"], "iid": ["x", "y", "x"], "when": ["2020-01-01", "2020-01-02", "2020-01-03"]})
+    path = tmp_path / f"events{suffix}"
+    df.to_csv(path, index=False) if suffix == ".csv" else df.to_parquet(path)
+    items = tmp_path / "items.csv"
+    pd.DataFrame({"iid": ["x", "y"], "name": ["X", "Y"], "year": ["1999", "2001"], "tags": ["A|B", "B"]}).to_csv(items, index=False)
+    m = TableMapping(user="uid", item="iid", timestamp="when", item_title="name", item_year="year", item_genres="tags")
+    ds = read_table(path, m, items=items)
+    assert ds.n_users == 2 and ds.n_items == 2
+    assert ds.items.genres == [("A", "B"), ("B",)]
+    assert ds.interactions.timestamps[1] > ds.interactions.timestamps[0]
+    with pytest.raises(DataFormatError, match="missing column 'user_id'"):
+        read_table(path)
+
+
+def test_table_reader_bad_timestamp(tmp_path):
+    path = _write(tmp_path / "e.csv", "user_id,item_id,timestamp\na,x,1\nb,y,yesterday-ish\n")
+    with pytest.raises(DataFormatError, match=r"e\.csv, line 3: timestamp 'yesterday-ish'"):
+        read_table(path)
+
+
+def test_leave_one_out_takes_last_events_by_time(synthetic, synthetic_split):
+    inter = synthetic.interactions
+    for u in range(synthetic.n_users):
+        rows = np.flatnonzero(inter.users == u)
+        order = rows[np.lexsort((inter.rows[rows], inter.timestamps[rows]))]
+        assert synthetic_split.test.items[synthetic_split.test.users == u].tolist() == [inter.items[order[-1]]]
+        assert synthetic_split.valid.items[synthetic_split.valid.users == u].tolist() == [inter.items[order[-2]]]
+    assert len(synthetic_split.train) + 2 * synthetic.n_users == len(inter)
+    case = synthetic_split.cases("test")[0]
+    assert case.target not in case.history.tolist()
+    assert case.history[-1] == synthetic_split.valid.items[synthetic_split.valid.users == case.user][0]
+
+
+def test_ties_keep_file_order_and_short_users_stay_in_training(tmp_path):
+    d = tmp_path / "t"
+    d.mkdir()
+    _write(d / "t.inter", "user_id:token\titem_id:token\ttimestamp:float\n"
+           "1\ta\t5\n1\tb\t5\n1\tc\t5\n1\td\t5\n2\ta\t1\n2\tb\t2\n")  # fmt: skip
+    split = leave_one_out(read_atomic(d))
+    ids = split.dataset.items.ids
+    assert [ids[i] for i in split.test.items] == ["d"] and [ids[i] for i in split.valid.items] == ["c"]
+    assert split.summary() == {"train": 4, "valid": 1, "test": 1}  # user 2 (two events) trains only
+
+
+def test_leakage_check_catches_overlap_and_time_travel(synthetic_split):
+    s = synthetic_split
+    leaky = LeaveOneOutSplit(s.dataset, s.train.concat([s.train, s.test.take(np.arange(1))]), s.valid, s.test)
+    with pytest.raises(LeakageError, match="test rows also appear in training"):
+        leaky.check_no_leakage()
+    early = s.test.take(np.arange(len(s.test)))
+    object.__setattr__(early, "timestamps", early.timestamps - 1e9)
+    with pytest.raises(LeakageError, match="older than that user's training events"):
+        LeaveOneOutSplit(s.dataset, s.train, s.valid, early).check_no_leakage()
+
+
+def test_real_ml100k(ml100k, ml100k_split):
+    assert (ml100k.n_users, ml100k.n_items, len(ml100k.interactions)) == (943, 1682, 100_000)
+    assert ml100k_split.summary() == {"train": 98_114, "valid": 943, "test": 943}
+    heat = ml100k.items.index_of["6"]  # item ids are the GroupLens ids
+    assert ml100k.items.display(0) == "Toy Story (1995)"
+    assert ml100k.items.description(0) == "Toy Story (1995): Animation, Children's, Comedy"
+    assert len(ml100k.items.all_genres) == 18 and heat >= 0
+    ml100k_split.check_no_leakage()

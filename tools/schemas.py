@@ -1,0 +1,80 @@
+"""Argument types and result models shared by the recommender tools (all JSON-serialisable)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from recagent.tools.env import ToolEnv
+
+
+def _as_id(v: object) -> object:
+    # LLMs write ids as numbers or strings; both mean the same catalog id. Booleans and
+    # fractional numbers are not ids and are left for pydantic to reject.
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return v
+
+
+ItemId = Annotated[str, BeforeValidator(_as_id), Field(min_length=1, max_length=64, description="catalog item id")]
+UserId = Annotated[str, BeforeValidator(_as_id), Field(min_length=1, max_length=64, description="dataset user id")]
+K = Annotated[int, Field(ge=1, le=100, description="number of items to return (1-100)")]
+ModelName = Literal["sasrec", "bpr", "itemknn", "pop"]
+SetName = Annotated[
+    str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_\-]+$", description="candidate set name")
+]
+
+
+class ToolArgs(BaseModel):
+    """Base of every tool's arguments: unknown keys are errors, so a misspelt argument never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ItemInfo(BaseModel):
+    """A catalog item as tools show it."""
+
+    item_id: str
+    title: str
+    year: int | None
+    genres: list[str]
+
+
+class ScoredItem(ItemInfo):
+    """A catalog item with its rank and score in a result list."""
+
+    rank: int
+    score: float
+
+
+class ItemList(BaseModel):
+    """A ranked list of catalog items, optionally saved as a named candidate set."""
+
+    items: list[ScoredItem]
+    total_matches: int | None = Field(None, description="how many items matched before truncation to k")
+    candidate_set: str | None = Field(None, description="name the full list was saved under")
+
+
+def item_info(env: ToolEnv, i: int) -> ItemInfo:
+    """Tool view of internal item ``i``."""
+    c = env.catalog
+    year = int(c.years[i])
+    return ItemInfo(item_id=c.ids[i], title=c.titles[i], year=year or None, genres=list(c.genres[i]))
+
+
+def item_list(
+    env: ToolEnv, items: list[int], scores: list[float], k: int, save_as: str | None, total: int | None = None
+) -> ItemList:
+    """Build a result list (top ``k`` shown) and store the whole ranking under ``save_as``."""
+    if save_as:
+        env.buffer.put(save_as, items)
+    shown = [
+        ScoredItem(**item_info(env, i).model_dump(), rank=r + 1, score=round(float(s), 4))
+        for r, (i, s) in enumerate(zip(items[:k], scores[:k]))
+    ]
+    return ItemList(items=shown, total_matches=len(items) if total is None else total, candidate_set=save_as)
