@@ -8,16 +8,16 @@ held out for evaluation reaches an agent through a tool.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from recagent.config import JobConfig
-from recagent.errors import RecagentError
 from recagent.paths import index_dir
 from recagent.tools.data import Dataset, LeaveOneOutSplit, leave_one_out, load_dataset
 from recagent.tools.recommenders import Query, Recommender, load_trained
@@ -41,6 +41,12 @@ class ToolEnvConfig(JobConfig):
     max_k: int = Field(100, ge=1, description="largest k a tool returns")
     max_candidate_sets: int = Field(32, ge=1, description="named candidate sets kept per session (oldest evicted)")
     max_candidate_size: int = Field(500, ge=1, description="items kept per candidate set")
+
+    @model_validator(mode="after")
+    def _default_is_loaded(self) -> ToolEnvConfig:
+        if self.default_model not in self.models:
+            raise ValueError(f"default_model {self.default_model!r} must be one of models {self.models}")
+        return self
 
 
 @dataclass
@@ -90,8 +96,6 @@ class ToolEnv:
         dataset = load_dataset(config.dataset)
         split = leave_one_out(dataset)
         models = {name: load_trained(dataset.name, name) for name in config.models}
-        if config.default_model not in models:
-            raise RecagentError(f"default_model {config.default_model!r} is not among the loaded models {list(models)}")
         return cls(dataset, split, models, config)
 
     def session(self) -> ToolEnv:
@@ -206,12 +210,14 @@ def build_text_index(dataset: Dataset, encoder, rebuild: bool = False):
     from recagent.tools.index.vector_index import IndexConfig, VectorIndex
 
     directory = index_dir(dataset.name, TEXT_INDEX)
-    if not rebuild and (directory / "index.faiss").is_file():
-        index = VectorIndex.load(directory)
-        if len(index) == dataset.n_items:
-            return index
     texts = [dataset.items.description(i) for i in range(dataset.n_items)]
-    vectors = encoder.encode(texts)
+    # the index is valid only for exactly these texts: a changed catalog triggers a rebuild
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    stamp = directory / "texts.sha256"
+    if not rebuild and stamp.is_file() and stamp.read_text().strip() == digest:
+        return VectorIndex.load(directory)
+    vectors = encoder.encode(texts, show_progress=True)
     index = VectorIndex.build(vectors, np.arange(dataset.n_items, dtype=np.int64), IndexConfig(metric="cosine"))
     index.save(directory)
+    stamp.write_text(digest)
     return index

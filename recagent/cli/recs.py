@@ -29,6 +29,7 @@ def train(
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
     """Train recommenders on the leave-one-out split and save checkpoints (resumes if interrupted)."""
+    from recagent.paths import model_dir
     from recagent.tools.data import leave_one_out, load_dataset
     from recagent.tools.recommenders.registry import TrainJobConfig, train as do_train
 
@@ -42,9 +43,9 @@ def train(
     for job in jobs:
         name = job.model
         console.print(f"training [bold]{name}[/] on {ds.name} ({split.summary()['train']} training interactions)")
-        _, metrics = do_train(split, name, job.params, out_dir=job.out_dir, show_progress=progress)
-        if job.out_dir:
-            job.to_yaml(Path(job.out_dir) / "job.yaml")
+        out = Path(job.out_dir) if job.out_dir else model_dir(ds.name, name)
+        _, metrics = do_train(split, name, job.params, out_dir=out, show_progress=progress)
+        job.to_yaml(out / "job.yaml")  # the resolved job config lives next to its checkpoint
         t = metrics["test"]
         console.print(
             f"  [green]done[/] in {metrics['train_seconds']:.1f}s, {metrics['epochs']} epochs; "

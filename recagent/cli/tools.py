@@ -16,8 +16,10 @@ def _registry(dataset: str, models: list[str] | None = None):
     from recagent.tools.env import ToolEnv, ToolEnvConfig
     from recagent.tools.recommender_tools import build_registry
 
-    cfg = ToolEnvConfig(dataset=dataset) if not models else ToolEnvConfig(dataset=dataset, models=models)
-    return build_registry(ToolEnv.load(cfg))
+    if not models:
+        return build_registry(ToolEnv.load(ToolEnvConfig.build(dataset=dataset)))
+    default = "sasrec" if "sasrec" in models else models[0]
+    return build_registry(ToolEnv.load(ToolEnvConfig.build(dataset=dataset, models=models, default_model=default)))
 
 
 @app.command("list")
@@ -51,9 +53,10 @@ def call(
     name: str = typer.Argument(..., help="tool name, e.g. retrieve_for_user"),
     args: str = typer.Argument("{}", help='arguments as a JSON object, e.g. \'{"user_id": 42, "k": 5}\''),
     dataset: str = typer.Option("ml-100k", help="dataset name or folder"),
+    models: str = typer.Option("", help="comma-separated trained models to load (default: all four)"),
 ) -> None:
     """Call one tool with JSON arguments and print its JSON result (exit 1 on a tool error)."""
-    outcome = _registry(dataset).call(name, args)
+    outcome = _registry(dataset, [m.strip() for m in models.split(",") if m.strip()]).call(name, args)
     typer.echo(json.dumps(outcome.result if outcome.ok else {"error": outcome.error.model_dump(exclude_none=True)}, indent=2, ensure_ascii=False))
     if not outcome.ok:
         raise typer.Exit(1)

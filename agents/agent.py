@@ -1,0 +1,179 @@
+"""The Python API: build an agent from a config, then chat, recommend, or stream.
+
+    from recagent.agents import Agent, AgentConfig
+    agent = Agent.from_config(AgentConfig())          # offline defaults
+    print(agent.chat("a funny film for tonight", session="me").answer)
+
+Sessions are LangGraph threads in a SQLite checkpointer, so a conversation survives a
+restart and sessions never see each other's state.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import HumanMessage, RemoveMessage
+
+from recagent.agents.config import AgentConfig, AgentContext, make_policy
+from recagent.agents.graph import build_graph
+from recagent.agents.steps import StepRecord
+from recagent.errors import RecagentError
+from recagent.paths import recagent_home
+
+
+@dataclass
+class TurnResult:
+    """One turn's outcome: the answer, the recommended ids, and the steps taken."""
+
+    answer: str
+    recommended: list[str]
+    trace: list[StepRecord] = field(default_factory=list)
+    filled: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``recagent chat --json``)."""
+        return {"answer": self.answer, "recommended": self.recommended, "filled": self.filled,
+                "trace": [s.to_dict() for s in self.trace]}  # fmt: skip
+
+
+def sessions_db() -> Path:
+    """Where chat sessions are stored."""
+    return recagent_home() / "sessions.sqlite"
+
+
+class Agent:
+    """A conversational / list-wise recommender agent over the recagent tools."""
+
+    def __init__(self, context: AgentContext, db_path: Path | None = None):
+        from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        self.context = context
+        self.db_path = db_path or sessions_db()
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        # one connection, used from the graph's worker threads; SqliteSaver serialises access
+        self._conn = sqlite3.connect(self.db_path, check_same_thread=False)
+        # step records are our own dataclass: allow exactly that type when reading checkpoints back
+        serde = JsonPlusSerializer(allowed_msgpack_modules=[("recagent.agents.steps", "StepRecord")])
+        self.graph = build_graph(SqliteSaver(self._conn, serde=serde))
+        self._oneshot = build_graph()
+
+    @classmethod
+    def from_config(cls, config: AgentConfig | None = None, policy=None, env=None, db_path: Path | None = None) -> Agent:
+        """Load tools and policy from ``config`` (pass ``policy``/``env`` to reuse loaded ones)."""
+        from recagent.tools.env import ToolEnv
+        from recagent.tools.recommender_tools import build_registry
+
+        config = config or AgentConfig()
+        env = env or ToolEnv.load(config.tools)
+        schemas = build_registry(env).openai_schemas()
+        ctx = AgentContext(env=env, policy=policy or make_policy(config.policy), config=config, tool_schemas=schemas)
+        return cls(ctx, db_path)
+
+    def close(self) -> None:
+        """Close the session database."""
+        self._conn.close()
+
+    # -- conversation ----------------------------------------------------------------------------------------------
+
+    def _thread(self, session: str) -> dict:
+        return {"configurable": {"thread_id": session}, "recursion_limit": 4 * self.context.config.max_steps + 10}
+
+    def _input(self, message: str, user_id: str | None) -> dict:
+        update: dict[str, Any] = {"messages": [HumanMessage(message)], "mode": "chat"}
+        if user_id is not None:
+            update["user"] = self.user_profile(user_id)
+        return update
+
+    def chat(self, message: str, session: str = "default", user_id: str | None = None) -> TurnResult:
+        """Send one user message in ``session`` and return the agent's answer."""
+        result = None
+        for kind, data in self.stream(message, session, user_id, tokens=False):
+            if kind == "result":
+                result = data
+        return result
+
+    def _rollback(self, session: str, known_ids: set[str]) -> None:
+        """Remove what a failed turn added, so the session continues as if it had not happened."""
+        added = [m for m in self.state(session).get("messages", []) if m.id not in known_ids]
+        if added:
+            self.graph.update_state(self._thread(session), {"messages": [RemoveMessage(id=m.id) for m in added]})
+
+    def _fail(self, exc: Exception) -> RecagentError:
+        if self.context.config.policy.kind == "openai":
+            from recagent.agents.policies.openai_compat import explain_failure
+
+            why = explain_failure(exc, self.context.config.policy)
+            if why:
+                return RecagentError(f"{why}; the session was left as it was before this message")
+        return RecagentError(f"the turn failed ({type(exc).__name__}: {exc}); the session was left as it was before it")
+
+    def stream(
+        self, message: str, session: str = "default", user_id: str | None = None, tokens: bool = True
+    ) -> Iterator[tuple[str, Any]]:
+        """Yield ``("token", text)`` as the policy writes, ``("step", StepRecord)`` as steps finish, then ``("result", TurnResult)``."""
+        if not message.strip():
+            raise RecagentError("empty message")
+        prior = self.state(session)
+        before, known = len(prior.get("trace") or []), {m.id for m in prior.get("messages", [])}
+        modes = ["messages", "updates"] if tokens else ["updates"]
+        try:
+            for mode, data in self.graph.stream(
+                self._input(message, user_id), self._thread(session), context=self.context, stream_mode=modes
+            ):
+                if mode == "messages":
+                    chunk, meta = data
+                    if meta.get("langgraph_node") == "policy" and isinstance(chunk.content, str) and chunk.content:
+                        yield "token", chunk.content
+                else:
+                    for update in data.values():
+                        for step in (update or {}).get("trace", []) if isinstance(update, dict) else []:
+                            yield "step", step
+        except RecagentError:
+            self._rollback(session, known)
+            raise
+        except Exception as e:  # a policy server or model failure must not leave a half-finished turn behind
+            self._rollback(session, known)
+            raise self._fail(e) from e
+        st = self.state(session)
+        yield "result", TurnResult(st.get("answer", ""), st.get("recommended", []), (st.get("trace") or [])[before:])
+
+    def state(self, session: str) -> dict:
+        """The stored state of a session (empty for a new one)."""
+        snap = self.graph.get_state(self._thread(session))
+        return dict(snap.values or {})
+
+    def reset(self, session: str) -> None:
+        """Forget a session."""
+        self.graph.checkpointer.delete_thread(session)
+
+    def set_user(self, session: str, user_id: str) -> dict:
+        """Attach a dataset user (and their visible history) to a session."""
+        profile = self.user_profile(user_id)
+        self.graph.update_state(self._thread(session), {"user": profile}, as_node="start_turn")
+        return profile
+
+    def user_profile(self, user_id: str) -> dict:
+        """Profile of a dataset user: id and the items tools may see as their history."""
+        env = self.context.env
+        u = env.dataset.users.index_of.get(str(user_id))
+        if u is None:
+            raise RecagentError(f"unknown user {user_id!r}; {env.dataset.name} has users {env.dataset.users.ids[0]}..{env.dataset.users.ids[-1]}")
+        return {"user_id": str(user_id), "seen": [env.catalog.ids[i] for i in env.history(u)]}
+
+    # -- list-wise -------------------------------------------------------------------------------------------------
+
+    def recommend(self, user_id: str, k: int | None = None) -> TurnResult:
+        """ToolRec-style: act for a dataset user, call tools, return a ranked top-k list of item ids."""
+        k = k or self.context.config.k
+        prompt = f"Recommend {k} items for user {user_id}."
+        state = {"messages": [HumanMessage(prompt)], "mode": "listwise", "k": k, "user": self.user_profile(user_id)}
+        config = {"configurable": {"thread_id": f"listwise-{uuid.uuid4().hex}"},
+                  "recursion_limit": 4 * self.context.config.max_steps + 10}  # fmt: skip
+        out = self._oneshot.invoke(state, config, context=self.context)
+        return TurnResult(out.get("answer", ""), out.get("recommended", []), out.get("trace") or [], out.get("filled", 0))

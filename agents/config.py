@@ -1,0 +1,90 @@
+"""The agent job config (policy, tools, budgets) and the runtime context handed to graph nodes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from recagent.config import JobConfig
+from recagent.errors import ConfigError
+from recagent.tools.env import ToolEnv, ToolEnvConfig
+
+
+class PolicyConfig(JobConfig):
+    """Which chat model decides the agent's steps."""
+
+    kind: Literal["local", "openai"] = Field("local", description="local Hugging Face model or an OpenAI-compatible server")
+    model: str | None = Field(
+        None, description="local: checkpoint folder (None = offline SmolLM2-135M); openai: model name on the server"
+    )
+    base_url: str | None = Field(None, description="OpenAI-compatible server URL (default: env OPENAI_BASE_URL)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the API key")
+    adapter: str | None = Field(None, description="local: LoRA adapter folder (peft)")
+    constrained: bool = Field(True, description="local: grammar-constrained tool calls (xgrammar)")
+    max_new_tokens: int = Field(192, ge=1, description="longest reply per policy call")
+    temperature: float = Field(0.0, ge=0, description="sampling temperature (0 = greedy)")
+    timeout: float = Field(60.0, gt=0, description="openai: seconds per request")
+    max_retries: int = Field(2, ge=0, description="openai: retries with backoff")
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> PolicyConfig:
+        if self.kind == "openai" and not self.model:
+            raise ValueError("policy.model is required for kind=openai (the model name the server serves)")
+        return self
+
+
+class AgentConfig(JobConfig):
+    """Everything needed to build an agent: the policy, the tool environment and the step budget."""
+
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    tools: ToolEnvConfig = Field(default_factory=ToolEnvConfig)
+    max_steps: int = Field(6, ge=1, le=50, description="policy calls per turn before the agent must answer")
+    k: int = Field(10, ge=1, le=100, description="list length in list-wise mode")
+    parallel_tool_workers: int = Field(4, ge=1, description="threads running one step's parallel tool calls")
+
+
+def make_policy(cfg: PolicyConfig):
+    """The langchain-core chat model a policy config names."""
+    if cfg.kind == "openai":
+        from recagent.agents.policies.openai_compat import openai_chat_model
+
+        return openai_chat_model(cfg)
+    from recagent.agents.policies.local_hf import LocalChatModel
+
+    return LocalChatModel(
+        model_path=cfg.model,
+        adapter_path=cfg.adapter,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        constrained=cfg.constrained,
+    )
+
+
+@dataclass
+class AgentContext:
+    """Heavy runtime handles the graph nodes use (never stored in state or checkpoints)."""
+
+    env: ToolEnv
+    policy: Any  # a langchain-core BaseChatModel with bind_tools
+    config: AgentConfig = field(default_factory=AgentConfig)
+    tool_schemas: list[dict] = field(default_factory=list)
+    _bound: Any = None
+
+    def bound_policy(self):
+        """The policy with the tool schemas bound (built once)."""
+        if self._bound is None:
+            self._bound = self.policy.bind_tools(self.tool_schemas)
+        return self._bound
+
+
+def api_key(cfg: PolicyConfig) -> str:
+    """The API key from the environment variable the config names (never from code or config files)."""
+    key = os.environ.get(cfg.api_key_env)
+    if not key:
+        if cfg.base_url and ("127.0.0.1" in cfg.base_url or "localhost" in cfg.base_url):
+            return "not-needed"  # local servers (llama.cpp, vLLM, Ollama) accept any key
+        raise ConfigError(f"set the API key in the environment variable {cfg.api_key_env} (policy.api_key_env)")
+    return key

@@ -1,0 +1,202 @@
+"""The agent graph: policy -> tools -> policy ..., then an answer check; one compiled graph per checkpointer.
+
+Nodes return partial state; heavy handles (tool environment, chat model) come from the
+runtime context, never from globals or the state. Invalid tool calls (unknown tool, bad
+JSON, schema violations) and failing tools come back to the policy as tool errors; an
+answer naming items that no tool returned is sent back with the list of offending items.
+When the step budget runs out the agent answers from its latest tool result.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from recagent.agents.config import AgentContext
+from recagent.agents.grounding import ground_answer
+from recagent.agents.prompts import listwise_feedback, system_prompt, unsupported_feedback
+from recagent.agents.state import AgentState
+from recagent.agents.steps import StepRecord, summarise_result
+
+FEEDBACK = "recagent_feedback"  # marks messages written by the checks, not by the user
+
+
+def start_turn(state: AgentState) -> dict:
+    """Reset the per-turn step counter and outputs."""
+    return {"steps": 0, "turn": state.get("turn", -1) + 1, "answer": "", "recommended": [], "filled": 0}
+
+
+def policy(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    """Ask the chat model for the next step: tool calls or an answer."""
+    ctx = runtime.context
+    messages = [SystemMessage(system_prompt(state, ctx.env.dataset.name)), *state.get("messages", [])]
+    t0 = time.perf_counter()
+    ai: AIMessage = ctx.bound_policy().invoke(messages)
+    ms = (time.perf_counter() - t0) * 1000
+    usage = ai.usage_metadata or {}
+    turn, steps = state.get("turn", 0), state.get("steps", 0)
+    trace = [
+        StepRecord(
+            turn=turn, index=steps, kind="invalid_call", tool=bad.get("name"), arguments=bad.get("args"),
+            call_id=bad.get("id"), valid=False, error=f"invalid_call: {bad.get('error') or 'malformed tool call'}",
+            latency_ms=ms, input_tokens=usage.get("input_tokens", 0), output_tokens=usage.get("output_tokens", 0),
+        )
+        for bad in ai.invalid_tool_calls
+    ]  # fmt: skip
+    return {"messages": [ai], "steps": steps + 1, "trace": trace}
+
+
+def route_after_policy(state: AgentState) -> Literal["tools", "check"]:
+    """Tool calls (valid or not) go to the tool node; plain text is an answer to check."""
+    last = state["messages"][-1]
+    return "tools" if (last.tool_calls or last.invalid_tool_calls) else "check"
+
+
+def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    """Run the step's tool calls (in parallel) and answer invalid ones with a tool error."""
+    ctx = runtime.context
+    ai: AIMessage = state["messages"][-1]
+    turn, index = state.get("turn", 0), state.get("steps", 1) - 1
+    env = ctx.env.session()
+    for name, ids in (state.get("candidates") or {}).items():  # restore this conversation's candidate sets
+        env.buffer.put(name, [env.catalog.index_of[i] for i in ids if i in env.catalog.index_of])
+    from recagent.tools.recommender_tools import build_registry
+
+    registry = build_registry(env)
+    allowed = {s["function"]["name"] for s in ctx.tool_schemas}
+    usage = ai.usage_metadata or {}
+
+    def run(call: dict):
+        if call["name"] not in allowed:  # a server may emit a tool we did not bind
+            return registry.call(f"{call['name']} (not offered)", call.get("args"))
+        return registry.call(call["name"], call.get("args"))
+
+    with ThreadPoolExecutor(max_workers=ctx.config.parallel_tool_workers) as pool:
+        outcomes = list(pool.map(run, ai.tool_calls))
+    messages, trace, grounded = [], [], []
+    for call, out in zip(ai.tool_calls, outcomes):
+        summary, ids = summarise_result(out.result) if out.ok else ("", [])
+        grounded += ids
+        messages.append(ToolMessage(out.content(), tool_call_id=call["id"], name=call["name"], status="success" if out.ok else "error"))
+        trace.append(StepRecord(
+            turn=turn, index=index, kind="tool_call", tool=call["name"], arguments=call.get("args"), call_id=call["id"],
+            valid=out.ok, error=None if out.ok else f"{out.error.error}: {out.error.message}",
+            result_summary=summary or None, result_item_ids=ids, latency_ms=out.latency_ms,
+            input_tokens=usage.get("input_tokens", 0), output_tokens=usage.get("output_tokens", 0),
+        ))  # fmt: skip
+    for bad in ai.invalid_tool_calls:
+        error = {"error": "invalid_call", "message": f"could not parse this tool call: {bad.get('error')}. "
+                 "Emit a tool call with a tool name from the list and a JSON object of arguments."}  # fmt: skip
+        messages.append(ToolMessage(json.dumps(error), tool_call_id=bad.get("id") or "invalid", status="error"))
+    sets = {name: [env.catalog.ids[i] for i in items] for name, items in env.buffer.sets.items()}
+    return {"messages": messages, "trace": trace, "grounded_ids": grounded, "candidates": sets}
+
+
+def route_after_tools(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["policy", "fallback"]:
+    """Back to the policy while budget remains."""
+    return "policy" if state.get("steps", 0) < runtime.context.config.max_steps else "fallback"
+
+
+def _listwise_ids(text: str) -> list[str]:
+    """Item ids from a list-wise answer: a JSON list, else every bracketed or bare number."""
+    m = re.search(r"\[[^\[\]]*\]", text)
+    if m:
+        try:
+            values = json.loads(m.group(0))
+            if isinstance(values, list):
+                return [str(v).strip() for v in values if isinstance(v, (int, str))]
+        except json.JSONDecodeError:
+            pass
+    return re.findall(r"\b\d+\b", text)
+
+
+def check(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    """Accept the answer if it names only items tools returned; otherwise send it back with the reasons."""
+    ctx = runtime.context
+    ai: AIMessage = state["messages"][-1]
+    text = ai.text if isinstance(ai.text, str) else str(ai.content)
+    grounded = set(state.get("grounded_ids") or [])
+    catalog = ctx.env.catalog
+    turn, index = state.get("turn", 0), state.get("steps", 1) - 1
+    budget_left = state.get("steps", 0) < ctx.config.max_steps
+    if state.get("mode") == "listwise":
+        k = state.get("k", ctx.config.k)
+        ids = list(dict.fromkeys(i for i in _listwise_ids(text) if i in grounded))
+        bad = [i for i in _listwise_ids(text) if i not in grounded]
+        if len(ids) < k and budget_left:
+            return _reject(turn, index, listwise_feedback(len(ids), k), bad)
+        return _finish(turn, index, text, ids[:k], state, k)
+    g = ground_answer(text, catalog, grounded)
+    if not g.ok and budget_left:
+        return _reject(turn, index, unsupported_feedback(g.unsupported, g.unknown), g.unsupported + g.unknown)
+    if not g.ok:  # out of budget: keep the answer but say what could not be verified
+        text += "\n\n(Note: " + ", ".join(g.unsupported + g.unknown) + " could not be verified against tool results.)"
+    return _finish(turn, index, text, g.supported, state, 0)
+
+
+def _reject(turn: int, index: int, feedback: str, offending: list[str]) -> dict:
+    record = StepRecord(turn=turn, index=index, kind="rejected_answer", valid=False, error=feedback,
+                        result_item_ids=offending)  # fmt: skip
+    return {"messages": [HumanMessage(feedback, additional_kwargs={FEEDBACK: True})], "trace": [record]}
+
+
+def _finish(turn: int, index: int, text: str, ids: list[str], state: AgentState, k: int) -> dict:
+    filled = 0
+    if k and len(ids) < k:  # list-wise: complete the list from the latest tool results, best first
+        for step in reversed(state.get("trace") or []):
+            for i in step.result_item_ids if step.kind == "tool_call" and step.valid else []:
+                if len(ids) < k and i not in ids:
+                    ids.append(i)
+                    filled += 1
+    record = StepRecord(turn=turn, index=index, kind="answer", result_item_ids=list(ids),
+                        result_summary=text[:200])  # fmt: skip
+    return {"answer": text, "recommended": ids, "filled": filled, "trace": [record]}
+
+
+def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    """Out of steps: answer from the latest successful tool result (or say that nothing was found)."""
+    ctx = runtime.context
+    catalog = ctx.env.catalog
+    turn, index = state.get("turn", 0), state.get("steps", 1)
+    latest = next((s for s in reversed(state.get("trace") or []) if s.kind == "tool_call" and s.valid and s.result_item_ids), None)
+    if latest is None:
+        text = "I could not find recommendations within my step budget. Could you rephrase what you are looking for?"
+        return {"messages": [AIMessage(text)], **_finish(turn, index, text, [], state, 0)}
+    k = state.get("k", ctx.config.k) if state.get("mode") == "listwise" else 5
+    ids = latest.result_item_ids[:k]
+    lines = [f"{i + 1}. {catalog.display(catalog.index_of[x])} [{x}]" for i, x in enumerate(ids)]
+    text = "Here is what I found:\n" + "\n".join(lines)
+    return {"messages": [AIMessage(text)], **_finish(turn, index, text, list(ids), state, k if state.get("mode") == "listwise" else 0)}
+
+
+def route_after_check(state: AgentState) -> Literal["policy", "__end__"]:
+    """A rejected answer goes back to the policy; an accepted one ends the turn."""
+    last = state["messages"][-1]
+    return "policy" if isinstance(last, HumanMessage) and last.additional_kwargs.get(FEEDBACK) else END
+
+
+def build_graph(checkpointer=None):
+    """The compiled agent graph (pass a LangGraph checkpointer for persistent sessions)."""
+    g = StateGraph(AgentState, context_schema=AgentContext)
+    g.add_node("start_turn", start_turn)
+    g.add_node("policy", policy)
+    g.add_node("tools", tools)
+    g.add_node("check", check)
+    g.add_node("fallback", fallback)
+    g.add_edge(START, "start_turn")
+    g.add_edge("start_turn", "policy")
+    g.add_conditional_edges("policy", route_after_policy, ["tools", "check"])
+    g.add_conditional_edges("tools", route_after_tools, ["policy", "fallback"])
+    g.add_conditional_edges("check", route_after_check, ["policy", END])
+    g.add_edge("fallback", END)
+    return g.compile(checkpointer=checkpointer)
+
+
+graph = build_graph()  # no checkpointer: one-shot use, e.g. list-wise evaluation

@@ -1,0 +1,52 @@
+"""System prompts for the two modes, and feedback messages the checks send back to the policy."""
+
+from __future__ import annotations
+
+from recagent.agents.state import AgentState
+
+CHAT = (
+    "You are a movie recommender for the {dataset} catalog. Use the tools to find real items; never invent "
+    "titles or ids. Call a tool with the arguments its schema asks for. When you recommend, cite each item as "
+    "Title (Year) [id] with the id from a tool result, and keep the answer short.{user}"
+)
+LISTWISE = (
+    "You are a recommender acting for user {user_id} of the {dataset} catalog. Use the tools (for example "
+    "retrieve_for_user, then rank_items or rank_by_preference) to find items this user will watch next. Then "
+    "answer with exactly {k} item ids from tool results, best first, as a JSON list such as [50, 181, 1]."
+)
+
+
+def system_prompt(state: AgentState, dataset: str) -> str:
+    """The system prompt for the state's mode and user."""
+    user = state.get("user") or {}
+    if state.get("mode") == "listwise":
+        return LISTWISE.format(user_id=user.get("user_id"), dataset=dataset, k=state.get("k", 10))
+    parts = []
+    if user.get("user_id"):
+        parts.append(f"the user is user_id {user['user_id']} of the dataset")
+    if user.get("likes"):
+        parts.append("they like " + ", ".join(user["likes"]))
+    if user.get("dislikes"):
+        parts.append("they dislike " + ", ".join(user["dislikes"]))
+    return CHAT.format(dataset=dataset, user=(" About the user: " + "; ".join(parts) + ".") if parts else "")
+
+
+def unsupported_feedback(unsupported: list[str], unknown: list[str]) -> str:
+    """What the policy is told when its answer names items no tool returned."""
+    parts = []
+    if unknown:
+        parts.append("these are not catalog items: " + ", ".join(unknown))
+    if unsupported:
+        parts.append("these ids did not come from a tool result in this conversation: " + ", ".join(unsupported))
+    return (
+        "[check] Your answer was not sent: " + "; ".join(parts) + ". Recommend only items returned by a tool "
+        "(call a tool first if needed) and cite them as Title (Year) [id]."
+    )
+
+
+def listwise_feedback(found: int, k: int) -> str:
+    """What the policy is told when its list-wise answer has too few valid ids."""
+    return (
+        f"[check] Your answer listed {found} valid item ids from tool results; {k} are needed. Answer with a JSON "
+        f"list of {k} item ids taken from the tool results."
+    )
