@@ -14,7 +14,7 @@ from recagent.errors import RecagentError
 
 app = typer.Typer(
     name="recagent",
-    help="Agentic, tool-learning recommendation: data, recommenders, tools (agent, synthesis and RL to come).",
+    help="Agentic, tool-learning recommendation: data, recommenders, tools and the agent (synthesis and RL to come).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -24,12 +24,14 @@ err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, w
 
 def _register() -> None:
     # sub-apps import their heavy dependencies inside the commands, so --help stays fast
-    from recagent.cli import data, quickstart, recs, tools
+    from recagent.cli import chat, data, quickstart, recs, tools
 
     app.add_typer(data.app, name="data")
     app.add_typer(recs.app, name="recs")
     app.add_typer(tools.app, name="tools")
     app.command("quickstart")(quickstart.quickstart)
+    app.command("chat")(chat.chat)
+    app.command("recommend")(chat.recommend)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,185 @@
+"""``recagent chat`` and ``recagent recommend``: talk to the agent, or get a list-wise top-k for a user."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console(soft_wrap=True)
+HELP = "commands: /user ID (load a dataset user), /trace (last turn's steps), /reset, /quit"
+
+
+def _config(config: Path | None, override: list[str], model: str | None, base_url: str | None, adapter: str | None,
+            max_steps: int | None, dataset: str | None):  # fmt: skip
+    from recagent.agents.config import AgentConfig
+
+    cfg = AgentConfig.from_yaml(config) if config else AgentConfig()
+    extra = []
+    if base_url:
+        extra += ["policy.kind=openai", f"policy.base_url={base_url}"]
+    if model:
+        extra.append(f"policy.model={model}")
+    if adapter:
+        extra.append(f"policy.adapter={adapter}")
+    if max_steps:
+        extra.append(f"max_steps={max_steps}")
+    if dataset:
+        extra.append(f"tools.dataset={dataset}")
+    return cfg.with_overrides(extra + list(override))
+
+
+def _prepare(cfg):
+    """Data, recommenders and the default model on first use, with progress shown."""
+    from recagent.paths import model_dir
+    from recagent.tools.data import KNOWN, fetch
+
+    if cfg.tools.dataset in KNOWN:
+        fetch(cfg.tools.dataset, log=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+    missing = [m for m in cfg.tools.models if not (model_dir(cfg.tools.dataset, m) / "model.pt").is_file()]
+    if missing:
+        from recagent.tools.data import leave_one_out, load_dataset
+        from recagent.tools.recommenders import train
+
+        split = leave_one_out(load_dataset(cfg.tools.dataset))
+        for name in missing:
+            console.print(f"[dim]first use: training {name} on {cfg.tools.dataset} ...[/]")
+            train(split, name, out_dir=model_dir(cfg.tools.dataset, name))
+    if cfg.policy.kind == "local" and not cfg.policy.model:
+        from recagent.agents.local_model import ensure_default_model
+
+        ensure_default_model(progress=True)
+
+
+def _print_step(step) -> None:
+    if step.kind == "tool_call":
+        status = "" if step.valid else f"  [red]{step.error}[/]"
+        args = json.dumps(step.arguments, ensure_ascii=False) if not isinstance(step.arguments, str) else step.arguments
+        console.print(f"[dim]  -> {step.tool}({args}) {step.latency_ms:.0f} ms  {step.result_summary or ''}[/]{status}", highlight=False)
+    elif step.kind in ("invalid_call", "rejected_answer"):
+        console.print(f"[dim yellow]  !! {step.error}[/]", highlight=False)
+
+
+def chat(
+    message: str | None = typer.Option(None, "--message", "-m", help="answer this one message and exit"),
+    session: str = typer.Option("default", help="session name; the conversation resumes after a restart"),
+    user: str | None = typer.Option(None, help="dataset user id to chat as"),
+    as_json: bool = typer.Option(False, "--json", help="with --message: print answer, item ids and trace as JSON"),
+    model: str | None = typer.Option(None, help="local checkpoint folder, or the model name on --base-url"),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible server (API key from $OPENAI_API_KEY)"),
+    adapter: str | None = typer.Option(None, help="LoRA adapter folder for the local model"),
+    max_steps: int | None = typer.Option(None, help="policy calls per turn"),
+    dataset: str | None = typer.Option(None, help="dataset name or folder"),
+    config: Path | None = typer.Option(None, help="agent config YAML"),
+    override: list[str] = typer.Option([], "--set", "-o", help="config override, e.g. -o policy.temperature=0.7"),
+) -> None:
+    """Chat with the recommender agent (offline default model unless --base-url is given)."""
+    from recagent.agents import Agent
+
+    cfg = _config(config, override, model, base_url, adapter, max_steps, dataset)
+    _prepare(cfg)
+    with console.status("loading the agent"):
+        agent = Agent.from_config(cfg)
+    try:
+        if message is not None:
+            if as_json:
+                result = agent.chat(message, session=session, user_id=user)
+                typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+            else:
+                _turn(agent, message, session, user)
+            return
+        console.print(f"[bold]recagent chat[/] (session {session!r}, {cfg.tools.dataset}). {HELP}")
+        if user:
+            agent.set_user(session, user)
+        last = None
+        while True:
+            try:
+                text = console.input("[bold cyan]you>[/] ").strip()
+            except EOFError:
+                break
+            if not text:
+                continue
+            if text in ("/quit", "/exit"):
+                break
+            if text == "/reset":
+                agent.reset(session)
+                console.print("[dim]session cleared[/]")
+            elif text.startswith("/user"):
+                parts = text.split()
+                if len(parts) != 2:
+                    console.print("[red]usage: /user ID[/]")
+                    continue
+                profile = agent.set_user(session, parts[1])
+                console.print(f"[dim]now chatting as user {parts[1]} ({len(profile['seen'])} items in their history)[/]")
+            elif text == "/trace":
+                for step in (last.trace if last else []):
+                    console.print(json.dumps(step.to_dict(), ensure_ascii=False), highlight=False)
+            elif text.startswith("/"):
+                console.print(f"[red]unknown command[/]; {HELP}")
+            else:
+                last = _turn(agent, text, session, None)
+    finally:
+        agent.close()
+
+
+def _turn(agent, text: str, session: str, user: str | None):
+    from recagent.errors import RecagentError
+
+    result = None
+    console.print("[bold green]agent>[/] ", end="")
+    streamed = False
+    try:
+        for kind, data in agent.stream(text, session=session, user_id=user):
+            if kind == "token":
+                console.print(data, end="", highlight=False, markup=False)
+                streamed = True
+            elif kind == "step":
+                if streamed:
+                    console.print()
+                    streamed = False
+                _print_step(data)
+            else:
+                result = data
+    except RecagentError as e:
+        console.print(f"\n[red]{e}[/]")
+        return None
+    if result is not None:
+        if streamed:
+            console.print()
+        console.print(result.answer, highlight=False)
+    return result
+
+
+def recommend(
+    user: str = typer.Option(..., help="dataset user id"),
+    k: int = typer.Option(10, "-k", help="list length"),
+    as_json: bool = typer.Option(False, "--json", help="print ids, answer and trace as JSON"),
+    model: str | None = typer.Option(None, help="local checkpoint folder, or the model name on --base-url"),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible server"),
+    max_steps: int | None = typer.Option(None, help="policy calls before the agent must answer"),
+    dataset: str | None = typer.Option(None, help="dataset name or folder"),
+    config: Path | None = typer.Option(None, help="agent config YAML"),
+    override: list[str] = typer.Option([], "--set", "-o", help="config override"),
+) -> None:
+    """List-wise mode: the agent acts for a dataset user and returns a ranked top-k of item ids."""
+    from recagent.agents import Agent
+
+    cfg = _config(config, override, model, base_url, None, max_steps, dataset)
+    _prepare(cfg)
+    agent = Agent.from_config(cfg)
+    try:
+        result = agent.recommend(user, k)
+    finally:
+        agent.close()
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return
+    catalog = agent.context.env.catalog
+    for step in result.trace:
+        _print_step(step)
+    for rank, item in enumerate(result.recommended, 1):
+        console.print(f"{rank:>3}. {catalog.display(catalog.index_of[item])} [{item}]", highlight=False)
+    if result.filled:
+        console.print(f"[dim]({result.filled} of {k} filled in from tool results: the policy listed fewer)[/]")

@@ -1,0 +1,159 @@
+"""The agent loop, deterministically: a scripted policy drives real tools over real (synthetic) data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from langchain_core.messages import AIMessage
+
+from recagent.agents import Agent, AgentConfig
+from recagent.agents.policies.scripted import ScriptedPolicy, call, tool_calls
+from recagent.errors import RecagentError
+from recagent.tools.env import ToolEnv, ToolEnvConfig
+from recagent.tools.recommenders import MODELS
+
+
+@pytest.fixture(scope="module")
+def env(synthetic, synthetic_split):
+    models = {}
+    for name, cls in MODELS.items():
+        m = cls(cls.config_cls(**({"max_epochs": 3} if name in ("bpr", "sasrec") else {})))
+        m.fit(synthetic_split, show_progress=False)
+        models[name] = m
+    return ToolEnv(synthetic, synthetic_split, models, ToolEnvConfig(dataset="synthetic"))
+
+
+def make_agent(env, tmp_path, script, **cfg):
+    policy = ScriptedPolicy(script=list(script))
+    config = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), **cfg)
+    return Agent.from_config(config, policy=policy, env=env, db_path=tmp_path / "sessions.sqlite"), policy
+
+
+def last_tool_items(messages, n=3):
+    """Scripted step: answer with the first n items of the latest successful tool result."""
+    for m in reversed(messages):
+        if m.type == "tool" and m.status == "success":
+            items = json.loads(m.content)["items"][:n]
+            return AIMessage("Try " + "; ".join(f"{it['title']} ({it['year']}) [{it['item_id']}]" for it in items))
+    raise AssertionError("no tool result to answer from")
+
+
+def test_parallel_calls_run_and_are_traced(env, tmp_path):
+    agent, policy = make_agent(env, tmp_path, [
+        tool_calls(call("popular_items", {"k": 3}, "c1"), call("retrieve_for_user", {"user_id": 5, "k": 4}, "c2")),
+        last_tool_items,
+    ])  # fmt: skip
+    r = agent.chat("something good", session="s")
+    calls = [s for s in r.trace if s.kind == "tool_call"]
+    assert [(s.tool, s.call_id, s.valid) for s in calls] == [("popular_items", "c1", True), ("retrieve_for_user", "c2", True)]
+    assert len(calls[1].result_item_ids) == 4 and calls[0].result_summary.startswith("3 items:")
+    assert r.trace[-1].kind == "answer" and len(r.recommended) == 3
+    assert set(r.recommended) <= set(calls[1].result_item_ids)
+    # the policy saw both tool results before answering
+    assert [m.tool_call_id for m in policy.calls[1] if m.type == "tool"] == ["c1", "c2"]
+
+
+def test_invalid_calls_come_back_as_tool_errors(env, tmp_path):
+    bad = AIMessage("", invalid_tool_calls=[{"name": "popular_items", "args": "{k: 3", "id": "bad1", "error": "bad JSON", "type": "invalid_tool_call"}])
+    agent, policy = make_agent(env, tmp_path, [
+        tool_calls(call("teleport", {}, "t1"), call("popular_items", {"k": 500}, "t2"), call("filter_items", {"genres": ["Jazz"]}, "t3")),
+        bad,
+        tool_calls(call("popular_items", {"k": 2}, "ok")),
+        last_tool_items,
+    ])  # fmt: skip
+    r = agent.chat("hi", session="s")
+    kinds = [(s.kind, s.tool, s.valid) for s in r.trace]
+    assert kinds[:4] == [("tool_call", "teleport", False), ("tool_call", "popular_items", False),
+                         ("tool_call", "filter_items", False), ("invalid_call", "popular_items", False)]  # fmt: skip
+    errors = {m.tool_call_id: json.loads(m.content) for m in policy.calls[1] if m.type == "tool"}
+    assert errors["t1"]["error"] == "unknown_tool" and errors["t2"]["field"] == "k" and "valid genres" in errors["t3"]["message"]
+    assert json.loads([m for m in policy.calls[2] if m.type == "tool"][-1].content)["error"] == "invalid_call"
+    assert r.recommended and r.trace[-1].kind == "answer"
+
+
+def test_hallucinated_items_are_sent_back_then_fixed(env, tmp_path):
+    agent, policy = make_agent(env, tmp_path, [
+        tool_calls(call("popular_items", {"k": 3})),
+        AIMessage("Watch Imaginary Film (1999) and [2] and [424242]."),
+        last_tool_items,
+    ])  # fmt: skip
+    r = agent.chat("hi", session="s")
+    rejected = [s for s in r.trace if s.kind == "rejected_answer"]
+    assert len(rejected) == 1 and "Imaginary Film (1999)" in rejected[0].error and "[424242]" in rejected[0].error
+    feedback = policy.calls[2][-1]
+    assert feedback.type == "human" and "not sent" in feedback.content
+    assert r.trace[-1].kind == "answer" and "Imaginary" not in r.answer
+
+
+def test_budget_ends_in_an_answer_from_the_latest_result(env, tmp_path):
+    agent, _ = make_agent(env, tmp_path, [tool_calls(call("popular_items", {"k": 4}))] * 2, max_steps=2)
+    r = agent.chat("hi", session="s")
+    assert r.answer.startswith("Here is what I found") and len(r.recommended) == 4
+    assert all(f"[{i}]" in r.answer for i in r.recommended)
+
+
+def test_a_tool_raising_is_an_internal_error_not_a_crash(env, tmp_path, monkeypatch):
+    monkeypatch.setattr(ToolEnv, "score", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("model file vanished")))
+    agent, policy = make_agent(env, tmp_path, [
+        tool_calls(call("rank_items", {"user_id": 1, "item_ids": [1, 2]})),
+        tool_calls(call("popular_items", {"k": 2})),
+        last_tool_items,
+    ])  # fmt: skip
+    r = agent.chat("hi", session="s")
+    assert r.trace[0].valid is False and "model file vanished" in r.trace[0].error
+    assert r.recommended
+
+
+def test_sessions_persist_across_restarts_and_stay_apart(env, tmp_path):
+    script = [tool_calls(call("popular_items", {"k": 5, "save_as": "pop5"})), last_tool_items]
+    agent, _ = make_agent(env, tmp_path, script)
+    agent.chat("first", session="alice", user_id="3")
+    agent.close()
+    # a new process would build a new Agent on the same database
+    again, policy = make_agent(env, tmp_path, [
+        tool_calls(call("rank_items", {"user_id": 3, "candidates": "pop5", "k": 2})), last_tool_items,
+    ])  # fmt: skip
+    r = again.chat("second", session="alice")
+    assert r.trace[0].valid, r.trace[0].error  # the candidate set saved in turn 1 survived the restart
+    seen = [m.content for m in policy.calls[0] if m.type == "human"]
+    assert seen == ["first", "second"]
+    assert again.state("alice")["user"]["user_id"] == "3" and again.state("alice")["turn"] == 1
+    assert again.state("bob") == {}
+    other, policy_b = make_agent(env, tmp_path, [AIMessage("Hello!")])
+    other.chat("hi", session="bob")
+    assert [m.content for m in policy_b.calls[0] if m.type == "human"] == ["hi"]  # nothing from alice
+
+
+def test_a_failing_policy_leaves_the_session_unchanged(env, tmp_path):
+    def boom(_messages):
+        raise ConnectionError("server went away")
+
+    agent, _ = make_agent(env, tmp_path, [tool_calls(call("popular_items", {"k": 2})), last_tool_items, boom])
+    agent.chat("one", session="s")
+    before = [m.content for m in agent.state("s")["messages"]]
+    with pytest.raises(RecagentError, match="server went away.*left as it was"):
+        agent.chat("two", session="s")
+    assert [m.content for m in agent.state("s")["messages"]] == before
+
+
+def test_listwise_returns_k_catalog_ids(env, tmp_path):
+    def answer(messages):
+        items = json.loads(next(m for m in reversed(messages) if m.type == "tool").content)["items"]
+        return AIMessage(json.dumps([int(it["item_id"]) for it in items[:3]]))  # fewer than k
+
+    agent, policy = make_agent(env, tmp_path, [
+        tool_calls(call("retrieve_for_user", {"user_id": 7, "k": 8})), answer, answer,
+    ], k=5, max_steps=3)  # fmt: skip
+    r = agent.recommend("7", k=5)
+    assert len(r.recommended) == 5 and len(set(r.recommended)) == 5
+    assert all(i in env.catalog.index_of for i in r.recommended)
+    assert r.filled == 2 and "user 7" in policy.calls[0][0].content
+    seen = {env.catalog.ids[i] for i in env.history(env.user("7"))}
+    assert not set(r.recommended) & seen
+
+
+def test_unknown_user_is_a_clear_error(env, tmp_path):
+    agent, _ = make_agent(env, tmp_path, [])
+    with pytest.raises(RecagentError, match="unknown user '99999'"):
+        agent.recommend("99999")
