@@ -48,6 +48,20 @@ def synthetic_split(synthetic):
 
 
 @pytest.fixture(scope="session")
+def synthetic_env(synthetic, synthetic_split):
+    """A tool environment over the synthetic data with all four models (briefly trained)."""
+    from recagent.tools.env import ToolEnv, ToolEnvConfig
+    from recagent.tools.recommenders import MODELS
+
+    models = {}
+    for name, cls in MODELS.items():
+        m = cls(cls.config_cls(**({"max_epochs": 3} if name in ("bpr", "sasrec") else {})))
+        m.fit(synthetic_split, show_progress=False)
+        models[name] = m
+    return ToolEnv(synthetic, synthetic_split, models, ToolEnvConfig(dataset="synthetic"))
+
+
+@pytest.fixture(scope="session")
 def ml100k(real_ml100k_dir):
     """The real ML-100K dataset."""
     return load_dataset(real_ml100k_dir)

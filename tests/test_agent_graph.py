@@ -11,17 +11,11 @@ from recagent.agents import Agent, AgentConfig
 from recagent.agents.policies.scripted import ScriptedPolicy, call, tool_calls
 from recagent.errors import RecagentError
 from recagent.tools.env import ToolEnv, ToolEnvConfig
-from recagent.tools.recommenders import MODELS
 
 
-@pytest.fixture(scope="module")
-def env(synthetic, synthetic_split):
-    models = {}
-    for name, cls in MODELS.items():
-        m = cls(cls.config_cls(**({"max_epochs": 3} if name in ("bpr", "sasrec") else {})))
-        m.fit(synthetic_split, show_progress=False)
-        models[name] = m
-    return ToolEnv(synthetic, synthetic_split, models, ToolEnvConfig(dataset="synthetic"))
+@pytest.fixture()
+def env(synthetic_env):
+    return synthetic_env
 
 
 def make_agent(env, tmp_path, script, **cfg):
