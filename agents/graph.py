@@ -132,7 +132,7 @@ def check(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         bad = [i for i in _listwise_ids(text) if i not in grounded]
         if len(ids) < k and budget_left:
             return _reject(turn, index, listwise_feedback(len(ids), k), bad)
-        return _finish(turn, index, text, ids[:k], state, k)
+        return _finish(turn, index, text, ids[:k], state, k, ctx)
     g = ground_answer(text, catalog, grounded)
     if not g.ok and budget_left:
         return _reject(turn, index, unsupported_feedback(g.unsupported, g.unknown), g.unsupported + g.unknown)
@@ -147,7 +147,7 @@ def _reject(turn: int, index: int, feedback: str, offending: list[str]) -> dict:
     return {"messages": [HumanMessage(feedback, additional_kwargs={FEEDBACK: True})], "trace": [record]}
 
 
-def _finish(turn: int, index: int, text: str, ids: list[str], state: AgentState, k: int) -> dict:
+def _finish(turn: int, index: int, text: str, ids: list[str], state: AgentState, k: int, ctx: AgentContext | None = None) -> dict:
     filled = 0
     if k and len(ids) < k:  # list-wise: complete the list from the latest tool results, best first
         for step in reversed(state.get("trace") or []):
@@ -155,6 +155,18 @@ def _finish(turn: int, index: int, text: str, ids: list[str], state: AgentState,
                 if len(ids) < k and i not in ids:
                     ids.append(i)
                     filled += 1
+    if k and len(ids) < k and ctx is not None:
+        # still short (no usable tool result): the default recommender completes the list, counted in `filled`
+        from recagent.tools.recommenders import Query
+
+        env, user = ctx.env, (state.get("user") or {}).get("user_id")
+        u = env.dataset.users.index_of.get(str(user)) if user is not None else None
+        hist = env.history(u) if u is not None else env.split.train_sequences[0][:0]
+        top, _ = env.model(None).topk(Query(hist, u), k + len(ids), exclude=hist)
+        for i in (env.catalog.ids[j] for j in top):
+            if len(ids) < k and i not in ids:
+                ids.append(i)
+                filled += 1
     record = StepRecord(turn=turn, index=index, kind="answer", result_item_ids=list(ids),
                         result_summary=text[:200])  # fmt: skip
     return {"answer": text, "recommended": ids, "filled": filled, "trace": [record]}
@@ -166,14 +178,18 @@ def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     catalog = ctx.env.catalog
     turn, index = state.get("turn", 0), state.get("steps", 1)
     latest = next((s for s in reversed(state.get("trace") or []) if s.kind == "tool_call" and s.valid and s.result_item_ids), None)
-    if latest is None:
+    listwise = state.get("mode") == "listwise"
+    if latest is None and not listwise:
         text = "I could not find recommendations within my step budget. Could you rephrase what you are looking for?"
         return {"messages": [AIMessage(text)], **_finish(turn, index, text, [], state, 0)}
-    k = state.get("k", ctx.config.k) if state.get("mode") == "listwise" else 5
-    ids = latest.result_item_ids[:k]
-    lines = [f"{i + 1}. {catalog.display(catalog.index_of[x])} [{x}]" for i, x in enumerate(ids)]
+    k = state.get("k", ctx.config.k) if listwise else 5
+    ids = latest.result_item_ids[:k] if latest else []
+    done = _finish(turn, index, "", list(ids), state, k if listwise else 0, ctx)
+    lines = [f"{i + 1}. {catalog.display(catalog.index_of[x])} [{x}]" for i, x in enumerate(done["recommended"])]
     text = "Here is what I found:\n" + "\n".join(lines)
-    return {"messages": [AIMessage(text)], **_finish(turn, index, text, list(ids), state, k if state.get("mode") == "listwise" else 0)}
+    done["answer"] = text
+    done["trace"][-1].result_summary = text[:200]
+    return {"messages": [AIMessage(text)], **done}
 
 
 def route_after_check(state: AgentState) -> Literal["policy", "__end__"]:

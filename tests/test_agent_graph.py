@@ -151,3 +151,13 @@ def test_unknown_user_is_a_clear_error(env, tmp_path):
     agent, _ = make_agent(env, tmp_path, [])
     with pytest.raises(RecagentError, match="unknown user '99999'"):
         agent.recommend("99999")
+
+
+def test_listwise_without_any_tool_result_is_completed_by_the_default_model(env, tmp_path):
+    from recagent.tools.recommenders import Query
+
+    agent, _ = make_agent(env, tmp_path, [AIMessage("no idea"), AIMessage("still no idea")], k=4, max_steps=2)
+    r = agent.recommend("7", k=4)
+    u = env.user("7")
+    expected, _ = env.models["sasrec"].topk(Query(env.history(u), u), 4, exclude=env.history(u))
+    assert r.recommended == [env.catalog.ids[i] for i in expected] and r.filled == 4
