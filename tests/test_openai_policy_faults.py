@@ -7,11 +7,8 @@ test_openai_policy_llamacpp.py.
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -20,52 +17,7 @@ from recagent.agents.config import PolicyConfig
 from recagent.errors import RecagentError
 from recagent.tools.env import ToolEnvConfig
 
-
-def completion(message: dict) -> dict:
-    return {
-        "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": "stub",
-        "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-    }  # fmt: skip
-
-
-def tool_call_message(name: str, arguments: str, call_id: str = "call_1") -> dict:
-    return {"content": None, "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]}
-
-
-class Stub:
-    """Replies to /v1/chat/completions from a script; records every request body."""
-
-    def __init__(self, replies: list, delay: float = 0.0):
-        self.replies, self.delay, self.requests = list(replies), delay, []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server API)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append(body)
-                time.sleep(stub.delay)
-                reply = stub.replies.pop(0) if stub.replies else completion({"content": "(script ended)"})
-                data = json.dumps(reply).encode()
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout test)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+from openai_stub import Stub, completion, tool_call_message
 
 
 def agent_for(env, tmp_path, base_url: str, **policy):

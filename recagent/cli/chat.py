@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 console = Console(soft_wrap=True)
+status = Console(stderr=True, soft_wrap=True)  # progress and notices: stdout stays clean for --json
 HELP = "commands: /user ID (load a dataset user), /trace (last turn's steps), /reset, /quit"
 
 
@@ -32,21 +33,21 @@ def _config(config: Path | None, override: list[str], model: str | None, base_ur
 
 
 def _prepare(cfg):
-    """Data, recommenders and the default model on first use, with progress shown."""
+    """Data, recommenders and the default model on first use, with progress shown (on stderr)."""
     from recagent.paths import model_dir
-    from recagent.tools.data import KNOWN, fetch
+    from recagent.tools.data import KNOWN, fetch, leave_one_out, load_dataset
 
     if cfg.tools.dataset in KNOWN:
-        fetch(cfg.tools.dataset, log=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
-    missing = [m for m in cfg.tools.models if not (model_dir(cfg.tools.dataset, m) / "model.pt").is_file()]
+        fetch(cfg.tools.dataset, log=lambda m: status.print(f"[dim]{m}[/]", highlight=False))
+    dataset = load_dataset(cfg.tools.dataset)
+    missing = [m for m in cfg.tools.models if not (model_dir(dataset.name, m) / "model.pt").is_file()]
     if missing:
-        from recagent.tools.data import leave_one_out, load_dataset
         from recagent.tools.recommenders import train
 
-        split = leave_one_out(load_dataset(cfg.tools.dataset))
+        split = leave_one_out(dataset)
         for name in missing:
-            console.print(f"[dim]first use: training {name} on {cfg.tools.dataset} ...[/]")
-            train(split, name, out_dir=model_dir(cfg.tools.dataset, name))
+            status.print(f"[dim]first use: training {name} on {dataset.name} ...[/]")
+            train(split, name, out_dir=model_dir(dataset.name, name))
     if cfg.policy.kind == "local" and not cfg.policy.model:
         from recagent.agents.local_model import ensure_default_model
 
@@ -80,7 +81,7 @@ def chat(
 
     cfg = _config(config, override, model, base_url, adapter, max_steps, dataset)
     _prepare(cfg)
-    with console.status("loading the agent"):
+    with status.status("loading the agent"):
         agent = Agent.from_config(cfg)
     try:
         if message is not None:
@@ -129,26 +130,25 @@ def _turn(agent, text: str, session: str, user: str | None):
 
     result = None
     console.print("[bold green]agent>[/] ", end="")
-    streamed = False
+    streamed = ""  # text of the policy call being streamed now
     try:
         for kind, data in agent.stream(text, session=session, user_id=user):
             if kind == "token":
                 console.print(data, end="", highlight=False, markup=False)
-                streamed = True
+                streamed += data
             elif kind == "step":
                 if streamed:
                     console.print()
-                    streamed = False
+                if data.kind != "answer":
+                    streamed = ""
                 _print_step(data)
             else:
                 result = data
     except RecagentError as e:
         console.print(f"\n[red]{e}[/]")
         return None
-    if result is not None:
-        if streamed:
-            console.print()
-        console.print(result.answer, highlight=False)
+    if result is not None and result.answer.strip() != streamed.strip():
+        console.print(result.answer, highlight=False)  # the answer was not streamed (fallback or an annotated answer)
     return result
 
 
