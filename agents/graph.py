@@ -21,6 +21,7 @@ from langgraph.runtime import Runtime
 
 from recagent.agents.config import AgentContext
 from recagent.agents.grounding import ground_answer
+from recagent.agents.preferences import stated_preferences
 from recagent.agents.prompts import listwise_feedback, system_prompt, unsupported_feedback
 from recagent.agents.state import AgentState
 from recagent.agents.steps import StepRecord, summarise_result
@@ -28,9 +29,19 @@ from recagent.agents.steps import StepRecord, summarise_result
 FEEDBACK = "recagent_feedback"  # marks messages written by the checks, not by the user
 
 
-def start_turn(state: AgentState) -> dict:
-    """Reset the per-turn step counter and outputs."""
-    return {"steps": 0, "turn": state.get("turn", -1) + 1, "answer": "", "recommended": [], "filled": 0}
+def start_turn(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    """Reset the per-turn step counter and outputs; note likes/dislikes the new message states."""
+    update = {"steps": 0, "turn": state.get("turn", -1) + 1, "answer": "", "recommended": [], "filled": 0}
+    messages = state.get("messages") or []
+    if messages and isinstance(messages[-1], HumanMessage) and isinstance(messages[-1].content, str):
+        likes, dislikes = stated_preferences(messages[-1].content, runtime.context.env.catalog.all_genres)
+        if likes or dislikes:
+            user = state.get("user") or {}
+            old_likes = [g for g in user.get("likes", []) if g not in dislikes]
+            old_dislikes = [g for g in user.get("dislikes", []) if g not in likes]
+            update["user"] = {"likes": list(dict.fromkeys(old_likes + likes)),
+                              "dislikes": list(dict.fromkeys(old_dislikes + dislikes))}  # fmt: skip
+    return update
 
 
 def policy(state: AgentState, runtime: Runtime[AgentContext]) -> dict:

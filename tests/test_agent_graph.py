@@ -161,3 +161,12 @@ def test_listwise_without_any_tool_result_is_completed_by_the_default_model(env,
     u = env.user("7")
     expected, _ = env.models["sasrec"].topk(Query(env.history(u), u), 4, exclude=env.history(u))
     assert r.recommended == [env.catalog.ids[i] for i in expected] and r.filled == 4
+
+
+def test_stated_likes_and_dislikes_reach_the_profile_and_prompt(env, tmp_path):
+    agent, policy = make_agent(env, tmp_path, [AIMessage("Noted."), AIMessage("Sure.")])
+    agent.chat("I love comedies but no horror please", session="p")
+    agent.chat("Actually I am into horror now", session="p")
+    user = agent.state("p")["user"]
+    assert user["likes"] == ["Comedy", "Horror"] and user["dislikes"] == []
+    assert "they like Comedy" in policy.calls[0][0].content and "they dislike Horror" in policy.calls[0][0].content
