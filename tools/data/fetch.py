@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recagent.errors import DatasetNotFoundError, RecagentError
+from recagent.files import sha256_file
 from recagent.paths import dataset_dir
 from recagent.tools.data.readers import read_atomic, read_movielens_raw
 from recagent.tools.data.schema import Dataset
@@ -84,14 +85,6 @@ KNOWN: dict[str, KnownDataset] = {
 }
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _manifest_ok(directory: Path) -> dict | None:
     """The manifest if every file it lists is present with its recorded checksum."""
     mpath = directory / MANIFEST
@@ -104,7 +97,7 @@ def _manifest_ok(directory: Path) -> dict | None:
         return None
     for name, digest in files.items():
         p = directory / name
-        if not p.is_file() or _sha256(p) != digest:
+        if not p.is_file() or sha256_file(p) != digest:
             return None
     return manifest
 

@@ -9,7 +9,6 @@ only the glue around it: input validation, the caller's item ids, per-query excl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -21,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recagent.errors import RecagentError
+from recagent.files import sha256_file
 
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
@@ -58,15 +58,6 @@ def _faiss() -> Any:
     import faiss
 
     return faiss
-
-
-def _sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks so large indexes do not double memory."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_finite(x: np.ndarray, what: str) -> None:
@@ -247,7 +238,7 @@ class VectorIndex:
             "n": len(self),
             "dim": self._dim,
             "config": self.config.model_dump(),
-            "sha256": _sha256(tmp),
+            "sha256": sha256_file(tmp),
             "faiss_version": faiss.__version__,
         }
         # The json is written last, so a crash mid-save leaves no checksum that matches.
@@ -270,7 +261,7 @@ class VectorIndex:
             kind, n, dim, checksum = str(meta["kind"]), int(meta["n"]), int(meta["dim"]), str(meta["sha256"])
         except (ValueError, KeyError, TypeError, ValidationError) as exc:
             raise IndexLoadError(f"{meta_path}: corrupt index metadata ({exc.__class__.__name__}: {exc})") from exc
-        if _sha256(index_path) != checksum:
+        if sha256_file(index_path) != checksum:
             raise IndexLoadError(f"{index_path}: checksum mismatch with {META_FILE}; the file is corrupt, rebuild it")
         try:
             index = _faiss().read_index(str(index_path))

@@ -127,3 +127,21 @@ class Recommender(ABC):
         model.n_users, model.n_items = blob["n_users"], blob["n_items"]
         model.load_state(blob["state"])
         return model
+
+
+class TorchRecommender(Recommender):
+    """A recommender whose trained state is one torch module, ``self.net``."""
+
+    @abstractmethod
+    def _build(self) -> None:
+        """Create ``self.net`` (untrained) for the current ``n_users`` / ``n_items``."""
+
+    def state(self) -> dict:
+        """The module's state dict."""
+        return self.net.state_dict()
+
+    def load_state(self, state: dict) -> None:
+        """Rebuild the module and load its weights."""
+        self._build()
+        self.net.load_state_dict(state)
+        self.net.eval()

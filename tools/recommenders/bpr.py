@@ -11,7 +11,7 @@ from pydantic import Field
 from torch import nn
 
 from recagent.tools.data.split import LeaveOneOutSplit
-from recagent.tools.recommenders.base import FitReport, Query, Recommender, RecommenderConfig
+from recagent.tools.recommenders.base import FitReport, Query, RecommenderConfig, TorchRecommender
 from recagent.tools.recommenders.training import train_with_early_stopping
 
 
@@ -36,13 +36,14 @@ class _BPRNet(nn.Module):
         nn.init.xavier_normal_(self.item.weight)
 
 
-class BPR(Recommender):
+class BPR(TorchRecommender):
     """User and item factors; score = dot product. Unknown users are folded in from their history."""
 
     name = "bpr"
     config_cls = BPRConfig
 
     def _build(self) -> None:
+        """Create the (untrained) network for the current sizes."""
         self.net = _BPRNet(self.n_users, self.n_items, self.config.embedding_size)
 
     def fit(self, split: LeaveOneOutSplit, show_progress: bool = True, checkpoint_dir: Path | None = None) -> FitReport:
@@ -108,13 +109,3 @@ class BPR(Recommender):
     def item_vectors(self) -> np.ndarray:
         """Item factors."""
         return self.net.item.weight.detach().numpy().astype(np.float32)
-
-    def state(self) -> dict:
-        """The torch state dict."""
-        return self.net.state_dict()
-
-    def load_state(self, state: dict) -> None:
-        """Rebuild the network and load its weights."""
-        self._build()
-        self.net.load_state_dict(state)
-        self.net.eval()

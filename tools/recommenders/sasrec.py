@@ -21,7 +21,7 @@ from pydantic import Field
 from torch import nn
 
 from recagent.tools.data.split import LeaveOneOutSplit
-from recagent.tools.recommenders.base import FitReport, Query, Recommender, RecommenderConfig
+from recagent.tools.recommenders.base import FitReport, Query, RecommenderConfig, TorchRecommender
 from recagent.tools.recommenders.training import train_with_early_stopping
 
 
@@ -97,13 +97,14 @@ def _windows(sequences: Sequence[np.ndarray], max_len: int) -> tuple[torch.Tenso
     return torch.as_tensor(np.stack(inputs)), torch.as_tensor(np.stack(targets))
 
 
-class SASRec(Recommender):
+class SASRec(TorchRecommender):
     """Next-item prediction from the (last ``max_len`` items of the) history."""
 
     name = "sasrec"
     config_cls = SASRecConfig
 
     def _build(self) -> None:
+        """Create the (untrained) network for the current sizes."""
         self.net = _SASRecNet(self.n_items, self.config)
 
     def fit(self, split: LeaveOneOutSplit, show_progress: bool = True, checkpoint_dir: Path | None = None) -> FitReport:
@@ -157,13 +158,3 @@ class SASRec(Recommender):
     def item_vectors(self) -> np.ndarray:
         """Item embeddings (the output layer is tied to them)."""
         return self.net.item.weight[1:].detach().numpy().astype(np.float32)
-
-    def state(self) -> dict:
-        """The torch state dict."""
-        return self.net.state_dict()
-
-    def load_state(self, state: dict) -> None:
-        """Rebuild the network and load its weights."""
-        self._build()
-        self.net.load_state_dict(state)
-        self.net.eval()
