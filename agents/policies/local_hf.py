@@ -3,7 +3,9 @@
 :class:`LocalChatModel` renders the conversation with :mod:`recagent.agents.prompt_format` (the
 same format the SFT trainer uses), generates with ``transformers``, and parses the reply strictly
 into ``tool_calls`` / ``invalid_tool_calls``. The model (default: the offline SmolLM2-135M, see
-:mod:`recagent.agents.local_model`) and an optional LoRA adapter load lazily, once per instance.
+:mod:`recagent.agents.local_model`) and an optional LoRA adapter load lazily, once per instance;
+copies made with ``model_copy`` (say, unconstrained or sampling) share the loaded weights, the
+grammar cache, the KV cache and the lock that serialises generation.
 
 **Constrained decoding.** With tools bound and ``constrained=True`` the reply is decoded under an
 xgrammar *structural tag* that admits exactly::
@@ -15,8 +17,10 @@ xgrammar *structural tag* that admits exactly::
 one tag per bound tool, its fixed prefix carrying the name (so a call can only name a bound tool)
 and its content a JSON-schema grammar of that tool's parameters (so arguments satisfy the
 schema, ``$defs``/``anyOf``/enums/ranges/lengths included). ``tool_choice="required"`` (or
-``"any"``/``True``) drops the free-text branch, a tool name keeps only that tool's tag, ``"none"``
-keeps only free text, and ``parallel_tool_calls=False`` stops after the first call. The
+``"any"``/``True``) drops the free-text branch, a tool name keeps only that tool's tag and ``"none"``
+keeps only free text. Several calls per reply need ``parallel_tool_calls=True`` (field or bind
+keyword); by default the grammar ends the reply after one call, because the untrained 135M model,
+offered a separator, repeats its call until the token budget cuts the last copy off. The
 structural tag is the cleanest xgrammar construct for this: no hand-written EBNF, each tool's
 ``$defs`` stay scoped to its own schema, and the prefix shared with
 :func:`~recagent.agents.prompt_format.render_tool_call` means the grammar and the training data
@@ -31,8 +35,10 @@ pydantic schemas: xgrammar ignores ``minLength``/``maxLength`` on a string that 
 ``pattern`` (with a warning); :func:`xgrammar_schema` folds the bounds into simple patterns such
 as ``^[A-Za-z0-9_\\-]+$`` (-> ``^[A-Za-z0-9_\\-]{1,40}$``) and drops them otherwise. It also turns
 ``oneOf`` into ``anyOf`` (xgrammar does the same, noisily) and drops OpenAPI's ``discriminator``.
-Keywords xgrammar does not enforce (``uniqueItems``, ``multipleOf``) are left to the tool's
-pydantic validation, which reports a structured error to the agent.
+``uniqueItems``, which no grammar can express, is left to the tool's pydantic validation (it
+reports a structured error to the agent). Two stricter-than-JSON-Schema choices of xgrammar are
+kept on purpose: properties come in the schema's declared order (optional ones may be skipped),
+and ``pattern`` must match the whole string.
 
 **Streaming.** :meth:`LocalChatModel._stream` yields ``content`` text as it is generated (a
 ``TextIteratorStreamer`` in a thread). Tool-call blocks are held back rather than streamed as
@@ -55,8 +61,8 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -169,6 +175,22 @@ def tool_call_structural_tag(
 # -- the chat model -------------------------------------------------------------------------------------------------
 
 
+_ENGINE_LOCK = threading.Lock()
+
+
+@dataclass
+class _Engine:
+    """What a loaded model holds: weights, tokenizer, compiled grammars and the latest KV cache."""
+
+    key: tuple
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one generate() at a time
+    model: Any = None
+    tokenizer: Any = None
+    compiler: Any = None
+    grammars: dict = field(default_factory=dict)
+    kv: tuple | None = None  # (token ids the cache covers, DynamicCache) of the latest generation
+
+
 @dataclass
 class _Job:
     """One prepared generation: prompt ids, what to constrain, and generate() kwargs."""
@@ -183,7 +205,11 @@ class _Job:
 
 
 class LocalChatModel(BaseChatModel):
-    """A local Hugging Face causal LM as a tool-calling langchain chat model (offline, CPU by default)."""
+    """A local Hugging Face causal LM as a tool-calling langchain chat model (offline, CPU by default).
+
+    Call-time keywords (usually set once with :meth:`bind_tools`): ``tools`` (OpenAI schemas),
+    ``tool_choice`` and ``parallel_tool_calls``.
+    """
 
     model_path: str | None = Field(None, description="checkpoint folder; None = the offline SmolLM2-135M-Instruct")
     adapter_path: str | None = Field(None, description="peft LoRA adapter folder, merged into the weights on load")
@@ -192,13 +218,13 @@ class LocalChatModel(BaseChatModel):
     constrained: bool = Field(True, description="grammar-constrained tool calls (xgrammar) when tools are bound")
     seed: int = Field(0, description="torch seed set before each sampled generation")
     reuse_kv_cache: bool = Field(True, description="reuse the previous generation's KV cache for a shared prefix")
+    parallel_tool_calls: bool = Field(
+        False, description="allow several calls per reply (a bind-time parallel_tool_calls overrides it)"
+    )
+    dtype: Literal["float32", "bfloat16"] | None = Field(None, description="compute dtype; None = float32 on CPU, bf16 on CUDA")
+    num_threads: int | None = Field(None, ge=1, description="torch.set_num_threads at load (process-wide); None = leave it")
 
-    _model: Any = PrivateAttr(default=None)
-    _tokenizer: Any = PrivateAttr(default=None)
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)  # one generate() at a time: model and KV cache are shared
-    _compiler: Any = PrivateAttr(default=None)
-    _grammars: dict = PrivateAttr(default_factory=dict)
-    _kv: Any = PrivateAttr(default=None)  # (token ids the cache covers, DynamicCache) of the latest generation
+    _engine: Any = PrivateAttr(default=None)  # shared by copies (model_copy) that load the same weights
 
     @property
     def _llm_type(self) -> str:
@@ -212,6 +238,7 @@ class LocalChatModel(BaseChatModel):
             "max_new_tokens": self.max_new_tokens,
             "temperature": self.temperature,
             "constrained": self.constrained,
+            "dtype": self.dtype,
         }
 
     # -- public ----------------------------------------------------------------------------------------------------
@@ -224,8 +251,9 @@ class LocalChatModel(BaseChatModel):
 
     def load(self) -> tuple[Any, Any]:
         """Load (once) and return the model and tokenizer."""
-        with self._lock:
-            return self._ensure_loaded()
+        engine = self._get_engine()
+        with engine.lock:
+            return self._ensure_loaded(engine)
 
     # -- BaseChatModel hooks ---------------------------------------------------------------------------------------
 
@@ -236,12 +264,13 @@ class LocalChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        with self._lock:
-            job = self._prepare(messages, stop, kwargs)
+        engine = self._get_engine()
+        with engine.lock:
+            job = self._prepare(engine, messages, stop, kwargs)
             t0 = time.perf_counter()
-            new_ids = self._run(job, streamer=None)
+            new_ids = self._run(engine, job, streamer=None)
             seconds = time.perf_counter() - t0
-        text = self._decode(new_ids, job.stop)
+        text = self._decode(engine, new_ids, job.stop)
         parsed = parse_assistant_output(text, job.tool_names)
         message = AIMessage(
             content=parsed.content,
@@ -261,15 +290,16 @@ class LocalChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         from transformers import TextIteratorStreamer
 
-        with self._lock:  # held across yields: the model and its KV cache serve one stream at a time
-            job = self._prepare(messages, stop, kwargs)
-            streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
+        engine = self._get_engine()
+        with engine.lock:  # held across yields: the model and its KV cache serve one stream at a time
+            job = self._prepare(engine, messages, stop, kwargs)
+            streamer = TextIteratorStreamer(engine.tokenizer, skip_prompt=True, skip_special_tokens=True)
             cancel = threading.Event()
             result: dict[str, Any] = {}
 
             def work() -> None:
                 try:
-                    result["ids"] = self._run(job, streamer=streamer, cancel=cancel)
+                    result["ids"] = self._run(engine, job, streamer=streamer, cancel=cancel)
                 except BaseException as e:  # re-raised in the consumer's thread below
                     result["error"] = e
                     streamer.end()
@@ -304,7 +334,7 @@ class LocalChatModel(BaseChatModel):
             seconds = time.perf_counter() - t0
             new_ids = result["ids"]
         rest = ("" if stopped else content.feed(raw[fed:])) + content.finish()
-        text = self._decode(new_ids, job.stop)
+        text = self._decode(engine, new_ids, job.stop)
         parsed = parse_assistant_output(text, job.tool_names)
         meta = self._metadata(job, new_ids, seconds, text)
         if parsed.invalid_tool_calls:
@@ -323,24 +353,37 @@ class LocalChatModel(BaseChatModel):
 
     # -- internals ---------------------------------------------------------------------------------------------------
 
-    def _ensure_loaded(self) -> tuple[Any, Any]:
-        if self._model is None:
+    def _get_engine(self) -> _Engine:
+        key = (self.model_path, self.adapter_path, self.dtype)
+        with _ENGINE_LOCK:
+            if self._engine is None or self._engine.key != key:  # a copy with other weights gets its own
+                self._engine = _Engine(key)
+            return self._engine
+
+    def _ensure_loaded(self, engine: _Engine) -> tuple[Any, Any]:
+        if engine.model is None:
+            import torch
+
             from recagent.agents.local_model import load_causal_lm
 
-            self._model, self._tokenizer = load_causal_lm(self.model_path, self.adapter_path)
-        return self._model, self._tokenizer
+            if self.num_threads:
+                torch.set_num_threads(self.num_threads)
+            dtype = getattr(torch, self.dtype) if self.dtype else None
+            engine.model, engine.tokenizer = load_causal_lm(self.model_path, self.adapter_path, dtype)
+        return engine.model, engine.tokenizer
 
-    def _prepare(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict) -> _Job:
+    def _prepare(self, engine: _Engine, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict) -> _Job:
         import torch
         from transformers import LogitsProcessorList
 
-        model, tok = self._ensure_loaded()
+        model, tok = self._ensure_loaded(engine)
         tools = kwargs.get("tools") or None
         if tools:
             tools = [convert_to_openai_tool(t) for t in tools]  # a no-op for OpenAI schemas
         names = tool_names_of(tools) if tools else set()
         choice = normalize_tool_choice(kwargs.get("tool_choice"), names) if tools else None
-        parallel = kwargs.get("parallel_tool_calls", True) is not False
+        parallel = kwargs.get("parallel_tool_calls")
+        parallel = self.parallel_tool_calls if parallel is None else bool(parallel)
         prompt = format_prompt(tok, messages, tools)
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
         constrained = bool(self.constrained and tools)
@@ -348,8 +391,8 @@ class LocalChatModel(BaseChatModel):
         if constrained:
             import xgrammar as xgr
 
-            processors.append(xgr.contrib.hf.LogitsProcessor(self._grammar(tools, choice, parallel)))
-        cache, reused = self._take_cache(ids)
+            processors.append(xgr.contrib.hf.LogitsProcessor(self._grammar(engine, tools, choice, parallel)))
+        cache, reused = self._take_cache(engine, ids)
         eos = {tok.eos_token_id} | set(_as_list(model.generation_config.eos_token_id))
         gen: dict[str, Any] = {
             "input_ids": torch.tensor([ids], device=model.device),
@@ -369,40 +412,40 @@ class LocalChatModel(BaseChatModel):
         # with no tools there is nothing to call: any <tool_call> block is reported as invalid
         return _Job(ids, names if tools else set(), choice, constrained, list(stop or []), gen, reused)
 
-    def _grammar(self, tools: list[dict], choice: str, parallel: bool) -> Any:
+    def _grammar(self, engine: _Engine, tools: list[dict], choice: str, parallel: bool) -> Any:
         import xgrammar as xgr
 
         key = (json.dumps(tools, sort_keys=True), choice, parallel)
-        compiled = self._grammars.get(key)
+        compiled = engine.grammars.get(key)
         if compiled is None:
-            if self._compiler is None:
-                info = xgr.TokenizerInfo.from_huggingface(self._tokenizer, vocab_size=self._model.config.vocab_size)
-                self._compiler = xgr.GrammarCompiler(info)
-            compiled = self._compiler.compile_structural_tag(tool_call_structural_tag(tools, choice, parallel))
-            if len(self._grammars) >= _GRAMMAR_CACHE_SIZE:
-                self._grammars.pop(next(iter(self._grammars)))
-            self._grammars[key] = compiled
+            if engine.compiler is None:
+                vocab = engine.model.config.vocab_size  # may exceed the tokenizer's (padded embeddings)
+                engine.compiler = xgr.GrammarCompiler(xgr.TokenizerInfo.from_huggingface(engine.tokenizer, vocab_size=vocab))
+            compiled = engine.compiler.compile_structural_tag(tool_call_structural_tag(tools, choice, parallel))
+            if len(engine.grammars) >= _GRAMMAR_CACHE_SIZE:
+                engine.grammars.pop(next(iter(engine.grammars)))
+            engine.grammars[key] = compiled
         return compiled
 
-    def _take_cache(self, ids: list[int]) -> tuple[Any, int]:
+    def _take_cache(self, engine: _Engine, ids: list[int]) -> tuple[Any, int]:
         """The previous KV cache cropped to its common prefix with ``ids`` (None, 0 when not worth it)."""
-        entry, self._kv = self._kv, None  # taken: generate() extends it in place
+        entry, engine.kv = engine.kv, None  # taken: generate() extends it in place
         if entry is None or not self.reuse_kv_cache:
             return None, 0
         cached_ids, cache = entry
         n = min(_common_prefix(cached_ids, ids), len(ids) - 1)  # at least one prompt token must be fed
-        if n < MIN_REUSED_PREFIX or not getattr(cache, "is_croppable", True):
+        if n < MIN_REUSED_PREFIX or cache.get_seq_length() != len(cached_ids) or not getattr(cache, "is_croppable", True):
             return None, 0
         extra = cache.get_seq_length() - n
         if extra > 0:
             cache.crop(-extra)  # negative = remove that many tokens (accepted by transformers 4.x and 5.x)
         return cache, n
 
-    def _run(self, job: _Job, streamer: Any, cancel: threading.Event | None = None) -> list[int]:
+    def _run(self, engine: _Engine, job: _Job, streamer: Any, cancel: threading.Event | None = None) -> list[int]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        model = self._model
+        model = engine.model
         gen = dict(job.gen_kwargs)
         if streamer is not None:
             gen["streamer"] = streamer
@@ -421,11 +464,11 @@ class LocalChatModel(BaseChatModel):
         new_ids = seq[len(job.ids) :]
         cache = getattr(out, "past_key_values", None)
         if self.reuse_kv_cache and cache is not None:
-            self._kv = (seq[: cache.get_seq_length()], cache)
+            engine.kv = (seq[: cache.get_seq_length()], cache)
         return new_ids
 
-    def _decode(self, new_ids: list[int], stop: list[str]) -> str:
-        text = self._tokenizer.decode(new_ids, skip_special_tokens=True)
+    def _decode(self, engine: _Engine, new_ids: list[int], stop: list[str]) -> str:
+        text = engine.tokenizer.decode(new_ids, skip_special_tokens=True)
         return _cut_at_stop(text, stop) if stop else text
 
     def _usage(self, job: _Job, new_ids: list[int]) -> dict:
