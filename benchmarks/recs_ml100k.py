@@ -106,15 +106,15 @@ def markdown(report: dict, recbole: dict) -> str:
             f"| recagent | {r['model']} | {r['seed']} | {t['HR@10']:.4f} | {t['NDCG@10']:.4f} | {t['MRR@10']:.4f} "
             f"| {r['epochs']} | {r['train_seconds']:.1f} | {r['seconds_per_epoch']:.2f} | {r['peak_rss_mib']:.0f} |"
         )
-    for name, r in (recbole.get("models") or {}).items():
+    for r in recbole.get("runs", []):
         t = r.get("test") or {}
         if not t:
             continue
         lines.append(
-            f"| RecBole 1.2.1 | {name} | {r.get('seed', 2020)} | {t.get('hit@10', t.get('HR@10', float('nan'))):.4f} "
-            f"| {t.get('ndcg@10', t.get('NDCG@10', float('nan'))):.4f} | {t.get('mrr@10', t.get('MRR@10', float('nan'))):.4f} "
-            f"| {r.get('epochs_run', '?')} | {r.get('train_wall_seconds', r.get('total_wall_seconds', float('nan'))):.1f} "
-            f"| {r.get('mean_epoch_seconds', float('nan')):.2f} | {r.get('peak_rss_mib', float('nan')):.0f} |"
+            f"| RecBole 1.2.1 | {r['model']} | {r.get('config_overrides', {}).get('seed', 2020)} | {t['hit@10']:.4f} "
+            f"| {t['ndcg@10']:.4f} | {t['mrr@10']:.4f} | {r.get('epochs_run', '?')} ({r.get('stop_reason', '')}) "
+            f"| {r.get('fit_seconds', float('nan')):.1f} | {r.get('seconds_per_epoch_train_mean', float('nan')):.2f} "
+            f"| {r.get('peak_rss_mib', float('nan')):.0f} |"
         )
     lines.append("")
     lines.append("RecBole numbers come from `benchmarks/recbole_baseline.py` (see `recbole_ml100k.json` for its caps).")

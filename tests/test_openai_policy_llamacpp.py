@@ -27,7 +27,7 @@ def _gguf():
 
 
 @pytest.fixture(scope="module")
-def server_url():
+def server_url(tmp_path_factory):
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.fail("llama-cpp-python is not installed: run the README test command (it installs the test extra)")
     with socket.socket() as s:
@@ -35,13 +35,15 @@ def server_url():
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(_gguf()), "--chat_format", "chatml-function-calling",
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # the server logs hundreds of KB at start: a file, not a pipe nobody reads (that would block it)
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"llama.cpp server exited: {proc.stderr.read()[-2000:]}")
+                pytest.fail(f"llama.cpp server exited: {log.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
                     if r.status == 200:
