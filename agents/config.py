@@ -26,6 +26,11 @@ class PolicyConfig(JobConfig):
     constrained: bool = Field(True, description="local: grammar-constrained tool calls (xgrammar)")
     max_new_tokens: int = Field(192, ge=1, description="longest reply per policy call")
     temperature: float = Field(0.0, ge=0, description="sampling temperature (0 = greedy)")
+    first_tool_choice: Literal["auto", "required"] | None = Field(
+        None,
+        description="tool choice until a call of the turn has worked; None = 'required' for local models (a small "
+        "model rarely calls a tool unprompted), 'auto' for servers",
+    )
     timeout: float = Field(60.0, gt=0, description="openai: seconds per request")
     max_retries: int = Field(2, ge=0, description="openai: retries with backoff")
 
@@ -71,13 +76,18 @@ class AgentContext:
     policy: Any  # a langchain-core BaseChatModel with bind_tools
     config: AgentConfig = field(default_factory=AgentConfig)
     tool_schemas: list[dict] = field(default_factory=list)
-    _bound: Any = None
+    _bound: dict[str, Any] = field(default_factory=dict)
 
-    def bound_policy(self):
-        """The policy with the tool schemas bound (built once)."""
-        if self._bound is None:
-            self._bound = self.policy.bind_tools(self.tool_schemas)
-        return self._bound
+    def bound_policy(self, first_step: bool = False):
+        """The policy with the tool schemas bound, forcing a call before the turn's first result if configured."""
+        cfg = self.config.policy
+        choice = "auto"
+        if first_step:
+            choice = cfg.first_tool_choice or ("required" if cfg.kind == "local" else "auto")
+        if choice not in self._bound:
+            kwargs = {"tool_choice": choice} if choice != "auto" else {}
+            self._bound[choice] = self.policy.bind_tools(self.tool_schemas, **kwargs)
+        return self._bound[choice]
 
 
 def api_key(cfg: PolicyConfig) -> str:

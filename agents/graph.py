@@ -49,7 +49,10 @@ def policy(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     ctx = runtime.context
     messages = [SystemMessage(system_prompt(state, ctx.env.dataset.name)), *state.get("messages", [])]
     t0 = time.perf_counter()
-    ai: AIMessage = ctx.bound_policy().invoke(messages)
+    turn_now = state.get("turn", 0)
+    # until a call of this turn has worked, the policy may be made to call a tool (see PolicyConfig.first_tool_choice)
+    no_result_yet = not any(s.kind == "tool_call" and s.valid and s.turn == turn_now for s in state.get("trace") or [])
+    ai: AIMessage = ctx.bound_policy(first_step=no_result_yet).invoke(messages)
     ms = (time.perf_counter() - t0) * 1000
     usage = ai.usage_metadata or {}
     turn, steps = state.get("turn", 0), state.get("steps", 0)
