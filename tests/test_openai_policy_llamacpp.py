@@ -62,7 +62,7 @@ def server_url(tmp_path_factory):
 
 
 def policy_config(url: str, **kw) -> PolicyConfig:
-    return PolicyConfig(kind="openai", model="smollm2", base_url=url, max_new_tokens=96, timeout=120, **kw)
+    return PolicyConfig(kind="openai", model="smollm2", base_url=url, max_new_tokens=64, timeout=300, **kw)
 
 
 def test_forced_tool_call_round_trips_through_the_real_server(server_url, synthetic_env):
@@ -79,7 +79,7 @@ def test_forced_tool_call_round_trips_through_the_real_server(server_url, synthe
 
 
 def test_agent_turn_against_the_real_server(server_url, synthetic_env, tmp_path):
-    cfg = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), policy=policy_config(server_url), max_steps=3)
+    cfg = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), policy=policy_config(server_url), max_steps=2)
     agent = Agent.from_config(cfg, env=synthetic_env, db_path=tmp_path / "s.sqlite")
     r = agent.chat("Recommend a comedy for me.", session="s", user_id="3")
     assert r.trace and r.trace[-1].kind == "answer" and r.answer
