@@ -5,8 +5,11 @@ A conversation is rendered to plain role/content turns for the model's own chat 
 name verbatim but the model only ever saw ``system``, ``user`` and ``assistant``, so tool results
 travel in a ``user`` turn (the Hermes/Qwen convention), never in a made-up ``tool`` role.
 
-**System turn.** When tools are bound, the first system message gets this block appended (a
-system turn holding only the block is added in front when there is none)::
+**System turn.** When tools are bound, this block opens the first system message, followed by a
+blank line and the caller's system text (a system turn holding the block and
+:data:`DEFAULT_SYSTEM_PROMPT` is added in front when there is none). The block comes first so that
+the ~3k tokens it takes are a prefix shared by every system prompt (list-wise evaluation has one
+per user), which lets the local policy reuse their KV cache::
 
     # Tools
     You may call one or more tools to help the user. The tools, as JSON function schemas, one per line:
@@ -24,7 +27,10 @@ system turn holding only the block is added in front when there is none)::
 **Assistant turn.** Free text, or tool calls: one ``<tool_call>{json}</tool_call>`` block per call,
 blocks separated by ``"\\n"``, the JSON exactly ``{"name": <str>, "arguments": <object>}`` as
 ``json.dumps`` writes it (:func:`render_tool_call`). Text before the blocks is allowed when
-rendering history but the constrained decoder emits either text or blocks, not both.
+rendering history but the constrained decoder emits either text or blocks, not both. The
+constrained decoder also writes arguments in the order of the schema's ``properties`` (optional
+ones may be left out), so training data should too: pass the tool's parameters schema to
+:func:`render_tool_call` as ``schema`` and it orders the keys that way.
 
 **Tool results.** Consecutive tool messages become one ``user`` turn with one block each, separated
 by ``"\\n"``: ``<tool_response>{"name": <tool name>, "content": <result>}</tool_response>``, where
@@ -90,10 +96,17 @@ def tool_call_prefix(name: str) -> str:
 TOOL_CALL_SUFFIX = "}" + TOOL_CALL_CLOSE
 
 
-def render_tool_call(name: str, args: dict[str, Any]) -> str:
-    """One tool call as the model writes it: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``."""
+def render_tool_call(name: str, args: dict[str, Any], schema: dict | None = None) -> str:
+    """One tool call as the model writes it: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``.
+
+    With the tool's parameters ``schema``, top-level arguments follow its property order (as
+    the constrained decoder writes them); unknown keys keep their place at the end.
+    """
     if not isinstance(args, dict):
         raise TypeError(f"tool call arguments must be a dict, got {type(args).__name__}")
+    if schema is not None:
+        order = {key: i for i, key in enumerate(schema.get("properties") or {})}
+        args = dict(sorted(args.items(), key=lambda kv: order.get(kv[0], len(order))))
     return tool_call_prefix(name) + json.dumps(args, ensure_ascii=False) + TOOL_CALL_SUFFIX
 
 
@@ -122,8 +135,8 @@ def render_messages(messages: Sequence[BaseMessage], tools: Sequence[dict] | Non
     for msg in messages:
         if isinstance(msg, SystemMessage):
             text = _text(msg)
-            if tools_text is not None:
-                text = f"{text}\n\n{tools_text}" if text else tools_text
+            if tools_text is not None:  # tools first: a prefix shared by all system prompts (KV cache reuse)
+                text = f"{tools_text}\n\n{text}" if text else tools_text
                 tools_text = None
             out.append({"role": "system", "content": text})
         elif isinstance(msg, HumanMessage):
@@ -150,7 +163,7 @@ def render_messages(messages: Sequence[BaseMessage], tools: Sequence[dict] | Non
         else:
             raise TypeError(f"cannot render a {type(msg).__name__} (expected System/Human/AI/Tool messages)")
     if tools_text is not None:  # no system message: add one in front, as the chat template would
-        out.insert(0, {"role": "system", "content": f"{DEFAULT_SYSTEM_PROMPT}\n\n{tools_text}"})
+        out.insert(0, {"role": "system", "content": f"{tools_text}\n\n{DEFAULT_SYSTEM_PROMPT}"})
     return [{"role": m["role"], "content": m["content"]} for m in out]
 
 

@@ -48,10 +48,14 @@ raw block, which langchain's aggregation keeps invalid), plus usage and metadata
 parse errors, which langchain's chunk aggregation cannot carry, are in that chunk's
 ``response_metadata["invalid_tool_calls"]``.
 
-**Speed on CPU.** Compute is float32 on CPU (see :mod:`recagent.agents.local_model`). The tool
-list makes the prompt ~3k tokens, so the KV cache of the previous generation is kept and reused
-for the longest common token prefix of the next prompt: the system prompt is prefilled once, and
-each agent step prefills only the new messages.
+**Speed on CPU.** Compute is float32 on CPU by default (``dtype="bfloat16"`` prefills ~3x faster
+on CPUs with AMX/AVX512-BF16; numbers in ``benchmarks/results/local_policy.json``). The tool list
+makes the prompt ~3.2k tokens, so the KV cache of the previous generation is kept and reused for
+the longest common token prefix of the next prompt. The tools block opens the system turn, so it
+is prefilled once per process even when the system text changes (list-wise mode has one per user),
+and each agent step prefills only the new messages. Grammar masking costs microseconds per token,
+but each forced token (a call's fixed prefix) still takes a forward pass. On shared, busy cores
+one torch thread decodes several times faster than two (``num_threads=1``).
 """
 
 from __future__ import annotations
@@ -409,8 +413,8 @@ class LocalChatModel(BaseChatModel):
             gen.update(temperature=self.temperature, top_k=0, top_p=1.0)
         if stop:
             gen.update(stop_strings=list(stop), tokenizer=tok)
-        # with no tools there is nothing to call: any <tool_call> block is reported as invalid
-        return _Job(ids, names if tools else set(), choice, constrained, list(stop or []), gen, reused)
+        # with no tools the name set is empty: any <tool_call> block is reported as an invalid call
+        return _Job(ids, names, choice, constrained, list(stop or []), gen, reused)
 
     def _grammar(self, engine: _Engine, tools: list[dict], choice: str, parallel: bool) -> Any:
         import xgrammar as xgr

@@ -1,0 +1,191 @@
+"""The local policy on the real SmolLM2-135M: GGUF conversion, constrained tool calls, parsing, streaming.
+
+The model is converted once per module into a temporary folder (conftest gives every test its
+own RECAGENT_HOME, so the folder is passed explicitly) and loaded once. Replies are kept short.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from recagent.agents.local_model import DEFAULT_MODEL_NAME, SOURCE_RECORD, ensure_default_model, find_default_gguf
+from recagent.agents.policies.local_hf import LocalChatModel, tool_call_structural_tag
+from recagent.agents.prompt_format import parse_assistant_output, render_tool_call
+from recagent.tools.recommender_tools import TOOL_FUNCTIONS
+from recagent.tools.toolkit import Tool, ToolRegistry
+
+pytestmark = pytest.mark.slow
+
+SYSTEM = "You are a film recommender. Use the tools to find films; never invent them."
+ASK = "Recommend 5 comedies for user 42"
+
+
+@pytest.fixture(scope="module")
+def registry() -> ToolRegistry:
+    """The real recommender tools, without data (as `recagent tools list` builds them)."""
+    reg = ToolRegistry(env=None)
+    for fn in TOOL_FUNCTIONS:
+        reg.register(Tool.from_function(fn))
+    return reg
+
+
+@pytest.fixture(scope="module")
+def schemas(registry) -> list[dict]:
+    return registry.openai_schemas()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """The default model converted from the GGUF, once for this module."""
+    return ensure_default_model(progress=False, target=tmp_path_factory.mktemp("llm") / DEFAULT_MODEL_NAME)
+
+
+@pytest.fixture(scope="module")
+def policy(checkpoint):
+    """One loaded model for the module; one torch thread (much faster than two on shared, busy cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model = LocalChatModel(model_path=str(checkpoint), max_new_tokens=16)  # free text: a few words are enough
+    model.load()
+    yield model
+    torch.set_num_threads(threads)
+
+
+def _calls(policy: LocalChatModel) -> LocalChatModel:
+    """The same loaded model with room for one whole call (the forced prefix alone is ~15 tokens)."""
+    return policy.model_copy(update={"max_new_tokens": 64})
+
+
+def _messages(text: str = ASK):
+    return [SystemMessage(SYSTEM), HumanMessage(text)]
+
+
+def _assert_valid_call(call: dict, registry: ToolRegistry) -> None:
+    assert call["name"] in registry.names()
+    registry[call["name"]].args_model.model_validate(call["args"])  # raises if the arguments are wrong
+
+
+def test_conversion_is_idempotent_and_records_its_source(checkpoint):
+    weights = checkpoint / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    assert ensure_default_model(progress=False, target=checkpoint) == checkpoint
+    assert weights.stat().st_mtime_ns == before  # not converted again
+    assert 200e6 < weights.stat().st_size < 320e6  # bf16, ~260 MB
+    record = json.loads((checkpoint / SOURCE_RECORD).read_text())
+    gguf = find_default_gguf()
+    assert record["source_file"] == gguf.name
+    assert record["source_sha256"] == hashlib.sha256(gguf.read_bytes()).hexdigest()
+    assert [p.name for p in checkpoint.parent.iterdir()] == [checkpoint.name]  # no temporary folder left behind
+
+
+def test_grammar_accepts_exactly_the_rendered_calls(policy, schemas):
+    import xgrammar as xgr
+
+    model, tok = policy.load()
+    info = xgr.TokenizerInfo.from_huggingface(tok, vocab_size=model.config.vocab_size)
+    compiled = xgr.GrammarCompiler(info).compile_structural_tag(tool_call_structural_tag(schemas, "required"))
+
+    def accepts(text: str) -> bool:
+        return xgr.GrammarMatcher(compiled).accept_string(text)
+
+    assert accepts(render_tool_call("retrieve_for_user", {"user_id": "42", "k": 5}))
+    assert accepts(render_tool_call("search_items", {"query": "funny animated film", "k": 3, "save_as": "kids_1"}))
+    assert not accepts(render_tool_call("drop_tables", {}))  # not a bound tool
+    assert not accepts(render_tool_call("retrieve_for_user", {"k": 5}))  # required user_id missing
+    assert not accepts(render_tool_call("retrieve_for_user", {"user_id": "42", "k": 0}))  # below minimum
+    assert not accepts(render_tool_call("search_items", {"query": "x", "save_as": "a" * 41}))  # maxLength with pattern
+    assert not accepts("Sure! " + render_tool_call("popular_items", {}))  # "required": no text before the call
+
+
+def test_constrained_call_names_a_bound_tool_with_valid_arguments(policy, schemas, registry):
+    ai = _calls(policy).bind_tools(schemas, tool_choice="required").invoke(_messages())
+    assert ai.response_metadata["constrained"] is True
+    assert ai.tool_calls, ai.response_metadata["raw_output"]
+    assert not ai.invalid_tool_calls
+    for call in ai.tool_calls:
+        _assert_valid_call(call, registry)
+    assert ai.usage_metadata["input_tokens"] > 1000 and 0 < ai.usage_metadata["output_tokens"] <= 64
+
+
+def test_auto_choice_gives_text_or_valid_calls_never_both(policy, schemas, registry):
+    ai = policy.bind_tools(schemas).invoke(_messages())
+    raw = ai.response_metadata["raw_output"]
+    if ai.tool_calls:
+        assert ai.content == ""
+        for call in ai.tool_calls:
+            _assert_valid_call(call, registry)
+    else:
+        assert "<tool_call>" not in raw and ai.content == raw.strip()
+    assert not ai.invalid_tool_calls or ai.response_metadata["finish_reason"] == "length"
+
+
+def test_unconstrained_output_is_parsed_without_raising(policy, schemas):
+    free = policy.model_copy(update={"constrained": False})
+    ai = free.bind_tools(schemas).invoke(_messages())
+    assert ai.response_metadata["constrained"] is False
+    reparsed = parse_assistant_output(ai.response_metadata["raw_output"], {s["function"]["name"] for s in schemas})
+    assert ai.content == reparsed.content
+    assert [c["name"] for c in ai.tool_calls] == [c["name"] for c in reparsed.tool_calls]
+    assert len(ai.invalid_tool_calls) == len(reparsed.invalid_tool_calls)
+
+
+def test_streaming_yields_text_chunks_then_the_calls(policy, schemas, registry):
+    chunks = list(policy.bind_tools(schemas, tool_choice="none").stream(_messages("Say hello to the user.")))
+    assert len(chunks) >= 3  # several text pieces and the final chunk
+    text = "".join(c.content for c in chunks)
+    assert text and text == parse_assistant_output(chunks[-1].response_metadata["raw_output"], None).content
+    assert chunks[-1].usage_metadata["output_tokens"] > 0
+
+    chunks = list(_calls(policy).bind_tools(schemas, tool_choice="required").stream(_messages()))
+    merged = chunks[0]
+    for c in chunks[1:]:
+        merged += c
+    assert merged.tool_calls and merged.content == ""
+    for call in merged.tool_calls:
+        _assert_valid_call(call, registry)
+
+
+def test_kv_cache_reuse_does_not_change_the_reply(policy):
+    short = policy.model_copy(update={"max_new_tokens": 8})
+    msgs = _messages("Name a famous comedy film.")
+    first = short.invoke(msgs)
+    second = short.invoke(msgs)  # the whole prompt but its last token comes from the cache
+    fresh = short.model_copy(update={"reuse_kv_cache": False}).invoke(msgs)
+    assert second.response_metadata["prefix_tokens_reused"] == second.usage_metadata["input_tokens"] - 1
+    assert fresh.response_metadata["prefix_tokens_reused"] == 0
+    assert first.content == second.content == fresh.content
+
+
+def test_stop_strings_end_the_reply(policy):
+    msgs = _messages("Name three famous comedy films.")
+    ai = policy.invoke(msgs, stop=["\n", "."])
+    streamed = "".join(c.content for c in policy.stream(msgs, stop=["\n", "."]))
+    for text in (ai.content, streamed):
+        assert "\n" not in text and "." not in text
+    assert streamed == ai.content
+
+
+def test_lora_adapter_is_loaded_and_merged(checkpoint, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from recagent.agents.local_model import LocalModelError, load_causal_lm
+
+    base, tok = load_causal_lm(checkpoint)
+    peft_model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    ids = tok("Hello there", return_tensors="pt").input_ids
+    with torch.inference_mode():
+        expected = peft_model(ids).logits
+    merged, _ = load_causal_lm(checkpoint, adapter=tmp_path / "adapter")
+    assert not hasattr(merged, "peft_config")  # merged into plain weights
+    with torch.inference_mode():
+        assert torch.allclose(merged(ids).logits, expected, atol=1e-3)
+    with pytest.raises(LocalModelError, match="no peft adapter"):
+        load_causal_lm(checkpoint, adapter=tmp_path / "missing")
