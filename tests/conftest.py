@@ -101,6 +101,14 @@ def ml100k_env(ml100k, ml100k_split, ml100k_models, tmp_path_factory):
     return env
 
 
+@pytest.fixture(scope="session")
+def local_checkpoint(tmp_path_factory):
+    """The offline default model (SmolLM2-135M) converted from its GGUF once per test session."""
+    from recagent.agents.local_model import DEFAULT_MODEL_NAME, ensure_default_model
+
+    return ensure_default_model(progress=False, target=tmp_path_factory.mktemp("llm") / DEFAULT_MODEL_NAME)
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if "ml100k" in " ".join(getattr(item, "fixturenames", ())):
