@@ -193,17 +193,49 @@ def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     turn, index = state.get("turn", 0), state.get("steps", 1)
     latest = next((s for s in reversed(state.get("trace") or []) if s.kind == "tool_call" and s.valid and s.result_item_ids), None)
     listwise = state.get("mode") == "listwise"
+    extra: list[StepRecord] = []
     if latest is None and not listwise:
-        text = "I could not find recommendations within my step budget. Could you rephrase what you are looking for?"
-        return {"messages": [AIMessage(text)], **_finish(turn, index, text, [], state, 0)}
+        latest = _fallback_call(state, ctx, turn, index)
+        if latest is None:
+            text = "I could not find recommendations within my step budget. Could you rephrase what you are looking for?"
+            return {"messages": [AIMessage(text)], **_finish(turn, index, text, [], state, 0)}
+        extra.append(latest)
     k = state.get("k", ctx.config.k) if listwise else 5
     ids = latest.result_item_ids[:k] if latest else []
     done = _finish(turn, index, "", list(ids), state, k if listwise else 0, ctx)
+    done["trace"] = extra + done["trace"]
+    if extra:
+        done["grounded_ids"] = list(extra[0].result_item_ids)
     lines = [f"{i + 1}. {catalog.display(catalog.index_of[x])} [{x}]" for i, x in enumerate(done["recommended"])]
     text = "Here is what I found:\n" + "\n".join(lines)
     done["answer"] = text
     done["trace"][-1].result_summary = text[:200]
     return {"messages": [AIMessage(text)], **done}
+
+
+def _fallback_call(state: AgentState, ctx: AgentContext, turn: int, index: int) -> StepRecord | None:
+    """No tool worked this turn: ask the default recommender (known user) or popularity (stated genre) directly."""
+    from recagent.tools.recommender_tools import build_registry
+
+    user = state.get("user") or {}
+    likes = user.get("likes") or []
+    registry = build_registry(ctx.env.session())
+    if user.get("user_id") and likes:  # the user's recommender, restricted to the genres they asked for
+        pool = registry.call("filter_items", {"genres": likes, "exclude_seen_by": user["user_id"], "k": 100, "save_as": "fallback"})
+        name, args = "rank_items", {"user_id": user["user_id"], "candidates": "fallback", "k": 5}
+        if not pool.ok:
+            name, args = "retrieve_for_user", {"user_id": user["user_id"], "k": 5}
+    elif user.get("user_id"):
+        name, args = "retrieve_for_user", {"user_id": user["user_id"], "k": 5}
+    else:
+        name, args = "popular_items", ({"genre": likes[0], "k": 5} if likes else {"k": 5})
+    out = registry.call(name, args)
+    if not out.ok:
+        return None
+    summary, ids = summarise_result(out.result)
+    return StepRecord(turn=turn, index=index, kind="tool_call", tool=name, arguments=args, call_id="fallback",
+                      valid=True, result_summary=f"(fallback) {summary}", result_item_ids=ids,
+                      latency_ms=out.latency_ms)  # fmt: skip
 
 
 def route_after_check(state: AgentState) -> Literal["policy", "__end__"]:

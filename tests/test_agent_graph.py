@@ -170,3 +170,20 @@ def test_stated_likes_and_dislikes_reach_the_profile_and_prompt(env, tmp_path):
     user = agent.state("p")["user"]
     assert user["likes"] == ["Comedy", "Horror"] and user["dislikes"] == []
     assert "they like Comedy" in policy.calls[0][0].content and "they dislike Horror" in policy.calls[0][0].content
+
+
+def test_out_of_steps_without_results_falls_back_to_the_recommender(env, tmp_path):
+    bad = tool_calls(call("filter_items", {"candidates": "nothing"}))
+    agent, _ = make_agent(env, tmp_path, [bad, bad], max_steps=2)
+    r = agent.chat("something please", session="s", user_id="7")
+    fallback = [s for s in r.trace if s.call_id == "fallback"]
+    assert len(fallback) == 1 and fallback[0].tool == "retrieve_for_user"
+    assert r.recommended == fallback[0].result_item_ids and len(r.recommended) == 5
+    assert r.answer.startswith("Here is what I found") and set(r.recommended) <= set(agent.state("s")["grounded_ids"])
+    liked, _ = make_agent(env, tmp_path, [bad, bad], max_steps=2)
+    r1 = liked.chat("a horror film please", session="h", user_id="7")
+    assert r1.trace[-2].tool == "rank_items" and len(r1.recommended) == 5
+    assert all("Horror" in env.catalog.genres[env.catalog.index_of[i]] for i in r1.recommended)
+    anon, _ = make_agent(env, tmp_path, [bad, bad], max_steps=2)
+    r2 = anon.chat("I love comedies", session="t")
+    assert all("Comedy" in env.catalog.genres[env.catalog.index_of[i]] for i in r2.recommended)
