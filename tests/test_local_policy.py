@@ -12,7 +12,7 @@ import json
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from recagent.agents.local_model import DEFAULT_MODEL_NAME, SOURCE_RECORD, ensure_default_model, find_default_gguf
+from recagent.agents.local_model import SOURCE_RECORD, ensure_default_model, find_default_gguf
 from recagent.agents.policies.local_hf import LocalChatModel, tool_call_structural_tag
 from recagent.agents.prompt_format import parse_assistant_output, render_tool_call
 from recagent.tools.recommender_tools import TOOL_FUNCTIONS

@@ -8,7 +8,7 @@ act on stated preferences that the interaction data does not show.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from recagent.tools.env import ToolEnv
 from recagent.tools.schemas import ToolArgs, ItemId, ItemList, ModelName, SetName, UserId, item_list

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from recagent.tools.env import ToolEnv
 from recagent.tools.schemas import ToolArgs, K, ItemId, ItemList, ModelName, SetName, UserId, item_list
