@@ -59,6 +59,8 @@ def ground_answer(text: str, catalog: ItemCatalog, seen_ids: set[str]) -> Ground
             g.unknown.append(f"[{ref}]")
     index = _title_year_index(catalog)
     for m in _TITLE_YEAR.finditer(text):
+        if _ID.match(text[m.end() :].lstrip(" \t")):
+            continue  # "Title (Year) [id]": the id decides (catalogs repeat titles, e.g. ML-100K's two "Chasing Amy")
         title = m.group(1).strip(" \"'*-:")
         # a list marker or lead-in ("1. ", "Try ") may precede the title: try shorter suffixes too
         words = title.split()
@@ -69,7 +71,7 @@ def ground_answer(text: str, catalog: ItemCatalog, seen_ids: set[str]) -> Ground
                 break
         if hit:
             named.append(hit)
-        elif not _ID.match(text[m.end() :].lstrip(" \t")):  # "Title (Year) [id]": the id decides
+        else:
             g.unknown.append(f"{title} ({m.group(2)})")
     for item_id in dict.fromkeys(named):
         (g.supported if item_id in seen_ids else g.unsupported).append(item_id)

@@ -121,7 +121,7 @@ def render_tool_response(name: str | None, content: Any) -> str:
     value = content
     if isinstance(content, str):
         try:
-            value = _strict_loads(content)
+            value = strict_loads(content)
         except ValueError:
             value = content
     return TOOL_RESPONSE_OPEN + json.dumps({"name": name, "content": value}, ensure_ascii=False) + TOOL_RESPONSE_CLOSE
@@ -165,6 +165,13 @@ def render_messages(messages: Sequence[BaseMessage], tools: Sequence[dict] | Non
     if tools_text is not None:  # no system message: add one in front, as the chat template would
         out.insert(0, {"role": "system", "content": f"{tools_text}\n\n{DEFAULT_SYSTEM_PROMPT}"})
     return [{"role": m["role"], "content": m["content"]} for m in out]
+
+
+def render_openai_messages(messages: Sequence[dict], tools: Sequence[dict] | None) -> list[dict]:
+    """:func:`render_messages` for OpenAI-format message dicts (synthesized datasets, SFT examples)."""
+    from langchain_core.messages import convert_to_messages
+
+    return render_messages(convert_to_messages([dict(m) for m in messages]), tools)
 
 
 def format_prompt(tokenizer: Any, messages: Sequence[BaseMessage], tools: Sequence[dict] | None) -> str:
@@ -297,7 +304,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
-def _strict_loads(text: str) -> Any:
+def strict_loads(text: str) -> Any:
     """``json.loads`` without NaN/Infinity or duplicate keys (both are ambiguous for a tool call)."""
     return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
 
@@ -305,7 +312,7 @@ def _strict_loads(text: str) -> Any:
 def _parse_call(body: str, tool_names: set[str] | None) -> tuple[dict | None, str | None]:
     """A ToolCall dict, or (partial info, error message)."""
     try:
-        obj = _strict_loads(body.strip())
+        obj = strict_loads(body.strip())
     except ValueError as e:  # JSONDecodeError is a ValueError
         return None, f"tool call is not valid JSON: {e}"
     if not isinstance(obj, dict):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from recagent.paths import dataset_dir
+from recagent import paths
 from recagent.tools.data import leave_one_out, load_dataset
 from recagent.tools.data.synthetic import make_synthetic
 
@@ -19,7 +19,7 @@ from recagent.tools.data.synthetic import make_synthetic
 @pytest.fixture(scope="session")
 def real_ml100k_dir() -> Path:
     """Folder of the fetched ML-100K (resolved before any test changes RECAGENT_HOME)."""
-    path = dataset_dir("ml-100k")
+    path = paths.dataset_dir("ml-100k")
     if not (path / "manifest.json").is_file():
         pytest.fail(f"ML-100K is not in {path}: run the README install command (it runs `recagent data fetch ml-100k`)")
     return path
@@ -59,6 +59,20 @@ def synthetic_env(synthetic, synthetic_split):
         m.fit(synthetic_split, show_progress=False)
         models[name] = m
     return ToolEnv(synthetic, synthetic_split, models, ToolEnvConfig(dataset="synthetic"))
+
+
+@pytest.fixture()
+def dataset_dir(synthetic, synthetic_split, tmp_path):
+    """The synthetic dataset as atomic files, with briefly trained models in the temporary RECAGENT_HOME."""
+    from recagent.paths import model_dir
+    from recagent.tools.data.synthetic import write_atomic
+    from recagent.tools.recommenders import train
+
+    folder = write_atomic(synthetic, tmp_path / "synthetic")
+    for name in ("pop", "itemknn", "bpr", "sasrec"):
+        train(synthetic_split, name, {"max_epochs": 2} if name in ("bpr", "sasrec") else {},
+              out_dir=model_dir("synthetic", name), show_progress=False)  # fmt: skip
+    return str(folder)
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +121,21 @@ def local_checkpoint(tmp_path_factory):
     from recagent.agents.local_model import DEFAULT_MODEL_NAME, ensure_default_model
 
     return ensure_default_model(progress=False, target=tmp_path_factory.mktemp("llm") / DEFAULT_MODEL_NAME)
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2's tokenizer with its own chat template, read from the packaged GGUF (seconds, no conversion)."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from recagent.agents.local_model import find_default_gguf
+
+    hf_logging.disable_progress_bar()
+    gguf = find_default_gguf()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    assert "{% generation %}" not in tok.chat_template and "<|im_start|>" in tok.chat_template
+    return tok
 
 
 def pytest_collection_modifyitems(items):

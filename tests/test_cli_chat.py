@@ -5,24 +5,9 @@ from __future__ import annotations
 import io
 import json
 
-import pytest
 
 from openai_stub import Stub, completion, tool_call_message
 from recagent.cli import main
-from recagent.paths import model_dir
-from recagent.tools.data.synthetic import write_atomic
-
-
-@pytest.fixture()
-def dataset_dir(synthetic, synthetic_split, tmp_path):
-    """The synthetic dataset as atomic files, with briefly trained models in the temporary RECAGENT_HOME."""
-    from recagent.tools.recommenders import train
-
-    folder = write_atomic(synthetic, tmp_path / "synthetic")
-    for name in ("pop", "itemknn", "bpr", "sasrec"):
-        train(synthetic_split, name, {"max_epochs": 2} if name in ("bpr", "sasrec") else {},
-              out_dir=model_dir("synthetic", name), show_progress=False)  # fmt: skip
-    return str(folder)
 
 
 def test_chat_one_message_json(dataset_dir, capsys):

@@ -14,7 +14,7 @@ from recagent.errors import RecagentError
 
 app = typer.Typer(
     name="recagent",
-    help="Agentic, tool-learning recommendation: data, recommenders, tools and the agent (synthesis and RL to come).",
+    help="Agentic, tool-learning recommendation: data, recommenders, tools, the agent and dialog synthesis (RL to come).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -24,7 +24,7 @@ err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, w
 
 def _register() -> None:
     # sub-apps import their heavy dependencies inside the commands, so --help stays fast
-    from recagent.cli import chat, data, quickstart, recs, tools
+    from recagent.cli import chat, data, quickstart, recs, synth, tools
 
     app.add_typer(data.app, name="data")
     app.add_typer(recs.app, name="recs")
@@ -32,6 +32,7 @@ def _register() -> None:
     app.command("quickstart")(quickstart.quickstart)
     app.command("chat")(chat.chat)
     app.command("recommend")(chat.recommend)
+    app.command("synth")(synth.synth)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,234 @@
+"""The tool-call prompt format again, as a Jinja chat template for Hugging Face tooling.
+
+:mod:`recagent.agents.prompt_format` is the definition of the format: ``render_messages`` /
+``render_openai_messages`` turn a conversation plus tool schemas into plain role/content turns,
+and SmolLM2's own ChatML template (``<|im_start|>{role}\\n{content}<|im_end|>\\n``) renders those.
+Tools that only read a tokenizer's Jinja ``chat_template`` never call that Python code: TRL's
+``SFTTrainer`` calls ``tokenizer.apply_chat_template(messages, tools=tools)`` on OpenAI-format rows
+(and needs ``{% generation %}`` markers for ``assistant_only_loss``), and vLLM renders served
+requests the same way. SmolLM2's template knows nothing of tools (and fails on ``content=None``),
+so :data:`TOOL_CHAT_TEMPLATE` renders OpenAI-format messages and ``tools`` in one step into exactly
+the text ``render_openai_messages`` followed by SmolLM2's template gives; ``tests/test_chat_template.py``
+keeps the two identical on synthesized datasets and edge cases. The template's literal strings
+(the tools instruction, tags, default system prompt) are taken from ``prompt_format`` when this
+module is imported, so a wording change there reaches the template too.
+
+Each assistant turn's text and its ``<|im_end|>`` sit inside ``{% generation %}`` markers, so
+``return_assistant_tokens_mask=True`` (TRL's ``assistant_only_loss``) covers exactly what the
+model writes, including the token that ends its turn, and nothing of system, user or tool turns.
+
+**Precondition (JSON text).** A Jinja template cannot parse JSON, while the Python renderer parses
+``function.arguments`` strings and tool results and dumps them again. The two agree whenever that
+text is already canonical, i.e. what ``json.dumps(value, ensure_ascii=False)`` writes:
+
+- ``function.arguments`` given as a string is emitted verbatim, so it must be canonical JSON of an
+  object (given as a mapping, as vLLM passes it, it is dumped like ``json.dumps``; empty or missing
+  arguments render as ``{}``);
+- a tool message's content is embedded verbatim when it looks like JSON (it starts with ``{``, ``[``
+  or ``"``, or is ``true``/``false``/``null`` or a number exactly as Python prints it), so such
+  content must be canonical JSON text, and anything else is embedded as a JSON string.
+
+Synthesized dialogs satisfy this (the dialog builder re-serialises every call's arguments with
+``json.dumps(..., ensure_ascii=False)``, including an LLM generator's raw text, and tools return
+:meth:`ToolOutcome.content`). For other data, :func:`canonical_openai_messages` rewrites both kinds
+of text so that the template's output equals the Python renderer's.
+Message contents are strings, ``None`` or lists of text blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from recagent.agents import prompt_format as pf
+
+SMOLLM2_DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"  # SmolLM2's template adds it
+
+_TOOLS_HEAD, _TOOLS_TAIL = pf.TOOLS_INSTRUCTION.format(tools="\0").split("\0")  # the text around the schemas
+
+# Every tag trims the template's own whitespace ({%- -%}) and all output comes from {{ }} expressions,
+# so the rendering does not depend on trim_blocks/lstrip_blocks. @NAME@ marks a string constant.
+_TEMPLATE_SOURCE = r"""
+{%- macro text_of(content) -%}
+  {%- if content is none or content is undefined -%}
+  {%- elif content is string -%}{{- content -}}
+  {%- elif content is mapping or content is not iterable -%}
+    {{- raise_exception('message content must be a string, null or a list of text blocks') -}}
+  {%- else -%}
+    {%- for block in content -%}
+      {%- if block is string -%}{{- block -}}
+      {%- elif block is mapping and block['type'] == 'text' and block['text'] is string -%}{{- block['text'] -}}
+      {%- endif -%}
+    {%- endfor -%}
+  {%- endif -%}
+{%- endmacro -%}
+
+{%- macro json_value(text) -%}
+  {#- Tool results: JSON text is embedded as its value (it must be canonical), anything else as a string. -#}
+  {%- if text[:1] in ('{', '[')
+        or (text|length > 1 and text[:1] == '"' and text[-1:] == '"')
+        or text in ('true', 'false', 'null')
+        or (text and text[:1] in '-0123456789' and text[-1:] in '0123456789'
+            and (text|int|string == text or text|float|string == text)) -%}
+    {{- text -}}
+  {%- else -%}
+    {{- text|tojson -}}
+  {%- endif -%}
+{%- endmacro -%}
+
+{%- set ns = namespace(tools_text=none, has_system=false) -%}
+{%- if tools -%}
+  {%- set acc = namespace(lines=[]) -%}
+  {%- for tool in tools -%}
+    {%- if tool is mapping and tool['type'] == 'function' and tool['function'] is defined -%}
+      {%- set acc.lines = acc.lines + [tool|tojson(separators=(',', ':'))] -%}
+    {%- elif tool is mapping and tool['name'] is defined and tool['parameters'] is defined -%}
+      {%- set acc.lines = acc.lines + ['{"type":"function","function":' + tool|tojson(separators=(',', ':')) + '}'] -%}
+    {%- else -%}
+      {{- raise_exception("a tool schema must be an OpenAI tool {'type': 'function', 'function': {...}}") -}}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- set ns.tools_text = @TOOLS_HEAD@ + acc.lines|join('\n') + @TOOLS_TAIL@ -%}
+{%- endif -%}
+{%- for message in messages -%}
+  {%- if message['role'] in ('system', 'developer') -%}{%- set ns.has_system = true -%}{%- endif -%}
+{%- endfor -%}
+
+{%- if ns.tools_text is not none and not ns.has_system -%}
+  {{- '<|im_start|>system\n' + ns.tools_text + '\n\n' + @DEFAULT_SYSTEM@ + '<|im_end|>\n' -}}
+{%- elif messages and messages[0]['role'] not in ('system', 'developer') -%}
+  {{- '<|im_start|>system\n' + @SMOLLM2_SYSTEM@ + '<|im_end|>\n' -}}
+{%- endif -%}
+
+{%- for message in messages -%}
+  {%- set index = loop.index0 -%}
+  {%- set role = message['role'] -%}
+  {%- set text = text_of(message['content'])|string -%}
+
+  {%- if role in ('system', 'developer') -%}
+    {%- if ns.tools_text is not none -%}
+      {#- The tools block opens the first system turn (a prefix shared by all system prompts). -#}
+      {%- set text = (ns.tools_text + '\n\n' + text) if text else ns.tools_text -%}
+      {%- set ns.tools_text = none -%}
+    {%- endif -%}
+    {{- '<|im_start|>system\n' + text + '<|im_end|>\n' -}}
+
+  {%- elif role == 'user' -%}
+    {{- '<|im_start|>user\n' + text + '<|im_end|>\n' -}}
+
+  {%- elif role == 'assistant' -%}
+    {%- set reply = namespace(parts=([text|trim] if text|trim else [])) -%}
+    {%- if message['tool_calls'] is defined and message['tool_calls'] -%}
+      {%- for call in message['tool_calls'] -%}
+        {%- set fn = call['function'] -%}
+        {%- set args = fn['arguments'] if fn['arguments'] is defined else none -%}
+        {%- if args is string and args -%}{%- set args_json = args -%}
+        {%- elif args is mapping -%}{%- set args_json = args|tojson -%}
+        {%- elif not args -%}{%- set args_json = '{}' -%}
+        {%- else -%}{{- raise_exception('tool call arguments must be a JSON object (text or mapping)') -}}
+        {%- endif -%}
+        {%- set reply.parts = reply.parts + [@CALL_OPEN@ + '{"name": ' + fn['name']|tojson + ', "arguments": ' + args_json + '}' + @CALL_CLOSE@] -%}
+      {%- endfor -%}
+    {%- endif -%}
+    {{- '<|im_start|>assistant\n' -}}
+    {%- generation -%}
+      {{- reply.parts|join(@SEP@) + '<|im_end|>' -}}
+    {%- endgeneration -%}
+    {{- '\n' -}}
+
+  {%- elif role == 'tool' -%}
+    {%- set look = namespace(name=(message['name'] if message['name'] is defined and message['name'] else none)) -%}
+    {%- if look.name is none -%}
+      {#- Label the result with the name of the (latest earlier) call that has its tool_call_id. -#}
+      {%- for earlier in messages[:index] -%}
+        {%- if earlier['role'] == 'assistant' and earlier['tool_calls'] is defined and earlier['tool_calls'] -%}
+          {%- for call in earlier['tool_calls'] -%}
+            {%- if (call['id'] if call['id'] is defined and call['id'] else '') == message['tool_call_id'] -%}
+              {%- set look.name = call['function']['name'] -%}
+            {%- endif -%}
+          {%- endfor -%}
+        {%- endif -%}
+      {%- endfor -%}
+    {%- endif -%}
+    {%- if index > 0 and messages[index - 1]['role'] == 'tool' -%}
+      {{- @SEP@ -}}
+    {%- else -%}
+      {{- '<|im_start|>' + @TOOL_ROLE@ + '\n' -}}
+    {%- endif -%}
+    {{- @RESPONSE_OPEN@ + '{"name": ' + look.name|tojson + ', "content": ' + json_value(text) + '}' + @RESPONSE_CLOSE@ -}}
+    {%- if loop.last or messages[index + 1]['role'] != 'tool' -%}
+      {{- '<|im_end|>\n' -}}
+    {%- endif -%}
+
+  {%- else -%}
+    {{- raise_exception('cannot render a message with role ' + role|string + ' (expected system, user, assistant or tool)') -}}
+  {%- endif -%}
+{%- endfor -%}
+
+{%- if add_generation_prompt -%}
+  {{- '<|im_start|>assistant\n' -}}
+{%- endif -%}
+"""
+
+
+def _build_template() -> str:
+    """The template source with the format's constants filled in as Jinja string literals."""
+    constants = {
+        "TOOLS_HEAD": _TOOLS_HEAD,
+        "TOOLS_TAIL": _TOOLS_TAIL,
+        "DEFAULT_SYSTEM": pf.DEFAULT_SYSTEM_PROMPT,
+        "SMOLLM2_SYSTEM": SMOLLM2_DEFAULT_SYSTEM,
+        "CALL_OPEN": pf.TOOL_CALL_OPEN,
+        "CALL_CLOSE": pf.TOOL_CALL_CLOSE,
+        "RESPONSE_OPEN": pf.TOOL_RESPONSE_OPEN,
+        "RESPONSE_CLOSE": pf.TOOL_RESPONSE_CLOSE,
+        "SEP": pf.BLOCK_SEPARATOR,
+        "TOOL_ROLE": pf.TOOL_RESPONSE_ROLE,
+    }
+    # json.dumps writes an ASCII-only, backslash-escaped literal that Jinja reads back unchanged.
+    return re.sub(r"@([A-Z0-9_]+)@", lambda m: json.dumps(constants[m.group(1)]), _TEMPLATE_SOURCE.strip())
+
+
+TOOL_CHAT_TEMPLATE = _build_template()
+
+
+def apply_tool_template(tokenizer: Any) -> Any:
+    """Set :data:`TOOL_CHAT_TEMPLATE` as the tokenizer's chat template and return the tokenizer."""
+    tokenizer.chat_template = TOOL_CHAT_TEMPLATE
+    return tokenizer
+
+
+def canonical_openai_messages(messages: Sequence[dict]) -> list[dict]:
+    """Copies of OpenAI-format messages whose arguments and tool results are canonical JSON text (the precondition)."""
+    out = []
+    for m in messages:
+        m = dict(m)
+        if m.get("tool_calls"):
+            calls = []
+            for call in m["tool_calls"]:
+                fn = dict(call["function"])
+                args = fn.get("arguments")
+                if isinstance(args, str) and args:  # parsed as langchain's convert_to_messages does
+                    args = json.loads(args, strict=False)
+                fn["arguments"] = json.dumps(args or {}, ensure_ascii=False)
+                calls.append({**call, "function": fn})
+            m["tool_calls"] = calls
+        if m.get("role") == "tool":
+            content = m.get("content")
+            text = content if isinstance(content, str) else _text_of(content)
+            try:
+                value = pf.strict_loads(text)  # the renderer's own test for "this result is JSON"
+            except ValueError:
+                value = text  # not JSON: stored as a JSON string, which the renderer unpacks to the same text
+            m["content"] = json.dumps(value, ensure_ascii=False)
+        out.append(m)
+    return out
+
+
+def _text_of(content: Any) -> str:
+    if content is None:
+        return ""
+    return "".join(b if isinstance(b, str) else b["text"] for b in content
+                   if isinstance(b, str) or (b.get("type") == "text" and isinstance(b.get("text"), str)))  # fmt: skip

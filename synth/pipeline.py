@@ -1,0 +1,269 @@
+"""The synthesis job: draw, generate, label, deduplicate, verify, write; resumable and deterministic.
+
+Every attempt ``a`` draws all its randomness from ``Random(f"{seed}:{a}")`` and ends in
+exactly one line in exactly one file: ``train.jsonl``/``test.jsonl`` (verified),
+``rejected.jsonl`` (failed a check; kept with its reasons) or ``skipped.jsonl``
+(generation failed, duplicate, or its complexity level was already full). Lines are flushed
+as they are written, so after an interruption the files say which attempt was the last one
+completed: a rerun with the same config drops a torn last line and continues from the next
+attempt, with no sample lost and none duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recagent.errors import ConfigError, RecagentError
+from recagent.synth.builder import GenerationFailed
+from recagent.synth.complexity import LossScorer, label, relabel_by_loss
+from recagent.synth.config import SynthConfig
+from recagent.synth.leakage import check_leakage
+from recagent.synth.programmatic import GenRequest, ProgrammaticGenerator
+from recagent.synth.sample import Sample
+from recagent.synth.tasks import TaskSampler
+from recagent.synth.tool_pool import build_pool
+from recagent.synth.verify import VerifyContext, verify
+from recagent.tools.env import ToolEnv
+from recagent.tools.recommender_tools import build_registry
+from recagent.tools.toolkit import ToolRegistry
+
+FILES = ("train", "test", "rejected", "skipped")
+JUDGE_DOWN_LIMIT = 3  # consecutive "judge unavailable" verdicts that stop the run
+
+
+@dataclass
+class RunState:
+    """What the output folder already holds: counts, dedup keys and the last completed attempt."""
+
+    last_attempt: int = -1
+    accepted: Counter = field(default_factory=Counter)  # per split
+    levels: Counter = field(default_factory=Counter)  # accepted per complexity level
+    keys: set[str] = field(default_factory=set)
+    counts: Counter = field(default_factory=Counter)  # lines per file
+
+
+@dataclass
+class SynthResult:
+    """What a run produced and how fast."""
+
+    out: Path
+    accepted: dict[str, int]
+    rejected: int
+    skipped: dict[str, int]
+    attempts: int
+    seconds: float
+    verified_per_minute: float
+
+
+def read_rows(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """JSONL rows of ``path``; with ``repair`` a torn last line (an interrupted write) is cut off the file."""
+    if not path.is_file():
+        return []
+    rows, good_bytes = [], 0
+    with path.open("rb") as f:
+        for raw in f:
+            try:
+                rows.append(json.loads(raw))
+            except json.JSONDecodeError:
+                if not repair:
+                    raise RecagentError(f"{path}: line {len(rows) + 1} is not valid JSON") from None
+                break
+            if not raw.endswith(b"\n"):
+                if repair:  # complete JSON but no newline: keep it, and end the line
+                    with path.open("ab") as g:
+                        g.write(b"\n")
+                good_bytes += len(raw)
+                break
+            good_bytes += len(raw)
+    if repair and path.stat().st_size > good_bytes:
+        with path.open("r+b") as f:
+            f.truncate(good_bytes)
+    return rows
+
+
+def load_state(out: Path) -> RunState:
+    """Scan the output folder (repairing torn lines) to know where to resume."""
+    st = RunState()
+    for name in FILES:
+        for row in read_rows(out / f"{name}.jsonl", repair=True):
+            st.counts[name] += 1
+            meta = row.get("meta", row)
+            st.last_attempt = max(st.last_attempt, int(meta["attempt"]))
+            if name in ("train", "test"):
+                st.accepted[name] += 1
+                st.levels[meta["complexity"]["level"]] += 1
+            if row.get("id"):
+                st.keys.add(row["id"])
+            elif meta.get("key"):
+                st.keys.add(meta["key"])
+    return st
+
+
+def _check_resume(cfg: SynthConfig, out: Path) -> None:
+    saved = out / "config.yaml"
+    if not saved.is_file():
+        return
+    try:
+        before = SynthConfig.model_validate(yaml.safe_load(saved.read_text()) or {})
+    except Exception as e:  # a hand-edited or foreign file: say so instead of resuming blindly
+        raise ConfigError(f"{saved} is not a synthesis config ({e}); use a new --out folder") from None
+    old, new = before.generation_settings(), cfg.generation_settings()
+    diff = sorted(k for k in new if old.get(k) != new.get(k))
+    if diff:
+        raise ConfigError(
+            f"{out} holds a run with different settings ({', '.join(diff)}); resume with the same settings "
+            "(only n and max_attempts may change) or choose a new --out folder"
+        )
+
+
+def _weighted(rng: random.Random, weights: dict[str, float]) -> str:
+    keys = [k for k, w in weights.items() if w > 0]
+    return rng.choices(keys, weights=[weights[k] for k in keys])[0]
+
+
+class Synthesizer:
+    """Runs the pipeline stages for one config over one tool environment."""
+
+    def __init__(
+        self,
+        cfg: SynthConfig,
+        env: ToolEnv,
+        registry_factory: Callable[[ToolEnv], ToolRegistry] = build_registry,
+        chat_model: Any = None,
+        judge_model: Any = None,
+    ):
+        self.cfg, self.env, self.registry_factory = cfg, env, registry_factory
+        self.pool = build_pool(
+            registry_factory(env), list(env.catalog.all_genres), cfg.seed, cfg.variants_per_tool,
+            cfg.heldout_variant_fraction, [d for d, w in cfg.domains.items() if w > 0] + ["movies"],
+        )  # fmt: skip
+        self.sampler = TaskSampler(env.split, cfg.seed, cfg.test_user_fraction, cfg.min_history)
+        self.generator: Any = ProgrammaticGenerator(env, registry_factory, self.pool, env.dataset.name)
+        if cfg.generator == "llm":
+            from recagent.synth.llm_generator import LLMGenerator
+
+            self.generator = LLMGenerator(self.generator, cfg.llm, chat_model=chat_model)
+        self.judge = None
+        if cfg.judge is not None:
+            from recagent.synth.judge import LLMJudge
+
+            self.judge = LLMJudge(cfg.judge, chat_model=judge_model)
+        self.scorer = LossScorer(cfg.target_model) if cfg.target_model else None
+        self.vctx = VerifyContext(env, registry_factory)
+
+    def request(self, attempt: int) -> GenRequest:
+        """The seeded draw of attempt ``attempt``: split, kind, domain, user task, held-out tools or not."""
+        cfg = self.cfg
+        rng = random.Random(f"{cfg.seed}:{attempt}")
+        split = "test" if rng.random() < cfg.test_fraction else "train"
+        kind = _weighted(rng, cfg.kinds)
+        domain = _weighted(rng, cfg.domains)
+        heldout = split == "test" and rng.random() < cfg.heldout_tool_share
+        task = self.sampler.sample(split, rng)
+        return GenRequest(attempt, kind, split, task, domain, heldout, rng, tuple(cfg.tools_per_dialog), cfg.max_distractors)
+
+    def make(self, attempt: int, state: RunState, quotas: dict[str, int] | None) -> tuple[str, dict[str, Any]]:
+        """Run one attempt through every stage; returns the file it belongs in and its row."""
+        req = self.request(attempt)
+        try:
+            sample = self.generator.generate(req)
+        except GenerationFailed as e:
+            return "skipped", {"attempt": attempt, "reason": "generation_failed", "detail": str(e), "kind": req.kind}
+        sample.complexity = label(sample)
+        if sample.id in state.keys:
+            return "skipped", {"attempt": attempt, "reason": "duplicate", "key": sample.id, "kind": sample.kind}
+        level = sample.complexity["level"]
+        if quotas is not None and self.scorer is None and state.levels[level] >= quotas[level]:
+            return "skipped", {"attempt": attempt, "reason": "level_full", "level": level, "kind": sample.kind}
+        sample.verification = verify(sample, self.vctx)
+        if self.scorer is not None and sample.verification.passed:
+            relabel_by_loss(sample, self.scorer(sample), self.cfg.loss_easy_below, self.cfg.loss_hard_above)
+            level = sample.complexity["level"]
+            if quotas is not None and state.levels[level] >= quotas[level]:
+                return "skipped", {"attempt": attempt, "reason": "level_full", "level": level, "kind": sample.kind}
+        if self.judge is not None and sample.verification.passed:
+            sample.verification.judge = self.judge(sample)
+        if not sample.verification.passed:
+            row = sample.to_row()
+            row["meta"]["reasons"] = sample.verification.failures()
+            return "rejected", row
+        return sample.split, sample.to_row()
+
+    def run(self, out: Path, progress: bool = True) -> SynthResult:
+        """Produce ``cfg.n`` verified dialogs in ``out`` (resuming what is there), then check leakage and report."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        out.mkdir(parents=True, exist_ok=True)
+        _check_resume(cfg, out)
+        cfg.to_yaml(out / "config.yaml")
+        state = load_state(out)
+        quotas = cfg.quotas()
+        max_attempts = cfg.max_attempts or 20 * cfg.n
+        handles = {name: (out / f"{name}.jsonl").open("a", encoding="utf-8") for name in FILES}
+        done = lambda: sum(state.accepted.values())  # noqa: E731
+        t0, attempts_now, judge_down = time.perf_counter(), 0, 0
+        bar = tqdm(total=cfg.n, initial=min(done(), cfg.n), desc="verified dialogs", unit="dlg", disable=not progress)
+        try:
+            attempt = state.last_attempt + 1
+            while done() < cfg.n and attempt < max_attempts:
+                if quotas is not None and all(state.levels[lv] >= q for lv, q in quotas.items()):
+                    break
+                where, row = self.make(attempt, state, quotas)
+                handles[where].write(json.dumps(row, ensure_ascii=False) + "\n")
+                handles[where].flush()
+                state.counts[where] += 1
+                state.last_attempt, attempts_now = attempt, attempts_now + 1
+                if "id" in row:
+                    state.keys.add(row["id"])
+                if where in ("train", "test"):
+                    state.accepted[where] += 1
+                    state.levels[row["meta"]["complexity"]["level"]] += 1
+                    bar.update(1)
+                judge = (row.get("meta") or {}).get("verification", {}).get("judge") or {}
+                judge_down = judge_down + 1 if str(judge.get("reason", "")).startswith("judge unavailable") else 0
+                if judge_down >= JUDGE_DOWN_LIMIT:
+                    raise RecagentError(f"{judge['reason']} ({JUDGE_DOWN_LIMIT} times in a row); finished work is "
+                                        "saved, rerun the same command to resume")  # fmt: skip
+                bar.set_postfix(attempts=attempt + 1, rejected=state.counts["rejected"], skipped=state.counts["skipped"])
+                attempt += 1
+        finally:
+            bar.close()
+            for h in handles.values():
+                h.close()
+            seconds = time.perf_counter() - t0
+            with (out / "runs.jsonl").open("a") as f:  # throughput of each invocation, for the report
+                f.write(json.dumps({"attempts": attempts_now, "seconds": round(seconds, 3),
+                                    "last_attempt": state.last_attempt}) + "\n")  # fmt: skip
+        train = [Sample.from_row(r) for r in read_rows(out / "train.jsonl")]
+        test = [Sample.from_row(r) for r in read_rows(out / "test.jsonl")]
+        check_leakage(train, test, self.env.split)
+        from recagent.synth.export import write_exports
+        from recagent.synth.report import write_report
+
+        write_exports(out, train, test, cfg.exports)
+        write_report(out, cfg)
+        skipped = Counter(r["reason"] for r in read_rows(out / "skipped.jsonl"))
+        runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines() if line.strip()]
+        total_s = sum(r["seconds"] for r in runs)
+        verified = len(train) + len(test)
+        return SynthResult(
+            out=out, accepted={"train": len(train), "test": len(test)}, rejected=state.counts["rejected"],
+            skipped=dict(skipped), attempts=state.last_attempt + 1, seconds=round(total_s, 2),
+            verified_per_minute=round(verified / total_s * 60, 1) if total_s > 0 else 0.0,
+        )  # fmt: skip
+
+
+def synthesize(cfg: SynthConfig, out: str | Path, env: ToolEnv | None = None, progress: bool = True, **kwargs: Any) -> SynthResult:
+    """Load the tool environment named in ``cfg`` (unless given) and run the pipeline into ``out``."""
+    env = env or ToolEnv.load(cfg.tools)
+    return Synthesizer(cfg, env, **kwargs).run(Path(out), progress=progress)

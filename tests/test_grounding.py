@@ -1,0 +1,20 @@
+"""Which items an answer names: bracketed ids decide, titles count only when no id follows them."""
+
+from __future__ import annotations
+
+from recagent.agents.grounding import ground_answer
+
+
+def test_a_cited_id_decides_between_catalog_duplicates(ml100k):
+    # ML-100K lists "Chasing Amy (1997)" twice, as items 246 and 268
+    g = ground_answer("1. Chasing Amy (1997) [268], Drama, Romance", ml100k.items, {"268"})
+    assert g.ok and g.supported == ["268"]
+    g = ground_answer("Chasing Amy (1997) [268]", ml100k.items, {"246"})
+    assert g.unsupported == ["268"]
+
+
+def test_titles_without_ids_and_unknown_items_are_read(ml100k):
+    g = ground_answer("Try Toy Story (1995) or Imaginary Film (1994), or [99999].", ml100k.items, {"1"})
+    assert g.supported == ["1"]
+    assert g.unknown == ["[99999]", "Imaginary Film (1994)"]
+    assert not g.ok

@@ -1,0 +1,229 @@
+"""Each rule check of the verifier, on real generated dialogs broken on purpose to fail it."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from recagent.synth.config import SynthConfig
+from recagent.synth.pipeline import Synthesizer
+from recagent.synth.sample import Sample
+from recagent.synth.verify import CHECKS, infer_kind, trace_calls, verify
+
+
+@pytest.fixture(scope="module")
+def synth(ml100k_env):
+    return Synthesizer(SynthConfig.build(seed=11, test_fraction=0.0), ml100k_env)
+
+
+@pytest.fixture(scope="module")
+def by_plan(synth):
+    """One verified dialog per generation plan."""
+    from recagent.synth.builder import GenerationFailed
+
+    found: dict[str, Sample] = {}
+    for attempt in range(600):
+        req = synth.request(attempt)
+        try:
+            s = synth.generator.generate(req)
+        except GenerationFailed:
+            continue
+        plan = s.extra["plan"]
+        if plan not in found and verify(s, synth.vctx).passed:
+            found[plan] = s
+    return found
+
+
+def failed(sample: Sample, synth) -> dict[str, str]:
+    v = verify(sample, synth.vctx)
+    return {c.name: c.message for c in v.checks if not c.passed}
+
+
+def fresh(by_plan, plan):
+    return Sample.from_row(copy.deepcopy(by_plan[plan].to_row()))
+
+
+def first_call(sample, core=None):
+    variants = sample.tool_variants
+    for m in sample.messages:
+        for tc in m.get("tool_calls") or []:
+            if core is None or variants[tc["function"]["name"]]["core"] == core:
+                return tc
+    raise AssertionError(f"no call to {core}")
+
+
+def set_arg(tc, sample, core_name, value):
+    args = json.loads(tc["function"]["arguments"])
+    rec = sample.tool_variants[tc["function"]["name"]]
+    offered = next((o for o, c in rec["params"].items() if c == core_name), core_name)
+    args[offered] = value
+    tc["function"]["arguments"] = json.dumps(args)
+
+
+def test_every_plan_produces_a_dialog_that_passes_every_check(by_plan, synth):
+    from recagent.synth.programmatic import PLANS
+
+    assert set(by_plan) == {name for plans in PLANS.values() for name, _, _ in plans}
+    for s in by_plan.values():
+        assert failed(s, synth) == {}
+        assert infer_kind(s) == s.kind
+
+
+def test_schema_valid_rejects_an_invalid_json_schema(by_plan, synth):
+    s = fresh(by_plan, "search")
+    s.tools[0]["function"]["parameters"]["properties"]["oops"] = {"type": "nonsense"}
+    assert "invalid JSON Schema" in failed(s, synth)["schema_valid"]
+
+
+def test_roles_rejects_a_call_without_its_result(by_plan, synth):
+    s = fresh(by_plan, "search")
+    s.messages = [m for m in s.messages if m["role"] != "tool"]
+    assert "has no result message" in failed(s, synth)["roles"]
+
+
+def test_roles_rejects_a_dialog_that_ends_on_a_call(by_plan, synth):
+    s = fresh(by_plan, "search")
+    s.messages = s.messages[: next(i for i, m in enumerate(s.messages) if m["role"] == "tool") + 1]
+    assert "must end with an assistant text" in failed(s, synth)["roles"]
+
+
+def test_calls_parse_rejects_broken_json_and_duplicate_keys(by_plan, synth):
+    s = fresh(by_plan, "search")
+    first_call(s)["function"]["arguments"] = '{"query": "comedy", '
+    assert "not valid JSON" in failed(s, synth)["calls_parse"]
+    s = fresh(by_plan, "search")
+    tc = first_call(s)
+    tc["function"]["arguments"] = tc["function"]["arguments"][:-1] + ', "k": 3, "k": 4}'
+    assert "duplicate key" in failed(s, synth)["calls_parse"]
+
+
+def test_tool_offered_rejects_unknown_names_and_distractors(by_plan, synth):
+    s = fresh(by_plan, "search")
+    first_call(s)["function"]["name"] = "search_everything"
+    assert "not among the offered tools" in failed(s, synth)["tool_offered"]
+    s = fresh(by_plan, "out_of_scope")
+    distractor = next(n for n, rec in s.tool_variants.items() if rec["core"] is None)
+    s.messages.insert(2, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_x", "type": "function", "function": {"name": distractor, "arguments": "{}"}}]})
+    s.messages.insert(3, {"role": "tool", "tool_call_id": "call_x", "name": distractor, "content": "{}"})
+    assert "distractor with no implementation" in failed(s, synth)["tool_offered"]
+
+
+def test_arguments_valid_rejects_wrong_types_missing_required_and_enum_violations(by_plan, synth):
+    s = fresh(by_plan, "search")
+    set_arg(first_call(s), s, "k", "five")
+    assert "is not of type 'integer'" in failed(s, synth)["arguments_valid"]
+    s = fresh(by_plan, "search")
+    tc = first_call(s)
+    args = json.loads(tc["function"]["arguments"])
+    args.pop(next(iter(args)))  # the query (required, first in schema order)
+    tc["function"]["arguments"] = json.dumps(args)
+    assert "is a required property" in failed(s, synth)["arguments_valid"]
+    s = fresh(by_plan, "search")
+    set_arg(first_call(s), s, "colour", "red")
+    assert "Additional properties" in failed(s, synth)["arguments_valid"]
+
+
+def test_ids_exist_rejects_unknown_users_and_items(by_plan, synth):
+    s = fresh(by_plan, "retrieve")
+    set_arg(first_call(s), s, "user_id", "99999")
+    assert "unknown user id '99999'" in failed(s, synth)["ids_exist"]
+    s = fresh(by_plan, "similar")
+    set_arg(first_call(s, "similar_items"), s, "item_ids", ["777777"])
+    assert "unknown item id '777777'" in failed(s, synth)["ids_exist"]
+
+
+def test_k_in_bounds_rejects_k_past_max(by_plan, synth):
+    s = fresh(by_plan, "search")
+    set_arg(first_call(s), s, "k", 1000)
+    assert "outside 1..100" in failed(s, synth)["k_in_bounds"]
+
+
+def test_ids_from_results_rejects_ids_and_sets_that_no_earlier_call_produced(by_plan, synth):
+    s = fresh(by_plan, "similar")
+    seen = {i for t in trace_calls(s) if t.result for i in [t.result.get("item", {}).get("item_id")]}
+    other = next(i for i in ("1", "2", "50", "100") if i not in seen)
+    set_arg(first_call(s, "similar_items"), s, "item_ids", [other])
+    assert f"item id '{other}' did not come from an earlier tool result" in failed(s, synth)["ids_from_results"]
+    s = fresh(by_plan, "retrieve_filter")
+    set_arg(first_call(s, "filter_items"), s, "candidates", "never_saved")
+    assert "'never_saved' was not saved" in failed(s, synth)["ids_from_results"]
+    s = fresh(by_plan, "retrieve")
+    uid = s.user_id
+    s.messages = [({**m, "content": m["content"].replace(uid, "someone")} if m["role"] in ("user", "system") else m)
+                  for m in s.messages]  # fmt: skip
+    assert "was never given in the conversation" in failed(s, synth)["ids_from_results"]
+
+
+def test_executes_rejects_a_call_that_fails_when_run(by_plan, synth):
+    s = fresh(by_plan, "popular")
+    set_arg(first_call(s), s, "genre", "Polka")
+    assert "unknown genre 'Polka'" in failed(s, synth)["executes"]
+
+
+def test_same_result_rejects_a_recorded_result_that_the_tool_does_not_give(by_plan, synth):
+    s = fresh(by_plan, "popular")
+    tool = next(m for m in s.messages if m["role"] == "tool")
+    content = json.loads(tool["content"])
+    content["items"][0]["score"] += 1
+    tool["content"] = json.dumps(content)
+    assert "different result" in failed(s, synth)["same_result"]
+
+
+def test_answer_grounded_rejects_items_not_from_results(by_plan, synth):
+    s = fresh(by_plan, "search")
+    seen = {i for t in trace_calls(s) if t.result for i in (it["item_id"] for it in t.result.get("items", []))}
+    other = next(i for i in ("1", "2", "50", "100", "181") if i not in seen)
+    s.messages[-1] = {"role": "assistant", "content": s.messages[-1]["content"] + f"\n6. Something [{other}]"}
+    assert other in failed(s, synth)["answer_grounded"]
+    s = fresh(by_plan, "search")
+    s.messages[-1] = {"role": "assistant", "content": "Try Imaginary Movie (1994)."}
+    assert "Imaginary Movie (1994)" in failed(s, synth)["answer_grounded"]
+
+
+def test_filter_constraints_reject_results_that_break_the_filter(by_plan, synth, ml100k_env):
+    s = fresh(by_plan, "filter")
+    tc = first_call(s, "filter_items")
+    args = json.loads(tc["function"]["arguments"])
+    tool = next(m for m in s.messages if m.get("tool_call_id") == tc["id"])
+    content = json.loads(tool["content"])
+    genres = {g.lower() for g in next(v for k, v in args.items() if isinstance(v, list))}
+    cat = ml100k_env.catalog
+    wrong = next(i for i in range(len(cat.ids)) if not genres & {g.lower() for g in cat.genres[i]})
+    content["items"][0].update(item_id=cat.ids[wrong], title=cat.titles[wrong], year=int(cat.years[wrong]) or None,
+                               genres=list(cat.genres[wrong]))  # fmt: skip
+    tool["content"] = json.dumps(content)
+    assert "misses genres" in failed(s, synth)["filter_constraints"]
+    content["items"][0]["genres"] = ["Documentary"]  # metadata that contradicts the catalog
+    tool["content"] = json.dumps(content)
+    assert "differs from the catalog" in failed(s, synth)["filter_constraints"]
+
+
+def test_no_leakage_rejects_a_training_answer_naming_the_users_test_item(by_plan, synth, ml100k_split):
+    s = fresh(by_plan, "retrieve")
+    assert s.split == "train"
+    ds = ml100k_split.dataset
+    u = ds.users.index_of[s.user_id]
+    held = ds.items.ids[int(ml100k_split.test.items[ml100k_split.test.users == u][0])]
+    s.messages[-1] = {"role": "assistant", "content": f"Try [{held}]."}
+    assert f"held-out items ['{held}']" in failed(s, synth)["no_leakage"]
+    s = fresh(by_plan, "retrieve")
+    name = next(iter(s.tool_variants))
+    s.tool_variants[name]["heldout"] = True
+    assert "held-out tool variants offered in training" in failed(s, synth)["no_leakage"]
+
+
+def test_kind_matches_rejects_a_mislabelled_dialog(by_plan, synth):
+    s = fresh(by_plan, "similar")
+    s.kind = "parallel"
+    assert "declared parallel, shape is chain" in failed(s, synth)["kind_matches"]
+
+
+def test_a_check_that_crashes_rejects_the_sample_instead_of_stopping(by_plan, synth):
+    s = fresh(by_plan, "search")
+    s.messages[1] = {"role": "user"}  # no content at all
+    s.tools.append("not a tool")
+    v = verify(s, synth.vctx)
+    assert not v.passed and len(v.checks) == len(CHECKS)
