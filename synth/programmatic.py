@@ -441,7 +441,7 @@ class ProgrammaticGenerator:
         chosen = list(cores) + rng.sample(others, min(n_other, len(others)))
         offered = [self.pool.for_core(c, req.split, req.domain, rng, req.heldout_tools) for c in chosen]
         distractors = [d for d in self.pool.distractors if d.topic != topic]
-        n_d = rng.randint(1 if req.kind == "no_tool" else 0, req.max_distractors)
+        n_d = rng.randint(min(1 if req.kind == "no_tool" else 0, req.max_distractors), req.max_distractors)
         offered += rng.sample(distractors, min(n_d, len(distractors)))
         rng.shuffle(offered)
         return offered

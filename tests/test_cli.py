@@ -25,6 +25,15 @@ def test_errors_are_one_line(capsys):
     assert "params.k: Extra inputs are not permitted" in capsys.readouterr().err
 
 
+def test_usage_errors_are_messages_not_tracebacks(capsys):
+    assert main(["recs", "train", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "No such option" in err and "Traceback" not in err
+    main(["recs"])  # no subcommand: the help, not a traceback
+    out = capsys.readouterr()
+    assert "Usage" in out.out + out.err and "Traceback" not in out.err
+
+
 def test_train_eval_and_call_on_ml100k(real_ml100k_dir, capsys):
     shutil.copytree(real_ml100k_dir, dataset_dir("ml-100k"))
     assert main(["data", "info", "ml-100k", "--json"]) == 0

@@ -14,7 +14,7 @@ from recagent.errors import RecagentError
 
 app = typer.Typer(
     name="recagent",
-    help="Agentic, tool-learning recommendation: data, recommenders, tools, the agent and dialog synthesis (RL to come).",
+    help="Agentic, tool-learning recommendation: data, recommenders, tools, the agent, dialog synthesis, SFT and step-grained RL.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -24,11 +24,12 @@ err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, w
 
 def _register() -> None:
     # sub-apps import their heavy dependencies inside the commands, so --help stays fast
-    from recagent.cli import chat, data, quickstart, recs, synth, tools
+    from recagent.cli import chat, data, quickstart, recs, synth, tools, train
 
     app.add_typer(data.app, name="data")
     app.add_typer(recs.app, name="recs")
     app.add_typer(tools.app, name="tools")
+    app.add_typer(train.app, name="train")
     app.command("quickstart")(quickstart.quickstart)
     app.command("chat")(chat.chat)
     app.command("recommend")(chat.recommend)
@@ -57,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("aborted")
         return 1
     except Exception as e:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
+        # typer bundles its own copy of click, so match the ClickException interface, not a class
+        show, code = getattr(e, "show", None), getattr(e, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            return code
         raise
     return 0
 

@@ -1,0 +1,104 @@
+"""``recagent train``: fine-tune the tool-calling policy: ``sft`` (supervised), then step-grained ``rl``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="Fine-tune the tool-calling policy on synthesized dialogs: sft (supervised), then rl (step-grained GRPO/PPO).",
+    no_args_is_help=True,
+)
+console = Console(soft_wrap=True)  # paths stay on one line
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _show_logs() -> None:
+    """recagent.rl's info lines (rows used and dropped, resume point) on stderr, once per process."""
+    log = logging.getLogger("recagent.rl")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+@app.command()
+def sft(
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML SFT config (any SFTConfig / TrainingArguments field)"
+    ),
+    data: Path | None = typer.Option(None, "--data", help="folder of a synthesis run (recagent synth --out DIR)"),
+    out: Path | None = typer.Option(
+        None, "--out", help="checkpoints and final/ (default $RECAGENT_HOME/runs/sft); rerun to resume"
+    ),
+    base_model: Path | None = typer.Option(
+        None, "--base-model", help="causal LM folder (default: offline SmolLM2-135M-Instruct)"
+    ),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="stop after this many optimizer updates"),
+    override: list[str] = typer.Option([], "--set", "-o", help="override, e.g. -o use_lora=true -o learning_rate=2e-4"),
+    progress: bool = typer.Option(True, help="show the trainer's progress bar"),
+) -> None:
+    """Supervised fine-tuning on synthesized dialogs with TRL (assistant-only loss, resumes from checkpoints)."""
+    from recagent.rl.sft import load_sft_config, train_sft
+
+    values = {
+        "data_dir": str(data) if data else None,
+        "output_dir": str(out) if out else None,
+        "base_model": str(base_model) if base_model else None,
+        "max_steps": max_steps,
+        "disable_tqdm": None if progress else True,
+    }
+    cfg = load_sft_config(config, list(override), **values)
+    _show_logs()
+    mode = f"LoRA r={cfg.lora_r}" if cfg.use_lora else "full fine-tuning"
+    device = "cpu" if cfg.use_cpu else ("cuda, bf16" if cfg.bf16 else "cuda")
+    console.print(f"sft: {mode} on {cfg.data_dir} ({device}) -> {cfg.output_dir}")
+    final = train_sft(cfg)
+    if cfg.use_lora and not cfg.merge_lora:
+        from recagent.agents.local_model import default_model_dir
+
+        base = cfg.base_model or default_model_dir()
+        console.print(
+            f"[green]done[/]: LoRA adapter in {final}; try it: recagent chat --model {base} --adapter {final}"
+        )
+    else:
+        console.print(f"[green]done[/]: fine-tuned model in {final}; try it: recagent chat --model {final}")
+
+
+@app.command("rl")
+def rl(
+    config: Path | None = typer.Option(None, "--config", help="YAML RL config (any GRPOConfig field + ours)"),
+    data: Path | None = typer.Option(None, "--data", help="folder of a synthesis run (its train.jsonl gives the tasks)"),
+    out: Path | None = typer.Option(None, "--out", help="checkpoints and final/ (default $RECAGENT_HOME/runs/rl)"),
+    base_model: Path | None = typer.Option(None, "--base-model", help="policy to start from, e.g. an SFT final/ folder"),
+    algo: str | None = typer.Option(None, "--algo", help="grpo (default) | ppo"),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="stop after this many updates"),
+    override: list[str] = typer.Option([], "--set", "-o", help="override, e.g. -o num_generations=4 -o step_gamma=0.8"),
+    progress: bool = typer.Option(True, help="show the trainer's progress bar"),
+) -> None:
+    """Step-grained RL (StepTool rewards; GRPO via TRL or PPO with a value head) on real tool episodes."""
+    from recagent.rl.train_rl import load_rl_config, train_rl
+
+    values = {
+        "data_dir": str(data) if data else None, "output_dir": str(out) if out else None,
+        "base_model": str(base_model) if base_model else None, "algo": algo, "max_steps": max_steps,
+        "disable_tqdm": None if progress else True,
+    }  # fmt: skip
+    cfg = load_rl_config(config, list(override), **values)
+    _show_logs()
+    console.print(f"rl: step-grained {cfg.algo} on {cfg.data_dir} -> {cfg.output_dir}")
+    final = train_rl(cfg)
+    console.print(f"[green]done[/]: policy in {final}; try it: recagent chat --model {final}")

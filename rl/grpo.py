@@ -1,0 +1,190 @@
+"""Step-grained GRPO (StepTool on TRL): the parent generates and scores, this class only replaces the advantages.
+
+:class:`StepGRPOTrainer` is TRL's ``GRPOTrainer`` with two additions and nothing rebuilt:
+
+- a ``rollout_func`` (:meth:`StepGRPOTrainer.rollout`) that plays real episodes in the recommender
+  environment with the serving prompt format (:mod:`recagent.rl.rollout`) and hands TRL the token
+  ids, the ``env_mask`` (TRL's ``tool_mask``: observation tokens get no loss), and, as extra
+  fields, each episode's step rewards and step token spans;
+- an override of ``_generate_and_score_completions`` that calls the parent (generation, reference
+  and old log-probs, the scalar episode reward through :func:`episode_reward`, logging) and then
+  replaces the (B,) advantages by (B, T) per-token ones: each step's discounted return,
+  normalised over every step of the G rollouts of the same task, on that step's tokens only.
+  TRL's loss takes (B, T) advantages as they are (``advantages.dim() == 1`` is the only
+  broadcast), and multiplies by ``completion_mask * tool_mask``.
+
+Reward components are logged separately (``rewards/step/<component>``), with the call-validity
+rate and episode length.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
+from recagent.rl.advantages import step_advantages_for_groups, token_advantages
+from recagent.rl.rewards import RewardWeights
+from recagent.rl.rollout import Episode, RolloutEnvironment, Task, run_episode
+
+
+@dataclass
+class StepGRPOConfig(GRPOConfig):
+    """GRPOConfig plus the step-grained parts: discount, reward weights, episode budget."""
+
+    step_gamma: float = field(default=0.9, metadata={"help": "discount of later step rewards in a step's return"})
+    scale_step_advantages: bool = field(
+        default=True, metadata={"help": "divide step returns by the group's std (False: only remove the mean)"}
+    )
+    max_episode_steps: int = field(default=4, metadata={"help": "policy turns per episode (tool calls + answer)"})
+    max_turn_tokens: int = field(default=96, metadata={"help": "new tokens per policy turn"})
+    reward_success: float = field(default=0.5, metadata={"help": "weight of the call-success term (per episode)"})
+    reward_contribution: float = field(default=1.0, metadata={"help": "weight of the target-progress term"})
+    reward_task: float = field(default=2.0, metadata={"help": "weight of the final task term (NDCG@10)"})
+    reward_format: float = field(default=0.25, metadata={"help": "ToolRL: calls parse (call tasks)"})
+    reward_name: float = field(default=0.5, metadata={"help": "ToolRL: tool-name match (call tasks)"})
+    reward_param_name: float = field(default=0.5, metadata={"help": "ToolRL: parameter-name match (call tasks)"})
+    reward_param_value: float = field(default=1.0, metadata={"help": "ToolRL: parameter-value match (call tasks)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.step_gamma <= 1.0:
+            raise ValueError(f"step_gamma must be in [0, 1], got {self.step_gamma}")
+        if self.max_episode_steps < 1:
+            raise ValueError("max_episode_steps must be at least 1 (one turn: answer directly)")
+
+    def reward_weights_(self) -> RewardWeights:
+        """The reward weights as the reward module takes them."""
+        return RewardWeights(self.reward_success, self.reward_contribution, self.reward_task, self.reward_format,
+                             self.reward_name, self.reward_param_name, self.reward_param_value)  # fmt: skip
+
+
+def episode_reward(completions, episode_total=None, **_: Any) -> list[float]:
+    """The scalar reward TRL logs and normalises (its advantages are replaced by the step-grained ones)."""
+    return [float(x) for x in episode_total]
+
+
+def task_row(task: Task) -> dict[str, Any]:
+    """A dataset row for a task: ``prompt`` plus JSON columns the rollout reads back."""
+    return {
+        "prompt": task.messages,
+        "task_id": task.task_id,
+        "task_tools": json.dumps(task.tools),
+        "task_variants": json.dumps(task.tool_variants),
+        "task_target": task.target or "",
+        "task_gold": json.dumps(task.gold_calls) if task.gold_calls is not None else "",
+        "task_user": task.user_id or "",
+    }
+
+
+def task_of(row: dict[str, Any]) -> Task:
+    """The task a dataset row describes."""
+    return Task(
+        task_id=row["task_id"], messages=row["prompt"], tools=json.loads(row["task_tools"]),
+        tool_variants=json.loads(row["task_variants"]), target=row.get("task_target") or None,
+        gold_calls=json.loads(row["task_gold"]) if row.get("task_gold") else None, user_id=row.get("task_user") or None,
+    )  # fmt: skip
+
+
+class StepGRPOTrainer(GRPOTrainer):
+    """GRPO with StepTool's step-grained advantages over real tool episodes."""
+
+    def __init__(self, model, args: StepGRPOConfig, train_dataset, processing_class, tool_env, **kwargs: Any):
+        self.environment = RolloutEnvironment(tool_env)
+        self._rows: list[dict[str, Any]] = []
+        self.episodes: list[Episode] = []  # the latest batch, for inspection and tests
+        super().__init__(
+            model=model, reward_funcs=[episode_reward], args=args, train_dataset=train_dataset,
+            processing_class=processing_class, rollout_func=self.rollout, **kwargs,
+        )  # fmt: skip
+
+    # -- generation ----------------------------------------------------------------------------------------------
+
+    def _policy_generate(self, input_ids: list[int]) -> list[int]:
+        model = self.accelerator.unwrap_model(self.model)
+        tok = self.processing_class
+        ids = torch.tensor([input_ids], device=self.accelerator.device)
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.args.max_turn_tokens,
+                do_sample=True, temperature=self.args.temperature, top_p=self.args.top_p,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id or tok.eos_token_id,
+            )  # fmt: skip
+        new = out[0, ids.shape[1] :].tolist()
+        if tok.eos_token_id in new:
+            new = new[: new.index(tok.eos_token_id) + 1]
+        return new
+
+    def rollout(self, prompts: list, trainer: GRPOTrainer) -> dict[str, Any]:
+        """TRL's rollout_func: one real episode per row (rows come in groups of G), token ids and masks out."""
+        rows = self._rows
+        if len(rows) != len(prompts):
+            raise RuntimeError("rollout called without its dataset rows")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            eps = [run_episode(self._policy_generate, self.processing_class, self.environment, task_of(r),
+                               self.args.max_episode_steps, self.args.reward_weights_()) for r in rows]  # fmt: skip
+        finally:
+            self.model.train(was_training)
+        self.episodes = eps
+        limit = self.args.max_completion_length
+        totals = []
+        for ep in eps:
+            steps = [r.total for r in ep.rewards]
+            if len(ep.completion_ids) > limit:  # keep the loss inside the completion budget...
+                ep.completion_ids, ep.action_mask = ep.completion_ids[:limit], ep.action_mask[:limit]
+                ep.spans = [(s, min(e, limit)) for s, e in ep.spans if s < limit]
+                # ...but not by dropping rewards: later steps' rewards go to the last step that is kept
+                steps = steps[: len(ep.spans) - 1] + [sum(steps[len(ep.spans) - 1 :])]
+            totals.append(steps)
+        return {
+            "prompt_ids": [ep.prompt_ids for ep in eps],
+            "completion_ids": [ep.completion_ids for ep in eps],
+            "logprobs": None,
+            "env_mask": [ep.action_mask for ep in eps],
+            "episode_total": [ep.total_reward for ep in eps],
+            "step_rewards": totals,
+            "step_spans": [[list(s) for s in ep.spans] for ep in eps],
+        }
+
+    # -- step-grained advantages ---------------------------------------------------------------------------------
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        self._rows = inputs
+        out = super()._generate_and_score_completions(inputs)
+        if self.accelerator.num_processes != 1:
+            raise NotImplementedError("step advantages need whole groups on one process; gather them first")
+        mode = "train" if self.model.training else "eval"
+        group = self.num_generations if mode == "train" else self.num_generations_eval
+        rewards = [inp["step_rewards"] for inp in inputs]
+        spans = [[tuple(s) for s in inp["step_spans"]] for inp in inputs]
+        step_adv = step_advantages_for_groups(rewards, group, self.args.step_gamma, self.args.scale_step_advantages)
+        length = out["completion_ids"].shape[1]
+        adv = token_advantages(step_adv, spans, length).to(out["completion_ids"].device)
+        mask = out["completion_mask"] * out["tool_mask"] if out.get("tool_mask") is not None else out["completion_mask"]
+        out["advantages"] = adv * mask
+        self.last_batch = out  # for inspection and tests
+        self._log_steps(mode)
+        return out
+
+    def _log_steps(self, mode: str) -> None:
+        eps = self.episodes
+        if not eps:
+            return
+        metrics = self._metrics[mode]
+        comps: dict[str, list[float]] = {}
+        for ep in eps:
+            for r in ep.rewards:
+                for k, v in r.components.items():
+                    comps.setdefault(k, []).append(v)
+        for k, vs in comps.items():
+            metrics[f"rewards/step/{k}"].append(sum(vs) / len(eps))  # per episode
+        calls = [c for ep in eps for s in ep.steps for c in s.calls]
+        if calls:
+            metrics["tools/call_validity"].append(sum(c.valid for c in calls) / len(calls))
+        metrics["episode/steps"].append(sum(len(ep.steps) for ep in eps) / len(eps))
+        metrics["episode/return"].append(sum(ep.total_reward for ep in eps) / len(eps))

@@ -1,0 +1,513 @@
+"""Supervised fine-tuning of the tool-calling policy on synthesized dialogs (``recagent train sft``).
+
+What it does: :func:`train_sft` reads a synthesis run (``recagent synth --out DIR``: ``train.jsonl``,
+and ``test.jsonl`` as the eval set when ``eval_strategy`` is not ``"no"``), refuses data whose train
+and test dialogs share a dialog or a user (and, when the run's dataset can be loaded, anything else
+:func:`recagent.synth.leakage.find_leaks` finds), fine-tunes a causal LM on the assistant turns (full
+fine-tuning, or LoRA through peft), resumes from the latest complete ``checkpoint-*`` in
+``output_dir`` when there is one, and writes ``output_dir/final/``: the model (LoRA merged by
+default, so the local policy loads it like any checkpoint), the tokenizer carrying our chat template,
+``sft_config.yaml`` and ``sft_run.json`` (rows used and dropped, resume point, steps, trainable
+parameters, the log history). The config is also written to ``output_dir`` and into every checkpoint.
+
+Why TRL: ``trl.SFTTrainer`` trains on OpenAI-format ``messages`` + ``tools`` rows as they are, masks the
+loss to the assistant's tokens (``assistant_only_loss``, from the template's ``{% generation %}``
+markers), and brings the Trainer's checkpointing, resuming, mixed precision and peft support; the
+step-grained RL trainer of this package builds on the same stack.
+
+The one-format rule: the policy is served with :mod:`recagent.agents.prompt_format`, and it is trained
+with :data:`recagent.agents.chat_template.TOOL_CHAT_TEMPLATE`, which ``tests/test_chat_template.py``
+keeps identical to that renderer. Any difference between the text a model is trained on and the text
+it is prompted with (train/serve skew) is a bug, so no other template or formatting function is used
+here, and the saved tokenizer carries the template for tools that render through it (vLLM, TRL).
+
+Over-long dialogs are never cut: a row longer than ``max_length`` tokens would lose its last turns
+(the answer), so such rows are dropped before training and their number is logged (a warning
+naming the longest); if none is left the job fails. The default ``max_length`` (8192) is SmolLM2's
+context window; synthesized dialogs measured 799-5920 tokens (median 2718, 90th percentile 3781) on
+a 200-dialog ML-100K run, so by default nothing is dropped.
+
+Devices: with a CUDA GPU, bf16 mixed precision (float32 weights; float32 on GPUs without bf16); without
+one, float32 on the CPU (``use_cpu`` is set). The final model is saved in the base checkpoint's dtype.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers.trainer_utils import SchedulerType
+from trl import SFTConfig
+
+from recagent.errors import ConfigError, RecagentError
+from recagent.paths import recagent_home
+from recagent.rl.config_io import resolve_device, save_config
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "sft_config.yaml"
+RUN_FILE = "sft_run.json"
+FINAL_DIR = "final"
+DEFAULT_MAX_LENGTH = 8192  # SmolLM2's context; synthesized dialogs measured at most 5920 tokens
+LORA_DEFAULT_TARGETS = "all-linear"  # peft: every linear layer but the output head
+
+
+class SFTDataError(RecagentError):
+    """The SFT data is missing, malformed or leaks test data into training."""
+
+
+def default_output_dir() -> Path:
+    """``$RECAGENT_HOME/runs/sft``."""
+    return recagent_home() / "runs" / "sft"
+
+
+@dataclass
+class SFTJobConfig(SFTConfig):
+    """TRL's ``SFTConfig`` with the data, base model and LoRA settings of a recagent SFT job.
+
+    Every ``SFTConfig`` / ``TrainingArguments`` field is accepted as well (``learning_rate``,
+    ``num_train_epochs``, ``save_steps``, ``eval_strategy``...); the defaults below suit the 135M default model.
+    """
+
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder of a synthesis run (`recagent synth --out DIR`): trains on train.jsonl; test.jsonl "
+                          "is the eval set when eval_strategy is not 'no'."},
+    )  # fmt: skip
+    base_model: str | None = field(
+        default=None,
+        metadata={"help": "Hugging Face causal LM folder to fine-tune; None = the offline SmolLM2-135M-Instruct "
+                          "(converted once from its GGUF)."},
+    )  # fmt: skip
+    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of every weight."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (the update is scaled by alpha/r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
+    lora_target_modules: list[str] | str = field(
+        default=LORA_DEFAULT_TARGETS,
+        metadata={"help": "Modules that get adapters: 'all-linear' or a list of names, e.g. [q_proj, v_proj]."},
+    )
+    merge_lora: bool = field(
+        default=True,
+        metadata={"help": "Save the LoRA-merged model in final/ (loads like any checkpoint); false saves the adapter "
+                          "only (load it with the base model as an adapter)."},
+    )  # fmt: skip
+    max_samples: int | None = field(
+        default=None, metadata={"help": "Train on the first N training dialogs only; None = all."}
+    )
+
+    # SFTConfig / TrainingArguments fields whose defaults differ here
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Checkpoints and final/ go here; None = $RECAGENT_HOME/runs/sft."}
+    )
+    assistant_only_loss: bool = field(
+        default=True,
+        metadata={"help": "Loss on the assistant's tokens only (system, user and tool turns are context)."},
+    )
+    max_length: int | None = field(
+        default=DEFAULT_MAX_LENGTH,
+        metadata={"help": "Longest dialog in tokens; longer dialogs are dropped (and counted), never truncated."},
+    )
+    learning_rate: float = field(
+        default=5e-5, metadata={"help": "Peak AdamW learning rate (suits full fine-tuning; use ~2e-4 with LoRA)."}
+    )
+    lr_scheduler_type: SchedulerType | str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
+    warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps; below 1, a share of all steps."})
+    per_device_train_batch_size: int = field(
+        default=1, metadata={"help": "Dialogs per device per step (1: no padding; dialogs are 1-6k tokens)."}
+    )
+    per_device_eval_batch_size: int = field(default=1, metadata={"help": "Dialogs per device per eval step."})
+    gradient_accumulation_steps: int = field(
+        default=8, metadata={"help": "Steps whose gradients add up to one update."}
+    )
+    activation_checkpointing: bool | None = field(
+        default=True,
+        metadata={"help": "Recompute activations in the backward pass (less memory, about a fifth slower)."},
+    )
+    save_steps: float = field(default=100, metadata={"help": "Save a checkpoint every N updates (resume point)."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep only the latest N checkpoints."})
+
+    def __post_init__(self) -> None:
+        if self.output_dir is None:
+            self.output_dir = str(default_output_dir())
+        if self.data_dir is None:
+            raise ConfigError("data_dir is not set: pass --data DIR, a folder written by `recagent synth --out DIR`")
+        data = Path(self.data_dir).expanduser().resolve()
+        if not (data / "train.jsonl").is_file():
+            raise ConfigError(
+                f"data_dir {data} has no train.jsonl: create it with `recagent synth --n 1000 --out {data}`"
+            )
+        self.data_dir = str(data)
+        if self.base_model is not None:
+            base = Path(self.base_model).expanduser().resolve()
+            if not (base / "config.json").is_file():
+                raise ConfigError(
+                    f"base_model {base} is not a Hugging Face checkpoint folder (no config.json); "
+                    "leave it unset for the offline SmolLM2-135M-Instruct"
+                )
+            self.base_model = str(base)
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ConfigError(f"max_samples must be >= 1 or null (all), got {self.max_samples}")
+        if self.max_length is not None and self.max_length < 16:
+            raise ConfigError(
+                f"max_length {self.max_length} is too small for a dialog; the default is {DEFAULT_MAX_LENGTH}"
+            )
+        if self.use_lora and (self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1):
+            raise ConfigError("LoRA needs lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1")
+        if self.packing:
+            raise ConfigError(
+                "packing=true is not supported: every dialog is trained whole, one per sequence "
+                "(padding_free=true with a flash-attention model saves the padding instead)"
+            )
+        if self.eval_strategy not in ("no", None) and not (data / "test.jsonl").is_file():
+            raise ConfigError(f"eval_strategy={self.eval_strategy} needs {data / 'test.jsonl'}; set eval_strategy=no")
+        resolve_device(self)
+        super().__post_init__()
+
+
+# -- data -----------------------------------------------------------------------------------------------------------
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    from recagent.synth.pipeline import read_rows
+
+    rows = read_rows(path)
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
+            raise SFTDataError(f"{path}, line {i}: expected a JSON object with a 'messages' list (OpenAI format)")
+    return rows
+
+
+def _dialog_id(row: dict[str, Any]) -> str:
+    from recagent.synth.sample import dedup_key
+
+    return row.get("id") or dedup_key(row["messages"], row.get("tools") or [])
+
+
+def check_no_leakage(
+    data_dir: str | Path, train: list[dict[str, Any]], test: list[dict[str, Any]], split: Any = None
+) -> None:
+    """Refuse data whose train and test rows share a dialog or a user, or leak what ``find_leaks`` finds.
+
+    ``split`` is the leave-one-out split of the run's dataset; None loads it from the run's
+    ``config.yaml`` when possible (else only the dialog/user check runs, with a warning).
+    """
+    data_dir = Path(data_dir)
+    problems = []
+    shared_ids = sorted({_dialog_id(r) for r in train} & {_dialog_id(r) for r in test})
+    if shared_ids:
+        problems.append(f"{len(shared_ids)} dialog(s) are in both train.jsonl and test.jsonl, e.g. {shared_ids[:3]}")
+    def users(rows: list[dict[str, Any]]) -> set[str]:
+        return {str(u) for r in rows if (u := (r.get("meta") or {}).get("user_id")) is not None}
+
+    shared_users = sorted(users(train) & users(test))
+    if shared_users:
+        problems.append(f"{len(shared_users)} user(s) have dialogs in both splits, e.g. {shared_users[:5]}")
+    if not problems and test and all("meta" in r for r in train + test):
+        split = split if split is not None else _load_split(data_dir)
+        if split is not None:
+            from recagent.synth.leakage import find_leaks
+            from recagent.synth.sample import Sample
+
+            try:
+                problems = find_leaks([Sample.from_row(r) for r in train], [Sample.from_row(r) for r in test], split)
+            except (KeyError, TypeError, ValueError) as e:
+                raise SFTDataError(f"{data_dir}: rows are not synthesized samples ({type(e).__name__}: {e})") from None
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise SFTDataError(
+            f"{data_dir} leaks test data into training: " + "; ".join(problems[:3]) + more
+            + ". Regenerate it with `recagent synth --out NEW_DIR` instead of mixing runs"
+        )  # fmt: skip
+
+
+def _load_split(data_dir: Path) -> Any:
+    cfg_path = data_dir / "config.yaml"
+    try:
+        import yaml
+
+        name = ((yaml.safe_load(cfg_path.read_text()) or {}).get("tools") or {}).get("dataset")
+        if not name:
+            raise ValueError("no tools.dataset")
+        from recagent.tools.data import leave_one_out, load_dataset
+
+        return leave_one_out(load_dataset(name))
+    except Exception as e:  # the data folder may travel without its dataset (e.g. to a GPU box)
+        logger.warning("full leakage check skipped (%s: %s); checked only that train and test share no dialog or user",
+                       type(e).__name__, str(e).split("\n")[0])  # fmt: skip
+        return None
+
+
+def _load_json_dataset(path: Path, limit: int | None) -> Any:
+    import datasets
+
+    ds = datasets.load_dataset(
+        "json", data_files=str(path), split="train", cache_dir=str(recagent_home() / "cache" / "datasets")
+    )
+    missing = {"messages", "tools"} - set(ds.column_names)
+    if missing:
+        raise SFTDataError(f"{path}: rows have no {sorted(missing)} (expected OpenAI-format messages and tools)")
+    ds = ds.select_columns(["messages", "tools"])
+    if limit is not None and limit < len(ds):
+        ds = ds.select(range(limit))
+    return ds
+
+
+def _drop_too_long(ds: Any, max_length: int | None, name: str) -> tuple[Any, dict[str, int]]:
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(ds.with_format("arrow")["input_ids"]).to_pylist()  # no Python copy of the tokens
+    info = {"rows": len(lengths), "longest_tokens": max(lengths, default=0), "dropped": 0}
+    if max_length is None:
+        return ds, info
+    keep = [i for i, n in enumerate(lengths) if n <= max_length]
+    info["dropped"] = len(lengths) - len(keep)
+    if info["dropped"]:
+        logger.warning(
+            "dropped %d of %d %s dialogs longer than max_length=%d tokens (longest: %d); they are never truncated, "
+            "raise max_length to keep them", info["dropped"], len(lengths), name, max_length, info["longest_tokens"],
+        )  # fmt: skip
+        ds = ds.select(keep)
+    info["rows"] = len(keep)
+    return ds, info
+
+
+# -- training -------------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _quiet_progress(quiet: bool) -> Iterator[None]:
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    was_ds, was_hf = datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled()
+    if quiet:
+        datasets.disable_progress_bars()
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        (datasets.enable_progress_bars if was_ds else datasets.disable_progress_bars)()
+        (hf_logging.enable_progress_bar if was_hf else hf_logging.disable_progress_bar)()
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The highest-numbered complete ``checkpoint-N`` folder (it holds ``trainer_state.json``), if any."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    found = []
+    for p in folder.glob("checkpoint-*"):
+        step = p.name.removeprefix("checkpoint-")
+        if p.is_dir() and step.isdigit():
+            if (p / "trainer_state.json").is_file():
+                found.append((int(step), p))
+            else:
+                logger.warning("ignoring incomplete checkpoint %s (no trainer_state.json)", p)
+    return max(found)[1] if found else None
+
+
+def _continue_schedule(state: Any, optimizer: Any, scheduler: Any) -> None:
+    """On resume, take the learning rate of the first step from this run's schedule.
+
+    The optimizer state restored from a checkpoint holds the rate its own schedule set last; when
+    ``max_steps`` (or the epochs) changed since, that is the wrong rate, e.g. 0 at the end of a cosine
+    decay, and the first resumed update would be lost. With an unchanged schedule this is a no-op.
+    """
+    import torch
+
+    scheduler = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps it
+    if state.global_step == 0 or optimizer is None or not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+        return
+    rates = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
+    for group, rate in zip(optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+    scheduler._last_lr = rates
+
+
+RESUME_FIELDS = ("data_dir", "base_model", "max_samples", "use_lora", "lora_r", "lora_alpha", "lora_target_modules")
+
+
+def _check_resume(cfg: SFTJobConfig, checkpoint: Path) -> None:
+    """A checkpoint is resumed only by a job on the same data and model (the schedule and step budget may change)."""
+    import yaml
+
+    saved_path = checkpoint / CONFIG_FILE
+    if not saved_path.is_file():
+        return
+    try:
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+    except yaml.YAMLError:
+        return
+    from recagent.rl.config_io import config_to_dict
+
+    now = config_to_dict(cfg)
+    diff = [k for k in RESUME_FIELDS if k in saved and saved[k] != now.get(k)]
+    if diff:
+        raise ConfigError(
+            f"{cfg.output_dir} holds a run with other {', '.join(diff)} ({checkpoint.name}: "
+            + ", ".join(f"{k}={saved[k]!r}" for k in diff)
+            + "); resume with the same settings or choose a new --out folder"
+        )
+
+
+def _callbacks(cfg: SFTJobConfig) -> tuple[list[Any], dict[str, int]]:
+    from transformers import TrainerCallback
+
+    counts = {"steps": 0}
+
+    class _Record(TrainerCallback):
+        def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+            _continue_schedule(state, optimizer, lr_scheduler)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            counts["steps"] += 1
+
+        def on_save(self, args, state, control, **kwargs):  # every checkpoint carries the config that made it
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if ckpt.is_dir() and state.is_world_process_zero:
+                save_config(cfg, ckpt / CONFIG_FILE)
+
+    return [_Record()], counts
+
+
+def _load_model(cfg: SFTJobConfig, base: Path) -> tuple[Any, Any, Any]:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from recagent.agents.chat_template import apply_tool_template
+    from recagent.agents.local_model import LocalModelError, _offline
+
+    with _offline():
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+            saved_dtype = getattr(AutoConfig.from_pretrained(base, local_files_only=True), "dtype", None)
+            # float32 master weights on every device; bf16 on CUDA is autocast (mixed precision)
+            model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise LocalModelError(f"cannot load the base model at {base}: {str(e).splitlines()[0]}") from e
+    apply_tool_template(tokenizer)
+    if isinstance(saved_dtype, str):
+        saved_dtype = getattr(torch, saved_dtype, None)
+    return model, tokenizer, saved_dtype if isinstance(saved_dtype, torch.dtype) else torch.float32
+
+
+def _peft_config(cfg: SFTJobConfig) -> Any:
+    if not cfg.use_lora:
+        return None
+    try:
+        from peft import LoraConfig
+    except ImportError as e:
+        raise ConfigError("use_lora=true needs peft: run `pip install peft`") from e
+    targets = cfg.lora_target_modules
+    return LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, task_type="CAUSAL_LM",
+        target_modules=targets if isinstance(targets, str) else list(targets),
+    )  # fmt: skip
+
+
+def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
+    """Fine-tune on ``cfg.data_dir`` (resuming from the latest checkpoint) and return ``output_dir/final``.
+
+    ``split``: the leave-one-out split of the synthesis run's dataset for the leakage check (None: loaded
+    from the run's config.yaml when available).
+    """
+    from trl import SFTTrainer
+
+    from recagent.agents.local_model import ensure_default_model
+
+    t0 = time.perf_counter()
+    data = Path(cfg.data_dir)
+    out = Path(cfg.output_dir)
+    train_rows = _read_rows(data / "train.jsonl")
+    test_rows = _read_rows(data / "test.jsonl") if (data / "test.jsonl").is_file() else []
+    if not train_rows:
+        raise SFTDataError(f"{data / 'train.jsonl'} holds no dialogs: run `recagent synth --out {data}` to make some")
+    check_no_leakage(data, train_rows, test_rows, split)
+    del train_rows, test_rows
+    resume = latest_checkpoint(out)
+    if resume is not None:
+        _check_resume(cfg, resume)
+
+    with _quiet_progress(bool(cfg.disable_tqdm)):
+        base = Path(cfg.base_model) if cfg.base_model else ensure_default_model(progress=not cfg.disable_tqdm)
+        model, tokenizer, save_dtype = _load_model(cfg, base)
+        context = getattr(model.config, "max_position_embeddings", None)
+        if cfg.max_length and context and cfg.max_length > context:
+            logger.warning("max_length=%d exceeds the model's context (%d positions)", cfg.max_length, context)
+        train_ds = _load_json_dataset(data / "train.jsonl", cfg.max_samples)
+        eval_ds = _load_json_dataset(data / "test.jsonl", None) if cfg.eval_strategy != "no" else None
+        total = sum(p.numel() for p in model.parameters())
+
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / CONFIG_FILE)
+        callbacks, counts = _callbacks(cfg)
+        # TRL would truncate rows longer than max_length; tokenize without a limit and drop those rows instead
+        max_length, cfg.max_length = cfg.max_length, None
+        try:
+            trainer = SFTTrainer(
+                model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+                peft_config=_peft_config(cfg), callbacks=callbacks,
+            )  # fmt: skip
+        finally:
+            cfg.max_length = max_length
+        trainer.train_dataset, train_info = _drop_too_long(trainer.train_dataset, max_length, "training")
+        if train_info["rows"] == 0:
+            raise SFTDataError(f"every training dialog is longer than max_length={max_length} tokens; raise max_length")
+        eval_info = None
+        if trainer.eval_dataset is not None:
+            trainer.eval_dataset, eval_info = _drop_too_long(trainer.eval_dataset, max_length, "eval")
+            if eval_info["rows"] == 0:
+                raise SFTDataError(f"every eval dialog is longer than max_length={max_length} tokens; raise max_length "
+                                   "or set eval_strategy=no")  # fmt: skip
+        trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+        logger.info(
+            "training on %d dialogs (longest %d tokens) from %s; %s of %s parameters trainable; %s",
+            train_info["rows"], train_info["longest_tokens"], data, f"{trainable:,}", f"{total:,}",
+            f"resuming from {resume.name}" if resume else "starting fresh",
+        )  # fmt: skip
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+
+        final_model = trainer.model
+        if cfg.use_lora and cfg.merge_lora:
+            final_model = final_model.merge_and_unload()
+        if not cfg.use_lora or cfg.merge_lora:
+            final_model = final_model.to(save_dtype)
+        final = out / FINAL_DIR
+        tmp = out / f".{FINAL_DIR}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        final_model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        save_config(cfg, tmp / CONFIG_FILE)
+        run = {
+            "base_model": str(base), "data_dir": str(data), "train": train_info, "eval": eval_info,
+            "resumed_from": resume.name if resume else None, "global_step": trainer.state.global_step,
+            "steps_this_run": counts["steps"], "trainable_params": trainable, "total_params": total,
+            "lora": {"merged": cfg.merge_lora} if cfg.use_lora else None, "saved_dtype": str(save_dtype),
+            "seconds": round(time.perf_counter() - t0, 1), "log_history": trainer.state.log_history,
+        }  # fmt: skip
+        (tmp / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    logger.info("saved the fine-tuned %s to %s", "adapter" if cfg.use_lora and not cfg.merge_lora else "model", final)
+    return final
+
+
+def load_sft_config(path: str | Path | None = None, overrides: list[str] | None = None, **values: Any) -> SFTJobConfig:
+    """An :class:`SFTJobConfig` from YAML, keyword values and ``key=value`` overrides (one-line errors)."""
+    from recagent.rl.config_io import load_config
+
+    return load_config(SFTJobConfig, path, overrides or (), {k: v for k, v in values.items() if v is not None})
+
+
+__all__ = [
+    "SFTDataError", "SFTJobConfig", "check_no_leakage", "default_output_dir", "latest_checkpoint", "load_sft_config",
+    "train_sft",
+]  # fmt: skip

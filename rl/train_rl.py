@@ -1,0 +1,128 @@
+"""The RL job: step-grained GRPO or PPO of the tool-calling policy on tasks from a synthesis run.
+
+Tasks are the first assistant turn of each *training* dialog of a ``recagent synth`` run (its
+prompt, offered tools, gold calls and held-out target); rollouts continue from there for real
+on the tools of the run's dataset. The test dialogs are never read here, and the same leakage
+check as SFT runs first. The job resumes from the latest checkpoint in ``output_dir`` and saves
+the final policy with our chat template and the resolved config next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from recagent.errors import ConfigError, RecagentError
+from recagent.paths import recagent_home
+from recagent.rl.ppo import StepPPOConfig
+
+logger = logging.getLogger("recagent.rl")
+
+
+def default_rl_dir() -> Path:
+    """``$RECAGENT_HOME/runs/rl``."""
+    return recagent_home() / "runs" / "rl"
+
+
+@dataclass
+class RLJobConfig(StepPPOConfig):
+    """What to train (base model, data, algorithm) on top of the step-grained GRPO/PPO settings."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "checkpoints and final/ (default $RECAGENT_HOME/runs/rl)"})
+    data_dir: str | None = field(default=None, metadata={"help": "folder of a synthesis run (its train.jsonl gives the tasks)"})
+    base_model: str | None = field(default=None, metadata={"help": "policy to start from, e.g. an SFT final/ (None: offline SmolLM2)"})
+    algo: Literal["grpo", "ppo"] = field(default="grpo", metadata={"help": "step-grained GRPO (TRL) or PPO (value head)"})
+    task_kinds: list[str] = field(default_factory=lambda: ["single", "parallel", "chain", "clarify"],
+                                  metadata={"help": "dialog kinds whose first turns become tasks"})  # fmt: skip
+    max_tasks: int | None = field(default=None, metadata={"help": "use at most this many tasks (None: all)"})
+
+    def __post_init__(self) -> None:
+        from recagent.rl.config_io import resolve_device
+
+        if self.output_dir is None:
+            self.output_dir = str(default_rl_dir())
+        if self.data_dir is None or not (Path(self.data_dir) / "train.jsonl").is_file():
+            raise ConfigError(f"data_dir {self.data_dir!r} has no train.jsonl: make one with `recagent synth --out DIR`")
+        resolve_device(self)
+        super().__post_init__()
+
+
+def load_rl_config(path: str | Path | None = None, overrides: list[str] | None = None, **values) -> RLJobConfig:
+    """YAML + CLI values + ``key=value`` overrides -> a checked :class:`RLJobConfig`."""
+    from recagent.rl.config_io import load_config
+
+    return load_config(RLJobConfig, path, overrides, {k: v for k, v in values.items() if v is not None})
+
+
+def _tasks(cfg: RLJobConfig):
+    from datasets import Dataset
+
+    from recagent.rl.grpo import task_row
+    from recagent.rl.rollout import tasks_from_synth
+    from recagent.rl.sft import check_no_leakage
+
+    data = Path(cfg.data_dir)
+    train = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines() if line.strip()]
+    test_path = data / "test.jsonl"
+    test = [json.loads(line) for line in test_path.read_text().splitlines() if line.strip()] if test_path.is_file() else []
+    check_no_leakage(data, train, test)
+    tasks = tasks_from_synth(train, cfg.task_kinds)[: cfg.max_tasks]
+    if not tasks:
+        raise RecagentError(f"{data}/train.jsonl has no dialogs of kinds {cfg.task_kinds} to learn from")
+    return Dataset.from_list([task_row(t) for t in tasks])
+
+
+def _tool_env(cfg: RLJobConfig):
+    import yaml
+
+    from recagent.tools.env import ToolEnv, ToolEnvConfig
+
+    saved = Path(cfg.data_dir) / "config.yaml"
+    tools = (yaml.safe_load(saved.read_text()) or {}).get("tools", {}) if saved.is_file() else {}
+    return ToolEnv.load(ToolEnvConfig(**tools))
+
+
+def train_rl(cfg: RLJobConfig, tool_env=None) -> Path:
+    """Train the policy with step-grained RL; returns the folder of the final model."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from recagent.agents.chat_template import apply_tool_template
+    from recagent.agents.local_model import ensure_default_model
+    from recagent.rl.config_io import save_config
+    from recagent.rl.sft import latest_checkpoint
+
+    base = Path(cfg.base_model) if cfg.base_model else ensure_default_model(progress=not cfg.disable_tqdm)
+    dataset = _tasks(cfg)
+    env = tool_env or _tool_env(cfg)
+    tok = AutoTokenizer.from_pretrained(base)
+    dtype = torch.bfloat16 if cfg.bf16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "rl_config.yaml")
+    if cfg.algo == "ppo":
+        from recagent.rl.ppo import StepPPOTrainer
+
+        trainer = StepPPOTrainer(model, cfg, dataset, tok, env)
+        has_ckpt = any(out.glob("checkpoint-*/ppo_state.pt"))
+        trainer.train(resume_from_checkpoint=True if has_ckpt else None)
+        history = trainer.log_history
+    else:
+        from recagent.rl.grpo import StepGRPOTrainer
+
+        trainer = StepGRPOTrainer(model=model, args=cfg, train_dataset=dataset, processing_class=tok, tool_env=env)
+        ckpt = latest_checkpoint(out)
+        if ckpt is not None:
+            logger.info("resuming from %s", ckpt)
+        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+        history = trainer.state.log_history
+    final = out / "final"
+    model.save_pretrained(final)
+    apply_tool_template(tok).save_pretrained(final)
+    save_config(cfg, final / "rl_config.yaml")
+    (final / "rl_run.json").write_text(json.dumps({"algo": cfg.algo, "tasks": len(dataset), "log_history": history}, default=str))
+    return final

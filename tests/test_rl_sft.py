@@ -1,0 +1,353 @@
+"""``recagent train sft``: TRL fine-tuning on synthesized dialogs, resuming, LoRA, configs and one-line errors.
+
+The base model is a tiny random Llama (two layers, width 32) that carries SmolLM2's real tokenizer,
+read from the packaged GGUF, so the dialogs, the chat template and the assistant-token mask are the
+real ones while a training step stays cheap. The dialogs are synthesized over the synthetic tool
+environment with few offered tools; the three shortest training dialogs keep every step short.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from recagent.cli import main
+from recagent.errors import ConfigError
+from recagent.rl.config_io import load_config, save_config
+from recagent.rl.sft import (
+    CONFIG_FILE,
+    RUN_FILE,
+    SFTDataError,
+    SFTJobConfig,
+    check_no_leakage,
+    load_sft_config,
+    train_sft,
+)
+
+FAST = [  # a few cheap, fully effective steps: no warm-up, no accumulation, a checkpoint every step
+    "learning_rate=1e-2", "warmup_steps=0", "gradient_accumulation_steps=1", "save_steps=1", "save_total_limit=null",
+    "logging_steps=1", "disable_tqdm=true", "activation_checkpointing=false", "seed=0",
+]  # fmt: skip
+EVAL = ["eval_strategy=steps", "eval_steps=2"]  # test.jsonl as the eval set
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_progress_bars():
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    was_ds, was_hf = datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    yield
+    if was_ds:
+        datasets.enable_progress_bars()
+    if was_hf:
+        hf_logging.enable_progress_bar()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(smollm2_tokenizer):
+    """SmolLM2's tokenizer (its own chat template), from conftest."""
+    return smollm2_tokenizer
+
+
+@pytest.fixture(scope="module")
+def base_model(tokenizer, tmp_path_factory) -> Path:
+    """A tiny random LlamaForCausalLM with SmolLM2's tokenizer, saved as a checkpoint folder."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=4, max_position_embeddings=8192, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _token_lengths(tokenizer, rows):
+    import copy
+
+    from recagent.agents.chat_template import apply_tool_template
+
+    tok = apply_tool_template(copy.deepcopy(tokenizer))
+    return [len(tok.apply_chat_template(r["messages"], tools=r["tools"], tokenize=True, return_dict=True)["input_ids"])
+            for r in rows]  # fmt: skip
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.open()]
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture(scope="module")
+def data_dir(synthetic_env, tokenizer, tmp_path_factory) -> Path:
+    """A synthesis run over the synthetic environment, cut to its three shortest training dialogs."""
+    from recagent.synth.config import SynthConfig
+    from recagent.synth.pipeline import synthesize
+
+    full = tmp_path_factory.mktemp("synth")
+    cfg = SynthConfig.build(n=12, test_fraction=0.25, tools_per_dialog=(1, 2), max_distractors=1, exports=[])
+    synthesize(cfg, full, env=synthetic_env, progress=False)
+    train, test = _rows(full / "train.jsonl"), _rows(full / "test.jsonl")
+    assert train and test
+    lengths = _token_lengths(tokenizer, train)
+    shortest = sorted(range(len(train)), key=lambda i: lengths[i])[:3]
+    out = tmp_path_factory.mktemp("sft-data")
+    _write_rows(out / "train.jsonl", [train[i] for i in shortest])
+    _write_rows(out / "test.jsonl", test)
+    return out  # no config.yaml: it would name ml-100k, not the synthetic data (tests pass the split instead)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "model.safetensors")
+
+
+def _run(folder: Path) -> dict:
+    return json.loads((folder / RUN_FILE).read_text())
+
+
+def _losses(history: list[dict]) -> dict[int, float]:
+    return {h["step"]: h["loss"] for h in history if "loss" in h}
+
+
+# -- full fine-tuning, the saved model, resuming -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_run(base_model, data_dir, synthetic_split, tmp_path_factory) -> Path:
+    """Four full fine-tuning steps from scratch (a checkpoint after each); returns output_dir."""
+    out = tmp_path_factory.mktemp("sft-full")
+    cfg = load_sft_config(
+        None, FAST + EVAL + ["max_steps=4"], data_dir=str(data_dir), output_dir=str(out), base_model=str(base_model)
+    )
+    assert train_sft(cfg, split=synthetic_split) == out / "final"
+    return out
+
+
+def test_full_fine_tuning_trains_every_weight_and_saves_a_loadable_model(full_run, base_model, tokenizer, data_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from recagent.agents.chat_template import TOOL_CHAT_TEMPLATE
+    from recagent.agents.prompt_format import format_prompt
+
+    final = full_run / "final"
+    run = _run(final)
+    losses = _losses(run["log_history"])
+    assert sorted(losses) == [1, 2, 3, 4] and all(math.isfinite(v) for v in losses.values())
+    assert losses[4] < losses[1], "it learns"
+    assert (run["train"]["rows"], run["train"]["dropped"]) == (3, 0)
+    assert run["resumed_from"] is None and run["steps_this_run"] == 4 and run["trainable_params"] == run["total_params"]
+    assert (run["eval"]["rows"], run["eval"]["dropped"]) == (len(_rows(data_dir / "test.jsonl")), 0)
+    evals = [h for h in run["log_history"] if "eval_loss" in h]
+    assert [h["step"] for h in evals] == [2, 4] and all(math.isfinite(h["eval_loss"]) for h in evals), (
+        "test.jsonl evaluates"
+    )
+
+    before, after = _weights(base_model), _weights(final)
+    assert set(after) == set(before)
+    assert [k for k in before if torch.equal(before[k], after[k])] == [], "every weight moved"
+
+    model = AutoModelForCausalLM.from_pretrained(final, local_files_only=True)
+    assert model.config.num_hidden_layers == 2
+    tok = AutoTokenizer.from_pretrained(final, local_files_only=True)
+    assert tok.chat_template == TOOL_CHAT_TEMPLATE, "the saved tokenizer renders our format"
+    # the local policy prompts the fine-tuned model exactly as it prompts the base model (no train/serve skew)
+    from langchain_core.messages import convert_to_messages
+
+    row = _rows(data_dir / "train.jsonl")[0]
+    prefix = row["messages"][: max(i for i, m in enumerate(row["messages"]) if m["role"] == "assistant")]
+    msgs = convert_to_messages([dict(m) for m in prefix])
+    assert format_prompt(tok, msgs, row["tools"]) == format_prompt(tokenizer, msgs, row["tools"])
+
+    # the resolved config sits next to the run, in every checkpoint and in final/, and loads back
+    for folder in (full_run, full_run / "checkpoint-2", final):
+        cfg = load_config(SFTJobConfig, folder / CONFIG_FILE)
+        assert cfg.max_steps == 4 and cfg.data_dir == str(data_dir) and cfg.base_model == str(base_model)
+
+
+def test_resume_continues_exactly_and_extends_the_schedule(full_run, base_model, data_dir, synthetic_split, tmp_path):
+    out = tmp_path / "resumed"
+    shutil.copytree(full_run, out)
+    for name in ("checkpoint-3", "checkpoint-4", "final"):  # as if killed after the second step
+        shutil.rmtree(out / name)
+    args = {"data_dir": str(data_dir), "output_dir": str(out), "base_model": str(base_model)}
+    train_sft(load_sft_config(None, FAST + EVAL + ["max_steps=4"], **args), split=synthetic_split)
+    run = _run(out / "final")
+    assert (run["resumed_from"], run["steps_this_run"], run["global_step"]) == ("checkpoint-2", 2, 4)
+    uninterrupted, resumed = _weights(full_run / "final"), _weights(out / "final")
+    for k in uninterrupted:
+        torch.testing.assert_close(resumed[k], uninterrupted[k], msg=k)
+
+    # more steps on the same folder: continues from checkpoint-4 with the new schedule's learning rate
+    train_sft(load_sft_config(None, FAST + EVAL + ["max_steps=6"], **args), split=synthetic_split)
+    run = _run(out / "final")
+    assert (run["resumed_from"], run["steps_this_run"], run["global_step"]) == ("checkpoint-4", 2, 6)
+    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    assert sorted(_losses(state["log_history"])) == [1, 2, 3, 4, 5, 6]
+    rates = {h["step"]: h["learning_rate"] for h in state["log_history"] if "learning_rate" in h}
+    assert rates[5] > 0, "the first resumed step does not keep the old schedule's final rate (0 after a cosine decay)"
+    assert (out / "checkpoint-6" / CONFIG_FILE).is_file() and (out / CONFIG_FILE).is_file()
+
+    # a job on other data or another model does not pick up these checkpoints
+    with pytest.raises(ConfigError, match=r"holds a run with other max_samples \(checkpoint-6: max_samples=None\)"):
+        train_sft(load_sft_config(None, FAST + ["max_steps=8", "max_samples=1"], **args))
+
+
+# -- LoRA through the command line ------------------------------------------------------------------------------------
+
+
+def test_lora_via_the_cli_trains_only_adapters_merges_and_drops_over_long_dialogs(
+    base_model, data_dir, tokenizer, tmp_path, capsys
+):
+    from torch import nn
+    from transformers import AutoModelForCausalLM
+
+    lengths = sorted(_token_lengths(tokenizer, _rows(data_dir / "train.jsonl")))
+    assert lengths[1] < lengths[2]
+    out = tmp_path / "lora"
+    argv = [
+        "train",
+        "sft",
+        "--data",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--base-model",
+        str(base_model),
+        "--max-steps",
+        "2",
+        "--no-progress",
+        "-o",
+        "use_lora=true",
+        "-o",
+        "lora_r=4",
+        "-o",
+        "lora_alpha=8",
+        "-o",
+        f"max_length={lengths[1]}",
+    ]
+    for item in FAST:
+        argv += ["-o", item]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert (
+        f"dropped 1 of 3 training dialogs longer than max_length={lengths[1]} tokens (longest: {lengths[2]})"
+        in captured.err
+    )
+    run = _run(out / "final")
+    assert run["train"] == {"rows": 2, "longest_tokens": lengths[2], "dropped": 1}
+    assert run["lora"] == {"merged": True} and run["global_step"] == 2
+
+    base = AutoModelForCausalLM.from_pretrained(base_model, local_files_only=True)
+    linear = {n: m for n, m in base.named_modules() if isinstance(m, nn.Linear) and not n.endswith("lm_head")}
+    assert run["trainable_params"] == sum(4 * (m.in_features + m.out_features) for m in linear.values())
+    assert run["total_params"] == sum(p.numel() for p in base.parameters())
+
+    before, after = _weights(base_model), _weights(out / "final")
+    assert set(after) == set(before), "merged: a plain checkpoint, no adapter keys"
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {f"{n}.weight" for n in linear}, "exactly the adapted layers moved"
+
+
+# -- data checks ------------------------------------------------------------------------------------------------------
+
+
+def test_data_whose_train_and_test_overlap_is_refused(data_dir, synthetic_split, tmp_path):
+    train, test = _rows(data_dir / "train.jsonl"), _rows(data_dir / "test.jsonl")
+    check_no_leakage(data_dir, train, test, synthetic_split)  # the real run is clean, find_leaks included
+    leaky = tmp_path / "leaky"
+    shutil.copytree(data_dir, leaky)
+    _write_rows(leaky / "test.jsonl", test + train[:1])
+    cfg = load_sft_config(None, FAST, data_dir=str(leaky), output_dir=str(tmp_path / "out"))
+    with pytest.raises(SFTDataError, match=r"leaks test data into training: 1 dialog\(s\) are in both"):
+        train_sft(cfg)
+    assert not (tmp_path / "out").exists(), "refused before anything is written"
+    moved = {**train[0], "id": "other", "meta": {**train[0]["meta"], "user_id": test[0]["meta"]["user_id"]}}
+    with pytest.raises(SFTDataError, match=r"1 user\(s\) have dialogs in both splits"):
+        check_no_leakage(leaky, [moved], test)
+
+
+# -- configs and the command line -------------------------------------------------------------------------------------
+
+
+def test_config_from_yaml_with_overrides_round_trips(data_dir, tmp_path):
+    path = tmp_path / "sft.yaml"
+    path.write_text(yaml.safe_dump({"data_dir": str(data_dir), "learning_rate": "1e-4", "use_lora": True,
+                                    "lora_target_modules": ["q_proj", "v_proj"], "num_train_epochs": 2}))  # fmt: skip
+    cfg = load_sft_config(path, ["lora_r=4", "lr_scheduler_kwargs.num_cycles=2", "run_name=2024", "max_samples=null"],
+                          max_steps=7)  # fmt: skip
+    assert (cfg.learning_rate, cfg.use_lora, cfg.lora_r, cfg.lora_target_modules) == (
+        1e-4,
+        True,
+        4,
+        ["q_proj", "v_proj"],
+    )
+    assert cfg.lr_scheduler_kwargs == {"num_cycles": 2} and cfg.run_name == "2024" and cfg.max_steps == 7
+    # defaults: assistant-only loss, no truncation of synthesized dialogs, runs under $RECAGENT_HOME
+    assert cfg.assistant_only_loss and cfg.max_length == 8192 and cfg.max_samples is None
+    from recagent.paths import recagent_home
+
+    assert Path(cfg.output_dir) == recagent_home() / "runs" / "sft"
+    if not torch.cuda.is_available():
+        assert cfg.use_cpu and not cfg.bf16
+    saved = save_config(cfg, tmp_path / "saved.yaml")
+    again = load_config(SFTJobConfig, saved)
+    assert again.to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["learnin_rate=1e-4"], "unknown key 'learnin_rate'; did you mean 'learning_rate'?"),
+        (["learning_rate=fast"], "learning_rate: Input should be a valid number"),
+        (["eval_strategy=sometimes"], "eval_strategy: 'sometimes' is not one of ['no', 'steps', 'epoch']"),
+        (["max_steps=2.5"], "max_steps: Input should be a valid integer"),
+        (["lora_r.x=1"], "'lora_r' is not a mapping field"),
+        (["max_samples=0"], "max_samples must be >= 1"),
+        (["use_lora"], "must look like key=value"),
+    ],
+)
+def test_bad_overrides_are_one_line_config_errors(data_dir, overrides, message):
+    with pytest.raises(ConfigError) as e:
+        load_sft_config(None, overrides, data_dir=str(data_dir))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_config_files_and_devices_are_one_line_config_errors(data_dir, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("data_dir: x\nlerning_rate: 1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml\): unknown key 'lerning_rate'; did you mean 'learning_rate'"):
+        load_sft_config(path)
+    with pytest.raises(ConfigError, match=r"has no train.jsonl: create it with `recagent synth --n 1000 --out"):
+        load_sft_config(None, [], data_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="data_dir is not set"):
+        load_sft_config(None, [])
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="bf16=true needs a CUDA GPU.*use_cpu=true"):
+            load_sft_config(None, ["bf16=true"], data_dir=str(data_dir))
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    assert main(["train", "sft", "--data", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "recagent synth" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    (tmp_path / "train.jsonl").write_text("")
+    assert main(["train", "sft", "--data", str(tmp_path), "-o", "learnin_rate=1"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'learning_rate'" in err and len(err.strip().splitlines()) == 1
