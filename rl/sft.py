@@ -238,7 +238,12 @@ def _load_split(data_dir: Path) -> Any:
             raise ValueError("no tools.dataset")
         from recagent.tools.data import leave_one_out, load_dataset
 
-        return leave_one_out(load_dataset(name))
+        dataset = load_dataset(name)
+        made_from = data_dir / "dataset.json"
+        if made_from.is_file() and json.loads(made_from.read_text()).get("name") != dataset.name:
+            raise ValueError(f"the run was made from dataset {json.loads(made_from.read_text()).get('name')!r}, "
+                             f"config.yaml names {dataset.name!r}")  # fmt: skip
+        return leave_one_out(dataset)
     except Exception as e:  # the data folder may travel without its dataset (e.g. to a GPU box)
         logger.warning("full leakage check skipped (%s: %s); checked only that train and test share no dialog or user",
                        type(e).__name__, str(e).split("\n")[0])  # fmt: skip

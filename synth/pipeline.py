@@ -206,6 +206,9 @@ class Synthesizer:
         out.mkdir(parents=True, exist_ok=True)
         _check_resume(cfg, out)
         cfg.to_yaml(out / "config.yaml")
+        # which dataset the dialogs really came from (an env passed in may differ from cfg.tools.dataset)
+        ds = self.env.dataset
+        (out / "dataset.json").write_text(json.dumps({"name": ds.name, "users": ds.n_users, "items": ds.n_items}))
         state = load_state(out)
         quotas = cfg.quotas()
         max_attempts = cfg.max_attempts or 20 * cfg.n

@@ -351,3 +351,14 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert main(["train", "sft", "--data", str(tmp_path), "-o", "learnin_rate=1"]) == 2
     err = capsys.readouterr().err
     assert "did you mean 'learning_rate'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_full_leakage_check_is_skipped_loudly_when_the_run_names_another_dataset(real_ml100k_dir, tmp_path, caplog):
+    from recagent.rl.sft import check_no_leakage
+
+    (tmp_path / "config.yaml").write_text(f"tools:\n  dataset: {real_ml100k_dir}\n")
+    (tmp_path / "dataset.json").write_text(json.dumps({"name": "synthetic"}))
+    row = {"id": "a", "messages": [], "tools": [], "meta": {"user_id": "1"}}
+    with caplog.at_level("WARNING", logger="recagent.rl"):
+        check_no_leakage(tmp_path, [row], [{**row, "id": "b", "meta": {"user_id": "2"}}])
+    assert "full leakage check skipped" in caplog.text and "made from dataset 'synthetic'" in caplog.text

@@ -114,6 +114,7 @@ def test_exports_and_report(run):
             (name, allowed), = truth.items()
             assert name in names and all(isinstance(v, list) and v for v in allowed.values())
         assert e["question"][-1]["role"] in ("user", "tool")
+    assert json.loads((out / "dataset.json").read_text())["name"] == "ml-100k"
     report = json.loads((out / "report.json").read_text())
     assert report["verified"]["total"] == 150
     assert set(report["check_pass_rate"]) == set(CHECKS)
