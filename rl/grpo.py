@@ -20,6 +20,7 @@ rate and episode length.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,10 +97,12 @@ class StepGRPOTrainer(GRPOTrainer):
         self.environment = RolloutEnvironment(tool_env)
         self._rows: list[dict[str, Any]] = []
         self.episodes: list[Episode] = []  # the latest batch, for inspection and tests
-        super().__init__(
-            model=model, reward_funcs=[episode_reward], args=args, train_dataset=train_dataset,
-            processing_class=processing_class, rollout_func=self.rollout, **kwargs,
-        )  # fmt: skip
+        with warnings.catch_warnings():  # rollout_func is "experimental" in TRL 1.16; we depend on it knowingly
+            warnings.filterwarnings("ignore", message="You are using 'rollout_func'")
+            super().__init__(
+                model=model, reward_funcs=[episode_reward], args=args, train_dataset=train_dataset,
+                processing_class=processing_class, rollout_func=self.rollout, **kwargs,
+            )  # fmt: skip
 
     # -- generation ----------------------------------------------------------------------------------------------
 

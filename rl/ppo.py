@@ -152,7 +152,8 @@ class StepPPOTrainer:
         v_clip = b.old_values + (values - b.old_values).clamp(-a.value_clip, a.value_clip)
         vf = 0.5 * torch.max((values - b.returns) ** 2, (v_clip - b.returns) ** 2)
         policy_loss, value_loss = (pg * mask).sum() / n, (vf * mask).sum() / n
-        return policy_loss + a.vf_coef * value_loss, {"policy_loss": float(policy_loss), "value_loss": float(value_loss)}
+        stats = {"policy_loss": policy_loss.item(), "value_loss": value_loss.item()}
+        return policy_loss + a.vf_coef * value_loss, stats
 
     def prepare(self, episodes: list[Episode]) -> Batch:
         """Old log-probs and values, then GAE advantages (whitened over action tokens) and returns."""

@@ -1,0 +1,190 @@
+"""Base -> SFT -> SFT+RL on held-out tasks: tool-call accuracy, list-wise NDCG@10 vs SASRec, fallbacks, throughput.
+
+1. Synthesizes a run on ML-100K (train dialogs from training users; test dialogs from disjoint users,
+   half of them offering held-out tool variants).
+2. Evaluates a policy on the first assistant turn of every test dialog (greedy, unconstrained, the
+   serving prompt format): exact call match (names and arguments, order-free), separately for
+   held-out and seen tool variants (all test users are held-out users); and in list-wise mode
+   (the agent with the local policy) on validation users: NDCG@10 / HR@10 against the user's
+   held-out validation item, next to the SASRec tool alone on the same users with the same
+   (training) history, and the share of list slots the agent had to fill by fallback.
+3. Trains SFT (``recagent.rl.sft``) then step-grained GRPO (``recagent.rl.train_rl``) and evaluates each.
+
+``--reduced`` (CPU): short dialogs, a few optimiser steps, few users; it shows the pipeline end to
+end, not a trained model. The full run wants a GPU. Writes ``results/train_pipeline_<tag>.json``
+and ``.md`` with the hardware named.
+
+    python benchmarks/train_pipeline.py --reduced --tag cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def call_accuracy(model_dir: Path, test_rows: list[dict], max_new_tokens: int) -> dict:
+    """Exact first-turn call match on test dialogs, split by held-out vs seen tool variants."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from recagent.agents.prompt_format import parse_assistant_output, render_openai_messages, tool_names_of
+    from recagent.rl.rewards import Call, match_calls
+    from recagent.rl.rollout import tasks_from_synth
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    tally = {"heldout": [0, 0], "seen": [0, 0]}
+    parsed_ok, tokens, seconds = 0, 0, 0.0
+    for task, row in zip(tasks_from_synth(test_rows), test_rows):
+        prompt = tok.apply_chat_template(render_openai_messages(task.messages, task.tools), tokenize=False,
+                                         add_generation_prompt=True)  # fmt: skip
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tok.eos_token_id,
+                                 pad_token_id=tok.eos_token_id)  # fmt: skip
+        seconds += time.perf_counter() - t0
+        new = out[0, ids.shape[1] :]
+        tokens += len(new)
+        parsed = parse_assistant_output(tok.decode(new, skip_special_tokens=True), tool_names_of(task.tools))
+        parsed_ok += not parsed.invalid_tool_calls
+        calls = [Call(c["name"], c["args"], True) for c in parsed.tool_calls]
+        calls += [Call(c.get("name"), None, False) for c in parsed.invalid_tool_calls]
+        m = match_calls(calls, task.gold_calls or [])
+        exact = m["name"] == 1.0 and m["param_name"] == 1.0 and m["param_value"] == 1.0 and m["format"] == 1.0
+        variants = json.loads(row["meta"]["tool_variants"])
+        side = "heldout" if any(v.get("heldout") for v in variants.values()) else "seen"
+        tally[side][0] += exact
+        tally[side][1] += 1
+    n = sum(t[1] for t in tally.values())
+    return {
+        "call_exact_heldout_tools": round(tally["heldout"][0] / max(tally["heldout"][1], 1), 4),
+        "call_exact_seen_tools": round(tally["seen"][0] / max(tally["seen"][1], 1), 4),
+        "n_heldout": tally["heldout"][1], "n_seen": tally["seen"][1],
+        "parse_rate": round(parsed_ok / max(n, 1), 4),
+        "generate_tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+    }  # fmt: skip
+
+
+def listwise(model_dir: Path, env, users: int, k: int = 10) -> dict:
+    """The agent's list-wise NDCG@10 / HR@10 on validation users vs SASRec alone, and its fallback share."""
+    import math
+
+    from recagent.agents import Agent, AgentConfig
+    from recagent.agents.config import PolicyConfig
+    from recagent.tools.recommenders import Query
+
+    cases = env.split.cases("valid")[:users]
+    agent = Agent.from_config(AgentConfig(policy=PolicyConfig(model=str(model_dir)), k=k), env=env)
+    sasrec = env.model("sasrec")
+    ndcg = {"agent": 0.0, "sasrec": 0.0}
+    hits = {"agent": 0, "sasrec": 0}
+    filled = 0
+    for case in cases:
+        uid = env.dataset.users.ids[case.user]
+        target = env.catalog.ids[case.target]
+        got = agent.recommend(uid, k=k)
+        filled += got.filled
+        hist = env.history(case.user)
+        top, _ = sasrec.topk(Query(history=hist, user=case.user), k, exclude=hist)
+        for name, ranked in (("agent", list(got.recommended)), ("sasrec", [env.catalog.ids[i] for i in top])):
+            if target in ranked[:k]:
+                hits[name] += 1
+                ndcg[name] += 1 / math.log2(ranked.index(target) + 2)
+    n = max(len(cases), 1)
+    return {"users": len(cases), "agent_ndcg10": round(ndcg["agent"] / n, 4), "sasrec_ndcg10": round(ndcg["sasrec"] / n, 4),
+            "agent_hr10": round(hits["agent"] / n, 4), "sasrec_hr10": round(hits["sasrec"] / n, 4),
+            "fallback_share": round(filled / (n * k), 4)}  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reduced", action="store_true", help="CPU-sized run")
+    p.add_argument("--tag", default="cpu")
+    p.add_argument("--work", default=None, help="working folder (default $RECAGENT_HOME/runs/bench-<tag>)")
+    p.add_argument("--base-model", default=None, help="start from this checkpoint (default: offline SmolLM2-135M)")
+    for name in ("n", "sft_steps", "rl_steps", "users", "eval_tasks"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=None, help=f"override the size's {name}")
+    a = p.parse_args()
+
+    import torch
+
+    from recagent.agents.local_model import ensure_default_model
+    from recagent.paths import recagent_home
+    from recagent.rl.sft import load_sft_config, train_sft
+    from recagent.rl.train_rl import load_rl_config, train_rl
+    from recagent.synth.config import SynthConfig
+    from recagent.synth.pipeline import read_rows, synthesize
+    from recagent.tools.env import ToolEnv
+
+    size = dict(n=120, sft_steps=8, rl_steps=2, users=8, eval_tasks=40, tools=(1, 3)) if a.reduced else \
+        dict(n=5000, sft_steps=600, rl_steps=200, users=200, eval_tasks=500, tools=(3, 8))  # fmt: skip
+    size.update({k: getattr(a, k) for k in ("n", "sft_steps", "rl_steps", "users", "eval_tasks") if getattr(a, k)})
+    work = Path(a.work) if a.work else recagent_home() / "runs" / f"bench-{a.tag}"
+    work.mkdir(parents=True, exist_ok=True)
+    env = ToolEnv.load()
+    t0 = time.perf_counter()
+    synth = SynthConfig.build(n=size["n"], seed=0, test_fraction=0.25, tools_per_dialog=size["tools"], max_distractors=1,
+                              kinds={"single": 0.4, "parallel": 0.2, "chain": 0.4}, exports=[])  # fmt: skip
+    synthesize(synth, work / "synth", env=env, progress=False)
+    test_rows = read_rows(work / "synth" / "test.jsonl")[: size["eval_tasks"]]
+    timings = {"synth_s": round(time.perf_counter() - t0, 1)}
+    base = Path(a.base_model) if a.base_model else ensure_default_model(progress=False)
+    results = {}
+
+    def evaluate(name: str, model_dir: Path) -> None:
+        t = time.perf_counter()
+        results[name] = {**call_accuracy(model_dir, test_rows, 96), **listwise(model_dir, env, size["users"])}
+        timings[f"eval_{name}_s"] = round(time.perf_counter() - t, 1)
+
+    evaluate("base", base)
+    t = time.perf_counter()
+    sft_over = ["warmup_steps=0", "save_steps=1000", "logging_steps=1"] + (["gradient_accumulation_steps=1"] if a.reduced else [])
+    sft_cfg = load_sft_config(None, sft_over,
+                              data_dir=str(work / "synth"), output_dir=str(work / "sft"), base_model=str(base),
+                              max_steps=size["sft_steps"], disable_tqdm=True, learning_rate=1e-4)  # fmt: skip
+    sft_final = train_sft(sft_cfg)
+    timings["sft_s"] = round(time.perf_counter() - t, 1)
+    evaluate("sft", sft_final)
+    t = time.perf_counter()
+    rl_cfg = load_rl_config(None, ["num_generations=4", "per_device_train_batch_size=4", "logging_steps=1",
+                                   "save_steps=1000", "learning_rate=1e-6", "max_turn_tokens=96", "max_episode_steps=3",
+                                   "activation_checkpointing=false", "report_to=none"],
+                            data_dir=str(work / "synth"), output_dir=str(work / "rl"), base_model=str(sft_final),
+                            max_steps=size["rl_steps"], disable_tqdm=True)  # fmt: skip
+    rl_final = train_rl(rl_cfg, tool_env=env)
+    timings["rl_s"] = round(time.perf_counter() - t, 1)
+    evaluate("sft_rl", rl_final)
+    rl_log = json.loads((rl_final / "rl_run.json").read_text())["log_history"]
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    data = {
+        "hardware": device, "python": platform.python_version(), "reduced": a.reduced, "size": size,
+        "results": results, "timings_s": timings,
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+        "peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2) if torch.cuda.is_available() else None,
+        "rl_last_log": rl_log[-1] if rl_log else None,
+    }  # fmt: skip
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"train_pipeline_{a.tag}.json").write_text(json.dumps(data, indent=2, default=str))
+    rows = ["| policy | exact calls, held-out tools | exact calls, seen tools | parses | agent NDCG@10 | SASRec NDCG@10 | fallback |",
+            "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, r in results.items():
+        rows.append(f"| {name} | {r['call_exact_heldout_tools']:.3f} (n={r['n_heldout']}) | {r['call_exact_seen_tools']:.3f} "
+                    f"(n={r['n_seen']}) | {r['parse_rate']:.2f} | {r['agent_ndcg10']:.4f} | {r['sasrec_ndcg10']:.4f} | "
+                    f"{r['fallback_share']:.2f} |")  # fmt: skip
+    md = [f"# Base -> SFT -> SFT+RL ({'reduced, ' if a.reduced else ''}{device})", "", *rows, "",
+          f"Timings (s): {timings}. Peak RSS {data['peak_rss_gb']} GB."]  # fmt: skip
+    (RESULTS / f"train_pipeline_{a.tag}.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
