@@ -164,6 +164,7 @@ def main() -> None:
     timings["rl_s"] = round(time.perf_counter() - t, 1)
     evaluate("sft_rl", rl_final)
     rl_log = json.loads((rl_final / "rl_run.json").read_text())["log_history"]
+    sft_losses = [h["loss"] for h in json.loads((sft_final / "sft_run.json").read_text()).get("log_history", []) if "loss" in h]
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     data = {
         "hardware": device, "python": platform.python_version(), "reduced": a.reduced, "size": size,
@@ -171,6 +172,7 @@ def main() -> None:
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
         "peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2) if torch.cuda.is_available() else None,
         "rl_last_log": rl_log[-1] if rl_log else None,
+        "sft_losses": sft_losses,
     }  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"train_pipeline_{a.tag}.json").write_text(json.dumps(data, indent=2, default=str))
