@@ -37,7 +37,7 @@ def call_accuracy(model_dir: Path, test_rows: list[dict], max_new_tokens: int) -
 
     from recagent.agents.prompt_format import parse_assistant_output, render_openai_messages, tool_names_of
     from recagent.rl.rewards import Call, match_calls
-    from recagent.rl.rollout import tasks_from_synth
+    from recagent.rl.rollout import generate_turn, tasks_from_synth
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
@@ -46,13 +46,10 @@ def call_accuracy(model_dir: Path, test_rows: list[dict], max_new_tokens: int) -
     for task, row in zip(tasks_from_synth(test_rows), test_rows):
         prompt = tok.apply_chat_template(render_openai_messages(task.messages, task.tools), tokenize=False,
                                          add_generation_prompt=True)  # fmt: skip
-        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        ids = tok(prompt, add_special_tokens=False)["input_ids"]
         t0 = time.perf_counter()
-        with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tok.eos_token_id,
-                                 pad_token_id=tok.eos_token_id)  # fmt: skip
+        new = generate_turn(model, tok, ids, max_new_tokens, sample=False)
         seconds += time.perf_counter() - t0
-        new = out[0, ids.shape[1] :]
         tokens += len(new)
         parsed = parse_assistant_output(tok.decode(new, skip_special_tokens=True), tool_names_of(task.tools))
         parsed_ok += not parsed.invalid_tool_calls

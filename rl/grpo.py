@@ -24,12 +24,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from recagent.rl.advantages import step_advantages_for_groups, token_advantages
 from recagent.rl.rewards import RewardWeights
-from recagent.rl.rollout import Episode, RolloutEnvironment, Task, run_episode
+from recagent.rl.rollout import Episode, RolloutEnvironment, Task, generate_turn, run_episode
 
 
 @dataclass
@@ -107,19 +106,9 @@ class StepGRPOTrainer(GRPOTrainer):
     # -- generation ----------------------------------------------------------------------------------------------
 
     def _policy_generate(self, input_ids: list[int]) -> list[int]:
-        model = self.accelerator.unwrap_model(self.model)
-        tok = self.processing_class
-        ids = torch.tensor([input_ids], device=self.accelerator.device)
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.args.max_turn_tokens,
-                do_sample=True, temperature=self.args.temperature, top_p=self.args.top_p,
-                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id or tok.eos_token_id,
-            )  # fmt: skip
-        new = out[0, ids.shape[1] :].tolist()
-        if tok.eos_token_id in new:
-            new = new[: new.index(tok.eos_token_id) + 1]
-        return new
+        a = self.args
+        return generate_turn(self.accelerator.unwrap_model(self.model), self.processing_class, input_ids,
+                             a.max_turn_tokens, temperature=a.temperature, top_p=a.top_p)  # fmt: skip
 
     def rollout(self, prompts: list, trainer: GRPOTrainer) -> dict[str, Any]:
         """TRL's rollout_func: one real episode per row (rows come in groups of G), token ids and masks out."""

@@ -30,7 +30,7 @@ from torch import nn
 
 from recagent.rl.advantages import gae
 from recagent.rl.grpo import StepGRPOConfig, task_of
-from recagent.rl.rollout import Episode, RolloutEnvironment, run_episode
+from recagent.rl.rollout import Episode, RolloutEnvironment, generate_turn, run_episode
 
 
 @dataclass
@@ -109,16 +109,8 @@ class StepPPOTrainer:
     # -- rollouts ----------------------------------------------------------------------------------------------
 
     def _generate(self, input_ids: list[int]) -> list[int]:
-        ids = torch.tensor([input_ids])
-        with torch.no_grad():
-            out = self.model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.args.max_turn_tokens,
-                do_sample=True, temperature=self.args.temperature, top_p=self.args.top_p,
-                eos_token_id=self.tok.eos_token_id, pad_token_id=self.tok.pad_token_id or self.tok.eos_token_id,
-            )  # fmt: skip
-        new = out[0, ids.shape[1] :].tolist()
-        eos = self.tok.eos_token_id
-        return new[: new.index(eos) + 1] if eos in new else new
+        a = self.args
+        return generate_turn(self.model, self.tok, input_ids, a.max_turn_tokens, temperature=a.temperature, top_p=a.top_p)
 
     def collect(self) -> list[Episode]:
         """``per_device_train_batch_size`` rollouts: tasks drawn in groups of ``num_generations``."""

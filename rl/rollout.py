@@ -104,6 +104,26 @@ class RolloutEnvironment:
         return self.tools.call(name, arguments)
 
 
+def generate_turn(
+    model, tokenizer, input_ids: list[int], max_new_tokens: int, sample: bool = True, temperature: float = 1.0,
+    top_p: float = 1.0,
+) -> list[int]:
+    """One policy turn with transformers ``generate``: the new token ids, cut after the first EOS."""
+    import torch
+
+    device = next(model.parameters()).device
+    ids = torch.tensor([input_ids], device=device)
+    eos = tokenizer.eos_token_id
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=sample,
+            **({"temperature": temperature, "top_p": top_p} if sample else {}),
+            eos_token_id=eos, pad_token_id=tokenizer.pad_token_id or eos,
+        )  # fmt: skip
+    new = out[0, ids.shape[1] :].tolist()
+    return new[: new.index(eos) + 1] if eos in new else new
+
+
 def _observation_ids(tokenizer, turns_before: list[dict], turns_after: list[dict]) -> list[int]:
     """Tokens the chat template puts between the policy's turn and its next turn (tool results + header)."""
     before = tokenizer.apply_chat_template(turns_before, tokenize=False)
