@@ -13,11 +13,11 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import HumanMessage, RemoveMessage
+from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
 
 from recagent.agents.config import AgentConfig, AgentContext, make_policy
 from recagent.agents.graph import build_graph
@@ -34,11 +34,31 @@ class TurnResult:
     recommended: list[str]
     trace: list[StepRecord] = field(default_factory=list)
     filled: int = 0
+    policy_answer: str | None = None  # the policy's own last answer text (None: it never answered, a fallback did)
+    usage: dict[str, int] = field(default_factory=dict)  # llm_calls, input_tokens, output_tokens of this turn
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``recagent chat --json``)."""
         return {"answer": self.answer, "recommended": self.recommended, "filled": self.filled,
+                "policy_answer": self.policy_answer, "usage": self.usage,
                 "trace": [s.to_dict() for s in self.trace]}  # fmt: skip
+
+
+def turn_usage(messages: list[Any]) -> tuple[str | None, dict[str, int]]:
+    """The policy's last answer text among a turn's messages, and its LLM calls and tokens."""
+    from recagent.agents.graph import FALLBACK
+
+    answer, usage = None, {"llm_calls": 0, "input_tokens": 0, "output_tokens": 0}
+    for m in messages:
+        if not isinstance(m, AIMessage) or m.additional_kwargs.get(FALLBACK):
+            continue
+        usage["llm_calls"] += 1
+        meta = m.usage_metadata or {}
+        usage["input_tokens"] += meta.get("input_tokens", 0)
+        usage["output_tokens"] += meta.get("output_tokens", 0)
+        if not m.tool_calls and not m.invalid_tool_calls:
+            answer = m.text if isinstance(m.text, str) else str(m.content)
+    return answer, usage
 
 
 def sessions_db() -> Path:
@@ -141,7 +161,9 @@ class Agent:
             self._rollback(session, known)
             raise self._fail(e) from e
         st = self.state(session)
-        yield "result", TurnResult(st.get("answer", ""), st.get("recommended", []), (st.get("trace") or [])[before:])
+        answer, usage = turn_usage([m for m in st.get("messages", []) if m.id not in known])
+        yield "result", TurnResult(st.get("answer", ""), st.get("recommended", []), (st.get("trace") or [])[before:],
+                                   policy_answer=answer, usage=usage)  # fmt: skip
 
     def state(self, session: str) -> dict:
         """The stored state of a session (empty for a new one)."""
@@ -158,9 +180,9 @@ class Agent:
         self.graph.update_state(self._thread(session), {"user": profile}, as_node="start_turn")
         return profile
 
-    def user_profile(self, user_id: str) -> dict:
+    def user_profile(self, user_id: str, env=None) -> dict:
         """Profile of a dataset user: id and the items tools may see as their history."""
-        env = self.context.env
+        env = env or self.context.env
         u = env.dataset.users.index_of.get(str(user_id))
         if u is None:
             raise RecagentError(f"unknown user {user_id!r}; {env.dataset.name} has users {env.dataset.users.ids[0]}..{env.dataset.users.ids[-1]}")
@@ -168,12 +190,30 @@ class Agent:
 
     # -- list-wise -------------------------------------------------------------------------------------------------
 
-    def recommend(self, user_id: str, k: int | None = None) -> TurnResult:
-        """ToolRec-style: act for a dataset user, call tools, return a ranked top-k list of item ids."""
+    def recommend(
+        self, user_id: str, k: int | None = None, candidates: list[str] | None = None, history_limit: int | None = None
+    ) -> TurnResult:
+        """ToolRec-style: act for a dataset user, call tools, return a ranked top-k list of item ids.
+
+        ``candidates``: rank exactly these ids (listed to the policy in the given order, saved as the
+        candidate set ``candidates``); ``history_limit``: the tools see only the user's last n items.
+        """
         k = k or self.context.config.k
-        prompt = f"Recommend {k} items for user {user_id}."
-        state = {"messages": [HumanMessage(prompt)], "mode": "listwise", "k": k, "user": self.user_profile(user_id)}
+        ctx = self.context
+        if history_limit is not None:
+            ctx = replace(ctx, env=ctx.env.with_history_limit(history_limit))
+        state = {"messages": [HumanMessage(f"Recommend {k} items for user {user_id}.")], "mode": "listwise", "k": k,
+                 "user": self.user_profile(user_id, ctx.env)}  # fmt: skip
+        if candidates:
+            unknown = [i for i in candidates if str(i) not in ctx.env.catalog.index_of]
+            if unknown:
+                raise RecagentError(f"candidates not in the catalog: {unknown[:5]}")
+            pool = list(dict.fromkeys(str(i) for i in candidates))
+            state.update(pool=pool, candidates={"candidates": pool}, grounded_ids=pool,
+                         messages=[HumanMessage(f"Rank the {len(pool)} candidates for user {user_id}; give the best {k}.")])  # fmt: skip
         config = {"configurable": {"thread_id": f"listwise-{uuid.uuid4().hex}"},
                   "recursion_limit": 4 * self.context.config.max_steps + 10}  # fmt: skip
-        out = self._oneshot.invoke(state, config, context=self.context)
-        return TurnResult(out.get("answer", ""), out.get("recommended", []), out.get("trace") or [], out.get("filled", 0))
+        out = self._oneshot.invoke(state, config, context=ctx)
+        answer, usage = turn_usage(out.get("messages", []))
+        return TurnResult(out.get("answer", ""), out.get("recommended", []), out.get("trace") or [], out.get("filled", 0),
+                          policy_answer=answer, usage=usage)  # fmt: skip

@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
+import numpy as np
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -27,6 +28,7 @@ from recagent.agents.state import AgentState
 from recagent.agents.steps import StepRecord, summarise_result
 
 FEEDBACK = "recagent_feedback"  # marks messages written by the checks, not by the user
+FALLBACK = "recagent_fallback"  # marks answers written by the fallback, not by the policy
 
 
 def start_turn(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
@@ -47,7 +49,9 @@ def start_turn(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
 def policy(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     """Ask the chat model for the next step: tool calls or an answer."""
     ctx = runtime.context
-    messages = [SystemMessage(system_prompt(state, ctx.env.dataset.name)), *state.get("messages", [])]
+    catalog = ctx.env.catalog
+    listing = {i: catalog.display(catalog.index_of[i]) for i in state.get("pool") or [] if i in catalog.index_of}
+    messages = [SystemMessage(system_prompt(state, ctx.env.dataset.name, listing)), *state.get("messages", [])]
     t0 = time.perf_counter()
     turn_now = state.get("turn", 0)
     # until a call of this turn has worked, the policy may be made to call a tool (see PolicyConfig.first_tool_choice)
@@ -118,7 +122,7 @@ def route_after_tools(state: AgentState, runtime: Runtime[AgentContext]) -> Lite
     return "policy" if state.get("steps", 0) < runtime.context.config.max_steps else "fallback"
 
 
-def _listwise_ids(text: str) -> list[str]:
+def listwise_ids(text: str) -> list[str]:
     """Item ids from a list-wise answer: a JSON list, else every bracketed or bare number."""
     m = re.search(r"\[[^\[\]]*\]", text)
     if m:
@@ -142,8 +146,9 @@ def check(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     budget_left = state.get("steps", 0) < ctx.config.max_steps
     if state.get("mode") == "listwise":
         k = state.get("k", ctx.config.k)
-        ids = list(dict.fromkeys(i for i in _listwise_ids(text) if i in grounded))
-        bad = [i for i in _listwise_ids(text) if i not in grounded]
+        allowed = set(state.get("pool") or []) or grounded
+        ids = list(dict.fromkeys(i for i in listwise_ids(text) if i in allowed))
+        bad = [i for i in listwise_ids(text) if i not in allowed]
         if len(ids) < k and budget_left:
             return _reject(turn, index, listwise_feedback(len(ids), k), bad)
         return _finish(turn, index, text, ids[:k], state, k, ctx)
@@ -163,20 +168,26 @@ def _reject(turn: int, index: int, feedback: str, offending: list[str]) -> dict:
 
 def _finish(turn: int, index: int, text: str, ids: list[str], state: AgentState, k: int, ctx: AgentContext | None = None) -> dict:
     filled = 0
+    pool = state.get("pool") or []
+    allowed = set(pool)
     if k and len(ids) < k:  # list-wise: complete the list from the latest tool results, best first
         for step in reversed(state.get("trace") or []):
             for i in step.result_item_ids if step.kind == "tool_call" and step.valid else []:
-                if len(ids) < k and i not in ids:
+                if len(ids) < k and i not in ids and (not allowed or i in allowed):
                     ids.append(i)
                     filled += 1
     if k and len(ids) < k and ctx is not None:
-        # still short (no usable tool result): the default recommender completes the list, counted in `filled`
-        from recagent.tools.recommenders import Query
-
+        # still short (no usable tool result): the default recommender completes the list, counted in `filled`;
+        # over given candidates it ranks exactly those, so the order they were listed in cannot matter
         env, user = ctx.env, (state.get("user") or {}).get("user_id")
         u = env.dataset.users.index_of.get(str(user)) if user is not None else None
         hist = env.history(u) if u is not None else env.split.train_sequences[0][:0]
-        top, _ = env.model(None).topk(Query(hist, u), k + len(ids), exclude=hist)
+        if pool:
+            idx = np.asarray([env.catalog.index_of[i] for i in pool], dtype=np.int64)
+            scores = env.score(None, u, hist)[idx].astype(np.float64)
+            top = idx[np.lexsort((idx, -scores))]
+        else:
+            top, _ = env.model(None).topk(env.query(u, hist), k + len(ids), exclude=env.seen(u) if u is not None else hist)
         for i in (env.catalog.ids[j] for j in top):
             if len(ids) < k and i not in ids:
                 ids.append(i)
@@ -198,10 +209,11 @@ def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         latest = _fallback_call(state, ctx, turn, index)
         if latest is None:
             text = "I could not find recommendations within my step budget. Could you rephrase what you are looking for?"
-            return {"messages": [AIMessage(text)], **_finish(turn, index, text, [], state, 0)}
+            return {"messages": [AIMessage(text, additional_kwargs={FALLBACK: True})], **_finish(turn, index, text, [], state, 0)}
         extra.append(latest)
     k = state.get("k", ctx.config.k) if listwise else 5
-    ids = latest.result_item_ids[:k] if latest else []
+    allowed = set(state.get("pool") or [])
+    ids = [i for i in (latest.result_item_ids if latest else []) if not allowed or i in allowed][:k]
     done = _finish(turn, index, "", list(ids), state, k if listwise else 0, ctx)
     done["trace"] = extra + done["trace"]
     if extra:
@@ -210,7 +222,7 @@ def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     text = "Here is what I found:\n" + "\n".join(lines)
     done["answer"] = text
     done["trace"][-1].result_summary = text[:200]
-    return {"messages": [AIMessage(text)], **done}
+    return {"messages": [AIMessage(text, additional_kwargs={FALLBACK: True})], **done}
 
 
 def _fallback_call(state: AgentState, ctx: AgentContext, turn: int, index: int) -> StepRecord | None:

@@ -15,10 +15,22 @@ LISTWISE = (
     "answer with exactly {k} item ids from tool results, best first, as a JSON list such as [50, 181, 1]."
 )
 
+LISTWISE_POOL = (
+    "You are a recommender acting for user {user_id} of the {dataset} catalog. Rank these {n} candidate items "
+    "(saved as the candidate set 'candidates') by how likely this user watches them next:\n{listing}\nUse the "
+    "tools (for example rank_items with candidates 'candidates') and answer with exactly {k} item ids from the "
+    "candidates, best first, as a JSON list of ids."
+)
 
-def system_prompt(state: AgentState, dataset: str) -> str:
-    """The system prompt for the state's mode and user."""
+
+def system_prompt(state: AgentState, dataset: str, listing: dict[str, str] | None = None) -> str:
+    """The system prompt for the state's mode and user (``listing``: display text of given candidates)."""
+    listing = listing or {}
     user = state.get("user") or {}
+    if state.get("mode") == "listwise" and state.get("pool"):
+        pool = state["pool"]
+        return LISTWISE_POOL.format(user_id=user.get("user_id"), dataset=dataset, k=state.get("k", 10), n=len(pool),
+                                    listing="\n".join(f"[{i}] {listing.get(i, '')}".rstrip() for i in pool))  # fmt: skip
     if state.get("mode") == "listwise":
         return LISTWISE.format(user_id=user.get("user_id"), dataset=dataset, k=state.get("k", 10))
     parts = []

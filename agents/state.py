@@ -37,6 +37,7 @@ class AgentState(TypedDict, total=False):
     user: Annotated[UserProfile, merge_dicts]
     mode: Literal["chat", "listwise"]
     k: int  # list length asked for in list-wise mode
+    pool: list[str]  # list-wise over given candidates: the answer ranks these ids (empty = whole catalog)
     candidates: Annotated[dict[str, list[str]], merge_dicts]  # named candidate sets (external ids)
     grounded_ids: Annotated[list[str], union_ids]  # every item id a tool returned in this conversation
     trace: Annotated[list[StepRecord], operator.add]

@@ -1,4 +1,4 @@
-"""Packaging: the four parts install under recagent.*, both editable and as a built wheel."""
+"""Packaging: the parts install under recagent.*, both editable and as a built wheel."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = {"recagent.tools": "tools", "recagent.agents": "agents", "recagent.synth": "synth", "recagent.rl": "rl"}
+PARTS = {"recagent.tools": "tools", "recagent.agents": "agents", "recagent.synth": "synth", "recagent.rl": "rl",
+         "recagent.evaluation": "evaluation"}
 PROBE = (
     "import importlib, importlib.util, json, sys;"
     "mods = ['recagent', 'recagent.cli', 'recagent.tools.data', 'recagent.tools.recommenders', 'recagent.tools.index',"
-    " 'recagent.tools.recommender_tools', 'recagent.agents', 'recagent.synth', 'recagent.rl'];"
+    " 'recagent.tools.recommender_tools', 'recagent.agents', 'recagent.synth', 'recagent.rl', 'recagent.evaluation'];"
     "print(json.dumps({m: importlib.import_module(m).__file__ for m in mods}"
     " | {'top_level_tools': getattr(importlib.util.find_spec('tools'), 'origin', None)}))"
 )
@@ -66,7 +67,7 @@ def test_built_wheel_installs_and_imports(tmp_path):
     (wheel,) = wheel_dir.glob("recagent-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert all(n.startswith(("recagent/", "recagent-")) for n in names), [n for n in names if not n.startswith("recagent")]
-    for folder in ("tools", "agents", "synth", "rl", "cli"):
+    for folder in ("tools", "agents", "synth", "rl", "evaluation", "cli"):
         assert f"recagent/{folder}/__init__.py" in names
     assert "recagent/tools/data/readers.py" in names and "recagent/tools/index/vector_index.py" in names
     subprocess.run(

@@ -83,8 +83,12 @@ class ToolEnv:
         config: ToolEnvConfig | None = None,
         buffer: CandidateBuffer | None = None,
         _shared: dict | None = None,
+        history_limit: int | None = None,
     ):
+        if history_limit is not None and history_limit < 1:
+            raise ValueError(f"history_limit must be at least 1, got {history_limit}")
         self.dataset, self.split, self.models = dataset, split, models
+        self.history_limit = history_limit
         self.config = config or ToolEnvConfig(dataset=dataset.name)
         self.buffer = buffer or CandidateBuffer(self.config.max_candidate_sets, self.config.max_candidate_size)
         self._shared = _shared if _shared is not None else {}  # lazily built indexes, shared by sessions
@@ -100,7 +104,11 @@ class ToolEnv:
 
     def session(self) -> ToolEnv:
         """A view sharing models and indexes, with a fresh candidate buffer."""
-        return ToolEnv(self.dataset, self.split, self.models, self.config, None, self._shared)
+        return ToolEnv(self.dataset, self.split, self.models, self.config, None, self._shared, self.history_limit)
+
+    def with_history_limit(self, n: int | None) -> ToolEnv:
+        """A view whose tools see only each user's last ``n`` visible items (history-length studies)."""
+        return ToolEnv(self.dataset, self.split, self.models, self.config, None, self._shared, n)
 
     # -- lookups -------------------------------------------------------------------------------------------------
 
@@ -131,8 +139,17 @@ class ToolEnv:
         return idx
 
     def history(self, user: int) -> np.ndarray:
-        """Chronological history of a user that tools may see."""
+        """Chronological history of a user that tools may see (the last ``history_limit`` items in a limited view)."""
+        full = self.split.history(user, self.config.history_upto)
+        return full[-self.history_limit :] if self.history_limit else full
+
+    def seen(self, user: int) -> np.ndarray:
+        """Every item of the user's visible history (for excluding seen items, whatever the history limit)."""
         return self.split.history(user, self.config.history_upto)
+
+    def query(self, user: int | None, history: np.ndarray) -> Query:
+        """The model query for a user; a limited view drops the user so user-factor models fold in the short history."""
+        return Query(history=history, user=None if self.history_limit else user)
 
     def model(self, name: str | None) -> Recommender:
         """A loaded model by name (the default when None), or a tool error."""
@@ -167,7 +184,7 @@ class ToolEnv:
 
     def score(self, model: str | None, user: int | None, history: np.ndarray) -> np.ndarray:
         """Full-catalog scores of a model for a user or a history."""
-        return self.model(model).score([Query(history=history, user=user)])[0]
+        return self.model(model).score([self.query(user, history)])[0]
 
     # -- indexes ---------------------------------------------------------------------------------------------------
 

@@ -122,6 +122,8 @@ def get_user_history(env: ToolEnv, args: GetUserHistoryArgs) -> UserHistory:
         mask = part.users == u
         entries += list(zip(part.timestamps[mask], part.rows[mask], part.items[mask], part.ratings[mask]))
     entries.sort()
+    if env.history_limit:  # a history-length study: the tool sees only the newest items
+        entries = entries[-env.history_limit :]
     counts: dict[str, int] = {}
     for *_, i, _r in entries:
         for g in env.catalog.genres[i]:

@@ -70,7 +70,7 @@ def filter_items(env: ToolEnv, args: FilterItemsArgs) -> ItemList:
     if args.year_max is not None:
         keep &= (years <= args.year_max) & (years > 0)
     if args.exclude_seen_by is not None:
-        seen = env.history(env.user(args.exclude_seen_by, field="exclude_seen_by"))
+        seen = env.seen(env.user(args.exclude_seen_by, field="exclude_seen_by"))
         keep &= ~np.isin(pool, seen)
     items = pool[keep]
     if args.sort_by == "popularity":
@@ -100,14 +100,8 @@ def retrieve_for_user(env: ToolEnv, args: RetrieveForUserArgs) -> ItemList:
     u = env.user(args.user_id)
     hist = env.history(u)
     size = max(k, env.config.max_candidate_size if args.save_as else k)
-    items, scores = env.model(args.model).topk(_query(u, hist), size, exclude=hist)
+    items, scores = env.model(args.model).topk(env.query(u, hist), size, exclude=env.seen(u))
     return item_list(env, items.tolist(), scores.tolist(), k, args.save_as)
-
-
-def _query(user: int | None, history: np.ndarray):
-    from recagent.tools.recommenders import Query
-
-    return Query(history=history, user=user)
 
 
 class SimilarItemsArgs(ToolArgs):

@@ -8,6 +8,7 @@ target never contain the target or anything after it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -82,6 +83,11 @@ class LeaveOneOutSplit:
                 raise LeakageError(
                     f"{name} event of user {self.dataset.users.ids[u]} is older than that user's training events"
                 )
+
+    def train_digest(self) -> str:
+        """SHA-256 of the training rows: a model records it, an evaluation checks it (trained on this split's train)."""
+        rows = np.sort(np.asarray(self.train.rows, dtype=np.int64))
+        return hashlib.sha256(self.dataset.name.encode() + b"|" + rows.tobytes()).hexdigest()
 
     def summary(self) -> dict[str, int]:
         """Row counts per part."""

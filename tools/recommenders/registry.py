@@ -53,7 +53,7 @@ def train(
         "epochs": report.epochs,
         "best_epoch": report.best_epoch,
     }
-    model.save(out, report, meta={"dataset": split.dataset.name, "metrics": metrics})
+    model.save(out, report, meta={"dataset": split.dataset.name, "train_digest": split.train_digest(), "metrics": metrics})
     return model, metrics
 
 

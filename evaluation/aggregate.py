@@ -1,0 +1,161 @@
+"""From records to results: every headline number with a bootstrap confidence interval over users.
+
+Malformed or failed answers stay in every denominator: a user whose answer could not be read
+scores zero utility and counts against compliance, never disappears from the average.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from recagent.evaluation import metrics as M
+from recagent.evaluation.config import EvalConfig
+
+
+def _ci(values, cfg: EvalConfig) -> dict[str, float]:
+    return {k: (round(v, 5) if isinstance(v, float) and np.isfinite(v) else v)
+            for k, v in M.summarise(list(values), n_resamples=cfg.bootstrap, seed=cfg.seed).items()}  # fmt: skip
+
+
+def _diff(a, b, cfg: EvalConfig) -> dict[str, float]:
+    mean, lo, hi = M.paired_difference_ci(a, b, n_resamples=cfg.bootstrap, seed=cfg.seed)
+    return {"mean": round(mean, 5), "ci_low": round(lo, 5), "ci_high": round(hi, 5), "n": len(a)}
+
+
+def _valid_raw(r: dict[str, Any], catalog_index: dict[str, int]) -> list[str]:
+    allowed = set(r["candidates"]) if r.get("candidates") else None
+    return [i for i in dict.fromkeys(r.get("raw_ids") or []) if i in catalog_index and (allowed is None or i in allowed)]
+
+
+def _compliant(r: dict[str, Any], catalog_index: dict[str, int], k: int) -> bool:
+    return bool(r.get("parsed")) and len(_valid_raw(r, catalog_index)) == len(r.get("raw_ids") or []) == k
+
+
+def aggregate(cfg: EvalConfig, env, cases, rows: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
+    """The results document of a run (JSON-ready)."""
+    catalog = env.catalog
+    pop = {catalog.ids[i]: int(c) for i, c in enumerate(env.popularity)}
+    genres = {catalog.ids[i]: frozenset(catalog.genres[i]) for i in range(len(catalog.ids))}
+    tail = M.long_tail(pop)
+    users = [env.dataset.users.ids[c.user] for c in cases]
+    hist_len = {env.dataset.users.ids[c.user]: len(c.history) for c in cases}
+    rank = defaultdict(dict)  # (system, protocol) -> user -> record
+    for r in rows:
+        if r["section"] == "rank":
+            rank[(r["system"], r["protocol"])][r["user_id"]] = r
+    systems = list(dict.fromkeys(s for s, _ in rank))
+    protocols = list(dict.fromkeys(p for _, p in rank))
+    out: dict[str, Any] = {"config": cfg.model_dump(mode="json"), "dataset": env.dataset.name, "part": cfg.part,
+                           "users": users, "n_users": len(users), "notes": notes, "systems": systems,
+                           "utility": {}, "beyond_utility": {}, "fairness": {}, "compliance": {}, "cost": {}}  # fmt: skip
+    k = cfg.k
+    for (system, protocol), by_user in rank.items():
+        recs = [by_user.get(u) for u in users]
+        # a user without a record (run still going) is absent; a record with an empty list is a miss
+        recs = [r for r in recs if r is not None]
+        per = [M.utility(r["ranked"][:k], r["target"], cfg.ks) for r in recs]
+        out["utility"].setdefault(system, {})[protocol] = {m: _ci([p[m] for p in per], cfg) for m in (per[0] if per else {})}
+        if any(r.get("llm_calls") for r in recs):
+            # the policy's own list, before the answer check and fallback fill: a malformed answer is a miss
+            raw = [M.utility(_valid_raw(r, catalog.index_of)[:k], r["target"], cfg.ks) for r in recs]
+            out["utility"].setdefault(f"{system} (raw output)", {})[protocol] = {m: _ci([p[m] for p in raw], cfg) for m in raw[0]}
+        raw_slots = [i for r in recs for i in r.get("raw_ids") or []]
+        out["compliance"].setdefault(system, {})[protocol] = {
+            "n": len(recs),
+            "compliance": round(float(np.mean([_compliant(r, catalog.index_of, k) for r in recs])), 5) if recs else None,
+            "hallucinated_slots": round(float(np.mean([i not in catalog.index_of for i in raw_slots])), 5) if raw_slots else 0.0,
+            "raw_slots": len(raw_slots),
+            "unparsed_share": round(float(np.mean([not r.get("parsed") for r in recs])), 5) if recs else None,
+            "filled_share": round(float(np.mean([r.get("filled", 0) / k for r in recs])), 5) if recs else None,
+            "errors": sum(bool(r.get("error")) for r in recs),
+        }  # fmt: skip
+        out["cost"].setdefault(system, {})[protocol] = {
+            key: round(float(np.mean([r.get(key, 0) for r in recs])), 4) if recs else None
+            for key in ("latency_s", "llm_calls", "tool_calls", "invalid_calls", "input_tokens", "output_tokens")
+        }
+        if protocol == "full" and recs:
+            lists = [r["ranked"][:k] for r in recs]
+            ndcg = [p[f"NDCG@{k}"] for p in per]
+            out["beyond_utility"][system] = {
+                "coverage": round(M.coverage(lists, len(catalog.ids)), 5),
+                "gini": round(M.gini(lists, catalog.ids), 5),
+                "avg_popularity": _ci([M.average_popularity([x], pop) for x in lists], cfg),
+                "long_tail_share": _ci([M.long_tail_share([x], tail) for x in lists], cfg),
+                "intra_list_diversity": _ci([M.intra_list_diversity(x, genres) for x in lists], cfg),
+                "novelty": _ci([M.novelty(x, pop, env.dataset.n_users) for x in lists], cfg),
+            }
+            if len(recs) >= 2:
+                gap = M.group_gap(ndcg, [hist_len[r["user_id"]] for r in recs], cfg.heavy_share)
+                out["fairness"][system] = {f"NDCG@{k}_{key}": (round(v, 5) if isinstance(v, float) else v)
+                                           for key, v in gap.items()}  # fmt: skip
+    out["position_bias"] = _position_bias(rank, systems, users, cfg)
+    out["history_length"] = {
+        s: {p.split(":")[1]: out["utility"][s][p].get(f"NDCG@{k}") for p in protocols if p.startswith("hist:") and p in out["utility"][s]}
+        for s in systems
+    }  # fmt: skip
+    out["tool_calls"] = _tool_calls([r for r in rows if r["section"] == "tool_call"], cfg)
+    out["simulator"] = _simulator([r for r in rows if r["section"] == "simulator"], cfg)
+    return out
+
+
+def _position_bias(rank, systems, users, cfg: EvalConfig) -> dict[str, Any]:
+    k, out = cfg.k, {}
+    for s in systems:
+        by_order = {o: rank.get((s, f"cand:{o}"), {}) for o in ("shuffled", "target_first", "target_last")}
+        common = [u for u in users if all(u in by_order[o] for o in by_order)]
+        if not common or not all(by_order.values()):
+            continue
+        nd = {o: [M.utility(by_order[o][u]["ranked"][:k], by_order[o][u]["target"], (k,))[f"NDCG@{k}"] for u in common]
+              for o in by_order}  # fmt: skip
+        means = {o: round(float(np.mean(v)), 5) for o, v in nd.items()}
+        out[s] = {f"NDCG@{k}": means, "first_minus_last": _diff(nd["target_first"], nd["target_last"], cfg),
+                  "first_minus_shuffled": _diff(nd["target_first"], nd["shuffled"], cfg),
+                  "spread": round(max(means.values()) - min(means.values()), 5), "n": len(common)}  # fmt: skip
+    return out
+
+
+def _tool_calls(rows: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any]:
+    if not rows:
+        return {}
+
+    def block(rs):
+        return {"ast": _ci([float(r["ast_ok"]) for r in rs], cfg), "exec": _ci([float(r["exec_ok"]) for r in rs], cfg)}
+
+    out = {"all": block(rows), "by_kind": {}, "by_tools": {}}
+    for kind in sorted({r["kind"] for r in rows}):
+        out["by_kind"][kind] = block([r for r in rows if r["kind"] == kind])
+    for name, flag in (("heldout", True), ("seen", False)):
+        rs = [r for r in rows if r["heldout_tools"] == flag]
+        if rs:
+            out["by_tools"][name] = block(rs)
+    errors = defaultdict(int)
+    for r in rows:
+        if r.get("ast_error"):
+            errors[r["ast_error"].split(":")[0]] += 1
+    out["ast_errors"] = dict(sorted(errors.items(), key=lambda kv: -kv[1]))
+    out["latency_s"] = round(float(np.mean([r.get("latency_s", 0.0) for r in rows])), 3)
+    return out
+
+
+def _simulator(rows: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any]:
+    if not rows:
+        return {}
+    n, max_turns = len(rows), cfg.simulator.max_turns
+    success = [float(r["success"]) for r in rows]
+    hit_turns = [r["turns"] for r in rows if r["success"]]
+    return {
+        "kind": cfg.simulator.kind, "max_turns": max_turns, "episodes": n,
+        f"success@{max_turns}": _ci(success, cfg),
+        "success_by_turn": {t: round(sum(1 for x in hit_turns if x <= t) / n, 5) for t in range(1, max_turns + 1)},
+        "avg_turns_successful": round(float(np.mean(hit_turns)), 3) if hit_turns else None,
+        "avg_turns_all": round(float(np.mean([r["turns"] if r["success"] else max_turns for r in rows])), 3),
+        "tool_calls_per_episode": round(float(np.mean([r["tool_calls"] for r in rows])), 3),
+        "llm_calls_per_episode": round(float(np.mean([r["llm_calls"] for r in rows])), 3),
+        "tokens_per_episode": round(float(np.mean([r["tokens"] for r in rows])), 1),
+        "latency_per_turn_s": round(sum(r["latency_s"] for r in rows) / max(sum(r["turns"] for r in rows), 1), 3),
+        "leaked_episodes": sum(bool(r["leaked"]) for r in rows),
+        "errors": sum(bool(r.get("error")) for r in rows),
+    }  # fmt: skip

@@ -1,0 +1,198 @@
+"""``recagent eval``: run every protocol for every system, append each answer to ``records.jsonl``, resume, report.
+
+One record per (section, system, request): a killed run loses at most the answer in flight, and
+running the same command again skips what is recorded. The leakage check runs before any
+system is asked anything. The folder holds ``config.yaml`` (a different config in the same
+folder is refused), ``records.jsonl``, ``results.json``, ``report.md`` and the plots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from recagent.errors import RecagentError
+from recagent.evaluation.config import EvalConfig
+from recagent.evaluation.leakage import (
+    REQUIRED_UPTO,
+    check_models,
+    check_policy_data,
+    check_split_and_histories,
+    training_data_dirs,
+)
+from recagent.evaluation.protocols import build_requests, sample_cases
+
+logger = logging.getLogger(__name__)
+RECORDS = "records.jsonl"
+
+
+def default_out(cfg: EvalConfig) -> Path:
+    """``$RECAGENT_HOME/runs/eval-<dataset>``."""
+    from recagent.paths import recagent_home
+
+    return recagent_home() / "runs" / f"eval-{Path(cfg.dataset).name}"
+
+
+class RecordLog:
+    """Append-only JSONL of finished answers; a torn last line (killed mid-write) is dropped on resume."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        text = path.read_text() if path.is_file() else ""
+        good = []
+        for line in text.splitlines():
+            try:
+                self.rows.append(json.loads(line))
+                good.append(line + "\n")
+            except json.JSONDecodeError:
+                logger.warning("dropping an unfinished record from %s (the run was killed while writing it)", path)
+        if text != "".join(good):  # rewrite without the torn line, so new records start on a line of their own
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(good))
+            tmp.replace(path)
+        self.done = {(r["section"], r["system"], r["key"]) for r in self.rows}
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Append one record and make it durable before going on."""
+        self.rows.append(row)
+        self.done.add((row["section"], row["system"], row["key"]))
+        with self.path.open("a") as f:
+            f.write(json.dumps(row, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _prepare_out(cfg: EvalConfig) -> Path:
+    out = Path(cfg.out) if cfg.out else default_out(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "config.yaml"
+    if saved.is_file():
+        old = EvalConfig.from_yaml(saved).model_dump(mode="json", exclude={"out"})
+        if old != cfg.model_dump(mode="json", exclude={"out"}):
+            diff = sorted(k for k in old if old[k] != cfg.model_dump(mode="json").get(k))
+            raise RecagentError(f"{out} holds an evaluation with a different config ({', '.join(diff)} differ); "
+                                "use another --out, or the same config to resume")  # fmt: skip
+    cfg.to_yaml(saved)
+    return out
+
+
+def load_env(cfg: EvalConfig):
+    """The tool environment of the run: the agent's tool config on the run's dataset, the protocol's history, every model."""
+    from recagent.tools.env import ToolEnv
+
+    tools = cfg.agent.tools
+    models = list(dict.fromkeys([*tools.models, *cfg.baselines])) if cfg.include_agent else list(cfg.baselines)
+    default = tools.default_model if tools.default_model in models else models[0]
+    return ToolEnv.load(tools.model_copy(update={"dataset": cfg.dataset, "history_upto": REQUIRED_UPTO[cfg.part],
+                                                 "models": models, "default_model": default}))  # fmt: skip
+
+
+def run_eval(cfg: EvalConfig, env=None, agent=None, progress: bool = True) -> Path:
+    """Run (or resume) the evaluation ``cfg`` describes; returns the output folder."""
+    from tqdm.auto import tqdm
+
+    from recagent.evaluation.aggregate import aggregate
+    from recagent.evaluation.report import write_report
+    from recagent.evaluation.systems import AgentSystem, RecommenderSystem
+    from recagent.paths import model_dir
+
+    out = _prepare_out(cfg)
+    env = env or load_env(cfg)
+    split = env.split
+    cases = sample_cases(split, cfg.part, cfg.users, cfg.seed)
+    # the leakage check comes before any system is asked anything
+    check_split_and_histories(split, cfg.part, cases, env)
+    check_models(split, {name: model_dir(split.dataset.name, name) for name in env.models})
+    notes = []
+    if cfg.include_agent and cfg.agent.tools.history_upto != REQUIRED_UPTO[cfg.part]:
+        notes.append(f"the agent's tools.history_upto was set to {REQUIRED_UPTO[cfg.part]!r} for {cfg.part} targets, "
+                     "so its tools see exactly the baselines' history")  # fmt: skip
+    test_rows = _synth_test_rows(cfg) if cfg.include_agent and "tool_calls" in cfg.protocols else None
+    if cfg.include_agent:
+        policy_dirs = [d for d in (cfg.agent.policy.model, cfg.agent.policy.adapter) if d]
+        notes += check_policy_data(split, [p for d in policy_dirs for p in training_data_dirs(d)], test_rows)
+        if not policy_dirs or cfg.agent.policy.kind == "openai":
+            notes.append("policy not trained by recagent here: no training dialogs to check")
+    log = RecordLog(out / RECORDS)
+    systems: list[Any] = [RecommenderSystem(n, env.models[n], env.catalog.ids, env.catalog.index_of) for n in cfg.baselines]
+    if cfg.include_agent:
+        if agent is None:
+            from recagent.agents import Agent
+
+            agent = Agent.from_config(cfg.agent, env=env, db_path=out / "sessions.sqlite")
+        systems.append(AgentSystem(agent))
+    requests = build_requests(split, cases, list(cfg.protocols), cfg.k, cfg.n_candidates, cfg.history_lengths, cfg.seed)
+    pending = [(s, r) for s in systems for r in requests if ("rank", s.name, r.key) not in log.done]
+    for system, req in tqdm(pending, desc="rank requests", disable=not progress or not pending, unit="req"):
+        resp = system.answer(req)
+        log.add({"section": "rank", "system": system.name, "key": req.key, "protocol": req.protocol,
+                 "user_id": req.user_id, "target": req.target, "candidates": list(req.candidates),
+                 "history_len": int(len(req.history)), **resp.to_dict()})  # fmt: skip
+    if cfg.include_agent and "tool_calls" in cfg.protocols:
+        if test_rows is None:
+            notes.append("tool_calls skipped: set synth_dir to a `recagent synth` run")
+        else:
+            _run_tool_calls(cfg, agent, env, test_rows, log, progress)
+    if cfg.include_agent and "simulator" in cfg.protocols:
+        _run_simulator(cfg, agent, env, cases, log, progress)
+    wanted = {r.key for r in requests}  # records of this config only (a folder may hold answers to earlier requests)
+    rows = [r for r in log.rows if r["section"] != "rank" or r["key"] in wanted]
+    results = aggregate(cfg, env, cases, rows, notes)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    write_report(results, out)
+    return out
+
+
+def _synth_test_rows(cfg: EvalConfig) -> list[dict] | None:
+    if not cfg.synth_dir:
+        return None
+    from recagent.synth.pipeline import read_rows
+
+    path = Path(cfg.synth_dir) / "test.jsonl"
+    if not path.is_file():
+        raise RecagentError(f"synth_dir {cfg.synth_dir} has no test.jsonl; run `recagent synth --out {cfg.synth_dir}` first")
+    return read_rows(path)
+
+
+def _run_tool_calls(cfg: EvalConfig, agent, env, rows: list[dict], log: RecordLog, progress: bool) -> None:
+    from dataclasses import asdict
+
+    from tqdm.auto import tqdm
+
+    from recagent.evaluation.tool_calls import call_tasks, evaluate_task
+
+    tasks = [t for t in call_tasks(rows, cfg.tool_call_tasks) if ("tool_call", "agent", t.id) not in log.done]
+    pc = cfg.agent.policy
+    # the same first-step tool choice the agent uses when serving
+    choice = pc.first_tool_choice or ("required" if pc.kind == "local" else None)
+    choice = None if choice == "auto" else choice
+    for task in tqdm(tasks, desc="tool-call tasks", disable=not progress or not tasks, unit="task"):
+        outcome = evaluate_task(agent.context.policy, task, env, choice)
+        log.add({"section": "tool_call", "system": "agent", "key": task.id, **asdict(outcome)})
+
+
+def _run_simulator(cfg: EvalConfig, agent, env, cases, log: RecordLog, progress: bool) -> None:
+    from dataclasses import asdict
+
+    from tqdm.auto import tqdm
+
+    from recagent.evaluation.simulator import AttributeSimulator, LLMSimulator, TargetProfile, run_episode
+
+    sim_cfg = cfg.simulator
+    chosen = cases[: sim_cfg.users] if sim_cfg.users else cases
+    todo = [c for c in chosen if ("simulator", "agent", env.dataset.users.ids[c.user]) not in log.done]
+    chat_model = None
+    if sim_cfg.kind == "llm" and todo:
+        from recagent.agents.config import make_policy
+
+        chat_model = make_policy(sim_cfg.llm)
+    for case in tqdm(todo, desc="simulated users", disable=not progress or not todo, unit="user"):
+        uid = env.dataset.users.ids[case.user]
+        target = TargetProfile.from_catalog(env.catalog, case.target, env.popularity)
+        sim = LLMSimulator(target, chat_model) if chat_model is not None else AttributeSimulator(target)
+        ep = run_episode(agent, sim, target, uid, sim_cfg.max_turns, session=f"eval-sim-{uid}")
+        log.add({"section": "simulator", "system": "agent", "key": uid, **asdict(ep)})

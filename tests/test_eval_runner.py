@@ -1,0 +1,146 @@
+"""``recagent eval`` end to end on synthetic data: same users for every system, measured bias, resume, leakage refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recagent.agents import Agent
+from recagent.errors import RecagentError
+from recagent.evaluation.config import EvalConfig
+from recagent.evaluation.leakage import check_models, check_split_and_histories
+from recagent.evaluation.runner import RECORDS, load_env, run_eval
+from recagent.tools.data.split import LeakageError
+from eval_policies import FirstListedPolicy
+
+
+def _config(dataset_dir, out, **extra):
+    values = dict(dataset=dataset_dir, users=12, out=str(out), history_lengths=[1, 3], bootstrap=50,
+                  simulator={"users": 3, "max_turns": 2}, protocols=["full", "candidates", "position", "history", "simulator"])  # fmt: skip
+    return EvalConfig.build(**{**values, **extra})
+
+
+def _run(cfg, tmp_path):
+    env = load_env(cfg)
+    agent = Agent.from_config(cfg.agent, policy=FirstListedPolicy(), env=env, db_path=tmp_path / "sessions.sqlite")
+    return run_eval(cfg, env=env, agent=agent, progress=False), env
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / RECORDS).read_text().splitlines()]
+
+
+def test_every_system_answers_the_same_requests_and_the_report_measures_them(dataset_dir, tmp_path):
+    out, env = _run(_config(dataset_dir, tmp_path / "ev"), tmp_path)
+    res = json.loads((out / "results.json").read_text())
+    rows = _records(out)
+    assert len(res["users"]) == 12 and res["systems"] == ["pop", "itemknn", "bpr", "sasrec", "agent"]
+    # the same users and the same candidate lists for every system
+    for proto in ("full", "cand:shuffled", "cand:target_first", "cand:target_last", "hist:1", "hist:3"):
+        per_system = {}
+        for r in rows:
+            if r["section"] == "rank" and r["protocol"] == proto:
+                per_system.setdefault(r["system"], {})[r["user_id"]] = tuple(r["candidates"])
+        assert len(per_system) == 5 and all(v == per_system["pop"] for v in per_system.values())
+        assert sorted(per_system["pop"]) == sorted(res["users"])
+    # the agent's full-ranking answer is retrieve_for_user with the default model (SASRec): identical lists
+    full = {(r["system"], r["user_id"]): r["ranked"] for r in rows if r["section"] == "rank" and r["protocol"] == "full"}
+    assert all(full[("agent", u)] == full[("sasrec", u)] for u in res["users"])
+    assert res["utility"]["agent"]["full"]["NDCG@10"]["mean"] == res["utility"]["sasrec"]["full"]["NDCG@10"]["mean"]
+    assert res["utility"]["agent (raw output)"]["full"] == res["utility"]["agent"]["full"]  # its own answer, unfilled
+    # a ranker that keeps the listed order is maximally position-biased; score-based rankers are not biased at all
+    pb = res["position_bias"]
+    assert pb["agent"]["NDCG@10"]["target_first"] == 1.0 and pb["agent"]["NDCG@10"]["target_last"] == 0.0
+    assert pb["agent"]["first_minus_last"]["mean"] == 1.0
+    assert all(pb[s]["spread"] == 0.0 for s in ("pop", "itemknn", "bpr", "sasrec"))
+    # raw answers of the scripted policy are well-formed lists of k catalog ids
+    assert res["compliance"]["agent"]["full"]["compliance"] == 1.0
+    assert res["compliance"]["agent"]["full"]["hallucinated_slots"] == 0.0
+    # beyond-utility and fairness are computed for every system on the full-ranking lists
+    assert set(res["beyond_utility"]) == set(res["systems"]) and set(res["fairness"]) == set(res["systems"])
+    assert res["simulator"]["episodes"] == 3 and res["simulator"]["leaked_episodes"] == 0
+    assert 1 <= res["simulator"]["avg_turns_all"] <= 2
+    report = (out / "report.md").read_text()
+    for section in ("Full ranking", "Candidate position bias", "History-length", "Beyond utility", "simulated user"):
+        assert section in report
+    for png in ("metric_bars.png", "position_bias.png", "history_length.png", "success_vs_turns.png"):
+        assert (out / png).stat().st_size > 1000
+
+
+def test_a_resumed_run_skips_finished_answers_and_refuses_another_config(dataset_dir, tmp_path):
+    cfg = _config(dataset_dir, tmp_path / "ev", protocols=["full", "position"], users=6)
+    out, _ = _run(cfg, tmp_path)
+    lines = (out / RECORDS).read_text().splitlines()
+    first = json.loads((out / "results.json").read_text())
+    # simulate a kill in the middle of writing the last record
+    (out / RECORDS).write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])
+    out, _ = _run(cfg, tmp_path)
+    again = _records(out)
+    assert len(again) == len(lines)  # only the torn answer was redone
+    assert json.loads((out / "results.json").read_text())["utility"] == first["utility"]
+    with pytest.raises(RecagentError, match="different config.*seed"):
+        _run(cfg.model_copy(update={"seed": 7}), tmp_path)
+
+
+def test_leakage_checks_refuse_before_anything_is_asked(dataset_dir, tmp_path):
+    cfg = _config(dataset_dir, tmp_path / "ev", part="valid")
+    env = load_env(_config(dataset_dir, tmp_path / "ev"))  # tools see train + valid
+    from recagent.evaluation.protocols import sample_cases
+
+    cases = sample_cases(env.split, "valid", 5, 0)
+    with pytest.raises(LeakageError, match="history_upto='train'.*validation target"):
+        check_split_and_histories(env.split, cfg.part, cases, env)
+    # a model without the digest of this split's training rows is refused, with the fix
+    from recagent.paths import model_dir
+
+    meta = model_dir("synthetic", "bpr") / "meta.json"
+    data = json.loads(meta.read_text())
+    data["train_digest"] = "0" * 64
+    meta.write_text(json.dumps(data))
+    with pytest.raises(LeakageError, match="bpr .*other data.*recagent recs train --model bpr"):
+        check_models(env.split, {"bpr": model_dir("synthetic", "bpr")})
+    del data["train_digest"]
+    meta.write_text(json.dumps(data))
+    with pytest.raises(LeakageError, match="does not record its training data"):
+        run_eval(_config(dataset_dir, tmp_path / "ev2", include_agent=False), progress=False)
+    assert not (tmp_path / "ev2" / RECORDS).exists()
+
+
+def test_history_limited_tools_see_only_the_newest_items_but_still_exclude_everything_seen(synthetic_env):
+    from recagent.tools.recommender_tools import build_registry
+
+    u = int(np.argmax([len(synthetic_env.history(i)) for i in range(synthetic_env.dataset.n_users)]))
+    uid = synthetic_env.dataset.users.ids[u]
+    full = synthetic_env.history(u)
+    view = synthetic_env.with_history_limit(2)
+    assert list(view.history(u)) == list(full[-2:]) and list(view.session().history(u)) == list(full[-2:])
+    reg = build_registry(view.session())
+    hist = reg.call("get_user_history", {"user_id": uid, "last_n": 50}).result
+    assert [it["item_id"] for it in hist["items"]] == [synthetic_env.catalog.ids[i] for i in full[-2:]]
+    got = reg.call("retrieve_for_user", {"user_id": uid, "k": 20}).result["items"]
+    assert not {it["item_id"] for it in got} & {synthetic_env.catalog.ids[i] for i in full}
+    # user-factor models fold the short history in instead of using the learned user vector
+    bpr = synthetic_env.models["bpr"]
+    from recagent.tools.recommenders import Query
+
+    want = bpr.score([Query(history=full[-2:], user=None)])[0]
+    assert np.allclose(view.score("bpr", u, view.history(u)), want)
+    with pytest.raises(ValueError, match="at least 1"):
+        synthetic_env.with_history_limit(0)
+
+
+def test_the_eval_command_runs_and_reports_bad_input_in_one_line(dataset_dir, tmp_path, capsys):
+    from recagent.cli.app import main
+
+    out = tmp_path / "cli"
+    code = main(["eval", "--no-agent", "--dataset", dataset_dir, "--users", "6", "--out", str(out), "--no-progress",
+                 "-o", "protocols=[full,position]", "-o", "bootstrap=20"])  # fmt: skip
+    assert code == 0 and "NDCG@10" in (out / "report.md").read_text()
+    assert json.loads((out / "results.json").read_text())["n_users"] == 6
+    assert main(["eval", "--agent", str(tmp_path / "missing.yaml"), "--no-progress"]) == 2
+    assert main(["eval", "--no-agent", "--dataset", dataset_dir, "-o", "n_candidates=5", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "config file not found" in err and "n_candidates (5) must exceed the largest k (10)" in err
+    assert "Traceback" not in err
