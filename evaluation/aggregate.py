@@ -46,7 +46,8 @@ def aggregate(cfg: EvalConfig, env, cases, rows: list[dict[str, Any]], notes: li
     for r in rows:
         if r["section"] == "rank":
             rank[(r["system"], r["protocol"])][r["user_id"]] = r
-    systems = list(dict.fromkeys(s for s, _ in rank))
+    present = {s for s, _ in rank}
+    systems = [s for s in [*cfg.baselines, "agent"] if s in present]  # config order, whatever order records came in
     protocols = list(dict.fromkeys(p for _, p in rank))
     out: dict[str, Any] = {"config": cfg.model_dump(mode="json"), "dataset": env.dataset.name, "part": cfg.part,
                            "users": users, "n_users": len(users), "notes": notes, "systems": systems,
@@ -91,6 +92,9 @@ def aggregate(cfg: EvalConfig, env, cases, rows: list[dict[str, Any]], notes: li
                 gap = M.group_gap(ndcg, [hist_len[r["user_id"]] for r in recs], cfg.heavy_share)
                 out["fairness"][system] = {f"NDCG@{k}_{key}": (round(v, 5) if isinstance(v, float) else v)
                                            for key, v in gap.items()}  # fmt: skip
+    order = [x for s in systems for x in (s, f"{s} (raw output)")]
+    for key in ("utility", "compliance", "cost", "beyond_utility", "fairness"):
+        out[key] = {s: out[key][s] for s in order if s in out[key]}
     out["position_bias"] = _position_bias(rank, systems, users, cfg)
     out["history_length"] = {
         s: {p.split(":")[1]: out["utility"][s][p].get(f"NDCG@{k}") for p in protocols if p.startswith("hist:") and p in out["utility"][s]}

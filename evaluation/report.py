@@ -171,10 +171,10 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     if tc:
         lines += ["## Tool-call accuracy on held-out synthesized dialogs (BFCL-style AST; execution)", "",
                   "| slice | n | AST match | execution match |", "|---|---:|---:|---:|",
-                  f"| all | {tc['all']['ast']['n']} | {_fmt(tc['all']['ast'])} | {_fmt(tc['all']['exec'])} |"]  # fmt: skip
+                  f"| all | {tc['all']['ast']['n']:.0f} | {_fmt(tc['all']['ast'])} | {_fmt(tc['all']['exec'])} |"]  # fmt: skip
         for group in ("by_tools", "by_kind"):
             for name, b in tc[group].items():
-                lines.append(f"| {name} | {b['ast']['n']} | {_fmt(b['ast'])} | {_fmt(b['exec'])} |")
+                lines.append(f"| {name} | {b['ast']['n']:.0f} | {_fmt(b['ast'])} | {_fmt(b['exec'])} |")
         lines += ["", f"AST errors: {tc['ast_errors']}. Mean policy latency per task: {tc['latency_s']} s.", ""]
     sim = results.get("simulator") or {}
     if sim:
@@ -187,11 +187,12 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
                   f"{sim['tokens_per_episode']} tokens; {sim['latency_per_turn_s']} s per turn",
                   f"- leak audit: {sim['leaked_episodes']} episode(s) where the simulator named the target; errors: {sim['errors']}", ""]  # fmt: skip
     if cost:
-        lines += ["## Cost per request", "", "| system | protocol | latency (s) | LLM calls | tool calls | input tokens | output tokens |",
-                  "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += ["## Cost per request", "",
+                  "| system | protocol | latency (s) | LLM calls | tool calls | failed calls | input tokens | output tokens |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for s, by_p in cost.items():
             for p, c in _condensed(by_p, by_p):
-                lines.append(f"| {s} | {p} | {c['latency_s']:.3f} | {c['llm_calls']:.2f} | {c['tool_calls']:.2f} | "
+                lines.append(f"| {s} | {p} | {c['latency_s']:.3f} | {c['llm_calls']:.2f} | {c['tool_calls']:.2f} | {c['invalid_calls']:.2f} | "
                              f"{c['input_tokens']:.0f} | {c['output_tokens']:.0f} |")  # fmt: skip
         lines.append("")
     plots = _plots(results, out)

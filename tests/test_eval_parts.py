@@ -111,13 +111,51 @@ def test_candidate_mode_ranks_only_the_candidates_and_its_fallback_ignores_their
 
 
 @pytest.fixture(scope="module")
-def synth_test_rows(ml100k_env, tmp_path_factory):
+def synth_run(ml100k_env, tmp_path_factory):
     from recagent.synth.config import SynthConfig
-    from recagent.synth.pipeline import read_rows, synthesize
+    from recagent.synth.pipeline import synthesize
 
     out = tmp_path_factory.mktemp("synth-eval")
     synthesize(SynthConfig.build(n=24, seed=11, test_fraction=0.5, exports=[]), out, env=ml100k_env, progress=False)
-    return read_rows(out / "test.jsonl")
+    return out
+
+
+@pytest.fixture(scope="module")
+def synth_test_rows(synth_run):
+    from recagent.synth.pipeline import read_rows
+
+    return read_rows(synth_run / "test.jsonl")
+
+
+def test_the_policys_training_dialogs_are_found_through_its_checkpoints_and_checked(synth_run, synth_test_rows,
+                                                                                   ml100k_split, tmp_path):  # fmt: skip
+    import yaml
+
+    from recagent.evaluation.leakage import check_policy_data, training_data_dirs
+    from recagent.synth.leakage import held_items
+    from recagent.synth.pipeline import read_rows
+    from recagent.tools.data.split import LeakageError
+
+    sft, rl, other = tmp_path / "sft", tmp_path / "rl", tmp_path / "other-synth"
+    sft.mkdir()
+    rl.mkdir()
+    (sft / "sft_run.json").write_text(json.dumps({"data_dir": str(synth_run), "base_model": str(tmp_path / "base")}))
+    (rl / "rl_config.yaml").write_text(yaml.safe_dump({"data_dir": str(other), "base_model": str(sft)}))
+    assert training_data_dirs(rl) == [other, synth_run] and training_data_dirs(None) == []
+    notes = check_policy_data(ml100k_split, [synth_run], synth_test_rows)
+    assert "no leaks" in notes[0]
+    # a training answer that names one of its user's held-out items is refused
+    rows = read_rows(synth_run / "train.jsonl")
+    row = rows[0]
+    held = sorted(held_items(ml100k_split)[row["meta"]["user_id"]])[0]
+    last = next(m for m in reversed(row["messages"]) if m["role"] == "assistant" and m.get("content"))
+    last["content"] += f" Also try [{held}]."
+    other.mkdir()
+    (other / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(LeakageError, match="leak evaluation data.*valid/test items"):
+        check_policy_data(ml100k_split, training_data_dirs(rl), synth_test_rows)
+    with pytest.raises(LeakageError, match="which is gone"):
+        check_policy_data(ml100k_split, [tmp_path / "nowhere"])
 
 
 def _oracle(tasks, mutate=None):

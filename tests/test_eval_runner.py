@@ -144,3 +144,15 @@ def test_the_eval_command_runs_and_reports_bad_input_in_one_line(dataset_dir, tm
     err = capsys.readouterr().err
     assert "config file not found" in err and "n_candidates (5) must exceed the largest k (10)" in err
     assert "Traceback" not in err
+
+
+def test_the_example_configs_load():
+    from pathlib import Path
+
+    from recagent.agents import AgentConfig
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    cfg = EvalConfig.from_yaml(root / "eval_small.yaml")
+    assert cfg.users == 20 and cfg.simulator.users == 5 and cfg.k == 10
+    agent = AgentConfig.from_yaml(root / "agent_openai.yaml")
+    assert agent.policy.kind == "openai" and agent.policy.base_url.endswith("/v1")
