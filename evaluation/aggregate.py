@@ -20,6 +20,29 @@ def _ci(values, cfg: EvalConfig) -> dict[str, float]:
             for k, v in M.summarise(list(values), n_resamples=cfg.bootstrap, seed=cfg.seed).items()}  # fmt: skip
 
 
+def _slot_share(lists: list[list[str]], catalog_index: dict[str, int]) -> float:
+    slots = [i for ids in lists for i in ids]
+    return float(np.mean([i not in catalog_index for i in slots])) if slots else 0.0
+
+
+def _set_ci(items: list, stat, cfg: EvalConfig, bounds: tuple[float, float] | None = (0.0, 1.0)) -> dict[str, float]:
+    """A statistic of the whole set of users (coverage, Gini, a group gap) with a bootstrap interval over users.
+
+    Resampled sets repeat users, which adds no new items: coverage and Gini of a resample are biased
+    (coverage low). The percentile interval is therefore re-centred on the full-sample value (shifted
+    by the resamples' median), so it measures spread, not that bias.
+    """
+    value = float(stat(items))
+    if len(items) < 2:
+        return {"mean": round(value, 5), "ci_low": float("nan"), "ci_high": float("nan"), "n": len(items)}
+    rng = np.random.default_rng(cfg.seed)
+    draws = [float(stat([items[i] for i in rng.integers(0, len(items), len(items))])) for _ in range(cfg.bootstrap)]
+    lo, hi = np.nanpercentile(draws, [2.5, 97.5]) + (value - np.nanmedian(draws))
+    if bounds is not None:  # a share stays a share
+        lo, hi = np.clip([lo, hi], *bounds)
+    return {"mean": round(value, 5), "ci_low": round(float(lo), 5), "ci_high": round(float(hi), 5), "n": len(items)}
+
+
 def _diff(a, b, cfg: EvalConfig) -> dict[str, float]:
     mean, lo, hi = M.paired_difference_ci(a, b, n_resamples=cfg.bootstrap, seed=cfg.seed)
     return {"mean": round(mean, 5), "ci_low": round(lo, 5), "ci_high": round(hi, 5), "n": len(a)}
@@ -66,8 +89,10 @@ def aggregate(cfg: EvalConfig, env, cases, rows: list[dict[str, Any]], notes: li
         raw_slots = [i for r in recs for i in r.get("raw_ids") or []]
         out["compliance"].setdefault(system, {})[protocol] = {
             "n": len(recs),
-            "compliance": round(float(np.mean([_compliant(r, catalog.index_of, k) for r in recs])), 5) if recs else None,
-            "hallucinated_slots": round(float(np.mean([i not in catalog.index_of for i in raw_slots])), 5) if raw_slots else 0.0,
+            "compliance": _ci([float(_compliant(r, catalog.index_of, k)) for r in recs], cfg),
+            # a share of slots, not of users: resampled by user, each user bringing all their slots
+            "hallucinated_slots": _set_ci([r.get("raw_ids") or [] for r in recs],
+                                          lambda ls: _slot_share(ls, catalog.index_of), cfg),
             "raw_slots": len(raw_slots),
             "unparsed_share": round(float(np.mean([not r.get("parsed") for r in recs])), 5) if recs else None,
             "filled_share": round(float(np.mean([r.get("filled", 0) / k for r in recs])), 5) if recs else None,
@@ -81,17 +106,22 @@ def aggregate(cfg: EvalConfig, env, cases, rows: list[dict[str, Any]], notes: li
             lists = [r["ranked"][:k] for r in recs]
             ndcg = [p[f"NDCG@{k}"] for p in per]
             out["beyond_utility"][system] = {
-                "coverage": round(M.coverage(lists, len(catalog.ids)), 5),
-                "gini": round(M.gini(lists, catalog.ids), 5),
+                "coverage": _set_ci(lists, lambda ls: M.coverage(ls, len(catalog.ids)), cfg),
+                "gini": _set_ci(lists, lambda ls: M.gini(ls, catalog.ids), cfg),
                 "avg_popularity": _ci([M.average_popularity([x], pop) for x in lists], cfg),
                 "long_tail_share": _ci([M.long_tail_share([x], tail) for x in lists], cfg),
                 "intra_list_diversity": _ci([M.intra_list_diversity(x, genres) for x in lists], cfg),
                 "novelty": _ci([M.novelty(x, pop, env.dataset.n_users) for x in lists], cfg),
             }
             if len(recs) >= 2:
-                gap = M.group_gap(ndcg, [hist_len[r["user_id"]] for r in recs], cfg.heavy_share)
+                lengths = [hist_len[r["user_id"]] for r in recs]
+                gap = M.group_gap(ndcg, lengths, cfg.heavy_share)
                 out["fairness"][system] = {f"NDCG@{k}_{key}": (round(v, 5) if isinstance(v, float) else v)
                                            for key, v in gap.items()}  # fmt: skip
+                # the gap's interval: users resampled, the heavy/light split redone on each resample
+                pairs = list(zip(ndcg, lengths))
+                ci = _set_ci(pairs, lambda ps: M.group_gap([p[0] for p in ps], [p[1] for p in ps], cfg.heavy_share)["gap"], cfg, None)
+                out["fairness"][system][f"NDCG@{k}_gap_ci"] = [ci["ci_low"], ci["ci_high"]]
     order = [x for s in systems for x in (s, f"{s} (raw output)")]
     for key in ("utility", "compliance", "cost", "beyond_utility", "fairness"):
         out[key] = {s: out[key][s] for s in order if s in out[key]}

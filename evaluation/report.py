@@ -128,15 +128,17 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
                   "| system | coverage | Gini | avg popularity | long-tail share | intra-list diversity | novelty |",
                   "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for s, b in bu.items():
-            lines.append(f"| {s} | {b['coverage']:.4f} | {b['gini']:.4f} | {_fmt(b['avg_popularity'])} | "
+            lines.append(f"| {s} | {_fmt(b['coverage'])} | {_fmt(b['gini'])} | {_fmt(b['avg_popularity'])} | "
                          f"{_fmt(b['long_tail_share'])} | {_fmt(b['intra_list_diversity'])} | {_fmt(b['novelty'])} |")  # fmt: skip
         lines.append("")
     fair = results.get("fairness") or {}
     if fair:
         lines += [f"## Fairness: heavy vs light users (NDCG@{k}, heavy = top {cfg['heavy_share']:.0%} by history length)", "",
-                  "| system | heavy | light | gap |", "|---|---:|---:|---:|"]  # fmt: skip
+                  "| system | heavy | light | gap [CI] |", "|---|---:|---:|---:|"]  # fmt: skip
         for s, f in fair.items():
-            lines.append(f"| {s} | {f[f'NDCG@{k}_heavy']:.4f} | {f[f'NDCG@{k}_light']:.4f} | {f[f'NDCG@{k}_gap']:+.4f} |")
+            lo, hi = f[f"NDCG@{k}_gap_ci"]
+            interval = f" [{lo:+.4f}, {hi:+.4f}]" if lo == lo and hi == hi else ""
+            lines.append(f"| {s} | {f[f'NDCG@{k}_heavy']:.4f} | {f[f'NDCG@{k}_light']:.4f} | {f[f'NDCG@{k}_gap']:+.4f}{interval} |")
         lines.append("")
     comp = results.get("compliance") or {}
     cost = results.get("cost") or {}
@@ -147,7 +149,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         for s, by_p in comp.items():
             # a conventional recommender always returns k catalog items: one row says so
             for p, c in _condensed(by_p, cost.get(s, {})):
-                lines.append(f"| {s} | {p} | {c['n']} | {c['compliance']:.3f} | {c['hallucinated_slots']:.3f} "
+                lines.append(f"| {s} | {p} | {c['n']} | {_fmt(c['compliance'])} | {_fmt(c['hallucinated_slots']) if c['raw_slots'] else '–'} "
                              f"({c['raw_slots']} slots) | {c['unparsed_share']:.3f} | {c['filled_share']:.3f} | {c['errors']} |")  # fmt: skip
         lines.append("")
     pb = results.get("position_bias") or {}

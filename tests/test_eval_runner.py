@@ -56,8 +56,14 @@ def test_every_system_answers_the_same_requests_and_the_report_measures_them(dat
     assert pb["agent"]["first_minus_last"]["mean"] == 1.0
     assert all(pb[s]["spread"] == 0.0 for s in ("pop", "itemknn", "bpr", "sasrec"))
     # raw answers of the scripted policy are well-formed lists of k catalog ids
-    assert res["compliance"]["agent"]["full"]["compliance"] == 1.0
-    assert res["compliance"]["agent"]["full"]["hallucinated_slots"] == 0.0
+    assert res["compliance"]["agent"]["full"]["compliance"]["mean"] == 1.0
+    assert res["compliance"]["agent"]["full"]["hallucinated_slots"]["mean"] == 0.0
+    # set-level numbers carry a bootstrap interval around the full-sample value
+    for s in res["systems"]:
+        cov = res["beyond_utility"][s]["coverage"]
+        assert cov["ci_low"] <= cov["mean"] <= cov["ci_high"] and 0 < cov["mean"] <= 1
+        lo, hi = res["fairness"][s]["NDCG@10_gap_ci"]
+        assert lo <= res["fairness"][s]["NDCG@10_gap"] <= hi
     # beyond-utility and fairness are computed for every system on the full-ranking lists
     assert set(res["beyond_utility"]) == set(res["systems"]) and set(res["fairness"]) == set(res["systems"])
     assert res["simulator"]["episodes"] == 3 and res["simulator"]["leaked_episodes"] == 0
