@@ -9,7 +9,8 @@ Two runs, both through :func:`recagent.evaluation.runner.run_eval` (the same cod
   synthesized dialogs and the attribute user simulator. One list-wise episode of the 135M policy
   takes 1.5 to 10 minutes on 2 CPU cores (six policy calls of up to 192 tokens over prompts of
   3,500-4,500 tokens), so the agent run is small on CPU; its confidence intervals say how small.
-  With a faster policy (an OpenAI-compatible server, a GPU), raise ``--agent-users``.
+  With a faster policy (an OpenAI-compatible server, a GPU), raise ``--agent-users``: the run
+  extends, keeping the answers it has.
 
 Writes ``results/eval_ml100k_<run>/`` (report.md, results.json, config.yaml, PNGs; the per-request
 records stay in the working folder).

@@ -66,16 +66,27 @@ class RecordLog:
             os.fsync(f.fileno())
 
 
+# sizes that only add or drop requests: users are a seeded prefix, tasks and episodes are taken in order, so the
+# answers already recorded stay valid when these change
+GROWABLE = ("users", "tool_call_tasks", "simulator.users")
+
+
+def _comparable(cfg: EvalConfig) -> dict:
+    data = cfg.model_dump(mode="json", exclude={"out", "users", "tool_call_tasks"})
+    data["simulator"].pop("users", None)
+    return data
+
+
 def _prepare_out(cfg: EvalConfig) -> Path:
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.yaml"
     if saved.is_file():
-        old = EvalConfig.from_yaml(saved).model_dump(mode="json", exclude={"out"})
-        if old != cfg.model_dump(mode="json", exclude={"out"}):
-            diff = sorted(k for k in old if old[k] != cfg.model_dump(mode="json").get(k))
+        old, new = _comparable(EvalConfig.from_yaml(saved)), _comparable(cfg)
+        if old != new:
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise RecagentError(f"{out} holds an evaluation with a different config ({', '.join(diff)} differ); "
-                                "use another --out, or the same config to resume")  # fmt: skip
+                                f"use another --out, or the same config to resume (only {', '.join(GROWABLE)} may change)")  # fmt: skip
     cfg.to_yaml(saved)
     return out
 
@@ -139,8 +150,14 @@ def run_eval(cfg: EvalConfig, env=None, agent=None, progress: bool = True) -> Pa
             _run_tool_calls(cfg, agent, env, test_rows, log, progress)
     if cfg.include_agent and "simulator" in cfg.protocols:
         _run_simulator(cfg, agent, env, cases, log, progress)
-    wanted = {r.key for r in requests}  # records of this config only (a folder may hold answers to earlier requests)
-    rows = [r for r in log.rows if r["section"] != "rank" or r["key"] in wanted]
+    # records of this run's requests only: an earlier, larger run in the same folder may have answered more
+    wanted = {("rank", r.key) for r in requests}
+    if test_rows is not None:
+        from recagent.evaluation.tool_calls import call_tasks
+
+        wanted |= {("tool_call", t.id) for t in call_tasks(test_rows, cfg.tool_call_tasks)}
+    wanted |= {("simulator", env.dataset.users.ids[c.user]) for c in _simulated(cfg, cases)}
+    rows = [r for r in log.rows if (r["section"], r["key"]) in wanted]
     results = aggregate(cfg, env, cases, rows, notes)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     write_report(results, out)
@@ -175,6 +192,13 @@ def _run_tool_calls(cfg: EvalConfig, agent, env, rows: list[dict], log: RecordLo
         log.add({"section": "tool_call", "system": "agent", "key": task.id, **asdict(outcome)})
 
 
+def _simulated(cfg: EvalConfig, cases):
+    """The cases that get a simulated conversation (the first ``simulator.users``)."""
+    if not cfg.include_agent or "simulator" not in cfg.protocols:
+        return []
+    return cases[: cfg.simulator.users] if cfg.simulator.users else cases
+
+
 def _run_simulator(cfg: EvalConfig, agent, env, cases, log: RecordLog, progress: bool) -> None:
     from dataclasses import asdict
 
@@ -183,8 +207,7 @@ def _run_simulator(cfg: EvalConfig, agent, env, cases, log: RecordLog, progress:
     from recagent.evaluation.simulator import AttributeSimulator, LLMSimulator, TargetProfile, run_episode
 
     sim_cfg = cfg.simulator
-    chosen = cases[: sim_cfg.users] if sim_cfg.users else cases
-    todo = [c for c in chosen if ("simulator", "agent", env.dataset.users.ids[c.user]) not in log.done]
+    todo = [c for c in _simulated(cfg, cases) if ("simulator", "agent", env.dataset.users.ids[c.user]) not in log.done]
     chat_model = None
     if sim_cfg.kind == "llm" and todo:
         from recagent.agents.config import make_policy

@@ -88,6 +88,16 @@ def test_a_resumed_run_skips_finished_answers_and_refuses_another_config(dataset
     assert json.loads((out / "results.json").read_text())["utility"] == first["utility"]
     with pytest.raises(RecagentError, match="different config.*seed"):
         _run(cfg.model_copy(update={"seed": 7}), tmp_path)
+    # more users extend the run (the first six are the same people, their answers are kept) ...
+    out, _ = _run(cfg.model_copy(update={"users": 8}), tmp_path)
+    grown = _records(out)
+    assert len(grown) == len(lines) + 2 * 4 * 5  # 2 new users x (full + 3 orders) x 5 systems
+    assert grown[: len(lines)] == again
+    # ... and fewer users report on the prefix without asking anything
+    out, _ = _run(cfg.model_copy(update={"users": 4}), tmp_path)
+    assert len(_records(out)) == len(grown)
+    res = json.loads((out / "results.json").read_text())
+    assert res["n_users"] == 4 and res["utility"]["sasrec"]["full"]["NDCG@10"]["n"] == 4
 
 
 def test_leakage_checks_refuse_before_anything_is_asked(dataset_dir, tmp_path):
