@@ -25,7 +25,7 @@ from recagent.agents.grounding import ground_answer
 from recagent.agents.preferences import stated_preferences
 from recagent.agents.prompts import listwise_feedback, system_prompt, unsupported_feedback
 from recagent.agents.state import AgentState
-from recagent.agents.steps import StepRecord, summarise_result
+from recagent.agents.steps import FALLBACK_CALL_ID, StepRecord, summarise_result
 
 FEEDBACK = "recagent_feedback"  # marks messages written by the checks, not by the user
 FALLBACK = "recagent_fallback"  # marks answers written by the fallback, not by the policy
@@ -245,7 +245,7 @@ def _fallback_call(state: AgentState, ctx: AgentContext, turn: int, index: int) 
     if not out.ok:
         return None
     summary, ids = summarise_result(out.result)
-    return StepRecord(turn=turn, index=index, kind="tool_call", tool=name, arguments=args, call_id="fallback",
+    return StepRecord(turn=turn, index=index, kind="tool_call", tool=name, arguments=args, call_id=FALLBACK_CALL_ID,
                       valid=True, result_summary=f"(fallback) {summary}", result_item_ids=ids,
                       latency_ms=out.latency_ms)  # fmt: skip
 

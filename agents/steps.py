@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 StepKind = Literal["tool_call", "invalid_call", "answer", "rejected_answer"]
+FALLBACK_CALL_ID = "fallback"  # call_id of a call the agent's fallback made, not the policy
 
 
 @dataclass
@@ -35,6 +36,11 @@ class StepRecord:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for --json output, datasets and reports)."""
         return asdict(self)
+
+
+def policy_calls(trace: list[StepRecord]) -> list[StepRecord]:
+    """The tool calls the policy itself made (valid or not), leaving out the fallback's."""
+    return [s for s in trace if s.kind in ("tool_call", "invalid_call") and s.call_id != FALLBACK_CALL_ID]
 
 
 def summarise_result(result: dict[str, Any] | None, limit: int = 5) -> tuple[str, list[str]]:

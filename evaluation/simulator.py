@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from recagent.agents.steps import policy_calls
 from recagent.tools.lookup_tools import normalise_title
 
 _GENRE_Q = re.compile(r"\b(genre|genres|kind|type|sort|mood|style)\b", re.I)
@@ -186,7 +187,7 @@ def run_episode(agent, simulator: SimulatedUser, target: TargetProfile, user_id:
             out = agent.chat(message, session=session)
             ep.latency_s += time.perf_counter() - t0
             ep.turns = turn
-            ep.tool_calls += sum(s.kind in ("tool_call", "invalid_call") and s.call_id != "fallback" for s in out.trace)
+            ep.tool_calls += len(policy_calls(out.trace))
             ep.llm_calls += out.usage.get("llm_calls", 0)
             ep.tokens += out.usage.get("input_tokens", 0) + out.usage.get("output_tokens", 0)
             ep.messages.append({"role": "assistant", "content": out.answer, "recommended": out.recommended})

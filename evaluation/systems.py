@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from recagent.agents.steps import policy_calls
 from recagent.evaluation.protocols import Request
 from recagent.tools.recommenders import Query, Recommender
 
@@ -90,7 +91,7 @@ class AgentSystem:
             return Response(ranked=[], parsed=False, latency_s=time.perf_counter() - t0,
                             error=f"{type(e).__name__}: {e}"[:300])  # fmt: skip
         raw = listwise_ids(out.policy_answer) if out.policy_answer else []
-        calls = [s for s in out.trace if s.kind in ("tool_call", "invalid_call") and s.call_id != "fallback"]
+        calls = policy_calls(out.trace)
         return Response(
             ranked=list(out.recommended), raw_ids=raw, parsed=bool(raw), filled=out.filled,
             latency_s=time.perf_counter() - t0, llm_calls=out.usage.get("llm_calls", 0),
