@@ -170,6 +170,40 @@ class Agent:
         snap = self.graph.get_state(self._thread(session))
         return dict(snap.values or {})
 
+    def seed(self, session: str, messages: list[tuple[str, str]]) -> None:
+        """Start ``session`` from an earlier conversation given as (role, text) pairs, role "user" or "assistant"."""
+        if not messages:
+            return
+        known = {"user": HumanMessage, "assistant": AIMessage}
+        bad = [role for role, _ in messages if role not in known]
+        if bad:
+            raise RecagentError(f"a conversation holds user and assistant messages, not {bad[0]!r}")
+        self.graph.update_state(self._thread(session), {"messages": [known[r](t) for r, t in messages]}, as_node="start_turn")
+
+    def turns(self, session: str) -> list[dict[str, Any]]:
+        """The session's conversation as turns: the user's message, the answer, its recommended ids and its steps."""
+        from recagent.agents.graph import FEEDBACK
+
+        st = self.state(session)
+        trace = st.get("trace") or []
+        out: list[dict[str, Any]] = []
+        for m in st.get("messages", []):
+            if isinstance(m, HumanMessage) and not m.additional_kwargs.get(FEEDBACK):
+                out.append({"user": m.text, "answer": "", "recommended": [], "trace": []})
+            elif isinstance(m, AIMessage) and out and not m.tool_calls and not m.invalid_tool_calls:
+                out[-1]["answer"] = m.text  # the last answer of a turn is the one the check accepted
+        # turns seeded from a client's history have no steps: match the recorded turns from the end
+        first = len(out) - (st.get("turn", -1) + 1)
+        for s in trace:
+            if 0 <= first + s.turn < len(out):
+                t = out[first + s.turn]
+                t["trace"].append(s)
+                if s.kind == "answer":
+                    t["recommended"] = list(s.result_item_ids)
+        if st.get("answer") and out:  # the accepted answer as delivered (a note may have been added to it)
+            out[-1]["answer"] = st["answer"]
+        return out
+
     def reset(self, session: str) -> None:
         """Forget a session."""
         self.graph.checkpointer.delete_thread(session)

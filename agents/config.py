@@ -76,6 +76,7 @@ class AgentContext:
     policy: Any  # a langchain-core BaseChatModel with bind_tools
     config: AgentConfig = field(default_factory=AgentConfig)
     tool_schemas: list[dict] = field(default_factory=list)
+    policy_lock: Any = None  # a lock held around every policy call (a server sets one for a local model); None = none
     _bound: dict[str, Any] = field(default_factory=dict)
 
     def bound_policy(self, first_step: bool = False):

@@ -13,6 +13,7 @@ import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Literal
 
 import numpy as np
@@ -56,7 +57,8 @@ def policy(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     turn_now = state.get("turn", 0)
     # until a call of this turn has worked, the policy may be made to call a tool (see PolicyConfig.first_tool_choice)
     no_result_yet = not any(s.kind == "tool_call" and s.valid and s.turn == turn_now for s in state.get("trace") or [])
-    ai: AIMessage = ctx.bound_policy(first_step=no_result_yet).invoke(messages)
+    with ctx.policy_lock or nullcontext():  # tools stay outside the lock: they run concurrently across sessions
+        ai: AIMessage = ctx.bound_policy(first_step=no_result_yet).invoke(messages)
     ms = (time.perf_counter() - t0) * 1000
     usage = ai.usage_metadata or {}
     turn, steps = state.get("turn", 0), state.get("steps", 0)

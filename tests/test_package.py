@@ -12,11 +12,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = {"recagent.tools": "tools", "recagent.agents": "agents", "recagent.synth": "synth", "recagent.rl": "rl",
-         "recagent.evaluation": "evaluation"}
+         "recagent.evaluation": "evaluation", "recagent.serve": "serve"}
 PROBE = (
     "import importlib, importlib.util, json, sys;"
     "mods = ['recagent', 'recagent.cli', 'recagent.tools.data', 'recagent.tools.recommenders', 'recagent.tools.index',"
-    " 'recagent.tools.recommender_tools', 'recagent.agents', 'recagent.synth', 'recagent.rl', 'recagent.evaluation'];"
+    " 'recagent.tools.recommender_tools', 'recagent.agents', 'recagent.synth', 'recagent.rl', 'recagent.evaluation', 'recagent.serve'];"
     "print(json.dumps({m: importlib.import_module(m).__file__ for m in mods}"
     " | {'top_level_tools': getattr(importlib.util.find_spec('tools'), 'origin', None)}))"
 )
@@ -67,8 +67,9 @@ def test_built_wheel_installs_and_imports(tmp_path):
     (wheel,) = wheel_dir.glob("recagent-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert all(n.startswith(("recagent/", "recagent-")) for n in names), [n for n in names if not n.startswith("recagent")]
-    for folder in ("tools", "agents", "synth", "rl", "evaluation", "cli"):
+    for folder in ("tools", "agents", "synth", "rl", "evaluation", "serve", "cli"):
         assert f"recagent/{folder}/__init__.py" in names
+    assert "recagent/serve/static/index.html" in names  # the chat page ships with the package
     assert "recagent/tools/data/readers.py" in names and "recagent/tools/index/vector_index.py" in names
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],

@@ -24,7 +24,7 @@ err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, w
 
 def _register() -> None:
     # sub-apps import their heavy dependencies inside the commands, so --help stays fast
-    from recagent.cli import chat, data, evaluate, quickstart, recs, synth, tools, train
+    from recagent.cli import chat, data, evaluate, quickstart, recs, serve, synth, tools, train
 
     app.add_typer(data.app, name="data")
     app.add_typer(recs.app, name="recs")
@@ -35,6 +35,7 @@ def _register() -> None:
     app.command("recommend")(chat.recommend)
     app.command("synth")(synth.synth)
     app.command("eval")(evaluate.evaluate)
+    app.command("serve")(serve.serve)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Serving: the agent behind an OpenAI-compatible API and a web chat page (``recagent serve``)."""
