@@ -60,6 +60,7 @@ class Server:
         self.gate: TurnGate | None = None
         self.store: SessionStore | None = None
         self.pool: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task] = set()
 
     def start(self) -> None:
         """Load the agent (unless given), open the session table, start the workers."""
@@ -117,17 +118,16 @@ class Server:
 
     # -- one agent turn ------------------------------------------------------------------------------------------------
 
-    async def turn_events(self, owner: str, thread: str, session: str | None, message: str, user_id: str | None,
-                          seed: list[tuple[str, str]], tokens: bool) -> AsyncIterator[tuple[str, Any]]:  # fmt: skip
-        """Run one turn in a worker thread and yield its events; the gate place is held until the thread is done."""
+    def begin_turn(self, owner: str, thread: str, session: str | None, message: str, user_id: str | None,
+                   seed: list[tuple[str, str]], tokens: bool) -> AsyncIterator[tuple[str, Any]]:  # fmt: skip
+        """Start an admitted turn now and return its events; it runs to the end (and is saved) even if nobody reads them.
+
+        Started eagerly rather than on first read: a client that leaves before its response starts must not
+        leave the turn's place in the gate taken for ever.
+        """
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         put = lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev)  # noqa: E731
-        try:
-            await self.gate.start()
-        except BaseException:  # the client left while the turn was waiting: it never ran
-            self.gate.finish(thread, started=False)
-            raise
 
         def work() -> None:
             t0, outcome, result = time.perf_counter(), "failed", None
@@ -154,13 +154,20 @@ class Server:
             self.gate.finish(thread)
             events.put_nowait(("end", None))
 
-        fut = loop.run_in_executor(self.pool, work)
-        fut.add_done_callback(done)
-        while True:
-            ev = await events.get()
-            if ev[0] == "end":
-                return
-            yield ev
+        async def run() -> None:
+            try:
+                await self.gate.start()
+            except BaseException:  # cancelled while waiting (shutdown): it never ran
+                self.gate.finish(thread, started=False)
+                events.put_nowait(("error", RecagentError("the server is shutting down")))
+                events.put_nowait(("end", None))
+                raise
+            loop.run_in_executor(self.pool, work).add_done_callback(done)
+
+        task = loop.create_task(run())
+        self._tasks.add(task)  # keep a reference until it is done (the loop holds tasks weakly)
+        task.add_done_callback(self._tasks.discard)
+        return _drain(events)
 
     def _touch(self, owner: str, session: str, message: str, user_id: str | None) -> None:
         info = self.store.get(owner, session)
@@ -170,6 +177,15 @@ class Server:
         if user_id is not None:
             fields["user_id"] = str(user_id)
         self.store.update(owner, session, **fields)
+
+
+async def _drain(events: asyncio.Queue) -> AsyncIterator[tuple[str, Any]]:
+    """A turn's events until its end marker."""
+    while True:
+        ev = await events.get()
+        if ev[0] == "end":
+            return
+        yield ev
 
 
 def _server(request: Request) -> Server:
@@ -285,7 +301,7 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
             seed = []  # the session's history is on the server; earlier messages in the request are not replayed
         thread = session or f"tmp-{uuid.uuid4().hex}"
         _admit(server, thread)
-        events = server.turn_events(owner, thread, session, message, body.user_id, seed, tokens=body.stream)
+        events = server.begin_turn(owner, thread, session, message, body.user_id, seed, tokens=body.stream)
         cid = completion_id()
         if body.stream:
             usage = bool(body.stream_options and body.stream_options.include_usage)

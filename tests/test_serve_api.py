@@ -230,14 +230,21 @@ def test_full_queue_answers_503_and_a_busy_session_409(ml100k_env, tmp_path):
 
 def test_a_turn_whose_client_left_is_still_saved(ml100k_env, tmp_path):
     agent = echo_agent(ml100k_env, tmp_path / "s.sqlite", think_s=1.0)
-    with serving(agent) as url:
+    with serving(agent, workers=1) as url:
         http = httpx.Client(base_url=url, timeout=60)
-        sid = http.post("/v1/sessions", json={}).json()["id"]
+        running, queued = (http.post("/v1/sessions", json={}).json()["id"] for _ in range(2))
+        body = {"model": "recagent", "messages": [{"role": "user", "content": "hello"}]}
+        # one client leaves while its turn runs, the other while its turn still waits for the only worker
         with pytest.raises(httpx.ReadTimeout):
-            http.post("/v1/chat/completions", timeout=0.5,
-                      json={"model": "recagent", "session_id": sid, "messages": [{"role": "user", "content": "hello"}]})  # fmt: skip
-        while http.get("/health").json()["running"]:
+            http.post("/v1/chat/completions", timeout=0.5, json={**body, "session_id": running})
+        with pytest.raises(httpx.ReadTimeout):
+            http.post("/v1/chat/completions", timeout=0.5, json={**body, "session_id": queued, "stream": True})
+        while http.get("/health").json() | {"running": 0, "waiting": 0} != http.get("/health").json():
             time.sleep(0.05)
-        turns = http.get(f"/v1/sessions/{sid}").json()["messages"]
-        assert [t["user"] for t in turns] == ["hello"] and turns[0]["answer"].startswith("You said: hello.")
+        for sid in (running, queued):
+            turns = http.get(f"/v1/sessions/{sid}").json()["messages"]
+            assert [t["user"] for t in turns] == ["hello"] and turns[0]["answer"].startswith("You said: hello.")
+            # the session is free again: its place in the gate was given back
+            r = http.post("/v1/chat/completions", json={**body, "session_id": sid})
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].startswith("You said: hello | hello.")
     agent.close()
