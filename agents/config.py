@@ -49,6 +49,17 @@ class AgentConfig(JobConfig):
     max_steps: int = Field(6, ge=1, le=50, description="policy calls per turn before the agent must answer")
     k: int = Field(10, ge=1, le=100, description="list length in list-wise mode")
     parallel_tool_workers: int = Field(4, ge=1, description="threads running one step's parallel tool calls")
+    history_tokens: int | None = Field(
+        None, ge=200, description="conversation tokens shown to the policy, as whole turns, newest first (the current "
+        "turn always); None = 4000 for a local model (SmolLM2's 8,192-token window also holds the ~3.2k-token tool "
+        "list), no limit for a server",
+    )
+
+    def history_budget(self) -> int | None:
+        """The conversation budget in tokens (see ``history_tokens``)."""
+        if self.history_tokens is not None:
+            return self.history_tokens
+        return 4000 if self.policy.kind == "local" else None
 
 
 def make_policy(cfg: PolicyConfig):

@@ -22,13 +22,13 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from recagent.agents.config import AgentContext
+from recagent.agents.context import FEEDBACK, trim_turns
 from recagent.agents.grounding import ground_answer
 from recagent.agents.preferences import stated_preferences
 from recagent.agents.prompts import listwise_feedback, system_prompt, unsupported_feedback
 from recagent.agents.state import AgentState
 from recagent.agents.steps import FALLBACK_CALL_ID, StepRecord, summarise_result
 
-FEEDBACK = "recagent_feedback"  # marks messages written by the checks, not by the user
 FALLBACK = "recagent_fallback"  # marks answers written by the fallback, not by the policy
 
 
@@ -52,7 +52,8 @@ def policy(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     ctx = runtime.context
     catalog = ctx.env.catalog
     listing = {i: catalog.display(catalog.index_of[i]) for i in state.get("pool") or [] if i in catalog.index_of}
-    messages = [SystemMessage(system_prompt(state, ctx.env.dataset.name, listing)), *state.get("messages", [])]
+    history = trim_turns(state.get("messages", []), ctx.config.history_budget())  # older turns fall out of the window
+    messages = [SystemMessage(system_prompt(state, ctx.env.dataset.name, listing)), *history]
     t0 = time.perf_counter()
     turn_now = state.get("turn", 0)
     # until a call of this turn has worked, the policy may be made to call a tool (see PolicyConfig.first_tool_choice)
