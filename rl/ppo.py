@@ -13,6 +13,8 @@ task, episode budget, reward weights, discount), adding only PPO's own.
   neither states nor actions, so the recursion jumps over them.
 - **Loss**: clipped policy ratio on action tokens, clipped value loss (``vf_coef``), averaged over
   action tokens; observation and padding tokens are masked out of both.
+- **One process**: no distributed update; under ``accelerate launch`` / ``torchrun`` with more than one
+  process it refuses to start (GRPO is the multi-GPU path).
 - **Checkpoints**: policy, value head, optimizer, step and RNG state in ``checkpoint-N``; a run with
   ``resume_from_checkpoint`` continues from the latest one.
 """
@@ -20,6 +22,7 @@ task, episode budget, reward weights, discount), adding only PPO's own.
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from recagent.errors import RecagentError
 from recagent.rl.advantages import gae
 from recagent.rl.grpo import StepGRPOConfig, task_of
 from recagent.rl.rollout import Episode, RolloutEnvironment, generate_turn, run_episode
@@ -96,6 +100,9 @@ class StepPPOTrainer:
     """PPO with a value head over real multi-step tool episodes."""
 
     def __init__(self, model, args: StepPPOConfig, train_dataset, processing_class, tool_env):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # nothing here synchronises processes: refuse, do not diverge
+            raise RecagentError("PPO runs in one process (it has no distributed update); for several GPUs use "
+                                "`train rl --algo grpo` under accelerate launch, or launch PPO without it")  # fmt: skip
         self.model, self.args, self.tok = model, args, processing_class
         self.rows = list(train_dataset)
         self.environment = RolloutEnvironment(tool_env)
