@@ -23,6 +23,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -241,6 +242,9 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
     app.state.server = server
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(RequestTimer, metrics=server.metrics)
+    if config.cors_origins:  # outermost: it answers browsers' preflight requests, which carry no API key
+        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"], max_age=600)  # fmt: skip
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError):

@@ -27,6 +27,10 @@ class ServeConfig(JobConfig):
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest request body; larger is answered 413")
     max_message_chars: int = Field(4000, ge=1, description="longest user message; longer is answered 400")
     max_history_messages: int = Field(50, ge=1, description="most messages a stateless request may carry")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="web origins (e.g. https://chat.example.org) whose pages may call the API "
+        "from a browser; empty = same origin only"
+    )
     serialize_policy: bool | None = Field(
         None, description="hold a lock around every policy call; None = on for a local model, off for a server"
     )

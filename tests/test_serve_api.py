@@ -248,3 +248,21 @@ def test_a_turn_whose_client_left_is_still_saved(ml100k_env, tmp_path):
             r = http.post("/v1/chat/completions", json={**body, "session_id": sid})
             assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].startswith("You said: hello | hello.")
     agent.close()
+
+
+def test_cors_lets_only_configured_origins_call_from_a_browser(agent, monkeypatch):
+    monkeypatch.setenv("RECAGENT_API_KEYS", KEY_A)
+    with serving(agent, cors_origins=["https://chat.example.org"]) as url:
+        ask = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+        ok = httpx.options(f"{url}/v1/chat/completions", headers={"Origin": "https://chat.example.org", **ask})
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://chat.example.org"
+        assert "authorization" in ok.headers["access-control-allow-headers"].lower()
+        other = httpx.options(f"{url}/v1/chat/completions", headers={"Origin": "https://evil.example.com", **ask})
+        assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+        # the key is still needed on the real request; the allowed origin can read the answer
+        r = httpx.get(f"{url}/v1/models", headers={"Origin": "https://chat.example.org", "Authorization": f"Bearer {KEY_A}"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://chat.example.org"
+        assert httpx.get(f"{url}/v1/models", headers={"Origin": "https://chat.example.org"}).status_code == 401
+    with serving(agent) as url:  # by default no origin but the server's own
+        r = httpx.get(f"{url}/v1/models", headers={"Origin": "https://chat.example.org", "Authorization": f"Bearer {KEY_A}"})
+        assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
