@@ -20,6 +20,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
 
 from recagent.agents.config import AgentConfig, AgentContext, make_policy
+from recagent.agents.context import turn_starts
 from recagent.agents.graph import build_graph
 from recagent.agents.steps import StepRecord
 from recagent.errors import RecagentError
@@ -182,16 +183,15 @@ class Agent:
 
     def turns(self, session: str) -> list[dict[str, Any]]:
         """The session's conversation as turns: the user's message, the answer, its recommended ids and its steps."""
-        from recagent.agents.graph import FEEDBACK
-
         st = self.state(session)
-        trace = st.get("trace") or []
+        trace, messages = st.get("trace") or [], st.get("messages", [])
+        starts = turn_starts(messages)
         out: list[dict[str, Any]] = []
-        for m in st.get("messages", []):
-            if isinstance(m, HumanMessage) and not m.additional_kwargs.get(FEEDBACK):
-                out.append({"user": m.text, "answer": "", "recommended": [], "trace": []})
-            elif isinstance(m, AIMessage) and out and not m.tool_calls and not m.invalid_tool_calls:
-                out[-1]["answer"] = m.text  # the last answer of a turn is the one the check accepted
+        for begin, end in zip(starts, [*starts[1:], len(messages)]):
+            answers = [m.text for m in messages[begin + 1 : end] if isinstance(m, AIMessage) and not m.tool_calls
+                       and not m.invalid_tool_calls]  # fmt: skip
+            # the last answer of a turn is the one the check accepted
+            out.append({"user": messages[begin].text, "answer": answers[-1] if answers else "", "recommended": [], "trace": []})
         # turns seeded from a client's history have no steps: match the recorded turns from the end
         first = len(out) - (st.get("turn", -1) + 1)
         for s in trace:

@@ -153,15 +153,12 @@ class StepGRPOTrainer(GRPOTrainer):
         group = self.num_generations if mode == "train" else self.num_generations_eval
         rewards = [inp["step_rewards"] for inp in inputs]
         spans = [[tuple(s) for s in inp["step_spans"]] for inp in inputs]
-        if self.accelerator.num_processes > 1:
-            # a task's G rollouts may sit on several processes: normalise over the whole group, as TRL does with its
-            # scalar rewards (gather in process order, compute, keep this process's slice)
-            everyone = gather_object(rewards)
-            start = self.accelerator.process_index * len(rewards)
-            step_adv = step_advantages_for_groups(everyone, group, self.args.step_gamma, self.args.scale_step_advantages)
-            step_adv = step_adv[start : start + len(rewards)]
-        else:
-            step_adv = step_advantages_for_groups(rewards, group, self.args.step_gamma, self.args.scale_step_advantages)
+        # a task's G rollouts may sit on several processes: normalise over the whole group, as TRL does with its
+        # scalar rewards (gather in process order, compute, keep this process's slice)
+        everyone = gather_object(rewards) if self.accelerator.num_processes > 1 else rewards
+        start = self.accelerator.process_index * len(rewards)
+        step_adv = step_advantages_for_groups(everyone, group, self.args.step_gamma, self.args.scale_step_advantages)
+        step_adv = step_adv[start : start + len(rewards)]
         length = out["completion_ids"].shape[1]
         adv = token_advantages(step_adv, spans, length).to(out["completion_ids"].device)
         mask = out["completion_mask"] * out["tool_mask"] if out.get("tool_mask") is not None else out["completion_mask"]

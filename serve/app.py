@@ -45,6 +45,8 @@ from recagent.serve.protocol import (
     error_body,
 )
 from recagent.serve.sessions import SessionStore
+from recagent.tools.recommender_tools import build_registry
+from recagent.tools.schemas import item_info
 
 log = logging.getLogger("recagent.serve")
 
@@ -96,15 +98,10 @@ class Server:
         """Whether the policy is a remote server."""
         return self.config.agent.policy.kind == "openai"
 
-    @property
-    def catalog(self):
-        return self.agent.context.env.catalog
-
     def card(self, item_id: str) -> dict[str, Any]:
-        """An item as the page shows it."""
-        i = self.catalog.index_of[item_id]
-        year = int(self.catalog.years[i])
-        return {"item_id": item_id, "title": self.catalog.titles[i], "year": year or None, "genres": list(self.catalog.genres[i])}
+        """An item as the page shows it: as the tools show it."""
+        env = self.agent.context.env
+        return item_info(env, env.catalog.index_of[item_id]).model_dump()
 
     def check_user(self, user_id: str | None) -> None:
         """Refuse an unknown dataset user before any work is queued."""
@@ -289,6 +286,13 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
         return {"object": "list", "data": [{"id": config.model_name, "object": "model", "created": int(server.metrics.started),
                                             "owned_by": "recagent"}]}  # fmt: skip
 
+    async def owned(owner: str, session_id: str):
+        """The caller's session, or 404 (another key's session is as unknown as a missing one)."""
+        info = await run_in_threadpool(server.store.get, owner, session_id)
+        if info is None:
+            raise RequestError(f"unknown session_id {session_id!r}", param="session_id", status=404, code="session_not_found")
+        return info
+
     # -- chat completions ----------------------------------------------------------------------------------------------
 
     @app.post("/v1/chat/completions")
@@ -300,8 +304,7 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
         server.check_user(body.user_id)
         session, seed = body.session_id, history
         if session is not None:
-            if await run_in_threadpool(server.store.get, owner, session) is None:
-                raise RequestError(f"unknown session_id {session!r}", param="session_id", status=404, code="session_not_found")
+            await owned(owner, session)
             seed = []  # the session's history is on the server; earlier messages in the request are not replayed
         thread = session or f"tmp-{uuid.uuid4().hex}"
         _admit(server, thread)
@@ -336,12 +339,6 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
     async def list_sessions(limit: int = 100, owner: str = Depends(authenticate)) -> dict:
         rows = await run_in_threadpool(server.store.list, owner, max(1, min(limit, 1000)))
         return {"object": "list", "data": [r.public() for r in rows]}
-
-    async def owned(owner: str, session_id: str):
-        info = await run_in_threadpool(server.store.get, owner, session_id)
-        if info is None:
-            raise RequestError(f"unknown session_id {session_id!r}", param="session_id", status=404, code="session_not_found")
-        return info
 
     @app.get("/v1/sessions/{session_id}")
     async def get_session(session_id: str, owner: str = Depends(authenticate)) -> dict:
@@ -385,15 +382,13 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
     @app.get("/v1/users/{user_id}")
     async def get_user(user_id: str, recent: int = 10) -> dict:
         server.check_user(user_id)
-        env = server.agent.context.env
-        seen = env.history(env.dataset.users.index_of[user_id])
-        items = [server.card(env.catalog.ids[i]) for i in list(seen)[-max(1, min(recent, 100)) :]][::-1]
-        genres: dict[str, int] = {}
-        for i in seen:
-            for g in env.catalog.genres[i]:
-                genres[g] = genres.get(g, 0) + 1
-        top = sorted(genres, key=lambda g: -genres[g])[:3]
-        return {"user_id": user_id, "n_items": len(seen), "top_genres": top, "recent": items}
+        # what the agent's own get_user_history tool would show of this user
+        out = build_registry(server.agent.context.env).call("get_user_history", {"user_id": user_id, "last_n": max(1, min(recent, 100))})
+        if not out.ok:
+            raise RequestError(out.error.message, param="user_id")
+        h = out.result
+        cards = [{k: it[k] for k in ("item_id", "title", "year", "genres")} for it in reversed(h["items"])]
+        return {"user_id": user_id, "n_items": h["total_interactions"], "top_genres": h["favourite_genres"], "recent": cards}
 
     return app
 

@@ -30,9 +30,10 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         too_big = error_body(f"request body too large (limit {self.max_bytes} bytes)", code="body_too_large")
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            return await _send_json(send, 413 if declared.isdigit() else 400, too_big if declared.isdigit()
-                                    else error_body("malformed Content-Length header"))  # fmt: skip
+        if declared is not None and not declared.isdigit():
+            return await _send_json(send, 400, error_body("malformed Content-Length header"))
+        if declared is not None and int(declared) > self.max_bytes:
+            return await _send_json(send, 413, too_big)
         body, more = b"", True
         while more:
             msg = await receive()

@@ -18,6 +18,12 @@ def _config(config: Path | None, override: list[str], model: str | None, base_ur
     from recagent.agents.config import AgentConfig
 
     cfg = AgentConfig.from_yaml(config) if config else AgentConfig()
+    return cfg.with_overrides(agent_overrides(model, base_url, adapter, max_steps, dataset) + list(override))
+
+
+def agent_overrides(model: str | None, base_url: str | None, adapter: str | None, max_steps: int | None,
+                    dataset: str | None, prefix: str = "") -> list[str]:  # fmt: skip
+    """The config overrides the shared agent flags stand for (``prefix``: where the agent config sits in the job's)."""
     extra = []
     if base_url:
         extra += ["policy.kind=openai", f"policy.base_url={base_url}"]
@@ -29,7 +35,7 @@ def _config(config: Path | None, override: list[str], model: str | None, base_ur
         extra.append(f"max_steps={max_steps}")
     if dataset:
         extra.append(f"tools.dataset={dataset}")
-    return cfg.with_overrides(extra + list(override))
+    return [prefix + e for e in extra]
 
 
 def _prepare(cfg):

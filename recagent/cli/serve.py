@@ -23,17 +23,13 @@ def serve(
     """Serve the agent: POST /v1/chat/completions (OpenAI protocol), sessions, /health, /metrics and a chat page at /."""
     import uvicorn
 
-    from recagent.cli.chat import _prepare
+    from recagent.cli.chat import _prepare, agent_overrides
     from recagent.serve.app import create_app
     from recagent.serve.config import ServeConfig
 
     extra = [f"host={host}"] if host else []
     extra += [f"port={port}"] if port is not None else []
-    if base_url:
-        extra += ["agent.policy.kind=openai", f"agent.policy.base_url={base_url}"]
-    extra += [f"agent.policy.model={model}"] if model else []
-    extra += [f"agent.policy.adapter={adapter}"] if adapter else []
-    extra += [f"agent.tools.dataset={dataset}"] if dataset else []
+    extra += agent_overrides(model, base_url, adapter, None, dataset, prefix="agent.")
     cfg = (ServeConfig.from_yaml(config) if config else ServeConfig()).with_overrides(extra + list(override))
     _prepare(cfg.agent)
     auth = f"{len(cfg.keys())} API key(s)" if cfg.keys() else "no API key (loopback only)"
