@@ -21,15 +21,20 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from accelerate.utils import gather_object
 from trl import GRPOConfig, GRPOTrainer
+from trl.models.utils import unwrap_model_for_generation
 
 from recagent.rl.advantages import step_advantages_for_groups, token_advantages
 from recagent.rl.rewards import RewardWeights
-from recagent.rl.rollout import Episode, RolloutEnvironment, Task, generate_turn, run_episode
+from recagent.rl.rollout import Episode, GenerateBatch, RolloutEnvironment, Task, generate_turns, run_episodes
+from recagent.rl.vllm_turns import VLLMTurns
 
 
 @dataclass
@@ -42,6 +47,11 @@ class StepGRPOConfig(GRPOConfig):
     )
     max_episode_steps: int = field(default=4, metadata={"help": "policy turns per episode (tool calls + answer)"})
     max_turn_tokens: int = field(default=96, metadata={"help": "new tokens per policy turn"})
+    rollout_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "episodes per batched generate call in a rollout round (None: all live ones; 1 is faster on "
+                          "CPU, where prefilling the tool prompt dominates; see benchmarks/rollout_throughput.py)"},
+    )  # fmt: skip
     reward_success: float = field(default=0.5, metadata={"help": "weight of the call-success term (per episode)"})
     reward_contribution: float = field(default=1.0, metadata={"help": "weight of the target-progress term"})
     reward_task: float = field(default=2.0, metadata={"help": "weight of the final task term (NDCG@10)"})
@@ -56,6 +66,8 @@ class StepGRPOConfig(GRPOConfig):
             raise ValueError(f"step_gamma must be in [0, 1], got {self.step_gamma}")
         if self.max_episode_steps < 1:
             raise ValueError("max_episode_steps must be at least 1 (one turn: answer directly)")
+        if self.rollout_batch_size is not None and self.rollout_batch_size < 1:
+            raise ValueError(f"rollout_batch_size must be at least 1 or None (all live episodes), got {self.rollout_batch_size}")
 
     def reward_weights_(self) -> RewardWeights:
         """The reward weights as the reward module takes them."""
@@ -94,7 +106,8 @@ class StepGRPOTrainer(GRPOTrainer):
     """GRPO with StepTool's step-grained advantages over real tool episodes."""
 
     def __init__(self, model, args: StepGRPOConfig, train_dataset, processing_class, tool_env, **kwargs: Any):
-        self.environment = RolloutEnvironment(tool_env)
+        self.tool_env = tool_env
+        self.rollout_environments: list[RolloutEnvironment] = []  # one per episode of the latest batch
         self._rows: list[dict[str, Any]] = []
         self.episodes: list[Episode] = []  # the latest batch, for inspection and tests
         with warnings.catch_warnings():  # rollout_func is "experimental" in TRL 1.16; we depend on it knowingly
@@ -106,21 +119,37 @@ class StepGRPOTrainer(GRPOTrainer):
 
     # -- generation ----------------------------------------------------------------------------------------------
 
-    def _policy_generate(self, input_ids: list[int]) -> list[int]:
+    @contextmanager
+    def turn_generator(self) -> Iterator[GenerateBatch]:
+        """The policy as a batch generator for one rollout: TRL's vLLM backend with ``use_vllm``, else ``generate``."""
         a = self.args
-        return generate_turn(self.accelerator.unwrap_model(self.model), self.processing_class, input_ids,
-                             a.max_turn_tokens, temperature=a.temperature, top_p=a.top_p)  # fmt: skip
+        if self.use_vllm:  # TRL synced the vLLM weights before calling the rollout function
+            yield VLLMTurns(self.vllm_generation, a.max_turn_tokens, width=len(self._rows),
+                            placeholder=self.processing_class.eos_token_id, pad=self._vllm_lockstep())  # fmt: skip
+            return
+        # TRL's own unwrapping: ZeRO-3 parameters are gathered once for the whole rollout, not per forward
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=a.ds3_gather_for_generation,
+                                         gradient_checkpointing_kwargs=a.gradient_checkpointing_kwargs) as model:  # fmt: skip
+            yield partial(generate_turns, model, self.processing_class, max_new_tokens=a.max_turn_tokens,
+                          temperature=a.temperature, top_p=a.top_p, batch_size=a.rollout_batch_size)  # fmt: skip
+
+    def _vllm_lockstep(self) -> bool:
+        """Whether each vLLM call gathers prompts across processes (server mode, tensor parallelism), so all call alike."""
+        a = self.args
+        return self.use_vllm and self.accelerator.num_processes > 1 and (a.vllm_mode == "server" or a.vllm_tensor_parallel_size > 1)
 
     def rollout(self, prompts: list, trainer: GRPOTrainer) -> dict[str, Any]:
-        """TRL's rollout_func: one real episode per row (rows come in groups of G), token ids and masks out."""
+        """TRL's rollout_func: one real episode per row (rows come in groups of G), played in lock-step; ids and masks out."""
         rows = self._rows
         if len(rows) != len(prompts):
             raise RuntimeError("rollout called without its dataset rows")
+        self.rollout_environments = [RolloutEnvironment(self.tool_env) for _ in rows]
         was_training = self.model.training
         self.model.eval()
         try:
-            eps = [run_episode(self._policy_generate, self.processing_class, self.environment, task_of(r),
-                               self.args.max_episode_steps, self.args.reward_weights_()) for r in rows]  # fmt: skip
+            with self.turn_generator() as generate:
+                eps = run_episodes(generate, self.processing_class, self.rollout_environments, [task_of(r) for r in rows],
+                                   self.args.max_episode_steps, self.args.reward_weights_(), fixed_rounds=self._vllm_lockstep())  # fmt: skip
         finally:
             self.model.train(was_training)
         self.episodes = eps
@@ -130,6 +159,7 @@ class StepGRPOTrainer(GRPOTrainer):
             steps = [r.total for r in ep.rewards]
             if len(ep.completion_ids) > limit:  # keep the loss inside the completion budget...
                 ep.completion_ids, ep.action_mask = ep.completion_ids[:limit], ep.action_mask[:limit]
+                ep.sampling_logprobs = ep.sampling_logprobs[:limit] if ep.sampling_logprobs is not None else None
                 ep.spans = [(s, min(e, limit)) for s, e in ep.spans if s < limit]
                 # ...but not by dropping rewards: later steps' rewards go to the last step that is kept
                 steps = steps[: len(ep.spans) - 1] + [sum(steps[len(ep.spans) - 1 :])]
@@ -137,7 +167,8 @@ class StepGRPOTrainer(GRPOTrainer):
         return {
             "prompt_ids": [ep.prompt_ids for ep in eps],
             "completion_ids": [ep.completion_ids for ep in eps],
-            "logprobs": None,
+            # vLLM's sampling log-probs feed TRL's importance-sampling correction; transformers generation needs none
+            "logprobs": [ep.sampling_logprobs for ep in eps] if all(ep.sampling_logprobs is not None for ep in eps) else None,
             "env_mask": [ep.action_mask for ep in eps],
             "episode_total": [ep.total_reward for ep in eps],
             "step_rewards": totals,

@@ -34,7 +34,7 @@ from torch import nn
 from recagent.errors import RecagentError
 from recagent.rl.advantages import gae
 from recagent.rl.grpo import StepGRPOConfig, task_of
-from recagent.rl.rollout import Episode, RolloutEnvironment, generate_turn, run_episode
+from recagent.rl.rollout import Episode, Generated, RolloutEnvironment, generate_turns, run_episodes
 
 
 @dataclass
@@ -105,7 +105,7 @@ class StepPPOTrainer:
                                 "`train rl --algo grpo` under accelerate launch, or launch PPO without it")  # fmt: skip
         self.model, self.args, self.tok = model, args, processing_class
         self.rows = list(train_dataset)
-        self.environment = RolloutEnvironment(tool_env)
+        self.tool_env = tool_env
         self.value_head = ValueHead(model.config.hidden_size)
         params = list(model.parameters()) + list(self.value_head.parameters())
         self.optimizer = torch.optim.AdamW(params, lr=args.learning_rate)
@@ -115,19 +115,23 @@ class StepPPOTrainer:
 
     # -- rollouts ----------------------------------------------------------------------------------------------
 
-    def _generate(self, input_ids: list[int]) -> list[int]:
+    def generate_batch(self, inputs: list[list[int]]) -> list[list[int] | Generated]:
+        """One sampled policy turn per live episode, batched."""
         a = self.args
-        return generate_turn(self.model, self.tok, input_ids, a.max_turn_tokens, temperature=a.temperature, top_p=a.top_p)
+        return generate_turns(self.model, self.tok, inputs, a.max_turn_tokens, temperature=a.temperature, top_p=a.top_p,
+                              batch_size=a.rollout_batch_size)
 
     def collect(self) -> list[Episode]:
         """``per_device_train_batch_size`` rollouts: tasks drawn in groups of ``num_generations``."""
         n_tasks = max(1, self.args.per_device_train_batch_size // self.args.num_generations)
         tasks = [task_of(self.rows[self.rng.randrange(len(self.rows))]) for _ in range(n_tasks)]
+        group = [t for t in tasks for _ in range(self.args.num_generations)]
         self.model.eval()
-        eps = [run_episode(self._generate, self.tok, self.environment, t, self.args.max_episode_steps,
-                           self.args.reward_weights_()) for t in tasks for _ in range(self.args.num_generations)]  # fmt: skip
-        self.model.train()
-        return eps
+        try:
+            return run_episodes(self.generate_batch, self.tok, [RolloutEnvironment(self.tool_env) for _ in group], group,
+                                self.args.max_episode_steps, self.args.reward_weights_())  # fmt: skip
+        finally:
+            self.model.train()
 
     # -- forward pieces -----------------------------------------------------------------------------------------
 

@@ -78,6 +78,7 @@ class Episode:
     rewards: list[StepReward] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     truncated: bool = False
+    sampling_logprobs: list[float | None] | None = None  # per completion token (None on observations), if the backend gave them
 
     @property
     def total_reward(self) -> float:
@@ -104,24 +105,58 @@ class RolloutEnvironment:
         return self.tools.call(name, arguments)
 
 
+@dataclass
+class Generated:
+    """One policy turn: the new token ids (ending with EOS unless cut off) and, if the backend gives them, their log-probs."""
+
+    ids: list[int]
+    logprobs: list[float] | None = None
+
+
+# A batch of policy turns: the token ids each active episode has so far -> one turn for each, in the same order.
+GenerateBatch = Callable[[list[list[int]]], Sequence["Generated | list[int]"]]
+
+
+def generate_turns(
+    model, tokenizer, inputs: list[list[int]], max_new_tokens: int, sample: bool = True, temperature: float = 1.0,
+    top_p: float = 1.0, batch_size: int | None = None,
+) -> list[list[int]]:
+    """One policy turn for each input with batched transformers ``generate`` (left-padded), each cut after its EOS.
+
+    ``batch_size`` caps the rows per ``generate`` call (None: all at once).
+    """
+    import torch
+
+    if not inputs:
+        return []
+    if batch_size is not None and len(inputs) > batch_size:
+        return [row for i in range(0, len(inputs), batch_size)
+                for row in generate_turns(model, tokenizer, inputs[i : i + batch_size], max_new_tokens, sample,
+                                          temperature, top_p)]  # fmt: skip
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    width = max(len(x) for x in inputs)
+    ids = torch.full((len(inputs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(inputs), width), dtype=torch.long)
+    for i, x in enumerate(inputs):  # left padding: every row's next token is generated at the same position
+        ids[i, width - len(x) :] = torch.tensor(x, dtype=torch.long)
+        mask[i, width - len(x) :] = 1
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens, do_sample=sample,
+            **({"temperature": temperature, "top_p": top_p} if sample else {}), eos_token_id=eos, pad_token_id=pad,
+        )  # fmt: skip
+    rows = out[:, width:].tolist()
+    return [row[: row.index(eos) + 1] if eos in row else row for row in rows]
+
+
 def generate_turn(
     model, tokenizer, input_ids: list[int], max_new_tokens: int, sample: bool = True, temperature: float = 1.0,
     top_p: float = 1.0,
 ) -> list[int]:
-    """One policy turn with transformers ``generate``: the new token ids, cut after the first EOS."""
-    import torch
-
-    device = next(model.parameters()).device
-    ids = torch.tensor([input_ids], device=device)
-    eos = tokenizer.eos_token_id
-    with torch.no_grad():
-        out = model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=sample,
-            **({"temperature": temperature, "top_p": top_p} if sample else {}),
-            eos_token_id=eos, pad_token_id=tokenizer.pad_token_id or eos,
-        )  # fmt: skip
-    new = out[0, ids.shape[1] :].tolist()
-    return new[: new.index(eos) + 1] if eos in new else new
+    """One policy turn for one input (:func:`generate_turns` with a batch of one)."""
+    return generate_turns(model, tokenizer, [input_ids], max_new_tokens, sample, temperature, top_p)[0]
 
 
 def _observation_ids(tokenizer, turns_before: list[dict], turns_after: list[dict]) -> list[int]:
@@ -135,6 +170,130 @@ def _observation_ids(tokenizer, turns_before: list[dict], turns_after: list[dict
     return tokenizer(sep + after[len(before) :], add_special_tokens=False)["input_ids"]
 
 
+class _Play:
+    """One episode in progress: what the policy sees next, and what happens with the turn it writes."""
+
+    def __init__(self, tokenizer, environment: RolloutEnvironment, task: Task, max_steps: int):
+        environment.reset(task)
+        self.tok, self.environment, self.task, self.max_steps = tokenizer, environment, task, max_steps
+        self.names = tool_names_of(task.tools)
+        self.messages = [dict(m) for m in task.messages]
+        prompt = tokenizer.apply_chat_template(render_openai_messages(self.messages, task.tools), tokenize=False,
+                                               add_generation_prompt=True)  # fmt: skip
+        self.ep = Episode(task, tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        self.logprobs: list[float | None] | None = []  # None once a turn came without log-probs
+        self.seen: set[str] = set()
+        self.turn = 0
+        self.done = False
+
+    def input_ids(self) -> list[int]:
+        """The tokens the policy conditions on for its next turn."""
+        return self.ep.prompt_ids + self.ep.completion_ids
+
+    def take(self, turn: Generated) -> None:
+        """Record the policy's turn; run its calls and append their results, or read its answer and finish."""
+        ep, tok, new = self.ep, self.tok, list(turn.ids)
+        start = len(ep.completion_ids)
+        ep.completion_ids += new
+        ep.action_mask += [1] * len(new)
+        ep.spans.append((start, len(ep.completion_ids)))
+        self._log(turn.logprobs if turn.logprobs is not None and len(turn.logprobs) == len(new) else None, len(new))
+        closed = bool(new) and new[-1] == tok.eos_token_id
+        text = tok.decode(new[:-1] if closed else new, skip_special_tokens=False)
+        parsed = parse_assistant_output(text, self.names)
+        if not closed:
+            ep.truncated = True
+        last = self.turn == self.max_steps - 1
+        if parsed.tool_calls or parsed.invalid_tool_calls:
+            self._calls(parsed, new, closed, last)
+        else:
+            g = ground_answer(parsed.content, self.environment.env.catalog, self.seen)
+            answer = list(dict.fromkeys(g.supported + g.unsupported + _bare_ids(parsed.content, self.environment.env.catalog)))
+            ep.steps.append(Step(answer_ids=answer, parsed=closed))
+            ep.records.append(StepRecord(self.turn, 0, "answer", result_item_ids=answer, output_tokens=len(new)))
+            self.messages.append({"role": "assistant", "content": parsed.content})
+            self.done = True
+        self.turn += 1
+        self.done = self.done or self.turn >= self.max_steps
+
+    def _calls(self, parsed, new: list[int], closed: bool, last: bool) -> None:
+        ep, turn = self.ep, self.turn
+        calls: list[Call] = []
+        tool_calls, tool_msgs = [], []
+        for j, tc in enumerate(parsed.tool_calls):
+            out = self.environment.call(tc["name"], tc["args"])
+            summary, ids = summarise_result(out.result) if out.ok else ("", [])
+            self.seen.update(ids)
+            call_id = f"call_{turn}_{j}"
+            tool_calls.append({"id": call_id, "type": "function",
+                               "function": {"name": tc["name"], "arguments": json.dumps(tc["args"], ensure_ascii=False)}})  # fmt: skip
+            tool_msgs.append({"role": "tool", "tool_call_id": call_id, "name": tc["name"], "content": out.content()})
+            calls.append(Call(tc["name"], tc["args"], out.ok, ids))
+            ep.records.append(StepRecord(turn, j, "tool_call" if out.ok else "invalid_call", tc["name"], tc["args"],
+                                         call_id, out.ok, None if out.ok else out.error.message, summary, ids,
+                                         out.latency_ms, len(ep.prompt_ids), len(new)))  # fmt: skip
+        for bad in parsed.invalid_tool_calls:
+            calls.append(Call(bad.get("name"), None, False))
+            ep.records.append(StepRecord(turn, len(ep.records), "invalid_call", bad.get("name"), bad.get("args"),
+                                         valid=False, error=bad.get("error"), output_tokens=len(new)))  # fmt: skip
+        ep.steps.append(Step(calls=calls, parsed=not parsed.invalid_tool_calls))
+        if not tool_calls or not closed or last:
+            self.done = True  # nothing ran (only invalid calls), the turn was cut off, or the budget is spent
+            return
+        call_turn = {"role": "assistant", "content": None, "tool_calls": tool_calls}
+        before = render_openai_messages(self.messages + [call_turn], self.task.tools)
+        self.messages += [call_turn, *tool_msgs]
+        obs = _observation_ids(self.tok, before, render_openai_messages(self.messages, self.task.tools))
+        ep.completion_ids += obs
+        ep.action_mask += [0] * len(obs)
+        self._log([None] * len(obs) if self.logprobs is not None else None, len(obs))
+
+    def _log(self, logprobs: list[float | None] | None, n: int) -> None:
+        if self.logprobs is not None and logprobs is not None:
+            self.logprobs += logprobs
+        elif n:
+            self.logprobs = None
+
+    def finish(self, weights: RewardWeights) -> Episode:
+        """The episode with its messages, sampling log-probs (when every turn had them) and step rewards."""
+        ep = self.ep
+        ep.messages = self.messages
+        ep.sampling_logprobs = self.logprobs if self.logprobs and len(self.logprobs) == len(ep.completion_ids) else None
+        ep.rewards = step_rewards(ep.steps, weights, target=self.task.target, gold_calls=self.task.gold_calls)
+        return ep
+
+
+def run_episodes(
+    generate_batch: GenerateBatch,
+    tokenizer,
+    environments: Sequence[RolloutEnvironment],
+    tasks: Sequence[Task],
+    max_steps: int = 4,
+    weights: RewardWeights | None = None,
+    fixed_rounds: bool = False,
+) -> list[Episode]:
+    """Play one episode per task in lock-step: each round, one batched policy call writes a turn for every live episode.
+
+    Episodes finish at different turns; a finished one leaves the batch. ``fixed_rounds`` calls the generator
+    every round even with nothing left to play (an empty batch), for backends whose call is a collective across
+    processes and must happen as often on each of them. Each episode needs its own environment.
+    """
+    if len(environments) != len(tasks) or len({id(e) for e in environments}) != len(environments):
+        raise ValueError("run_episodes needs one environment of its own per task")
+    weights = weights or RewardWeights()
+    plays = [_Play(tokenizer, env, task, max_steps) for env, task in zip(environments, tasks)]
+    for _ in range(max_steps):
+        live = [p for p in plays if not p.done]
+        if not live and not fixed_rounds:
+            break
+        turns = list(generate_batch([p.input_ids() for p in live]))
+        if len(turns) != len(live):
+            raise RuntimeError(f"the generator returned {len(turns)} turns for {len(live)} episodes")
+        for play, turn in zip(live, turns):
+            play.take(turn if isinstance(turn, Generated) else Generated(list(turn)))
+    return [p.finish(weights) for p in plays]
+
+
 def run_episode(
     generate: Callable[[list[int]], list[int]],
     tokenizer,
@@ -144,62 +303,7 @@ def run_episode(
     weights: RewardWeights | None = None,
 ) -> Episode:
     """Play one episode; ``generate(input_ids) -> new_ids`` is the policy (ending with EOS unless cut off)."""
-    environment.reset(task)
-    weights = weights or RewardWeights()
-    names = tool_names_of(task.tools)
-    messages = [dict(m) for m in task.messages]
-    prompt = tokenizer.apply_chat_template(render_openai_messages(messages, task.tools), tokenize=False, add_generation_prompt=True)
-    ep = Episode(task, tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    eos = tokenizer.eos_token_id
-    seen: set[str] = set()
-    for turn in range(max_steps):
-        new = list(generate(ep.prompt_ids + ep.completion_ids))
-        start = len(ep.completion_ids)
-        ep.completion_ids += new
-        ep.action_mask += [1] * len(new)
-        ep.spans.append((start, len(ep.completion_ids)))
-        closed = bool(new) and new[-1] == eos
-        text = tokenizer.decode(new[:-1] if closed else new, skip_special_tokens=False)
-        parsed = parse_assistant_output(text, names)
-        calls: list[Call] = []
-        if not closed:
-            ep.truncated = True
-        if parsed.tool_calls or parsed.invalid_tool_calls:
-            tool_calls, tool_msgs = [], []
-            for j, tc in enumerate(parsed.tool_calls):
-                out = environment.call(tc["name"], tc["args"])
-                summary, ids = summarise_result(out.result) if out.ok else ("", [])
-                seen.update(ids)
-                call_id = f"call_{turn}_{j}"
-                tool_calls.append({"id": call_id, "type": "function",
-                                   "function": {"name": tc["name"], "arguments": json.dumps(tc["args"], ensure_ascii=False)}})  # fmt: skip
-                tool_msgs.append({"role": "tool", "tool_call_id": call_id, "name": tc["name"], "content": out.content()})
-                calls.append(Call(tc["name"], tc["args"], out.ok, ids))
-                ep.records.append(StepRecord(turn, j, "tool_call" if out.ok else "invalid_call", tc["name"], tc["args"],
-                                             call_id, out.ok, None if out.ok else out.error.message, summary, ids,
-                                             out.latency_ms, len(ep.prompt_ids), len(new)))  # fmt: skip
-            for bad in parsed.invalid_tool_calls:
-                calls.append(Call(bad.get("name"), None, False))
-                ep.records.append(StepRecord(turn, len(ep.records), "invalid_call", bad.get("name"), bad.get("args"),
-                                             valid=False, error=bad.get("error"), output_tokens=len(new)))  # fmt: skip
-            ep.steps.append(Step(calls=calls, parsed=not parsed.invalid_tool_calls))
-            if not tool_calls or not closed or turn == max_steps - 1:
-                break  # nothing ran (only invalid calls), the turn was cut off, or the budget is spent
-            before = render_openai_messages(messages + [{"role": "assistant", "content": None, "tool_calls": tool_calls}], task.tools)
-            messages += [{"role": "assistant", "content": None, "tool_calls": tool_calls}, *tool_msgs]
-            obs = _observation_ids(tokenizer, before, render_openai_messages(messages, task.tools))
-            ep.completion_ids += obs
-            ep.action_mask += [0] * len(obs)
-            continue
-        g = ground_answer(parsed.content, environment.env.catalog, seen)
-        answer = g.supported + g.unsupported + _bare_ids(parsed.content, environment.env.catalog)
-        ep.steps.append(Step(answer_ids=list(dict.fromkeys(answer)), parsed=closed))
-        ep.records.append(StepRecord(turn, 0, "answer", result_item_ids=list(dict.fromkeys(answer)), output_tokens=len(new)))
-        messages.append({"role": "assistant", "content": parsed.content})
-        break
-    ep.messages = messages
-    ep.rewards = step_rewards(ep.steps, weights, target=task.target, gold_calls=task.gold_calls)
-    return ep
+    return run_episodes(lambda batch: [generate(x) for x in batch], tokenizer, [environment], [task], max_steps, weights)[0]
 
 
 def _bare_ids(text: str, catalog) -> list[str]:

@@ -9,6 +9,7 @@ the final policy with our chat template and the resolved config next to it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from dataclasses import dataclass, field
@@ -46,6 +47,9 @@ class RLJobConfig(StepPPOConfig):
             self.output_dir = str(default_rl_dir())
         if self.data_dir is None or not (Path(self.data_dir) / "train.jsonl").is_file():
             raise ConfigError(f"data_dir {self.data_dir!r} has no train.jsonl: make one with `recagent synth --out DIR`")
+        if self.use_vllm and self.algo == "ppo":
+            raise ConfigError("use_vllm applies to algo=grpo (TRL's vLLM backend); PPO generates with transformers: "
+                              "drop use_vllm or use algo=grpo")  # fmt: skip
         resolve_device(self)
         super().__post_init__()
 
@@ -95,6 +99,9 @@ def train_rl(cfg: RLJobConfig, tool_env=None) -> Path:
     from recagent.rl.config_io import save_config
     from recagent.rl.sft import latest_checkpoint
 
+    if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise RecagentError("use_vllm=true needs vLLM, which is not installed: on a CUDA machine run "
+                            "`pip install 'recagent[vllm]'`, or set use_vllm=false")  # fmt: skip
     base = Path(cfg.base_model) if cfg.base_model else ensure_default_model(progress=not cfg.disable_tqdm)
     dataset = _tasks(cfg)
     env = tool_env or _tool_env(cfg)

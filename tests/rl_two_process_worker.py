@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from contextlib import nullcontext
+
 import torch
 from datasets import Dataset
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -22,6 +24,7 @@ from recagent.tools.data.synthetic import make_synthetic
 from recagent.tools.env import ToolEnv, ToolEnvConfig
 from recagent.tools.recommender_tools import build_registry
 from recagent.tools.recommenders import MODELS
+from tests.scripted_policy import ScriptedPolicy
 
 CALL = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Horror", "k": 2}}</tool_call>'
 BAD = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Polka"}}</tool_call>'
@@ -54,12 +57,8 @@ def main(out: Path) -> None:
     trainer = StepGRPOTrainer(model=model, args=args, train_dataset=Dataset.from_list([task_row(task)] * 4),
                               processing_class=tok, tool_env=env)  # fmt: skip
     rank = trainer.accelerator.process_index
-    script = [CALL, answer] if rank == 0 else [BAD, "Sorry."]
-
-    def generate(input_ids):
-        return tok(script.pop(0), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-
-    trainer._policy_generate = generate
+    policy = ScriptedPolicy(tok, [[CALL, answer] if rank == 0 else [BAD, "Sorry."]])
+    trainer.turn_generator = lambda: nullcontext(policy)
     before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
     trainer.train()
     after = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])

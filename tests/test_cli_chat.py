@@ -71,3 +71,20 @@ def test_chat_server_down_is_one_line(dataset_dir, capsys):
                  "--message", "hi", "--json", "-o", "policy.max_retries=0"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "cannot reach the policy server" in err and "Traceback" not in err
+
+
+def test_model_and_tool_text_is_printed_as_text_not_markup():
+    from recagent.agents.steps import StepRecord
+    from recagent.cli import chat
+
+    chat.console.record = True
+    try:
+        chat.console.export_text()  # drop anything recorded before
+        chat._print_step(StepRecord(0, 0, "tool_call", "search_items", {"query": "[bold]noir[/]"}, "c1", False,
+                                    "unknown genre '[italic]Polka'", "[summary]", [], 3.0))  # fmt: skip
+        chat._print_step(StepRecord(1, 0, "invalid_call", "x", None, valid=False, error="bad call [red]"))
+        text = chat.console.export_text()
+    finally:
+        chat.console.record = False
+    assert '{"query": "[bold]noir[/]"}' in text and "[summary]" in text
+    assert "'[italic]Polka'" in text and "bad call [red]" in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import pytest
 import torch
 from datasets import Dataset
@@ -10,6 +12,7 @@ from recagent.rl.advantages import step_advantages_for_groups
 from recagent.rl.grpo import StepGRPOConfig, StepGRPOTrainer, task_row
 from recagent.rl.rollout import Task
 from recagent.tools.recommender_tools import build_registry
+from tests.scripted_policy import ScriptedPolicy
 
 CALL = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Horror", "k": 2}}</tool_call>'
 BAD = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Polka"}}</tool_call>'
@@ -46,16 +49,8 @@ def make_trainer(model, tok, env, out_dir, **overrides):
     args = StepGRPOConfig(**{**settings, **overrides})
     trainer = StepGRPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok, tool_env=env)
     # a scripted policy plays the episodes (a random model would only babble): the two rollouts of the group differ
-    scripts = {}
-
-    def generate(input_ids):
-        key = id(trainer.environment.tools)  # one episode = one reset = one tools object
-        if key not in scripts:
-            scripts[key] = [CALL, top_horror(env)[1]] if len(scripts) % 2 == 0 else [BAD, "Sorry."]
-        text = scripts[key].pop(0)
-        return tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-
-    trainer._policy_generate = generate
+    trainer.policy = ScriptedPolicy(tok, [[CALL, top_horror(env)[1]], [BAD, "Sorry."]])
+    trainer.turn_generator = lambda: nullcontext(trainer.policy)
     return trainer
 
 

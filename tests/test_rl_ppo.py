@@ -9,6 +9,7 @@ from recagent.rl.grpo import task_row
 from recagent.rl.ppo import StepPPOConfig, StepPPOTrainer, collate
 from recagent.rl.rollout import Task
 from recagent.tools.recommender_tools import build_registry
+from tests.scripted_policy import ScriptedPolicy
 
 CALL = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Horror", "k": 2}}</tool_call>'
 BAD = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Polka"}}</tool_call>'
@@ -31,18 +32,8 @@ def make(tok, env, out, **over):
                                    learning_rate=1e-2, use_cpu=True, bf16=False, report_to=[], save_strategy="no",
                                    max_episode_steps=3, max_turn_tokens=8, seed=0), **over})  # fmt: skip
     trainer = StepPPOTrainer(tiny(tok), args, Dataset.from_list([task_row(task)]), tok, env)
-    count = {"n": 0}
-
-    def generate(_ids):  # scripted policy: even episodes call well and answer, odd ones fail
-        key = id(trainer.environment.tools)
-        if count.get("key") != key:
-            count.update(key=key, n=count["n"] + 1, turn=0)
-        script = [CALL, f"Try {top['title']} ({top['year']}) [{top['item_id']}]."] if count["n"] % 2 else [BAD, "Sorry."]
-        text = script[min(count["turn"], 1)]
-        count["turn"] += 1
-        return tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-
-    trainer._generate = generate
+    # scripted policy: episodes alternate between calling well then answering, and failing
+    trainer.generate_batch = ScriptedPolicy(tok, [[CALL, f"Try {top['title']} ({top['year']}) [{top['item_id']}]."], [BAD, "Sorry."]])
     return trainer
 
 

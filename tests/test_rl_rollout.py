@@ -8,8 +8,10 @@ import pytest
 
 from recagent.agents.prompt_format import render_openai_messages
 from recagent.rl.rewards import RewardWeights
-from recagent.rl.rollout import RolloutEnvironment, Task, run_episode, tasks_from_synth
+from recagent.rl.rollout import Generated, RolloutEnvironment, Task, generate_turns, run_episode, run_episodes, tasks_from_synth
+from recagent.rl.vllm_turns import VLLMTurns
 from recagent.tools.recommender_tools import build_registry
+from tests.scripted_policy import ScriptedPolicy
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +80,86 @@ def test_every_rollout_of_a_task_starts_from_the_same_state(smollm2_tokenizer, m
     assert [r.kind for r in first.records] == ["tool_call", "tool_call", "answer"]
     second = run_episode(scripted(tok, [read, "ok"]), tok, environment, task)
     assert second.records[0].kind == "invalid_call" and "no candidate set named 'mine'" in second.records[0].error
+
+
+WAR = '<tool_call>{"name": "popular_items", "arguments": {"genre": "War", "k": 2}}</tool_call>'
+SAVE = '<tool_call>{"name": "popular_items", "arguments": {"k": 3, "save_as": "mine"}}</tool_call>'
+READ = '<tool_call>{"name": "get_candidates", "arguments": {"name": "mine"}}</tool_call>'
+
+
+def test_lockstep_rollouts_batch_the_live_episodes_and_match_one_at_a_time(smollm2_tokenizer, ml100k_env, task):
+    tok = smollm2_tokenizer
+    scripts = [[WAR, "Try Star Wars (1977) [50]."], ["Nothing to call."], [SAVE, READ, "ok"]]
+    policy = ScriptedPolicy(tok, scripts)
+    batch = run_episodes(policy, tok, [RolloutEnvironment(ml100k_env) for _ in scripts], [task] * 3)
+    assert policy.calls == [3, 2, 1], "each round is one call for the episodes still playing"
+    for script, ep in zip(scripts, batch):
+        alone = run_episode(scripted(tok, script), tok, RolloutEnvironment(ml100k_env), task)
+        assert ep.completion_ids == alone.completion_ids and ep.action_mask == alone.action_mask
+        assert ep.spans == alone.spans and [r.total for r in ep.rewards] == [r.total for r in alone.rewards]
+    assert [r.kind for r in batch[2].records] == ["tool_call", "tool_call", "answer"]
+
+
+def test_episodes_played_together_do_not_share_state(smollm2_tokenizer, ml100k_env, task):
+    tok = smollm2_tokenizer  # the second episode reads a set the first one saved in the same round: it must not exist
+    eps = run_episodes(ScriptedPolicy(tok, [[SAVE, "ok"], [WAR, READ, "ok"]]), tok,
+                       [RolloutEnvironment(ml100k_env) for _ in range(2)], [task] * 2)  # fmt: skip
+    assert eps[0].records[0].kind == "tool_call"
+    assert eps[1].records[1].kind == "invalid_call" and "no candidate set named 'mine'" in eps[1].records[1].error
+    with pytest.raises(ValueError, match="one environment of its own"):
+        shared = RolloutEnvironment(ml100k_env)
+        run_episodes(ScriptedPolicy(tok, [["a"], ["b"]]), tok, [shared, shared], [task] * 2)
+
+
+def test_sampling_logprobs_follow_the_tokens_and_observations_get_none(smollm2_tokenizer, ml100k_env, task):
+    tok = smollm2_tokenizer
+    turns = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in (WAR, "Try Star Wars (1977) [50].")]
+    queue = [Generated(ids, [-0.5] * len(ids)) for ids in turns]
+    ep = run_episodes(lambda batch: [queue.pop(0) for _ in batch], tok, [RolloutEnvironment(ml100k_env)], [task])[0]
+    assert len(ep.sampling_logprobs) == len(ep.completion_ids)
+    assert all((lp == -0.5) == bool(m) and (lp is None) == (not m) for lp, m in zip(ep.sampling_logprobs, ep.action_mask))
+    # a backend without log-probs gives none at all, rather than a partial list
+    assert run_episode(scripted(tok, [WAR, "ok"]), tok, RolloutEnvironment(ml100k_env), task).sampling_logprobs is None
+
+
+def test_batched_generation_equals_one_at_a_time(smollm2_tokenizer):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = smollm2_tokenizer
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, eos_token_id=tok.eos_token_id,
+                                         pad_token_id=tok.eos_token_id)).eval()  # fmt: skip
+    inputs = [tok(t, add_special_tokens=False)["input_ids"] for t in ("Hi", "A much longer prompt than the first one", "Mid size")]
+    together = generate_turns(model, tok, inputs, 6, sample=False)
+    assert together == [generate_turns(model, tok, [x], 6, sample=False)[0] for x in inputs], "left padding changes nothing"
+    assert generate_turns(model, tok, inputs, 6, sample=False, batch_size=2) == together, "chunks of at most 2, in order"
+    assert generate_turns(model, tok, [], 6) == []
+
+
+class FakeVLLMGeneration:
+    """Stands in for TRL's VLLMGeneration (vLLM needs a GPU): records calls, answers by prompt length."""
+
+    def __init__(self):
+        self.max_completion_length, self.seen = 512, []
+
+    def generate(self, prompts, images, num_generations):
+        self.seen.append((len(prompts), self.max_completion_length, num_generations, images))
+        ids = [[len(p), 2] for p in prompts]
+        return prompts, ids, [[[-0.1], [-0.2]] for _ in prompts], None
+
+
+def test_vllm_turns_use_the_turn_budget_and_pad_rounds_for_collective_calls():
+    gen = FakeVLLMGeneration()
+    turns = VLLMTurns(gen, max_turn_tokens=48, width=4, placeholder=2, pad=True)
+    out = turns([[5, 6, 7], [8]])
+    assert gen.seen == [(4, 48, 1, None)], "padded to the width, turn budget, one completion each"
+    assert gen.max_completion_length == 512, "TRL's own budget is restored"
+    assert [o.ids for o in out] == [[3, 2], [1, 2]] and out[0].logprobs == [-0.1, -0.2]
+    assert turns([]) == [] and gen.seen[-1][0] == 4, "a process with nothing left still joins the round"
+    alone = VLLMTurns(gen, max_turn_tokens=48, width=4, placeholder=2)
+    assert alone([]) == [] and len(gen.seen) == 2, "without padding an empty round makes no call"
 
 
 def test_tasks_from_synthesized_dialogs_carry_their_gold_calls(ml100k_env, tmp_path):

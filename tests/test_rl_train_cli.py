@@ -47,3 +47,19 @@ def test_train_rl_without_data_is_one_line(capsys, tmp_path):
     assert main(["train", "rl", "--data", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "has no train.jsonl" in err and "recagent synth" in err and "Traceback" not in err
+
+
+def test_vllm_settings_that_cannot_run_are_one_line(capsys, tmp_path):
+    import importlib.util
+
+    data = tmp_path / "synth"
+    data.mkdir()
+    (data / "train.jsonl").write_text("")
+    assert main(["train", "rl", "--data", str(data), "--algo", "ppo", "-o", "use_vllm=true"]) == 2
+    err = capsys.readouterr().err
+    assert "use_vllm applies to algo=grpo" in err and "Traceback" not in err
+    if importlib.util.find_spec("vllm") is None:  # the CPU machines this suite runs on
+        assert main(["train", "rl", "--data", str(data), "-o", "use_vllm=true", "-o", "use_cpu=true",
+                     "-o", "bf16=false"]) != 0  # fmt: skip
+        err = capsys.readouterr().err
+        assert "needs vLLM, which is not installed" in err and "recagent[vllm]" in err and "Traceback" not in err

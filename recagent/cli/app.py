@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pydantic import ValidationError
 
@@ -46,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(code, int):  # click returns typer.Exit codes in non-standalone mode
             return code
     except RecagentError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)  # a message is text, not markup
         return 2
     except ValidationError as e:
-        err_console.print(f"[bold red]error:[/] {format_validation_error(e, 'arguments')}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(format_validation_error(e, 'arguments'))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: finished work is saved; run the same command again to resume")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(soft_wrap=True)
 status = Console(stderr=True, soft_wrap=True)  # progress and notices: stdout stays clean for --json
@@ -62,11 +63,12 @@ def _prepare(cfg):
 
 def _print_step(step) -> None:
     if step.kind == "tool_call":
-        status = "" if step.valid else f"  [red]{step.error}[/]"
+        status = "" if step.valid else f"  [red]{escape(str(step.error))}[/]"  # model and tool text is never markup
         args = json.dumps(step.arguments, ensure_ascii=False) if not isinstance(step.arguments, str) else step.arguments
-        console.print(f"[dim]  -> {step.tool}({args}) {step.latency_ms:.0f} ms  {step.result_summary or ''}[/]{status}", highlight=False)
+        console.print(f"[dim]  -> {escape(f'{step.tool}({args})')} {step.latency_ms:.0f} ms  {escape(step.result_summary or '')}[/]{status}",
+                      highlight=False)
     elif step.kind in ("invalid_call", "rejected_answer"):
-        console.print(f"[dim yellow]  !! {step.error}[/]", highlight=False)
+        console.print(f"[dim yellow]  !! {escape(str(step.error))}[/]", highlight=False)
 
 
 def chat(
@@ -151,10 +153,10 @@ def _turn(agent, text: str, session: str, user: str | None):
             else:
                 result = data
     except RecagentError as e:
-        console.print(f"\n[red]{e}[/]")
+        console.print(f"\n[red]{escape(str(e))}[/]")
         return None
     if result is not None and result.answer.strip() != streamed.strip():
-        console.print(result.answer, highlight=False)  # the answer was not streamed (fallback or an annotated answer)
+        console.print(result.answer, highlight=False, markup=False)  # the answer was not streamed (fallback or an annotated answer)
     return result
 
 
@@ -186,6 +188,6 @@ def recommend(
     for step in result.trace:
         _print_step(step)
     for rank, item in enumerate(result.recommended, 1):
-        console.print(f"{rank:>3}. {catalog.display(catalog.index_of[item])} [{item}]", highlight=False)
+        console.print(f"{rank:>3}. {catalog.display(catalog.index_of[item])} [{item}]", highlight=False, markup=False)
     if result.filled:
         console.print(f"[dim]({result.filled} of {k} filled in from tool results: the policy listed fewer)[/]")
