@@ -42,6 +42,7 @@ def call_accuracy(model_dir: Path, test_rows: list[dict], max_new_tokens: int) -
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     tally = {"heldout": [0, 0], "seen": [0, 0]}
+    names = {"heldout": 0.0, "seen": 0.0}  # ToolRL's tool-name match: partial credit an exact match hides
     parsed_ok, tokens, seconds = 0, 0, 0.0
     for task, row in zip(tasks_from_synth(test_rows), test_rows):
         prompt = tok.apply_chat_template(render_openai_messages(task.messages, task.tools), tokenize=False,
@@ -61,14 +62,35 @@ def call_accuracy(model_dir: Path, test_rows: list[dict], max_new_tokens: int) -
         side = "heldout" if any(v.get("heldout") for v in variants.values()) else "seen"
         tally[side][0] += exact
         tally[side][1] += 1
+        names[side] += m["name"]
     n = sum(t[1] for t in tally.values())
     return {
         "call_exact_heldout_tools": round(tally["heldout"][0] / max(tally["heldout"][1], 1), 4),
         "call_exact_seen_tools": round(tally["seen"][0] / max(tally["seen"][1], 1), 4),
+        "name_match_heldout_tools": round(names["heldout"] / max(tally["heldout"][1], 1), 4),
+        "name_match_seen_tools": round(names["seen"] / max(tally["seen"][1], 1), 4),
         "n_heldout": tally["heldout"][1], "n_seen": tally["seen"][1],
         "parse_rate": round(parsed_ok / max(n, 1), 4),
         "generate_tokens_per_s": round(tokens / seconds, 1) if seconds else None,
     }  # fmt: skip
+
+
+def longest_gold_turn(model_dir: Path, rows: list[dict]) -> int:
+    """Tokens of the longest first assistant turn (the gold calls) in the serving format."""
+    from transformers import AutoTokenizer
+
+    from recagent.agents.chat_template import apply_tool_template
+    from recagent.agents.prompt_format import render_openai_messages
+
+    tok = apply_tool_template(AutoTokenizer.from_pretrained(model_dir))
+    longest = 0
+    for r in rows:
+        first = next(i for i, m in enumerate(r["messages"]) if m["role"] == "assistant")
+        before = tok.apply_chat_template(render_openai_messages(r["messages"][:first], r["tools"]), tokenize=False,
+                                         add_generation_prompt=True)  # fmt: skip
+        after = tok.apply_chat_template(render_openai_messages(r["messages"][: first + 1], r["tools"]), tokenize=False)
+        longest = max(longest, len(tok(after[len(before) :], add_special_tokens=False)["input_ids"]))
+    return longest
 
 
 def listwise(model_dir: Path, env, users: int, k: int = 10) -> dict:
@@ -135,11 +157,13 @@ def main() -> None:
     test_rows = read_rows(work / "synth" / "test.jsonl")[: size["eval_tasks"]]
     timings = {"synth_s": round(time.perf_counter() - t0, 1)}
     base = Path(a.base_model) if a.base_model else ensure_default_model(progress=False)
+    # a turn cut short cannot match: the budget covers the longest gold call turn of the run, with room to spare
+    budget = max(160, longest_gold_turn(base, read_rows(work / "synth" / "train.jsonl") + test_rows) + 32)
     results = {}
 
     def evaluate(name: str, model_dir: Path) -> None:
         t = time.perf_counter()
-        results[name] = {**call_accuracy(model_dir, test_rows, 96), **listwise(model_dir, env, size["users"])}
+        results[name] = {**call_accuracy(model_dir, test_rows, budget), **listwise(model_dir, env, size["users"])}
         timings[f"eval_{name}_s"] = round(time.perf_counter() - t, 1)
 
     evaluate("base", base)
@@ -153,7 +177,7 @@ def main() -> None:
     evaluate("sft", sft_final)
     t = time.perf_counter()
     rl_cfg = load_rl_config(None, ["num_generations=4", "per_device_train_batch_size=4", "logging_steps=1",
-                                   "save_steps=1000", "learning_rate=1e-6", "max_turn_tokens=96", "max_episode_steps=3",
+                                   "save_steps=1000", "learning_rate=1e-6", f"max_turn_tokens={budget}", "max_episode_steps=3",
                                    "activation_checkpointing=false", "report_to=none"],
                             data_dir=str(work / "synth"), output_dir=str(work / "rl"), base_model=str(sft_final),
                             max_steps=size["rl_steps"], disable_tqdm=True)  # fmt: skip
@@ -164,7 +188,7 @@ def main() -> None:
     sft_losses = [h["loss"] for h in json.loads((sft_final / "sft_run.json").read_text()).get("log_history", []) if "loss" in h]
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     data = {
-        "hardware": device, "python": platform.python_version(), "reduced": a.reduced, "size": size,
+        "hardware": device, "python": platform.python_version(), "reduced": a.reduced, "size": size, "turn_tokens": budget,
         "results": results, "timings_s": timings,
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
         "peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2) if torch.cuda.is_available() else None,
@@ -173,12 +197,12 @@ def main() -> None:
     }  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"train_pipeline_{a.tag}.json").write_text(json.dumps(data, indent=2, default=str))
-    rows = ["| policy | exact calls, held-out tools | exact calls, seen tools | parses | agent NDCG@10 | SASRec NDCG@10 | fallback |",
-            "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    rows = ["| policy | exact calls, held-out tools | exact calls, seen tools | tool names, held-out / seen | parses "
+            "| agent NDCG@10 | SASRec NDCG@10 | fallback |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for name, r in results.items():
         rows.append(f"| {name} | {r['call_exact_heldout_tools']:.3f} (n={r['n_heldout']}) | {r['call_exact_seen_tools']:.3f} "
-                    f"(n={r['n_seen']}) | {r['parse_rate']:.2f} | {r['agent_ndcg10']:.4f} | {r['sasrec_ndcg10']:.4f} | "
-                    f"{r['fallback_share']:.2f} |")  # fmt: skip
+                    f"(n={r['n_seen']}) | {r['name_match_heldout_tools']:.2f} / {r['name_match_seen_tools']:.2f} | "
+                    f"{r['parse_rate']:.2f} | {r['agent_ndcg10']:.4f} | {r['sasrec_ndcg10']:.4f} | {r['fallback_share']:.2f} |")  # fmt: skip
     md = [f"# Base -> SFT -> SFT+RL ({'reduced, ' if a.reduced else ''}{device})", "", *rows, "",
           f"Timings (s): {timings}. Peak RSS {data['peak_rss_gb']} GB."]  # fmt: skip
     (RESULTS / f"train_pipeline_{a.tag}.md").write_text("\n".join(md) + "\n")

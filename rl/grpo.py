@@ -46,7 +46,11 @@ class StepGRPOConfig(GRPOConfig):
         default=True, metadata={"help": "divide step returns by the group's std (False: only remove the mean)"}
     )
     max_episode_steps: int = field(default=4, metadata={"help": "policy turns per episode (tool calls + answer)"})
-    max_turn_tokens: int = field(default=96, metadata={"help": "new tokens per policy turn"})
+    max_turn_tokens: int = field(
+        default=160,
+        metadata={"help": "new tokens per policy turn (a cut turn earns no call reward: synthesized parallel-call turns "
+                          "reach ~100 SmolLM2 tokens)"},
+    )  # fmt: skip
     rollout_batch_size: int | None = field(
         default=None,
         metadata={"help": "episodes per batched generate call in a rollout round (None: all live ones; 1 is faster on "
