@@ -4,7 +4,8 @@ Plays the same multi-step episodes (tasks from ``examples/synth_sample.jsonl``, 
 ``--group`` rollouts of each task as in a GRPO batch) with the default SmolLM2-135M policy, sampled, twice per repeat, alternating the order so machine load
 hits both alike: ``sequential`` (``run_episode`` per task, as the trainers did before) and
 ``lockstep`` (``run_episodes``: every round one left-padded ``generate`` for the live episodes). The
-policy-written tokens per second of wall time is the measure (sampled episodes differ in length
+policy-written tokens per second of wall time is the measure; a forward probe (2000-token prefill,
+16 decode steps, batch 1 and ``--group``) shows where the time goes (sampled episodes differ in length
 between the modes, so time per episode alone would mislead). Writes ``results/rollout_throughput_<tag>.json``.
 
     python benchmarks/rollout_throughput.py --episodes 8 --group 4 --repeats 2 --tag cpu
@@ -21,6 +22,31 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+def forward_probe(model, batches: list[int], length: int = 2000, steps: int = 16) -> dict:
+    """Where rollout time goes: prefill tokens/s of a tool-prompt-sized input and decode tokens/s, per batch size."""
+    import torch
+
+    out = {}
+    device = next(model.parameters()).device
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for b in batches:
+        ids = torch.randint(100, 40000, (b, length), device=device)
+        with torch.no_grad():
+            sync()
+            t0 = time.perf_counter()
+            res = model(input_ids=ids, use_cache=True)
+            sync()
+            prefill = time.perf_counter() - t0
+            cache, nxt = res.past_key_values, ids[:, -1:]
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                cache = model(input_ids=nxt, past_key_values=cache, use_cache=True).past_key_values
+            sync()
+            decode = (time.perf_counter() - t0) / steps
+        out[f"batch_{b}"] = {"prefill_tokens_per_s": round(b * length / prefill), "decode_tokens_per_s": round(b / decode, 1)}
+    return out
 
 
 def main() -> None:
@@ -84,6 +110,7 @@ def main() -> None:
     summary = {m: {"tokens_per_s": round(sum(x["policy_tokens"] for x in v) / sum(x["seconds"] for x in v), 1),
                    "seconds_per_episode": round(sum(x["seconds"] for x in v) / (len(v) * len(tasks)), 2)}
                for m, v in runs.items()}  # fmt: skip
+    summary["forward_probe"] = forward_probe(model, [1, a.group])
     summary["speedup_tokens_per_s"] = round(summary["lockstep"]["tokens_per_s"] / summary["sequential"]["tokens_per_s"], 2)
     out = {
         "hardware": torch.cuda.get_device_name(0) if cuda else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",

@@ -34,7 +34,7 @@ from torch import nn
 from recagent.errors import RecagentError
 from recagent.rl.advantages import gae
 from recagent.rl.grpo import StepGRPOConfig, task_of
-from recagent.rl.rollout import Episode, Generated, RolloutEnvironment, generate_turns, run_episodes
+from recagent.rl.rollout import Episode, RolloutEnvironment, generate_turns, run_episodes
 
 
 @dataclass
@@ -115,7 +115,7 @@ class StepPPOTrainer:
 
     # -- rollouts ----------------------------------------------------------------------------------------------
 
-    def generate_batch(self, inputs: list[list[int]]) -> list[list[int] | Generated]:
+    def generate_batch(self, inputs: list[list[int]]) -> list[list[int]]:
         """One sampled policy turn per live episode, batched."""
         a = self.args
         return generate_turns(self.model, self.tok, inputs, a.max_turn_tokens, temperature=a.temperature, top_p=a.top_p,

@@ -258,7 +258,7 @@ class _Play:
         """The episode with its messages, sampling log-probs (when every turn had them) and step rewards."""
         ep = self.ep
         ep.messages = self.messages
-        ep.sampling_logprobs = self.logprobs if self.logprobs and len(self.logprobs) == len(ep.completion_ids) else None
+        ep.sampling_logprobs = self.logprobs or None  # aligned with completion_ids whenever it is a list
         ep.rewards = step_rewards(ep.steps, weights, target=self.task.target, gold_calls=self.task.gold_calls)
         return ep
 
