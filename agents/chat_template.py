@@ -10,8 +10,18 @@ requests the same way. SmolLM2's template knows nothing of tools (and fails on `
 so :data:`TOOL_CHAT_TEMPLATE` renders OpenAI-format messages and ``tools`` in one step into exactly
 the text ``render_openai_messages`` followed by SmolLM2's template gives; ``tests/test_chat_template.py``
 keeps the two identical on synthesized datasets and edge cases. The template's literal strings
-(the tools instruction, tags, default system prompt) are taken from ``prompt_format`` when this
-module is imported, so a wording change there reaches the template too.
+(the tools instruction, tags, default system prompt, JSON type names) are taken from
+``prompt_format`` when this module is imported, so a wording change there reaches the template too.
+
+The compact tools block (one ``name(arguments): description`` line per tool, see
+:mod:`~recagent.agents.prompt_format`) is rendered by macros that mirror the Python functions one
+to one: ``tool_line`` (``render_tool_line``), ``params_of``, ``param_of``, ``type_of``,
+``simple_type_of``, ``literal_of``, ``ref_of``, ``union_of``. Enum values and defaults go through
+``tojson``, which transformers (and vLLM, which renders with transformers) define as
+``json.dumps(x, ensure_ascii=False)``: the same text as the Python side, keys unsorted and ``<>&'``
+unescaped. Jinja's built-in ``tojson`` would differ, so the template needs transformers' renderer.
+Presence is tested with ``in``, never ``is defined``: ``schema['items']`` on a dict without that
+key finds the dict's ``items`` method in Jinja.
 
 Each assistant turn's text and its ``<|im_end|>`` sit inside ``{% generation %}`` markers, so
 ``return_assistant_tokens_mask=True`` (TRL's ``assistant_only_loss``) covers exactly what the
@@ -78,14 +88,110 @@ _TEMPLATE_SOURCE = r"""
   {%- endif -%}
 {%- endmacro -%}
 
+{#- The tools block: one signature line per tool, rule for rule as prompt_format.render_tool_line. -#}
+{%- macro literal_of(values) -%}
+  {{- 'Literal' + values|tojson(separators=(',', ':')) -}}
+{%- endmacro -%}
+
+{%- macro union_of(parts) -%}
+  {{- parts|join('|') if parts else 'null' -}}
+{%- endmacro -%}
+
+{%- macro ref_of(ref, root, seen, drop_null) -%}
+  {%- set parts = ref.split('/') -%}
+  {%- set target = root[parts[1]] if parts|length == 3 and parts[0] == '#' and parts[1] in root else none -%}
+  {%- if ref in seen or target is not mapping or parts[2] not in target -%}
+    {{- parts[-1] or 'any' -}}
+  {%- else -%}
+    {{- type_of(target[parts[2]], root, seen + [ref], drop_null) -}}
+  {%- endif -%}
+{%- endmacro -%}
+
+{%- macro simple_type_of(t, s, root, seen) -%}
+  {%- if t == 'array' -%}
+    {%- if 'items' in s and s['items'] is mapping -%}
+      {{- 'list[' + type_of(s['items'], root, seen, false) + ']' -}}
+    {%- else -%}
+      {{- 'list' -}}
+    {%- endif -%}
+  {%- elif t == 'object' or (not t and 'properties' in s and s['properties'] is mapping) -%}
+    {%- if 'properties' in s and s['properties'] -%}
+      {{- '{' + params_of(s, root, seen) + '}' -}}
+    {%- elif 'additionalProperties' in s and s['additionalProperties'] is mapping -%}
+      {{- 'dict[str, ' + type_of(s['additionalProperties'], root, seen, false) + ']' -}}
+    {%- else -%}
+      {{- 'dict' -}}
+    {%- endif -%}
+  {%- else -%}
+    {{- @TYPE_NAMES@[t] if t in @TYPE_NAMES@ else (t or 'any') -}}
+  {%- endif -%}
+{%- endmacro -%}
+
+{%- macro type_of(s, root, seen, drop_null) -%}
+  {%- if s is not mapping -%}
+    {{- 'any' -}}
+  {%- elif '$ref' in s -%}
+    {{- ref_of(s['$ref']|string, root, seen, drop_null) -}}
+  {%- elif 'const' in s -%}
+    {{- literal_of([s['const']]) -}}
+  {%- elif 'enum' in s -%}
+    {%- set acc = namespace(values=[]) -%}
+    {%- for v in s['enum'] if not (drop_null and v is none) -%}{%- set acc.values = acc.values + [v] -%}{%- endfor -%}
+    {{- literal_of(acc.values) -}}
+  {%- elif 'anyOf' in s or 'oneOf' in s -%}
+    {%- set acc = namespace(parts=[]) -%}
+    {%- for b in (s['anyOf'] if 'anyOf' in s else s['oneOf']) -%}
+      {%- if not (drop_null and b is mapping and 'type' in b and b['type'] == 'null') -%}
+        {%- set acc.parts = acc.parts + [type_of(b, root, seen, false)] -%}
+      {%- endif -%}
+    {%- endfor -%}
+    {{- union_of(acc.parts) -}}
+  {%- elif 'allOf' in s -%}
+    {%- set acc = namespace(parts=[]) -%}
+    {%- for b in s['allOf'] -%}{%- set acc.parts = acc.parts + [type_of(b, root, seen, false)] -%}{%- endfor -%}
+    {{- acc.parts|join('&') or 'any' -}}
+  {%- elif 'type' in s and s['type'] is iterable and s['type'] is not string and s['type'] is not mapping -%}
+    {%- set acc = namespace(parts=[]) -%}
+    {%- for t in s['type'] if not (drop_null and t == 'null') -%}
+      {%- set acc.parts = acc.parts + [simple_type_of(t|string, s, root, seen)] -%}
+    {%- endfor -%}
+    {{- union_of(acc.parts) -}}
+  {%- else -%}
+    {{- simple_type_of((s['type']|string) if 'type' in s and s['type'] is not none else '', s, root, seen) -}}
+  {%- endif -%}
+{%- endmacro -%}
+
+{%- macro param_of(name, s, required, root, seen) -%}
+  {%- set default = s['default'] if s is mapping and 'default' in s else none -%}
+  {#- an optional argument that defaults to null is simply left out, so its null branch is noise -#}
+  {{- name|string + ('' if required else '?') + ': ' + type_of(s, root, seen, not required and default is none) -}}
+  {%- if default is not none -%}{{- '=' + default|tojson -}}{%- endif -%}
+{%- endmacro -%}
+
+{%- macro params_of(s, root, seen) -%}
+  {%- set required = s['required'] if 'required' in s and s['required'] else [] -%}
+  {%- set acc = namespace(parts=[]) -%}
+  {%- for name, prop in (s['properties'] if 'properties' in s and s['properties'] else {}).items() -%}
+    {%- set acc.parts = acc.parts + [param_of(name, prop, name in required, root, seen)] -%}
+  {%- endfor -%}
+  {{- acc.parts|join(', ') -}}
+{%- endmacro -%}
+
+{%- macro tool_line(fn) -%}
+  {%- set params = fn['parameters'] if 'parameters' in fn and fn['parameters'] else {} -%}
+  {%- set description = (fn['description'] if 'description' in fn and fn['description'] else '')|string -%}
+  {%- set description = description.split()|join(' ') -%}
+  {{- fn['name']|string + '(' + params_of(params, params, []) + ')' + ((': ' + description) if description else '') -}}
+{%- endmacro -%}
+
 {%- set ns = namespace(tools_text=none, has_system=false) -%}
 {%- if tools -%}
   {%- set acc = namespace(lines=[]) -%}
   {%- for tool in tools -%}
-    {%- if tool is mapping and tool['type'] == 'function' and tool['function'] is defined -%}
-      {%- set acc.lines = acc.lines + [tool|tojson(separators=(',', ':'))] -%}
-    {%- elif tool is mapping and tool['name'] is defined and tool['parameters'] is defined -%}
-      {%- set acc.lines = acc.lines + ['{"type":"function","function":' + tool|tojson(separators=(',', ':')) + '}'] -%}
+    {%- if tool is mapping and tool['type'] == 'function' and 'function' in tool -%}
+      {%- set acc.lines = acc.lines + [tool_line(tool['function'])] -%}
+    {%- elif tool is mapping and 'name' in tool and 'parameters' in tool -%}
+      {%- set acc.lines = acc.lines + [tool_line(tool)] -%}
     {%- else -%}
       {{- raise_exception("a tool schema must be an OpenAI tool {'type': 'function', 'function': {...}}") -}}
     {%- endif -%}
@@ -186,6 +292,7 @@ def _build_template() -> str:
         "RESPONSE_CLOSE": pf.TOOL_RESPONSE_CLOSE,
         "SEP": pf.BLOCK_SEPARATOR,
         "TOOL_ROLE": pf.TOOL_RESPONSE_ROLE,
+        "TYPE_NAMES": pf.JSON_TYPE_NAMES,
     }
     # json.dumps writes an ASCII-only, backslash-escaped literal that Jinja reads back unchanged.
     return re.sub(r"@([A-Z0-9_]+)@", lambda m: json.dumps(constants[m.group(1)]), _TEMPLATE_SOURCE.strip())

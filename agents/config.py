@@ -23,13 +23,25 @@ class PolicyConfig(JobConfig):
     base_url: str | None = Field(None, description="OpenAI-compatible server URL (default: env OPENAI_BASE_URL)")
     api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the API key")
     adapter: str | None = Field(None, description="local: LoRA adapter folder (peft)")
-    constrained: bool = Field(True, description="local: grammar-constrained tool calls (xgrammar)")
-    max_new_tokens: int = Field(192, ge=1, description="longest reply per policy call")
+    engine: Literal["auto", "llama_cpp", "transformers"] = Field(
+        "auto", description="local: inference engine; auto = llama.cpp for the default model or a .gguf file"
+    )
+    constrained: bool = Field(True, description="local: grammar-constrained tool calls and answer citations (xgrammar)")
+    # both sized from synthesized dialogs (benchmarks/token_budgets.py): the longest answer is 230 tokens, the
+    # longest single call 83; a reply cut short is wasted, one that runs on past what it needs is too
+    max_new_tokens: int = Field(240, ge=1, description="longest reply per policy call")
+    max_call_tokens: int | None = Field(
+        96, ge=1, description="local: longest reply that can only be a tool call (forced, one call); None = max_new_tokens"
+    )
+    num_threads: int | None = Field(None, ge=1, description="local: CPU threads for the engine; None = its default")
     temperature: float = Field(0.0, ge=0, description="sampling temperature (0 = greedy)")
     first_tool_choice: Literal["auto", "required"] | None = Field(
         None,
         description="tool choice until a call of the turn has worked; None = 'required' for local models (a small "
         "model rarely calls a tool unprompted), 'auto' for servers",
+    )
+    later_tool_choice: Literal["auto", "none"] = Field(
+        "auto", description="tool choice once a call of the turn has worked; 'none' = answer right after the first result"
     )
     timeout: float = Field(60.0, gt=0, description="openai: seconds per request")
     max_retries: int = Field(2, ge=0, description="openai: retries with backoff")
@@ -46,13 +58,15 @@ class AgentConfig(JobConfig):
 
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     tools: ToolEnvConfig = Field(default_factory=ToolEnvConfig)
-    max_steps: int = Field(6, ge=1, le=50, description="policy calls per turn before the agent must answer")
+    max_steps: int = Field(
+        6, ge=1, le=50, description="policy calls per turn before the agent must answer (synthesized turns take up to 5)"
+    )
     k: int = Field(10, ge=1, le=100, description="list length in list-wise mode")
     parallel_tool_workers: int = Field(4, ge=1, description="threads running one step's parallel tool calls")
     history_tokens: int | None = Field(
         None, ge=200, description="conversation tokens shown to the policy, as whole turns, newest first (the current "
-        "turn always); None = 4000 for a local model (SmolLM2's 8,192-token window also holds the ~3.2k-token tool "
-        "list), no limit for a server",
+        "turn always); None = 4000 for a local model (SmolLM2's 8,192-token window also holds the system turn with the "
+        "tool list, ~700 tokens, and the reply), no limit for a server",
     )
 
     def history_budget(self) -> int | None:
@@ -68,14 +82,17 @@ def make_policy(cfg: PolicyConfig):
         from recagent.agents.policies.openai_compat import openai_chat_model
 
         return openai_chat_model(cfg)
-    from recagent.agents.policies.local_hf import LocalChatModel
+    from recagent.agents.policies.local import LocalChatModel
 
     return LocalChatModel(
         model_path=cfg.model,
         adapter_path=cfg.adapter,
+        engine=cfg.engine,
         max_new_tokens=cfg.max_new_tokens,
+        max_call_tokens=cfg.max_call_tokens,
         temperature=cfg.temperature,
         constrained=cfg.constrained,
+        num_threads=cfg.num_threads,
     )
 
 
@@ -90,10 +107,14 @@ class AgentContext:
     policy_lock: Any = None  # a lock held around every policy call (a server sets one for a local model); None = none
     _bound: dict[str, Any] = field(default_factory=dict)
 
+    def grounded_decoding(self) -> bool:
+        """True when the policy decodes answers under a grammar (a constrained local model): it gets the citable items."""
+        return self.config.policy.kind == "local" and self.config.policy.constrained and hasattr(self.policy, "grammars")
+
     def bound_policy(self, first_step: bool = False):
         """The policy with the tool schemas bound, forcing a call before the turn's first result if configured."""
         cfg = self.config.policy
-        choice = "auto"
+        choice = cfg.later_tool_choice
         if first_step:
             choice = cfg.first_tool_choice or ("required" if cfg.kind == "local" else "auto")
         if choice not in self._bound:

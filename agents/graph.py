@@ -23,7 +23,7 @@ from langgraph.runtime import Runtime
 
 from recagent.agents.config import AgentContext
 from recagent.agents.context import FEEDBACK, trim_turns
-from recagent.agents.grounding import ground_answer
+from recagent.agents.grounding import citation, ground_answer
 from recagent.agents.preferences import stated_preferences
 from recagent.agents.prompts import listwise_feedback, system_prompt, unsupported_feedback
 from recagent.agents.state import AgentState
@@ -59,7 +59,7 @@ def policy(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     # until a call of this turn has worked, the policy may be made to call a tool (see PolicyConfig.first_tool_choice)
     no_result_yet = not any(s.kind == "tool_call" and s.valid and s.turn == turn_now for s in state.get("trace") or [])
     with ctx.policy_lock or nullcontext():  # tools stay outside the lock: they run concurrently across sessions
-        ai: AIMessage = ctx.bound_policy(first_step=no_result_yet).invoke(messages)
+        ai: AIMessage = ctx.bound_policy(first_step=no_result_yet).invoke(messages, **_answer_constraints(state, ctx))
     ms = (time.perf_counter() - t0) * 1000
     usage = ai.usage_metadata or {}
     turn, steps = state.get("turn", 0), state.get("steps", 0)
@@ -72,6 +72,21 @@ def policy(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         for bad in ai.invalid_tool_calls
     ]  # fmt: skip
     return {"messages": [ai], "steps": steps + 1, "trace": trace}
+
+
+def _answer_constraints(state: AgentState, ctx: AgentContext) -> dict:
+    """For a policy that decodes under a grammar: the items its answer may cite (and k in list-wise mode)."""
+    if not ctx.grounded_decoding():
+        return {}
+    from recagent.agents.policies.grammar import CitableItem
+
+    catalog = ctx.env.catalog
+    pool = state.get("pool") or []
+    allowed = pool or list(dict.fromkeys(state.get("grounded_ids") or []))
+    items = [CitableItem(i, catalog.display(catalog.index_of[i])) for i in allowed if i in catalog.index_of]
+    if state.get("mode") == "listwise":
+        return {"cite_items": items, "listwise_k": state.get("k", ctx.config.k)}
+    return {"cite_items": items}
 
 
 def route_after_policy(state: AgentState) -> Literal["tools", "check"]:
@@ -158,8 +173,10 @@ def check(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     g = ground_answer(text, catalog, grounded)
     if not g.ok and budget_left:
         return _reject(turn, index, unsupported_feedback(g.unsupported, g.unknown), g.unsupported + g.unknown)
-    if not g.ok:  # out of budget: keep the answer but say what could not be verified
-        text += "\n\n(Note: " + ", ".join(g.unsupported + g.unknown) + " could not be verified against tool results.)"
+    if not g.ok:  # out of budget: an answer naming unsupported items is never shipped; tool results answer instead
+        rejected = _reject(turn, index, unsupported_feedback(g.unsupported, g.unknown), g.unsupported + g.unknown)
+        done = fallback(state, runtime)
+        return {**done, "trace": rejected["trace"] + done["trace"]}
     return _finish(turn, index, text, g.supported, state, 0)
 
 
@@ -221,7 +238,7 @@ def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     done["trace"] = extra + done["trace"]
     if extra:
         done["grounded_ids"] = list(extra[0].result_item_ids)
-    lines = [f"{i + 1}. {catalog.display(catalog.index_of[x])} [{x}]" for i, x in enumerate(done["recommended"])]
+    lines = [f"{i + 1}. {citation(x, catalog.display(catalog.index_of[x]))}" for i, x in enumerate(done["recommended"])]
     text = "Here is what I found:\n" + "\n".join(lines)
     done["answer"] = text
     done["trace"][-1].result_summary = text[:200]

@@ -1,7 +1,9 @@
 """Which catalog items an answer names, and whether each came from a tool result.
 
-Answers cite items as ``Title (Year) [id]`` (the system prompt asks for it). Two kinds of
-mention are read: bracketed ids (``[50]``) and ``Title (Year)`` phrases. A mention is
+Answers cite items as ``[id] Title (Year)`` (:func:`citation`; the system prompt asks for it).
+The id comes first so that a constrained decoder, once it has chosen the id, can force the title
+that belongs to it (see :mod:`recagent.agents.policies.grammar`). Two kinds of mention are read:
+bracketed ids (``[50]``) and ``Title (Year)`` phrases. A mention is
 *unknown* if it matches no catalog item (a hallucination), *unsupported* if it is a real
 item that no tool returned in this conversation. Matching free prose against every title
 would flag ordinary words ("Heat", "Speed"), so only these explicit forms count.
@@ -17,6 +19,11 @@ from recagent.tools.lookup_tools import normalise_title
 
 _ID = re.compile(r"\[(?:id[:= ]*)?([A-Za-z0-9_\-]{1,64})\]")
 _TITLE_YEAR = re.compile(r"([A-Z0-9\"'][^\n\[\]()]{1,120}?)\s*\((\d{4})\)")
+
+
+def citation(item_id: str, display: str) -> str:
+    """How an answer cites an item: ``[id] Title (Year)`` (``display`` is the catalog's ``Title (Year)``)."""
+    return f"[{item_id}] {display}"
 
 
 @dataclass
@@ -58,9 +65,11 @@ def ground_answer(text: str, catalog: ItemCatalog, seen_ids: set[str]) -> Ground
         else:
             g.unknown.append(f"[{ref}]")
     index = _title_year_index(catalog)
+    cited_ends = {m.end() for m in _ID.finditer(text)}
     for m in _TITLE_YEAR.finditer(text):
-        if _ID.match(text[m.end() :].lstrip(" \t")):
-            continue  # "Title (Year) [id]": the id decides (catalogs repeat titles, e.g. ML-100K's two "Chasing Amy")
+        before = text[: m.start()].rstrip(" \t")
+        if len(before) in cited_ends or _ID.match(text[m.end() :].lstrip(" \t")):
+            continue  # "[id] Title (Year)" (or "Title (Year) [id]"): the id decides (ML-100K has two "Chasing Amy")
         title = m.group(1).strip(" \"'*-:")
         # a list marker or lead-in ("1. ", "Try ") may precede the title: try shorter suffixes too
         words = title.split()

@@ -194,6 +194,24 @@ def load_causal_lm(
     return model, tokenizer
 
 
+def load_tokenizer(path: str | Path) -> Any:
+    """The tokenizer of a checkpoint folder, or the one inside a GGUF file (no model weights are read)."""
+    from transformers import AutoTokenizer
+
+    path = Path(path).expanduser()
+    with _offline():
+        try:
+            if path.is_file():
+                tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+            else:
+                tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise LocalModelError(f"cannot load the tokenizer at {path}: {e}") from e
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def _with_adapter(model: Any, adapter: Path, merge: bool) -> Any:
     if not (adapter / "adapter_config.json").is_file():
         raise LocalModelError(f"no peft adapter at {adapter} (adapter_config.json missing)")

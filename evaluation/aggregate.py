@@ -57,6 +57,27 @@ def _compliant(r: dict[str, Any], catalog_index: dict[str, int], k: int) -> bool
     return bool(r.get("parsed")) and len(_valid_raw(r, catalog_index)) == len(r.get("raw_ids") or []) == k
 
 
+def _shipped(recs: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any] | None:
+    """Unsupported items shipped over a set of answers (rank requests or simulated conversations), or None if unmeasured.
+
+    The share is of shipped items, resampled by user (each user bringing all their items), as for
+    hallucinated slots. Records written before this was measured have no field and are counted as such.
+    """
+    measured = [r for r in recs if r.get("unsupported_shipped") is not None]
+    if not measured:
+        return None
+    pairs = [(len(r["unsupported_shipped"]), int(r.get("shipped_items") or 0)) for r in measured]
+
+    def share(ps):
+        total = sum(p[1] for p in ps)
+        return sum(p[0] for p in ps) / total if total else 0.0
+
+    examples = list(dict.fromkeys(i for r in measured for i in r["unsupported_shipped"]))
+    return {"n": len(recs), "measured": len(measured), "unsupported": sum(p[0] for p in pairs),
+            "shipped_items": sum(p[1] for p in pairs), "share": _set_ci(pairs, share, cfg),
+            "answers_with_any": sum(p[0] > 0 for p in pairs), "examples": examples[:10]}  # fmt: skip
+
+
 def aggregate(cfg: EvalConfig, env, cases, rows: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
     """The results document of a run (JSON-ready)."""
     catalog = env.catalog
@@ -74,7 +95,8 @@ def aggregate(cfg: EvalConfig, env, cases, rows: list[dict[str, Any]], notes: li
     protocols = list(dict.fromkeys(p for _, p in rank))
     out: dict[str, Any] = {"config": cfg.model_dump(mode="json"), "dataset": env.dataset.name, "part": cfg.part,
                            "users": users, "n_users": len(users), "notes": notes, "systems": systems,
-                           "utility": {}, "beyond_utility": {}, "fairness": {}, "compliance": {}, "cost": {}}  # fmt: skip
+                           "utility": {}, "beyond_utility": {}, "fairness": {}, "compliance": {}, "cost": {},
+                           "unsupported_shipped": {}}  # fmt: skip
     k = cfg.k
     for (system, protocol), by_user in rank.items():
         recs = [by_user.get(u) for u in users]
@@ -98,6 +120,9 @@ def aggregate(cfg: EvalConfig, env, cases, rows: list[dict[str, Any]], notes: li
             "filled_share": round(float(np.mean([r.get("filled", 0) / k for r in recs])), 5) if recs else None,
             "errors": sum(bool(r.get("error")) for r in recs),
         }  # fmt: skip
+        shipped = _shipped(recs, cfg)  # the agent only: conventional recommenders ship their own ranking, unmeasured
+        if shipped is not None:
+            out["unsupported_shipped"].setdefault(system, {})[protocol] = shipped
         out["cost"].setdefault(system, {})[protocol] = {
             key: round(float(np.mean([r.get(key, 0) for r in recs])), 4) if recs else None
             for key in ("latency_s", "llm_calls", "tool_calls", "invalid_calls", "input_tokens", "output_tokens")
@@ -123,7 +148,7 @@ def aggregate(cfg: EvalConfig, env, cases, rows: list[dict[str, Any]], notes: li
                 ci = _set_ci(pairs, lambda ps: M.group_gap([p[0] for p in ps], [p[1] for p in ps], cfg.heavy_share)["gap"], cfg, None)
                 out["fairness"][system][f"NDCG@{k}_gap_ci"] = [ci["ci_low"], ci["ci_high"]]
     order = [x for s in systems for x in (s, f"{s} (raw output)")]
-    for key in ("utility", "compliance", "cost", "beyond_utility", "fairness"):
+    for key in ("utility", "compliance", "cost", "beyond_utility", "fairness", "unsupported_shipped"):
         out[key] = {s: out[key][s] for s in order if s in out[key]}
     out["position_bias"] = _position_bias(rank, systems, users, cfg)
     out["history_length"] = {
@@ -131,7 +156,11 @@ def aggregate(cfg: EvalConfig, env, cases, rows: list[dict[str, Any]], notes: li
         for s in systems
     }  # fmt: skip
     out["tool_calls"] = _tool_calls([r for r in rows if r["section"] == "tool_call"], cfg)
-    out["simulator"] = _simulator([r for r in rows if r["section"] == "simulator"], cfg)
+    sim_rows = [r for r in rows if r["section"] == "simulator"]
+    out["simulator"] = _simulator(sim_rows, cfg)
+    shipped = _shipped(sim_rows, cfg)  # every agent turn of the simulated conversations
+    if shipped is not None:
+        out["unsupported_shipped"].setdefault("agent", {})["simulator"] = shipped
     return out
 
 

@@ -98,6 +98,43 @@ def _condensed(by_protocol: dict[str, Any], cost: dict[str, Any]) -> list[tuple[
     return [("full (all protocols alike)", by_protocol["full"])]
 
 
+def _shipped_section(shipped: dict[str, Any]) -> list[str]:
+    """The unsupported-items-shipped table (agent systems only), with its total in words."""
+    rows = [(s, p, b) for s, by_p in shipped.items() for p, b in by_p.items()]
+    if not rows:
+        return []
+    total = sum(b["unsupported"] for _, _, b in rows)
+    answers = sum(b["measured"] for _, p, b in rows if p != "simulator")
+    talks = sum(b["measured"] for _, p, b in rows if p == "simulator")
+    with_any = sum(b["answers_with_any"] for _, _, b in rows)
+    unmeasured = sum(b["n"] - b["measured"] for _, _, b in rows)
+    where = " and ".join(x for x in (f"{answers} list-wise answers" if answers else "",
+                                      f"{talks} simulated conversations" if talks else "") if x)  # fmt: skip
+    headline = (f"**{total} unsupported item{'' if total == 1 else 's'} shipped** in {where}"
+                + (f" ({with_any} of them with any)" if total else "")
+                + (f"; {unmeasured} were recorded before this was measured and are not counted" if unmeasured else "")
+                + ".")  # fmt: skip
+    lines = ["## Unsupported items shipped (final output, after the agent's answer check and fill)", "",
+             "An item counts when the delivered list, or in a conversation the delivered answer text (items cited as "
+             "`[id] Title (Year)` or `Title (Year)`), names it although no tool returned it in that conversation, it "
+             "was not among the given candidates, and the default recommender did not fill it in; a mention of no "
+             "catalog item counts too. The answer check is meant to keep this at 0. Conventional recommenders ship "
+             "only their own ranking and are left out; tool-call accuracy tasks ship no answer. Share: of the "
+             "distinct items each answer shipped (a conversation: summed over its turns), resampled by user.", "",
+             headline, "",
+             "| system | protocol | answers (conversations) | items shipped | unsupported shipped | share [CI] | answers with any |",
+             "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for s, p, b in rows:
+        label = "simulated conversations (every turn)" if p == "simulator" else p
+        n = f"{b['measured']}" if b["measured"] == b["n"] else f"{b['measured']} of {b['n']}"
+        lines.append(f"| {s} | {label} | {n} | {b['shipped_items']} | {b['unsupported']} | {_fmt(b['share'])} | "
+                     f"{b['answers_with_any']} |")  # fmt: skip
+    examples = list(dict.fromkeys(x for _, _, b in rows for x in b.get("examples") or []))
+    if examples:
+        lines += ["", f"Unsupported items shipped (first ones): {', '.join(examples[:10])}."]
+    return [*lines, ""]
+
+
 def write_report(results: dict[str, Any], out: Path) -> Path:
     """Write ``report.md`` and the PNGs into ``out``."""
     cfg = results["config"]
@@ -152,6 +189,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
                 lines.append(f"| {s} | {p} | {c['n']} | {_fmt(c['compliance'])} | {_fmt(c['hallucinated_slots']) if c['raw_slots'] else '–'} "
                              f"({c['raw_slots']} slots) | {c['unparsed_share']:.3f} | {c['filled_share']:.3f} | {c['errors']} |")  # fmt: skip
         lines.append("")
+    lines += _shipped_section(results.get("unsupported_shipped") or {})
     pb = results.get("position_bias") or {}
     if pb:
         lines += [f"## Candidate position bias (NDCG@{k}; same candidates, target first / shuffled / last)", "",

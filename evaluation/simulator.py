@@ -7,6 +7,8 @@ recommendations within ``max_turns`` turns. Offline the simulator is determinist
 (:class:`AttributeSimulator`); with a configured chat model it is an LLM (:class:`LLMSimulator`).
 Every simulator message passes :func:`leaks` before the agent sees it: a message naming the
 title or the id ends the episode as a failure flagged ``leaked`` (counted, never hidden).
+Every agent turn is also checked for what it shipped (:mod:`recagent.evaluation.shipped`): items
+its answer text or list names that no tool had returned in the conversation by then.
 """
 
 from __future__ import annotations
@@ -166,14 +168,19 @@ class Episode:
     latency_s: float = 0.0
     messages: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
+    shipped_items: int = 0  # distinct items each answer named or listed, summed over turns
+    unsupported_shipped: list[str] = field(default_factory=list)  # of those, the ones no tool had returned (per turn)
 
 
 def run_episode(agent, simulator: SimulatedUser, target: TargetProfile, user_id: str, max_turns: int, session: str) -> Episode:
     """Converse until the target is recommended, ``max_turns`` pass, or the simulator leaks the target."""
     import time
 
+    from recagent.evaluation.shipped import classify_shipped, tool_result_ids
+
     ep = Episode(user_id=user_id, target=target.item_id)
     message = simulator.opening()
+    grounded: set[str] = set()  # every id a tool returned in this conversation so far
     try:
         agent.reset(session)
         agent.set_user(session, user_id)
@@ -190,7 +197,12 @@ def run_episode(agent, simulator: SimulatedUser, target: TargetProfile, user_id:
             ep.tool_calls += len(policy_calls(out.trace))
             ep.llm_calls += out.usage.get("llm_calls", 0)
             ep.tokens += out.usage.get("input_tokens", 0) + out.usage.get("output_tokens", 0)
-            ep.messages.append({"role": "assistant", "content": out.answer, "recommended": out.recommended})
+            grounded.update(tool_result_ids(out.trace))
+            shipped = classify_shipped(out.recommended, out.filled, grounded, agent.context.env.catalog, answer=out.answer)
+            ep.shipped_items += len(shipped.items)
+            ep.unsupported_shipped += shipped.unsupported
+            ep.messages.append({"role": "assistant", "content": out.answer, "recommended": out.recommended,
+                                "unsupported_shipped": shipped.unsupported})  # fmt: skip
             if target.item_id in out.recommended:
                 ep.success = True
                 break

@@ -3,8 +3,10 @@
 Both answer a :class:`~recagent.evaluation.protocols.Request` with a :class:`Response`: the final
 ranked list (what a user would see) plus what the system itself produced before any guard or fill
 (the agent's raw answer), so hallucination and compliance are measured on the raw output and
-utility on the delivered list. A failing system gives an empty, unparsed response: it is counted
-as a miss, never dropped.
+utility on the delivered list. For the agent the response also says which delivered items nothing
+supports (:mod:`recagent.evaluation.shipped`): no tool returned them, they were not among the
+candidates, and the fallback did not fill them in. A failing system gives an empty, unparsed
+response: it is counted as a miss, never dropped.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from recagent.agents.steps import policy_calls
 from recagent.evaluation.protocols import Request
+from recagent.evaluation.shipped import classify_shipped, tool_result_ids
 from recagent.tools.recommenders import Query, Recommender
 
 
@@ -35,6 +38,9 @@ class Response:
     input_tokens: int = 0
     output_tokens: int = 0
     error: str | None = None
+    # the agent only (None: not measured; a conventional recommender ships nothing but its own ranking)
+    shipped_items: int | None = None  # distinct items in the delivered list
+    unsupported_shipped: list[str] | None = None  # those no tool returned, not given as candidates, not filled
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -89,12 +95,16 @@ class AgentSystem:
                                        history_limit=request.history_limit)  # fmt: skip
         except Exception as e:  # one failing episode must not end the run; it is scored as a miss
             return Response(ranked=[], parsed=False, latency_s=time.perf_counter() - t0,
-                            error=f"{type(e).__name__}: {e}"[:300])  # fmt: skip
+                            error=f"{type(e).__name__}: {e}"[:300], shipped_items=0, unsupported_shipped=[])  # fmt: skip
         raw = listwise_ids(out.policy_answer) if out.policy_answer else []
         calls = policy_calls(out.trace)
+        # list-wise: the delivered list is what ships (the answer text is the policy's raw list, measured above)
+        shipped = classify_shipped(out.recommended, out.filled, tool_result_ids(out.trace), self.agent.context.env.catalog,
+                                pool=request.candidates)  # fmt: skip
         return Response(
             ranked=list(out.recommended), raw_ids=raw, parsed=bool(raw), filled=out.filled,
             latency_s=time.perf_counter() - t0, llm_calls=out.usage.get("llm_calls", 0),
             tool_calls=len(calls), invalid_calls=sum(not s.valid for s in calls),
             input_tokens=out.usage.get("input_tokens", 0), output_tokens=out.usage.get("output_tokens", 0),
+            shipped_items=len(shipped.items), unsupported_shipped=shipped.unsupported,
         )  # fmt: skip

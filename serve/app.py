@@ -72,7 +72,7 @@ class Server:
 
             self.agent = Agent.from_config(self.config.agent)
         if self.config.agent.policy.kind == "local":
-            from recagent.agents.policies.local_hf import LocalChatModel
+            from recagent.agents.policies.local import LocalChatModel
 
             if isinstance(self.agent.context.policy, LocalChatModel):
                 self.agent.context.policy.load()  # load the weights now, not during the first user's turn

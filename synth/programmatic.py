@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from recagent.agents.grounding import citation
 from recagent.agents.prompts import CHAT
 from recagent.synth import phrasing as ph
 from recagent.synth.builder import DialogBuilder, GenerationFailed
@@ -128,10 +129,10 @@ class PlanContext:
 
 
 def item_line(it: dict[str, Any]) -> str:
-    """``Title (Year) [id]`` plus genres: the citation format the agent's grounding check reads."""
+    """``[id] Title (Year)`` plus genres: the citation format the agent's grounding check reads."""
     year = f" ({it['year']})" if it.get("year") else ""
     genres = ", ".join(it.get("genres", [])[:3])
-    return f"{it['title']}{year} [{it['item_id']}]" + (f", {genres}" if genres else "")
+    return citation(it["item_id"], f"{it['title']}{year}") + (f", {genres}" if genres else "")
 
 
 # -- plans ---------------------------------------------------------------------------------------------------------

@@ -80,6 +80,16 @@ def test_hallucinated_items_are_sent_back_then_fixed(env, tmp_path):
     assert r.trace[-1].kind == "answer" and "Imaginary" not in r.answer
 
 
+def test_an_unsupported_answer_is_never_shipped_when_the_budget_runs_out(env, tmp_path):
+    bad = AIMessage("Watch [2] and Imaginary Film (1999).")
+    agent, _ = make_agent(env, tmp_path, [tool_calls(call("popular_items", {"k": 3})), bad, bad], max_steps=3)
+    r = agent.chat("hi", session="s")
+    assert [s.kind for s in r.trace].count("rejected_answer") == 2  # sent back once, then replaced
+    assert "Imaginary" not in r.answer and r.answer.startswith("Here is what I found")
+    grounded = set(agent.state("s")["grounded_ids"])
+    assert r.recommended and set(r.recommended) <= grounded
+
+
 def test_budget_ends_in_an_answer_from_the_latest_result(env, tmp_path):
     agent, _ = make_agent(env, tmp_path, [tool_calls(call("popular_items", {"k": 4}))] * 2, max_steps=2)
     r = agent.chat("hi", session="s")

@@ -39,6 +39,43 @@ TOOLS = [
     },
 ]
 
+# Schemas that exercise every rule of the compact tools block, with values that Jinja's own tojson would
+# write differently (sorted keys, escaped <>&' and non-ASCII): transformers' tojson must match json.dumps.
+SCHEMA_TOOLS = [
+    {"type": "function", "function": {
+        "name": "find_films", "description": "Films «à la» <Amélie> & 'co'.\n\tSecond  line.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "genre": {"anyOf": [{"type": "string", "enum": ["Comédie", "Sci-Fi", "<b>&'x'\"y\""]}, {"type": "null"}],
+                          "default": None},
+                "kinds": {"type": "array", "items": {"enum": [1, 2.5, True, None]}, "default": [1, True]},
+                "mode": {"type": ["string", "null"], "default": "a<b"},
+                "must": {"type": ["integer", "null"]},
+                "era": {"$ref": "#/$defs/Era"},
+                "tree": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}], "default": None},
+                "opts": {"type": "object", "default": {"z": 1, "a": {"é": "<&>"}}},
+                "weights": {"type": "object", "additionalProperties": {"type": "number"}},
+                "both": {"allOf": [{"$ref": "#/$defs/Era"}, {"type": "object"}]},
+                "fixed": {"const": "v1"},
+                "anything": True,
+                "untyped": {"description": "no type at all"},
+                "ratio": {"type": "number", "default": 0.1},
+                "missing": {"$ref": "#/$defs/Nope"},
+            },
+            "required": ["must", "era"],
+            "$defs": {
+                "Era": {"type": "object", "properties": {"start": {"type": "integer", "default": 1990}, "end": {"type": "integer"}},
+                        "required": ["end"]},
+                "Node": {"type": "object", "properties": {"name": {"type": "string"},
+                                                          "kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}},
+            },
+        },
+    }},
+    {"type": "function", "function": {"name": "no_args", "parameters": {"type": "object", "properties": {}}}},
+    {"name": "bare_schema", "description": "A bare function schema.", "parameters": {}},
+]  # fmt: skip
+
 
 def call(call_id, name, args):
     """An OpenAI tool call whose arguments are canonical JSON text (as our builder writes them)."""
@@ -105,6 +142,9 @@ EDGE_CASES = {
                                            {"role": "user", "content": "More, please."}, {"role": "assistant",
                                            "content": None, "tool_calls": [call("c9", "retrieve_for_user", {
                                                "user_id": "42", "k": 20})]}, result("c9", ITEMS)], TOOLS),
+    "schema_rules": ([SYSTEM, USER, {"role": "assistant", "content": None, "tool_calls": [
+        call("c1", "find_films", {"must": None, "era": {"end": 1999}, "genre": "Comédie"})]},
+        result("c1", ITEMS, name="find_films"), ANSWER], SCHEMA_TOOLS),
 }
 
 # Arguments and tool results that are JSON but not in canonical form, or not JSON but look like it.
@@ -181,6 +221,11 @@ def test_edge_cases_exercise_what_they_claim(tokenizer):
         assert block in text
     assert "You are a helpful AI assistant named SmolLM" in python_render(tokenizer, *EDGE_CASES["system_after_user"])
     assert "Amélie <Poulain> & 'Jeunet'" in python_render(tokenizer, *EDGE_CASES["non_ascii"])
+    schema_text = python_render(tokenizer, *EDGE_CASES["schema_rules"])
+    for piece in ('genre?: Literal["Comédie","Sci-Fi","<b>&\'x\'\\"y\\""]', 'opts?: dict={"z": 1, "a": {"é": "<&>"}}',
+                  "tree?: {name?: str, kids?: list[Node]}", "must: int|null", 'mode?: str|null="a<b"',
+                  "Films «à la» <Amélie> & 'co'. Second line.", "\nno_args()\n", "missing?: Nope"):
+        assert piece in schema_text, piece
     assert '<tool_response>{"name": "search_items", "content": {"items": []}}' in python_render(
         tokenizer, *EDGE_CASES["parallel_calls"])  # fmt: skip
 

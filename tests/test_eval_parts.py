@@ -200,3 +200,98 @@ def test_tool_call_accuracy_passes_gold_calls_and_fails_wrong_ones(synth_test_ro
     assert sum(not o.exec_ok for o in bad) >= len(bad) // 2  # a bigger k returns more items (except filters that run dry)
     with pytest.raises(ValueError, match="test dialogs only"):
         call_tasks([{**synth_test_rows[0], "meta": {**synth_test_rows[0]["meta"], "split": "train"}}])
+
+
+def test_classify_shipped_counts_what_no_tool_candidate_or_fill_supports(synthetic_env):
+    from recagent.agents.grounding import citation
+    from recagent.evaluation.shipped import classify_shipped
+
+    cat = synthetic_env.catalog
+
+    def disp(i):
+        return cat.display(cat.index_of[i])
+
+    # list-wise: the last `filled` ids are the fallback's; given candidates are supported
+    s = classify_shipped(["1", "2", "3", "4"], 2, {"1"}, cat)
+    assert s.items == ["1", "2", "3", "4"] and s.unsupported == ["2"]
+    assert classify_shipped(["1", "2", "3", "4"], 2, {"1"}, cat, pool=("2",)).unsupported == []
+    assert classify_shipped(["1", "2"], 0, set(), cat).unsupported == ["1", "2"]
+    # chat: what the answer text names ships too, cited either way; a mention of no catalog item is unsupported as well
+    text = f"Try {citation('1', disp('1'))}, {disp('5')} [5] or [9999]."
+    s = classify_shipped(["1"], 0, {"1", "5"}, cat, answer=text)
+    assert s.items == ["1", "5", "[9999]"] and s.unsupported == ["[9999]"]
+    assert classify_shipped(["1"], 0, {"1"}, cat, answer=f"Or {disp('7')}, maybe.").unsupported == ["7"]
+    assert classify_shipped(["1"], 0, {"1", "7"}, cat, answer=f"Or {disp('7')}, maybe.").unsupported == []
+
+
+def _popular_and_invented(env, avoid):
+    """Three popular item ids (what ``popular_items`` k=3 returns) and an id no tool call of the test returns."""
+    from recagent.tools.recommender_tools import build_registry
+
+    top = [it["item_id"] for it in build_registry(env.session()).call("popular_items", {"k": 3}).result["items"]]
+    return top, next(i for i in env.catalog.ids if i not in top and i != avoid)
+
+
+def test_a_simulated_conversation_counts_unsupported_items_only_when_they_are_shipped(synthetic_env, tmp_path, monkeypatch):
+    import recagent.agents.graph as graph
+    from recagent.agents.grounding import citation
+    from eval_policies import accept_every_answer
+
+    cat = synthetic_env.catalog
+    target = TargetProfile.from_catalog(cat, 50, synthetic_env.popularity)
+    uid = synthetic_env.dataset.users.ids[3]
+    top, invented = _popular_and_invented(synthetic_env, target.item_id)
+
+    def cite(i):
+        return citation(i, cat.display(cat.index_of[i]))
+
+    def script(*answers):
+        return [tool_calls(call("popular_items", {"k": 3})), *[AIMessage(a) for a in answers]]
+
+    cfg = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), max_steps=4)
+    bad, good = f"Try {cite(top[0])} or {cite(invented)}.", f"Try {cite(top[0])}."
+    # the answer check sends the answer naming an item no tool returned back; only the supported one ships
+    policy = ScriptedPolicy(script=script(bad, good))
+    agent = Agent.from_config(cfg, policy=policy, env=synthetic_env, db_path=tmp_path / "a.sqlite")
+    ep = run_episode(agent, AttributeSimulator(target), target, uid, max_turns=1, session="s")
+    assert ep.error is None and len(policy.calls) == 3 and ep.messages[-1]["content"] == good
+    assert ep.unsupported_shipped == [] and ep.shipped_items == 1 and ep.messages[-1]["unsupported_shipped"] == []
+    # with a broken check the same answer ships, and the evaluation says so
+    monkeypatch.setattr(graph, "check", accept_every_answer)
+    agent = Agent.from_config(cfg, policy=ScriptedPolicy(script=script(bad)), env=synthetic_env, db_path=tmp_path / "b.sqlite")
+    ep = run_episode(agent, AttributeSimulator(target), target, uid, max_turns=1, session="s")
+    assert ep.error is None and ep.messages[-1]["content"] == bad
+    assert ep.unsupported_shipped == [invented] and ep.shipped_items == 2
+
+
+def test_the_listwise_agent_system_reports_unsupported_items_it_ships(synthetic_env, tmp_path, monkeypatch):
+    import recagent.agents.graph as graph
+    from recagent.evaluation.protocols import Request
+    from recagent.evaluation.systems import AgentSystem
+    from eval_policies import accept_every_answer
+
+    cat = synthetic_env.catalog
+    pool, outside = tuple(cat.ids[i] for i in range(10, 22)), cat.ids[40]
+    empty = np.asarray([], dtype=np.int64)
+    req = Request(protocol="cand:shuffled", user=3, user_id=synthetic_env.dataset.users.ids[3], target=pool[0],
+                  history=empty, seen=empty, k=5, candidates=pool)  # fmt: skip
+    cfg = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), max_steps=2, k=5)
+    answer = AIMessage(json.dumps([outside, *pool[:4]]))
+
+    def system(name, *script):
+        return AgentSystem(Agent.from_config(cfg, policy=ScriptedPolicy(script=list(script)), env=synthetic_env,
+                                             db_path=tmp_path / f"{name}.sqlite"))  # fmt: skip
+
+    # the raw answer names an item outside the candidates; the check keeps it out of the delivered list
+    kept = system("checked", answer, AIMessage(json.dumps([outside]))).answer(req)
+    assert outside in kept.raw_ids and outside not in kept.ranked and kept.filled == 5
+    assert kept.unsupported_shipped == [] and kept.shipped_items == 5
+    monkeypatch.setattr(graph, "check", accept_every_answer)
+    shipped = system("broken", answer).answer(req)
+    assert shipped.ranked == [outside, *pool[:4]] and shipped.filled == 0
+    assert shipped.unsupported_shipped == [outside] and shipped.shipped_items == 5
+    # a conventional recommender's response does not measure it
+    from recagent.evaluation.systems import RecommenderSystem
+
+    rec = RecommenderSystem("pop", synthetic_env.models["pop"], cat.ids, cat.index_of).answer(req)
+    assert rec.unsupported_shipped is None and rec.shipped_items is None

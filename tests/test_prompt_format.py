@@ -14,6 +14,9 @@ from recagent.agents.prompt_format import (
     parse_assistant_output,
     render_messages,
     render_tool_call,
+    render_tool_line,
+    render_tools,
+    render_type,
 )
 
 TOOLS = [
@@ -146,8 +149,8 @@ def test_render_messages_puts_tools_in_the_system_turn_and_results_in_a_user_tur
     ]
     out = render_messages(msgs, TOOLS)
     assert [m["role"] for m in out] == ["system", "user", "assistant", "user", "assistant"]
-    assert out[0]["content"].startswith("# Tools\n") and out[0]["content"].endswith("<tool_call> block.\n\nYou recommend films.")
-    assert json.dumps(TOOLS[0], separators=(",", ":")) in out[0]["content"]
+    assert out[0]["content"] == render_tools(TOOLS) + "\n\nYou recommend films."
+    assert "\nretrieve_for_user(user_id: str, k?: int): Top-k items for a known user.\n" in out[0]["content"]
     assert out[2]["content"] == render_tool_call("retrieve_for_user", {"user_id": "42", "k": 3}) + "\n" + render_tool_call("popular_items", {})
     first, second = out[3]["content"].split("\n")
     assert first == '<tool_response>{"name": "retrieve_for_user", "content": {"items": [{"item_id": "50"}]}}</tool_response>'
@@ -164,6 +167,99 @@ def test_render_messages_without_system_message_or_tools():
     assert with_tools[1] == {"role": "user", "content": "hi"}
 
 
+def test_tools_block_is_one_signature_line_per_tool_inside_the_instruction():
+    block = render_tools(TOOLS)
+    head, rest = block.split("<tools>\n")
+    lines, tail = rest.split("\n</tools>\n")
+    assert lines.split("\n") == [
+        "retrieve_for_user(user_id: str, k?: int): Top-k items for a known user.",
+        "popular_items(genre?: str): Most popular items.",
+    ]
+    assert head.startswith("# Tools") and "optional" in head
+    # the instruction shows the exact call syntax, parallel calls, where results come back and how to finish
+    assert pf.tool_call_prefix("<tool name>") + "<JSON object>" + pf.TOOL_CALL_SUFFIX in tail
+    assert "one per line" in tail and pf.TOOL_RESPONSE_OPEN in tail and "plain text" in tail
+
+
+ROOT_DEFS = {
+    "$defs": {
+        "Era": {"type": "object", "properties": {"start": {"type": "integer", "default": 1990}, "end": {"type": "integer"}},
+                "required": ["end"]},
+        "Node": {"type": "object", "properties": {"name": {"type": "string"},
+                                                  "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}},
+    }
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        ({"type": "string"}, "str"),
+        ({"type": "integer", "minimum": 1, "maximum": 100}, "int"),  # constraints are left to the decoder
+        ({"type": "number"}, "float"),
+        ({"type": "boolean"}, "bool"),
+        ({"type": "null"}, "null"),
+        ({}, "any"),
+        (True, "any"),
+        ({"type": "array", "items": {"type": "integer"}}, "list[int]"),
+        ({"type": "array"}, "list"),
+        ({"type": "array", "items": {"type": "array", "items": {"type": "string"}}}, "list[list[str]]"),
+        ({"enum": ["sasrec", "bpr"]}, 'Literal["sasrec","bpr"]'),
+        ({"type": "string", "enum": ["Comédie", "a<b & 'c'"]}, 'Literal["Comédie","a<b & \'c\'"]'),
+        ({"enum": [1, 2.5, True, None]}, "Literal[1,2.5,true,null]"),
+        ({"const": "fixed"}, 'Literal["fixed"]'),
+        ({"anyOf": [{"type": "string"}, {"type": "integer"}]}, "str|int"),
+        ({"oneOf": [{"type": "string"}, {"type": "null"}]}, "str|null"),
+        ({"type": ["string", "null"]}, "str|null"),
+        ({"allOf": [{"$ref": "#/$defs/Era"}]}, "{start?: int=1990, end: int}"),
+        ({"type": "object"}, "dict"),
+        ({"type": "object", "additionalProperties": {"type": "number"}}, "dict[str, float]"),
+        ({"properties": {"a": {"type": "string"}}, "required": ["a"]}, "{a: str}"),
+        ({"$ref": "#/$defs/Node"}, "{name?: str, children?: list[Node]}"),  # a recursion stops at the name
+        ({"$ref": "#/$defs/Missing"}, "Missing"),
+        ({"$ref": "https://example.org/schema.json"}, "schema.json"),
+    ],
+)
+def test_render_type_rules(schema, expected):
+    assert render_type(schema, ROOT_DEFS) == expected
+
+
+@pytest.mark.parametrize(
+    ("parameters", "expected"),
+    [
+        ({"type": "object", "properties": {}}, "f()"),
+        ({"type": "object", "properties": {"q": {"type": "string"}, "k": {"type": "integer", "default": 10}},
+          "required": ["q"]}, "f(q: str, k?: int=10)"),
+        # optional and null by default: the null branch is dropped (leaving the argument out says the same)
+        ({"properties": {"m": {"anyOf": [{"enum": ["a", "b"]}, {"type": "null"}], "default": None}}},
+         'f(m?: Literal["a","b"])'),
+        ({"properties": {"m": {"type": ["integer", "null"]}}}, "f(m?: int)"),
+        ({"properties": {"m": {"enum": ["a", None]}}}, 'f(m?: Literal["a"])'),
+        # but kept where null is a value of its own: a required argument, or one with another default
+        ({"properties": {"m": {"type": ["integer", "null"]}}, "required": ["m"]}, "f(m: int|null)"),
+        ({"properties": {"m": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": "x"}}}, 'f(m?: str|null="x")'),
+        # defaults as JSON: object keys in their own order, non-ASCII and markup characters as they are
+        ({"properties": {"o": {"type": "object", "default": {"b": 1, "a": [True, None]}},
+                         "s": {"type": "string", "default": "Amélie <b> & 'co'"},
+                         "w": {"type": "number", "default": 0.5}, "f": {"type": "boolean", "default": False}}},
+         'f(o?: dict={"b": 1, "a": [true, null]}, s?: str="Amélie <b> & \'co\'", w?: float=0.5, f?: bool=false)'),
+        ({"type": "object", "properties": {"era": {"$ref": "#/$defs/Era"}}, "$defs": ROOT_DEFS["$defs"]},
+         "f(era?: {start?: int=1990, end: int})"),
+    ],
+)  # fmt: skip
+def test_render_tool_line_signature_rules(parameters, expected):
+    assert render_tool_line({"name": "f", "parameters": parameters}) == expected
+
+
+def test_render_tool_line_keeps_the_description_on_one_line():
+    tool = {"type": "function", "function": {"name": "g", "description": "  Find things.\n\tFast,  too. ",
+                                             "parameters": {"type": "object", "properties": {}}}}  # fmt: skip
+    assert render_tool_line(tool) == "g(): Find things. Fast, too."
+    assert render_tool_line(TOOLS[0]) == render_tool_line(TOOLS[0]["function"]), "bare function schemas render alike"
+    with pytest.raises(ValueError, match="OpenAI tool"):
+        render_tool_line({"description": "no name"})
+
+
 def test_invalid_calls_in_history_are_shown_as_written():
     bad = parse_assistant_output('<tool_call>{"name": "nope", "arguments": {}}</tool_call>', NAMES).invalid_tool_calls
     out = render_messages([HumanMessage("x"), AIMessage("", invalid_tool_calls=bad)], None)
@@ -172,8 +268,7 @@ def test_invalid_calls_in_history_are_shown_as_written():
 
 def test_format_prompt_ends_with_the_assistant_turn():
     text = pf.format_prompt(_ChatMLTokenizer(), [SystemMessage("S"), HumanMessage("Q")], TOOLS)
-    assert text.startswith("<|im_start|>system\n# Tools\n")
-    assert "<tool_call> block.\n\nS<|im_end|>\n" in text
+    assert text.startswith("<|im_start|>system\n" + render_tools(TOOLS) + "\n\nS<|im_end|>\n")
     assert text.endswith("<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n")
 
 

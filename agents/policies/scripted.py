@@ -14,6 +14,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field, PrivateAttr
 
+from recagent.agents.grounding import citation
+
 
 class ScriptedPolicy(BaseChatModel):
     """Returns the next scripted reply on each call (a message, or a function of the conversation)."""
@@ -52,7 +54,7 @@ class EchoPolicy(BaseChatModel):
     """A deterministic policy for serving tests, demos and load benchmarks, which needs no model.
 
     First step of a turn: ``popular_items`` (``retrieve_for_user`` for a known user). Then it answers
-    with the first three items of the result, cited as ``Title (Year) [id]``, after quoting every user
+    with the first three items of the result, cited as ``[id] Title (Year)``, after quoting every user
     message it was shown, so a test can see exactly which conversation reached the policy. The answer
     streams word by word; ``think_s`` is slept once per call, as a model's compute would take.
     """
@@ -81,7 +83,7 @@ class EchoPolicy(BaseChatModel):
             if isinstance(last, ToolMessage):
                 items = json.loads(last.content).get("items", [])[:3]
                 said = " | ".join(m.text for m in messages if isinstance(m, HumanMessage))
-                cited = "; ".join(f"{it['title']} ({it['year']}) [{it['item_id']}]" for it in items)
+                cited = "; ".join(citation(it["item_id"], f"{it['title']} ({it['year']})") for it in items)
                 msg = AIMessage(f"You said: {said}. Try {cited}.")
             else:
                 system = next((m.text for m in messages if isinstance(m, SystemMessage)), "")

@@ -1,0 +1,299 @@
+"""Inference engines behind the local policy: llama.cpp (default, fast on CPU) and transformers.
+
+Both take the prompt as token ids from the Hugging Face tokenizer that SFT and RL train with,
+so the sequence an engine sees is exactly the training sequence (llama.cpp's own tokenizer is
+never used), and both apply the same xgrammar token masks (:mod:`.grammar`). An engine decodes
+one reply per call, keeps the KV cache of its latest sequence, and reuses it for the longest
+common prefix of the next prompt: the tools block opens every system turn, so its cache is
+shared across calls, turns and sessions.
+
+**llama.cpp** (llama-cpp-python): the GGUF the offline default ships (SmolLM2-135M-Instruct,
+Q4_1) decodes about 4-5x faster than transformers on 2 CPU cores (numbers in
+``benchmarks/results/local_policy.json``): transformers spends most of a decode step in Python
+around a tiny model, llama.cpp in C. The decode loop is written here rather than using
+``Llama.generate`` because we need token-level control that its sampler chain hides: the xgrammar
+mask on the raw logits, stop strings on decoded text, cancellation and a streamer, all per token,
+with greedy decoding that does not depend on llama.cpp's sampler defaults. A peft LoRA adapter is
+converted once to a GGUF adapter (:mod:`recagent.agents.lora_gguf`) and applied by llama.cpp.
+
+**transformers**: any Hugging Face checkpoint, float32 or bfloat16, LoRA merged on load; the
+reference engine (and the one a GPU uses).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+MIN_REUSED_PREFIX = 16  # shorter common prefixes are not worth keeping a cache for
+
+
+@dataclass
+class DecodeJob:
+    """One reply to decode: prompt ids, the compiled grammar (or None), budget, sampling and stops."""
+
+    ids: list[int]
+    grammar: Any = None
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    seed: int = 0
+    stop: list[str] = field(default_factory=list)
+    eos_ids: set[int] = field(default_factory=set)
+
+
+@dataclass
+class DecodeResult:
+    """What an engine produced: the new token ids, how many prompt tokens came from the cache, and timings."""
+
+    new_ids: list[int]
+    reused: int
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+
+
+class Engine(Protocol):
+    """A loaded model that decodes one reply at a time (callers hold the lock)."""
+
+    tokenizer: Any
+    vocab_size: int
+    lock: threading.Lock
+
+    def eos_ids(self) -> set[int]:
+        """Token ids that end a reply."""
+        ...
+
+    def decode(self, job: DecodeJob, on_token: Callable[[int], None] | None, cancel: threading.Event | None) -> DecodeResult:
+        """Decode ``job``; ``on_token`` sees each new id; a set ``cancel`` stops after the current token."""
+        ...
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two id sequences."""
+    import numpy as np
+
+    n = min(len(a), len(b))
+    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(diff[0]) if diff.size else n
+
+
+def turn_end_ids(tokenizer: Any) -> set[int]:
+    """Tokens after which a reply is over: eos, ChatML's ``<|im_end|>`` and ``<|im_start|>`` (a new turn starting)."""
+    ids = {tokenizer.eos_token_id}
+    for marker in ("<|im_end|>", "<|im_start|>"):
+        i = tokenizer.convert_tokens_to_ids(marker)
+        if isinstance(i, int) and i != tokenizer.unk_token_id:
+            ids.add(i)
+    return {i for i in ids if i is not None and i >= 0}
+
+
+def hits_stop(text: str, stop: Sequence[str]) -> bool:
+    """True when any stop string occurs in ``text``."""
+    return any(s and s in text for s in stop)
+
+
+class _Masker:
+    """Applies a compiled xgrammar grammar to one logits row per step (numpy or torch)."""
+
+    def __init__(self, grammar: Any, vocab_size: int) -> None:
+        import xgrammar as xgr
+
+        self.matcher = xgr.GrammarMatcher(grammar)
+        self.bitmask = xgr.allocate_token_bitmask(1, vocab_size)
+        self._apply = xgr.apply_token_bitmask_inplace
+
+    def mask(self, logits: Any) -> None:
+        """Set the logits of tokens the grammar forbids to -inf (in place; a 1-D torch tensor)."""
+        self.matcher.fill_next_token_bitmask(self.bitmask)
+        self._apply(logits, self.bitmask)
+
+    def accept(self, token: int) -> bool:
+        """Advance the grammar by ``token``; False if it was not allowed."""
+        return self.matcher.accept_token(token)
+
+
+class LlamaCppEngine:
+    """A GGUF model in llama-cpp-python (plus an optional GGUF LoRA adapter), decoding with our own loop."""
+
+    def __init__(self, gguf: Path, tokenizer: Any, *, lora_gguf: Path | None = None, n_ctx: int = 8192,
+                 n_threads: int | None = None) -> None:  # fmt: skip
+        from llama_cpp import Llama
+
+        kwargs: dict[str, Any] = {"model_path": str(gguf), "n_ctx": n_ctx, "n_batch": 512, "verbose": False}
+        if lora_gguf is not None:
+            kwargs["lora_path"] = str(lora_gguf)
+        if n_threads:
+            kwargs.update(n_threads=n_threads, n_threads_batch=n_threads)
+        self.llm = Llama(**kwargs)
+        # close while the interpreter is still whole: llama-cpp-python's __del__ fails during shutdown
+        weakref.finalize(self, self.llm.close)
+        self.tokenizer = tokenizer
+        self.vocab_size = int(self.llm.n_vocab())
+        self.n_ctx = n_ctx
+        self.lock = threading.Lock()
+        self._tokens: list[int] = []  # what the KV cache holds, in order
+
+    def eos_ids(self) -> set[int]:
+        """The GGUF's end-of-generation token plus the tokenizer's turn ends."""
+        return turn_end_ids(self.tokenizer) | {int(self.llm.token_eos())}
+
+    def decode(self, job: DecodeJob, on_token: Callable[[int], None] | None = None,
+               cancel: threading.Event | None = None) -> DecodeResult:  # fmt: skip
+        """Prefill what the cache lacks, then decode token by token under the grammar."""
+        import time
+
+        import numpy as np
+        import torch
+
+        if len(job.ids) + job.max_new_tokens > self.n_ctx:
+            raise ValueError(f"prompt of {len(job.ids)} tokens + {job.max_new_tokens} new exceeds the context of {self.n_ctx}")
+        reused = min(common_prefix(self._tokens, job.ids), len(job.ids) - 1)  # at least one token to evaluate
+        if reused < MIN_REUSED_PREFIX:
+            reused = 0
+        t0 = time.perf_counter()
+        self._tokens = self._tokens[:reused]
+        self.llm.n_tokens = reused  # eval() drops the cache beyond n_tokens before it appends
+        self._eval(job.ids[reused:])
+        t1 = time.perf_counter()
+        masker = _Masker(job.grammar, self.vocab_size) if job.grammar is not None else None
+        rng = np.random.default_rng(job.seed)
+        new_ids: list[int] = []
+        while len(new_ids) < job.max_new_tokens:
+            logits = torch.from_numpy(self._last_logits())
+            if masker is not None:
+                masker.mask(logits)
+            token = _pick(logits, job.temperature, rng)
+            if masker is not None and not masker.accept(token):
+                break  # cannot happen under a correct mask; stop rather than emit an off-grammar token
+            new_ids.append(token)
+            if on_token is not None:
+                on_token(token)
+            if token in job.eos_ids or (masker is not None and masker.matcher.is_terminated()):
+                break
+            if job.stop and hits_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), job.stop):
+                break
+            if cancel is not None and cancel.is_set():
+                break
+            self._eval([token])
+        return DecodeResult(new_ids, reused, prefill_seconds=t1 - t0, decode_seconds=time.perf_counter() - t1)
+
+    def _eval(self, ids: list[int]) -> None:
+        if ids:
+            self.llm.eval(ids)
+            self._tokens.extend(ids)
+
+    def _last_logits(self) -> Any:
+        """A copy of the logits after the last evaluated token (llama.cpp keeps only those without logits_all)."""
+        import llama_cpp
+        import numpy as np
+
+        ptr = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.vocab_size,)).copy()
+
+    def forget_cache(self) -> None:
+        """Drop the kept KV cache (the next prompt is prefilled whole)."""
+        self._tokens = []
+
+
+def _pick(logits: Any, temperature: float, rng: Any) -> int:
+    """Greedy (temperature 0) or a sample from softmax(logits / temperature)."""
+    import numpy as np
+
+    if temperature <= 0:
+        return int(logits.argmax())
+    x = logits.double().numpy() / temperature
+    x = np.exp(x - x.max())
+    return int(rng.choice(len(x), p=x / x.sum()))
+
+
+class TransformersEngine:
+    """A Hugging Face causal LM decoding with ``generate`` and an xgrammar logits processor."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.vocab_size = int(model.config.vocab_size)  # may exceed the tokenizer's (padded embeddings)
+        self.lock = threading.Lock()
+        self._kv: tuple[list[int], Any] | None = None  # (ids the cache covers, DynamicCache) of the latest reply
+
+    def eos_ids(self) -> set[int]:
+        """The generation config's eos ids plus the tokenizer's turn ends."""
+        eos = self.model.generation_config.eos_token_id
+        eos = list(eos) if isinstance(eos, (list, tuple, set)) else [eos]
+        return turn_end_ids(self.tokenizer) | {i for i in eos if i is not None}
+
+    def decode(self, job: DecodeJob, on_token: Callable[[int], None] | None = None,
+               cancel: threading.Event | None = None) -> DecodeResult:  # fmt: skip
+        """``model.generate`` from the cropped previous cache."""
+        import time
+
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+
+        cache, reused = self._take_cache(job.ids)
+        processors = LogitsProcessorList()
+        if job.grammar is not None:
+            import xgrammar as xgr
+
+            processors.append(xgr.contrib.hf.LogitsProcessor(job.grammar))
+        tok = self.tokenizer
+        outer = self
+
+        class _Watch(StoppingCriteria):  # streams each new id and stops on cancel / stop strings
+            def __init__(self) -> None:
+                self.seen = len(job.ids)
+
+            def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
+                new = input_ids[0, self.seen :].tolist()
+                self.seen = input_ids.shape[1]
+                for t in new:
+                    if on_token is not None:
+                        on_token(t)
+                gen = input_ids[0, len(job.ids) :].tolist()
+                stop = (cancel is not None and cancel.is_set()) or (bool(job.stop) and hits_stop(tok.decode(gen, skip_special_tokens=True), job.stop))
+                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+        gen: dict[str, Any] = {
+            "input_ids": torch.tensor([job.ids], device=self.model.device),
+            "attention_mask": torch.ones(1, len(job.ids), dtype=torch.long, device=self.model.device),
+            "max_new_tokens": job.max_new_tokens,
+            "do_sample": job.temperature > 0,
+            "logits_processor": processors,
+            "stopping_criteria": StoppingCriteriaList([_Watch()]),
+            "eos_token_id": sorted(job.eos_ids),
+            "pad_token_id": tok.pad_token_id,
+            "return_dict_in_generate": True,
+            "past_key_values": cache,
+        }
+        if job.temperature > 0:
+            gen.update(temperature=job.temperature, top_k=0, top_p=1.0)
+            torch.manual_seed(job.seed)  # reproducible sampling for a given prompt
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(**gen)
+        seq = out.sequences[0].tolist()
+        kv = getattr(out, "past_key_values", None)
+        if kv is not None:
+            outer._kv = (seq[: kv.get_seq_length()], kv)
+        return DecodeResult(seq[len(job.ids) :], reused, decode_seconds=time.perf_counter() - t0)
+
+    def _take_cache(self, ids: list[int]) -> tuple[Any, int]:
+        """The previous KV cache cropped to its common prefix with ``ids`` (None, 0 when not worth it)."""
+        entry, self._kv = self._kv, None  # taken: generate() extends it in place
+        if entry is None:
+            return None, 0
+        cached_ids, cache = entry
+        n = min(common_prefix(cached_ids, ids), len(ids) - 1)  # at least one prompt token must be fed
+        if n < MIN_REUSED_PREFIX or cache.get_seq_length() != len(cached_ids) or not getattr(cache, "is_croppable", True):
+            return None, 0
+        extra = cache.get_seq_length() - n
+        if extra > 0:
+            cache.crop(-extra)  # negative = remove that many tokens (accepted by transformers 4.x and 5.x)
+        return cache, n
+
+    def forget_cache(self) -> None:
+        """Drop the kept KV cache (the next prompt is prefilled whole)."""
+        self._kv = None

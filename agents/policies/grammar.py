@@ -1,0 +1,231 @@
+"""What a local policy's reply may be, as an xgrammar structural tag: tool calls and grounded answers.
+
+One grammar serves every local engine (transformers and llama.cpp): the engines only apply
+its token masks. The reply grammar under ``tool_choice="auto"`` is::
+
+    reply      ::= answer | call ("\\n" call)*
+    call       ::= '<tool_call>{"name": "<bound tool>", "arguments": ' <that tool's parameters schema> '}</tool_call>'
+    answer     ::= chat answer or list-wise answer (below)
+
+one tag per bound tool, its fixed prefix carrying the name (so a call can only name a bound tool)
+and its content a JSON-schema grammar of that tool's parameters (so arguments satisfy the
+schema, ``$defs``/``anyOf``/enums/ranges/lengths included). ``tool_choice="required"`` (or
+``"any"``/``True``) drops the answer branch, a tool name keeps only that tool's tag and ``"none"``
+keeps only the answer. Several calls per reply need ``parallel_tool_calls=True``; by default the
+grammar ends the reply after one call, because the untrained 135M model, offered a separator,
+repeats its call until the token budget cuts the last copy off. The prefix shared with
+:func:`~recagent.agents.prompt_format.render_tool_call` means the grammar and the training data
+cannot disagree.
+
+**Grounded answers** (RecLM-cgen's constrained item generation, done with the grammar engine
+instead of a prefix tree). A chat answer is free text in which ``[`` starts an item citation,
+``[id] Title (Year)``, and the citation can only be one of the items a tool returned in this
+conversation (:class:`CitableItem`): after ``[`` the decoder may write only a prefix of one of
+those strings, so the id and the title it shows always belong together. With no citable item, ``[``
+cannot be written at all. A list-wise answer is a JSON list of 1..k item ids from the allowed
+set. Tool-call and tool-response tags can never appear in an answer.
+
+xgrammar (pinned, >= 0.2.8) rather than outlines or lm-format-enforcer: it is actively
+maintained, compiles JSON Schema (``anyOf``, ``$ref``/``$defs``, ``pattern``, numeric and length
+bounds, ``additionalProperties: false``) to a grammar with a token-mask cache so per-token
+masking costs microseconds, and has structural tags for exactly the "free text or tagged calls"
+and "free text with triggered tags" shapes. One gap matters for our pydantic schemas: xgrammar
+ignores ``minLength``/``maxLength`` on a string that also has a ``pattern`` (with a warning);
+:func:`xgrammar_schema` folds the bounds into simple patterns such as ``^[A-Za-z0-9_\\-]+$``
+(-> ``^[A-Za-z0-9_\\-]{1,40}$``) and drops them otherwise. It also turns ``oneOf`` into ``anyOf``
+and drops OpenAPI's ``discriminator``. ``uniqueItems``, which no grammar can express, is left to
+the tool's pydantic validation. Two stricter-than-JSON-Schema choices of xgrammar are kept on
+purpose: properties come in the schema's declared order (optional ones may be skipped), and
+``pattern`` must match the whole string.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from recagent.agents.grounding import citation
+from recagent.agents.prompt_format import (
+    BLOCK_SEPARATOR,
+    TOOL_CALL_OPEN,
+    TOOL_CALL_SUFFIX,
+    TOOL_RESPONSE_OPEN,
+    tool_call_prefix,
+)
+
+MAX_JSON_WHITESPACE = 1  # inside constrained arguments: enough for json.dumps style, no whitespace loops
+CITATION_OPEN = citation("", "")[0]  # "[": the trigger of an item citation in a chat answer
+_EXCLUDED_FROM_TEXT = [TOOL_CALL_OPEN, TOOL_RESPONSE_OPEN]
+
+
+@dataclass(frozen=True)
+class CitableItem:
+    """An item the answer may cite: its id and the display text after the id (``Title (Year)``)."""
+
+    item_id: str
+    display: str
+
+    def citation(self) -> str:
+        """The whole citation as the answer writes it: ``[id] Title (Year)``."""
+        return citation(self.item_id, self.display)
+
+
+@dataclass(frozen=True)
+class AnswerRule:
+    """How the answer branch is constrained: free text with cited ``items``, or a list-wise id list of ``k``."""
+
+    items: tuple[CitableItem, ...] = ()
+    listwise_k: int | None = None  # list-wise: a JSON list of 1..k ids from ``items``
+
+    def key(self) -> str:
+        """A stable cache key."""
+        return json.dumps([self.listwise_k, [(i.item_id, i.display) for i in self.items]])
+
+
+def normalize_tool_choice(tool_choice: Any, tool_names: set[str]) -> str:
+    """``"auto"``, ``"none"``, ``"required"`` or a bound tool name, from any langchain/OpenAI spelling."""
+    if tool_choice is None or tool_choice is False or tool_choice == "auto":
+        return "auto"
+    if tool_choice is True or tool_choice in ("required", "any"):
+        return "required"
+    if tool_choice == "none":
+        return "none"
+    name = tool_choice
+    if isinstance(tool_choice, dict):  # {"type": "function", "function": {"name": ...}} or {"name": ...}
+        name = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
+    if isinstance(name, str) and name in tool_names:
+        return name
+    known = ", ".join(sorted(tool_names)) or "no tools are bound"
+    raise ValueError(f"tool_choice {tool_choice!r} is not auto, none, required, any or a bound tool name ({known})")
+
+
+_SIMPLE_REPEAT = re.compile(r"^\^?(\[(?:[^\]\\]|\\.)+\]|\\.|\.|[^\\\[\]()|?*+{}^$])([+*])\$?$")
+
+
+def xgrammar_schema(schema: dict) -> dict:
+    """A copy of a JSON schema that xgrammar enforces fully (see the module docstring for what changes)."""
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        node = {k: fix(v) for k, v in node.items()}
+        if "oneOf" in node and "anyOf" not in node:
+            node["anyOf"] = node.pop("oneOf")
+        node.pop("discriminator", None)
+        if isinstance(node.get("pattern"), str) and ("minLength" in node or "maxLength" in node):
+            lo, hi = node.pop("minLength", None), node.pop("maxLength", None)
+            m = _SIMPLE_REPEAT.match(node["pattern"])
+            if m:  # "^X+$" with lengths -> "^X{lo,hi}$"
+                atom, quant = m.groups()
+                lo = max(lo or 0, 1 if quant == "+" else 0)
+                node["pattern"] = f"^{atom}{{{lo},{'' if hi is None else hi}}}$"
+        return node
+
+    return fix(schema)
+
+
+def _ebnf_string(text: str) -> str:
+    """An EBNF string literal (JSON escaping is valid xgrammar EBNF escaping)."""
+    return json.dumps(text, ensure_ascii=True)
+
+
+def answer_format(rule: AnswerRule | None) -> Any:
+    """The answer branch: free text (citations constrained to ``rule.items``) or a list-wise id list."""
+    from xgrammar.structural_tag import AnyTextFormat, GrammarFormat, TagFormat, TriggeredTagsFormat
+
+    if rule is None:
+        return AnyTextFormat(excludes=_EXCLUDED_FROM_TEXT)
+    ids = list(dict.fromkeys(i.item_id for i in rule.items))
+    if rule.listwise_k is not None:
+        if not ids:  # nothing to list yet: the model has to call a tool (or say so in words)
+            return AnyTextFormat(excludes=[*_EXCLUDED_FROM_TEXT, "["])
+        k = min(rule.listwise_k, len(ids))
+        one = "(" + " | ".join(_ebnf_string(_json_id(i)) for i in ids) + ")"
+        body = f'root ::= "[" id (", " id){{0,{k - 1}}} "]"\nid ::= {one}'
+        return GrammarFormat(grammar=body)
+    if not rule.items:
+        return AnyTextFormat(excludes=[*_EXCLUDED_FROM_TEXT, CITATION_OPEN])
+    # after "[" only a whole citation of a citable item can follow (a prefix tree over their strings)
+    cites = " | ".join(_ebnf_string(i.citation()[len(CITATION_OPEN):]) for i in dict.fromkeys(rule.items))
+    tag = TagFormat(begin=CITATION_OPEN, content=GrammarFormat(grammar=f"root ::= {cites}"), end="")
+    return TriggeredTagsFormat(triggers=[CITATION_OPEN], tags=[tag], excludes=_EXCLUDED_FROM_TEXT)
+
+
+def _json_id(item_id: str) -> str:
+    """An id as a list-wise answer writes it: a JSON number when it is one, else a JSON string."""
+    return item_id if re.fullmatch(r"[1-9][0-9]{0,17}|0", item_id) else json.dumps(item_id, ensure_ascii=False)
+
+
+def tool_call_structural_tag(
+    tools: Sequence[dict], tool_choice: str = "auto", parallel_tool_calls: bool = True, answer: AnswerRule | None = None
+) -> Any:
+    """The xgrammar ``StructuralTag`` for a reply under ``tool_choice`` (normalized) over OpenAI ``tools``."""
+    from xgrammar.structural_tag import (
+        JSONSchemaFormat,
+        OrFormat,
+        StructuralTag,
+        TagFormat,
+        TagsWithSeparatorFormat,
+    )
+
+    text = answer_format(answer)
+    if tool_choice == "none" or not tools:
+        return StructuralTag(format=text)
+    functions = [t.get("function", t) for t in tools]
+    if tool_choice not in ("auto", "required"):
+        functions = [f for f in functions if f["name"] == tool_choice]
+    tags = [
+        TagFormat(
+            begin=tool_call_prefix(f["name"]),
+            content=JSONSchemaFormat(
+                json_schema=xgrammar_schema(f.get("parameters") or {"type": "object", "properties": {}}),
+                max_whitespace_cnt=MAX_JSON_WHITESPACE,
+            ),
+            end=TOOL_CALL_SUFFIX,
+        )
+        for f in functions
+    ]
+    calls = TagsWithSeparatorFormat(
+        tags=tags, separator=BLOCK_SEPARATOR, at_least_one=True, stop_after_first=not parallel_tool_calls
+    )
+    return StructuralTag(format=OrFormat(elements=[text, calls]) if tool_choice == "auto" else calls)
+
+
+class GrammarCache:
+    """Compiled grammars for one tokenizer, keyed by (tools, tool choice, parallel, answer rule), least recent out."""
+
+    def __init__(self, tokenizer: Any, vocab_size: int, size: int = 32) -> None:
+        import xgrammar as xgr
+
+        # vocab_size may exceed the tokenizer's (padded embeddings): masks must cover every logit
+        self.compiler = xgr.GrammarCompiler(xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size))
+        self.vocab_size = vocab_size
+        self.size = size
+        self._compiled: dict[tuple, Any] = {}
+
+    def get(self, tools: list[dict], choice: str, parallel: bool, answer: AnswerRule | None) -> Any:
+        """The compiled grammar for a reply (compiled once per key)."""
+        key = (json.dumps(tools, sort_keys=True), choice, parallel, answer.key() if answer else None)
+        compiled = self._compiled.pop(key, None)
+        if compiled is None:
+            compiled = self.compiler.compile_structural_tag(tool_call_structural_tag(tools, choice, parallel, answer))
+        self._compiled[key] = compiled  # re-inserted: most recent last
+        while len(self._compiled) > self.size:
+            self._compiled.pop(next(iter(self._compiled)))
+        return compiled
+
+
+__all__ = [
+    "AnswerRule",
+    "CitableItem",
+    "GrammarCache",
+    "answer_format",
+    "normalize_tool_choice",
+    "tool_call_structural_tag",
+    "xgrammar_schema",
+]

@@ -1,0 +1,397 @@
+"""A langchain-core chat model over a local language model, with grammar-constrained calls and answers.
+
+:class:`LocalChatModel` renders the conversation with :mod:`recagent.agents.prompt_format` (the
+same format SFT and RL train on), tokenizes it with the training tokenizer, decodes with an engine
+(:mod:`.engines`: llama.cpp by default, transformers for any Hugging Face checkpoint) under an
+xgrammar grammar (:mod:`.grammar`), and parses the reply strictly into ``tool_calls`` /
+``invalid_tool_calls``. The engine loads lazily, once per instance; copies made with
+``model_copy`` (say, unconstrained or sampling) share the loaded engine, its grammar cache, its KV
+cache and the lock that serialises decoding.
+
+Call-time keywords (usually set once with :meth:`LocalChatModel.bind_tools`): ``tools`` (OpenAI
+schemas), ``tool_choice``, ``parallel_tool_calls``; per call, ``cite_items`` (the
+:class:`~.grammar.CitableItem` s an answer may cite: every item a tool returned in this
+conversation) and ``listwise_k`` (a list-wise answer: a JSON list of at most k of those ids). An
+answer under ``cite_items`` can only cite those items (see :mod:`.grammar`).
+
+**Streaming.** :meth:`LocalChatModel._stream` yields ``content`` text as it is decoded. Tool-call
+blocks are held back rather than streamed as text, so the concatenated content equals the
+non-streaming ``content``; the last chunk carries every call as ``tool_call_chunks`` (valid ones
+with their JSON arguments, invalid ones with the raw block, which langchain's aggregation keeps
+invalid), plus usage and metadata. The strict parse errors, which langchain's chunk aggregation
+cannot carry, are in that chunk's ``response_metadata["invalid_tool_calls"]``.
+
+**Budgets.** ``max_new_tokens`` caps every reply; a reply that can only be one tool call
+(``tool_choice`` required or a tool name, one call per reply) is capped at ``max_call_tokens``
+instead, sized from the longest synthesized call (``benchmarks/results/token_budgets.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import Field, PrivateAttr
+
+from recagent.agents.policies.engines import DecodeJob, DecodeResult, Engine
+from recagent.agents.policies.grammar import AnswerRule, CitableItem, GrammarCache, normalize_tool_choice
+from recagent.agents.prompt_format import (
+    ContentStreamFilter,
+    ParsedOutput,
+    format_prompt,
+    parse_assistant_output,
+    tool_names_of,
+)
+
+EngineName = Literal["auto", "llama_cpp", "transformers"]
+_SLOT_LOCK = threading.Lock()
+
+
+@dataclass
+class _Slot:
+    """A loaded engine and its grammar cache, shared by copies of one chat model that load the same weights."""
+
+    key: tuple
+    engine: Any = None
+    grammars: GrammarCache | None = None
+
+
+@dataclass
+class _Job:
+    """One prepared reply: the decode job plus what the parser and metadata need."""
+
+    decode: DecodeJob
+    tool_names: set[str] | None
+    tool_choice: str | None
+    constrained: bool
+    engine: str
+
+
+class LocalChatModel(BaseChatModel):
+    """A local language model as a tool-calling langchain chat model (offline, CPU by default)."""
+
+    model_path: str | None = Field(
+        None, description="a GGUF file or a Hugging Face checkpoint folder; None = the offline SmolLM2-135M-Instruct"
+    )
+    adapter_path: str | None = Field(None, description="peft LoRA adapter folder (llama.cpp: converted to GGUF once)")
+    tokenizer_path: str | None = Field(
+        None, description="llama.cpp: the training tokenizer's folder; None = the model's own (default: the converted checkpoint's)"
+    )
+    engine: EngineName = Field(
+        "auto", description="llama_cpp (GGUF), transformers (HF checkpoint) or auto: llama_cpp for GGUF/default models"
+    )
+    max_new_tokens: int = Field(256, ge=1, description="longest reply")
+    max_call_tokens: int | None = Field(None, ge=1, description="longest reply that can only be a tool call; None = max_new_tokens")
+    temperature: float = Field(0.0, ge=0, description="sampling temperature; 0 = greedy")
+    constrained: bool = Field(True, description="grammar-constrained tool calls and answer citations (xgrammar)")
+    seed: int = Field(0, description="seed set before each sampled reply")
+    reuse_kv_cache: bool = Field(True, description="reuse the previous reply's KV cache for a shared prefix")
+    parallel_tool_calls: bool = Field(
+        False, description="allow several calls per reply (a bind-time parallel_tool_calls overrides it)"
+    )
+    dtype: Literal["float32", "bfloat16"] | None = Field(None, description="transformers compute dtype; None = by hardware")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads (llama.cpp: per engine; transformers: process-wide)")
+    n_ctx: int = Field(8192, ge=512, description="llama.cpp context window in tokens")
+
+    _slot: Any = PrivateAttr(default=None)
+
+    @property
+    def _llm_type(self) -> str:
+        return "recagent-local"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_path": self.model_path,
+            "adapter_path": self.adapter_path,
+            "engine": self.resolved_engine(),
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "constrained": self.constrained,
+        }
+
+    # -- public ----------------------------------------------------------------------------------------------------
+
+    def bind_tools(self, tools: Sequence[Any], tool_choice: Any = None, **kwargs: Any):  # type: ignore[override]
+        """Bind tools (langchain tools, pydantic models, functions or OpenAI schemas) for every call."""
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        choice = normalize_tool_choice(tool_choice, tool_names_of(formatted))
+        return self.bind(tools=formatted, tool_choice=choice, **kwargs)
+
+    def resolved_engine(self) -> str:
+        """The engine ``auto`` stands for: llama.cpp for the default model or a ``.gguf`` file when installed."""
+        if self.engine != "auto":
+            return self.engine
+        gguf = self.model_path is None or str(self.model_path).endswith(".gguf")
+        return "llama_cpp" if gguf and _has_llama_cpp() else "transformers"
+
+    def load(self) -> Engine:
+        """Load (once) and return the engine; ``.tokenizer`` is the training tokenizer."""
+        slot = self._get_slot()
+        with _SLOT_LOCK:
+            if slot.engine is None:
+                slot.engine = self._build_engine()
+                slot.grammars = None
+        return slot.engine
+
+    def grammars(self) -> GrammarCache:
+        """The engine's compiled-grammar cache."""
+        slot = self._get_slot()
+        engine = self.load()
+        if slot.grammars is None:
+            slot.grammars = GrammarCache(engine.tokenizer, engine.vocab_size)
+        return slot.grammars
+
+    # -- BaseChatModel hooks ---------------------------------------------------------------------------------------
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        engine = self.load()
+        with engine.lock:
+            job = self._prepare(engine, messages, stop, kwargs)
+            t0 = time.perf_counter()
+            result = engine.decode(job.decode, None, None)
+            seconds = time.perf_counter() - t0
+        text = self._decode_text(engine, result.new_ids, job.decode.stop)
+        parsed = parse_assistant_output(text, job.tool_names)
+        message = AIMessage(
+            content=parsed.content,
+            tool_calls=parsed.tool_calls,
+            invalid_tool_calls=parsed.invalid_tool_calls,
+            usage_metadata=_usage(job, result),
+            response_metadata=self._metadata(job, result, seconds, text),
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        engine = self.load()
+        with engine.lock:  # held across yields: the engine and its KV cache serve one stream at a time
+            job = self._prepare(engine, messages, stop, kwargs)
+            tokens: queue.Queue = queue.Queue()
+            cancel = threading.Event()
+            result: dict[str, Any] = {}
+
+            def work() -> None:
+                try:
+                    result["out"] = engine.decode(job.decode, tokens.put, cancel)
+                except BaseException as e:  # re-raised in the consumer's thread below
+                    result["error"] = e
+                finally:
+                    tokens.put(None)
+
+            t0 = time.perf_counter()
+            thread = threading.Thread(target=work, name="recagent-local-decode", daemon=True)
+            thread.start()
+            ids: list[int] = []
+            raw, fed, stopped = "", 0, False  # decoded text so far; how much of it went to the content filter
+            content = ContentStreamFilter()
+            stops = job.decode.stop
+            try:
+                while (token := tokens.get()) is not None:
+                    ids.append(token)
+                    text = engine.tokenizer.decode(ids, skip_special_tokens=True)
+                    if text.endswith("\ufffd"):
+                        continue  # a multi-byte character is not complete yet
+                    raw = text
+                    safe = len(raw)
+                    if stops:  # hold back text that may be the start of a stop string
+                        cut = _cut_at_stop(raw, stops)
+                        stopped = len(cut) < len(raw)
+                        safe = len(cut) if stopped else len(raw) - max(_partial_suffix(raw, s) for s in stops)
+                    delta = content.feed(raw[fed:safe])
+                    fed = safe
+                    if delta:
+                        chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
+                        if run_manager:
+                            run_manager.on_llm_new_token(delta, chunk=chunk)
+                        yield chunk
+                    if stopped:
+                        break
+            finally:
+                cancel.set()  # the consumer stopped early, or a stop string was seen: let decoding return
+                thread.join()
+            if "error" in result:
+                raise result["error"]
+            seconds = time.perf_counter() - t0
+            out: DecodeResult = result["out"]
+        text = self._decode_text(engine, out.new_ids, stops)
+        rest = ("" if stopped else content.feed(text[fed:])) + content.finish()
+        parsed = parse_assistant_output(text, job.tool_names)
+        meta = self._metadata(job, out, seconds, text)
+        if parsed.invalid_tool_calls:
+            meta["invalid_tool_calls"] = parsed.invalid_tool_calls
+        last = AIMessageChunk(
+            content=rest,
+            tool_call_chunks=_tool_call_chunks(parsed),
+            usage_metadata=_usage(job, out),
+            response_metadata=meta,
+            chunk_position="last",
+        )
+        chunk = ChatGenerationChunk(message=last)
+        if run_manager and rest:
+            run_manager.on_llm_new_token(rest, chunk=chunk)
+        yield chunk
+
+    # -- internals ---------------------------------------------------------------------------------------------------
+
+    def _get_slot(self) -> _Slot:
+        key = (self.model_path, self.adapter_path, self.tokenizer_path, self.resolved_engine(), self.dtype,
+               self.num_threads, self.n_ctx)  # fmt: skip
+        with _SLOT_LOCK:
+            if self._slot is None or self._slot.key != key:  # a copy with other weights gets its own
+                self._slot = _Slot(key)
+            return self._slot
+
+    def _build_engine(self) -> Engine:
+        from recagent.agents.policies import engines
+
+        if self.resolved_engine() == "llama_cpp":
+            gguf, tokenizer = _gguf_and_tokenizer(self.model_path, self.tokenizer_path)
+            lora = _adapter_gguf(self.adapter_path) if self.adapter_path else None
+            return engines.LlamaCppEngine(gguf, tokenizer, lora_gguf=lora, n_ctx=self.n_ctx, n_threads=self.num_threads)
+        import torch
+
+        from recagent.agents.local_model import load_causal_lm
+
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        dtype = getattr(torch, self.dtype) if self.dtype else None
+        model, tokenizer = load_causal_lm(self.model_path, self.adapter_path, dtype)
+        return engines.TransformersEngine(model, tokenizer)
+
+    def _prepare(self, engine: Engine, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict) -> _Job:
+        tools = kwargs.get("tools") or None
+        if tools:
+            tools = [convert_to_openai_tool(t) for t in tools]  # a no-op for OpenAI schemas
+        names = tool_names_of(tools) if tools else set()
+        choice = normalize_tool_choice(kwargs.get("tool_choice"), names) if tools else None
+        parallel = kwargs.get("parallel_tool_calls")
+        parallel = self.parallel_tool_calls if parallel is None else bool(parallel)
+        tok = engine.tokenizer
+        ids = tok(format_prompt(tok, messages, tools), add_special_tokens=False)["input_ids"]
+        answer = _answer_rule(kwargs.get("cite_items"), kwargs.get("listwise_k"))
+        constrained = bool(self.constrained and (tools or answer is not None))
+        grammar = self.grammars().get(tools or [], choice or "none", parallel, answer) if constrained else None
+        budget = self.max_new_tokens
+        if self.max_call_tokens and choice not in (None, "auto", "none") and not parallel:
+            budget = min(budget, self.max_call_tokens)  # the reply can only be one call
+        if not self.reuse_kv_cache:
+            getattr(engine, "forget_cache", lambda: None)()
+        decode = DecodeJob(ids=ids, grammar=grammar, max_new_tokens=budget, temperature=self.temperature,
+                           seed=self.seed, stop=list(stop or []), eos_ids=engine.eos_ids())  # fmt: skip
+        # with no tools the name set is empty: any <tool_call> block is reported as an invalid call
+        return _Job(decode, names, choice, constrained, self.resolved_engine())
+
+    def _decode_text(self, engine: Engine, new_ids: list[int], stop: list[str]) -> str:
+        text = engine.tokenizer.decode(new_ids, skip_special_tokens=True)
+        return _cut_at_stop(text, stop) if stop else text
+
+    def _metadata(self, job: _Job, out: DecodeResult, seconds: float, text: str) -> dict:
+        ids = out.new_ids
+        cut = len(ids) >= job.decode.max_new_tokens and (not ids or ids[-1] not in job.decode.eos_ids)
+        return {
+            "model_name": self.model_path or "smollm2-135m-instruct",
+            "engine": job.engine,
+            "generation_seconds": round(seconds, 4),
+            "prefill_seconds": round(out.prefill_seconds, 4),
+            "tokens_per_second": round(len(ids) / out.decode_seconds, 2) if out.decode_seconds > 0 else None,
+            "constrained": job.constrained,
+            "tool_choice": job.tool_choice,
+            "prefix_tokens_reused": out.reused,
+            "finish_reason": "length" if cut else "stop",
+            "raw_output": text,
+        }
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------------
+
+
+def _has_llama_cpp() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def _gguf_and_tokenizer(model_path: str | None, tokenizer_path: str | None) -> tuple[Path, Any]:
+    """The GGUF file and the training tokenizer (by default the one the converted HF checkpoint carries)."""
+    from recagent.agents.local_model import LocalModelError, ensure_default_model, find_default_gguf, load_tokenizer
+
+    if model_path is None:
+        # the converted checkpoint's tokenizer loads in a second; reading it out of the GGUF takes ~20 s
+        gguf, tok_source = find_default_gguf(), tokenizer_path or ensure_default_model(progress=False)
+    else:
+        gguf = Path(model_path).expanduser()
+        tok_source = tokenizer_path or gguf
+    if not gguf.is_file():
+        raise LocalModelError(f"no GGUF file at {gguf} (engine llama_cpp needs one; use engine=transformers for a checkpoint folder)")
+    return gguf, load_tokenizer(tok_source)
+
+
+def _adapter_gguf(adapter: str) -> Path:
+    """The GGUF form of a peft adapter folder, converted once into the cache (keyed by the adapter's content)."""
+    from recagent.agents.lora_gguf import cached_adapter_gguf
+
+    return cached_adapter_gguf(Path(adapter).expanduser())
+
+
+def _answer_rule(cite_items: Any, listwise_k: Any) -> AnswerRule | None:
+    if cite_items is None and listwise_k is None:
+        return None
+    items = tuple(i if isinstance(i, CitableItem) else CitableItem(*i) for i in (cite_items or ()))
+    return AnswerRule(items=items, listwise_k=listwise_k)
+
+
+def _usage(job: _Job, out: DecodeResult) -> dict:
+    n_in, n_out = len(job.decode.ids), len(out.new_ids)
+    return {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}
+
+
+def _tool_call_chunks(parsed: ParsedOutput) -> list[dict]:
+    chunks = [
+        {"name": c["name"], "args": json.dumps(c["args"], ensure_ascii=False), "id": c["id"], "index": i, "type": "tool_call_chunk"}
+        for i, c in enumerate(parsed.tool_calls)
+    ]
+    offset = len(chunks)
+    chunks += [
+        {"name": c["name"], "args": c["args"], "id": c["id"], "index": offset + i, "type": "tool_call_chunk"}
+        for i, c in enumerate(parsed.invalid_tool_calls)
+    ]
+    return chunks
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
+def _partial_suffix(text: str, stop: str) -> int:
+    """Length of the longest end of ``text`` that is a proper prefix of ``stop``."""
+    for n in range(min(len(stop) - 1, len(text)), 0, -1):
+        if text.endswith(stop[:n]):
+            return n
+    return 0
+
+
+__all__ = ["LocalChatModel"]
