@@ -62,6 +62,58 @@ def find_default_gguf() -> Path:
     )
 
 
+GGUF_TYPES = ("q4_1", "q8_0")  # the shipped file, and its re-encoding that llama.cpp prefills faster on AVX2
+
+
+def default_gguf(gguf_type: str = "q8_0") -> Path:
+    """The default model as a GGUF of ``gguf_type``: the shipped Q4_1 file, or its Q8_0 copy made once (seconds).
+
+    Q8_0 holds every Q4_1 weight to within Q8_0's rounding, and llama.cpp has faster batched (prefill)
+    kernels for it on AVX2 CPUs (``benchmarks/results/local_policy.json``); the file is 145 MB.
+    """
+    shipped = find_default_gguf()
+    if gguf_type == "q4_1":
+        return shipped
+    if gguf_type not in GGUF_TYPES:
+        raise LocalModelError(f"unknown GGUF type {gguf_type!r}; choose one of {', '.join(GGUF_TYPES)}")
+    target = recagent_home() / "llm" / f"{DEFAULT_MODEL_NAME}.{gguf_type}.gguf"
+    if target.is_file():
+        return target
+    import ctypes
+
+    import llama_cpp
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+    params.allow_requantize = True  # the source is already quantized: Q4_1 -> Q8_0 only re-encodes its values
+    with _quiet_native_logs():
+        status = llama_cpp.llama_model_quantize(str(shipped).encode(), str(tmp).encode(), ctypes.byref(params))
+    try:
+        if status != 0:
+            raise LocalModelError(f"llama.cpp could not re-encode {shipped.name} as {gguf_type} (status {status})")
+        tmp.rename(target)  # atomic: a reader sees no file or a whole one
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+@contextlib.contextmanager
+def _quiet_native_logs() -> Iterator[None]:
+    """Silence llama.cpp's per-tensor log lines on stderr (file descriptor 2) for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _is_checkpoint(path: Path) -> bool:
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
 

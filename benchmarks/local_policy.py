@@ -7,8 +7,8 @@ Three measurements, each beside its baseline:
    (:func:`legacy_tools_block`, kept here only as the baseline).
 2. **Engine speed**: cold prefill tokens/s over a ~2,000-token prompt and greedy decode tokens/s
    (128 new tokens after a ~200-token prompt), for transformers (float32; bfloat16 too on CPUs
-   with native bf16) and llama.cpp (the shipped Q4_1 GGUF), 1 and 2 threads each, plus llama.cpp
-   decoding under a tool-call grammar.
+   with native bf16) and llama.cpp (the shipped Q4_1 GGUF and its Q8_0 copy), 1 and 2 threads
+   each, plus llama.cpp decoding under a tool-call grammar.
 3. **Agent turn latency**: p50/p95 seconds per chat turn of the offline agent on ML-100K over 20
    fixed, hand-written requests that need 1-2 tool calls. Until a trained policy exists the base
    model is forced to make one call, then to answer (``first_tool_choice=required``,
@@ -102,7 +102,7 @@ def engine_speeds(checkpoint: Path, tok: Any, tools: list[dict], decode_tokens: 
     import torch
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    from recagent.agents.local_model import _cpu_has_bf16, find_default_gguf, load_causal_lm
+    from recagent.agents.local_model import GGUF_TYPES, _cpu_has_bf16, default_gguf, load_causal_lm
     from recagent.agents.policies.engines import DecodeJob, LlamaCppEngine, TransformersEngine
     from recagent.agents.policies.grammar import GrammarCache
     from recagent.agents.prompt_format import format_prompt
@@ -140,11 +140,12 @@ def engine_speeds(checkpoint: Path, tok: Any, tools: list[dict], decode_tokens: 
             model, _ = load_causal_lm(checkpoint, dtype=dtype)
             measure(f"transformers-{str(dtype).removeprefix('torch.')}", TransformersEngine(model, tok), threads=threads)
             del model
-        llama = LlamaCppEngine(find_default_gguf(), tok, n_threads=threads)
-        measure("llama_cpp-q4_1", llama, threads=threads)
-        grammar = GrammarCache(tok, llama.vocab_size).get(tools, "required", True, None)
-        measure("llama_cpp-q4_1+tool-call-grammar", llama, grammar=grammar, threads=threads)
-        del llama
+        for gguf_type in GGUF_TYPES:
+            llama = LlamaCppEngine(default_gguf(gguf_type), tok, n_threads=threads)
+            measure(f"llama_cpp-{gguf_type}", llama, threads=threads)
+            grammar = GrammarCache(tok, llama.vocab_size).get(tools, "required", True, None)
+            measure(f"llama_cpp-{gguf_type}+tool-call-grammar", llama, grammar=grammar, threads=threads)
+            del llama
     return rows
 
 
@@ -168,8 +169,10 @@ def agent_latency(systems: list[str], n_requests: int, checkpoint: Path) -> dict
     for name in systems:
         engine = "llama_cpp" if name == "llama_cpp" else "transformers"
         model = None if engine == "llama_cpp" else str(checkpoint)
+        # engines at their own thread defaults; "before" also keeps the old budgets (192 tokens for every reply)
+        budgets = {"max_new_tokens": 192, "max_call_tokens": None} if name == "before" else {}
         policy = PolicyConfig(model=model, engine=engine, first_tool_choice="required", later_tool_choice="none",
-                              num_threads=2)  # fmt: skip
+                              **budgets)  # fmt: skip
         db = Path(f"/tmp/recagent-bench-{name}-{time.time_ns()}.sqlite")
         agents[name] = Agent.from_config(AgentConfig(policy=policy), env=env, db_path=db)
     turns: dict[str, list[dict]] = {name: [] for name in systems}

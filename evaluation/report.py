@@ -131,7 +131,7 @@ def _shipped_section(shipped: dict[str, Any]) -> list[str]:
                      f"{b['answers_with_any']} |")  # fmt: skip
     examples = list(dict.fromkeys(x for _, _, b in rows for x in b.get("examples") or []))
     if examples:
-        lines += ["", f"Unsupported items shipped (first ones): {', '.join(examples[:10])}."]
+        lines += ["", f"Unsupported items shipped (first ones): {', '.join(f'`{x}`' for x in examples[:10])}."]
     return [*lines, ""]
 
 

@@ -103,6 +103,9 @@ class LocalChatModel(BaseChatModel):
     dtype: Literal["float32", "bfloat16"] | None = Field(None, description="transformers compute dtype; None = by hardware")
     num_threads: int | None = Field(None, ge=1, description="CPU threads (llama.cpp: per engine; transformers: process-wide)")
     n_ctx: int = Field(8192, ge=512, description="llama.cpp context window in tokens")
+    gguf_type: Literal["q8_0", "q4_1"] = Field(
+        "q8_0", description="llama.cpp, default model: the shipped Q4_1 file or its Q8_0 copy (faster prefill on AVX2)"
+    )
 
     _slot: Any = PrivateAttr(default=None)
 
@@ -258,7 +261,7 @@ class LocalChatModel(BaseChatModel):
 
     def _get_slot(self) -> _Slot:
         key = (self.model_path, self.adapter_path, self.tokenizer_path, self.resolved_engine(), self.dtype,
-               self.num_threads, self.n_ctx)  # fmt: skip
+               self.num_threads, self.n_ctx, self.gguf_type)  # fmt: skip
         with _SLOT_LOCK:
             if self._slot is None or self._slot.key != key:  # a copy with other weights gets its own
                 self._slot = _Slot(key)
@@ -268,8 +271,8 @@ class LocalChatModel(BaseChatModel):
         from recagent.agents.policies import engines
 
         if self.resolved_engine() == "llama_cpp":
-            gguf, tokenizer = _gguf_and_tokenizer(self.model_path, self.tokenizer_path)
-            lora = _adapter_gguf(self.adapter_path) if self.adapter_path else None
+            gguf, tokenizer = _gguf_and_tokenizer(self.model_path, self.tokenizer_path, self.gguf_type)
+            lora = _adapter_gguf(self.adapter_path, gguf) if self.adapter_path else None
             return engines.LlamaCppEngine(gguf, tokenizer, lora_gguf=lora, n_ctx=self.n_ctx, n_threads=self.num_threads)
         import torch
 
@@ -334,13 +337,13 @@ def _has_llama_cpp() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
-def _gguf_and_tokenizer(model_path: str | None, tokenizer_path: str | None) -> tuple[Path, Any]:
+def _gguf_and_tokenizer(model_path: str | None, tokenizer_path: str | None, gguf_type: str) -> tuple[Path, Any]:
     """The GGUF file and the training tokenizer (by default the one the converted HF checkpoint carries)."""
-    from recagent.agents.local_model import LocalModelError, ensure_default_model, find_default_gguf, load_tokenizer
+    from recagent.agents.local_model import LocalModelError, default_gguf, ensure_default_model, load_tokenizer
 
     if model_path is None:
         # the converted checkpoint's tokenizer loads in a second; reading it out of the GGUF takes ~20 s
-        gguf, tok_source = find_default_gguf(), tokenizer_path or ensure_default_model(progress=False)
+        gguf, tok_source = default_gguf(gguf_type), tokenizer_path or ensure_default_model(progress=False)
     else:
         gguf = Path(model_path).expanduser()
         tok_source = tokenizer_path or gguf
@@ -349,11 +352,11 @@ def _gguf_and_tokenizer(model_path: str | None, tokenizer_path: str | None) -> t
     return gguf, load_tokenizer(tok_source)
 
 
-def _adapter_gguf(adapter: str) -> Path:
+def _adapter_gguf(adapter: str, base: Path) -> Path:
     """The GGUF form of a peft adapter folder, converted once into the cache (keyed by the adapter's content)."""
     from recagent.agents.lora_gguf import cached_adapter_gguf
 
-    return cached_adapter_gguf(Path(adapter).expanduser())
+    return cached_adapter_gguf(Path(adapter).expanduser(), base_gguf=base)
 
 
 def _answer_rule(cite_items: Any, listwise_k: Any) -> AnswerRule | None:
