@@ -341,7 +341,7 @@ class ContentStreamFilter:
                 self._buf = self._buf[start + len(TOOL_CALL_OPEN) :]
                 self._inside = True
                 continue
-            keep = _partial_suffix(self._buf, TOOL_CALL_OPEN)  # a block may be starting
+            keep = partial_suffix(self._buf, TOOL_CALL_OPEN)  # a block may be starting
             ready, self._buf = self._buf[: len(self._buf) - keep], self._buf[len(self._buf) - keep :]
             out.append(self._emit(ready))
             return "".join(out)
@@ -466,7 +466,7 @@ def _json_type(value: Any) -> str:
     return {str: "a string", list: "an array", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
 
 
-def _partial_suffix(text: str, tag: str) -> int:
+def partial_suffix(text: str, tag: str) -> int:
     """Length of the longest end of ``text`` that is a proper prefix of ``tag``."""
     for n in range(min(len(tag) - 1, len(text)), 0, -1):
         if text.endswith(tag[:n]):

@@ -114,11 +114,11 @@ def engine_speeds(checkpoint: Path, tok: Any, tools: list[dict], decode_tokens: 
 
     def measure(name: str, engine: Any, grammar: Any = None, threads: int = 0) -> None:
         engine.decode(DecodeJob(ids=short, max_new_tokens=4, eos_ids=set()))  # warm-up (and grammar-free)
-        _forget(engine)
+        engine.forget_cache()
         t0 = time.perf_counter()
         engine.decode(DecodeJob(ids=long, max_new_tokens=1, eos_ids=set()))
         prefill = time.perf_counter() - t0
-        _forget(engine)
+        engine.forget_cache()
         out = engine.decode(DecodeJob(ids=short, grammar=grammar, max_new_tokens=decode_tokens, eos_ids=set()))
         dec = out.decode_seconds
         row = {"engine": name, "threads": threads, "prefill_prompt_tokens": len(long),
@@ -128,7 +128,7 @@ def engine_speeds(checkpoint: Path, tok: Any, tools: list[dict], decode_tokens: 
             t0 = time.perf_counter()
             engine.decode(DecodeJob(ids=short, max_new_tokens=1, eos_ids=set()))
             pre = time.perf_counter() - t0
-            _forget(engine)
+            engine.forget_cache()
             row["decode_tokens_per_s"] = round(len(out.new_ids) / max(dec - pre, 1e-6), 1)
         print(f"speed {row}", flush=True)
         rows.append(row)
@@ -147,14 +147,6 @@ def engine_speeds(checkpoint: Path, tok: Any, tools: list[dict], decode_tokens: 
             measure(f"llama_cpp-{gguf_type}+tool-call-grammar", llama, grammar=grammar, threads=threads)
             del llama
     return rows
-
-
-def _forget(engine: Any) -> None:
-    """Drop an engine's kept cache so the next decode is cold."""
-    if hasattr(engine, "forget_cache"):
-        engine.forget_cache()
-    else:
-        engine._tokens = []
 
 
 def agent_latency(systems: list[str], n_requests: int, checkpoint: Path) -> dict:

@@ -22,6 +22,7 @@ reference engine (and the one a GPU uses).
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -68,6 +69,10 @@ class Engine(Protocol):
 
     def decode(self, job: DecodeJob, on_token: Callable[[int], None] | None, cancel: threading.Event | None) -> DecodeResult:
         """Decode ``job``; ``on_token`` sees each new id; a set ``cancel`` stops after the current token."""
+        ...
+
+    def forget_cache(self) -> None:
+        """Drop the kept KV cache (the next prompt is prefilled whole)."""
         ...
 
 
@@ -122,11 +127,13 @@ class LlamaCppEngine:
                  n_threads: int | None = None) -> None:  # fmt: skip
         from llama_cpp import Llama
 
-        kwargs: dict[str, Any] = {"model_path": str(gguf), "n_ctx": n_ctx, "n_batch": 512, "verbose": False}
+        # every core for decoding too: llama-cpp-python's default (half the cores) decoded 55 tok/s on 2 idle
+        # cores where 2 threads gave 106 (benchmarks/results/local_policy.json)
+        threads = n_threads or os.cpu_count() or 1
+        kwargs: dict[str, Any] = {"model_path": str(gguf), "n_ctx": n_ctx, "n_batch": 512, "verbose": False,
+                                  "n_threads": threads, "n_threads_batch": threads}  # fmt: skip
         if lora_gguf is not None:
             kwargs["lora_path"] = str(lora_gguf)
-        if n_threads:
-            kwargs.update(n_threads=n_threads, n_threads_batch=n_threads)
         self.llm = Llama(**kwargs)
         # close while the interpreter is still whole: llama-cpp-python's __del__ fails during shutdown
         weakref.finalize(self, self.llm.close)

@@ -58,7 +58,8 @@ from recagent.agents.prompt_format import (
 
 MAX_JSON_WHITESPACE = 1  # inside constrained arguments: enough for json.dumps style, no whitespace loops
 CITATION_OPEN = citation("", "")[0]  # "[": the trigger of an item citation in a chat answer
-_EXCLUDED_FROM_TEXT = [TOOL_CALL_OPEN, TOOL_RESPONSE_OPEN]
+# the tags, and any look-alike the untrained model improvises ("<tool_response_json>"), never appear in an answer
+_EXCLUDED_FROM_TEXT = [TOOL_CALL_OPEN, TOOL_RESPONSE_OPEN, "<tool_"]
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from recagent.agents.prompt_format import (
     ParsedOutput,
     format_prompt,
     parse_assistant_output,
+    partial_suffix,
     tool_names_of,
 )
 
@@ -222,7 +223,7 @@ class LocalChatModel(BaseChatModel):
                     if stops:  # hold back text that may be the start of a stop string
                         cut = _cut_at_stop(raw, stops)
                         stopped = len(cut) < len(raw)
-                        safe = len(cut) if stopped else len(raw) - max(_partial_suffix(raw, s) for s in stops)
+                        safe = len(cut) if stopped else len(raw) - max(partial_suffix(raw, s) for s in stops)
                     delta = content.feed(raw[fed:safe])
                     fed = safe
                     if delta:
@@ -295,13 +296,15 @@ class LocalChatModel(BaseChatModel):
         tok = engine.tokenizer
         ids = tok(format_prompt(tok, messages, tools), add_special_tokens=False)["input_ids"]
         answer = _answer_rule(kwargs.get("cite_items"), kwargs.get("listwise_k"))
+        if choice not in (None, "auto", "none"):
+            answer = None  # the reply can only be a call: no answer branch to constrain (and no grammar to recompile)
         constrained = bool(self.constrained and (tools or answer is not None))
         grammar = self.grammars().get(tools or [], choice or "none", parallel, answer) if constrained else None
         budget = self.max_new_tokens
         if self.max_call_tokens and choice not in (None, "auto", "none") and not parallel:
             budget = min(budget, self.max_call_tokens)  # the reply can only be one call
         if not self.reuse_kv_cache:
-            getattr(engine, "forget_cache", lambda: None)()
+            engine.forget_cache()
         decode = DecodeJob(ids=ids, grammar=grammar, max_new_tokens=budget, temperature=self.temperature,
                            seed=self.seed, stop=list(stop or []), eos_ids=engine.eos_ids())  # fmt: skip
         # with no tools the name set is empty: any <tool_call> block is reported as an invalid call
@@ -387,14 +390,6 @@ def _tool_call_chunks(parsed: ParsedOutput) -> list[dict]:
 def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
     cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
     return text[: min(cuts)] if cuts else text
-
-
-def _partial_suffix(text: str, stop: str) -> int:
-    """Length of the longest end of ``text`` that is a proper prefix of ``stop``."""
-    for n in range(min(len(stop) - 1, len(text)), 0, -1):
-        if text.endswith(stop[:n]):
-            return n
-    return 0
 
 
 __all__ = ["LocalChatModel"]

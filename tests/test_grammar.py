@@ -1,0 +1,66 @@
+"""The reply grammar of the local policy, checked string by string with SmolLM2's tokenizer (no model runs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from recagent.agents.grounding import citation
+from recagent.agents.policies.grammar import AnswerRule, CitableItem, GrammarCache
+from recagent.agents.prompt_format import render_tool_call
+
+ITEMS = (CitableItem("50", "Star Wars (1977)"), CitableItem("181", "Return of the Jedi (1983)"),
+         CitableItem("5", "Copycat (1995)"))  # fmt: skip
+TOOL = {"type": "function", "function": {"name": "popular_items", "description": "Most popular items.", "parameters": {
+    "type": "object", "properties": {"k": {"type": "integer", "minimum": 1, "maximum": 100}}, "additionalProperties": False}}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def grammars(smollm2_tokenizer) -> GrammarCache:
+    return GrammarCache(smollm2_tokenizer, len(smollm2_tokenizer))
+
+
+@pytest.fixture(scope="module")
+def accepts(grammars, smollm2_tokenizer):
+    """accepts(rule, text, tools=(), choice="none"): ``text`` then the end of the reply is a whole reply."""
+    import xgrammar as xgr
+
+    def check(rule: AnswerRule | None, text: str, tools=(), choice="none") -> bool:
+        matcher = xgr.GrammarMatcher(grammars.get(list(tools), choice, False, rule))
+        return matcher.accept_string(text) and matcher.accept_token(smollm2_tokenizer.eos_token_id)
+
+    return check
+
+
+def test_a_citation_can_only_name_a_citable_item_with_its_own_title(accepts):
+    rule = AnswerRule(ITEMS)
+    assert accepts(rule, f"Try {citation('50', 'Star Wars (1977)')} and {ITEMS[1].citation()}.")
+    assert accepts(rule, "1. [5] Copycat (1995), a thriller")
+    assert not accepts(rule, "Try [51] Foo (1999).")  # an id no tool returned
+    assert not accepts(rule, "Try [50] Blade Runner (1982).")  # a citable id with another title
+    assert not accepts(rule, "Try [50]")  # a citation cut short
+    assert accepts(rule, "Hello! What are you in the mood for?")  # free text stays free
+
+
+def test_without_citable_items_no_citation_can_be_opened(accepts):
+    assert not accepts(AnswerRule(()), "Try [1] Toy Story (1995).")
+    assert accepts(AnswerRule(()), "I need to look that up first.")
+    assert accepts(None, "Try [1] Toy Story (1995).")  # no rule: unconstrained text
+
+
+def test_listwise_answers_are_lists_of_at_most_k_allowed_ids(accepts):
+    rule = AnswerRule(ITEMS, listwise_k=2)
+    assert accepts(rule, "[50, 181]") and accepts(rule, "[5]")
+    assert not accepts(rule, "[50, 181, 5]")  # more than k
+    assert not accepts(rule, "[7]")  # not allowed
+    assert not accepts(rule, "Here: [50]")
+
+
+def test_auto_choice_allows_a_call_or_a_grounded_answer_never_tags_in_text(accepts):
+    rule = AnswerRule(ITEMS)
+    call = render_tool_call("popular_items", {"k": 5})
+    assert accepts(rule, call, tools=[TOOL], choice="auto")
+    assert accepts(rule, "[50] Star Wars (1977)", tools=[TOOL], choice="auto")
+    assert not accepts(rule, "ok <tool_call>", tools=[TOOL], choice="auto")
+    assert not accepts(rule, '<tool_response_json>{"k": 1}', tools=[TOOL], choice="auto")  # no look-alike tags
+    assert not accepts(rule, render_tool_call("popular_items", {"k": 0}), tools=[TOOL], choice="auto")
+    assert not accepts(rule, "[50] Star Wars (1977)", tools=[TOOL], choice="required")
