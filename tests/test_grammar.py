@@ -39,6 +39,7 @@ def test_a_citation_can_only_name_a_citable_item_with_its_own_title(accepts):
     assert not accepts(rule, "Try [50] Blade Runner (1982).")  # a citable id with another title
     assert not accepts(rule, "Try [50]")  # a citation cut short
     assert accepts(rule, "Hello! What are you in the mood for?")  # free text stays free
+    assert not accepts(rule, "Try Blade Runner (1982).")  # a titled year outside a citation
 
 
 def test_without_citable_items_no_citation_can_be_opened(accepts):

@@ -22,7 +22,8 @@ instead of a prefix tree). A chat answer is free text in which ``[`` starts an i
 ``[id] Title (Year)``, and the citation can only be one of the items a tool returned in this
 conversation (:class:`CitableItem`): after ``[`` the decoder may write only a prefix of one of
 those strings, so the id and the title it shows always belong together. With no citable item, ``[``
-cannot be written at all. A list-wise answer is a JSON list of 1..k item ids from the allowed
+cannot be written at all. Outside citations the text cannot open a parenthesised year (``(1``,
+``(2``), so it cannot name an item as ``Title (Year)`` without citing it. A list-wise answer is a JSON list of 1..k item ids from the allowed
 set. Tool-call and tool-response tags can never appear in an answer.
 
 xgrammar (pinned, >= 0.2.8) rather than outlines or lm-format-enforcer: it is actively
@@ -60,6 +61,7 @@ MAX_JSON_WHITESPACE = 1  # inside constrained arguments: enough for json.dumps s
 CITATION_OPEN = citation("", "")[0]  # "[": the trigger of an item citation in a chat answer
 # the tags, and any look-alike the untrained model improvises ("<tool_response_json>"), never appear in an answer
 _EXCLUDED_FROM_TEXT = [TOOL_CALL_OPEN, TOOL_RESPONSE_OPEN, "<tool_"]
+_YEAR_OPENERS = ["(1", "(2"]  # "(1977)", "(2001)": see answer_format
 
 
 @dataclass(frozen=True)
@@ -149,12 +151,15 @@ def answer_format(rule: AnswerRule | None) -> Any:
         one = "(" + " | ".join(_ebnf_string(_json_id(i)) for i in ids) + ")"
         body = f'root ::= "[" id (", " id){{0,{k - 1}}} "]"\nid ::= {one}'
         return GrammarFormat(grammar=body)
+    # a year in parentheses only inside a citation: a free-text "Title (Year)" would be an uncited mention
+    # that the answer check sends back (measured: the untrained model's rejected answers were all of that kind)
+    free_text_excludes = [*_EXCLUDED_FROM_TEXT, *_YEAR_OPENERS]
     if not rule.items:
-        return AnyTextFormat(excludes=[*_EXCLUDED_FROM_TEXT, CITATION_OPEN])
+        return AnyTextFormat(excludes=[*free_text_excludes, CITATION_OPEN])
     # after "[" only a whole citation of a citable item can follow (a prefix tree over their strings)
     cites = " | ".join(_ebnf_string(i.citation()[len(CITATION_OPEN):]) for i in dict.fromkeys(rule.items))
     tag = TagFormat(begin=CITATION_OPEN, content=GrammarFormat(grammar=f"root ::= {cites}"), end="")
-    return TriggeredTagsFormat(triggers=[CITATION_OPEN], tags=[tag], excludes=_EXCLUDED_FROM_TEXT)
+    return TriggeredTagsFormat(triggers=[CITATION_OPEN], tags=[tag], excludes=free_text_excludes)
 
 
 def _json_id(item_id: str) -> str:
