@@ -201,12 +201,32 @@ def agent_latency(systems: list[str], n_requests: int, checkpoint: Path) -> dict
     return {"summary": summary, "turns": turns}
 
 
+def merge_results(old: dict, new: dict) -> dict:
+    """``old`` with the parts (and latency systems) ``new`` measured replaced; each system keeps its run's machine."""
+    merged = {**old, "prompt_tokens": new["prompt_tokens"]}
+    if "engine_speeds" in new:
+        merged["engine_speeds"] = new["engine_speeds"]
+        merged["machine"] = new["machine"]
+    if "agent_turn_latency" in new:
+        latency = merged.setdefault("agent_turn_latency", {"summary": {}, "turns": {}})
+        runs = latency.setdefault("machine_by_system", {})
+        for name in latency["summary"]:
+            runs.setdefault(name, old.get("machine"))  # systems the earlier run measured
+        for name, summary in new["agent_turn_latency"]["summary"].items():
+            latency["summary"][name] = summary
+            latency["turns"][name] = new["agent_turn_latency"]["turns"][name]
+            runs[name] = new["machine"]
+    return merged
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=len(REQUESTS), help="how many of the fixed requests to run")
     p.add_argument("--decode-tokens", type=int, default=128, help="new tokens in the decode measurement")
     p.add_argument("--systems", default="before,transformers,llama_cpp", help="agent systems to time")
     p.add_argument("--skip", default="", help="comma list of parts to skip: speeds, latency")
+    p.add_argument("--update", action="store_true",
+                   help="merge into the existing results: replace only the parts and systems this run measured")
     args = p.parse_args()
     from recagent.agents.local_model import ensure_default_model, load_tokenizer
     from recagent.tools.recommender_tools import TOOL_FUNCTIONS
@@ -229,8 +249,11 @@ def main() -> None:
     if "latency" not in skip:
         report["agent_turn_latency"] = agent_latency(args.systems.split(","), args.requests, checkpoint)
     report["machine"]["load_avg_after"] = machine_info()["load_avg"]
+    out = RESULTS / "local_policy.json"
+    if args.update and out.is_file():
+        report = merge_results(json.loads(out.read_text()), report)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "local_policy.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {RESULTS / 'local_policy.json'}")
 
 
