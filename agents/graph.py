@@ -81,12 +81,28 @@ def _answer_constraints(state: AgentState, ctx: AgentContext) -> dict:
     from recagent.agents.policies.grammar import CitableItem
 
     catalog = ctx.env.catalog
-    pool = state.get("pool") or []
-    allowed = pool or list(dict.fromkeys(state.get("grounded_ids") or []))
+    if state.get("mode") == "listwise":
+        allowed = listwise_allowed(state, ctx)
+    else:
+        allowed = list(dict.fromkeys(state.get("grounded_ids") or []))
     items = [CitableItem(i, catalog.display(catalog.index_of[i])) for i in allowed if i in catalog.index_of]
     if state.get("mode") == "listwise":
         return {"cite_items": items, "listwise_k": state.get("k", ctx.config.k)}
     return {"cite_items": items}
+
+
+def listwise_allowed(state: AgentState, ctx: AgentContext) -> list[str]:
+    """Ids a list-wise answer may hold: the given candidates, else tool results the user has not seen yet."""
+    pool = state.get("pool") or []
+    if pool:
+        return list(pool)
+    grounded = list(dict.fromkeys(state.get("grounded_ids") or []))
+    env, user = ctx.env, (state.get("user") or {}).get("user_id")
+    u = env.dataset.users.index_of.get(str(user)) if user is not None else None
+    if u is None:
+        return grounded
+    seen = {env.catalog.ids[i] for i in env.seen(u)}  # next-item recommendation: a seen item is never an answer
+    return [i for i in grounded if i not in seen]
 
 
 def route_after_policy(state: AgentState) -> Literal["tools", "check"]:
@@ -164,7 +180,7 @@ def check(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     budget_left = state.get("steps", 0) < ctx.config.max_steps
     if state.get("mode") == "listwise":
         k = state.get("k", ctx.config.k)
-        allowed = set(state.get("pool") or []) or grounded
+        allowed = set(listwise_allowed(state, ctx))
         ids = list(dict.fromkeys(i for i in listwise_ids(text) if i in allowed))
         bad = [i for i in listwise_ids(text) if i not in allowed]
         if len(ids) < k and budget_left:
@@ -189,11 +205,11 @@ def _reject(turn: int, index: int, feedback: str, offending: list[str]) -> dict:
 def _finish(turn: int, index: int, text: str, ids: list[str], state: AgentState, k: int, ctx: AgentContext | None = None) -> dict:
     filled = 0
     pool = state.get("pool") or []
-    allowed = set(pool)
+    allowed = set(listwise_allowed(state, ctx)) if k and ctx is not None else set(pool)
     if k and len(ids) < k:  # list-wise: complete the list from the latest tool results, best first
         for step in reversed(state.get("trace") or []):
             for i in step.result_item_ids if step.kind == "tool_call" and step.valid else []:
-                if len(ids) < k and i not in ids and (not allowed or i in allowed):
+                if len(ids) < k and i not in ids and i in allowed:
                     ids.append(i)
                     filled += 1
     if k and len(ids) < k and ctx is not None:
@@ -232,8 +248,8 @@ def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
             return {"messages": [AIMessage(text, additional_kwargs={FALLBACK: True})], **_finish(turn, index, text, [], state, 0)}
         extra.append(latest)
     k = state.get("k", ctx.config.k) if listwise else 5
-    allowed = set(state.get("pool") or [])
-    ids = [i for i in (latest.result_item_ids if latest else []) if not allowed or i in allowed][:k]
+    allowed = set(listwise_allowed(state, ctx)) if listwise else None
+    ids = [i for i in (latest.result_item_ids if latest else []) if allowed is None or i in allowed][:k]
     done = _finish(turn, index, "", list(ids), state, k if listwise else 0, ctx)
     done["trace"] = extra + done["trace"]
     if extra:

@@ -93,7 +93,9 @@ class LocalChatModel(BaseChatModel):
         "auto", description="llama_cpp (GGUF), transformers (HF checkpoint) or auto: llama_cpp for GGUF/default models"
     )
     max_new_tokens: int = Field(256, ge=1, description="longest reply")
-    max_call_tokens: int | None = Field(None, ge=1, description="longest reply that can only be a tool call; None = max_new_tokens")
+    max_call_tokens: int | None = Field(
+        None, ge=1, description="budget of a reply that can only be one tool call (instead of max_new_tokens); None = max_new_tokens"
+    )
     temperature: float = Field(0.0, ge=0, description="sampling temperature; 0 = greedy")
     constrained: bool = Field(True, description="grammar-constrained tool calls and answer citations (xgrammar)")
     seed: int = Field(0, description="seed set before each sampled reply")
@@ -302,7 +304,7 @@ class LocalChatModel(BaseChatModel):
         grammar = self.grammars().get(tools or [], choice or "none", parallel, answer) if constrained else None
         budget = self.max_new_tokens
         if self.max_call_tokens and choice not in (None, "auto", "none") and not parallel:
-            budget = min(budget, self.max_call_tokens)  # the reply can only be one call
+            budget = self.max_call_tokens  # the reply can only be one call: its own budget
         if not self.reuse_kv_cache:
             engine.forget_cache()
         decode = DecodeJob(ids=ids, grammar=grammar, max_new_tokens=budget, temperature=self.temperature,
