@@ -85,25 +85,14 @@ def convert_lora_to_gguf(
     *,
     base_gguf: str | Path | None = None,
     dtype: str = "f32",
-) -> Path:
-    """Write ``adapter_dir`` (a peft LoRA folder) as a GGUF LoRA adapter at ``out_path``; returns the path.
+) -> LoraGGUF:
+    """Write ``adapter_dir`` (a peft LoRA folder) as a GGUF LoRA adapter at ``out_path``; returns what it wrote.
 
     ``base_gguf`` is the GGUF the adapter will be applied to (default: the packaged SmolLM2 file):
     its architecture, head counts and tensor shapes are read from it and checked. Serve with
     ``llama_cpp.Llama(model_path=<base_gguf>, lora_path=<out_path>)``: the default ``lora_scale=1.0``
     reproduces peft's scaling. ``dtype="f16"`` halves the file.
     """
-    return convert_lora_to_gguf_info(adapter_dir, out_path, base_gguf=base_gguf, dtype=dtype).path
-
-
-def convert_lora_to_gguf_info(
-    adapter_dir: str | Path,
-    out_path: str | Path,
-    *,
-    base_gguf: str | Path | None = None,
-    dtype: str = "f32",
-) -> LoraGGUF:
-    """:func:`convert_lora_to_gguf`, returning a :class:`LoraGGUF` summary."""
     import gguf
     import numpy as np
 

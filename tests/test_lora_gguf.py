@@ -17,7 +17,7 @@ import pytest
 
 from recagent.agents import lora_gguf
 from recagent.agents.local_model import LocalModelError, find_default_gguf, load_causal_lm
-from recagent.agents.lora_gguf import SUPPORTED_MODULES, convert_lora_to_gguf, convert_lora_to_gguf_info
+from recagent.agents.lora_gguf import SUPPORTED_MODULES, convert_lora_to_gguf
 
 PROMPT = (
     "<|im_start|>user\nRecommend a funny film about two old friends on a road trip.<|im_end|>\n"
@@ -114,14 +114,14 @@ def test_llamacpp_lora_matches_merged_peft(local_checkpoint, base, tmp_path, mon
     adapter = tmp_path / "adapter"
     peft_model = _random_peft(local_checkpoint, adapter, seed=0, r=8, lora_alpha=16)
     hf_lora = _hf_logits(peft_model.merge_and_unload(), base[0])
-    info = convert_lora_to_gguf_info(adapter, tmp_path / "lora.gguf")
+    info = convert_lora_to_gguf(adapter, tmp_path / "lora.gguf")
     assert (info.arch, info.rank, info.alpha, info.n_pairs, info.dtype) == ("llama", 8, 16.0, 30 * 7, "f32")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
     m = _check(base, hf_lora, info.path, "lora")
 
     # control: without llama.cpp's q/k row permutation the adapter is applied to the wrong rotary pairs
     monkeypatch.setattr(lora_gguf, "_permute_rows", lambda b, n_head: b)
-    wrong = convert_lora_to_gguf(adapter, tmp_path / "unpermuted.gguf")
+    wrong = convert_lora_to_gguf(adapter, tmp_path / "unpermuted.gguf").path
     wrong_diff = _mad(_cpp_logits(base[0], wrong), hf_lora)
     print("unpermuted diff", round(wrong_diff, 4))
     assert wrong_diff > 3 * m["diff"], (wrong_diff, m)
@@ -162,7 +162,7 @@ def test_rslora_rank_and_alpha_patterns_f16_exact(local_checkpoint, tmp_path):
     adapter = tmp_path / "adapter"
     peft_model = _random_peft(local_checkpoint, adapter, seed=1, r=8, lora_alpha=4, use_rslora=True,
                               rank_pattern={"down_proj": 4}, alpha_pattern={"o_proj": 8})  # fmt: skip
-    info = convert_lora_to_gguf_info(adapter, tmp_path / "lora-f16.gguf", dtype="f16")
+    info = convert_lora_to_gguf(adapter, tmp_path / "lora-f16.gguf", dtype="f16")
     assert info.alpha == pytest.approx(4 * 8**0.5) and info.dtype == "f16"
 
     reader = gguf.GGUFReader(info.path)

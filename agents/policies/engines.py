@@ -7,8 +7,8 @@ one reply per call, keeps the KV cache of its latest sequence, and reuses it for
 common prefix of the next prompt: the tools block opens every system turn, so its cache is
 shared across calls, turns and sessions.
 
-**llama.cpp** (llama-cpp-python): the GGUF the offline default ships (SmolLM2-135M-Instruct,
-Q4_1) decodes about 4-5x faster than transformers on 2 CPU cores (numbers in
+**llama.cpp** (llama-cpp-python): the offline default (SmolLM2-135M-Instruct, the shipped Q4_1
+GGUF re-encoded as Q8_0) decodes about 6-7x faster than transformers on 2 CPU cores (numbers in
 ``benchmarks/results/local_policy.json``): transformers spends most of a decode step in Python
 around a tiny model, llama.cpp in C. The decode loop is written here rather than using
 ``Llama.generate`` because we need token-level control that its sampler chain hides: the xgrammar
@@ -101,7 +101,7 @@ def hits_stop(text: str, stop: Sequence[str]) -> bool:
 
 
 class _Masker:
-    """Applies a compiled xgrammar grammar to one logits row per step (numpy or torch)."""
+    """Applies a compiled xgrammar grammar to one logits row (a 1-D torch tensor) per step."""
 
     def __init__(self, grammar: Any, vocab_size: int) -> None:
         import xgrammar as xgr
@@ -162,7 +162,7 @@ class LlamaCppEngine:
             reused = 0
         t0 = time.perf_counter()
         self._tokens = self._tokens[:reused]
-        self.llm.n_tokens = reused  # eval() drops the cache beyond n_tokens before it appends
+        self.llm.n_tokens = reused  # Llama.eval (the forward pass) drops KV entries beyond n_tokens first
         self._eval(job.ids[reused:])
         t1 = time.perf_counter()
         masker = _Masker(job.grammar, self.vocab_size) if job.grammar is not None else None
@@ -247,7 +247,6 @@ class TransformersEngine:
 
             processors.append(xgr.contrib.hf.LogitsProcessor(job.grammar))
         tok = self.tokenizer
-        outer = self
 
         class _Watch(StoppingCriteria):  # streams each new id and stops on cancel / stop strings
             def __init__(self) -> None:
@@ -284,7 +283,7 @@ class TransformersEngine:
         seq = out.sequences[0].tolist()
         kv = getattr(out, "past_key_values", None)
         if kv is not None:
-            outer._kv = (seq[: kv.get_seq_length()], kv)
+            self._kv = (seq[: kv.get_seq_length()], kv)
         return DecodeResult(seq[len(job.ids) :], reused, decode_seconds=time.perf_counter() - t0)
 
     def _take_cache(self, ids: list[int]) -> tuple[Any, int]:

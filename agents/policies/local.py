@@ -297,13 +297,12 @@ class LocalChatModel(BaseChatModel):
         parallel = self.parallel_tool_calls if parallel is None else bool(parallel)
         tok = engine.tokenizer
         ids = tok(format_prompt(tok, messages, tools), add_special_tokens=False)["input_ids"]
-        answer = _answer_rule(kwargs.get("cite_items"), kwargs.get("listwise_k"))
-        if choice not in (None, "auto", "none"):
-            answer = None  # the reply can only be a call: no answer branch to constrain (and no grammar to recompile)
+        call_only = choice not in (None, "auto", "none")  # required or a named tool: the reply is calls
+        answer = None if call_only else _answer_rule(kwargs.get("cite_items"), kwargs.get("listwise_k"))
         constrained = bool(self.constrained and (tools or answer is not None))
         grammar = self.grammars().get(tools or [], choice or "none", parallel, answer) if constrained else None
         budget = self.max_new_tokens
-        if self.max_call_tokens and choice not in (None, "auto", "none") and not parallel:
+        if self.max_call_tokens and call_only and not parallel:
             budget = self.max_call_tokens  # the reply can only be one call: its own budget
         if not self.reuse_kv_cache:
             engine.forget_cache()
