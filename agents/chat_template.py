@@ -28,20 +28,19 @@ Each assistant turn's text and its ``<|im_end|>`` sit inside ``{% generation %}`
 model writes, including the token that ends its turn, and nothing of system, user or tool turns.
 
 **Precondition (JSON text).** A Jinja template cannot parse JSON, while the Python renderer parses
-``function.arguments`` strings and tool results and dumps them again. The two agree whenever that
+``function.arguments`` strings and dumps them again. The two agree whenever that
 text is already canonical, i.e. what ``json.dumps(value, ensure_ascii=False)`` writes:
 
 - ``function.arguments`` given as a string is emitted verbatim, so it must be canonical JSON of an
   object (given as a mapping, as vLLM passes it, it is dumped like ``json.dumps``; empty or missing
   arguments render as ``{}``);
-- a tool message's content is embedded verbatim when it looks like JSON (it starts with ``{``, ``[``
-  or ``"``, or is ``true``/``false``/``null`` or a number exactly as Python prints it), so such
-  content must be canonical JSON text, and anything else is embedded as a JSON string.
+- a tool message's content is text, embedded verbatim in both (our tools write compact lines,
+  :mod:`recagent.tools.result_text`).
 
 Synthesized dialogs satisfy this (the dialog builder re-serialises every call's arguments with
-``json.dumps(..., ensure_ascii=False)``, including an LLM generator's raw text, and tools return
-:meth:`ToolOutcome.content`). For other data, :func:`canonical_openai_messages` rewrites both kinds
-of text so that the template's output equals the Python renderer's.
+``json.dumps(..., ensure_ascii=False)``, including an LLM generator's raw text). For other data,
+:func:`canonical_openai_messages` rewrites the arguments so that the template's output equals the
+Python renderer's.
 Message contents are strings, ``None`` or lists of text blocks.
 """
 
@@ -72,19 +71,6 @@ _TEMPLATE_SOURCE = r"""
       {%- elif block is mapping and block['type'] == 'text' and block['text'] is string -%}{{- block['text'] -}}
       {%- endif -%}
     {%- endfor -%}
-  {%- endif -%}
-{%- endmacro -%}
-
-{%- macro json_value(text) -%}
-  {#- Tool results: JSON text is embedded as its value (it must be canonical), anything else as a string. -#}
-  {%- if text[:1] in ('{', '[')
-        or (text|length > 1 and text[:1] == '"' and text[-1:] == '"')
-        or text in ('true', 'false', 'null')
-        or (text and text[:1] in '-0123456789' and text[-1:] in '0123456789'
-            and (text|int|string == text or text|float|string == text)) -%}
-    {{- text -}}
-  {%- else -%}
-    {{- text|tojson -}}
   {%- endif -%}
 {%- endmacro -%}
 
@@ -263,7 +249,7 @@ _TEMPLATE_SOURCE = r"""
     {%- else -%}
       {{- '<|im_start|>' + @TOOL_ROLE@ + '\n' -}}
     {%- endif -%}
-    {{- @RESPONSE_OPEN@ + '{"name": ' + look.name|tojson + ', "content": ' + json_value(text) + '}' + @RESPONSE_CLOSE@ -}}
+    {{- @RESPONSE_OPEN@ + ((look.name + '\n') if look.name else '') + text + @RESPONSE_CLOSE@ -}}
     {%- if loop.last or messages[index + 1]['role'] != 'tool' -%}
       {{- '<|im_end|>\n' -}}
     {%- endif -%}
@@ -308,7 +294,7 @@ def apply_tool_template(tokenizer: Any) -> Any:
 
 
 def canonical_openai_messages(messages: Sequence[dict]) -> list[dict]:
-    """Copies of OpenAI-format messages whose arguments and tool results are canonical JSON text (the precondition)."""
+    """Copies of OpenAI-format messages whose call arguments are canonical JSON text (the precondition)."""
     out = []
     for m in messages:
         m = dict(m)
@@ -322,14 +308,6 @@ def canonical_openai_messages(messages: Sequence[dict]) -> list[dict]:
                 fn["arguments"] = json.dumps(args or {}, ensure_ascii=False)
                 calls.append({**call, "function": fn})
             m["tool_calls"] = calls
-        if m.get("role") == "tool":
-            content = m.get("content")
-            text = content if isinstance(content, str) else _text_of(content)
-            try:
-                value = pf.strict_loads(text)  # the renderer's own test for "this result is JSON"
-            except ValueError:
-                value = text  # not JSON: stored as a JSON string, which the renderer unpacks to the same text
-            m["content"] = json.dumps(value, ensure_ascii=False)
         out.append(m)
     return out
 

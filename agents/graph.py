@@ -24,6 +24,7 @@ from langgraph.runtime import Runtime
 from recagent.agents.config import AgentContext
 from recagent.agents.context import FEEDBACK, trim_turns
 from recagent.agents.grounding import citation, ground_answer
+from recagent.tools.result_text import result_text
 from recagent.agents.preferences import stated_preferences
 from recagent.agents.prompts import listwise_feedback, system_prompt, unsupported_feedback
 from recagent.agents.state import AgentState
@@ -136,7 +137,8 @@ def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     for call, out in zip(ai.tool_calls, outcomes):
         summary, ids = summarise_result(out.result) if out.ok else ("", [])
         grounded += ids
-        messages.append(ToolMessage(out.content(), tool_call_id=call["id"], name=call["name"], status="success" if out.ok else "error"))
+        messages.append(ToolMessage(out.content(), artifact=out.payload(), tool_call_id=call["id"], name=call["name"],
+                                    status="success" if out.ok else "error"))  # fmt: skip
         trace.append(StepRecord(
             turn=turn, index=index, kind="tool_call", tool=call["name"], arguments=call.get("args"), call_id=call["id"],
             valid=out.ok, error=None if out.ok else f"{out.error.error}: {out.error.message}",
@@ -146,7 +148,7 @@ def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     for bad in ai.invalid_tool_calls:
         error = {"error": "invalid_call", "message": f"could not parse this tool call: {bad.get('error')}. "
                  "Emit a tool call with a tool name from the list and a JSON object of arguments."}  # fmt: skip
-        messages.append(ToolMessage(json.dumps(error), tool_call_id=bad.get("id") or "invalid", status="error"))
+        messages.append(ToolMessage(result_text(error), artifact=error, tool_call_id=bad.get("id") or "invalid", status="error"))
     sets = {name: [env.catalog.ids[i] for i in items] for name, items in env.buffer.sets.items()}
     return {"messages": messages, "trace": trace, "grounded_ids": grounded, "candidates": sets}
 

@@ -16,14 +16,10 @@ from dataclasses import dataclass, field
 
 from recagent.tools.data.schema import ItemCatalog
 from recagent.tools.lookup_tools import normalise_title
+from recagent.tools.result_text import citation  # noqa: F401  (defined with the tool-result lines that show it)
 
 _ID = re.compile(r"\[(?:id[:= ]*)?([A-Za-z0-9_\-]{1,64})\]")
 _TITLE_YEAR = re.compile(r"([A-Z0-9\"'][^\n\[\]()]{1,120}?)\s*\((\d{4})\)")
-
-
-def citation(item_id: str, display: str) -> str:
-    """How an answer cites an item: ``[id] Title (Year)`` (``display`` is the catalog's ``Title (Year)``)."""
-    return f"[{item_id}] {display}"
 
 
 @dataclass

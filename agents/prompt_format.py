@@ -55,9 +55,10 @@ ones may be left out), so training data should too: pass the tool's parameters s
 :func:`render_tool_call` as ``schema`` and it orders the keys that way.
 
 **Tool results.** Consecutive tool messages become one ``user`` turn with one block each, separated
-by ``"\\n"``: ``<tool_response>{"name": <tool name>, "content": <result>}</tool_response>``, where
-``content`` is the result's JSON value when the tool message holds JSON text (our tools always
-return JSON) and the plain string otherwise, so the model never reads doubly escaped JSON.
+by ``"\\n"``: ``<tool_response>`` + the tool's name + ``"\\n"`` + the tool message's text +
+``</tool_response>`` (no name line when the name is unknown). Our tools' text is compact lines,
+one per item, each starting with the citation an answer writes (:mod:`recagent.tools.result_text`);
+as JSON the same ten items took ~3x the tokens.
 
 **Parsing** (:func:`parse_assistant_output`) is strict: ``json.loads`` only (no eval, no repair),
 exactly the keys ``name`` and ``arguments``, arguments a JSON object, no duplicate keys, no
@@ -209,15 +210,10 @@ def render_ref(ref: str, root: dict, seen: tuple[str, ...], drop_null: bool = Fa
     return render_type(target[parts[2]], root, (*seen, ref), drop_null)
 
 
-def render_tool_response(name: str | None, content: Any) -> str:
-    """One tool result block; JSON text is embedded as its value, anything else as a string."""
-    value = content
-    if isinstance(content, str):
-        try:
-            value = strict_loads(content)
-        except ValueError:
-            value = content
-    return TOOL_RESPONSE_OPEN + json.dumps({"name": name, "content": value}, ensure_ascii=False) + TOOL_RESPONSE_CLOSE
+def render_tool_response(name: str | None, content: str) -> str:
+    """One tool result block: the tool's name on the first line, then its text verbatim."""
+    head = f"{name}\n" if name else ""
+    return f"{TOOL_RESPONSE_OPEN}{head}{content}{TOOL_RESPONSE_CLOSE}"
 
 
 def render_messages(messages: Sequence[BaseMessage], tools: Sequence[dict] | None) -> list[dict]:

@@ -78,8 +78,10 @@ def _shipped(recs: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any] | No
             "answers_with_any": sum(p[0] > 0 for p in pairs), "examples": examples[:10]}  # fmt: skip
 
 
-def aggregate(cfg: EvalConfig, env, cases, rows: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
-    """The results document of a run (JSON-ready)."""
+def aggregate(
+    cfg: EvalConfig, env, cases, rows: list[dict[str, Any]], notes: list[str], chat_requests: list | None = None
+) -> dict[str, Any]:
+    """The results document of a run (JSON-ready); ``chat_requests``: the hand-written requests asked, if any."""
     catalog = env.catalog
     pop = {catalog.ids[i]: int(c) for i, c in enumerate(env.popularity)}
     genres = {catalog.ids[i]: frozenset(catalog.genres[i]) for i in range(len(catalog.ids))}
@@ -161,6 +163,10 @@ def aggregate(cfg: EvalConfig, env, cases, rows: list[dict[str, Any]], notes: li
     shipped = _shipped(sim_rows, cfg)  # every agent turn of the simulated conversations
     if shipped is not None:
         out["unsupported_shipped"].setdefault("agent", {})["simulator"] = shipped
+    out["chat_requests"] = _chat_requests(rows, chat_requests or [], env, cfg)
+    agent_chat = (out["chat_requests"].get("systems") or {}).get("agent") or {}
+    if agent_chat.get("unsupported_shipped") is not None:
+        out["unsupported_shipped"].setdefault("agent", {})["chat_requests"] = agent_chat["unsupported_shipped"]
     return out
 
 
@@ -222,3 +228,59 @@ def _simulator(rows: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any]:
         "leaked_episodes": sum(bool(r["leaked"]) for r in rows),
         "errors": sum(bool(r.get("error")) for r in rows),
     }  # fmt: skip
+
+
+def _chat_requests(rows: list[dict[str, Any]], requests: list, env, cfg: EvalConfig) -> dict[str, Any]:
+    """First-call / no-tool accuracy, constraint satisfaction, shipped items and latency on the hand-written requests.
+
+    Accuracies are means over requests; constraint satisfaction is a share of recommended slots over the requests that
+    state constraints, resampled by request (each bringing all its slots); latency percentiles are over turns.
+    """
+    from recagent.evaluation.chat_requests import SECTION, ConstraintChecker, request_key, score_record, tool_defaults
+    from recagent.tools.recommender_tools import build_registry
+
+    by_key = {request_key(r): r for r in requests}
+    recs = [r for r in rows if r["section"] == SECTION and r["key"] in by_key]
+    if not recs:
+        return {}
+    defaults, checker = tool_defaults(build_registry(env)), ConstraintChecker(env)
+
+    def share(pairs):
+        slots = sum(p[1] for p in pairs)
+        return sum(p[0] for p in pairs) / slots if slots else float("nan")
+
+    out: dict[str, Any] = {
+        "n_requests": len(requests), "tool_requests": sum(not r.no_tool for r in requests),
+        "no_tool_requests": sum(r.no_tool for r in requests),
+        "constrained_requests": sum(not r.constraints.is_empty() for r in requests), "systems": {},
+    }  # fmt: skip
+    present = list(dict.fromkeys(r["system"] for r in recs))
+    for system in sorted(present, key=lambda s: s != "agent"):  # the agent first, then the baseline
+        rs = [r for r in recs if r["system"] == system]
+        scored = [(by_key[r["key"]], r, score_record(r, by_key[r["key"]], checker, defaults)) for r in rs]
+        block: dict[str, Any] = {"n": len(rs), "errors": sum(bool(r.get("error")) for r in rs)}
+        for metric in ("first_call", "no_tool", "first_step"):
+            values = [float(sc[metric]) for _, _, sc in scored if sc[metric] is not None]
+            block[metric] = _ci(values, cfg) if values else None
+        pairs = [(sc["satisfied"], sc["slots"]) for _, _, sc in scored if sc["slots"] is not None]
+        block["constraint_satisfaction"] = _set_ci(pairs, share, cfg) if pairs else None
+        block["constrained_answers"] = len(pairs)
+        block["constrained_without_items"] = sum(p[1] == 0 for p in pairs)
+        block["slots"] = [sum(p[0] for p in pairs), sum(p[1] for p in pairs)]  # satisfied, recommended
+        latency = [float(r.get("latency_s") or 0.0) for r in rs]
+        block["latency_s"] = {
+            "p50": _set_ci(latency, lambda xs: float(np.percentile(xs, 50)), cfg, None),
+            "p95": _set_ci(latency, lambda xs: float(np.percentile(xs, 95)), cfg, None),
+            "mean": round(float(np.mean(latency)), 4),
+        }  # fmt: skip
+        if any("first_step" in r for r in rs):  # an agent: it calls tools and ships answers
+            block["unsupported_shipped"] = _shipped(rs, cfg)
+            block["by_kind"] = {}
+            for kind in dict.fromkeys(req.kind or "other" for req, _, _ in scored):
+                steps = [float(sc["first_step"]) for req, _, sc in scored if (req.kind or "other") == kind]
+                block["by_kind"][kind] = {"n": len(steps), "first_step": round(float(np.mean(steps)), 5)}
+            block["first_step_misses"] = [req.id for req, _, sc in scored if not sc["first_step"]]
+            block["cost"] = {key: round(float(np.mean([r.get(key, 0) for r in rs])), 4)
+                             for key in ("llm_calls", "n_calls", "invalid_calls", "input_tokens", "output_tokens")}  # fmt: skip
+        out["systems"][system] = block
+    return out

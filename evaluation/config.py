@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from recagent.agents.config import AgentConfig, PolicyConfig
 from recagent.config import JobConfig
 
-PROTOCOLS = ("full", "candidates", "position", "history", "tool_calls", "simulator")
+PROTOCOLS = ("full", "candidates", "position", "history", "tool_calls", "simulator", "chat_requests")
 
 
 class SimulatorConfig(JobConfig):
@@ -37,7 +37,7 @@ class EvalConfig(JobConfig):
     agent: AgentConfig = Field(default_factory=AgentConfig, description="the agent under test (--agent FILE loads one)")
     include_agent: bool = Field(True, description="evaluate the agent (false: conventional recommenders only)")
     baselines: list[str] = Field(["pop", "itemknn", "bpr", "sasrec"], description="conventional recommenders to compare")
-    protocols: list[Literal["full", "candidates", "position", "history", "tool_calls", "simulator"]] = Field(
+    protocols: list[Literal["full", "candidates", "position", "history", "tool_calls", "simulator", "chat_requests"]] = Field(
         list(PROTOCOLS), description=f"what to run: any of {', '.join(PROTOCOLS)}"
     )
     ks: list[int] = Field([1, 5, 10], description="cut-offs for HR/NDCG/MRR; the list length asked for is the largest")
@@ -46,6 +46,13 @@ class EvalConfig(JobConfig):
     synth_dir: str | None = Field(None, description="synthesized run whose test.jsonl gives the tool-call tasks")
     tool_call_tasks: int = Field(200, ge=1, description="tool-call tasks evaluated (in file order)")
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    chat_requests_file: str | None = Field(
+        None, description="chat_requests: YAML of hand-written requests (None = the packaged ML-100K set)"
+    )
+    chat_requests_limit: int | None = Field(None, ge=1, description="chat_requests: the first n requests (None = all)")
+    chat_baseline_model: str = Field(
+        "sasrec", description="chat_requests: the recommender scored alone (its top-k for a named user, else popularity)"
+    )
     heavy_share: float = Field(0.2, gt=0, lt=1, description="fairness: share of users with the longest histories = heavy")
     bootstrap: int = Field(1000, ge=10, description="bootstrap resamples for confidence intervals")
     out: str | None = Field(None, description="output folder (default $RECAGENT_HOME/runs/eval-<dataset>)")

@@ -6,7 +6,9 @@ exactly the history the protocol allows (train for valid targets, train + valid 
 targets) and never the target; every recommender was trained on this split's training rows
 (the digest its training recorded); every synthesized dialog set the policy was trained on,
 followed through its checkpoints' run records, names no evaluation user's held-out item and
-shares no user with the synthesized test dialogs used for tool-call accuracy.
+shares no user with the synthesized test dialogs used for tool-call accuracy, and (when the
+hand-written chat requests are evaluated) has no user turn that copies one of them
+(:func:`recagent.heldout_requests.find_request_leaks`: exact, contained or near copies).
 """
 
 from __future__ import annotations
@@ -77,8 +79,12 @@ def training_data_dirs(model_dir: str | Path | None) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
-def check_policy_data(split: LeaveOneOutSplit, data_dirs: Iterable[Path], test_rows: list[dict] | None = None) -> list[str]:
-    """Refuse policy training dialogs that name held-out items or share users with the test dialogs; notes on what was checked."""
+def check_policy_data(
+    split: LeaveOneOutSplit, data_dirs: Iterable[Path], test_rows: list[dict] | None = None, requests: list | None = None
+) -> list[str]:
+    """Refuse policy training dialogs that name held-out items, share users with the test dialogs or copy a held-out
+    chat request (``requests``: the :class:`~recagent.heldout_requests.ChatRequest` list evaluated, None = not checked);
+    notes on what was checked."""
     from recagent.synth.leakage import find_leaks
     from recagent.synth.pipeline import read_rows
     from recagent.synth.sample import Sample
@@ -89,14 +95,30 @@ def check_policy_data(split: LeaveOneOutSplit, data_dirs: Iterable[Path], test_r
         path = d / "train.jsonl"
         if not path.is_file():
             raise LeakageError(f"the policy was trained on {d}, which is gone: its data cannot be checked for leakage")
+        rows = read_rows(path)
+        if requests:
+            check_request_leaks(rows, requests, path)
         info = json.loads((d / "dataset.json").read_text()) if (d / "dataset.json").is_file() else {}
         if info.get("name") not in (None, split.dataset.name):
             notes.append(f"{d}: dialogs of {info['name']}, not {split.dataset.name}; nothing to leak")
             continue
-        train = [Sample.from_row(r) for r in read_rows(path)]
+        train = [Sample.from_row(r) for r in rows]
         leaks = find_leaks(train, test, split)
         if leaks:
             more = f" (and {len(leaks) - 3} more)" if len(leaks) > 3 else ""
             raise LeakageError(f"the policy's training dialogs in {d} leak evaluation data: " + "; ".join(leaks[:3]) + more)
         notes.append(f"{d}: {len(train)} training dialogs checked, no leaks")
     return notes
+
+
+def check_request_leaks(rows: list[dict], requests: list, path: Path | str) -> None:
+    """Refuse training rows whose user turns copy a held-out chat request (one line naming the row and the request)."""
+    from recagent.heldout_requests import RequestLeakIndex, user_turns
+
+    index = RequestLeakIndex(requests)
+    for line, row in enumerate(rows, 1):
+        for text in user_turns(row.get("messages") or []):
+            leak = index.match(text)
+            if leak is not None:
+                raise LeakageError(f"{path}, line {line}: a user turn {leak.describe()}; "
+                                   "the policy must not be trained on the evaluation's chat requests")  # fmt: skip

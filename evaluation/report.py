@@ -104,11 +104,13 @@ def _shipped_section(shipped: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     total = sum(b["unsupported"] for _, _, b in rows)
-    answers = sum(b["measured"] for _, p, b in rows if p != "simulator")
+    answers = sum(b["measured"] for _, p, b in rows if p not in ("simulator", "chat_requests"))
+    chats = sum(b["measured"] for _, p, b in rows if p == "chat_requests")
     talks = sum(b["measured"] for _, p, b in rows if p == "simulator")
     with_any = sum(b["answers_with_any"] for _, _, b in rows)
     unmeasured = sum(b["n"] - b["measured"] for _, _, b in rows)
     where = " and ".join(x for x in (f"{answers} list-wise answers" if answers else "",
+                                      f"{chats} chat turns on hand-written requests" if chats else "",
                                       f"{talks} simulated conversations" if talks else "") if x)  # fmt: skip
     headline = (f"**{total} unsupported item{'' if total == 1 else 's'} shipped** in {where}"
                 + (f" ({with_any} of them with any)" if total else "")
@@ -125,13 +127,49 @@ def _shipped_section(shipped: dict[str, Any]) -> list[str]:
              "| system | protocol | answers (conversations) | items shipped | unsupported shipped | share [CI] | answers with any |",
              "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for s, p, b in rows:
-        label = "simulated conversations (every turn)" if p == "simulator" else p
+        label = {"simulator": "simulated conversations (every turn)",
+                 "chat_requests": "hand-written chat requests (one turn each)"}.get(p, p)  # fmt: skip
         n = f"{b['measured']}" if b["measured"] == b["n"] else f"{b['measured']} of {b['n']}"
         lines.append(f"| {s} | {label} | {n} | {b['shipped_items']} | {b['unsupported']} | {_fmt(b['share'])} | "
                      f"{b['answers_with_any']} |")  # fmt: skip
     examples = list(dict.fromkeys(x for _, _, b in rows for x in b.get("examples") or []))
     if examples:
         lines += ["", f"Unsupported items shipped (first ones): {', '.join(f'`{x}`' for x in examples[:10])}."]
+    return [*lines, ""]
+
+
+def _chat_requests_section(chat: dict[str, Any]) -> list[str]:
+    """The hand-written chat requests: first step, constraint satisfaction, shipped items and latency per system."""
+    systems = chat.get("systems") or {}
+    if not systems:
+        return []
+    lines = [f"## Hand-written chat requests ({chat['n_requests']} requests: {chat['tool_requests']} need a tool, "
+             f"{chat['no_tool_requests']} need none, {chat['constrained_requests']} state constraints on the items)", "",
+             "One chat turn per request, as `recagent chat` takes it. First call: the turn's first tool call names an "
+             "accepted tool with the request's key arguments; no tool: a request that needs none got no call. "
+             "Constraint satisfaction: share of recommended item slots that meet the request's stated genres, years, "
+             "unseen-by-user or given-list constraints (catalog metadata). The conventional baseline "
+             "(`MODEL+pop`) ignores the text: the recommender's top-k unseen items when the request names a user, "
+             "the k most popular items otherwise.", "",
+             "| system | first call | no tool | first step (all) | constraint satisfaction [CI] (slots) | "
+             "unsupported shipped | latency p50 / p95 (s) | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for s, b in systems.items():
+        cs = b.get("constraint_satisfaction")
+        slots = f" ({b['slots'][0]}/{b['slots'][1]})" if b.get("slots") else ""
+        shipped = b.get("unsupported_shipped")
+        lat = b["latency_s"]
+        lines.append(f"| {s} | {_fmt(b.get('first_call'))} | {_fmt(b.get('no_tool'))} | {_fmt(b.get('first_step'))} | "
+                     f"{_fmt(cs)}{slots} | {shipped['unsupported'] if shipped else '–'} | "
+                     f"{lat['p50']['mean']:.3f} / {lat['p95']['mean']:.3f} | {b['errors']} |")  # fmt: skip
+    agent = systems.get("agent") or {}
+    if agent.get("by_kind"):
+        kinds = agent["by_kind"]
+        lines += ["", "First step right, by kind of request (agent): "
+                  + ", ".join(f"{k} {v['first_step']:.2f} (n={v['n']})" for k, v in kinds.items()) + "."]
+        misses = agent.get("first_step_misses") or []
+        if misses:
+            lines += ["", f"First step wrong ({len(misses)}): {', '.join(misses[:30])}" + (" ..." if len(misses) > 30 else "") + "."]
     return [*lines, ""]
 
 
@@ -226,6 +264,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
                   f"- per episode: {sim['tool_calls_per_episode']} tool calls, {sim['llm_calls_per_episode']} LLM calls, "
                   f"{sim['tokens_per_episode']} tokens; {sim['latency_per_turn_s']} s per turn",
                   f"- leak audit: {sim['leaked_episodes']} episode(s) where the simulator named the target; errors: {sim['errors']}", ""]  # fmt: skip
+    lines += _chat_requests_section(results.get("chat_requests") or {})
     if cost:
         lines += ["## Cost per request", "",
                   "| system | protocol | latency (s) | LLM calls | tool calls | failed calls | input tokens | output tokens |",

@@ -68,11 +68,11 @@ class RecordLog:
 
 # sizes that only add or drop requests: users are a seeded prefix, tasks and episodes are taken in order, so the
 # answers already recorded stay valid when these change
-GROWABLE = ("users", "tool_call_tasks", "simulator.users")
+GROWABLE = ("users", "tool_call_tasks", "simulator.users", "chat_requests_limit")
 
 
 def _comparable(cfg: EvalConfig) -> dict:
-    data = cfg.model_dump(mode="json", exclude={"out", "users", "tool_call_tasks"})
+    data = cfg.model_dump(mode="json", exclude={"out", "users", "tool_call_tasks", "chat_requests_limit"})
     data["simulator"].pop("users", None)
     return data
 
@@ -123,9 +123,10 @@ def run_eval(cfg: EvalConfig, env=None, agent=None, progress: bool = True) -> Pa
         notes.append(f"the agent's tools.history_upto was set to {REQUIRED_UPTO[cfg.part]!r} for {cfg.part} targets, "
                      "so its tools see exactly the baselines' history")  # fmt: skip
     test_rows = _synth_test_rows(cfg) if cfg.include_agent and "tool_calls" in cfg.protocols else None
+    chat_requests = _chat_requests(cfg, env, notes) if "chat_requests" in cfg.protocols else None
     if cfg.include_agent:
         policy_dirs = [d for d in (cfg.agent.policy.model, cfg.agent.policy.adapter) if d]
-        notes += check_policy_data(split, [p for d in policy_dirs for p in training_data_dirs(d)], test_rows)
+        notes += check_policy_data(split, [p for d in policy_dirs for p in training_data_dirs(d)], test_rows, chat_requests)
         if not policy_dirs or cfg.agent.policy.kind == "openai":
             notes.append("policy not trained by recagent here: no training dialogs to check")
     log = RecordLog(out / RECORDS)
@@ -150,6 +151,8 @@ def run_eval(cfg: EvalConfig, env=None, agent=None, progress: bool = True) -> Pa
             _run_tool_calls(cfg, agent, env, test_rows, log, progress)
     if cfg.include_agent and "simulator" in cfg.protocols:
         _run_simulator(cfg, agent, env, cases, log, progress)
+    if chat_requests:
+        _run_chat_requests(cfg, agent if cfg.include_agent else None, env, chat_requests, log, progress, notes)
     # records of this run's requests only: an earlier, larger run in the same folder may have answered more
     wanted = {("rank", r.key) for r in requests}
     if test_rows is not None:
@@ -157,8 +160,12 @@ def run_eval(cfg: EvalConfig, env=None, agent=None, progress: bool = True) -> Pa
 
         wanted |= {("tool_call", t.id) for t in call_tasks(test_rows, cfg.tool_call_tasks)}
     wanted |= {("simulator", env.dataset.users.ids[c.user]) for c in _simulated(cfg, cases)}
+    if chat_requests:
+        from recagent.evaluation.chat_requests import SECTION, request_key
+
+        wanted |= {(SECTION, request_key(r)) for r in chat_requests}
     rows = [r for r in log.rows if (r["section"], r["key"]) in wanted]
-    results = aggregate(cfg, env, cases, rows, notes)
+    results = aggregate(cfg, env, cases, rows, notes, chat_requests=chat_requests)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     write_report(results, out)
     return out
@@ -219,3 +226,41 @@ def _run_simulator(cfg: EvalConfig, agent, env, cases, log: RecordLog, progress:
         sim = LLMSimulator(target, chat_model) if chat_model is not None else AttributeSimulator(target)
         ep = run_episode(agent, sim, target, uid, sim_cfg.max_turns, session=f"eval-sim-{uid}")
         log.add({"section": "simulator", "system": "agent", "key": uid, **asdict(ep)})
+
+
+def _chat_requests(cfg: EvalConfig, env, notes: list[str]) -> list | None:
+    """The hand-written chat requests of the run (checked against the catalog), or None with a note when they do not fit."""
+    from recagent.heldout_requests import check_against_catalog, load_chat_requests, requests_dataset
+
+    written_for = requests_dataset(cfg.chat_requests_file)
+    if written_for and written_for != env.dataset.name:
+        notes.append(f"chat_requests skipped: the requests are written for {written_for}, this run is on {env.dataset.name}")
+        return None
+    requests = load_chat_requests(cfg.chat_requests_file)
+    check_against_catalog(requests, env.catalog.all_genres, env.catalog.ids, env.dataset.users.ids)
+    return requests[: cfg.chat_requests_limit] if cfg.chat_requests_limit else requests
+
+
+def _run_chat_requests(cfg: EvalConfig, agent, env, requests: list, log: RecordLog, progress: bool, notes: list[str]) -> None:
+    from tqdm.auto import tqdm
+
+    from recagent.evaluation.chat_requests import SECTION, agent_answer, baseline_answer, baseline_name, request_key
+
+    model = cfg.chat_baseline_model
+    if model in env.models:  # the conventional recommender alone, on the same requests (fast)
+        name = baseline_name(model)
+        for req in requests:
+            if (SECTION, name, request_key(req)) not in log.done:
+                log.add({"section": SECTION, "system": name, "key": request_key(req),
+                         **baseline_answer(env, req, model, cfg.k)})  # fmt: skip
+    else:
+        notes.append(f"chat_requests: {model} is not loaded, so the conventional baseline was not run (add it to baselines)")
+    if agent is None:
+        return
+    pc = cfg.agent.policy
+    if (pc.first_tool_choice or ("required" if pc.kind == "local" else "auto")) == "required":
+        notes.append("chat_requests: the agent must call a tool before its first answer (policy.first_tool_choice "
+                     "'required', the default of a local policy), so it cannot pass a no-tool request")  # fmt: skip
+    todo = [r for r in requests if (SECTION, "agent", request_key(r)) not in log.done]
+    for req in tqdm(todo, desc="chat requests", disable=not progress or not todo, unit="req"):
+        log.add({"section": SECTION, "system": "agent", "key": request_key(req), **agent_answer(agent, req)})

@@ -102,6 +102,12 @@ class SFTJobConfig(SFTConfig):
     max_samples: int | None = field(
         default=None, metadata={"help": "Train on the first N training dialogs only; None = all."}
     )
+    shared_prefix: bool = field(
+        default=False,
+        metadata={"help": "Run the token prefix all dialogs of a batch share (the tool block) once per batch instead "
+                          "of once per dialog; same loss and gradients, ~2x less work on a CPU with batches of 8 "
+                          "(see recagent.rl.shared_prefix)."},
+    )  # fmt: skip
 
     # SFTConfig / TrainingArguments fields whose defaults differ here
     output_dir: str | None = field(
@@ -194,12 +200,14 @@ def _dialog_id(row: dict[str, Any]) -> str:
 def check_no_leakage(
     data_dir: str | Path, train: list[dict[str, Any]], test: list[dict[str, Any]], split: Any = None
 ) -> None:
-    """Refuse data whose train and test rows share a dialog or a user, or leak what ``find_leaks`` finds.
+    """Refuse data whose train and test rows share a dialog or a user, or leak what ``find_leaks`` finds, or whose
+    training user turns copy a held-out chat request (:func:`recagent.heldout_requests.find_request_leaks`).
 
     ``split`` is the leave-one-out split of the run's dataset; None loads it from the run's
     ``config.yaml`` when possible (else only the dialog/user check runs, with a warning).
     """
     data_dir = Path(data_dir)
+    _check_heldout_requests(data_dir, train)
     problems = []
     shared_ids = sorted({_dialog_id(r) for r in train} & {_dialog_id(r) for r in test})
     if shared_ids:
@@ -226,6 +234,19 @@ def check_no_leakage(
             f"{data_dir} leaks test data into training: " + "; ".join(problems[:3]) + more
             + ". Regenerate it with `recagent synth --out NEW_DIR` instead of mixing runs"
         )  # fmt: skip
+
+
+def _check_heldout_requests(data_dir: Path, train: list[dict[str, Any]]) -> None:
+    """Refuse a training row whose user turn copies one of the evaluation's hand-written chat requests."""
+    from recagent.heldout_requests import RequestLeakIndex, user_turns
+
+    index = RequestLeakIndex()
+    for line, row in enumerate(train, 1):
+        for text in user_turns(row.get("messages") or []):
+            leak = index.match(text)
+            if leak is not None:
+                raise SFTDataError(f"{data_dir / 'train.jsonl'}, line {line}: a user turn {leak.describe()}; held-out "
+                                   "evaluation requests must not be trained on (drop that dialog or regenerate the data)")  # fmt: skip
 
 
 def _load_split(data_dir: Path) -> Any:
@@ -457,7 +478,10 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
         # TRL would truncate rows longer than max_length; tokenize without a limit and drop those rows instead
         max_length, cfg.max_length = cfg.max_length, None
         try:
-            trainer = SFTTrainer(
+            trainer_class = SFTTrainer
+            if cfg.shared_prefix:
+                from recagent.rl.shared_prefix import SharedPrefixSFTTrainer as trainer_class
+            trainer = trainer_class(
                 model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
                 peft_config=_peft_config(cfg), callbacks=callbacks,
             )  # fmt: skip

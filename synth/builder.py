@@ -97,7 +97,7 @@ class DialogBuilder:
         self.messages.append({"role": "assistant", "content": None, "tool_calls": tool_calls})
         results = []
         for call_id, out in outcomes:
-            self.messages.append({"role": "tool", "tool_call_id": call_id, "name": out.name, "content": out.content()})
+            self.messages.append(out.message(call_id))
             self._record(call_id, out)
             results.append(out.result if out.ok else {})
         return results

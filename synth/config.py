@@ -16,6 +16,7 @@ from recagent.tools.env import ToolEnvConfig
 GENERATION_FIELDS = (
     "tools", "seed", "test_fraction", "test_user_fraction", "min_history", "kinds", "mix", "domains",
     "variants_per_tool", "heldout_variant_fraction", "heldout_tool_share", "tools_per_dialog", "max_distractors",
+    "serving_tools_share",
     "generator", "llm", "judge", "target_model", "loss_easy_below", "loss_hard_above",
 )  # fmt: skip
 
@@ -44,6 +45,11 @@ class SynthConfig(JobConfig):
     heldout_tool_share: float = Field(0.5, ge=0, le=1, description="share of test dialogs offering held-out variants")
     tools_per_dialog: tuple[int, int] = Field((3, 8), description="min and max real tools offered per dialog")
     max_distractors: int = Field(2, ge=0, le=8, description="most unimplemented look-alike tools offered per dialog")
+    serving_tools_share: float = Field(
+        0.0, ge=0, le=1,
+        description="share of dialogs offering exactly the chat agent's tools (every core tool as served, movies "
+                    "wording, no variants or distractors): the prompt a shipped policy sees",
+    )  # fmt: skip
     generator: Literal["programmatic", "llm"] = Field("programmatic", description="offline templates or an LLM")
     llm: PolicyConfig | None = Field(None, description="OpenAI-compatible model for generator=llm (kind must be openai)")
     judge: PolicyConfig | None = Field(None, description="OpenAI-compatible model for the judge layer (None = off)")

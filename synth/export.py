@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from recagent.synth.sample import Sample
+from recagent.tools.toolkit import recorded_result
 
 FREE_TEXT_CORE = {"query", "save_as"}
 
@@ -82,10 +83,8 @@ def to_toolace(sample: Sample) -> dict[str, Any]:
         elif m["role"] == "assistant":
             conv.append({"from": "assistant", "value": m["content"]})
         elif m["role"] == "tool":
-            try:
-                tool_results.append({"name": m.get("name"), "results": json.loads(m["content"])})
-            except json.JSONDecodeError:
-                tool_results.append({"name": m.get("name"), "results": m["content"]})
+            result = recorded_result(m)  # the structured result: ShareGPT tool turns hold JSON
+            tool_results.append({"name": m.get("name"), "results": m["content"] if result is None else result})
     tools = json.dumps([t["function"] for t in sample.tools], ensure_ascii=False)
     head = f"{system}\nHere is a list of functions in JSON format that you can invoke:\n{tools}".strip()
     return {"id": sample.id, "system": head, "conversations": conv}

@@ -1,38 +1,148 @@
-"""Templated but varied language for the offline generator, grounded in catalog attributes.
+"""Varied, person-like language for the offline generator, grounded in catalog attributes.
 
 Every sentence is built from a target item's real attributes (genres, era, a similar title
 from the user's history) and the dialog's domain noun; the title of the target itself never
 appears. Templates are hand-written because no library writes catalog-grounded requests
-offline; variety comes from combining openers, phrasings of genres and eras, and closers.
+offline. Variety comes from many whole-sentence *frames* per intent (not just openers and
+closers), several ways to say each genre (including indirect asks such as "something to
+cheer me up" for Comedy), eras, counts ("five", "a dozen") and user ids ("my id's 42",
+"user #42"), and from :func:`noisy`, a seeded casual-typing pass (lower case, dropped
+punctuation, chat slang, a swapped or dropped letter) that never touches digits or the
+spans a tool call depends on.
 """
 
 from __future__ import annotations
 
 import random
+import re
 
 GENRE_WORDS = {
-    "Sci-Fi": ["sci-fi", "science fiction"], "Film-Noir": ["film noir", "noir"], "Children's": ["children's", "kids'"],
-    "Musical": ["musical"], "Documentary": ["documentary"], "Animation": ["animated"], "Romance": ["romantic", "romance"],
-    "Thriller": ["thriller"], "Comedy": ["comedy", "funny"], "Horror": ["horror", "scary"], "Action": ["action"],
-    "Adventure": ["adventure"], "Crime": ["crime"], "Drama": ["drama"], "Fantasy": ["fantasy"],
-    "Mystery": ["mystery"], "War": ["war"], "Western": ["western"],
+    "Sci-Fi": ["sci-fi", "science fiction", "scifi"], "Film-Noir": ["film noir", "noir"],
+    "Children's": ["children's", "kids'", "family"], "Musical": ["musical"], "Documentary": ["documentary"],
+    "Animation": ["animated", "cartoon"], "Romance": ["romantic", "romance"], "Thriller": ["thriller", "suspense"],
+    "Comedy": ["comedy", "funny"], "Horror": ["horror", "scary"], "Action": ["action"], "Adventure": ["adventure"],
+    "Crime": ["crime"], "Drama": ["drama"], "Fantasy": ["fantasy"], "Mystery": ["mystery"], "War": ["war"],
+    "Western": ["western", "cowboy"],
+}  # fmt: skip
+# plural nouns that stand for "<genre> movies" on their own (movie domains only for the last three)
+GENRE_PLURALS = {"Comedy": "comedies", "Thriller": "thrillers", "Western": "westerns", "Mystery": "mysteries",
+                 "Romance": "romances", "Drama": "dramas", "Musical": "musicals", "Documentary": "documentaries"}  # fmt: skip
+MOVIE_ONLY_PLURALS = {"Drama", "Musical", "Documentary"}
+# a genre as a noun ("what's popular in {noun}?")
+GENRE_NOUNS = {
+    "Sci-Fi": ["sci-fi", "science fiction"], "Film-Noir": ["film noir"], "Children's": ["kids' stuff", "family stuff"],
+    "Musical": ["musicals"], "Documentary": ["documentaries"], "Animation": ["animation", "cartoons"],
+    "Romance": ["romance"], "Thriller": ["thrillers", "suspense"], "Comedy": ["comedy", "comedies"], "Horror": ["horror"],
+    "Action": ["action"], "Adventure": ["adventure"], "Crime": ["crime"], "Drama": ["drama", "dramas"],
+    "Fantasy": ["fantasy"], "Mystery": ["mystery", "mysteries"], "War": ["war stories"], "Western": ["westerns"],
+}  # fmt: skip
+# how to name a genre the user does NOT want ("no horror", "anything but dramas")
+GENRE_NEG_WORDS = {
+    "Sci-Fi": ["sci-fi", "science fiction"], "Film-Noir": ["film noir", "noir"], "Children's": ["kids' stuff", "children's stuff"],
+    "Musical": ["musicals", "singing"], "Documentary": ["documentaries"], "Animation": ["animation", "cartoons"],
+    "Romance": ["romance", "romantic stuff", "love stories"], "Thriller": ["thrillers"], "Comedy": ["comedy", "comedies"],
+    "Horror": ["horror", "scary stuff"], "Action": ["action"], "Adventure": ["adventure"], "Crime": ["crime"],
+    "Drama": ["drama", "dramas"], "Fantasy": ["fantasy"], "Mystery": ["mysteries"], "War": ["war", "war stuff"],
+    "Western": ["westerns"],
+}  # fmt: skip
+VIOLENT = ["Action", "Crime", "Horror", "War"]  # what "without violence" excludes
+VIOLENCE_WORDS = ["violence", "violent stuff", "blood and guns", "fighting"]
+
+# Indirect asks: a situation or wish that names no genre but maps to exactly one catalog genre.
+INDIRECT: dict[str, list[str]] = {
+    "Comedy": ["I need a good laugh.", "Rough day, I want something to cheer me up.", "I want something that makes me laugh.",
+               "Feeling a bit down, cheer me up.", "I'm in the mood to laugh my head off."],
+    "Horror": ["I want to be scared.", "I'm in the mood for a proper fright.", "I want something that gives me nightmares.",
+               "Scare me!", "I want to sleep with the lights on tonight."],
+    "Thriller": ["I want something that keeps me on the edge of my seat.", "I'm after a real nail-biter.",
+                 "I want tension, the kind where you can't look away.", "Give me something gripping and tense."],
+    "Children's": ["It's for my kids.", "I need something the kids can enjoy.", "Family night with the little ones.",
+                   "Something suitable for young children, please.", "My nephews are staying over."],
+    "Animation": ["I love cartoons.", "Something drawn or computer-animated, please.", "I'm in a cartoon mood."],
+    "Romance": ["It's for date night.", "I want a love story.", "Something to enjoy with my partner on a cosy evening.",
+                "I'm in a romantic mood."],
+    "Drama": ["I want a good cry.", "I'm after something serious and moving.", "I want something emotional, a real tearjerker."],
+    "Sci-Fi": ["I'm into space, aliens and the future.", "I want robots or spaceships.", "Something set in the future, please."],
+    "Action": ["I want explosions and car chases.", "I need an adrenaline rush.", "Lots of fights and stunts, please."],
+    "Adventure": ["I want an epic journey.", "I'm in the mood for a big quest.", "Something with treasure hunts and exploring."],
+    "Crime": ["I love gangster stories.", "Heists and mobsters, please.", "I'm into stories about criminals and cops."],
+    "Mystery": ["I want a good whodunit.", "Give me a puzzle to solve.", "I like guessing who did it."],
+    "War": ["I like stories about soldiers.", "Something set during a war.", "I want battlefields and soldiers."],
+    "Western": ["I want cowboys and gunslingers.", "Something set in the wild west.", "Saloons and showdowns, please."],
+    "Musical": ["I want lots of singing and dancing.", "Something with great song-and-dance numbers."],
+    "Documentary": ["I want something real, not fiction.", "Real-life stories, nothing made up.", "I want to learn something true."],
+    "Fantasy": ["Magic, wizards and dragons, please.", "I want something magical.", "I'm in the mood for elves and spells."],
+    "Film-Noir": ["I like hard-boiled detectives and femme fatales.", "Dark, shadowy detective stories, please."],
 }  # fmt: skip
 
-OPENERS = ["", "Hi! ", "Hello, ", "Hey, ", "Good evening. ", "Quick question: ", "Hi there. ", "So, "]
+DOMAIN_VERBS = {  # (verb, past participle, -ing form) per domain
+    "movies": ("watch", "watched", "watching"), "films": ("watch", "seen", "watching"),
+    "books": ("read", "read", "reading"), "music": ("listen to", "listened to", "listening to"),
+}  # fmt: skip
+
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine",
+                10: "ten", 12: "twelve", 15: "fifteen", 20: "twenty"}  # fmt: skip
+STATED_K = [3, 4, 5, 5, 6, 8, 10, 10, 12]
+DECADE_WORDS = {1920: "twenties", 1930: "thirties", 1940: "forties", 1950: "fifties", 1960: "sixties",
+                1970: "seventies", 1980: "eighties", 1990: "nineties"}  # fmt: skip
+
+OPENERS = ["", "", "", "Hi! ", "Hello, ", "Hey, ", "Good evening. ", "Quick question: ", "Hi there. ", "So, ", "Ok so ",
+           "Hey there! ", "Morning! ", "Um, "]  # fmt: skip
+CLOSERS = ["", "", "", "", " Thanks!", " Thank you.", " Surprise me.", " Cheers.", " Thx!", " Any ideas?",
+           " I trust you.", " Thanks in advance."]  # fmt: skip
+PLAIN_CLOSERS = ["", "", "", "", " Thanks!", " Thank you.", " Cheers.", " Thx!", " Thanks in advance."]  # not asking for picks
 WANT = [
-    "I'm looking for {what}.", "Can you suggest {what}?", "I'd like {what}.", "Any ideas for {what}?",
-    "Recommend me {what}, please.", "I'm in the mood for {what}.", "Could you find {what}?", "Help me find {what}.",
-]
-CLOSERS = ["", "", " Thanks!", " Thank you.", " Something I haven't seen would be great.", " Surprise me."]
-THANKS = ["Thanks, that's great!", "Perfect, thank you.", "Great, I'll watch the first one.", "Cool, thanks a lot.",
-          "Nice list, cheers!"]
+    "I'm looking for {np}.", "Can you suggest {np}?", "Could you recommend {np}?", "I'd like to {verb} {np}.",
+    "Any chance you could find me {np}?", "Recommend me {np}, please.", "Help me find {np}.", "Please find {np} for me.",
+    "Show me {np}.", "Give me {np}.", "I want {np}.", "I could go for {np} right now.", "Need {np} for the weekend.",
+    "Got {np} for me?", "Hit me with {np}.", "Looking for {np} to {verb} tonight.", "Do you know {np} worth {verbing}?",
+    "Point me to {np}.", "I'm after {np}.", "{np}, please.", "{Np}?", "Would love {np}.", "Suggest {np}.",
+    "Can I get {np}?", "Find me {np}.", "Any recommendations? I want {np}.", "Friends are coming over and we want {np}.",
+    "What would you recommend if I want {np}?", "I'm in the mood for {np}.", "Search for {np}.",
+    "Looking for recommendations: {np}.", "Can you dig up {np}?",
+]  # fmt: skip
+# short asks that follow (or precede) an indirect wish; {np} is generic ("something from the 90s", "five films")
+ASK_SHORT = [
+    "Any ideas?", "What do you suggest?", "What should I {verb}?", "Can you find me {np}?", "Got {np}?",
+    "Recommend {np}.", "Any {n} for that?", "Suggestions?", "What have you got?", "Help me pick {np}.",
+    "Find me {np}.", "What would you pick?", "I need {np}.", "Show me {np}.", "Anything?",
+]  # fmt: skip
+THANKS = ["Thanks, that's great!", "Perfect, thank you.", "Great, I'll check out the first one.", "Cool, thanks a lot.",
+          "Nice list, cheers!", "thanks!!", "ty", "Awesome, thank you so much.", "That helps, thanks.", "Brilliant, cheers.",
+          "ok thanks", "Perfect. That's all I needed.", "Great picks, thank you!", "Thanks, I'll try those."]  # fmt: skip
 WELCOME = ["You're welcome, enjoy!", "Glad I could help. Enjoy!", "Happy to help. Have fun!",
-           "Enjoy! Ask me any time for more."]
+           "Enjoy! Ask me any time for more.", "Any time. Enjoy!", "My pleasure, have a good one!"]  # fmt: skip
+UID_FORMS = [
+    "I'm user {u}.", "My user id is {u}.", "my id's {u}.", "user #{u} here.", "id {u}.", "(user {u})", "This is user {u}.",
+    "I'm user number {u}.", "uid: {u}.", "Logged in as user {u}.", "My id is {u}.", "user id {u} here.", "I'm #{u}.",
+    "Account {u}.", "I am user {u}.", "(id {u})",
+]  # fmt: skip
+UID_SUFFIX = [" - I'm user {u}.", " I'm user {u}.", " My id is {u}.", " (user {u})", " user #{u}", " my id's {u}",
+              " I'm id {u}.", " By the way, I'm user {u}."]  # fmt: skip
+SLANG = {"you": "u", "please": "pls", "thanks": "thx", "want to": "wanna", "going to": "gonna", "something": "sth",
+         "really": "rly", "are": "r", "okay": "ok", "because": "cuz", "tonight": "tonite"}  # fmt: skip
+
+# -- attributes ----------------------------------------------------------------------------------------------------
+
+
+def verbs(domain: str) -> tuple[str, str, str]:
+    """(verb, participle, -ing form) for consuming an item of the domain ('watch', 'watched', 'watching')."""
+    return DOMAIN_VERBS.get(domain, DOMAIN_VERBS["movies"])
 
 
 def genre_word(genre: str, rng: random.Random) -> str:
     """A natural way to say a catalog genre."""
     return rng.choice(GENRE_WORDS.get(genre, [genre.lower()]))
+
+
+def genre_noun(genre: str, rng: random.Random) -> str:
+    """A genre as a noun ('comedy', 'thrillers', "kids' stuff")."""
+    return rng.choice(GENRE_NOUNS.get(genre, [genre.lower()]))
+
+
+def genre_neg_word(genre: str, rng: random.Random) -> str:
+    """How a user names a genre they do not want ('horror', 'love stories')."""
+    return rng.choice(GENRE_NEG_WORDS.get(genre, [genre.lower()]))
 
 
 def genres_phrase(genres: list[str], rng: random.Random) -> str:
@@ -44,29 +154,92 @@ def genres_phrase(genres: list[str], rng: random.Random) -> str:
     return ", ".join(words[:-1]) + joiner + words[-1]
 
 
+def indirect(genre: str, rng: random.Random) -> str | None:
+    """A wish that implies the genre without naming it ('I want to be scared.' for Horror), or None."""
+    options = INDIRECT.get(genre)
+    return rng.choice(options) if options else None
+
+
 def decade(year: int) -> int:
     """The decade a year is in (1994 -> 1990)."""
     return year // 10 * 10
 
 
 def era_phrase(year_min: int | None, year_max: int | None, rng: random.Random) -> str:
-    """Words for a year range ('from the 90s', 'released before 1970')."""
+    """Words after a noun for a year range ('from the 90s', 'released before 1970', 'from the nineties')."""
     if year_min is not None and year_max is not None:
         if year_max - year_min == 9 and year_min % 10 == 0:
             short = f"{year_min % 100:02d}s"
-            return rng.choice([f"from the {short}", f"from the {year_min}s", f"made in the {year_min}s",
-                               f"released between {year_min} and {year_max}"])
+            options = [f"from the {short}", f"from the {year_min}s", f"made in the {year_min}s", f"from the '{short}",
+                       f"released between {year_min} and {year_max}", f"released in the {year_min}s"]  # fmt: skip
+            if year_min in DECADE_WORDS:
+                options += [f"from the {DECADE_WORDS[year_min]}", f"made in the {DECADE_WORDS[year_min]}"]
+            return rng.choice(options)
         return f"released between {year_min} and {year_max}"
     if year_min is not None:
-        return rng.choice([f"released after {year_min - 1}", f"from {year_min} or later", f"not older than {year_min}"])
+        return rng.choice([f"released after {year_min - 1}", f"from {year_min} or later", f"not older than {year_min}",
+                           f"from {year_min} onwards", f"newer than {year_min - 1}", f"released in {year_min} or later"])  # fmt: skip
     if year_max is not None:
-        return rng.choice([f"released before {year_max + 1}", f"from {year_max} or earlier", f"older than {year_max + 1}"])
+        return rng.choice([f"released before {year_max + 1}", f"from {year_max} or earlier", f"older than {year_max + 1}",
+                           f"from before {year_max + 1}", f"released up to {year_max}", f"made before {year_max + 1}"])  # fmt: skip
     return ""
 
 
-def request(what: str, rng: random.Random) -> str:
-    """A full user request around a noun phrase."""
-    return (rng.choice(OPENERS) + rng.choice(WANT).format(what=what) + rng.choice(CLOSERS)).strip()
+def era_adjective(year_min: int | None, year_max: int | None, rng: random.Random) -> str | None:
+    """A word before the noun for a year range ('90s', 'nineties', 'pre-1980'), or None when there is none."""
+    if year_min is not None and year_max is not None and year_max - year_min == 9 and year_min % 10 == 0:
+        options = [f"{year_min % 100:02d}s", f"{year_min}s"] + ([DECADE_WORDS[year_min]] if year_min in DECADE_WORDS else [])
+        return rng.choice(options)
+    if year_min is None and year_max is not None:
+        return f"pre-{year_max + 1}"
+    return None
+
+
+def era_query(year_min: int | None, year_max: int | None) -> str:
+    """The canonical words for a year range in a search query ('from the 1990s', 'before 1980')."""
+    if year_min is not None and year_max is not None:
+        if year_max - year_min == 9 and year_min % 10 == 0:
+            return f"from the {year_min}s"
+        return f"from {year_min} to {year_max}"
+    if year_min is not None:
+        return f"from {year_min} or later"
+    if year_max is not None:
+        return f"before {year_max + 1}"
+    return ""
+
+
+# -- counts and ids ------------------------------------------------------------------------------------------------
+
+
+def number(k: int, rng: random.Random) -> str:
+    """k as a person writes it: '5', 'five', 'a dozen' (12), 'half a dozen' (6)."""
+    options = [str(k)] + ([NUMBER_WORDS[k]] * 2 if k in NUMBER_WORDS else [])
+    options += {12: ["a dozen", "a dozen"], 6: ["half a dozen"]}.get(k, [])
+    return rng.choice(options)
+
+
+def count_clause(n: str, nouns: str, rng: random.Random) -> str:
+    """A sentence that states a count ``n`` already written out ('five', '10'): ' Just five.', ' Top 10, please.'."""
+    text = rng.choice([" Just {n}.", " {N} would be enough.", " Top {n}, please.", " Give me {n}.", " Max {n}.",
+                       " {N} {nouns}, please.", " Only {n}.", " I'd like {n} of them."])  # fmt: skip
+    return text.format(n=n, N=n[:1].upper() + n[1:], nouns=nouns)
+
+
+def uid_mention(u: str, rng: random.Random, suffix: bool = False) -> str:
+    """How a user gives their id: 'I'm user 42. ', 'my id's 42. ', 'user #42 here. ' (prefix) or ' (user 42)' (suffix)."""
+    if suffix:
+        return rng.choice(UID_SUFFIX).format(u=u)
+    return rng.choice(UID_FORMS).format(u=u) + " "
+
+
+def uid_reply(u: str, rng: random.Random) -> str:
+    """The answer to 'what is your user id?'."""
+    return rng.choice(["It's {u}.", "{u}", "User {u}.", "My id is {u}.", "id {u}", "#{u}", "it's user number {u}",
+                       "{u}, thanks", "Sure, {u}.", "I'm {u}.", "User id {u}.", "{u} I think", "oh right, it's {u}",
+                       "my id's {u}", "user {u}"]).format(u=u)  # fmt: skip
+
+
+# -- titles --------------------------------------------------------------------------------------------------------
 
 
 def short_title(title: str) -> str:
@@ -75,3 +248,119 @@ def short_title(title: str) -> str:
         if title.endswith(art):
             return f"{art[2:]} {title[: -len(art)]}"
     return title
+
+
+def title_variants(title: str, year: int | None, rng: random.Random) -> list[str]:
+    """Ways a person types a title, the exact one last: lower case, no article, a small typo, with its year.
+
+    The caller keeps the first variant that the title lookup still resolves to the same item.
+    """
+    exact = short_title(title)
+    out: list[str] = []
+    low = exact.lower()
+    words = exact.split()
+    if len(words) > 1 and words[0].lower() in ("the", "a", "an"):
+        out.append(" ".join(words[1:]))
+        out.append(" ".join(words[1:]).lower())
+    out.append(low)
+    long_words = [j for j, w in enumerate(words) if len(w) >= 5 and w.isalpha()]
+    if long_words:
+        j = rng.choice(long_words)
+        out.append(" ".join(words[:j] + [typo(words[j], rng)] + words[j + 1 :]))
+        out.append(" ".join(words[:j] + [typo(words[j], rng)] + words[j + 1 :]).lower())
+    if year:
+        out.append(f"{exact} ({year})")
+    rng.shuffle(out)
+    return out + [exact]
+
+
+# -- requests ------------------------------------------------------------------------------------------------------
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def want(np: str, rng: random.Random, domain: str = "movies", frames: list[str] | None = None) -> str:
+    """One request around a noun phrase (with its determiner): 'Can you suggest some comedies from the 90s?'."""
+    verb, _, verbing = verbs(domain)
+    frame = rng.choice(frames or WANT)
+    return frame.format(np=np, Np=_cap(np), verb=verb, verbing=verbing)
+
+
+def ask_short(np: str, nouns: str, rng: random.Random, domain: str = "movies") -> str:
+    """A short ask that goes with an indirect wish ('Any ideas?', 'Can you find me something from the 90s?')."""
+    verb, _, _ = verbs(domain)
+    return rng.choice(ASK_SHORT).format(np=np, n=nouns, verb=verb)
+
+
+def request(what: str, rng: random.Random, domain: str = "movies") -> str:
+    """A full user request around a noun phrase, with an optional opener and closer."""
+    return (rng.choice(OPENERS) + want(what, rng, domain) + rng.choice(CLOSERS)).strip()
+
+
+def frame(frames: list[str], rng: random.Random, **slots: str) -> str:
+    """Fill one of ``frames`` (``{T}`` is ``{t}`` capitalised for every slot ``t``)."""
+    caps = {k.upper() if len(k) == 1 else k[:1].upper() + k[1:]: _cap(v) for k, v in slots.items()}
+    return rng.choice(frames).format(**slots, **caps)
+
+
+# -- casual typing -------------------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[A-Za-z]+")
+_PROTECTED_WORDS = {w for n in NUMBER_WORDS.values() for w in n.split()} | {"dozen", "half", "user", "id", "uid"}
+
+
+def typo(word: str, rng: random.Random) -> str:
+    """One small slip in a word of 4+ letters: two neighbouring letters swapped, a letter dropped or doubled."""
+    if len(word) < 4:
+        return word
+    j = rng.randrange(1, len(word) - 2) if len(word) > 3 else 1
+    op = rng.random()
+    if op < 0.45 and word[j] != word[j + 1]:
+        return word[:j] + word[j + 1] + word[j] + word[j + 2 :]
+    if op < 0.85:
+        return word[:j] + word[j + 1 :]
+    return word[:j] + word[j] + word[j:]
+
+
+def noisy(text: str, rng: random.Random, keep: tuple[str, ...] | list[str] = (), level: float = 1.0) -> str:
+    """Seeded casual typing: lower case, dropped punctuation, slang and typos, each sometimes.
+
+    Never changes a token that holds a digit (user ids, counts, years), a number word, or any
+    span in ``keep`` (titles the call passes on, model names, count words): those come back
+    byte for byte. ``level`` scales how often each kind of noise is applied (0 = never).
+    """
+    lower, punct = rng.random() < 0.4 * level, rng.random() < 0.3 * level
+    slang, typos = lower and rng.random() < 0.35, rng.random() < 0.2 * level
+    if not (lower or punct or typos):
+        return text
+    spans = sorted({s for s in keep if s}, key=len, reverse=True)
+    for j, s in enumerate(spans):
+        text = text.replace(s, f"\x00{j}\x01")
+    tokens = text.split(" ")
+
+    def free(tok: str) -> bool:
+        return not re.search(r"[\d\x00\x01#]", tok) and tok.lower().strip(".,!?;:()'\"") not in _PROTECTED_WORDS
+
+    if slang:
+        joined = " ".join(tokens)
+        for a, b in SLANG.items():
+            if rng.random() < 0.6:
+                joined = re.sub(rf"(?<![\w\x00]){a}(?![\w\x01])", b, joined, flags=re.IGNORECASE)
+        tokens = joined.split(" ")
+    if typos:
+        cands = [j for j, t in enumerate(tokens) if free(t) and any(len(w) >= 4 for w in _WORD.findall(t))]
+        for j in rng.sample(cands, min(len(cands), rng.choice([1, 1, 1, 2]))):
+            tokens[j] = _WORD.sub(lambda m: typo(m.group(0), rng) if len(m.group(0)) >= 4 else m.group(0), tokens[j], count=1)
+    if lower:
+        tokens = [t.lower() if free(t) else t for t in tokens]
+    if punct:
+        apostrophes = rng.random() < 0.5
+        drop = ".,!?;:" + ("'" if apostrophes else "")
+        tokens = [("".join(ch for ch in t if ch not in drop) if free(t) else t) for t in tokens]
+        tokens = [t for t in tokens if t not in ("-", "—")]
+    out = " ".join(t for t in tokens if t)
+    for j, s in enumerate(spans):
+        out = out.replace(f"\x00{j}\x01", s)
+    return out.strip() or text

@@ -7,11 +7,16 @@ exactly one line in exactly one file: ``train.jsonl``/``test.jsonl`` (verified),
 as they are written, so after an interruption the files say which attempt was the last one
 completed: a rerun with the same config drops a torn last line and continues from the next
 attempt, with no sample lost and none duplicated.
+
+A dialog whose user turn copies a held-out chat request (:mod:`recagent.heldout_requests`: exact,
+contained or near copies of the hand-written evaluation requests) is dropped as skipped with
+reason ``heldout_request``; the report counts them and the run logs how many.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections import Counter
@@ -23,6 +28,7 @@ from typing import Any
 import yaml
 
 from recagent.errors import ConfigError, RecagentError
+from recagent.heldout_requests import RequestLeakIndex, user_turns
 from recagent.synth.builder import GenerationFailed
 from recagent.synth.complexity import LossScorer, label, relabel_by_loss
 from recagent.synth.config import SynthConfig
@@ -36,6 +42,7 @@ from recagent.tools.env import ToolEnv
 from recagent.tools.recommender_tools import build_registry
 from recagent.tools.toolkit import ToolRegistry
 
+logger = logging.getLogger(__name__)
 FILES = ("train", "test", "rejected", "skipped")
 JUDGE_DOWN_LIMIT = 3  # consecutive "judge unavailable" verdicts that stop the run
 
@@ -159,6 +166,7 @@ class Synthesizer:
             self.judge = LLMJudge(cfg.judge, chat_model=judge_model)
         self.scorer = LossScorer(cfg.target_model) if cfg.target_model else None
         self.vctx = VerifyContext(env, registry_factory)
+        self.heldout_requests = RequestLeakIndex()  # the evaluation's hand-written requests: never in synthesized turns
 
     def request(self, attempt: int) -> GenRequest:
         """The seeded draw of attempt ``attempt``: split, kind, domain, user task, held-out tools or not."""
@@ -169,7 +177,12 @@ class Synthesizer:
         domain = _weighted(rng, cfg.domains)
         heldout = split == "test" and rng.random() < cfg.heldout_tool_share
         task = self.sampler.sample(split, rng)
-        return GenRequest(attempt, kind, split, task, domain, heldout, rng, tuple(cfg.tools_per_dialog), cfg.max_distractors)
+        # drawn only when asked for, so that runs without serving-tool dialogs keep their seeded dialogs
+        serving = cfg.serving_tools_share > 0 and rng.random() < cfg.serving_tools_share
+        if serving:
+            domain, heldout = "movies", False
+        return GenRequest(attempt, kind, split, task, domain, heldout, rng, tuple(cfg.tools_per_dialog),
+                          cfg.max_distractors, serving)  # fmt: skip
 
     def make(self, attempt: int, state: RunState, quotas: dict[str, int] | None) -> tuple[str, dict[str, Any]]:
         """Run one attempt through every stage; returns the file it belongs in and its row."""
@@ -178,6 +191,10 @@ class Synthesizer:
             sample = self.generator.generate(req)
         except GenerationFailed as e:
             return "skipped", {"attempt": attempt, "reason": "generation_failed", "detail": str(e), "kind": req.kind}
+        leaks = self.heldout_requests.find(user_turns(sample.messages))
+        if leaks:
+            return "skipped", {"attempt": attempt, "reason": "heldout_request", "request": leaks[0].request_id,
+                               "detail": leaks[0].describe(), "kind": sample.kind}  # fmt: skip
         sample.complexity = label(sample)
         if sample.id in state.keys:
             return "skipped", {"attempt": attempt, "reason": "duplicate", "key": sample.id, "kind": sample.kind}
@@ -256,6 +273,8 @@ class Synthesizer:
         write_exports(out, train, test, cfg.exports)
         write_report(out, cfg)
         skipped = Counter(r["reason"] for r in read_rows(out / "skipped.jsonl"))
+        if skipped.get("heldout_request"):
+            logger.warning("dropped %d dialog(s) whose user turn copies a held-out chat request", skipped["heldout_request"])
         runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines() if line.strip()]
         total_s = sum(r["seconds"] for r in runs)
         verified = len(train) + len(test)

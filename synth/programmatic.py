@@ -8,11 +8,23 @@ title it never names); the assistant side acts only through tool calls whose arg
 from the user's words and from earlier results; the tool side is the real tool registry.
 A plan that cannot complete on real data (an empty filter result, a failed call) raises
 :class:`GenerationFailed` and the attempt is dropped, never patched.
+
+User turns are written the way people type them (:mod:`recagent.synth.phrasing`): many
+whole-sentence frames per plan, indirect asks mapped to one genre ("I want to be scared" ->
+Horror), counts as words ("a dozen" -> ``k=12``; no stated count -> no ``k``), ids in several
+forms, titles typed loosely (checked with the real title lookup before use) and seeded casual
+noise that never touches the ids, numbers and spans a call depends on. Besides single requests
+there are negative constraints (``filter_items(exclude_genres=...)``), follow-ups whose second
+call acts on the first result ("something older", "more like the second one", "any of those
+without violence?", "just the three I'd like most") or needs no call ("fewer, just three"), and
+chit-chat (greetings, small talk, out-of-scope asks). Follow-ups are previewed on the saved
+candidate set, so they are only asked when they have an answer.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,16 +41,193 @@ from recagent.tools.toolkit import ToolRegistry
 
 SET_NAMES = ["picks", "shortlist", "recs", "pool", "matches", "cands", "similar", "mine"]
 OUT_OF_SCOPE: dict[str, list[str]] = {
-    "tickets": ["Can you book two tickets for {t} tonight?", "Where is {t} showing near me this weekend?"],
-    "reviews": ["What did the critics say about {t}?", "Show me reviews of {t}."],
-    "watchlist": ["Add {t} to my watchlist.", "Please save {t} to my list for later."],
-    "rating": ["Rate {t} five stars for me.", "I want to give {t} a 2 out of 5."],
-    "streaming": ["Where can I stream {t}?", "Is {t} on any streaming service in Germany?"],
-    "cast": ["Who starred in {t}?", "Who directed {t}?"],
-    "purchase": ["Buy me a copy of {t}.", "Order {t} for me, please."],
-    "weather": ["What's the weather like tomorrow?", "Will it rain this evening?"],
-    "translation": ["Translate 'good evening' into French.", "How do you say 'thank you' in Japanese?"],
-}
+    "tickets": ["Can you book two tickets for {t} tonight?", "Where is {t} showing near me this weekend?",
+                "Get me seats for {t} on Friday.", "any cinemas playing {t} tonight?", "Reserve a ticket for {t}, please."],
+    "reviews": ["What did the critics say about {t}?", "Show me reviews of {t}.", "Is {t} well reviewed?",
+                "What's the Rotten Tomatoes score of {t}?", "Read me a review of {t}."],
+    "watchlist": ["Add {t} to my watchlist.", "Please save {t} to my list for later.", "Put {t} on my to-watch list.",
+                  "remember {t} for me so I can watch it later", "Bookmark {t}."],
+    "rating": ["Rate {t} five stars for me.", "I want to give {t} a 2 out of 5.", "Log a rating of 4 for {t}.",
+               "Mark {t} as one I hated.", "Give {t} a thumbs up on my profile."],
+    "streaming": ["Where can I stream {t}?", "Is {t} on any streaming service in Germany?", "Is {t} on Netflix?",
+                  "Which platform has {t} right now?", "can i watch {t} online for free?"],
+    "cast": ["Who starred in {t}?", "Who directed {t}?", "Who plays the lead in {t}?", "Who wrote the music for {t}?",
+             "Was {t} directed by a woman?"],
+    "purchase": ["Buy me a copy of {t}.", "Order {t} for me, please.", "How much does {t} cost on DVD?",
+                 "Can I buy {t} here?", "Get me {t} on Blu-ray."],
+    "weather": ["What's the weather like tomorrow?", "Will it rain this evening?", "Is it going to be sunny this weekend?",
+                "How cold is it outside?"],
+    "translation": ["Translate 'good evening' into French.", "How do you say 'thank you' in Japanese?",
+                    "What does 'gracias' mean?", "Translate this into Spanish: where is the station?"],
+    "trivia": ["Who won the World Cup in 1998?", "What is the capital of Australia?", "How tall is Mount Everest?",
+               "When did the Berlin Wall fall?"],
+    "math": ["What's 17 times 23?", "Can you solve 3x + 5 = 20 for me?", "What is the square root of 144?",
+             "Convert 30 miles to kilometres."],
+    "coding": ["Write me a Python function that reverses a string.", "How do I center a div in CSS?",
+               "Fix my SQL query, please.", "Explain recursion to me."],
+    "travel": ["Book me a flight to Lisbon.", "Find a hotel in Rome for next week.", "What's the best way to get to the airport?",
+               "Any good restaurants near me?"],
+}  # fmt: skip
+
+# -- phrase banks per intent (each plan draws its request from at least ~15 whole-sentence frames) -------------------
+
+POPULAR_NP = ["the most popular {g} {n}", "the top {g} {n}", "popular {g} {n}", "the best-known {g} {n}",
+              "{g} {n} everyone has {ved}", "crowd-pleasing {g} {n}", "the biggest {g} hits", "the most {ved} {g} {n}",
+              "well-known {g} {n}", "the {g} {n} most people like", "the {g} {n} with the most fans"]  # fmt: skip
+POPULAR_NP_K = ["the {k} most popular {g} {n}", "top {k} {g} {n}", "{k} popular {g} {n}", "the {k} biggest {g} hits",
+                "{k} {g} {n} everyone has {ved}", "the top {k} {g} {n}", "{k} of the most {ved} {g} {n}"]  # fmt: skip
+POPULAR_Q = ["What are {np}?", "Which are {np}?", "List {np}, please.", "What's popular in {gn}?", "Most popular {g} {n}?",
+             "What do most people {verb} in {gn}?", "Which {g} {n} are the most popular?", "what {g} {n} does everyone like",
+             "I want the {g} {n} everybody talks about.", "Which {g} {n} have the most fans?", "Show me {np}.",
+             "What {g} {n} are people {ving} the most?"]  # fmt: skip
+POPULAR_INDIRECT = ["What's popular for that?", "What do most people {verb} then?", "Show me the most popular ones.",
+                    "What are the crowd favourites?", "Which popular {n} fit?", "What does everyone {verb} for that?"]  # fmt: skip
+POPULAR_INDIRECT_K = ["Top {k} popular picks?", "What are the {k} most popular ones?", "Give me the {k} crowd favourites."]
+PERSONAL_NP = ["some {n} for me", "my next {s}", "{n} I would enjoy", "something I'd like", "{n} picked for my taste",
+               "personal recommendations", "{n} based on my history", "{n} based on what I've {ved}", "something new to {verb}",
+               "{n} tailored to me", "recommendations for me", "a {s} I'd love", "{n} that match my taste",
+               "good {n} for someone like me"]  # fmt: skip
+PERSONAL_NP_K = ["{k} {n} for me", "{k} {n} I'd enjoy", "{k} personal picks", "{k} recommendations for me", "my top {k} {n}",
+                 "{k} {n} picked for my taste", "{k} {n} you think I'd like"]  # fmt: skip
+PERSONAL_Q = ["What should I {verb} next?", "What would I like?", "Surprise me with something I'd enjoy.",
+              "Based on my history, what should I {verb}?", "What do you think I'd like?", "Got any recommendations for me?",
+              "I'm bored, what should I {verb}?", "What's a good {s} for me tonight?", "recommend me something",
+              "Any picks for me?", "What would you recommend for me?", "Pick something for me to {verb}.", "Anything I'd enjoy?",
+              "what should i {verb}", "Give me something to {verb}.", "I don't know what to {verb}. Help?"]  # fmt: skip
+PERSONAL_GENRE_NP = ["{g} {n} picked for my taste", "{g} {n} I'd like", "{g} {n} that fit my taste",
+                     "{g} picks based on what I've {ved}", "{g} {n} for me specifically", "personal {g} recommendations",
+                     "{g} {n} that suit me", "the {g} {n} you think I'd enjoy"]  # fmt: skip
+PERSONAL_GENRE_Q = ["I'm in a {g} mood. What would I like?", "Which {g} {n} would I enjoy?", "Given my taste, any {g} {n}?",
+                    "What {g} {s} should I {verb} next?", "Based on my history, anything {g}?", "Got {g} {n} that suit me?",
+                    "Any {g} {n} I'd like?", "What's a {g} {s} I would enjoy?"]  # fmt: skip
+INFO_Q = ["Tell me about {t}.", "What kind of {s} is {t}?", "When did {t} come out?", "What genre is {t}?",
+          "What year is {t} from?", "Do you know {t}?", "What's {t}?", "info on {t}", "{t} - what is it?", "How popular is {t}?",
+          "Is {t} old or new?", "Can you look up {t}?", "Look up {t} for me.", "What do you have on {t}?",
+          "Give me the details of {t}.", "Quick one: {t}, which year?", "what's the genre of {t}", "Is {t} in your catalog?",
+          "Find {t} for me.", "Have you heard of {t}?"]  # fmt: skip
+TWO_ITEMS_Q = ["Which is older, {a} or {b}?", "What genres are {a} and {b}?", "Tell me about {a} and {b}.",
+               "Compare {a} and {b} for me.", "{a} vs {b}: which came out first?", "Look up {a} and {b}.",
+               "What years are {a} and {b} from?", "Are {a} and {b} the same genre?", "Can you check {a} and also {b}?",
+               "Details on {a} and {b}, please.", "I can't remember: is {a} newer than {b}?", "Info on two {n}: {a} and {b}.",
+               "What do you know about {a} and {b}?", "Which is more popular, {a} or {b}?",
+               "{a} and {b} - what kind of {n} are they?", "Quick check on {a} and {b}?"]  # fmt: skip
+HISTORY_Q_K = ["What were the last {k} {n} I {ved}?", "Remind me of my {k} most recent {n}.", "Show my last {k} {n}.",
+               "What did I {verb} recently? Last {k}, please.", "List the {k} {n} I {ved} most recently.",
+               "my recent history, {k} items", "Can you pull up my last {k} {n}?", "What have I been {ving} lately? Show {k}.",
+               "Which {n} did I {verb} last? The last {k}.", "I forgot what I {ved}. The last {k}?", "Show me my {k} latest {n}.",
+               "What's in my history? Just the last {k}.", "Recap my last {k} {n}, please.", "My {k} most recent {n}?",
+               "Look at my history: what were the last {k}?"]  # fmt: skip
+HISTORY_Q = ["What {n} did I {verb} last?", "Show me my recent history.", "What have I {ved} lately?", "Can you see my history?",
+             "What was the last thing I {ved}?", "Pull up my recent {n}.", "What did I {verb} recently?", "my history pls",
+             "Remind me what I {ved} last.", "Which {n} have I {ved} recently?", "Show my history.", "What's my recent activity?",
+             "What have I been {ving}?", "List my latest {n}.", "Can you check what I {ved} recently?"]  # fmt: skip
+ASK_ID = ["Sure! What is your user id?", "Happy to. Which user id are you?", "I can do that with your history. What's your user id?",
+          "Sure, what's your user id?", "Which user id should I look up?", "Of course. What's your id?",
+          "I need your user id for that. What is it?"]  # fmt: skip
+MODEL_NAMES = {"sasrec": ["sasrec", "SASRec"], "bpr": ["bpr", "BPR", "BPR-MF"], "itemknn": ["itemknn", "ItemKNN", "item-kNN"],
+               "pop": ["pop", "popularity"]}  # fmt: skip
+MODELS_Q = ["Compare what the {a} and {b} recommenders suggest for me.", "What would {a} recommend me, and what would {b}?",
+            "Show me {a} vs {b} recommendations.", "Run both {a} and {b} for me.", "I'm curious how {a} and {b} differ for me.",
+            "Give me picks from {a} and from {b}.", "{a} or {b}: what does each suggest for me?",
+            "Let's compare the {a} model with the {b} model on my profile.", "Side by side: {a} and {b} recommendations for me.",
+            "Which {n} would {a} pick for me? And {b}?", "Try the {a} and the {b} recommender for me.",
+            "What do {a} and {b} each think I'd like?", "I want to see {a} results next to {b} results.",
+            "Can you get recommendations from both {a} and {b}?", "compare {a} with {b} for my account",
+            "Use {a} and {b} and show me both lists."]  # fmt: skip
+SIMILAR_NP = ["{n} like {t}", "{n} similar to {t}", "something like {t}", "more {n} like {t}", "{n} in the vein of {t}",
+              "anything similar to {t}", "{n} for someone who loved {t}", "{n} that feel like {t}"]  # fmt: skip
+SIMILAR_Q = ["I loved {t}. What else would I like?", "{t} was great - anything similar?", "If I liked {t}, what should I {verb} next?",
+             "Just finished {t} and loved it. More like that?", "People who liked {t} also liked what?",
+             "I really enjoyed {t}; recommend something along those lines.", "What's similar to {t}?",
+             "Anything like {t}?", "{t} is my favourite. Similar {n}?", "more like {t} pls"]  # fmt: skip
+RANK_CLAUSE = [", ranked for me", ", sorted by what I'd like", ", best matches for me first", ", ordered for my taste",
+               " - and rank them for me", ", ranked by how much I'd enjoy them"]  # fmt: skip
+HISTORY_SIMILAR_NP = ["more {n} like the ones I {ved} recently", "something like what I've been {ving} lately",
+                      "{n} similar to my recent favourites", "more of what I've been into lately",
+                      "{n} like my recent top-rated ones", "{n} in line with my latest favourites"]  # fmt: skip
+HISTORY_SIMILAR_Q = ["Based on my last few {n}, what else?", "I liked my recent {n}, give me more of that.",
+                     "Look at what I {ved} recently and find similar ones.", "What's similar to the stuff I've been {ving}?",
+                     "I've enjoyed my recent {n}. More like those?", "Find me more like my latest favourites.",
+                     "Check my recent history and suggest similar {n}."]  # fmt: skip
+HISTORY_OPEN_NP = ["{n} based on what I've {ved} before", "something based on my history", "recommendations from my past {n}",
+                   "{n} I'd like given my history", "personal picks", "{n} that match my taste", "something I'd like"]  # fmt: skip
+TITLE_OPEN = ["{n} similar to one I loved", "something like a {s} I really liked", "more like my favourite {s}",
+              "{n} like one I {ved} last month", "something similar to a {s} I enjoyed"]  # fmt: skip
+TITLE_OPEN_Q = ["I loved a {s} recently and want similar ones.", "There's this {s} I adore. Can you find similar ones?",
+                "Can you find stuff like a {s} I liked?", "I want more like a {s} I enjoyed."]  # fmt: skip
+ASK_TITLE = ["Which {s} was it?", "Sure, which {s} did you love?", "Tell me the title of the {s} and I'll find similar ones.",
+             "Happy to! What's the title?", "Which one do you mean?", "Sure. What's it called?"]  # fmt: skip
+TITLE_REPLY = ["{t}", "It was {t}.", "{t}, definitely.", "it's called {t}", "{t} - loved it", "The one I mean is {t}.",
+               "Oh, {t}!", "{t}, I think", "{t} of course", "It's {t}."]  # fmt: skip
+NARROW_Q = ["Hmm, anything more {g}?", "Can you narrow it to {g} ones?", "Only {g} {n}, please.", "Just the {g} ones?",
+            "Any {g} among them?", "I'm more in a {g} mood actually.", "What about something {g}?", "Which of those are {g}?",
+            "Filter those to {g}.", "Can it be {g}?", "Make it {g}.", "Any of your picks {g}?", "Prefer {g}. Anything?"]  # fmt: skip
+EXCLUDE_Q = ["Any of those without {x}?", "No {x}, please.", "Can you drop the {x}?", "Anything but {x}?", "Leave out {x}.",
+             "Skip the {x} ones.", "I'm not into {x}. Others?", "Same but no {x}?", "Remove anything with {x}.",
+             "Hmm, I don't like {x}. Can you filter that out?", "Not {x}, please."]  # fmt: skip
+OLDER_Q = ["Something older?", "Anything older than those?", "These are too recent. Older ones?", "Can you go further back?",
+           "Got anything older?", "Older ones, please.", "I prefer older stuff. Anything from before those?",
+           "hmm all too new, something older"]  # fmt: skip
+OLDER_Q_Y = ["Anything from before {y}?", "Only ones released before {y}, please.", "Something older, before {y} ideally.",
+             "Got any from before {y}?"]  # fmt: skip
+NEWER_Q = ["Something more recent?", "Anything newer?", "Those feel old. Newer ones?", "Got anything more recent than that?",
+           "Newer ones, please."]  # fmt: skip
+ORDINALS = ["first", "second", "third", "fourth", "fifth"]
+LIKE_NTH_Q = ["More like the {o} one.", "I like the {o} one, anything similar?", "The {o} one looks great. More like that?",
+              "Can you find more like number {j}?", "More like #{j}?", "ooh the {o} one! similar ones?",
+              "Give me more in the style of the {o} one.", "Something like the {o} one, please."]  # fmt: skip
+LIKE_TITLE_Q = ["More like {t}, please.", "{t} sounds good. Anything similar?", "I've seen {t} and loved it. More like that?",
+                "Similar to {t}?"]  # fmt: skip
+FEWER_Q = ["Too many! Just {k}.", "Fewer, just {k}.", "Can you cut that down to {k}?", "Only the top {k}, please.",
+           "just {k} pls", "That's a lot. Give me your top {k}.", "Narrow it down to {k}?", "Shorter list: {k}.",
+           "Just the best {k}, please.", "I only have time for {k}. Which ones?"]  # fmt: skip
+FEWER_MINE_Q = ["Fewer, just the {k} I'd like most.", "Which {k} of those would I like best?", "Too many. Pick the best {k} for me.",
+                "Rank those for me and keep {k}.", "Of those, which {k} suit my taste?", "Just {k}, the ones that fit me best.",
+                "Can you narrow that to the {k} I'd enjoy most?", "Which {k} would you pick for me?"]  # fmt: skip
+UNSEEN = [" that I haven't {ved}", " I haven't {ved} yet", " that are new to me", " I haven't {ved} before",
+          " that I haven't {ved} already"]  # fmt: skip
+UNSEEN_SENTENCE = [" Nothing I've {ved} already.", " Only ones I haven't {ved}.", " Skip what I've already {ved}."]
+SOFT_AVOID = [" Ideally not too much {x}.", " Less {x} if possible.", " Not a big fan of {x} though.",
+              " Preferably light on {x}."]  # fmt: skip
+NEGATIVE_FRAMES = ["{ask} But no {x}.", "{ask} Anything but {x}.", "{ask} No {x}, please!", "{ask} Not {x} though.",
+                   "No {x}, please. {ask}", "I don't want {x}. {ask}", "I can't stand {x}. {ask}", "{ask} Skip the {x}.",
+                   "{ask} Nothing with {x}.", "{ask} I'm not in the mood for {x}."]  # fmt: skip
+NEGATIVE_ONLY = ["Anything but {x}{era}.", "Something without {x}{era}?", "Give me anything{era} that isn't {x}.",
+                 "No {x}, just something good{era}.", "I want {n}{era}, but no {x}.", "Anything{era}, as long as it's not {x}."]  # fmt: skip
+GREETING = ["Hi! What can you do?", "Hello, how can you help me?", "What are you able to do for me?", "hey", "hi there",
+            "Good morning!", "hello? anyone there?", "What is this?", "How does this work?", "what can i ask you",
+            "Hey, what are you?", "Hi, I'm new here. What do you do?", "yo", "Hello! What kind of things can you help with?",
+            "Can you explain what you do?", "What are your capabilities?", "help", "Morning! How do I use you?",
+            "Hi, who are you?", "Hey there, what's this app for?", "hiya", "Good evening! What do you offer?",
+            "What kind of questions can you answer?", "Can you tell me what you're for?", "hello, what is this service?",
+            "Hi :) what do you do", "Hey! First time here. What can I ask?", "Hello there, what are my options?"]  # fmt: skip
+# small talk that needs no tool: (user phrasings, replies); "{n}"/"{s}" are the domain nouns
+SMALL_TALK: list[tuple[list[str], list[str]]] = [
+    (["How are you today?", "how's it going?", "Hey, how are you doing?", "You doing ok?"],
+     ["I'm doing well, thanks for asking! Want me to find you a {s}?", "All good here, thanks! Shall I suggest some {n}?"]),
+    (["Thanks!", "thank you so much", "Thanks for the help earlier.", "cheers"],
+     ["You're welcome! Ask me any time you want {n}.", "Happy to help. Want more {n}?"]),
+    (["Do you like {n}?", "What's your favourite {s}?", "Do you have a favourite {s}?", "Which {n} do you love?"],
+     ["I don't have tastes of my own, but I love helping people find {n}. What do you enjoy?",
+      "No favourites here, but tell me what you like and I'll find {n} for you."]),
+    (["Are you a robot?", "Are you human?", "Am I talking to a real person?", "are u a bot"],
+     ["I'm an AI assistant that recommends {n} with a few tools. What are you in the mood for?",
+      "I'm a recommender assistant, not a person. Want some {n}?"]),
+    (["Tell me a joke.", "Say something funny.", "Make me laugh with a joke."],
+     ["I'm better at finding {n} than telling jokes. Shall I look for some comedies?",
+      "Jokes aren't my strength, but I can find you something funny. Want that?"]),
+    (["Good night!", "bye", "See you later!", "Gotta go, bye."],
+     ["Goodbye! Come back when you want more {n}.", "Bye! Enjoy your evening."]),
+    (["ok cool", "nice", "never mind", "lol", "hmm ok"],
+     ["No problem. Let me know if you want some {n}.", "Sure. I'm here if you need {n}."]),
+    (["What's your name?", "Who are you?", "Do you have a name?"],
+     ["I'm your {s} recommendation assistant. What would you like to find?",
+      "I'm the recommender assistant here. Looking for {n}?"]),
+    (["Can we just chat for a bit?", "I just want to talk.", "Nothing specific, just saying hi."],
+     ["Sure, happy to chat! When you want {n}, just tell me what you like.",
+      "Hi! Whenever you feel like some {n}, I can help."]),
+]  # fmt: skip
+FOLLOW_LEADS = ["Here you go:", "Sure, here they are:", "Done:", "Got it. These fit:", "Okay, here's the updated list:"]
 
 
 @dataclass
@@ -57,6 +246,8 @@ class PlanContext:
 
     def __post_init__(self) -> None:
         self.noun, self.nouns = DOMAIN_NOUNS[self.domain]
+        self.verb, self.ved, self.ving = ph.verbs(self.domain)
+        self.uid_given = self.user_known
 
     # -- target attributes ------------------------------------------------------------------------------------------
 
@@ -87,18 +278,106 @@ class PlanContext:
     def title(self, i: int) -> str:
         return ph.short_title(self.catalog.titles[i])
 
+    def typed_title(self, i: int) -> str:
+        """The title of item ``i`` as the user types it (no article, lower case, a typo, a year...), checked with the
+        real title lookup: a variant the tool would not resolve to item ``i`` is never used."""
+        from recagent.tools.lookup_tools import GetItemArgs, get_item
+
+        exact = self.title(i)
+        if self.rng.random() < 0.4:
+            return exact
+        target_title = self.title(self.task.target).lower()
+        year = int(self.catalog.years[i]) or None
+        for v in ph.title_variants(self.catalog.titles[i], year, self.rng)[:-1]:
+            if target_title in v.lower():
+                continue
+            try:
+                if get_item(self.env, GetItemArgs(title=v)).item.item_id == self.catalog.ids[i]:
+                    return v
+            except Exception:  # no match at all: try the next variant
+                continue
+        return exact
+
     def k(self) -> int:
         return self.rng.choice([3, 5, 5, 5, 8, 10])
+
+    def stated_k(self, p: float = 0.4) -> tuple[int | None, str]:
+        """(k, how the user writes it) when the user states a count, else (None, '') and the call leaves k out."""
+        if self.rng.random() >= p:
+            return None, ""
+        k = self.rng.choice(ph.STATED_K)
+        return k, ph.number(k, self.rng)
 
     def set_name(self) -> str:
         return self.rng.choice(SET_NAMES)
 
-    def uid_phrase(self) -> str:
-        """How the user mentions their id when the system prompt does not."""
+    def fmt(self, text: str, **slots: Any) -> str:
+        """Fill the domain slots ({n} {s} {verb} {ved} {ving}) and any others."""
+        return text.format(n=self.nouns, s=self.noun, verb=self.verb, ved=self.ved, ving=self.ving, **slots)
+
+    def pick_frame(self, frames: list[str], **slots: Any) -> str:
+        return self.fmt(self.rng.choice(frames), **slots)
+
+    # -- user turns -------------------------------------------------------------------------------------------------
+
+    def user(self, text: str, keep: tuple[str, ...] | list[str] = ()) -> None:
+        """A user turn, casually typed now and then (ids, numbers and ``keep`` spans are never altered)."""
+        self.b.user(ph.noisy(text.strip(), self.rng, keep))
+
+    def with_uid(self, text: str, force: bool = False) -> str:
+        """``text`` with the user's id mentioned (before or after) when the system prompt does not name the user."""
+        if self.uid_given and not force:
+            return text
         if self.user_known:
-            return ""
-        return self.rng.choice([f"I'm user {self.task.user_id}. ", f"My user id is {self.task.user_id}. ",
-                                f"(user {self.task.user_id}) "])  # fmt: skip
+            return text
+        self.uid_given = True
+        u = self.task.user_id
+        if self.rng.random() < 0.6:
+            return ph.uid_mention(u, self.rng) + text
+        return text.rstrip() + ph.uid_mention(u, self.rng, suffix=True)
+
+    def dress(self, text: str, asks: bool = True) -> str:
+        """An opener and a closer around a request, sometimes (closers like 'Surprise me.' only when it ``asks`` for picks)."""
+        opener = self.rng.choice(ph.OPENERS)
+        if opener.endswith((", ", "so ")) and not re.match(r"I\b", text):
+            text = text[:1].lower() + text[1:]
+        return (opener + text + self.rng.choice(ph.CLOSERS if asks else ph.PLAIN_CLOSERS)).strip()
+
+    def attr_np(self, genres: list[str], joiner: str = " or ", lo: int | None = None, hi: int | None = None,
+                count: str = "", extra: str = "") -> str:  # fmt: skip
+        """A noun phrase for wanted attributes: 'some 90s comedies', 'five comedy or romantic films released before 1980'."""
+        rng = self.rng
+        words = [ph.genre_word(g, rng) for g in genres]
+        det = f"{count} " if count else rng.choice(["some ", "a few ", "", "good ", "some good ", ""])
+        era_pre = ph.era_adjective(lo, hi, rng) if rng.random() < 0.35 else None
+        g0 = genres[0]
+        plural_ok = len(genres) == 1 and g0 in ph.GENRE_PLURALS and (g0 not in ph.MOVIE_ONLY_PLURALS or self.domain in ("movies", "films"))
+        if plural_ok and rng.random() < 0.35:
+            core = ph.GENRE_PLURALS[g0]
+        elif not count and rng.random() < 0.15:
+            det, core = "", f"{article(words[0])} {joiner.join(words)} {self.noun}"
+            if era_pre:
+                core, era_pre = f"{article(era_pre)} {era_pre} {joiner.join(words)} {self.noun}", None
+        else:
+            core = f"{joiner.join(words)} {self.nouns}"
+        if era_pre:
+            return f"{det}{era_pre} {core}{extra}"
+        return f"{det}{core} {ph.era_phrase(lo, hi, rng)}".rstrip() + extra
+
+    def indirect_request(self, genre: str, lo: int | None, hi: int | None, count: str, extra: str = "") -> str | None:
+        """A wish that implies the genre ('I want to be scared.') with a short ask that carries era and count."""
+        wish = ph.indirect(genre, self.rng)
+        if wish is None:
+            return None
+        era = ph.era_phrase(lo, hi, self.rng)
+        if count:
+            np = f"{count} {self.nouns}"
+        else:
+            np = self.rng.choice(["something", f"a {self.noun}", f"some {self.nouns}", f"a good {self.noun}", "a few"])
+        np = f"{np} {era}".rstrip()
+        frames = [f for f in ph.ASK_SHORT if "{np}" in f] if (era or count) else ph.ASK_SHORT
+        ask = self.fmt(self.rng.choice(frames), np=np) + extra
+        return f"{wish} {ask}" if self.rng.random() < 0.6 else f"{ask} {wish}"
 
     # -- answers ----------------------------------------------------------------------------------------------------
 
@@ -116,6 +395,11 @@ class PlanContext:
             raise GenerationFailed("no answerable items in the results")
         return out[:n]
 
+    def answerable(self, items: list[int], k: int = 10) -> bool:
+        """Whether the first ``k`` of these internal items hold one this user may be answered with."""
+        forbidden = self.task.forbidden if self.task.split == "train" else frozenset()
+        return any(i not in forbidden for i in items[:k])
+
     def answer(self, items: list[dict[str, Any]], lead: str | None = None) -> None:
         lead = lead or self.rng.choice([
             f"Here are some {self.nouns} you might like:", f"You could try these {self.nouns}:",
@@ -126,6 +410,39 @@ class PlanContext:
         tid = self.catalog.ids[self.task.target]
         self.info["answer_ids"] = [it["item_id"] for it in items]
         self.info["target_in_answer"] = tid in self.info["answer_ids"]
+
+    # -- local previews of filters (so a follow-up is only asked when it has an answer) -------------------------------
+
+    def preview_filter(self, pool: list[int], genres: list[str] = (), exclude: list[str] = (), year_min: int | None = None,
+                       year_max: int | None = None, match: str = "any") -> list[int]:  # fmt: skip
+        """The items of ``pool`` (in order) that ``filter_items`` keeps for these constraints."""
+        cat = self.catalog
+        out = []
+        for i in pool:
+            gs, y = set(cat.genres[i]), int(cat.years[i])
+            if genres and not (set(genres) <= gs if match == "all" else gs & set(genres)):
+                continue
+            if gs & set(exclude):
+                continue
+            if year_min is not None and y < year_min:
+                continue
+            if year_max is not None and (y > year_max or y == 0):
+                continue
+            out.append(i)
+        return out
+
+    def preview_catalog(self, genres: list[str], match: str, exclude: list[str], year_min: int | None,
+                        year_max: int | None, unseen: bool) -> list[int]:  # fmt: skip
+        """What ``filter_items`` over the whole catalog returns (popularity order) for these constraints."""
+        pool = self.preview_filter(range(len(self.catalog.ids)), genres, exclude, year_min, year_max, match)
+        if unseen:
+            seen = set(self.env.seen(self.task.user).tolist())
+            pool = [i for i in pool if i not in seen]
+        return sorted(pool, key=lambda i: (-int(self.env.popularity[i]), i))
+
+
+def article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def item_line(it: dict[str, Any]) -> str:
@@ -140,71 +457,170 @@ def item_line(it: dict[str, Any]) -> str:
 Plan = Callable[[PlanContext], None]
 
 
-def _search_query(c: PlanContext) -> tuple[str, str]:
-    genres = c.target_genres(c.rng.choice([1, 2]))
-    lo, hi = c.target_era()
-    era = ph.era_phrase(lo, hi, c.rng) if c.rng.random() < 0.6 else ""
-    words = f"{ph.genres_phrase(genres, c.rng)} {c.nouns} {era}".strip()
-    return words, ph.request(c.rng.choice(["some ", "a few ", "good "]) + words, c.rng)
+def _query(c: PlanContext, genres: list[str], lo: int | None, hi: int | None) -> str:
+    """The search query the assistant writes: catalog genre words, the noun and the era, whatever the user's words."""
+    words = " ".join(ph.GENRE_WORDS.get(g, [g.lower()])[0] for g in genres)
+    return f"{words} {c.nouns} {ph.era_query(lo, hi)}".strip()
+
+
+def _attr_request(c: PlanContext, genres: list[str], lo: int | None, hi: int | None, count: str, joiner: str = " or ",
+                  np_suffix: str = "", alt_sentence: str = "", after: str = "") -> str:  # fmt: skip
+    """A request for wanted attributes: an indirect wish (one genre) or a frame around an attribute noun phrase.
+
+    ``np_suffix`` ends the noun phrase (' that I haven't seen'); an indirect wish has no noun phrase
+    to end, so ``alt_sentence`` says the same there; ``after`` closes either.
+    """
+    if len(genres) == 1 and c.rng.random() < 0.3:
+        text = c.indirect_request(genres[0], lo, hi, count, alt_sentence)
+        if text is not None:
+            return text + after
+    np = c.attr_np(genres, joiner, lo, hi, count, np_suffix)
+    return c.dress(ph.want(np, c.rng, c.domain)) + after
 
 
 def s_search(c: PlanContext) -> None:
-    query, text = _search_query(c)
-    c.b.user(text)
-    res = c.b.call(("search_items", {"query": query, "k": c.k()}))
-    c.answer(c.pick(res, 5))
+    genres = c.target_genres(c.rng.choice([1, 2]))
+    lo, hi = c.target_era() if c.rng.random() < 0.6 else (None, None)
+    k, kw = c.stated_k()
+    c.user(_attr_request(c, genres, lo, hi, kw), keep=[kw])
+    res = c.b.call(("search_items", {"query": _query(c, genres, lo, hi), "k": k}))
+    c.answer(c.pick(res, k or 5))
 
 
 def s_filter(c: PlanContext) -> None:
-    genres = c.target_genres(c.rng.choice([1, 2]))
-    lo, hi = c.target_era()
-    match = "all" if len(genres) > 1 and c.rng.random() < 0.5 else "any"
-    unseen = c.rng.random() < 0.5
-    joined = (" and " if match == "all" else " or ").join(ph.genre_word(g, c.rng) for g in genres)
-    what = f"{joined} {c.nouns} {ph.era_phrase(lo, hi, c.rng)}".strip()
-    text = c.uid_phrase() * unseen + ph.request(f"{what}" + (" that I haven't seen" if unseen else ""), c.rng)
-    c.b.user(text)
+    k, kw = c.stated_k()
+    for _ in range(8):  # constraints the catalog has answers for
+        genres = c.target_genres(c.rng.choice([1, 2]))
+        lo, hi = c.target_era()
+        match = "all" if len(genres) > 1 and c.rng.random() < 0.5 else "any"
+        unseen = c.rng.random() < 0.5
+        if c.answerable(c.preview_catalog(genres, match, [], lo, hi, unseen), k or 10):
+            break
+    else:
+        raise GenerationFailed("no filter with answers")
+    text = _attr_request(c, genres, lo, hi, kw, " and " if match == "all" else " or ",
+                         np_suffix=c.pick_frame(UNSEEN) if unseen else "",
+                         alt_sentence=c.pick_frame(UNSEEN_SENTENCE) if unseen else "")  # fmt: skip
+    c.user(c.with_uid(text, force=True) if unseen else text, keep=[kw])
     args = {"genres": genres, "match": match if match == "all" else None, "year_min": lo, "year_max": hi,
-            "exclude_seen_by": c.task.user_id if unseen else None, "k": c.k()}  # fmt: skip
+            "exclude_seen_by": c.task.user_id if unseen else None, "k": k}  # fmt: skip
     res = c.b.call(("filter_items", args))
-    c.answer(c.pick(res, 5))
+    c.answer(c.pick(res, k or 5))
 
 
-OPENER_Q = ["What are {what}?", "Show me {what}.", "Which are {what}?", "List {what}, please."]
+def _negatives(c: PlanContext, exclude_from: set[str]) -> tuple[list[str], str]:
+    """Genres to exclude and how the user says it ('no horror', 'without violence')."""
+    if c.rng.random() < 0.2 and not exclude_from & set(ph.VIOLENT):
+        return list(ph.VIOLENT), c.rng.choice(ph.VIOLENCE_WORDS)
+    options = [g for g in c.catalog.all_genres if g not in exclude_from and g != "unknown"]
+    xs = c.rng.sample(options, 2 if c.rng.random() < 0.2 and len(options) > 1 else 1)
+    words = [ph.genre_neg_word(x, c.rng) for x in xs]
+    return xs, " or ".join(words) if c.rng.random() < 0.5 else " and ".join(words)
+
+
+def s_filter_neg(c: PlanContext) -> None:
+    """Negative constraints: 'comedies from the 90s, but no romance' -> filter_items(..., exclude_genres=[Romance])."""
+    target_genres = set(c.catalog.genres[c.task.target])
+    k, kw = c.stated_k()
+    for _ in range(8):  # a combination the catalog has answers for
+        genres = c.target_genres(1) if c.rng.random() < 0.75 else []
+        lo, hi = c.target_era() if c.rng.random() < 0.6 else (None, None)
+        xs, xwords = _negatives(c, target_genres | set(genres))
+        unseen = c.rng.random() < 0.3
+        if c.answerable(c.preview_catalog(genres, "any", xs, lo, hi, unseen), k or 10):
+            break
+    else:
+        raise GenerationFailed("no negative constraint with answers")
+    if genres:
+        ask = _attr_request(c, genres, lo, hi, kw)
+        text = c.rng.choice(NEGATIVE_FRAMES).format(ask=ask, x=xwords)
+    else:
+        era = ph.era_phrase(lo, hi, c.rng)
+        text = c.fmt(c.rng.choice(NEGATIVE_ONLY), x=xwords, era=f" {era}" if era else "")
+        if kw:
+            text += ph.count_clause(kw, c.nouns, c.rng)
+    if unseen:
+        text = c.with_uid(text + c.pick_frame(UNSEEN_SENTENCE), force=True)
+    c.user(text, keep=[kw])
+    args = {"genres": genres or None, "exclude_genres": xs, "year_min": lo, "year_max": hi,
+            "exclude_seen_by": c.task.user_id if unseen else None, "k": k}  # fmt: skip
+    res = c.b.call(("filter_items", args))
+    c.answer(c.pick(res, k or 5))
 
 
 def s_popular(c: PlanContext) -> None:
     g = c.target_genres(1)[0]
-    c.b.user(c.rng.choice(OPENER_Q).format(what=f"the most popular {ph.genre_word(g, c.rng)} {c.nouns}"))
-    res = c.b.call(("popular_items", {"genre": g, "k": c.k()}))
-    c.answer(c.pick(res, 5))
+    k, kw = c.stated_k()
+    gw = ph.genre_word(g, c.rng)
+    wish = ph.indirect(g, c.rng) if c.rng.random() < 0.2 else None
+    if wish:
+        ask = c.pick_frame(POPULAR_INDIRECT_K, k=kw) if kw else c.pick_frame(POPULAR_INDIRECT)
+        text = f"{wish} {ask}"
+    else:
+        np = c.pick_frame(POPULAR_NP_K, k=kw, g=gw) if kw else c.pick_frame(POPULAR_NP, g=gw)
+        frames = POPULAR_Q if not kw else [f for f in POPULAR_Q if "{np}" in f]
+        text = c.pick_frame(frames, np=np, g=gw, gn=ph.genre_noun(g, c.rng)) if c.rng.random() < 0.6 else ph.want(np, c.rng, c.domain)
+        text = c.dress(text)
+    c.user(text, keep=[kw])
+    res = c.b.call(("popular_items", {"genre": g, "k": k}))
+    c.answer(c.pick(res, k or 5))
+
+
+def _personal_request(c: PlanContext, k: int | None, kw: str) -> str:
+    if kw:
+        if c.rng.random() < 0.5:
+            return c.dress(ph.want(c.pick_frame(PERSONAL_NP_K, k=kw), c.rng, c.domain))
+        return c.pick_frame(PERSONAL_Q) + ph.count_clause(kw, c.nouns, c.rng)
+    if c.rng.random() < 0.5:
+        return c.dress(ph.want(c.pick_frame(PERSONAL_NP), c.rng, c.domain))
+    return c.dress(c.pick_frame(PERSONAL_Q))
 
 
 def s_retrieve(c: PlanContext) -> None:
-    c.b.user(c.uid_phrase() + ph.request(c.rng.choice([f"some {c.nouns} for me", f"my next {c.noun}",
-                                                       f"{c.nouns} I would enjoy"]), c.rng))  # fmt: skip
-    res = c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "k": c.k()}))
-    c.answer(c.pick(res, 5), lead=f"Based on your history, you might enjoy these {c.nouns}:")
+    k, kw = c.stated_k()
+    c.user(c.with_uid(_personal_request(c, k, kw)), keep=[kw])
+    res = c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "k": k}))
+    c.answer(c.pick(res, k or 5), lead=f"Based on your history, you might enjoy these {c.nouns}:")
 
 
 def s_get_item(c: PlanContext) -> None:
     i = c.similar_title()
-    c.b.user(c.rng.choice(["Tell me about {t}.", "What kind of {n} is {t}?", "When did {t} come out?",
-                           "What genre is {t}?"]).format(t=c.title(i), n=c.noun))  # fmt: skip
-    res = c.b.call(("get_item", {"title": c.title(i)}))[0]
+    t = c.typed_title(i)
+    c.user(c.dress(c.pick_frame(INFO_Q, t=t), asks=False), keep=[t])
+    res = c.b.call(("get_item", {"title": t}))[0]
     it = res["item"]
     c.b.say(f"{item_line(it)}: a {', '.join(g.lower() for g in it['genres']) or 'uncategorised'} {c.noun}"
             f"{' from ' + str(it['year']) if it.get('year') else ''}, with {res['popularity']} interactions in the data.")
 
 
 def s_history(c: PlanContext) -> None:
-    n = c.rng.choice([3, 5])
-    c.b.user(c.uid_phrase() + c.rng.choice([f"What were the last {n} {c.nouns} I watched?",
-                                            f"Remind me of my {n} most recent {c.nouns}."]))  # fmt: skip
+    if c.rng.random() < 0.75:
+        n = c.rng.choice([3, 4, 5, 5, 10])
+        nw = ph.number(n, c.rng)
+        text, keep = c.pick_frame(HISTORY_Q_K, k=nw), [nw]
+    else:
+        n, text, keep = None, c.pick_frame(HISTORY_Q), []
+    c.user(c.with_uid(text), keep=keep)
     res = c.b.call(("get_user_history", {"user_id": c.task.user_id, "last_n": n}))[0]
     fav = ", ".join(res["favourite_genres"])
     lines = "\n".join(f"{j}. {item_line(it)}" for j, it in enumerate(res["items"], 1))
     c.b.say(f"Your most recent {c.nouns} (newest last):\n{lines}\nYour favourite genres are {fav}.")
+
+
+def s_trim(c: PlanContext) -> None:
+    """A follow-up that needs no call: 'fewer, just three' answered from the list already shown."""
+    k = c.rng.choice([6, 8, 10])
+    kw = ph.number(k, c.rng) if c.rng.random() < 0.5 else ""
+    c.user(c.with_uid(_personal_request(c, k if kw else None, kw)), keep=[kw])
+    res = c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "k": k if kw else None}))
+    shown = c.pick(res, k if kw else c.rng.choice([6, 8]))
+    if len(shown) < 4:
+        raise GenerationFailed("too few items to trim")
+    c.answer(shown, lead=f"Based on your history, you might enjoy these {c.nouns}:")
+    n = c.rng.choice([2, 3, 3])
+    nw = ph.number(n, c.rng)
+    c.user(c.pick_frame(FEWER_Q, k=nw), keep=[nw])
+    c.answer(shown[:n], lead=c.rng.choice([f"Sure, your top {n}:", f"The best {n} for you:", f"Here are the top {n}:"]))
 
 
 def p_popular2(c: PlanContext) -> None:
@@ -213,10 +629,25 @@ def p_popular2(c: PlanContext) -> None:
     pair = (genres[:1] or ["Drama"]) + [c.rng.choice(extra)]
     c.rng.shuffle(pair)
     words = [ph.genre_word(g, c.rng) for g in pair]
-    c.b.user(ph.request(f"popular {c.nouns}: a few {words[0]} ones and a few {words[1]} ones", c.rng))
-    k = c.rng.choice([3, 4, 5])
+    k, kw = c.stated_k(0.3)
+    if k is not None:
+        k = min(k, 6)
+        kw = ph.number(k, c.rng)
+    frames = ["popular {n}: a few {a} ones and a few {b} ones", "Top {a} {n} and top {b} {n}, please.",
+              "Show me popular {a} {n}, and separately popular {b} ones.", "What's popular in {an}? And in {bn}?",
+              "I need two lists: popular {an} and popular {bn}.", "most popular {a} {n} + most popular {b} {n}",
+              "A few popular {a} picks and a few {b} ones.", "What are people {ving} in {an} and in {bn}?",
+              "Popular {a} {n}? Also popular {b} ones.", "Give me the hits: {an} and {bn}, a few of each.",
+              "What are the most popular {a} {n}, and the most popular {b} ones?",
+              "Two things: the top {a} {n} and the top {b} {n}.", "Which {a} {n} are most popular? Same for {b}.",
+              "Can you list popular {a} {n} and popular {b} {n}?", "I'd like the best-known {a} and {b} {n}, separately."]  # fmt: skip
+    frames_k = ["{k} popular {a} {n} and {k} popular {b} {n}, please.", "Top {k} {a} and top {k} {b} {n}?",
+                "The {k} most popular {a} {n}, and {k} {b} ones.", "Give me {k} of each: popular {an} and popular {bn}."]  # fmt: skip
+    names = {"a": words[0], "b": words[1], "an": ph.genre_noun(pair[0], c.rng), "bn": ph.genre_noun(pair[1], c.rng)}
+    text = c.pick_frame(frames_k, k=kw, **names) if kw else c.pick_frame(frames, **names)
+    c.user(c.dress(text), keep=[kw])
     res = c.b.call(*[("popular_items", {"genre": g, "k": k}) for g in pair])
-    items = [c.pick([r], 3) for r in res]
+    items = [c.pick([r], k or 3) for r in res]
     body = "\n\n".join(f"{w.capitalize()}:\n" + "\n".join(f"- {item_line(it)}" for it in its) for w, its in zip(words, items))
     c.b.say(f"Popular picks in both genres:\n{body}")
     c.info["answer_ids"] = [it["item_id"] for its in items for it in its]
@@ -229,26 +660,31 @@ def p_items2(c: PlanContext) -> None:
     a, b = c.rng.sample(liked, 2)
     if c.title(a) == c.title(b):
         raise GenerationFailed("same title twice")
-    c.b.user(c.rng.choice(["Which is older, {a} or {b}?", "What genres are {a} and {b}?",
-                           "Tell me about {a} and {b}."]).format(a=c.title(a), b=c.title(b)))  # fmt: skip
-    res = c.b.call(("get_item", {"title": c.title(a)}), ("get_item", {"title": c.title(b)}))
+    ta, tb = c.typed_title(a), c.typed_title(b)
+    c.user(c.pick_frame(TWO_ITEMS_Q, a=ta, b=tb), keep=[ta, tb])
+    res = c.b.call(("get_item", {"title": ta}), ("get_item", {"title": tb}))
     lines = [f"- {item_line(r['item'])}" for r in res]
     c.b.say("Here they are:\n" + "\n".join(lines))
 
 
 def p_search_filter(c: PlanContext) -> None:
-    query, _ = _search_query(c)
+    s_genres = c.target_genres(c.rng.choice([1, 2]))
+    s_lo, s_hi = c.target_era() if c.rng.random() < 0.6 else (None, None)
     genres = c.target_genres(1)
     lo, hi = c.target_era()
-    c.b.user(ph.request(f"{query}; also show me the most popular {ph.genre_word(genres[0], c.rng)} {c.nouns} "
-                        f"{ph.era_phrase(lo, hi, c.rng)}".rstrip(), c.rng))  # fmt: skip
+    first = ph.want(c.attr_np(s_genres, " or ", s_lo, s_hi), c.rng, c.domain)
+    gw, era = ph.genre_word(genres[0], c.rng), ph.era_phrase(lo, hi, c.rng)
+    second = c.fmt(c.rng.choice([" Also, show me the most popular {g} {n} {e}.", " And separately: the most popular {g} {n} {e}.",
+                                 " Plus the top {g} {n} {e}, please.", " Also what are the most popular {g} {n} {e}?",
+                                 " Oh, and popular {g} {n} {e} too."]), g=gw, e=era).replace(" .", ".").replace(" ?", "?")  # fmt: skip
+    c.user(first + second)
     k = c.rng.choice([3, 5])
-    res = c.b.call(("search_items", {"query": query, "k": k}),
+    res = c.b.call(("search_items", {"query": _query(c, s_genres, s_lo, s_hi), "k": k}),
                    ("filter_items", {"genres": genres, "year_min": lo, "year_max": hi, "k": k}))  # fmt: skip
-    first, second = c.pick([res[0]], 3), c.pick([res[1]], 3)
-    c.b.say("Matching your description:\n" + "\n".join(f"- {item_line(it)}" for it in first)
-            + "\n\nMost popular in that genre and era:\n" + "\n".join(f"- {item_line(it)}" for it in second))  # fmt: skip
-    c.info["answer_ids"] = [it["item_id"] for it in first + second]
+    first_items, second_items = c.pick([res[0]], 3), c.pick([res[1]], 3)
+    c.b.say("Matching your description:\n" + "\n".join(f"- {item_line(it)}" for it in first_items)
+            + "\n\nMost popular in that genre and era:\n" + "\n".join(f"- {item_line(it)}" for it in second_items))  # fmt: skip
+    c.info["answer_ids"] = [it["item_id"] for it in first_items + second_items]
 
 
 def p_models(c: PlanContext) -> None:
@@ -256,26 +692,44 @@ def p_models(c: PlanContext) -> None:
     if len(models) < 2:
         raise GenerationFailed("needs two recommenders")
     m1, m2 = c.rng.sample(models, 2)
-    c.b.user(c.uid_phrase() + f"Compare what the {m1} and {m2} recommenders suggest for me.")
-    k = c.rng.choice([3, 5])
+    n1, n2 = c.rng.choice(MODEL_NAMES[m1]), c.rng.choice(MODEL_NAMES[m2])
+    k, kw = c.stated_k(0.3)
+    k = min(k, 5) if k else None
+    text = c.pick_frame(MODELS_Q, a=n1, b=n2)
+    if k:
+        kw = ph.number(k, c.rng)
+        text += c.rng.choice([" {k} each.", " Just {k} from each.", " Top {k} per model."]).format(k=kw)
+    c.user(c.with_uid(text), keep=[n1, n2, kw])
     res = c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "model": m1, "k": k}),
                    ("retrieve_for_user", {"user_id": c.task.user_id, "model": m2, "k": k}))  # fmt: skip
-    a, b = c.pick([res[0]], k), c.pick([res[1]], k)
+    a, b = c.pick([res[0]], k or 3), c.pick([res[1]], k or 3)
     c.b.say(f"{m1}:\n" + "\n".join(f"- {item_line(it)}" for it in a) + f"\n\n{m2}:\n"
             + "\n".join(f"- {item_line(it)}" for it in b))  # fmt: skip
     c.info["answer_ids"] = [it["item_id"] for it in a + b]
 
 
+def _similar_request(c: PlanContext, t: str, tail: str = "") -> str:
+    if c.rng.random() < 0.55:
+        return c.dress(ph.want(c.pick_frame(SIMILAR_NP, t=t) + tail, c.rng, c.domain))
+    q = c.pick_frame(SIMILAR_Q, t=t)
+    return q + (f" {tail.lstrip(' ,-').capitalize()}." if tail else "")
+
+
 def c_similar(c: PlanContext, rank: bool = False) -> None:
     i = c.similar_title()
-    c.b.user(c.uid_phrase() * rank + ph.request(f"{c.nouns} like {c.title(i)}", c.rng))
-    found = c.b.call(("get_item", {"title": c.title(i)}))[0]
+    t = c.typed_title(i)
+    k, kw = c.stated_k(0.3)
+    tail = c.rng.choice(RANK_CLAUSE) if rank and c.rng.random() < 0.7 else ""
+    text = _similar_request(c, t, tail)
+    if kw:
+        text += ph.count_clause(kw, c.nouns, c.rng)
+    c.user(c.with_uid(text) if rank else text, keep=[t, kw])
+    found = c.b.call(("get_item", {"title": t}))[0]
     name = c.set_name() if rank else None
-    k = c.k()
     res = c.b.call(("similar_items", {"item_ids": [found["item"]["item_id"]], "k": k if not rank else 20, "save_as": name}))
     if rank:
         res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": name, "k": k}))
-    c.answer(c.pick(res, 5))
+    c.answer(c.pick(res, k or 5))
 
 
 def c_similar_rank(c: PlanContext) -> None:
@@ -284,31 +738,62 @@ def c_similar_rank(c: PlanContext) -> None:
 
 def c_retrieve_filter(c: PlanContext) -> None:
     genres = c.target_genres(1)
-    c.b.user(c.uid_phrase() + ph.request(f"{ph.genre_word(genres[0], c.rng)} {c.nouns} picked for my taste", c.rng))
+    g = genres[0]
+    k, kw = c.stated_k(0.3)
+    gw = ph.genre_word(g, c.rng)
+    wish = ph.indirect(g, c.rng) if c.rng.random() < 0.25 else None
+    if wish:
+        text = wish + " " + c.rng.choice(["What would I like?", "Anything for me?", "What fits my taste?",
+                                          "Any picks based on my history?", "What would you pick for me?"])  # fmt: skip
+    elif c.rng.random() < 0.5:
+        text = c.dress(ph.want(c.pick_frame(PERSONAL_GENRE_NP, g=gw), c.rng, c.domain))
+    else:
+        text = c.dress(c.pick_frame(PERSONAL_GENRE_Q, g=gw))
+    if kw:
+        text += ph.count_clause(kw, c.nouns, c.rng)
+    c.user(c.with_uid(text), keep=[kw])
     name = c.set_name()
     c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "k": c.rng.choice([5, 10]), "save_as": name}))
-    res = c.b.call(("filter_items", {"genres": genres, "candidates": name, "sort_by": "input", "k": c.k()}))
-    c.answer(c.pick(res, 5))
+    pool = c.env.buffer.get(name)
+    if not c.answerable(c.preview_filter(pool, genres), k or 10):
+        raise GenerationFailed(f"no {g} items among the user's recommendations")
+    res = c.b.call(("filter_items", {"genres": genres, "candidates": name, "sort_by": "input", "k": k}))
+    c.answer(c.pick(res, k or 5))
 
 
 def c_search_prefer(c: PlanContext) -> None:
-    query, text = _search_query(c)
-    genres = c.target_genres(1)
-    lo, hi = c.target_era()
-    c.b.user(c.uid_phrase() + text)
+    genres = c.target_genres(c.rng.choice([1, 2]))
+    lo, hi = c.target_era() if c.rng.random() < 0.6 else (None, None)
+    k, kw = c.stated_k(0.3)
+    personal = c.rng.choice(["", "", " that I'd like", " for my taste", " ranked for me", " that suit me"])
+    avoid: list[str] = []
+    soft = ""
+    if c.rng.random() < 0.3:
+        options = [g for g in c.catalog.all_genres if g not in c.catalog.genres[c.task.target] and g != "unknown"]
+        avoid = [c.rng.choice(options)]
+        soft = c.rng.choice(SOFT_AVOID).format(x=ph.genre_neg_word(avoid[0], c.rng))
+    text = _attr_request(c, genres, lo, hi, kw, np_suffix=personal, after=soft)
+    c.user(c.with_uid(text), keep=[kw])
     name = c.set_name()
-    c.b.call(("search_items", {"query": query, "k": c.rng.choice([10, 20]), "save_as": name}))
+    c.b.call(("search_items", {"query": _query(c, genres, lo, hi), "k": c.rng.choice([10, 20]), "save_as": name}))
     res = c.b.call(("rank_by_preference", {"user_id": c.task.user_id, "candidates": name, "prefer_genres": genres,
-                                           "year_min": lo, "year_max": hi, "k": c.k()}))  # fmt: skip
-    c.answer(c.pick(res, 5))
+                                           "avoid_genres": avoid or None, "year_min": lo, "year_max": hi, "k": k}))  # fmt: skip
+    c.answer(c.pick(res, k or 5))
 
 
 def c_history_similar(c: PlanContext) -> None:
-    c.b.user(c.uid_phrase() + ph.request(f"more {c.nouns} like the ones I watched recently", c.rng))
+    k, kw = c.stated_k(0.3)
+    if c.rng.random() < 0.5:
+        text = c.dress(ph.want(c.pick_frame(HISTORY_SIMILAR_NP), c.rng, c.domain))
+    else:
+        text = c.dress(c.pick_frame(HISTORY_SIMILAR_Q))
+    if kw:
+        text += ph.count_clause(kw, c.nouns, c.rng)
+    c.user(c.with_uid(text), keep=[kw])
     hist = c.b.call(("get_user_history", {"user_id": c.task.user_id, "last_n": c.rng.choice([5, 10])}))[0]
     best = sorted(hist["items"], key=lambda it: -it["rating"])[: c.rng.choice([1, 2, 3])]
-    res = c.b.call(("similar_items", {"item_ids": [it["item_id"] for it in best], "k": c.k()}))
-    c.answer(c.pick(res, 5))
+    res = c.b.call(("similar_items", {"item_ids": [it["item_id"] for it in best], "k": k}))
+    c.answer(c.pick(res, k or 5))
 
 
 def c_deep(c: PlanContext) -> None:
@@ -316,51 +801,165 @@ def c_deep(c: PlanContext) -> None:
     lo, hi = c.target_era()
     if lo is None and hi is None:
         raise GenerationFailed("target has no year")
-    c.b.user(c.uid_phrase() + ph.request(f"{c.nouns} like {c.title(i)}, {ph.era_phrase(lo, hi, c.rng)}, ranked for me", c.rng))
-    found = c.b.call(("get_item", {"title": c.title(i)}))[0]
+    t = c.typed_title(i)
+    k, kw = c.stated_k(0.3)
+    era = ph.era_phrase(lo, hi, c.rng)
+    tail = f", {era}" + (c.rng.choice(RANK_CLAUSE) if c.rng.random() < 0.8 else "")
+    text = _similar_request(c, t, tail)
+    if kw:
+        text += ph.count_clause(kw, c.nouns, c.rng)
+    c.user(c.with_uid(text), keep=[t, kw])
+    found = c.b.call(("get_item", {"title": t}))[0]
     s1, s2 = c.rng.sample(SET_NAMES, 2)
     c.b.call(("similar_items", {"item_ids": [found["item"]["item_id"]], "k": 20, "save_as": s1}))
     c.b.call(("filter_items", {"candidates": s1, "year_min": lo, "year_max": hi, "sort_by": "input", "k": 10, "save_as": s2}))
-    res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": s2, "k": c.k()}))
-    c.answer(c.pick(res, 5))
+    res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": s2, "k": k}))
+    c.answer(c.pick(res, k or 5))
+
+
+def _shown_years(c: PlanContext, shown: list[dict[str, Any]]) -> list[int]:
+    return [int(it["year"]) for it in shown if it.get("year")]
 
 
 def c_refine(c: PlanContext) -> None:
-    c.b.user(c.uid_phrase() + ph.request(f"some {c.nouns} for me", c.rng))
+    """Recommendations, then a follow-up that filters them: a genre, older or newer, or without some genres."""
+    k, kw = c.stated_k(0.3)
+    c.user(c.with_uid(_personal_request(c, k, kw)), keep=[kw])
     name = c.set_name()
-    first = c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "k": 5, "save_as": name}))
-    c.answer(c.pick(first, 3))
+    first = c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "k": k, "save_as": name}))
+    shown = c.pick(first, min(k or 5, c.rng.choice([3, 4, 5])))
+    c.answer(shown)
+    pool = c.env.buffer.get(name)
+    years = _shown_years(c, shown)
+    target_genres = set(c.catalog.genres[c.task.target])
+    options: list[tuple[str, dict[str, Any], list[str]]] = []  # (user text, filter args, keep)
     g = c.target_genres(1)[0]
-    c.b.user(c.rng.choice(["Hmm, anything more {g}?", "Can you narrow it to {g} ones?", "Only {g} {n}, please."])
-             .format(g=ph.genre_word(g, c.rng), n=c.nouns))  # fmt: skip
-    res = c.b.call(("filter_items", {"genres": [g], "candidates": name, "sort_by": "input", "k": c.k()}))
-    c.answer(c.pick(res, 5))
+    if c.answerable(c.preview_filter(pool, [g])):
+        wish = ph.indirect(g, c.rng) if c.rng.random() < 0.3 else None
+        text = (wish + " " + c.rng.choice(["Any of those?", "Anything like that in there?", "Which ones fit?"])) if wish \
+            else c.pick_frame(NARROW_Q, g=ph.genre_word(g, c.rng))  # fmt: skip
+        options.append((text, {"genres": [g]}, []))
+    if years:
+        y0 = min(years)
+        if c.rng.random() < 0.5 and c.answerable(c.preview_filter(pool, year_max=y0 - 1)):
+            options.append((c.pick_frame(OLDER_Q), {"year_max": y0 - 1}, []))
+        elif c.answerable(c.preview_filter(pool, year_max=ph.decade(y0) - 1)):
+            options.append((c.pick_frame(OLDER_Q_Y, y=ph.decade(y0)), {"year_max": ph.decade(y0) - 1}, []))
+        if c.answerable(c.preview_filter(pool, year_min=max(years) + 1)):
+            options.append((c.pick_frame(NEWER_Q), {"year_min": max(years) + 1}, []))
+    shown_genres = {g for it in shown for g in it.get("genres", [])}
+    violent = [x for x in ph.VIOLENT if x in shown_genres]
+    if violent and not target_genres & set(ph.VIOLENT) and c.answerable(c.preview_filter(pool, exclude=ph.VIOLENT)):
+        options.append((c.pick_frame(EXCLUDE_Q, x=c.rng.choice(ph.VIOLENCE_WORDS)), {"exclude_genres": list(ph.VIOLENT)}, []))
+    xs = sorted(shown_genres - target_genres - {"unknown"})
+    if xs:
+        x = c.rng.choice(xs)
+        if c.answerable(c.preview_filter(pool, exclude=[x])):
+            options.append((c.pick_frame(EXCLUDE_Q, x=ph.genre_neg_word(x, c.rng)), {"exclude_genres": [x]}, []))
+    if not options:
+        raise GenerationFailed("no follow-up with answers")
+    text, args, keep = c.rng.choice(options)
+    c.user(text, keep=keep)
+    res = c.b.call(("filter_items", {**args, "candidates": name, "sort_by": "input"}))
+    c.answer(c.pick(res, 5), lead=c.rng.choice(FOLLOW_LEADS))
+
+
+def c_refine_like(c: PlanContext) -> None:
+    """A list, then 'more like the second one': similar_items on the item the user points at."""
+    k, kw = c.stated_k(0.3)
+    if c.rng.random() < 0.5:
+        c.user(c.with_uid(_personal_request(c, k, kw)), keep=[kw])
+        first = c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "k": k}))
+    else:
+        g = c.target_genres(1)[0]
+        gw = ph.genre_word(g, c.rng)
+        np = c.pick_frame(POPULAR_NP_K, k=kw, g=gw) if kw else c.pick_frame(POPULAR_NP, g=gw)
+        c.user(c.dress(ph.want(np, c.rng, c.domain)), keep=[kw])
+        first = c.b.call(("popular_items", {"genre": g, "k": k}))
+    shown = c.pick(first, min(k or 5, 5))
+    c.answer(shown)
+    target_title = c.title(c.task.target).lower()
+    options = [j for j, it in enumerate(shown) if target_title not in ph.short_title(it["title"]).lower()]
+    if not options:
+        raise GenerationFailed("every shown item is the target")
+    j = c.rng.choice(options)
+    k2, kw2 = c.stated_k(0.25)
+    if c.rng.random() < 0.7:
+        o = "last" if j == len(shown) - 1 and c.rng.random() < 0.5 else ORDINALS[j]
+        text, keep = c.pick_frame(LIKE_NTH_Q, o=o, j=j + 1), [o, kw2]
+    else:
+        t = ph.short_title(shown[j]["title"])
+        text, keep = c.pick_frame(LIKE_TITLE_Q, t=t), [t, kw2]
+    if kw2:
+        text += ph.count_clause(kw2, c.nouns, c.rng)
+    c.user(text, keep=keep)
+    res = c.b.call(("similar_items", {"item_ids": [shown[j]["item_id"]], "k": k2}))
+    c.answer(c.pick(res, k2 or 5), lead=c.rng.choice(FOLLOW_LEADS))
+
+
+def c_refine_rank(c: PlanContext) -> None:
+    """A list, then 'fewer, just the three I'd like most': rank_items over the shown ids for this user."""
+    g = c.target_genres(1)[0]
+    k1 = c.rng.choice([6, 8, 10])
+    kw1 = ph.number(k1, c.rng) if c.rng.random() < 0.5 else ""
+    if c.rng.random() < 0.5:
+        gw = ph.genre_word(g, c.rng)
+        np = c.pick_frame(POPULAR_NP_K, k=kw1, g=gw) if kw1 else c.pick_frame(POPULAR_NP, g=gw)
+        c.user(c.dress(ph.want(np, c.rng, c.domain)), keep=[kw1])
+        first = c.b.call(("popular_items", {"genre": g, "k": k1 if kw1 else None}))
+    else:
+        lo, hi = c.target_era() if c.rng.random() < 0.5 else (None, None)
+        c.user(_attr_request(c, [g], lo, hi, kw1), keep=[kw1])
+        first = c.b.call(("search_items", {"query": _query(c, [g], lo, hi), "k": k1 if kw1 else None}))
+    shown = c.pick(first, k1 if kw1 else c.rng.choice([6, 8]))
+    if len(shown) < 4:
+        raise GenerationFailed("too few items to narrow down")
+    c.answer(shown)
+    n = c.rng.choice([2, 3, 3])
+    nw = ph.number(n, c.rng)
+    c.user(c.with_uid(c.pick_frame(FEWER_MINE_Q, k=nw)), keep=[nw])
+    res = c.b.call(("rank_items", {"user_id": c.task.user_id, "item_ids": [it["item_id"] for it in shown], "k": n}))
+    c.answer(c.pick(res, n), lead=c.rng.choice([f"The {n} that fit your taste best:", f"For you, these {n}:",
+                                                f"Ranked for you, the top {n}:"]))  # fmt: skip
 
 
 def cl_user(c: PlanContext) -> None:
-    c.b.user(ph.request(f"{c.nouns} based on what I've watched before", c.rng))
-    c.b.say(c.rng.choice(["Sure! What is your user id?", "Happy to. Which user id are you?",
-                          "I can do that with your history. What's your user id?"]))  # fmt: skip
-    c.b.user(c.rng.choice(["It's {u}.", "{u}", "User {u}.", "My id is {u}."]).format(u=c.task.user_id))
-    res = c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "k": c.k()}))
-    c.answer(c.pick(res, 5))
+    k, kw = c.stated_k(0.3)
+    if c.rng.random() < 0.5:
+        text = c.dress(ph.want(c.pick_frame(HISTORY_OPEN_NP), c.rng, c.domain))
+    else:
+        text = c.dress(c.rng.choice(["What should I {verb} next, based on my history?", "What would I like, given my past {n}?",
+                                     "Recommend me something from my history.", "Use my history to pick something for me.",
+                                     "Personal recommendations, please.", "Based on what I've {ved}, what's next?"]))  # fmt: skip
+        text = c.fmt(text)
+    if kw:
+        text += ph.count_clause(kw, c.nouns, c.rng)
+    c.user(text, keep=[kw])
+    c.b.say(c.rng.choice(ASK_ID))
+    c.user(ph.uid_reply(c.task.user_id, c.rng))
+    res = c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "k": k}))
+    c.answer(c.pick(res, k or 5))
 
 
 def cl_title(c: PlanContext) -> None:
-    c.b.user(ph.request(f"{c.nouns} similar to one I loved", c.rng))
-    c.b.say(c.rng.choice([f"Which {c.noun} was it?", f"Sure, which {c.noun} did you love?",
-                          f"Tell me the title of the {c.noun} and I'll find similar ones."]))  # fmt: skip
+    if c.rng.random() < 0.5:
+        c.user(c.dress(ph.want(c.pick_frame(TITLE_OPEN), c.rng, c.domain)))
+    else:
+        c.user(c.dress(c.pick_frame(TITLE_OPEN_Q)))
+    c.b.say(c.pick_frame(ASK_TITLE))
     i = c.similar_title()
-    c.b.user(c.rng.choice(["{t}", "It was {t}.", "{t}, definitely."]).format(t=c.title(i)))
-    found = c.b.call(("get_item", {"title": c.title(i)}))[0]
-    res = c.b.call(("similar_items", {"item_ids": [found["item"]["item_id"]], "k": c.k()}))
+    t = c.typed_title(i)
+    c.user(c.pick_frame(TITLE_REPLY, t=t), keep=[t])
+    found = c.b.call(("get_item", {"title": t}))[0]
+    res = c.b.call(("similar_items", {"item_ids": [found["item"]["item_id"]], "k": None}))
     c.answer(c.pick(res, 5))
 
 
 def cl_history(c: PlanContext) -> None:
-    c.b.user(c.rng.choice([f"What {c.nouns} did I watch last?", "Show me my recent history."]))
-    c.b.say(c.rng.choice(["Sure, what's your user id?", "Which user id should I look up?"]))
-    c.b.user(c.rng.choice(["{u}", "I'm {u}.", "User id {u}."]).format(u=c.task.user_id))
+    c.user(c.pick_frame(HISTORY_Q))
+    c.b.say(c.rng.choice(["Sure, what's your user id?", "Which user id should I look up?", "Happy to. What's your user id?",
+                          "I need your user id first. What is it?"]))  # fmt: skip
+    c.user(ph.uid_reply(c.task.user_id, c.rng))
     res = c.b.call(("get_user_history", {"user_id": c.task.user_id, "last_n": 5}))[0]
     lines = "\n".join(f"{j}. {item_line(it)}" for j, it in enumerate(res["items"], 1))
     c.b.say(f"Your most recent {c.nouns} (newest last):\n{lines}")
@@ -368,16 +967,23 @@ def cl_history(c: PlanContext) -> None:
 
 def n_out_of_scope(c: PlanContext) -> None:
     topic = c.info["topic"]
-    c.b.user(c.rng.choice(OUT_OF_SCOPE[topic]).format(t=c.title(c.similar_title())))
+    c.user(c.dress(c.rng.choice(OUT_OF_SCOPE[topic]).format(t=c.title(c.similar_title())), asks=False))
     can = sorted({v.schema["function"]["description"].rstrip(".").lower() for v in c.info["offered_real"]})[:3]
-    c.b.say(c.rng.choice(["Sorry, I can't do that: none of my tools covers it.", "I'm afraid that is outside what my tools can do."])
+    c.b.say(c.rng.choice(["Sorry, I can't do that: none of my tools covers it.", "I'm afraid that is outside what my tools can do.",
+                          "That's not something I can help with, sorry.", "Sorry, my tools don't cover that."])
             + (" What I can do: " + "; ".join(can) + "." if can else ""))  # fmt: skip
 
 
 def n_greeting(c: PlanContext) -> None:
-    c.b.user(c.rng.choice(["Hi! What can you do?", "Hello, how can you help me?", "What are you able to do for me?"]))
+    c.user(c.rng.choice(GREETING))
     can = [v.schema["function"]["description"].rstrip(".") for v in c.info["offered_real"]][:4]
     c.b.say(f"I help you find {c.nouns}. With my tools I can: " + "; ".join(can) + ". What are you in the mood for?")
+
+
+def n_smalltalk(c: PlanContext) -> None:
+    asks, replies = c.rng.choice(SMALL_TALK)
+    c.user(c.pick_frame(asks))
+    c.b.say(c.pick_frame(replies))
 
 
 PLANS: dict[str, list[tuple[str, tuple[str, ...], Plan]]] = {
@@ -385,6 +991,7 @@ PLANS: dict[str, list[tuple[str, tuple[str, ...], Plan]]] = {
         ("search", ("search_items",), s_search), ("filter", ("filter_items",), s_filter),
         ("popular", ("popular_items",), s_popular), ("retrieve", ("retrieve_for_user",), s_retrieve),
         ("get_item", ("get_item",), s_get_item), ("history", ("get_user_history",), s_history),
+        ("filter_neg", ("filter_items",), s_filter_neg), ("trim", ("retrieve_for_user",), s_trim),
     ],
     "parallel": [
         ("popular2", ("popular_items",), p_popular2), ("items2", ("get_item",), p_items2),
@@ -399,15 +1006,17 @@ PLANS: dict[str, list[tuple[str, tuple[str, ...], Plan]]] = {
         ("history_similar", ("get_user_history", "similar_items"), c_history_similar),
         ("deep", ("get_item", "similar_items", "filter_items", "rank_items"), c_deep),
         ("refine", ("retrieve_for_user", "filter_items"), c_refine),
+        ("refine_like", ("retrieve_for_user", "popular_items", "similar_items"), c_refine_like),
+        ("refine_rank", ("popular_items", "search_items", "rank_items"), c_refine_rank),
     ],
     "clarify": [
         ("ask_user", ("retrieve_for_user",), cl_user), ("ask_title", ("get_item", "similar_items"), cl_title),
         ("ask_history", ("get_user_history",), cl_history),
     ],
-    "no_tool": [("out_of_scope", (), n_out_of_scope), ("greeting", (), n_greeting)],
+    "no_tool": [("out_of_scope", (), n_out_of_scope), ("greeting", (), n_greeting), ("smalltalk", (), n_smalltalk)],
 }  # fmt: skip
 NEEDS_USER_ID = {"retrieve", "history", "models", "similar_rank", "retrieve_filter", "search_prefer",
-                 "history_similar", "deep", "refine"}  # fmt: skip
+                 "history_similar", "deep", "refine", "refine_like", "refine_rank", "trim"}  # fmt: skip
 
 
 @dataclass
@@ -423,6 +1032,7 @@ class GenRequest:
     rng: random.Random
     tools_per_dialog: tuple[int, int] = (3, 8)
     max_distractors: int = 2
+    serving_tools: bool = False  # offer exactly the chat agent's tools (see SynthConfig.serving_tools_share)
 
 
 class ProgrammaticGenerator:
@@ -436,6 +1046,8 @@ class ProgrammaticGenerator:
     def offer(self, req: GenRequest, cores: tuple[str, ...], topic: str | None = None) -> list[ToolVariant]:
         """The tools offered in a dialog: the plan's tools, some others and a few distractors, shuffled."""
         rng = req.rng
+        if req.serving_tools:  # the originals in registry order: the tool block the chat agent renders
+            return [self.pool.variants[core][0] for core in self.pool.variants]
         lo, hi = req.tools_per_dialog
         others = [c for c in self.pool.variants if c not in cores]
         n_other = max(0, rng.randint(lo, hi) - len(cores))
@@ -464,7 +1076,7 @@ class ProgrammaticGenerator:
         ctx.info.update(topic=topic, offered_real=[v for v in variants if v.core is not None])
         plan(ctx)
         if req.kind != "no_tool" and rng.random() < 0.15:  # a closing no-tool turn
-            b.user(rng.choice(ph.THANKS))
+            b.user(ph.noisy(rng.choice(ph.THANKS), rng))
             b.say(rng.choice(ph.WELCOME))
         tid = session.catalog.ids[req.task.target]
         seen = b.seen_ids

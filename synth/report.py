@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from recagent.synth import variety
 from recagent.synth.config import SynthConfig
 from recagent.synth.sample import KINDS, LEVELS
 
@@ -17,8 +18,12 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def summarise(out: Path) -> dict[str, Any]:
-    """Every number of the report, from the files in ``out``."""
+def summarise(out: Path, test_requests: list[str] | None = None) -> dict[str, Any]:
+    """Every number of the report, from the files in ``out``.
+
+    The variety of the user turns is compared with ``test_requests`` (default: the hand-written
+    requests of :mod:`recagent.heldout_requests` where that module exists).
+    """
     train, test = _rows(out / "train.jsonl"), _rows(out / "test.jsonl")
     rejected, skipped = _rows(out / "rejected.jsonl"), _rows(out / "skipped.jsonl")
     runs = _rows(out / "runs.jsonl")
@@ -62,6 +67,7 @@ def summarise(out: Path) -> dict[str, Any]:
         "users": {"train": len({meta(r)["user_id"] for r in train}), "test": len({meta(r)["user_id"] for r in test})},
         "seconds": round(seconds, 2),
         "verified_per_minute": round(len(verified) / seconds * 60, 1) if seconds > 0 else None,
+        "variety": variety.report(verified, test_requests if test_requests is not None else variety.load_test_requests()),
     }
 
 
@@ -105,9 +111,25 @@ def _plots(out: Path, s: dict[str, Any]) -> list[str]:
     return names
 
 
-def write_report(out: Path, cfg: SynthConfig | None = None) -> dict[str, Any]:
+def _variety_md(v: dict[str, Any]) -> list[str]:
+    md = ["## Variety of user turns", "",
+          "distinct-n: distinct n-grams / all n-grams of lower-cased words (`recagent.synth.variety`).", "",
+          "| | turns | distinct texts | distinct-1 | distinct-2 | distinct-3 |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    rows = [("**all user turns**", v["all_user_turns"]), ("**requests (first turns)**", v["requests"])]
+    rows += [(f"plan `{p}`", x) for p, x in v["per_plan"].items()]
+    md += [f"| {name} | {x['turns']} | {x['distinct_texts']} | {x['distinct_1']} | {x['distinct_2']} | {x['distinct_3']} |"
+           for name, x in rows]  # fmt: skip
+    ov = v.get("test_overlap")
+    if ov:
+        md += ["", f"Overlap with {ov['test_requests']} test requests: {100 * ov['share_ngrams']:.1f}% of their "
+               f"{ov['test_4grams']} distinct 4-grams occur in the user turns; nearest-turn word Jaccard per request: "
+               f"mean {ov['mean_max_jaccard']}, max {ov['max_jaccard']}."]  # fmt: skip
+    return md
+
+
+def write_report(out: Path, cfg: SynthConfig | None = None, test_requests: list[str] | None = None) -> dict[str, Any]:
     """Write ``report.json``, ``report.md`` and the plots; returns the summary."""
-    s = summarise(out)
+    s = summarise(out, test_requests)
     (out / "report.json").write_text(json.dumps(s, indent=2))
     plots = _plots(out, s)
     v = s["verified"]
@@ -139,6 +161,7 @@ def write_report(out: Path, cfg: SynthConfig | None = None) -> dict[str, Any]:
     for key, title in (("user_turns", "user turns"), ("tools_offered", "tools offered"), ("calls", "calls"),
                        ("depth", "dependency depth"), ("domains", "domain")):  # fmt: skip
         md += ["", _table(title, s[key])]
+    md += [""] + _variety_md(s["variety"])
     md += [""] + [f"![{p}]({p})" for p in plots]
     (out / "report.md").write_text("\n".join(md) + "\n")
     return s

@@ -22,7 +22,7 @@ from recagent.agents.prompt_format import strict_loads
 from recagent.synth.sample import KINDS, CheckResult, Sample, Verification
 from recagent.synth.tool_pool import EXCLUDE_PARAM, OfferedTools, ToolVariant
 from recagent.tools.env import ToolEnv
-from recagent.tools.toolkit import ToolRegistry
+from recagent.tools.toolkit import ToolRegistry, recorded_result
 
 USER_FIELDS = {"user_id", "exclude_seen_by"}
 ITEM_FIELDS = {"item_id", "item_ids", "history", EXCLUDE_PARAM}
@@ -106,10 +106,7 @@ def trace_calls(sample: Sample) -> list[CallTrace]:
             result = None
             tm = tool_msgs.get(tc.get("id"))
             if tm is not None:
-                try:
-                    result = json.loads(tm.get("content") or "null")
-                except json.JSONDecodeError:
-                    result = None
+                result = recorded_result(tm)
                 if isinstance(result, dict) and "error" in result and "items" not in result and "item" not in result:
                     result = None
             t = CallTrace(mi, tc.get("id"), fn.get("name"), raw, args, core, core_args, result)
@@ -357,11 +354,9 @@ def check_same_result(sample: Sample, ctx: VerifyContext) -> tuple[bool, str]:
     """Re-running every call gives exactly the result recorded in the dialog."""
     tool_msgs = {m.get("tool_call_id"): m for m in sample.messages if m.get("role") == "tool"}
     for t, out in _replay(sample, ctx):
-        recorded = tool_msgs.get(t.call_id, {}).get("content")
-        try:
-            same = recorded is not None and json.loads(recorded) == json.loads(out.content())
-        except json.JSONDecodeError:
-            same = False
+        recorded = tool_msgs.get(t.call_id)
+        # both what the model read and the structured result behind it must be what the tool gives now
+        same = recorded is not None and recorded.get("content") == out.content() and recorded_result(recorded) == out.payload()
         if not same:
             return False, f"{t.name}: re-running gives a different result than the recorded one"
     return True, ""
@@ -404,6 +399,9 @@ def check_filters(sample: Sample, ctx: VerifyContext) -> tuple[bool, str]:
                 have = {g.lower() for g in genres}
                 if want and not (want <= have if a.get("match") == "all" else want & have):
                     return False, f"{t.name}: item {it['item_id']} ({sorted(genres)}) misses genres {sorted(want)}"
+                unwanted = {g.lower() for g in _as_list(a.get("exclude_genres"))} & {g.lower() for g in genres}
+                if unwanted:
+                    return False, f"{t.name}: item {it['item_id']} has excluded genres {sorted(unwanted)}"
                 if a.get("year_min") is not None and year < a["year_min"]:
                     return False, f"{t.name}: item {it['item_id']} from {year} is before {a['year_min']}"
                 if a.get("year_max") is not None and (year > a["year_max"] or year == 0):

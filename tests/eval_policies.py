@@ -27,7 +27,7 @@ class FirstListedPolicy(BaseChatModel):
     def _step(self, messages: list[BaseMessage]) -> AIMessage:
         system, last = messages[0].content, messages[-1]
         if isinstance(last, ToolMessage):
-            items = json.loads(last.content).get("items", [])
+            items = (last.artifact or {}).get("items", [])
             if "JSON list" in system:
                 return AIMessage(json.dumps([it["item_id"] for it in items[:10]]))
             return AIMessage("Try " + "; ".join(f"{it['title']} ({it['year']}) [{it['item_id']}]" for it in items[:5]))
@@ -57,7 +57,7 @@ class InventingPolicy(FirstListedPolicy):
         known = set(re.findall(r"^\[([^\]]+)\]", messages[0].content, re.M))  # listed candidates
         for m in messages:
             if isinstance(m, ToolMessage):
-                known |= {str(it["item_id"]) for it in json.loads(m.content).get("items", [])}
+                known |= {str(it["item_id"]) for it in (m.artifact or {}).get("items", [])}
         pick = next(i for i in self.extras if i not in known)
         if msg.content.startswith("["):
             return AIMessage(json.dumps([*json.loads(msg.content)[:-1], pick]))

@@ -28,7 +28,7 @@ def last_tool_items(messages, n=3):
     """Scripted step: answer with the first n items of the latest successful tool result."""
     for m in reversed(messages):
         if m.type == "tool" and m.status == "success":
-            items = json.loads(m.content)["items"][:n]
+            items = m.artifact["items"][:n]
             return AIMessage("Try " + "; ".join(f"{it['title']} ({it['year']}) [{it['item_id']}]" for it in items))
     raise AssertionError("no tool result to answer from")
 
@@ -60,9 +60,9 @@ def test_invalid_calls_come_back_as_tool_errors(env, tmp_path):
     kinds = [(s.kind, s.tool, s.valid) for s in r.trace]
     assert kinds[:4] == [("tool_call", "teleport", False), ("tool_call", "popular_items", False),
                          ("tool_call", "filter_items", False), ("invalid_call", "popular_items", False)]  # fmt: skip
-    errors = {m.tool_call_id: json.loads(m.content) for m in policy.calls[1] if m.type == "tool"}
+    errors = {m.tool_call_id: m.artifact for m in policy.calls[1] if m.type == "tool"}
     assert errors["t1"]["error"] == "unknown_tool" and errors["t2"]["field"] == "k" and "valid genres" in errors["t3"]["message"]
-    assert json.loads([m for m in policy.calls[2] if m.type == "tool"][-1].content)["error"] == "invalid_call"
+    assert [m for m in policy.calls[2] if m.type == "tool"][-1].artifact["error"] == "invalid_call"
     assert r.recommended and r.trace[-1].kind == "answer"
 
 
@@ -143,7 +143,7 @@ def test_a_failing_policy_leaves_the_session_unchanged(env, tmp_path):
 
 def test_listwise_returns_k_catalog_ids(env, tmp_path):
     def answer(messages):
-        items = json.loads(next(m for m in reversed(messages) if m.type == "tool").content)["items"]
+        items = next(m for m in reversed(messages) if m.type == "tool").artifact["items"]
         return AIMessage(json.dumps([int(it["item_id"]) for it in items[:3]]))  # fewer than k
 
     agent, policy = make_agent(env, tmp_path, [

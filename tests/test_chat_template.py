@@ -152,8 +152,7 @@ NON_CANONICAL = (
     [SYSTEM, USER, {"role": "assistant", "content": None, "tool_calls": [
         call("c1", "search_items", '{"query":"Am\\u00e9lie","genres" : ["Drama"]}'),  # compact, ASCII-escaped
         call("c2", "retrieve_for_user", '{"user_id": "7", "k": 1e1, "user_id": "8"}'),  # float form, duplicate key
-    ]}, result("c1", ' {"items": []}\n', name="search_items"), result("c2", "{not json"), result("c2", "1E5"),
-     result("c2", '"unterminated'), ANSWER],
+    ]}, result("c1", ' {"items": []}\n', name="search_items"), result("c2", "{not json"), ANSWER],
     TOOLS,
 )
 
@@ -216,9 +215,9 @@ def test_template_equals_python_renderer_on_edge_cases(tokenizer, tool_tokenizer
 
 def test_edge_cases_exercise_what_they_claim(tokenizer):
     text = python_render(tokenizer, *EDGE_CASES["tool_content_not_json"])
-    for block in ('"content": "Error: the recommender is down"}', '"content": 42}', '"content": -1.5e-07}',
-                  '"content": "a JSON string"}', '"content": "inf"}', '"content": "007"}', '"content": null}'):
-        assert block in text
+    for body in ("Error: the recommender is down", "", "  spaced  ", "42", '"a JSON string"', "007", '[1, 2, {"a": null}]'):
+        # any text, JSON or not, is embedded verbatim after the name line
+        assert f"<tool_response>retrieve_for_user\n{body}</tool_response>" in text
     assert "You are a helpful AI assistant named SmolLM" in python_render(tokenizer, *EDGE_CASES["system_after_user"])
     assert "Amélie <Poulain> & 'Jeunet'" in python_render(tokenizer, *EDGE_CASES["non_ascii"])
     schema_text = python_render(tokenizer, *EDGE_CASES["schema_rules"])
@@ -226,8 +225,8 @@ def test_edge_cases_exercise_what_they_claim(tokenizer):
                   "tree?: {name?: str, kids?: list[Node]}", "must: int|null", 'mode?: str|null="a<b"',
                   "Films «à la» <Amélie> & 'co'. Second line.", "\nno_args()\n", "missing?: Nope"):
         assert piece in schema_text, piece
-    assert '<tool_response>{"name": "search_items", "content": {"items": []}}' in python_render(
-        tokenizer, *EDGE_CASES["parallel_calls"])  # fmt: skip
+    assert '<tool_response>search_items\n{"items": []}</tool_response>' in python_render(
+        tokenizer, *EDGE_CASES["parallel_calls"])  # fmt: skip  (labelled by its call id)
 
 
 def test_non_canonical_json_text_renders_the_same_after_canonicalising(tokenizer, tool_tokenizer):

@@ -152,9 +152,8 @@ def test_render_messages_puts_tools_in_the_system_turn_and_results_in_a_user_tur
     assert out[0]["content"] == render_tools(TOOLS) + "\n\nYou recommend films."
     assert "\nretrieve_for_user(user_id: str, k?: int): Top-k items for a known user.\n" in out[0]["content"]
     assert out[2]["content"] == render_tool_call("retrieve_for_user", {"user_id": "42", "k": 3}) + "\n" + render_tool_call("popular_items", {})
-    first, second = out[3]["content"].split("\n")
-    assert first == '<tool_response>{"name": "retrieve_for_user", "content": {"items": [{"item_id": "50"}]}}</tool_response>'
-    assert second == '<tool_response>{"name": "popular_items", "content": "not json"}</tool_response>'
+    assert out[3]["content"] == ('<tool_response>retrieve_for_user\n{"items": [{"item_id": "50"}]}</tool_response>\n'
+                                 "<tool_response>popular_items\nnot json</tool_response>")  # name from the call id, then the text
     assert set(out[0]) == {"role", "content"}
 
 

@@ -362,3 +362,19 @@ def test_full_leakage_check_is_skipped_loudly_when_the_run_names_another_dataset
     with caplog.at_level("WARNING", logger="recagent.rl"):
         check_no_leakage(tmp_path, [row], [{**row, "id": "b", "meta": {"user_id": "2"}}])
     assert "full leakage check skipped" in caplog.text and "made from dataset 'synthetic'" in caplog.text
+
+
+def test_shared_prefix_trains_the_same_first_step_as_the_plain_trainer(base_model, data_dir, synthetic_split, tmp_path):
+    """One batch of all three dialogs: the shared-prefix loss is TRL's loss, and the adapters move."""
+    losses = {}
+    for shared in (False, True):
+        out = tmp_path / f"shared-{shared}"
+        cfg = load_sft_config(None, FAST + ["max_steps=2", "use_lora=true", "lora_r=4", "lora_alpha=8",
+                                            "per_device_train_batch_size=3", f"shared_prefix={str(shared).lower()}",
+                                            "merge_lora=false"],
+                              data_dir=str(data_dir), output_dir=str(out), base_model=str(base_model))  # fmt: skip
+        final = train_sft(cfg, split=synthetic_split)
+        losses[shared] = _losses(_run(final)["log_history"])
+        adapter = load_file(final / "adapter_model.safetensors")
+        assert any(float(t.abs().sum()) > 0 for k, t in adapter.items() if "lora_B" in k), "the adapters were trained"
+    assert losses[True][1] == pytest.approx(losses[False][1], rel=1e-4)

@@ -17,6 +17,7 @@ from recagent.synth.pipeline import Synthesizer, synthesize
 from recagent.synth.sample import Sample
 from recagent.synth.tool_pool import EXCLUDE_PARAM, OfferedTools, build_pool
 from recagent.tools.recommender_tools import build_registry
+from recagent.tools.result_text import result_text
 
 CORE_CALLS = {
     "search_items": {"query": "funny animated film", "k": 4},
@@ -91,8 +92,9 @@ def hand_sample(calls: list[list[tuple[str, dict]]], user: str, tools: list[dict
             tcs.append({"id": f"c{n}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}})
         msgs.append({"role": "assistant", "content": None, "tool_calls": tcs})
         for tc, (name, _) in zip(tcs, step):
-            msgs.append({"role": "tool", "tool_call_id": tc["id"], "name": name,
-                         "content": json.dumps({"items": [{"item_id": f"i{tc['id']}"}]})})  # fmt: skip
+            result = {"items": [{"item_id": f"i{tc['id']}", "title": "T", "year": 1990, "genres": []}]}
+            msgs.append({"role": "tool", "tool_call_id": tc["id"], "name": name, "content": result_text(result),
+                         "artifact": json.dumps(result)})  # fmt: skip
     msgs.append({"role": "assistant", "content": "done"})
     return Sample(msgs, tools, "chain", "train", "1", None, "movies", variants, 0)
 
@@ -187,7 +189,8 @@ def test_llm_generator_plays_user_and_assistant_against_the_real_tools(ml100k_en
     msgs = rows[0]["messages"]
     assert msgs[1] == {"role": "user", "content": "I'd love a funny film from the nineties."}
     assert msgs[2]["tool_calls"][0]["function"] == {"name": tool, "arguments": json.dumps(args)}
-    assert json.loads(msgs[3]["content"]) == build_registry(ml100k_env.session()).call(tool, args).result
+    out = build_registry(ml100k_env.session()).call(tool, args)
+    assert json.loads(msgs[3]["artifact"]) == out.result and msgs[3]["content"] == out.content()
     assert rows[0]["meta"]["kind"] == "single"
     secret = ml100k_env.catalog.titles[ml100k_env.catalog.index_of[rows[0]["meta"]["target_item"]]]
     brief = stub.requests[0]["messages"][1]["content"]

@@ -199,3 +199,18 @@ def test_the_committed_example_is_in_the_current_format(ml100k_env):
     for s in samples:
         v = verify(s, ctx, static)
         assert v.passed, (s.id, v.failures())
+
+
+def test_serving_tool_dialogs_offer_exactly_the_chat_agents_tool_block(ml100k_env, tmp_path):
+    from recagent.agents.prompt_format import render_tools
+    from recagent.tools.recommender_tools import build_registry
+
+    cfg = SynthConfig.build(n=24, seed=3, serving_tools_share=0.5, exports=[])
+    synthesize(cfg, tmp_path, env=ml100k_env, progress=False)
+    rows = [json.loads(line) for f in ("train.jsonl", "test.jsonl") for line in (tmp_path / f).read_text().splitlines()]
+    served = render_tools(build_registry(ml100k_env.session()).openai_schemas())
+    serving = [r for r in rows if render_tools(r["tools"]) == served]
+    assert 0.25 * len(rows) <= len(serving) <= 0.75 * len(rows), "about half offer the agent's own tool block"
+    assert all(json.loads(r["meta"]["tool_variants"]).keys() == {t["function"]["name"] for t in r["tools"]}
+               for r in serving)  # fmt: skip
+    assert len(serving) < len(rows), "the others keep their variants and distractors"

@@ -166,9 +166,14 @@ def test_executes_rejects_a_call_that_fails_when_run(by_plan, synth):
 def test_same_result_rejects_a_recorded_result_that_the_tool_does_not_give(by_plan, synth):
     s = fresh(by_plan, "popular")
     tool = next(m for m in s.messages if m["role"] == "tool")
-    content = json.loads(tool["content"])
-    content["items"][0]["score"] += 1
-    tool["content"] = json.dumps(content)
+    result = json.loads(tool["artifact"])
+    result["items"][0]["score"] += 1
+    tool["artifact"] = json.dumps(result)
+    assert "different result" in failed(s, synth)["same_result"]
+    s = fresh(by_plan, "popular")  # what the model read must be the tool's text too
+    tool = next(m for m in s.messages if m["role"] == "tool")
+    first, *rest = tool["content"].split("\n")
+    tool["content"] = "\n".join([first, *reversed(rest)])
     assert "different result" in failed(s, synth)["same_result"]
 
 
@@ -188,16 +193,16 @@ def test_filter_constraints_reject_results_that_break_the_filter(by_plan, synth,
     tc = first_call(s, "filter_items")
     args = json.loads(tc["function"]["arguments"])
     tool = next(m for m in s.messages if m.get("tool_call_id") == tc["id"])
-    content = json.loads(tool["content"])
+    content = json.loads(tool["artifact"])
     genres = {g.lower() for g in next(v for k, v in args.items() if isinstance(v, list))}
     cat = ml100k_env.catalog
     wrong = next(i for i in range(len(cat.ids)) if not genres & {g.lower() for g in cat.genres[i]})
     content["items"][0].update(item_id=cat.ids[wrong], title=cat.titles[wrong], year=int(cat.years[wrong]) or None,
                                genres=list(cat.genres[wrong]))  # fmt: skip
-    tool["content"] = json.dumps(content)
+    tool["artifact"] = json.dumps(content)
     assert "misses genres" in failed(s, synth)["filter_constraints"]
     content["items"][0]["genres"] = ["Documentary"]  # metadata that contradicts the catalog
-    tool["content"] = json.dumps(content)
+    tool["artifact"] = json.dumps(content)
     assert "differs from the catalog" in failed(s, synth)["filter_constraints"]
 
 
@@ -227,3 +232,24 @@ def test_a_check_that_crashes_rejects_the_sample_instead_of_stopping(by_plan, sy
     s.tools.append("not a tool")
     v = verify(s, synth.vctx)
     assert not v.passed and len(v.checks) == len(CHECKS)
+
+
+def test_filter_constraints_reject_an_item_of_an_excluded_genre(by_plan, synth, ml100k_env):
+    s = fresh(by_plan, "filter_neg")
+    tc = first_call(s, "filter_items")
+    v = s.tool_variants[tc["function"]["name"]]
+    args = json.loads(tc["function"]["arguments"])
+    core_args = {v.get("params", {}).get(k, k): val for k, val in args.items()}
+    excluded = {g.lower() for g in core_args["exclude_genres"]}
+    wanted = {g.lower() for g in core_args.get("genres", [])}
+    tool = next(m for m in s.messages if m.get("tool_call_id") == tc["id"])
+    result = json.loads(tool["artifact"])
+    cat = ml100k_env.catalog
+    lo, hi = core_args.get("year_min") or 0, core_args.get("year_max") or 9999
+    # an item that meets every other condition of the call but has an excluded genre
+    bad = next(i for i in range(len(cat.ids)) if (has := {g.lower() for g in cat.genres[i]}) & excluded
+               and (not wanted or has & wanted) and lo <= int(cat.years[i]) <= hi)  # fmt: skip
+    result["items"][0].update(item_id=cat.ids[bad], title=cat.titles[bad], year=int(cat.years[bad]) or None,
+                              genres=list(cat.genres[bad]))  # fmt: skip
+    tool["artifact"] = json.dumps(result)
+    assert "has excluded genres" in failed(s, synth)["filter_constraints"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import jsonschema
 import numpy as np
@@ -145,8 +146,9 @@ def test_bad_input_gets_structured_error(registry, name, args, kind, field, frag
         assert out.error.field == field
     if fragment:
         assert fragment in out.error.message
-    payload = json.loads(out.content())
+    payload = json.loads(out.record())
     assert payload["error"] == kind and "Traceback" not in payload["message"]
+    assert out.content().startswith(f"error: {kind}\nmessage: ") and "Traceback" not in out.content()
 
 
 def test_a_tool_bug_becomes_an_internal_error(registry, monkeypatch):
@@ -182,17 +184,38 @@ def test_langchain_round_trip(registry, ml100k):
     tools = {t.name: t for t in registry.as_langchain()}
     assert set(tools) == set(registry.names())
     text = tools["retrieve_for_user"].invoke({"user_id": 42, "k": 3})
-    ids = [it["item_id"] for it in json.loads(text)["items"]]
+    ids = re.findall(r"^\[(\w+)\] ", text, flags=re.M)  # one "[id] Title (Year): genres" line per item
     assert len(ids) == 3 and all(i in ml100k.items.index_of for i in ids)
-    err = json.loads(tools["retrieve_for_user"].invoke({"user_id": "nobody"}))
-    assert err["error"] == "invalid_value"
+    assert tools["retrieve_for_user"].invoke({"user_id": "nobody"}).startswith("error: invalid_value\n")
     # a tool call message as a chat model would emit it
     call = {"name": "popular_items", "args": {"genre": "War", "k": 2}, "id": "call_1", "type": "tool_call"}
     msg = tools["popular_items"].invoke(call)
-    assert msg.tool_call_id == "call_1" and len(json.loads(msg.content)["items"]) == 2
+    assert msg.tool_call_id == "call_1" and len(msg.artifact["items"]) == 2
+    assert msg.content == registry.call("popular_items", {"genre": "War", "k": 2}).content()
 
 
 def test_direct_call_latency_is_recorded(registry):
     out = registry.call("popular_items", {"k": 5})
     assert out.ok and 0 <= out.latency_ms < 1000
     assert np.isfinite(out.latency_ms)
+
+
+def test_result_text_reads_like_the_citations_an_answer_writes(registry):
+    out = registry.call("popular_items", {"genre": "War", "k": 3})
+    lines = out.content().splitlines()
+    items = out.result["items"]
+    assert lines[0] == "items:" and len(lines) >= 4
+    for it, line in zip(items, lines[1:4]):
+        # the citation first, then the genres; rank and score are left out (the order is the rank)
+        assert line == f"[{it['item_id']}] {it['title']} ({it['year']}): {', '.join(it['genres'])}"
+    assert "score" not in out.content() and "rank" not in out.content()
+    assert json.loads(out.record()) == out.result  # the structured result is kept beside the text
+
+
+def test_result_text_rules():
+    from recagent.tools.result_text import result_text
+
+    text = result_text({"item": {"item_id": "7", "title": "Heat", "year": None, "genres": [], "rating": 4.0},
+                        "alternatives": [], "match": "fuzzy", "exact": False, "gone": None,
+                        "favourite_genres": ["Drama", "War"]})  # fmt: skip
+    assert text == "item: [7] Heat | rating: 4\nalternatives: none\nmatch: fuzzy\nexact: false\nfavourite_genres: Drama, War"

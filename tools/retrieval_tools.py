@@ -37,6 +37,7 @@ class FilterItemsArgs(ToolArgs):
 
     genres: list[str] = Field(default_factory=list, max_length=10, description="genres to match (catalog spelling)")
     match: Literal["any", "all"] = Field("any", description="item needs any or all of the genres")
+    exclude_genres: list[str] = Field(default_factory=list, max_length=10, description="drop items with any of these")
     year_min: int | None = Field(None, ge=1800, le=2100, description="earliest release year")
     year_max: int | None = Field(None, ge=1800, le=2100, description="latest release year")
     exclude_seen_by: UserId | None = Field(None, description="drop items this user already interacted with")
@@ -64,6 +65,9 @@ def filter_items(env: ToolEnv, args: FilterItemsArgs) -> ItemList:
         cols = [env.catalog.all_genres.index(g) for g in wanted]
         gm = env.catalog.genre_matrix[pool][:, cols]
         keep &= gm.all(axis=1) if args.match == "all" else gm.any(axis=1)
+    if args.exclude_genres:
+        cols = [env.catalog.all_genres.index(g) for g in env.genres(args.exclude_genres, field="exclude_genres")]
+        keep &= ~env.catalog.genre_matrix[pool][:, cols].any(axis=1)
     years = env.catalog.years[pool]
     if args.year_min is not None:
         keep &= years >= args.year_min

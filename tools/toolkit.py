@@ -19,6 +19,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from recagent.tools.result_text import result_text
+
 log = logging.getLogger(__name__)
 
 A = TypeVar("A", bound=BaseModel)
@@ -86,10 +88,32 @@ class ToolOutcome:
     error: ToolError | None = None
     latency_ms: float = 0.0
 
+    def payload(self) -> dict[str, Any]:
+        """The structured result, or the error's fields when the call failed."""
+        return self.result if self.ok else self.error.model_dump(exclude_none=True)
+
     def content(self) -> str:
-        """The JSON text handed back to a model as the tool message."""
-        payload = self.result if self.ok else self.error.model_dump(exclude_none=True)
-        return json.dumps(payload, ensure_ascii=False)
+        """The text handed back to a model as the tool message (compact lines, see :mod:`.result_text`)."""
+        return result_text(self.payload())
+
+    def record(self) -> str:
+        """The structured result as JSON text: what stored dialogs keep beside ``content`` (``artifact``)."""
+        return json.dumps(self.payload(), ensure_ascii=False)
+
+    def message(self, call_id: str) -> dict[str, Any]:
+        """The OpenAI-format tool message of a stored dialog: the model's text plus the structured result."""
+        # "artifact" as in langchain's ToolMessage: kept for code (verification, export), never shown to a model;
+        # JSON text rather than a dict so that dataset rows keep one column type whatever the tool returned
+        return {"role": "tool", "tool_call_id": call_id, "name": self.name, "content": self.content(),
+                "artifact": self.record()}  # fmt: skip
+
+
+def recorded_result(message: dict[str, Any]) -> Any:
+    """The structured result a stored tool message carries (``artifact``), or None when it has none."""
+    try:
+        return json.loads(message.get("artifact") or "null")
+    except (TypeError, json.JSONDecodeError):
+        return None
 
 
 def _validation_message(err: ValidationError) -> tuple[str, str | None]:
@@ -164,15 +188,18 @@ class ToolRegistry:
     # -- exports -------------------------------------------------------------------------------------------------
 
     def as_langchain(self) -> list:
-        """Every tool as a langchain-core ``StructuredTool`` returning JSON text (errors included)."""
+        """Every tool as a langchain-core ``StructuredTool``: compact text for the model, the result as artifact."""
         from langchain_core.tools import StructuredTool
 
         def make(tool: Tool):
-            def run(**kwargs: Any) -> str:
-                return self.call(tool.name, kwargs).content()
+            def run(**kwargs: Any) -> tuple[str, dict]:
+                out = self.call(tool.name, kwargs)
+                return out.content(), out.payload()
 
+            # the model reads the compact text; the structured result rides along as the ToolMessage's artifact
             return StructuredTool.from_function(
-                func=run, name=tool.name, description=tool.description, args_schema=tool.args_model
+                func=run, name=tool.name, description=tool.description, args_schema=tool.args_model,
+                response_format="content_and_artifact",
             )
 
         return [make(t) for t in self.tools.values()]

@@ -81,7 +81,7 @@ class EchoPolicy(BaseChatModel):
             time.sleep(self.think_s)
             last = messages[-1]
             if isinstance(last, ToolMessage):
-                items = json.loads(last.content).get("items", [])[:3]
+                items = (last.artifact or {}).get("items", [])[:3]
                 said = " | ".join(m.text for m in messages if isinstance(m, HumanMessage))
                 cited = "; ".join(citation(it["item_id"], f"{it['title']} ({it['year']})") for it in items)
                 msg = AIMessage(f"You said: {said}. Try {cited}.")

@@ -1,0 +1,83 @@
+"""The shared-prefix SFT loss equals the plain loss, gradients included, while running the prefix once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recagent.rl.shared_prefix import IGNORE, shared_prefix_length, shared_prefix_loss
+
+
+def tiny_lora_llama(seed: int = 0):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=True)  # fmt: skip
+    model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                              lora_dropout=0.0, init_lora_weights=False))  # fmt: skip
+    return model.train()
+
+
+def batch_with_prefix(prefix: int = 12, lengths: tuple[int, ...] = (9, 15, 6)):
+    """Right-padded rows sharing ``prefix`` tokens; labels on a few tokens of each row's own part."""
+    g = torch.Generator().manual_seed(1)
+    head = torch.randint(3, 97, (prefix,), generator=g)
+    width = prefix + max(lengths)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, IGNORE)
+    for r, n in enumerate(lengths):
+        ids[r, : prefix + n] = torch.cat([head, torch.randint(3, 97, (n,), generator=g)])
+        mask[r, : prefix + n] = 1
+        labels[r, prefix + 2 : prefix + n] = ids[r, prefix + 2 : prefix + n]  # an "assistant reply" after a user part
+    return ids, mask, labels
+
+
+def plain_loss(model, ids, mask, labels):
+    """Every row whole, one at a time (no padding at all): the reference."""
+    total, count = 0.0, 0
+    for r in range(ids.shape[0]):
+        n = int(mask[r].sum())
+        logits = model(input_ids=ids[r : r + 1, :n]).logits[0, :-1]
+        target = labels[r, 1:n]
+        keep = target != IGNORE
+        total = total + torch.nn.functional.cross_entropy(logits[keep], target[keep], reduction="sum")
+        count += int(keep.sum())
+    return total / count
+
+
+def grads(model):
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_prefix_length_stops_at_the_first_difference_padding_or_label():
+    ids, mask, labels = batch_with_prefix(prefix=12)
+    assert shared_prefix_length(ids, labels, mask) == 12
+    labels2 = labels.clone()
+    labels2[1, 7] = ids[1, 7]  # a supervised token inside the common part: the prefix must end before it
+    assert shared_prefix_length(ids, labels2, mask) == 7
+    ids2 = ids.clone()
+    ids2[2, 5] = (ids[2, 5] + 1) % 97
+    assert shared_prefix_length(ids2, labels, mask) == 5
+
+
+@pytest.mark.parametrize("prefix", [12, 0])
+def test_loss_and_gradients_equal_the_plain_forward(prefix):
+    ids, mask, labels = batch_with_prefix(prefix=prefix or 1, lengths=(9, 15, 6))
+    if prefix == 0:  # rows that share nothing take the ordinary path
+        ids[:, 0] = torch.tensor([5, 6, 7])
+    model = tiny_lora_llama()
+    ref = plain_loss(model, ids, mask, labels)
+    ref.backward()
+    want = grads(model)
+    model.zero_grad()
+    loss, p = shared_prefix_loss(model, ids, labels, mask)
+    loss.backward()
+    got = grads(model)
+    assert p == prefix
+    assert torch.allclose(loss, ref, atol=1e-5), (float(loss), float(ref))
+    assert want and all(torch.allclose(got[n], want[n], atol=1e-5, rtol=1e-4) for n in want)
+    # and LoRA's gradient really reached the layers that only the prefix feeds
+    assert any(float(g.abs().sum()) > 0 for n, g in got.items() if "layers.0" in n)
