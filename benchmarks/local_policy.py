@@ -102,7 +102,7 @@ def engine_speeds(checkpoint: Path, tok: Any, tools: list[dict], decode_tokens: 
     import torch
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    from recagent.agents.local_model import GGUF_TYPES, _cpu_has_bf16, default_gguf, load_causal_lm
+    from recagent.agents.local_model import GGUF_TYPES, cpu_has_bf16, default_gguf, load_causal_lm
     from recagent.agents.policies.engines import DecodeJob, LlamaCppEngine, TransformersEngine
     from recagent.agents.policies.grammar import GrammarCache
     from recagent.agents.prompt_format import format_prompt
@@ -135,7 +135,7 @@ def engine_speeds(checkpoint: Path, tok: Any, tools: list[dict], decode_tokens: 
 
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        dtypes = [torch.float32] + ([torch.bfloat16] if _cpu_has_bf16() else [])
+        dtypes = [torch.float32] + ([torch.bfloat16] if cpu_has_bf16() else [])
         for dtype in dtypes:
             model, _ = load_causal_lm(checkpoint, dtype=dtype)
             measure(f"transformers-{str(dtype).removeprefix('torch.')}", TransformersEngine(model, tok), threads=threads)

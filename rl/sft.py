@@ -94,6 +94,11 @@ class SFTJobConfig(SFTConfig):
         default=LORA_DEFAULT_TARGETS,
         metadata={"help": "Modules that get adapters: 'all-linear' or a list of names, e.g. [q_proj, v_proj]."},
     )
+    lora_layers_from: int | None = field(
+        default=None,
+        metadata={"help": "Adapt only the decoder layers from this index up (None = all). The backward pass stops at "
+                          "the lowest adapted layer: with the top half, a CPU step takes about half the time."},
+    )  # fmt: skip
     merge_lora: bool = field(
         default=True,
         metadata={"help": "Save the LoRA-merged model in final/ (loads like any checkpoint); false saves the adapter "
@@ -358,7 +363,8 @@ def _continue_schedule(state: Any, optimizer: Any, scheduler: Any) -> None:
     scheduler._last_lr = rates
 
 
-RESUME_FIELDS = ("data_dir", "base_model", "max_samples", "use_lora", "lora_r", "lora_alpha", "lora_target_modules")
+RESUME_FIELDS = ("data_dir", "base_model", "max_samples", "use_lora", "lora_r", "lora_alpha", "lora_target_modules",
+                 "lora_layers_from")
 
 
 def _check_resume(cfg: SFTJobConfig, checkpoint: Path) -> None:
@@ -425,7 +431,7 @@ def _load_model(cfg: SFTJobConfig, base: Path) -> tuple[Any, Any, Any]:
     return model, tokenizer, saved_dtype if isinstance(saved_dtype, torch.dtype) else torch.float32
 
 
-def _peft_config(cfg: SFTJobConfig) -> Any:
+def _peft_config(cfg: SFTJobConfig, model: Any = None) -> Any:
     if not cfg.use_lora:
         return None
     try:
@@ -433,10 +439,27 @@ def _peft_config(cfg: SFTJobConfig) -> Any:
     except ImportError as e:
         raise ConfigError("use_lora=true needs peft: run `pip install peft`") from e
     targets = cfg.lora_target_modules
+    layers = None
+    if cfg.lora_layers_from is not None and model is not None:
+        n_layers = int(model.config.num_hidden_layers)
+        if not 0 <= cfg.lora_layers_from < n_layers:
+            raise ConfigError(f"lora_layers_from={cfg.lora_layers_from} is not a layer of this model (0..{n_layers - 1})")
+        layers = list(range(cfg.lora_layers_from, n_layers))
+        if isinstance(targets, str):  # peft takes a layer range only with named modules: name every linear one
+            targets = _linear_module_names(model)
     return LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, task_type="CAUSAL_LM",
-        target_modules=targets if isinstance(targets, str) else list(targets),
+        target_modules=targets if isinstance(targets, str) else list(targets), layers_to_transform=layers,
     )  # fmt: skip
+
+
+def _linear_module_names(model: Any) -> list[str]:
+    """The short names of the decoder's linear layers (what peft's 'all-linear' adapts: not the output head)."""
+    import torch
+
+    head = model.get_output_embeddings()
+    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear) and m is not head})  # fmt: skip
 
 
 def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
@@ -483,7 +506,7 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
                 from recagent.rl.shared_prefix import SharedPrefixSFTTrainer as trainer_class
             trainer = trainer_class(
                 model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
-                peft_config=_peft_config(cfg), callbacks=callbacks,
+                peft_config=_peft_config(cfg, model), callbacks=callbacks,
             )  # fmt: skip
         finally:
             cfg.max_length = max_length

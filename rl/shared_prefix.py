@@ -19,12 +19,16 @@ prefix caching exists in inference engines only.
 
 from __future__ import annotations
 
+import hashlib
+import random
+from collections import defaultdict
 from typing import Any
 
 import torch
 from trl import SFTTrainer
 
 IGNORE = -100  # the label of a position that carries no loss (transformers' convention)
+KEY_TOKENS = 512  # rows whose first 512 tokens agree share their tool block (the ten tools take ~680)
 
 
 def shared_prefix_length(input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None) -> int:
@@ -76,8 +80,57 @@ def shared_prefix_loss(model: Any, input_ids: torch.Tensor, labels: torch.Tensor
     return loss_sum / torch.as_tensor(n, dtype=loss_sum.dtype, device=loss_sum.device).clamp(min=1), p
 
 
+class PrefixGroupedSampler(torch.utils.data.Sampler):
+    """Row indices in batches of rows that share their first tokens (their tool block), the batches shuffled.
+
+    A random batch of four synthesized dialogs rarely shows one tool block four times (tool variants
+    and distractors vary it), so the shared prefix would be little more than the chat header. Rows
+    are grouped by their first :data:`KEY_TOKENS` tokens; within a group, rows of similar length go
+    together (sorted within seeded chunks of 16 batches: less padding); then all batches are shuffled.
+    The order depends on the seed only, so a resumed run skips exactly the batches it has seen.
+    """
+
+    def __init__(self, input_ids: list[list[int]], batch_size: int, seed: int):
+        self.batch_size, self.seed = batch_size, seed
+        self.keys = [hashlib.sha1(str(ids[:KEY_TOKENS]).encode()).hexdigest() for ids in input_ids]
+        self.lengths = [len(ids) for ids in input_ids]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def batches(self) -> list[list[int]]:
+        """The seeded batches, each of rows with one key."""
+        rng = random.Random(self.seed)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, key in enumerate(self.keys):
+            groups[key].append(i)
+        b = self.batch_size
+        batches, leftovers = [], []
+        for key in sorted(groups):
+            rows = groups[key]
+            rng.shuffle(rows)
+            full = len(rows) - len(rows) % b
+            leftovers += rows[full:]  # too few to fill a batch of their own
+            for start in range(0, full, b * 16):
+                part = sorted(rows[start : min(start + b * 16, full)], key=self.lengths.__getitem__)
+                batches += [part[j : j + b] for j in range(0, len(part), b)]
+        mixed = [leftovers[j : j + b] for j in range(0, len(leftovers), b)]
+        last = [mixed.pop()] if mixed and len(mixed[-1]) < b else []
+        batches += mixed
+        rng.shuffle(batches)
+        # the data loader cuts the flat order every b indices: only the very last batch may be short
+        return batches + last
+
+    def __iter__(self):
+        return iter([i for batch in self.batches() for i in batch])
+
+
 class SharedPrefixSFTTrainer(SFTTrainer):
     """TRL's ``SFTTrainer`` whose training loss runs a batch's shared prefix once (see the module docstring)."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return PrefixGroupedSampler(dataset["input_ids"], self.args.per_device_train_batch_size, self.args.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs or not model.training:  # evaluation and metrics: TRL's own path

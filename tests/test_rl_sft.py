@@ -365,16 +365,17 @@ def test_full_leakage_check_is_skipped_loudly_when_the_run_names_another_dataset
 
 
 def test_shared_prefix_trains_the_same_first_step_as_the_plain_trainer(base_model, data_dir, synthetic_split, tmp_path):
-    """One batch of all three dialogs: the shared-prefix loss is TRL's loss, and the adapters move."""
+    """One batch of all three dialogs: the shared-prefix loss is TRL's loss, and the (top-layer) adapters move."""
     losses = {}
     for shared in (False, True):
         out = tmp_path / f"shared-{shared}"
         cfg = load_sft_config(None, FAST + ["max_steps=2", "use_lora=true", "lora_r=4", "lora_alpha=8",
-                                            "per_device_train_batch_size=3", f"shared_prefix={str(shared).lower()}",
-                                            "merge_lora=false"],
+                                            "per_device_train_batch_size=3", f"shared_prefix={str(shared).lower()}", "bf16=false",
+                                            "merge_lora=false", "lora_layers_from=1"],
                               data_dir=str(data_dir), output_dir=str(out), base_model=str(base_model))  # fmt: skip
         final = train_sft(cfg, split=synthetic_split)
         losses[shared] = _losses(_run(final)["log_history"])
         adapter = load_file(final / "adapter_model.safetensors")
         assert any(float(t.abs().sum()) > 0 for k, t in adapter.items() if "lora_B" in k), "the adapters were trained"
+        assert adapter and all(".layers.1." in k for k in adapter), "lora_layers_from=1: the top layer only"
     assert losses[True][1] == pytest.approx(losses[False][1], rel=1e-4)

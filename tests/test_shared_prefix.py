@@ -81,3 +81,20 @@ def test_loss_and_gradients_equal_the_plain_forward(prefix):
     assert want and all(torch.allclose(got[n], want[n], atol=1e-5, rtol=1e-4) for n in want)
     # and LoRA's gradient really reached the layers that only the prefix feeds
     assert any(float(g.abs().sum()) > 0 for n, g in got.items() if "layers.0" in n)
+
+
+def test_sampler_batches_rows_that_share_their_tool_block():
+    from recagent.rl.shared_prefix import KEY_TOKENS, PrefixGroupedSampler
+
+    blocks = {"a": [1] * KEY_TOKENS, "b": [2] * KEY_TOKENS}
+    rows = [blocks["a"] + [9] * n for n in range(11)] + [blocks["b"] + [9] * n for n in range(6)]
+    rows += [[3, n] + [0] * KEY_TOKENS for n in range(3)]  # three rows with tool blocks of their own
+    sampler = PrefixGroupedSampler(rows, batch_size=4, seed=0)
+    order = list(sampler)
+    assert sorted(order) == list(range(len(rows))), "every row once"
+    cut = [order[i : i + 4] for i in range(0, len(order), 4)]  # how the data loader batches the flat order
+    pure = [c for c in cut if len({tuple(rows[i][:KEY_TOKENS]) for i in c}) == 1]
+    assert len(pure) == 2 + 1, "all full batches of a group share its block (11 // 4 + 6 // 4)"
+    assert all(len(c) == 4 for c in cut[:-1])
+    assert list(PrefixGroupedSampler(rows, 4, seed=0)) == order, "seeded: a resumed run sees the same order"
+    assert list(PrefixGroupedSampler(rows, 4, seed=1)) != order

@@ -1,0 +1,107 @@
+"""Score the checkpoints of a policy SFT run on validation dialogs, to choose one (never on test dialogs).
+
+Validation dialogs are the rows of the run's ``train.jsonl`` after its ``max_samples`` (the SFT job
+never reads them). Every assistant turn of a validation dialog is one task: the turns that call
+tools are checked by BFCL-style AST match (``recagent.evaluation.ast_match``) and the first turn of
+a no-tool dialog must not call. The policy is the local one as served: llama.cpp, grammar-constrained,
+tool choice ``auto`` (it decides whether to call), greedy, with the checkpoint's LoRA adapter.
+
+    python benchmarks/policy_checkpoints.py --run ~/.cache/recagent/runs/policy/sft --tasks 80
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0) -> list[dict]:
+    """Call turns and no-tool first turns of ``train.jsonl`` rows from ``first_row`` on, a seeded sample of ``n``."""
+    from recagent.synth.export import to_bfcl
+    from recagent.synth.sample import Sample
+
+    rows = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()][first_row:]
+    tasks = []
+    for row in rows:
+        sample = Sample.from_row(row)
+        serving = len(sample.tools) == 10 and all(v.get("origin") == "original" for v in sample.tool_variants.values())
+        for e in to_bfcl(sample):
+            tasks.append({"entry": e, "tools": sample.tools, "kind": sample.kind, "serving": serving, "no_tool": False})
+        if sample.kind == "no_tool":
+            first_user = next(i for i, m in enumerate(sample.messages) if m["role"] == "user")
+            entry = {"id": f"{sample.id}_notool", "question": sample.messages[: first_user + 1], "ground_truth": [],
+                     "function": [t["function"] for t in sample.tools]}  # fmt: skip
+            tasks.append({"entry": entry, "tools": sample.tools, "kind": "no_tool", "serving": serving, "no_tool": True})
+    random.Random(seed).shuffle(tasks)
+    return tasks[:n]
+
+
+def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
+    """AST match on call turns, no-call rate on no-tool turns, tool-name match, latency."""
+    from langchain_core.messages import convert_to_messages
+
+    from recagent.agents.policies.local import LocalChatModel
+    from recagent.evaluation.ast_match import PredictedCall, check_turn
+
+    model = LocalChatModel(**policy_kwargs)
+    tally: dict[str, list[int]] = {}
+    names, seconds = [], []
+    for t in tasks:
+        bound = model.bind_tools(t["tools"], tool_choice="auto")
+        t0 = time.perf_counter()
+        ai = bound.invoke(convert_to_messages(t["entry"]["question"]))
+        seconds.append(time.perf_counter() - t0)
+        calls = [PredictedCall(c["name"], c.get("args")) for c in ai.tool_calls]
+        calls += [PredictedCall(c.get("name"), None) for c in ai.invalid_tool_calls]
+        ok = check_turn(calls, t["entry"]).valid
+        groups = ["no_tool"] if t["no_tool"] else ["calls", "calls_serving" if t["serving"] else "calls_variants"]
+        for g in groups:
+            tally.setdefault(g, []).append(int(ok))
+        if not t["no_tool"]:
+            gold = sorted(next(iter(g)) for g in t["entry"]["ground_truth"])
+            names.append(int(sorted(c.name or "" for c in calls) == gold))
+    out = {g: {"n": len(v), "accuracy": round(sum(v) / len(v), 3)} for g, v in sorted(tally.items())}
+    out["tool_names"] = {"n": len(names), "accuracy": round(sum(names) / max(1, len(names)), 3)}
+    out["latency_s_mean"] = round(sum(seconds) / max(1, len(seconds)), 2)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, required=True, help="SFT output folder (checkpoint-* inside)")
+    ap.add_argument("--data", type=Path, default=None, help="synthesis run (default: the run's data_dir)")
+    ap.add_argument("--tasks", type=int, default=80)
+    ap.add_argument("--checkpoints", nargs="*", default=None, help="names to score (default: all, and the base)")
+    ap.add_argument("--out", type=Path, default=RESULTS / "policy_checkpoints.json")
+    args = ap.parse_args()
+
+    import yaml
+
+    from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
+
+    cfg = yaml.safe_load((args.run / "sft_config.yaml").read_text())
+    data = args.data or Path(cfg["data_dir"])
+    first = int(cfg.get("max_samples") or 0)
+    if not first:
+        raise SystemExit("the run trained on every row (max_samples unset): there are no validation dialogs")
+    tasks = validation_tasks(data, first, args.tasks)
+    names = args.checkpoints or ["base"] + sorted((p.name for p in args.run.glob("checkpoint-*")),
+                                                  key=lambda s: int(s.split("-")[1]))  # fmt: skip
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results.update({"what": __doc__.splitlines()[0], "machine": machine_info(), "run": str(args.run),
+                    "validation_rows_from": first, "tasks": len(tasks)})  # fmt: skip
+    scores = results.setdefault("scores", {})
+    for name in names:
+        kwargs = {} if name == "base" else {"adapter_path": str(args.run / name)}
+        scores[name] = score(kwargs, tasks)
+        print(name, json.dumps(scores[name]), flush=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
