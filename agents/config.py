@@ -12,6 +12,8 @@ from recagent.config import JobConfig
 from recagent.errors import ConfigError
 from recagent.tools.env import ToolEnv, ToolEnvConfig
 
+SHIPPED = "shipped"  # PolicyConfig.adapter: the trained policy installed with the package
+
 
 class PolicyConfig(JobConfig):
     """Which chat model decides the agent's steps."""
@@ -22,7 +24,10 @@ class PolicyConfig(JobConfig):
     )
     base_url: str | None = Field(None, description="OpenAI-compatible server URL (default: env OPENAI_BASE_URL)")
     api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the API key")
-    adapter: str | None = Field(None, description="local: LoRA adapter folder (peft)")
+    adapter: str | None = Field(
+        SHIPPED, description="local: LoRA adapter folder (peft); 'shipped' = the trained policy installed with recagent "
+        "(on the default base model; the untrained base while none is installed); null = the untrained base",
+    )  # fmt: skip
     engine: Literal["auto", "llama_cpp", "transformers"] = Field(
         "auto", description="local: inference engine; auto = llama.cpp for the default model or a .gguf file"
     )
@@ -37,14 +42,33 @@ class PolicyConfig(JobConfig):
     temperature: float = Field(0.0, ge=0, description="sampling temperature (0 = greedy)")
     first_tool_choice: Literal["auto", "required"] | None = Field(
         None,
-        description="tool choice until a call of the turn has worked; None = 'required' for local models (a small "
-        "model rarely calls a tool unprompted), 'auto' for servers",
+        description="tool choice until a call of the turn has worked; None = 'auto' for servers and trained local "
+        "policies, 'required' for the untrained base model (it never calls a tool unprompted)",
     )
     later_tool_choice: Literal["auto", "none"] = Field(
         "auto", description="tool choice once a call of the turn has worked; 'none' = answer right after the first result"
     )
     timeout: float = Field(60.0, gt=0, description="openai: seconds per request")
     max_retries: int = Field(2, ge=0, description="openai: retries with backoff")
+
+    def adapter_folder(self) -> str | None:
+        """The LoRA adapter a local policy loads: ``adapter``, with 'shipped' resolved (None = no adapter)."""
+        if self.adapter != SHIPPED:
+            return self.adapter
+        if self.model is not None:  # the shipped adapter was trained on the default base model only
+            return None
+        from recagent.agents.local_model import shipped_adapter
+
+        found = shipped_adapter()
+        return str(found) if found else None
+
+    def initial_tool_choice(self) -> Literal["auto", "required"]:
+        """The tool choice of a turn's first step: ``first_tool_choice``, else by who decides (see its description)."""
+        if self.first_tool_choice is not None:
+            return self.first_tool_choice
+        if self.kind == "openai":
+            return "auto"
+        return "auto" if self.adapter_folder() else "required"
 
     @model_validator(mode="after")
     def _needs_model(self) -> PolicyConfig:
@@ -86,7 +110,7 @@ def make_policy(cfg: PolicyConfig):
 
     return LocalChatModel(
         model_path=cfg.model,
-        adapter_path=cfg.adapter,
+        adapter_path=cfg.adapter_folder(),
         engine=cfg.engine,
         max_new_tokens=cfg.max_new_tokens,
         max_call_tokens=cfg.max_call_tokens,
@@ -116,7 +140,7 @@ class AgentContext:
         cfg = self.config.policy
         choice = cfg.later_tool_choice
         if first_step:
-            choice = cfg.first_tool_choice or ("required" if cfg.kind == "local" else "auto")
+            choice = cfg.initial_tool_choice()
         if choice not in self._bound:
             kwargs = {"tool_choice": choice} if choice != "auto" else {}
             self._bound[choice] = self.policy.bind_tools(self.tool_schemas, **kwargs)

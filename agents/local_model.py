@@ -39,6 +39,15 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SOURCE_RECORD = "recagent_source.json"  # written last into the checkpoint: which GGUF it came from
 
 
+SHIPPED_ADAPTER = "recagent-smollm2-135m"  # agents/weights/<this>: the trained LoRA adapter installed with recagent
+
+
+def shipped_adapter() -> Path | None:
+    """The trained policy's LoRA adapter folder installed with the package, or None while none is installed."""
+    folder = Path(__file__).resolve().parent / "weights" / SHIPPED_ADAPTER
+    return folder if (folder / "adapter_model.safetensors").is_file() else None
+
+
 class LocalModelError(RecagentError):
     """A local model or adapter is missing or cannot be loaded."""
 

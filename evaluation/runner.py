@@ -125,7 +125,7 @@ def run_eval(cfg: EvalConfig, env=None, agent=None, progress: bool = True) -> Pa
     test_rows = _synth_test_rows(cfg) if cfg.include_agent and "tool_calls" in cfg.protocols else None
     chat_requests = _chat_requests(cfg, env, notes) if "chat_requests" in cfg.protocols else None
     if cfg.include_agent:
-        policy_dirs = [d for d in (cfg.agent.policy.model, cfg.agent.policy.adapter) if d]
+        policy_dirs = [d for d in (cfg.agent.policy.model, cfg.agent.policy.adapter_folder()) if d]
         notes += check_policy_data(split, [p for d in policy_dirs for p in training_data_dirs(d)], test_rows, chat_requests)
         if not policy_dirs or cfg.agent.policy.kind == "openai":
             notes.append("policy not trained by recagent here: no training dialogs to check")
@@ -192,7 +192,7 @@ def _run_tool_calls(cfg: EvalConfig, agent, env, rows: list[dict], log: RecordLo
     tasks = [t for t in call_tasks(rows, cfg.tool_call_tasks) if ("tool_call", "agent", t.id) not in log.done]
     pc = cfg.agent.policy
     # the same first-step tool choice the agent uses when serving
-    choice = pc.first_tool_choice or ("required" if pc.kind == "local" else None)
+    choice = pc.initial_tool_choice()
     choice = None if choice == "auto" else choice
     for task in tqdm(tasks, desc="tool-call tasks", disable=not progress or not tasks, unit="task"):
         outcome = evaluate_task(agent.context.policy, task, env, choice)
@@ -258,9 +258,9 @@ def _run_chat_requests(cfg: EvalConfig, agent, env, requests: list, log: RecordL
     if agent is None:
         return
     pc = cfg.agent.policy
-    if (pc.first_tool_choice or ("required" if pc.kind == "local" else "auto")) == "required":
+    if pc.initial_tool_choice() == "required":
         notes.append("chat_requests: the agent must call a tool before its first answer (policy.first_tool_choice "
-                     "'required', the default of a local policy), so it cannot pass a no-tool request")  # fmt: skip
+                     "'required', the default of the untrained base model), so it cannot pass a no-tool request")  # fmt: skip
     todo = [r for r in requests if (SECTION, "agent", request_key(r)) not in log.done]
     for req in tqdm(todo, desc="chat requests", disable=not progress or not todo, unit="req"):
         log.add({"section": SECTION, "system": "agent", "key": request_key(req), **agent_answer(agent, req)})

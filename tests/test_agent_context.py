@@ -46,3 +46,20 @@ def test_policy_sees_only_the_turns_that_fit(synthetic_env, tmp_path):
     assert "message 5" in said and "message 0" not in said  # the oldest turns fell out of the window
     assert len(agent.turns("long")) == 6  # ... but the session keeps all of them
     agent.close()
+
+
+def test_the_shipped_adapter_is_the_default_and_decides_the_first_tool_choice(monkeypatch, tmp_path):
+    from recagent.agents import local_model
+    from recagent.agents.config import PolicyConfig
+
+    monkeypatch.setattr(local_model, "shipped_adapter", lambda: None)
+    base = PolicyConfig()
+    assert base.adapter == "shipped" and base.adapter_folder() is None
+    assert base.initial_tool_choice() == "required", "the untrained base is made to call"
+    monkeypatch.setattr(local_model, "shipped_adapter", lambda: tmp_path)
+    trained = PolicyConfig()
+    assert trained.adapter_folder() == str(tmp_path) and trained.initial_tool_choice() == "auto"
+    assert PolicyConfig(adapter=None).initial_tool_choice() == "required", "the base stays selectable"
+    assert PolicyConfig(model=str(tmp_path)).adapter_folder() is None, "never on another base model"
+    assert PolicyConfig(first_tool_choice="required").initial_tool_choice() == "required"
+    assert PolicyConfig(kind="openai", model="m").initial_tool_choice() == "auto"

@@ -105,7 +105,7 @@ def test_extra_unknown_parameter():
 
 
 def test_missing_schema_required_and_gold_required():
-    entry, calls = _find(lambda n, a: n == "retrieve_for_user")
+    entry, calls = _find(lambda n, a: n == "retrieve_for_user" and a.get("k", [""]) != [""])
     _fails(check_turn([_without(calls[0], "user_id")], entry), "missing_required")  # schema-required
     assert "" not in entry["ground_truth"][0]["retrieve_for_user"]["k"]
     _fails(check_turn([_without(calls[0], "k")], entry), "missing_required")  # optional in schema, set in gold
@@ -174,24 +174,32 @@ def test_missing_arguments_are_unparsable():
 
 
 def test_list_values_are_order_sensitive():
-    entry, calls = _find(lambda n, a: n == "more_like_these")
-    ids = _args(calls[0])["seed_ids"]
-    assert len(ids) > 1
-    _fails(check_turn([_with(calls[0], seed_ids=ids[::-1])], entry), "value_not_allowed")
-    _fails(check_turn([_with(calls[0], seed_ids=ids[:-1])], entry), "value_not_allowed")
+    def id_list(a):  # the name of an argument whose gold value is a list of two or more ids
+        return next((k for k, v in a.items() if v and isinstance(v[0], list) and len(v[0]) > 1
+                     and all(str(x).isdigit() for x in v[0])), None)  # fmt: skip
+
+    entry, calls = _find(lambda n, a: id_list(a) is not None)
+    key = id_list(entry["ground_truth"][0][next(iter(entry["ground_truth"][0]))])
+    ids = _args(calls[0])[key]
+    _fails(check_turn([_with(calls[0], **{key: ids[::-1]})], entry), "value_not_allowed")
+    _fails(check_turn([_with(calls[0], **{key: ids[:-1]})], entry), "value_not_allowed")
 
 
 def test_enum_violations_are_wrong_types():
     entry, calls = _find(lambda n, a: n == "retrieve_for_user")
     _fails(check_turn([_with(calls[0], model="svd")], entry), "wrong_type")  # anyOf [enum, null]
-    entry, calls = _find(lambda n, a: n == "select_movies" and a["genres"] == [["Comedy"]])
+    entry, calls = _find(lambda n, a: n == "filter_items" and len(a.get("genres", [[]])[0]) == 1)
+    genre = _args(calls[0])["genres"][0]
+    # where the items have no enum, a case change passes the value check (standardised)
+    assert check_turn([_with(calls[0], genres=[genre.lower()])], entry).valid
+    _fails(check_turn([_with(calls[0], genres=["Noir"])], entry), "value_not_allowed")
+    # the same tool as a variant that lists the catalog's genres as an enum (tool_pool evolves such variants)
+    entry = copy.deepcopy(entry)
+    schema = next(f for f in entry["function"] if f["name"] == "filter_items")["parameters"]["properties"]["genres"]
+    schema["items"] = {"type": "string", "enum": ["Action", "Comedy", "Crime", "Drama", "Thriller", "Western"]}
     _fails(check_turn([_with(calls[0], genres=["Noir"])], entry), "wrong_type")  # array items enum
     # case is not standardised against a schema enum: the tool would reject it
-    _fails(check_turn([_with(calls[0], genres=["comedy"])], entry), "wrong_type")
-    # where the items have no enum, the same case change passes the value check (standardised)
-    entry, calls = _find(lambda n, a: n == "filter_items" and a["genres"] == [["Crime"]])
-    assert check_turn([_with(calls[0], genres=["crime"])], entry).valid
-    _fails(check_turn([_with(calls[0], genres=["Noir"])], entry), "value_not_allowed")
+    _fails(check_turn([_with(calls[0], genres=[genre.lower()])], entry), "wrong_type")
 
 
 def test_parallel_mismatch_reports_the_informative_pairing():
