@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="synthesis run (default: the run's data_dir)")
     ap.add_argument("--tasks", type=int, default=80)
     ap.add_argument("--checkpoints", nargs="*", default=None, help="names to score (default: all, and the base)")
+    ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: every core)")
     ap.add_argument("--out", type=Path, default=RESULTS / "policy_checkpoints.json")
     args = ap.parse_args()
 
@@ -94,10 +95,11 @@ def main() -> None:
                                                   key=lambda s: int(s.split("-")[1]))  # fmt: skip
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results.update({"what": __doc__.splitlines()[0], "machine": machine_info(), "run": str(args.run),
-                    "validation_rows_from": first, "tasks": len(tasks)})  # fmt: skip
+                    "validation_rows_from": first, "tasks": len(tasks),
+                    "note": "measured while the SFT run trained on the same 2 cores: latencies are not clean"})  # fmt: skip
     scores = results.setdefault("scores", {})
     for name in names:
-        kwargs = {} if name == "base" else {"adapter_path": str(args.run / name)}
+        kwargs = {"adapter_path": None if name == "base" else str(args.run / name), "num_threads": args.threads}
         scores[name] = score(kwargs, tasks)
         print(name, json.dumps(scores[name]), flush=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
