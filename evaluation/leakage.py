@@ -113,12 +113,10 @@ def check_policy_data(
 
 def check_request_leaks(rows: list[dict], requests: list, path: Path | str) -> None:
     """Refuse training rows whose user turns copy a held-out chat request (one line naming the row and the request)."""
-    from recagent.heldout_requests import RequestLeakIndex, user_turns
+    from recagent.heldout_requests import first_row_leak
 
-    index = RequestLeakIndex(requests)
-    for line, row in enumerate(rows, 1):
-        for text in user_turns(row.get("messages") or []):
-            leak = index.match(text)
-            if leak is not None:
-                raise LeakageError(f"{path}, line {line}: a user turn {leak.describe()}; "
-                                   "the policy must not be trained on the evaluation's chat requests")  # fmt: skip
+    found = first_row_leak(rows, requests)
+    if found is not None:
+        line, leak = found
+        raise LeakageError(f"{path}, line {line}: a user turn {leak.describe()}; "
+                           "the policy must not be trained on the evaluation's chat requests")  # fmt: skip

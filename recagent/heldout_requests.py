@@ -324,6 +324,18 @@ def find_request_leaks(texts: Iterable[str], requests: Iterable[ChatRequest] | N
     return RequestLeakIndex(requests).find(texts)
 
 
+def first_row_leak(rows: Iterable[dict[str, Any]], requests: Iterable[ChatRequest] | None = None
+                   ) -> tuple[int, RequestLeak] | None:  # fmt: skip
+    """The first training row (1-based line) whose user turn copies a held-out request, and the leak; None if none."""
+    index = RequestLeakIndex(requests)
+    for line, row in enumerate(rows, 1):
+        for text in user_turns(row.get("messages") or []):
+            leak = index.match(text)
+            if leak is not None:
+                return line, leak
+    return None
+
+
 def user_turns(messages: Iterable[dict[str, Any]]) -> list[str]:
     """The text of every user turn of an OpenAI-format conversation."""
     out = []

@@ -243,15 +243,13 @@ def check_no_leakage(
 
 def _check_heldout_requests(data_dir: Path, train: list[dict[str, Any]]) -> None:
     """Refuse a training row whose user turn copies one of the evaluation's hand-written chat requests."""
-    from recagent.heldout_requests import RequestLeakIndex, user_turns
+    from recagent.heldout_requests import first_row_leak
 
-    index = RequestLeakIndex()
-    for line, row in enumerate(train, 1):
-        for text in user_turns(row.get("messages") or []):
-            leak = index.match(text)
-            if leak is not None:
-                raise SFTDataError(f"{data_dir / 'train.jsonl'}, line {line}: a user turn {leak.describe()}; held-out "
-                                   "evaluation requests must not be trained on (drop that dialog or regenerate the data)")  # fmt: skip
+    found = first_row_leak(train)
+    if found is not None:
+        line, leak = found
+        raise SFTDataError(f"{data_dir / 'train.jsonl'}, line {line}: a user turn {leak.describe()}; held-out "
+                           "evaluation requests must not be trained on (drop that dialog or regenerate the data)")  # fmt: skip
 
 
 def _load_split(data_dir: Path) -> Any:
