@@ -97,6 +97,17 @@ def prompt_sizes(tok: Any, tools: list[dict], system: str) -> dict:
     return {"compact": compact, "legacy_json": legacy, "tools": len(tools)}
 
 
+def result_sizes(tok: Any) -> dict:
+    """Tokens of one real ten-item tool result as the model reads it (compact lines) and as JSON."""
+    from recagent.tools.env import ToolEnv
+    from recagent.tools.recommender_tools import build_registry
+
+    out = build_registry(ToolEnv.load()).call("retrieve_for_user", {"user_id": "42", "k": 10})
+    count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    return {"tool": "retrieve_for_user", "items": len(out.result["items"]), "compact_text": count(out.content()),
+            "json": count(out.record())}  # fmt: skip
+
+
 def engine_speeds(checkpoint: Path, tok: Any, tools: list[dict], decode_tokens: int) -> list[dict]:
     """Cold prefill and greedy decode tokens/s per engine, dtype and thread count."""
     import torch
@@ -203,7 +214,7 @@ def agent_latency(systems: list[str], n_requests: int, checkpoint: Path) -> dict
 
 def merge_results(old: dict, new: dict) -> dict:
     """``old`` with the parts (and latency systems) ``new`` measured replaced; each system keeps its run's machine."""
-    merged = {**old, "prompt_tokens": new["prompt_tokens"]}
+    merged = {**old, "prompt_tokens": new["prompt_tokens"], "tool_result_tokens": new["tool_result_tokens"]}
     if "engine_speeds" in new:
         merged["engine_speeds"] = new["engine_speeds"]
         merged["machine"] = new["machine"]
@@ -242,7 +253,8 @@ def main() -> None:
 
     system = CHAT.format(dataset="ml-100k", user=" About the user: the user is user_id 42 of the dataset; they like Comedy.")
     report: dict[str, Any] = {"machine": machine_info(), "prompt_tokens": prompt_sizes(tok, tools, system)}
-    print(f"prompt tokens {report['prompt_tokens']}", flush=True)
+    report["tool_result_tokens"] = result_sizes(tok)
+    print(f"prompt tokens {report['prompt_tokens']}; tool result {report['tool_result_tokens']}", flush=True)
     skip = set(args.skip.split(","))
     if "speeds" not in skip:
         report["engine_speeds"] = engine_speeds(checkpoint, tok, tools, args.decode_tokens)
