@@ -42,9 +42,14 @@ SOURCE_RECORD = "recagent_source.json"  # written last into the checkpoint: whic
 SHIPPED_ADAPTER = "recagent-smollm2-135m"  # agents/weights/<this>: the trained LoRA adapter installed with recagent
 
 
+def shipped_folder() -> Path:
+    """Where the trained policy's LoRA adapter is installed with the package (it may not be there)."""
+    return Path(__file__).resolve().parent / "weights" / SHIPPED_ADAPTER
+
+
 def shipped_adapter() -> Path | None:
     """The trained policy's LoRA adapter folder installed with the package, or None while none is installed."""
-    folder = Path(__file__).resolve().parent / "weights" / SHIPPED_ADAPTER
+    folder = shipped_folder()
     return folder if (folder / "adapter_model.safetensors").is_file() else None
 
 

@@ -66,7 +66,10 @@ def serve(scenario: str, port: int, db: str) -> None:
         ensure_default_model(progress=False)
     agent = Agent.from_config(agent_cfg, policy=policy, db_path=Path(db))
     cfg = ServeConfig(agent=agent_cfg, port=port, workers=spec["workers"], max_queue=spec["max_queue"], serialize_policy=True)
-    uvicorn.run(create_app(cfg, agent), host="127.0.0.1", port=port, log_level="warning")
+    from recagent.serve.transport import uvicorn_options
+
+    # the limits `recagent serve` runs with (header deadline, connection cap): the load is measured as served
+    uvicorn.run(create_app(cfg, agent), host="127.0.0.1", port=port, log_level="warning", **uvicorn_options(cfg))
 
 
 def run(scenario: str, sessions: int, turns: int, tmp: Path) -> dict:

@@ -149,6 +149,7 @@ def aggregate(
                 pairs = list(zip(ndcg, lengths))
                 ci = _set_ci(pairs, lambda ps: M.group_gap([p[0] for p in ps], [p[1] for p in ps], cfg.heavy_share)["gap"], cfg, None)
                 out["fairness"][system][f"NDCG@{k}_gap_ci"] = [ci["ci_low"], ci["ci_high"]]
+    out["agent_vs_baselines"] = _agent_vs_baselines(rank, systems, users, cfg)
     order = [x for s in systems for x in (s, f"{s} (raw output)")]
     for key in ("utility", "compliance", "cost", "beyond_utility", "fairness", "unsupported_shipped"):
         out[key] = {s: out[key][s] for s in order if s in out[key]}
@@ -167,6 +168,24 @@ def aggregate(
     agent_chat = (out["chat_requests"].get("systems") or {}).get("agent") or {}
     if agent_chat.get("unsupported_shipped") is not None:
         out["unsupported_shipped"].setdefault("agent", {})["chat_requests"] = agent_chat["unsupported_shipped"]
+    return out
+
+
+def _agent_vs_baselines(rank, systems, users, cfg: EvalConfig) -> dict[str, Any]:
+    """Paired NDCG@k difference, agent minus each baseline, per protocol, over the users both answered."""
+    if "agent" not in systems:
+        return {}
+    k, out = cfg.k, {}
+    for (system, protocol), by_user in rank.items():
+        agent = rank.get(("agent", protocol), {})
+        if system == "agent" or not agent:
+            continue
+        both = [u for u in users if u in agent and u in by_user]
+        if len(both) < 2:
+            continue
+        a = [M.utility(agent[u]["ranked"][:k], agent[u]["target"], [k])[f"NDCG@{k}"] for u in both]
+        b = [M.utility(by_user[u]["ranked"][:k], by_user[u]["target"], [k])[f"NDCG@{k}"] for u in both]
+        out.setdefault(f"agent - {system}", {})[protocol] = {f"NDCG@{k}": _diff(a, b, cfg), "n": len(both)}
     return out
 
 

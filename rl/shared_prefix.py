@@ -50,10 +50,22 @@ def _causal_lm(model: Any) -> Any:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def turn_ids(keep: torch.Tensor) -> torch.Tensor:
+    """For the True positions of ``keep`` (rows x positions), row-major: which turn (contiguous run) each is in."""
+    before = torch.nn.functional.pad(keep[:, :-1], (1, 0), value=False)
+    starts = keep & ~before  # a labelled position whose left neighbour is not: a new assistant turn
+    return torch.cumsum(starts.flatten().long(), 0)[keep.flatten()] - 1
+
+
 def shared_prefix_loss(model: Any, input_ids: torch.Tensor, labels: torch.Tensor,
                        attention_mask: torch.Tensor | None = None,
-                       num_items_in_batch: int | torch.Tensor | None = None) -> tuple[torch.Tensor, int]:  # fmt: skip
-    """Mean next-token loss over the labelled positions, with the shared prefix run once; returns (loss, prefix length)."""
+                       num_items_in_batch: int | torch.Tensor | None = None,
+                       per_turn: bool = False) -> tuple[torch.Tensor, int]:  # fmt: skip
+    """Next-token loss over the labelled positions, with the shared prefix run once; returns (loss, prefix length).
+
+    ``per_turn``: the mean of each assistant turn's mean token loss, so a ten-token call weighs as much
+    as a 200-token answer (else the mean over tokens, ``num_items_in_batch`` of them when given).
+    """
     lm = _causal_lm(model)
     decoder, head = lm.model, lm.get_output_embeddings()
     batch, length = input_ids.shape
@@ -75,6 +87,13 @@ def shared_prefix_loss(model: Any, input_ids: torch.Tensor, labels: torch.Tensor
     target = labels[:, 1:]
     keep = target != IGNORE
     logits = head(hidden[:, :-1][keep]).float()  # the head only where a token is predicted
+    if per_turn:
+        token_loss = torch.nn.functional.cross_entropy(logits, target[keep], reduction="none")
+        turn = turn_ids(keep)
+        n_turns = int(turn[-1]) + 1 if turn.numel() else 1
+        sums = torch.zeros(n_turns, dtype=token_loss.dtype, device=token_loss.device).index_add(0, turn, token_loss)
+        counts = torch.bincount(turn, minlength=n_turns).clamp(min=1).to(token_loss.dtype)
+        return (sums / counts).mean(), p
     loss_sum = torch.nn.functional.cross_entropy(logits, target[keep], reduction="sum")
     n = num_items_in_batch if num_items_in_batch is not None else keep.sum()
     return loss_sum / torch.as_tensor(n, dtype=loss_sum.dtype, device=loss_sum.device).clamp(min=1), p
@@ -136,7 +155,18 @@ class SharedPrefixSFTTrainer(SFTTrainer):
         if return_outputs or not model.training:  # evaluation and metrics: TRL's own path
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)  # fmt: skip
+        per_turn = getattr(self.args, "loss_per", "token") == "turn"
         loss, prefix = shared_prefix_loss(model, inputs["input_ids"], inputs["labels"], inputs.get("attention_mask"),
-                                          num_items_in_batch)  # fmt: skip
+                                          num_items_in_batch, per_turn=per_turn)  # fmt: skip
         self._prefix_tokens = getattr(self, "_prefix_tokens", 0) + prefix
+        if per_turn and self._trainer_skips_ga_division(num_items_in_batch):
+            # a per-batch mean; the Trainer divides by the accumulation steps only when it thinks the loss is not
+            # already normalised over the whole accumulated batch (by num_items_in_batch), so do it here then
+            loss = loss / getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
         return loss
+
+    def _trainer_skips_ga_division(self, num_items_in_batch) -> bool:
+        """transformers' own test (Trainer.training_step) for a loss already scaled for gradient accumulation."""
+        if getattr(self, "loss_is_scaled_for_ga", None) is not None:
+            return bool(self.loss_is_scaled_for_ga)
+        return bool((self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None)

@@ -34,11 +34,14 @@ class RLJobConfig(StepPPOConfig):
 
     output_dir: str | None = field(default=None, metadata={"help": "checkpoints and final/ (default $RECAGENT_HOME/runs/rl)"})
     data_dir: str | None = field(default=None, metadata={"help": "folder of a synthesis run (its train.jsonl gives the tasks)"})
-    base_model: str | None = field(default=None, metadata={"help": "policy to start from, e.g. an SFT final/ (None: offline SmolLM2)"})
+    base_model: str | None = field(default=None, metadata={"help": "policy to start from: a model folder, or an SFT LoRA "
+                                   "adapter folder (its adapter keeps training; None: offline SmolLM2)"})  # fmt: skip
     algo: Literal["grpo", "ppo"] = field(default="grpo", metadata={"help": "step-grained GRPO (TRL) or PPO (value head)"})
     task_kinds: list[str] = field(default_factory=lambda: ["single", "parallel", "chain", "clarify"],
                                   metadata={"help": "dialog kinds whose first turns become tasks"})  # fmt: skip
     max_tasks: int | None = field(default=None, metadata={"help": "use at most this many tasks (None: all)"})
+    max_samples: int | None = field(default=None, metadata={"help": "read only the first N rows of train.jsonl: the rows "
+                                    "after them are validation dialogs (as SFT's max_samples), never trained on"})  # fmt: skip
 
     def __post_init__(self) -> None:
         from recagent.rl.config_io import resolve_device
@@ -47,6 +50,8 @@ class RLJobConfig(StepPPOConfig):
             self.output_dir = str(default_rl_dir())
         if self.data_dir is None or not (Path(self.data_dir) / "train.jsonl").is_file():
             raise ConfigError(f"data_dir {self.data_dir!r} has no train.jsonl: make one with `recagent synth --out DIR`")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ConfigError(f"max_samples must be at least 1 or None (every row), got {self.max_samples}")
         if self.use_vllm and self.algo == "ppo":
             raise ConfigError("use_vllm applies to algo=grpo (TRL's vLLM backend); PPO generates with transformers: "
                               "drop use_vllm or use algo=grpo")  # fmt: skip
@@ -70,6 +75,7 @@ def _tasks(cfg: RLJobConfig):
 
     data = Path(cfg.data_dir)
     train = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines() if line.strip()]
+    train = train[: cfg.max_samples]  # the rows after max_samples choose checkpoints: RL never sees them
     test_path = data / "test.jsonl"
     test = [json.loads(line) for line in test_path.read_text().splitlines() if line.strip()] if test_path.is_file() else []
     check_no_leakage(data, train, test)
@@ -89,25 +95,53 @@ def _tool_env(cfg: RLJobConfig):
     return ToolEnv.load(ToolEnvConfig(**tools))
 
 
-def train_rl(cfg: RLJobConfig, tool_env=None) -> Path:
-    """Train the policy with step-grained RL; returns the folder of the final model."""
+def _adapter_base(adapter: Path) -> Path:
+    """The base model a peft adapter folder was trained on: its recorded folder, else the offline default model."""
+    from recagent.agents.local_model import ensure_default_model
+
+    try:
+        recorded = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError) as e:
+        raise RecagentError(f"cannot read {adapter / 'adapter_config.json'}: {e}") from e
+    if recorded and (Path(recorded) / "config.json").is_file():
+        return Path(recorded)
+    # a shipped or copied adapter records a folder of another machine (or the hub name): ours is the default model
+    logger.info("adapter base %r is not here; using the offline default model", recorded)
+    return ensure_default_model(progress=False)
+
+
+def _load_policy(cfg: RLJobConfig):
+    """(model, tokenizer): a full model folder as is, or an adapter folder on its base with the adapter trainable."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from recagent.agents.chat_template import apply_tool_template
     from recagent.agents.local_model import ensure_default_model
+
+    start = Path(cfg.base_model) if cfg.base_model else ensure_default_model(progress=not cfg.disable_tqdm)
+    # bf16 weights on a GPU (as before); a CPU keeps float32 master weights and runs bf16 as autocast
+    dtype = torch.bfloat16 if cfg.bf16 and not cfg.use_cpu and torch.cuda.is_available() else torch.float32
+    tok = AutoTokenizer.from_pretrained(start)
+    if not (start / "adapter_config.json").is_file():
+        return AutoModelForCausalLM.from_pretrained(start, dtype=dtype), tok
+    from peft import PeftModel
+
+    # RL keeps training the SFT adapter (LoRA on CPU): what ships stays a small adapter on the same base
+    base = AutoModelForCausalLM.from_pretrained(_adapter_base(start), dtype=dtype)
+    return PeftModel.from_pretrained(base, start, is_trainable=True), tok
+
+
+def train_rl(cfg: RLJobConfig, tool_env=None) -> Path:
+    """Train the policy with step-grained RL; returns the folder of the final model."""
+    from recagent.agents.chat_template import apply_tool_template
     from recagent.rl.config_io import save_config
     from recagent.rl.sft import latest_checkpoint
 
     if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
         raise RecagentError("use_vllm=true needs vLLM, which is not installed: on a CUDA machine run "
                             "`pip install 'recagent[vllm]'`, or set use_vllm=false")  # fmt: skip
-    base = Path(cfg.base_model) if cfg.base_model else ensure_default_model(progress=not cfg.disable_tqdm)
     dataset = _tasks(cfg)
     env = tool_env or _tool_env(cfg)
-    tok = AutoTokenizer.from_pretrained(base)
-    dtype = torch.bfloat16 if cfg.bf16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    model, tok = _load_policy(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "rl_config.yaml")

@@ -10,7 +10,6 @@ still finishes and is saved in its session.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -24,7 +23,8 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -32,17 +32,19 @@ from recagent.errors import RecagentError
 from recagent.serve.auth import KeyRing, presented_key
 from recagent.serve.config import ServeConfig
 from recagent.serve.gate import QueueFull, SessionBusy, TurnGate
-from recagent.serve.limits import BodyLimit, RequestTimer
+from recagent.serve.limits import KEY_MISSING, BodyLimit, HostCheck, KeyCheck, RequestTimer
 from recagent.serve.metrics import Metrics
 from recagent.serve.protocol import (
     ChatRequest,
     RequestError,
     SessionCreate,
     SessionUpdate,
+    StrictJSONResponse,
     chunk,
     completion,
     completion_id,
     error_body,
+    json_bytes,
 )
 from recagent.serve.sessions import SessionStore
 from recagent.tools.recommender_tools import build_registry
@@ -138,8 +140,12 @@ class Server:
                     put(ev)
                 if session:
                     self._touch(owner, session, message, user_id)
-            except Exception as e:  # reported to the client; the agent already rolled the session back
-                if not isinstance(e, RecagentError):
+            except Exception as e:  # reported to the client
+                if result is not None:  # the turn is saved; what failed came after it, and the client must hear that
+                    log.exception("after a saved turn")
+                    outcome = "failed"
+                    e = AfterSave(after_save_note(session, f"updating the session's record failed ({type(e).__name__})"))
+                elif not isinstance(e, RecagentError):  # the agent rolled the session back (its errors say so)
                     log.exception("turn failed")
                 put(("error", e))
             finally:
@@ -191,24 +197,48 @@ def _server(request: Request) -> Server:
 
 
 def authenticate(request: Request) -> str:
-    """Dependency of every route: the caller's owner id, or 401."""
-    server = _server(request)
-    owner = server.keys.check(presented_key(request.headers.get("authorization")))
+    """Dependency of every route: the caller's owner id, which KeyCheck found before the body was read (else 401)."""
+    owner = getattr(request.state, "owner", None)
+    if owner is None:  # not behind KeyCheck: check here
+        owner = _server(request).keys.check(presented_key(request.headers.get("authorization")))
     if owner is None:
-        raise RequestError("missing or wrong API key (send `Authorization: Bearer KEY`)", status=401, code="invalid_api_key")
+        raise RequestError(KEY_MISSING, status=401, code="invalid_api_key")
     request.state.owner = owner
     return owner
 
 
+class AfterSave(RecagentError):
+    """A failure after the turn was saved; its message says what was kept (a 500 even with a remote policy: it is ours)."""
+
+
+def after_save_note(session: str | None, failure: str) -> str:
+    """One line for a failure after a finished turn: what failed, and what the server kept."""
+    if session is None:
+        return f"the answer was ready, but {failure}; this stateless request kept nothing"
+    return f"the turn was saved in session {session}, but {failure}; GET /v1/sessions/{session} shows what was saved"
+
+
+class _PlainRoute(APIRoute):
+    """A route whose dict result StrictJSONResponse writes as it is.
+
+    Without this, FastAPI would pass a route annotated ``-> dict`` through pydantic's JSON mode, which
+    turns NaN and infinities into null without a word (a trace's ``{"k": inf}`` read as ``{"k": null}``).
+    """
+
+    def __init__(self, path: str, endpoint, **kwargs: Any):
+        kwargs["response_model"] = None
+        super().__init__(path, endpoint, **kwargs)
+
+
 def _error(status: int, message: str, kind: str | None = None, param: str | None = None, code: str | None = None,
-           headers: dict | None = None) -> JSONResponse:  # fmt: skip
+           headers: dict | None = None) -> StrictJSONResponse:  # fmt: skip
     kind = kind or {401: "authentication_error", 404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
                     503: "overloaded_error"}.get(status, "invalid_request_error" if status < 500 else "server_error")  # fmt: skip
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Basic realm="recagent", charset="UTF-8"'}
     if status == 503:
         headers = {**(headers or {}), "Retry-After": "2"}
-    return JSONResponse(error_body(message, kind, param, code), status_code=status, headers=headers)
+    return StrictJSONResponse(error_body(message, kind, param, code), status_code=status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -219,7 +249,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
             return f"the body is not valid JSON ({e.get('ctx', {}).get('error', 'decode error')})", None
         where = ".".join(loc)
         param = param or where or None
-        problems.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+        msg = str(e.get("msg")).removeprefix("Value error, ")  # our validators' messages are whole sentences
+        problems.append(f"{where}: {msg}" if where else msg)
     return "invalid request: " + "; ".join(problems[:5]), param
 
 
@@ -235,13 +266,17 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
         await run_in_threadpool(server.stop)
 
     app = FastAPI(title="recagent", version="0.1.0", lifespan=lifespan, dependencies=[Depends(authenticate)],
-                  docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
+                  default_response_class=StrictJSONResponse, docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
+    app.router.route_class = _PlainRoute
     app.state.server = server
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    # added innermost first: Host check -> CORS -> timing -> key -> body, so no body is read without a key
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
+    app.add_middleware(KeyCheck, keys=server.keys)
     app.add_middleware(RequestTimer, metrics=server.metrics)
-    if config.cors_origins:  # outermost: it answers browsers' preflight requests, which carry no API key
+    if config.cors_origins:  # outside the key check: it answers browsers' preflight requests, which carry no API key
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"], max_age=600)  # fmt: skip
+    app.add_middleware(HostCheck, allowed_hosts=config.trusted_hosts())
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError):
@@ -314,15 +349,20 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
             usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(_sse(server, events, cid, session, usage), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
-        reply = None
+        failure, result = None, None
         async for kind, data in events:  # to the end: the session is free again when the reply arrives
             if kind == "error":
-                reply = _turn_error(data, server.upstream)
+                failure = _turn_error(data, server.upstream)
             elif kind == "result":
-                reply = completion(cid, config.model_name, data.answer, data.usage, server.extension(session, data))
-        if isinstance(reply, RequestError) or reply is None:
-            raise reply or RequestError("the turn ended without an answer", status=500)
-        return reply
+                result = data
+        if failure is not None or result is None:
+            raise failure or RequestError("the turn ended without an answer", status=500)
+        try:  # rendered here, inside the try: a reply that cannot be written must still say the turn was saved
+            return StrictJSONResponse(completion(cid, config.model_name, result.answer, result.usage, server.extension(session, result)))
+        except Exception as e:
+            log.exception("reply failed after a saved turn")
+            raise RequestError(after_save_note(session, f"its reply could not be built ({type(e).__name__})"), status=500,
+                               code="reply_failed") from None  # fmt: skip
 
     # -- sessions and users --------------------------------------------------------------------------------------------
 
@@ -406,14 +446,16 @@ def _admit(server: Server, thread: str) -> None:
 
 def _turn_error(exc: Exception, upstream: bool) -> RequestError:
     """A failed turn: 502 when the policy is a remote server (it failed, not us), else 500."""
+    if isinstance(exc, AfterSave):
+        return RequestError(str(exc), status=500, code="reply_failed")
     status = 502 if upstream else 500
     if isinstance(exc, RecagentError):
         return RequestError(str(exc), status=status, code="turn_failed")
     return RequestError(f"the turn failed ({type(exc).__name__}); the session was left as it was", status=status, code="turn_failed")
 
 
-async def _sse(server: Server, events: AsyncIterator, cid: str, session: str | None, include_usage: bool) -> AsyncIterator[str]:
-    """The turn's events as OpenAI stream chunks.
+async def _sse(server: Server, events: AsyncIterator, cid: str, session: str | None, include_usage: bool) -> AsyncIterator[bytes]:
+    """The turn's events as OpenAI stream chunks, always ending with ``[DONE]`` (after an error event if anything failed).
 
     Text is streamed as the policy writes it. When the agent discards what was streamed (the answer
     check sent a draft back, or text preceded a tool call), a chunk with ``recagent.revision`` and
@@ -422,34 +464,46 @@ async def _sse(server: Server, events: AsyncIterator, cid: str, session: str | N
     """
     model = server.config.model_name
 
-    def sse(obj: dict) -> str:
-        return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+    def sse(obj: dict) -> bytes:
+        return b"data: " + json_bytes(obj) + b"\n\n"
 
-    yield sse(chunk(cid, model, {"role": "assistant", "content": ""}))
-    draft = ""
-    async for kind, data in events:
-        if kind == "token":
-            draft += data
-            yield sse(chunk(cid, model, {"content": data}))
-        elif kind == "step":
-            if data.kind != "answer" and draft:
-                draft = ""
-                yield sse(chunk(cid, model, {"content": "\n\n"}, extension={"revision": True}))
-            yield sse(chunk(cid, model, extension={"step": data.to_dict()}))
-        elif kind == "error":
-            err = _turn_error(data, server.upstream)
-            yield sse(error_body(err.message, "server_error", code=err.code))
-            yield "data: [DONE]\n\n"
-            return
-        elif kind == "result":
-            if data.answer.startswith(draft):
-                rest = data.answer[len(draft) :]
-                if rest:
-                    yield sse(chunk(cid, model, {"content": rest}))
-            else:
-                yield sse(chunk(cid, model, {"content": "\n\n"}, extension={"revision": True}))
-                yield sse(chunk(cid, model, {"content": data.answer}))
-            yield sse(chunk(cid, model, finish="stop", extension=server.extension(session, data)))
-            if include_usage:
-                yield sse(chunk(cid, model, usage=data.usage))
-    yield "data: [DONE]\n\n"
+    saved = False  # whether the turn's result arrived (it is in its session by then)
+    try:
+        yield sse(chunk(cid, model, {"role": "assistant", "content": ""}))
+        draft = ""
+        async for kind, data in events:
+            if kind == "token":
+                draft += data
+                yield sse(chunk(cid, model, {"content": data}))
+            elif kind == "step":
+                if data.kind != "answer" and draft:
+                    draft = ""
+                    yield sse(chunk(cid, model, {"content": "\n\n"}, extension={"revision": True}))
+                yield sse(chunk(cid, model, extension={"step": data.to_dict()}))
+            elif kind == "error":
+                err = _turn_error(data, server.upstream)
+                yield sse(error_body(err.message, "server_error", code=err.code))
+                break
+            elif kind == "result":
+                saved = True
+                if data.answer.startswith(draft):
+                    rest = data.answer[len(draft) :]
+                    if rest:
+                        yield sse(chunk(cid, model, {"content": rest}))
+                else:
+                    yield sse(chunk(cid, model, {"content": "\n\n"}, extension={"revision": True}))
+                    yield sse(chunk(cid, model, {"content": data.answer}))
+                yield sse(chunk(cid, model, finish="stop", extension=server.extension(session, data)))
+                if include_usage:
+                    yield sse(chunk(cid, model, usage=data.usage))
+    except Exception as e:  # a client must never see the stream just stop: say what failed and what was kept
+        log.exception("stream failed")
+        failure = f"the stream failed ({type(e).__name__})"
+        if saved:
+            message = after_save_note(session, failure)
+        elif session is None:
+            message = f"{failure}; this stateless request keeps nothing"
+        else:
+            message = f"{failure}; the turn still runs to its end and is saved in session {session} (GET /v1/sessions/{session})"
+        yield sse(error_body(message, "server_error", code="stream_failed"))
+    yield b"data: [DONE]\n\n"

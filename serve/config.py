@@ -11,6 +11,8 @@ from recagent.agents.config import AgentConfig
 from recagent.config import JobConfig
 from recagent.errors import ConfigError
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")  # Host header names of this machine (IPv6 literals in brackets)
+
 
 class ServeConfig(JobConfig):
     """``recagent serve``: the agent to serve, the address, API keys and admission limits."""
@@ -31,6 +33,22 @@ class ServeConfig(JobConfig):
         default_factory=list, description="web origins (e.g. https://chat.example.org) whose pages may call the API "
         "from a browser; empty = same origin only"
     )
+    allowed_hosts: list[str] | None = Field(
+        None, description="Host header names served (any port; `*.example.org` wildcards, `*` any); None = loopback "
+        "names only (localhost, 127.0.0.1, [::1], `host`) without API keys, any name with them"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="seconds a connection has to send a request's headers, from connecting or from its "
+        "previous response; slower connections are closed"
+    )
+    body_timeout_s: float = Field(30.0, gt=0, description="seconds a request has to send its body once its headers arrived; slower is answered 408")
+    keep_alive_s: int = Field(5, ge=1, description="seconds an idle keep-alive connection stays open")
+    max_connections: int = Field(
+        256, ge=2, description="open connections at most (idle, slow and busy ones alike); a request on one more is answered 503"
+    )
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="most bytes of an unfinished request head (line and headers) held; more is answered 400 and closed"
+    )
     serialize_policy: bool | None = Field(
         None, description="hold a lock around every policy call; None = on for a local model, off for a server"
     )
@@ -42,11 +60,27 @@ class ServeConfig(JobConfig):
                 f"host {self.host} is not loopback: set API keys in ${self.api_key_env} "
                 "(e.g. `export RECAGENT_API_KEYS=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')`)"
             )
+        for pattern in self.allowed_hosts or []:
+            if "*" in pattern[1:] or (pattern.startswith("*") and pattern != "*" and not pattern.startswith("*.")):
+                raise ValueError(f"allowed_hosts: {pattern!r} is not a host name, `*.domain` or `*`")
         return self
 
     def keys(self) -> list[str]:
         """The configured API keys (empty: no authentication, allowed on loopback only)."""
         return api_keys(self.api_key_env)
+
+    def trusted_hosts(self) -> list[str]:
+        """The Host names served (see ``allowed_hosts``).
+
+        Without keys, a web page anywhere can reach a loopback server through DNS rebinding (its own name
+        resolved to 127.0.0.1), so only loopback names are served; with keys such a page has no key to send.
+        """
+        if self.allowed_hosts is not None:
+            return [f"[{h}]" if _is_ipv6(h) else h.lower() for h in self.allowed_hosts]  # Host carries IPv6 in brackets
+        if self.keys():
+            return ["*"]
+        own = f"[{self.host}]" if _is_ipv6(self.host) else self.host.lower()  # e.g. 127.0.0.2, also loopback
+        return list(dict.fromkeys([*LOOPBACK_NAMES, own]))
 
     def policy_is_serialized(self) -> bool:
         """Whether policy calls take a lock (see ``serialize_policy``)."""
@@ -68,5 +102,13 @@ def is_loopback(host: str) -> bool:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_ipv6(host: str) -> bool:
+    """Whether ``host`` is a bare IPv6 address (``::1``, not ``[::1]``)."""
+    try:
+        return ipaddress.ip_address(host).version == 6
     except ValueError:
         return False

@@ -3,15 +3,81 @@
 Requests are validated with pydantic (unknown sampling parameters are accepted and ignored, as
 other OpenAI-compatible servers do); replies carry the standard fields plus ``recagent``: the
 session, the recommended items as cards, and the step trace.
+
+Replies and stream chunks are strict JSON (:func:`json_bytes`): a browser's ``JSON.parse`` rejects
+``NaN`` and ``Infinity``, which a model can put into a trace by writing a tool argument such as
+``{"k": 1e999}``. Text from clients may hold lone UTF-16 surrogates (a browser's ``JSON.stringify``
+escapes half an emoji as ``\ud83d``), which SQLite and UTF-8 cannot store: identifiers with one are
+refused (400), text is repaired (:func:`scrub`) before anything is saved.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.responses import JSONResponse
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins escaped pairs, so any left is a lone half
+NONFINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}  # NaN is spelt "NaN"
+
+
+def scrub(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD, which is what a browser's own ``TextEncoder`` does with one."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def scrub_field(value: Any) -> Any:
+    """Validator of free text: :func:`scrub` for strings (runs before pydantic, whose ``str`` refuses surrogates)."""
+    return scrub(value) if isinstance(value, str) else value
+
+
+def refuse_lone_surrogate(value: Any) -> Any:
+    """Validator of identifiers: a lone surrogate cannot be part of any id this server made."""
+    if isinstance(value, str) and _SURROGATE.search(value):
+        raise ValueError("contains a lone UTF-16 surrogate (half of a character such as an emoji); send valid Unicode")
+    return value
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinity (in dicts, lists and tuples) spelt as a string: "NaN", "Infinity", "-Infinity"."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return NONFINITE.get(obj, "NaN")
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as strict JSON in UTF-8: no NaN or Infinity, no lone surrogate, whatever a model or client put into it.
+
+    A non-finite float becomes a string ("Infinity", "-Infinity", "NaN") rather than null: the value stays
+    readable where it matters (a trace showing that the model asked for k = Infinity), while null would read
+    as an argument the model left out. A lone surrogate becomes U+FFFD.
+    """
+    try:
+        text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # a NaN or an infinity: the rare case pays for the second pass
+        text = json.dumps(finite(obj), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return scrub(text).encode()
+
+
+class StrictJSONResponse(JSONResponse):
+    """A JSON response written by :func:`json_bytes` (Starlette's own raises on NaN and on lone surrogates)."""
+
+    def render(self, content: Any) -> bytes:
+        """The body."""
+        return json_bytes(content)
 
 
 class RequestError(Exception):
@@ -71,8 +137,15 @@ class ChatRequest(BaseModel):
     session_id: str | None = Field(None, description="continue this server session (its history is on the server)")
     user_id: str | None = Field(None, description="the dataset user the agent acts for")
 
+    _ids = field_validator("model", "session_id", "user_id", mode="before")(refuse_lone_surrogate)
+
     def conversation(self, max_chars: int, max_messages: int) -> tuple[str, list[tuple[str, str]]]:
-        """The new user message and the earlier user/assistant turns; system messages are not passed on."""
+        """The new user message and the earlier user/assistant turns; system messages are not passed on.
+
+        Lone surrogates in the text are repaired (:func:`scrub`), not refused: they are what a browser sends
+        for text cut in the middle of an emoji, and the rest of the message is worth answering. This happens
+        here, before the turn starts, so the message saved in the session is the one the agent answered.
+        """
         if self.n != 1:
             raise RequestError("n must be 1: the agent gives one answer per turn", param="n")
         if self.tools or self.functions:
@@ -87,7 +160,7 @@ class ChatRequest(BaseModel):
             if m.role in ("tool", "function") or m.tool_calls:
                 raise RequestError(f"{where}: role {m.role!r} with tool calls/results is not accepted; this model runs its "
                                    "own tools, send user and assistant text only", param=where)  # fmt: skip
-            text = m.text(where)
+            text = scrub(m.text(where))
             if len(text) > max_chars:
                 raise RequestError(f"{where}: message too long ({len(text)} > {max_chars} characters)", param=where)
             if m.role in ("user", "assistant"):
@@ -108,6 +181,8 @@ class SessionCreate(BaseModel):
     user_id: str | None = None
     title: str = Field("", max_length=200)
 
+    _title = field_validator("title", mode="before")(scrub_field)  # repaired like message text, before it is stored
+
 
 class SessionUpdate(BaseModel):
     """``PATCH /v1/sessions/{id}``: load a dataset user, rename."""
@@ -115,6 +190,8 @@ class SessionUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user_id: str | None = None
     title: str | None = Field(None, max_length=200)
+
+    _title = field_validator("title", mode="before")(scrub_field)
 
 
 def error_body(message: str, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict:

@@ -50,6 +50,12 @@ def test_every_system_answers_the_same_requests_and_the_report_measures_them(dat
     assert all(full[("agent", u)] == full[("sasrec", u)] for u in res["users"])
     assert res["utility"]["agent"]["full"]["NDCG@10"]["mean"] == res["utility"]["sasrec"]["full"]["NDCG@10"]["mean"]
     assert res["utility"]["agent (raw output)"]["full"] == res["utility"]["agent"]["full"]  # its own answer, unfilled
+    # paired agent-minus-baseline NDCG@10 over the same users: zero against its own tool's model, the mean gap otherwise
+    vs = res["agent_vs_baselines"]
+    assert vs["agent - sasrec"]["full"]["NDCG@10"] == {"mean": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 12}
+    gap = res["utility"]["agent"]["full"]["NDCG@10"]["mean"] - res["utility"]["pop"]["full"]["NDCG@10"]["mean"]
+    d = vs["agent - pop"]["full"]["NDCG@10"]
+    assert d["mean"] == pytest.approx(gap, abs=1e-4) and d["ci_low"] <= d["mean"] <= d["ci_high"]
     # a ranker that keeps the listed order is maximally position-biased; score-based rankers are not biased at all
     pb = res["position_bias"]
     assert pb["agent"]["NDCG@10"]["target_first"] == 1.0 and pb["agent"]["NDCG@10"]["target_last"] == 0.0

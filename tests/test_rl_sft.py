@@ -379,3 +379,33 @@ def test_shared_prefix_trains_the_same_first_step_as_the_plain_trainer(base_mode
         assert any(float(t.abs().sum()) > 0 for k, t in adapter.items() if "lora_B" in k), "the adapters were trained"
         assert adapter and all(".layers.1." in k for k in adapter), "lora_layers_from=1: the top layer only"
     assert losses[True][1] == pytest.approx(losses[False][1], rel=1e-4)
+
+
+def test_decision_samples_add_each_dialog_cut_after_its_first_turn(tmp_path):
+    """decision_samples: every dialog once whole and once up to its first assistant turn (calls or words)."""
+    import datasets
+
+    from recagent.rl.sft import _with_decision_samples, first_decision
+
+    call = {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "top_movies", "arguments": "{}"}}]}
+    rows = [
+        {"messages": [{"role": "user", "content": "popular films?"}, call, {"role": "tool", "content": "x"},
+                      {"role": "assistant", "content": "[1] A (1995)"}], "tools": []},
+        {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "Hi!"}], "tools": []},
+    ]  # fmt: skip
+    assert first_decision(rows[0])["messages"] == rows[0]["messages"][:2]
+    assert first_decision(rows[1])["messages"] == rows[1]["messages"]
+    ds = _with_decision_samples(datasets.Dataset.from_list(rows))
+    assert [len(r["messages"]) for r in ds] == [4, 2, 2, 2]
+    assert ds[2]["messages"][-1]["tool_calls"][0]["function"]["name"] == "top_movies"
+
+
+def test_per_turn_loss_needs_the_shared_prefix_loss(tmp_path):
+    from recagent.errors import ConfigError
+    from recagent.rl.sft import load_sft_config
+
+    data = tmp_path / "synth"
+    data.mkdir()
+    (data / "train.jsonl").write_text('{"messages": [], "tools": []}\n')
+    with pytest.raises(ConfigError, match="loss_per=turn is computed by the shared-prefix loss"):
+        load_sft_config(None, ["loss_per=turn"], data_dir=str(data))

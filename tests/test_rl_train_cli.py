@@ -63,3 +63,49 @@ def test_vllm_settings_that_cannot_run_are_one_line(capsys, tmp_path):
                      "-o", "bf16=false"]) != 0  # fmt: skip
         err = capsys.readouterr().err
         assert "needs vLLM, which is not installed" in err and "recagent[vllm]" in err and "Traceback" not in err
+
+
+def test_train_rl_keeps_training_an_sft_adapter(dataset_dir, tiny_base, tmp_path, capsys):
+    """base_model = a peft adapter folder: GRPO trains that adapter on its base, and final/ is an adapter again."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    sft = tmp_path / "sft_adapter"
+    torch.manual_seed(1)
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_base),
+                                LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))  # fmt: skip
+    peft_model.save_pretrained(sft)
+    AutoTokenizer.from_pretrained(tiny_base).save_pretrained(sft)
+    data = tmp_path / "synth"
+    assert main(["synth", "--n", "8", "--out", str(data), "--dataset", dataset_dir, "--no-progress",
+                 "-o", "kinds={single: 1}", "-o", "tools_per_dialog=[1, 2]", "-o", "max_distractors=0"]) == 0  # fmt: skip
+    out = tmp_path / "rl"
+    args = ["train", "rl", "--data", str(data), "--out", str(out), "--base-model", str(sft), "--max-steps", "1",
+            "--no-progress", "-o", "num_generations=2", "-o", "per_device_train_batch_size=2", "-o", "max_turn_tokens=6",
+            "-o", "max_episode_steps=2", "-o", "max_tasks=2", "-o", "use_cpu=true", "-o", "bf16=false",
+            "-o", "report_to=none", "-o", "activation_checkpointing=false", "-o", "save_strategy=no"]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    final = out / "final"
+    assert not (final / "model.safetensors").exists()  # the adapter, not a merged full model
+    before, after = load_file(sft / "adapter_model.safetensors"), load_file(final / "adapter_model.safetensors")
+    assert sorted(before) == sorted(after) and len(after) == 4  # the same LoRA pairs (q, v of one layer)
+    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), final)
+    assert reloaded.active_adapter == "default" and (final / "rl_config.yaml").is_file()
+
+
+def test_rl_tasks_never_come_from_rows_after_max_samples(dataset_dir, tmp_path, capsys):
+    """The rows after max_samples are SFT's validation dialogs: RL reads only the rows before them."""
+    from recagent.rl.train_rl import _tasks, load_rl_config
+
+    data = tmp_path / "synth"
+    assert main(["synth", "--n", "8", "--out", str(data), "--dataset", dataset_dir, "--no-progress",
+                 "-o", "kinds={single: 1}", "-o", "max_distractors=0"]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
+    assert len(rows) >= 5
+    every = _tasks(load_rl_config(None, ["use_cpu=true"], data_dir=str(data)))
+    some = _tasks(load_rl_config(None, ["use_cpu=true", "max_samples=3"], data_dir=str(data)))
+    assert len(every) == len(rows) and some["task_id"] == [r["id"] for r in rows[:3]]
+    assert main(["train", "rl", "--data", str(data), "-o", "max_samples=0"]) == 2
+    assert "max_samples must be at least 1" in capsys.readouterr().err

@@ -98,3 +98,35 @@ def test_sampler_batches_rows_that_share_their_tool_block():
     assert all(len(c) == 4 for c in cut[:-1])
     assert list(PrefixGroupedSampler(rows, 4, seed=0)) == order, "seeded: a resumed run sees the same order"
     assert list(PrefixGroupedSampler(rows, 4, seed=1)) != order
+
+
+def test_per_turn_loss_weighs_every_assistant_turn_equally():
+    """per_turn: the mean over assistant turns of each turn's mean token loss, gradients included."""
+    model = tiny_lora_llama()
+    ids, mask, labels = batch_with_prefix(prefix=10, lengths=(14, 12))
+    labels[0, 10 + 6 : 10 + 8] = IGNORE  # row 0: two turns (a gap of two unlabelled tokens), row 1: one turn
+    loss, _ = shared_prefix_loss(model, ids, labels, mask, per_turn=True)
+    loss.backward()
+    got = grads(model)
+    model.zero_grad()
+    turns = []
+    for r in range(ids.shape[0]):
+        n = int(mask[r].sum())
+        token_loss = torch.nn.functional.cross_entropy(model(input_ids=ids[r : r + 1, :n]).logits[0, :-1],
+                                                       labels[r, 1:n], ignore_index=IGNORE, reduction="none")  # fmt: skip
+        keep = (labels[r, 1:n] != IGNORE).tolist()
+        spans, start = [], None
+        for t, k in enumerate(keep + [False]):
+            if k and start is None:
+                start = t
+            elif not k and start is not None:
+                spans.append((start, t))
+                start = None
+        turns += [token_loss[a:b].mean() for a, b in spans]
+    assert len(turns) == 3
+    reference = torch.stack(turns).mean()
+    reference.backward()
+    assert torch.allclose(loss, reference, atol=1e-5)
+    assert all(torch.allclose(got[k], p.grad, atol=1e-5) for k, p in model.named_parameters() if p.requires_grad)
+    # and it is not the token mean: the short turn counts as much as the long one
+    assert not torch.allclose(loss, shared_prefix_loss(model, ids, labels, mask)[0], atol=1e-4)

@@ -30,8 +30,8 @@ def agent_overrides(model: str | None, base_url: str | None, adapter: str | None
         extra += ["policy.kind=openai", f"policy.base_url={base_url}"]
     if model:
         extra.append(f"policy.model={model}")
-    if adapter:
-        extra.append(f"policy.adapter={adapter}")
+    if adapter:  # "none": the untrained base model, no adapter
+        extra.append("policy.adapter=null" if adapter.lower() == "none" else f"policy.adapter={adapter}")
     if max_steps:
         extra.append(f"max_steps={max_steps}")
     if dataset:
@@ -78,7 +78,8 @@ def chat(
     as_json: bool = typer.Option(False, "--json", help="with --message: print answer, item ids and trace as JSON"),
     model: str | None = typer.Option(None, help="local checkpoint folder, or the model name on --base-url"),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible server (API key from $OPENAI_API_KEY)"),
-    adapter: str | None = typer.Option(None, help="LoRA adapter folder for the local model"),
+    adapter: str | None = typer.Option(None, help="LoRA adapter folder for the local model; 'none': the untrained base "
+                                       "(default: the trained policy shipped with recagent)"),
     max_steps: int | None = typer.Option(None, help="policy calls per turn"),
     dataset: str | None = typer.Option(None, help="dataset name or folder"),
     config: Path | None = typer.Option(None, help="agent config YAML"),

@@ -15,7 +15,8 @@ def serve(
     port: int | None = typer.Option(None, help="TCP port (default 8000)"),
     model: str | None = typer.Option(None, help="local checkpoint folder, or the model name on --base-url"),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible policy server (API key from $OPENAI_API_KEY)"),
-    adapter: str | None = typer.Option(None, help="LoRA adapter folder for the local model"),
+    adapter: str | None = typer.Option(None, help="LoRA adapter folder for the local model; 'none': the untrained base "
+                                       "(default: the trained policy shipped with recagent)"),
     dataset: str | None = typer.Option(None, help="dataset name or folder"),
     config: Path | None = typer.Option(None, help="serve config YAML (an `agent:` section holds the agent config)"),
     override: list[str] = typer.Option([], "--set", "-o", help="config override, e.g. -o workers=2 -o agent.max_steps=4"),
@@ -26,6 +27,7 @@ def serve(
     from recagent.cli.chat import _prepare, agent_overrides
     from recagent.serve.app import create_app
     from recagent.serve.config import ServeConfig
+    from recagent.serve.transport import uvicorn_options
 
     extra = [f"host={host}"] if host else []
     extra += [f"port={port}"] if port is not None else []
@@ -35,4 +37,6 @@ def serve(
     auth = f"{len(cfg.keys())} API key(s)" if cfg.keys() else "no API key (loopback only)"
     status.print(f"recagent serve: http://{cfg.host}:{cfg.port}/ ({cfg.agent.tools.dataset}, policy {cfg.agent.policy.kind}, {auth}); "
                  "Ctrl-C stops", highlight=False)  # fmt: skip
-    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=30)
+    # uvicorn_options: header deadline, keep-alive, connection cap and header size from the config (slow clients)
+    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=30,
+                **uvicorn_options(cfg))

