@@ -6,11 +6,19 @@
 
 Sessions are LangGraph threads in a SQLite checkpointer, so a conversation survives a
 restart and sessions never see each other's state.
+
+The text index behind ``search_items`` (faiss plus the MiniLM query encoder, about 6 s to load)
+is loaded in a background thread when :meth:`Agent.from_config` loads the tools itself (the
+chat command, the server): startup stays fast, the user types while it loads, and a turn that
+starts before it is ready waits for it rather than loading it a second time. Code that passes
+its own ``env`` (tests, evaluation) gets no preload unless it asks with ``preload_index=True``.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -25,6 +33,9 @@ from recagent.agents.graph import build_graph
 from recagent.agents.steps import StepRecord
 from recagent.errors import RecagentError
 from recagent.paths import recagent_home
+
+log = logging.getLogger(__name__)
+WARM_UP_QUERY = "a film"  # encoded once so the query encoder's weights are loaded before the first search
 
 
 @dataclass
@@ -62,6 +73,20 @@ def turn_usage(messages: list[Any]) -> tuple[str | None, dict[str, int]]:
     return answer, usage
 
 
+def preload_text_index(env) -> threading.Thread:
+    """Start loading ``env``'s text index and query encoder in a daemon thread; returns the thread."""
+
+    def load() -> None:
+        try:
+            env.encode_query(WARM_UP_QUERY)  # loads the faiss index, then the encoder's weights
+        except Exception as e:  # e.g. the encoder package is missing: search_items will say so as a tool error
+            log.warning("could not preload the text index: %s", e)
+
+    thread = threading.Thread(target=load, name="recagent-index-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def sessions_db() -> Path:
     """Where chat sessions are stored."""
     return recagent_home() / "sessions.sqlite"
@@ -70,7 +95,7 @@ def sessions_db() -> Path:
 class Agent:
     """A conversational / list-wise recommender agent over the recagent tools."""
 
-    def __init__(self, context: AgentContext, db_path: Path | None = None):
+    def __init__(self, context: AgentContext, db_path: Path | None = None, preload_index: bool = False):
         from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
         from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -83,18 +108,33 @@ class Agent:
         serde = JsonPlusSerializer(allowed_msgpack_modules=[("recagent.agents.steps", "StepRecord")])
         self.graph = build_graph(SqliteSaver(self._conn, serde=serde))
         self._oneshot = build_graph()
+        self.index_preload: threading.Thread | None = preload_text_index(context.env) if preload_index else None
 
     @classmethod
-    def from_config(cls, config: AgentConfig | None = None, policy=None, env=None, db_path: Path | None = None) -> Agent:
-        """Load tools and policy from ``config`` (pass ``policy``/``env`` to reuse loaded ones)."""
+    def from_config(
+        cls, config: AgentConfig | None = None, policy=None, env=None, db_path: Path | None = None,
+        preload_index: bool | None = None,
+    ) -> Agent:
+        """Load tools and policy from ``config`` (pass ``policy``/``env`` to reuse loaded ones).
+
+        ``preload_index``: load the search index in the background now; by default only when the
+        tools are loaded here (``env`` not given), so tests with their own env never pay for it.
+        """
         from recagent.tools.env import ToolEnv
         from recagent.tools.recommender_tools import build_registry
 
         config = config or AgentConfig()
+        if preload_index is None:
+            preload_index = env is None
         env = env or ToolEnv.load(config.tools)
         schemas = build_registry(env).openai_schemas()
         ctx = AgentContext(env=env, policy=policy or make_policy(config.policy), config=config, tool_schemas=schemas)
-        return cls(ctx, db_path)
+        return cls(ctx, db_path, preload_index=preload_index)
+
+    def _await_index(self) -> None:
+        """Wait for a running index preload, so a turn's first search never loads the index a second time."""
+        if self.index_preload is not None and self.index_preload.is_alive():
+            self.index_preload.join()
 
     def close(self) -> None:
         """Close the session database."""
@@ -140,6 +180,7 @@ class Agent:
         """Yield ``("token", text)`` as the policy writes, ``("step", StepRecord)`` as steps finish, then ``("result", TurnResult)``."""
         if not message.strip():
             raise RecagentError("empty message")
+        self._await_index()
         prior = self.state(session)
         before, known = len(prior.get("trace") or []), {m.id for m in prior.get("messages", [])}
         modes = ["messages", "updates"] if tokens else ["updates"]
@@ -233,6 +274,7 @@ class Agent:
         candidate set ``candidates``); ``history_limit``: the tools see only the user's last n items.
         """
         k = k or self.context.config.k
+        self._await_index()
         ctx = self.context
         if history_limit is not None:
             ctx = replace(ctx, env=ctx.env.with_history_limit(history_limit))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import time
 from collections import Counter
@@ -95,6 +96,43 @@ def read_rows(path: Path, repair: bool = False) -> list[dict[str, Any]]:
         with path.open("r+b") as f:
             f.truncate(good_bytes)
     return rows
+
+
+class RunLog:
+    """This invocation's line in ``runs.jsonl`` (attempts, seconds), kept current as the run goes.
+
+    The line is appended when the run starts and overwritten in place after every attempt, so a
+    run killed with SIGKILL (no ``finally`` runs) still leaves its time behind, and a resumed
+    report divides all verified dialogs by all the seconds that made them. The line has a fixed
+    width (JSON padded with spaces), so an update is one small ``pwrite`` of the same bytes range:
+    microseconds per attempt, and a kill leaves the old line or the new one, never a torn one.
+    """
+
+    WIDTH = 160  # characters before the newline; a record is about 100
+
+    def __init__(self, out: Path, last_attempt: int):
+        self.path = out / "runs.jsonl"
+        runs = read_rows(self.path, repair=True)  # one line per earlier invocation (a torn one is cut off)
+        self.t0 = time.perf_counter()
+        self.record: dict[str, Any] = {"run": len(runs), "attempts": 0, "seconds": 0.0,
+                                       "last_attempt": last_attempt, "finished": False}  # fmt: skip
+        with self.path.open("ab") as f:
+            self.offset = f.tell()
+            f.write(self._line())
+        self.fd = os.open(self.path, os.O_WRONLY)
+
+    def _line(self) -> bytes:
+        return (json.dumps(self.record).ljust(self.WIDTH) + "\n").encode()
+
+    def update(self, attempts: int, last_attempt: int, finished: bool = False) -> None:
+        """Record progress so far (after every attempt's line is flushed, and once more at the end)."""
+        seconds = round(time.perf_counter() - self.t0, 3)
+        self.record.update(attempts=attempts, seconds=seconds, last_attempt=last_attempt, finished=finished)
+        os.pwrite(self.fd, self._line(), self.offset)
+
+    def close(self) -> None:
+        """Close the file (the line stays as last written)."""
+        os.close(self.fd)
 
 
 def load_state(out: Path) -> RunState:
@@ -231,7 +269,8 @@ class Synthesizer:
         max_attempts = cfg.max_attempts or 20 * cfg.n
         handles = {name: (out / f"{name}.jsonl").open("a", encoding="utf-8") for name in FILES}
         done = lambda: sum(state.accepted.values())  # noqa: E731
-        t0, attempts_now, judge_down = time.perf_counter(), 0, 0
+        attempts_now, judge_down = 0, 0
+        log = RunLog(out, state.last_attempt)  # written now: a run killed before its first attempt still shows
         bar = tqdm(total=cfg.n, initial=min(done(), cfg.n), desc="verified dialogs", unit="dlg", disable=not progress)
         try:
             attempt = state.last_attempt + 1
@@ -243,6 +282,7 @@ class Synthesizer:
                 handles[where].flush()
                 state.counts[where] += 1
                 state.last_attempt, attempts_now = attempt, attempts_now + 1
+                log.update(attempts_now, state.last_attempt)
                 if "id" in row:
                     state.keys.add(row["id"])
                 if where in ("train", "test"):
@@ -260,10 +300,8 @@ class Synthesizer:
             bar.close()
             for h in handles.values():
                 h.close()
-            seconds = time.perf_counter() - t0
-            with (out / "runs.jsonl").open("a") as f:  # throughput of each invocation, for the report
-                f.write(json.dumps({"attempts": attempts_now, "seconds": round(seconds, 3),
-                                    "last_attempt": state.last_attempt}) + "\n")  # fmt: skip
+            log.update(attempts_now, state.last_attempt, finished=True)
+            log.close()
         train = [Sample.from_row(r) for r in read_rows(out / "train.jsonl")]
         test = [Sample.from_row(r) for r in read_rows(out / "test.jsonl")]
         check_leakage(train, test, self.env.split)
@@ -275,7 +313,7 @@ class Synthesizer:
         skipped = Counter(r["reason"] for r in read_rows(out / "skipped.jsonl"))
         if skipped.get("heldout_request"):
             logger.warning("dropped %d dialog(s) whose user turn copies a held-out chat request", skipped["heldout_request"])
-        runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines() if line.strip()]
+        runs = read_rows(out / "runs.jsonl")
         total_s = sum(r["seconds"] for r in runs)
         verified = len(train) + len(test)
         return SynthResult(

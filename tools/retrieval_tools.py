@@ -58,7 +58,9 @@ class FilterItemsArgs(ToolArgs):
 def filter_items(env: ToolEnv, args: FilterItemsArgs) -> ItemList:
     """Filter items by genres, release years and what a user has seen; sorted by popularity by default."""
     k = env.check_k(args.k)
-    pool = np.asarray(env.buffer.get(args.candidates) if args.candidates else np.arange(env.dataset.n_items))
+    # int64 always: np.asarray([]) is float, and indexing with an empty float array raises IndexError
+    pool = np.asarray(env.buffer.get(args.candidates) if args.candidates else np.arange(env.dataset.n_items),
+                      dtype=np.int64)  # fmt: skip
     keep = np.ones(len(pool), dtype=bool)
     if args.genres:
         wanted = env.genres(args.genres)

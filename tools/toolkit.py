@@ -5,6 +5,10 @@ one-line docstring (its description) and a pydantic result. The registry validat
 arguments (from a dict or a JSON string, never evaluated), turns every failure into a
 structured :class:`ToolError` an LLM can act on, and exports each tool as a langchain-core
 ``StructuredTool``, as an OpenAI ``tools`` schema, and as a direct Python call.
+
+No input makes :meth:`ToolRegistry.call` raise: arguments must be strict JSON values (finite
+numbers of at most 64 digits, valid Unicode, nesting checked before ``json.loads`` recurses),
+and every refusal is a :class:`ToolError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,10 +122,151 @@ def recorded_result(message: dict[str, Any]) -> Any:
         return None
 
 
+# Limits on what a call may hand the tool layer. Real arguments are a few hundred characters
+# and two levels deep; these bounds are far above that and keep every check linear and cheap.
+MAX_ARGUMENT_CHARS = 100_000
+MAX_ARGUMENT_DEPTH = 32
+MAX_INT_DIGITS = 64  # the longest id a tool accepts is 64 characters; a longer number is no argument
+MAX_MESSAGE_CHARS = 1000
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_SYNTAX = re.compile(r'[\[\]{}"\\]')
+
+
+class ArgumentRejected(Exception):
+    """Arguments that are not strict, bounded JSON; ``kind`` is the ToolError kind to report."""
+
+    def __init__(self, kind: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.kind, self.message, self.field = kind, message, field
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` as one printable line of at most ``limit`` characters (lone surrogates escaped)."""
+    flat = " ".join(str(text).split())
+    # a lone surrogate cannot be encoded, so a message holding one would crash whoever prints it
+    flat = flat.encode("utf-8", "backslashreplace").decode("utf-8")
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _clip_repr(value: Any, limit: int = 80) -> str:
+    """A short repr of hostile input (a tool name, an argument key) for an error message."""
+    text = repr(value) if not isinstance(value, str) or len(value) <= limit else repr(value[:limit]) + "..."
+    return one_line(text, limit + 10)
+
+
+def json_depth_exceeds(text: str, limit: int = MAX_ARGUMENT_DEPTH) -> bool:
+    """Whether brackets outside JSON strings in ``text`` nest deeper than ``limit`` (json.loads recurses per level)."""
+    if text.count("[") + text.count("{") <= limit:  # the common case: too few brackets to nest that deep
+        return False
+    depth, in_string, escaped_at = 0, False, -1
+    for m in _JSON_SYNTAX.finditer(text):  # visit only the characters that change the nesting state
+        ch, at = m.group(), m.start()
+        if in_string:
+            if at == escaped_at:
+                continue
+            if ch == "\\":
+                escaped_at = at + 1
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def _reject_constant(name: str) -> Any:
+    raise ArgumentRejected("invalid_json", f"arguments are not strict JSON: {name} is not a JSON number")
+
+
+def _strict_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses to inf: a number JSON can carry but no tool can use
+        raise ArgumentRejected("invalid_json", f"arguments are not strict JSON: {_clip_repr(text, 30)} overflows a float")
+    return value
+
+
+def _strict_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:  # int() refuses past 4,300 digits with a ValueError; stop well before
+        raise ArgumentRejected(
+            "invalid_json", f"arguments hold an integer of {digits} digits; numbers have at most {MAX_INT_DIGITS}"
+        )
+    return int(text)
+
+
+def parse_arguments(text: str) -> Any:
+    """Strict JSON of a tool call's arguments: bounded size and depth, finite numbers; raises ArgumentRejected."""
+    if len(text) > MAX_ARGUMENT_CHARS:
+        raise ArgumentRejected(
+            "invalid_arguments", f"arguments are {len(text):,} characters long; at most {MAX_ARGUMENT_CHARS:,}"
+        )
+    if not text.strip():
+        return {}
+    if json_depth_exceeds(text):
+        raise ArgumentRejected("invalid_json", f"arguments nest deeper than {MAX_ARGUMENT_DEPTH} levels")
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_strict_float, parse_int=_strict_int)
+    except json.JSONDecodeError as e:
+        raise ArgumentRejected("invalid_json", f"arguments are not valid JSON: {e}") from None
+
+
+def _where(path: str) -> str:
+    return f" at {path}" if path else ""
+
+
+def _top_field(path: str) -> str | None:
+    """The argument a nested path starts from ("genres[0]" -> "genres")."""
+    return re.split(r"[.\[]", path, maxsplit=1)[0] or None
+
+
+def check_json_value(value: Any, kind: str) -> None:
+    """Reject what strict JSON cannot hold (NaN, inf, huge ints, lone surrogates, deep nesting) as ``kind``."""
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    while stack:  # iterative: hostile input must not be able to exhaust the Python stack here either
+        v, depth, path = stack.pop()
+        field = _top_field(path)
+        if depth > MAX_ARGUMENT_DEPTH:
+            raise ArgumentRejected(kind, f"arguments nest deeper than {MAX_ARGUMENT_DEPTH} levels", field)
+        if isinstance(v, bool) or v is None:
+            continue
+        if isinstance(v, str):
+            if _SURROGATE.search(v):
+                raise ArgumentRejected(kind, f"arguments hold a lone surrogate{_where(path)}; text must be valid Unicode",
+                                       field)  # fmt: skip
+        elif isinstance(v, int):
+            if v.bit_length() > 3.33 * MAX_INT_DIGITS:  # never str() it: past 4,300 digits that raises
+                raise ArgumentRejected(kind, f"arguments hold an integer{_where(path)} over {MAX_INT_DIGITS} digits", field)
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise ArgumentRejected(kind, f"arguments hold {v}{_where(path)}; JSON numbers are finite", field)
+        elif isinstance(v, dict):
+            for key, item in v.items():
+                if not isinstance(key, str):
+                    raise ArgumentRejected(kind, f"argument names are strings, got {_clip_repr(key, 40)}{_where(path)}",
+                                           field)  # fmt: skip
+                if _SURROGATE.search(key):
+                    raise ArgumentRejected(kind, f"an argument name{_where(path)} holds a lone surrogate", field)
+                stack.append((item, depth + 1, f"{path}.{key}" if path else key))
+        elif isinstance(v, list | tuple):
+            stack.extend((item, depth + 1, f"{path}[{i}]") for i, item in enumerate(v))
+        # anything else (a set, a numpy scalar) is left to the argument model, which accepts or rejects it
+
+
+def _loc_part(part: Any) -> str:
+    """One step of an error location; an unknown key is echoed back, so a hostile one is clipped and escaped."""
+    text = str(part)
+    return text if len(text) <= 40 and text.isprintable() else _clip_repr(text, 40)
+
+
 def _validation_message(err: ValidationError) -> tuple[str, str | None]:
     parts, first_field = [], None
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        loc = ".".join(_loc_part(p) for p in e["loc"])
         first_field = first_field or (loc or None)
         msg = e["msg"]
         parts.append(f"{loc}: {msg}" if loc else msg)
@@ -152,21 +299,36 @@ class ToolRegistry:
         """Validate and run tool ``name``; failures come back as a structured error, never raised."""
         t0 = time.perf_counter()
         raw = arguments if arguments is not None else {}
+        label = name if isinstance(name, str) else _clip_repr(name)
+        try:
+            return self._call(name, raw, t0)
+        except Exception as e:  # the last line of defence: no input may escape the tool layer as an exception
+            log.exception("tool call %s failed outside the tool", label)
+            error = ToolError(error="internal_error", message=one_line(f"{type(e).__name__}: {e}"))
+            return ToolOutcome(label, raw, False, None, error, (time.perf_counter() - t0) * 1000)
+
+    def _call(self, name: Any, raw: Any, t0: float) -> ToolOutcome:
+        """The checks and the run of :meth:`call`; anything unexpected is caught there."""
 
         def done(ok: bool, result: dict | None = None, error: ToolError | None = None) -> ToolOutcome:
+            if error is not None:  # a message is one line whatever went into it
+                error = error.model_copy(update={"message": one_line(error.message),
+                                                 "field": one_line(error.field, 100) if error.field else None})
             return ToolOutcome(name, raw, ok, result, error, (time.perf_counter() - t0) * 1000)
 
+        if not isinstance(name, str):
+            name = _clip_repr(name)
+            return done(False, error=ToolError(error="unknown_tool", message=f"a tool name is a string, got {name}"))
         tool = self.tools.get(name)
         if tool is None:
             return done(False, error=ToolError(
-                error="unknown_tool", message=f"no tool named {name!r}; available tools: {', '.join(self.tools)}"
+                error="unknown_tool", message=f"no tool named {_clip_repr(name)}; available tools: {', '.join(self.tools)}"
             ))  # fmt: skip
-        args: Any = raw
-        if isinstance(raw, str):
-            try:
-                args = json.loads(raw) if raw.strip() else {}
-            except json.JSONDecodeError as e:
-                return done(False, error=ToolError(error="invalid_json", message=f"arguments are not valid JSON: {e}"))
+        try:
+            args = parse_arguments(raw) if isinstance(raw, str) else raw
+            check_json_value(args, "invalid_json" if isinstance(raw, str) else "invalid_arguments")
+        except ArgumentRejected as e:
+            return done(False, error=ToolError(error=e.kind, message=e.message, field=e.field))
         if not isinstance(args, dict):
             return done(False, error=ToolError(
                 error="invalid_arguments", message=f"arguments must be a JSON object, got {type(args).__name__}"

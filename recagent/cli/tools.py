@@ -56,7 +56,12 @@ def call(
     models: str = typer.Option("", help="comma-separated trained models to load (default: all four)"),
 ) -> None:
     """Call one tool with JSON arguments and print its JSON result (exit 1 on a tool error)."""
+    # the registry turns every bad name or argument into an error outcome, so nothing here can raise a traceback
     outcome = _registry(dataset, [m.strip() for m in models.split(",") if m.strip()]).call(name, args)
-    typer.echo(json.dumps(outcome.result if outcome.ok else {"error": outcome.error.model_dump(exclude_none=True)}, indent=2, ensure_ascii=False))
-    if not outcome.ok:
-        raise typer.Exit(1)
+    if outcome.ok:
+        typer.echo(json.dumps(outcome.result, indent=2, ensure_ascii=False))
+        return
+    err = outcome.error
+    typer.echo(json.dumps({"error": err.model_dump(exclude_none=True)}, indent=2, ensure_ascii=False))
+    typer.echo(f"error: {err.error}: {err.message}", err=True)  # the one line a person reads; stdout stays JSON
+    raise typer.Exit(1)
