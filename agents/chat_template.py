@@ -23,6 +23,15 @@ unescaped. Jinja's built-in ``tojson`` would differ, so the template needs trans
 Presence is tested with ``in``, never ``is defined``: ``schema['items']`` on a dict without that
 key finds the dict's ``items`` method in Jinja.
 
+**Data never makes markup** (see :mod:`~recagent.agents.prompt_format`). The ``clean`` macro is
+``prompt_format.neutralize``: a word joiner after the ``<`` of every special token in data text, and of
+our tags in a tool conversation (``tools`` given, or a ``tool`` message or ``tool_calls`` among the
+messages, as ``is_tool_conversation`` decides). It is applied where the Python renderer neutralises:
+system, user, assistant and tool text, call names and arguments, tool names and signature lines.
+Outside a tool conversation tags are left alone because the messages may be ``render_messages``'
+own output (``format_prompt`` with a tokenizer carrying this template), whose turns hold real tags;
+special tokens are never in those turns, so they are neutralised always.
+
 Each assistant turn's text and its ``<|im_end|>`` sit inside ``{% generation %}`` markers, so
 ``return_assistant_tokens_mask=True`` (TRL's ``assistant_only_loss``) covers exactly what the
 model writes, including the token that ends its turn, and nothing of system, user or tool turns.
@@ -60,6 +69,18 @@ _TOOLS_HEAD, _TOOLS_TAIL = pf.TOOLS_INSTRUCTION.format(tools="\0").split("\0")  
 # Every tag trims the template's own whitespace ({%- -%}) and all output comes from {{ }} expressions,
 # so the rendering does not depend on trim_blocks/lstrip_blocks. @NAME@ marks a string constant.
 _TEMPLATE_SOURCE = r"""
+{#- Data text with a word joiner after the '<' of every special token (and of our tags when tags is true):
+    prompt_format.neutralize, one replace per marker (each has one '<', at its start, so the order is free). -#}
+{%- macro clean(text, tags) -%}
+  {%- set out = namespace(text=text|string) -%}
+  {%- if '<' in out.text -%}
+    {%- for marker in (@MARKERS@ if tags else @SPECIAL_TOKENS@) -%}
+      {%- set out.text = out.text|replace(marker, marker[:1] + @JOINER@ + marker[1:]) -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {{- out.text -}}
+{%- endmacro -%}
+
 {%- macro text_of(content) -%}
   {%- if content is none or content is undefined -%}
   {%- elif content is string -%}{{- content -}}
@@ -170,14 +191,14 @@ _TEMPLATE_SOURCE = r"""
   {{- fn['name']|string + '(' + params_of(params, params, []) + ')' + ((': ' + description) if description else '') -}}
 {%- endmacro -%}
 
-{%- set ns = namespace(tools_text=none, has_system=false) -%}
+{%- set ns = namespace(tools_text=none, has_system=false, tags=(true if tools else false)) -%}
 {%- if tools -%}
   {%- set acc = namespace(lines=[]) -%}
   {%- for tool in tools -%}
     {%- if tool is mapping and tool['type'] == 'function' and 'function' in tool -%}
-      {%- set acc.lines = acc.lines + [tool_line(tool['function'])] -%}
+      {%- set acc.lines = acc.lines + [clean(tool_line(tool['function']), true)] -%}
     {%- elif tool is mapping and 'name' in tool and 'parameters' in tool -%}
-      {%- set acc.lines = acc.lines + [tool_line(tool)] -%}
+      {%- set acc.lines = acc.lines + [clean(tool_line(tool), true)] -%}
     {%- else -%}
       {{- raise_exception("a tool schema must be an OpenAI tool {'type': 'function', 'function': {...}}") -}}
     {%- endif -%}
@@ -186,6 +207,10 @@ _TEMPLATE_SOURCE = r"""
 {%- endif -%}
 {%- for message in messages -%}
   {%- if message['role'] in ('system', 'developer') -%}{%- set ns.has_system = true -%}{%- endif -%}
+  {#- A tool conversation (tools, calls or results): only there are our tags neutralised in data (is_tool_conversation). -#}
+  {%- if message['role'] == 'tool' or (message['tool_calls'] is defined and message['tool_calls']) -%}
+    {%- set ns.tags = true -%}
+  {%- endif -%}
 {%- endfor -%}
 
 {%- if ns.tools_text is not none and not ns.has_system -%}
@@ -197,7 +222,7 @@ _TEMPLATE_SOURCE = r"""
 {%- for message in messages -%}
   {%- set index = loop.index0 -%}
   {%- set role = message['role'] -%}
-  {%- set text = text_of(message['content'])|string -%}
+  {%- set text = clean(text_of(message['content']), ns.tags)|string -%}
 
   {%- if role in ('system', 'developer') -%}
     {%- if ns.tools_text is not none -%}
@@ -221,7 +246,8 @@ _TEMPLATE_SOURCE = r"""
         {%- elif not args -%}{%- set args_json = '{}' -%}
         {%- else -%}{{- raise_exception('tool call arguments must be a JSON object (text or mapping)') -}}
         {%- endif -%}
-        {%- set reply.parts = reply.parts + [@CALL_OPEN@ + '{"name": ' + fn['name']|tojson + ', "arguments": ' + args_json + '}' + @CALL_CLOSE@] -%}
+        {%- set body = clean('{"name": ' + fn['name']|tojson + ', "arguments": ' + args_json + '}', true) -%}
+        {%- set reply.parts = reply.parts + [@CALL_OPEN@ + body + @CALL_CLOSE@] -%}
       {%- endfor -%}
     {%- endif -%}
     {{- '<|im_start|>assistant\n' -}}
@@ -249,7 +275,7 @@ _TEMPLATE_SOURCE = r"""
     {%- else -%}
       {{- '<|im_start|>' + @TOOL_ROLE@ + '\n' -}}
     {%- endif -%}
-    {{- @RESPONSE_OPEN@ + ((look.name + '\n') if look.name else '') + text + @RESPONSE_CLOSE@ -}}
+    {{- @RESPONSE_OPEN@ + ((clean(look.name, true) + '\n') if look.name else '') + text + @RESPONSE_CLOSE@ -}}
     {%- if loop.last or messages[index + 1]['role'] != 'tool' -%}
       {{- '<|im_end|>\n' -}}
     {%- endif -%}
@@ -279,6 +305,9 @@ def _build_template() -> str:
         "SEP": pf.BLOCK_SEPARATOR,
         "TOOL_ROLE": pf.TOOL_RESPONSE_ROLE,
         "TYPE_NAMES": pf.JSON_TYPE_NAMES,
+        "JOINER": pf.WORD_JOINER,
+        "SPECIAL_TOKENS": list(pf.SPECIAL_TOKENS),
+        "MARKERS": list(pf.SPECIAL_TOKENS + pf.FORMAT_TAGS),
     }
     # json.dumps writes an ASCII-only, backslash-escaped literal that Jinja reads back unchanged.
     return re.sub(r"@([A-Z0-9_]+)@", lambda m: json.dumps(constants[m.group(1)]), _TEMPLATE_SOURCE.strip())

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recagent.agents.grounding import ground_answer
-from recagent.agents.prompt_format import parse_assistant_output, render_openai_messages, tool_names_of
+from recagent.agents.prompt_format import encode_prompt, parse_assistant_output, render_openai_messages, tool_names_of
 from recagent.agents.steps import StepRecord, summarise_result
 from recagent.rl.rewards import Call, RewardWeights, Step, StepReward, step_rewards
 from recagent.synth.tool_pool import OfferedTools, ToolVariant
@@ -167,7 +167,7 @@ def _observation_ids(tokenizer, turns_before: list[dict], turns_after: list[dict
         raise ValueError("the chat template is not append-only; cannot compute observation tokens")
     end = tokenizer.eos_token or "<|im_end|>"
     sep = before[before.rfind(end) + len(end) :]  # what follows the policy's end-of-turn token ("\n")
-    return tokenizer(sep + after[len(before) :], add_special_tokens=False)["input_ids"]
+    return encode_prompt(tokenizer, sep + after[len(before) :])  # tool results can never become special tokens
 
 
 class _Play:
@@ -180,7 +180,7 @@ class _Play:
         self.messages = [dict(m) for m in task.messages]
         prompt = tokenizer.apply_chat_template(render_openai_messages(self.messages, task.tools), tokenize=False,
                                                add_generation_prompt=True)  # fmt: skip
-        self.ep = Episode(task, tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        self.ep = Episode(task, encode_prompt(tokenizer, prompt))
         self.logprobs: list[float | None] | None = []  # None once a turn came without log-probs
         self.seen: set[str] = set()
         self.turn = 0

@@ -49,6 +49,7 @@ from recagent.agents.policies.grammar import AnswerRule, CitableItem, GrammarCac
 from recagent.agents.prompt_format import (
     ContentStreamFilter,
     ParsedOutput,
+    encode_prompt,
     format_prompt,
     parse_assistant_output,
     partial_suffix,
@@ -296,7 +297,7 @@ class LocalChatModel(BaseChatModel):
         parallel = kwargs.get("parallel_tool_calls")
         parallel = self.parallel_tool_calls if parallel is None else bool(parallel)
         tok = engine.tokenizer
-        ids = tok(format_prompt(tok, messages, tools), add_special_tokens=False)["input_ids"]
+        ids = encode_prompt(tok, format_prompt(tok, messages, tools))  # data text can never become a special token
         call_only = choice not in (None, "auto", "none")  # required or a named tool: the reply is calls
         answer = None if call_only else _answer_rule(kwargs.get("cite_items"), kwargs.get("listwise_k"))
         constrained = bool(self.constrained and (tools or answer is not None))
