@@ -123,6 +123,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
+from recagent.tools.toolkit import json_depth_exceeds  # the tools' own depth scan: one rule for calls and arguments
+
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
 TOOL_RESPONSE_OPEN = "<tool_response>"
@@ -571,32 +573,6 @@ def _finite_float(token: str) -> float:
 
 
 _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
-_JSON_SYNTAX_RE = re.compile(r'[\[\]{}"\\]')  # the characters that change nesting or string state
-
-
-def json_nests_deeper(text: str, limit: int) -> bool:
-    """Whether brackets outside JSON strings in ``text`` nest deeper than ``limit`` (no recursion, stops early)."""
-    if text.count("[") + text.count("{") <= limit:  # the common case: too few brackets to nest that deep
-        return False
-    depth, in_string, skip_at = 0, False, -1
-    for m in _JSON_SYNTAX_RE.finditer(text):  # visits only the syntax characters, stops at the first too deep
-        ch, at = m.group(), m.start()
-        if in_string:
-            if at == skip_at:
-                continue  # the character after a backslash is escaped
-            if ch == "\\":
-                skip_at = at + 1
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif ch in "]}":  # a backslash outside a string is a JSON error, not nesting
-            depth -= 1
-    return False
 
 
 def _surrogate_in(value: Any) -> str | None:
@@ -632,7 +608,7 @@ def strict_loads(text: str) -> Any:
 
 def strict_call_json(text: str, max_depth: int = MAX_CALL_DEPTH) -> Any:
     """:func:`strict_loads` that also refuses deep nesting, overflowing numbers and lone surrogates (ValueError)."""
-    if json_nests_deeper(text, max_depth):  # json.loads recurses once per level: refuse before RecursionError
+    if json_depth_exceeds(text, max_depth):  # json.loads recurses once per level: refuse before RecursionError
         raise ValueError(f"it nests deeper than {max_depth} levels")
     value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
                        object_pairs_hook=_no_duplicate_keys)  # fmt: skip

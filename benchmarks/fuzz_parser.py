@@ -14,11 +14,11 @@ This feeds it a seeded mix of inputs, in equal shares:
 
 Counted per kind and in total: inputs, exceptions (by type), accepted calls, accepted non-strict calls
 (a value that does not dump with ``allow_nan=False`` or encode as UTF-8), accepted calls nesting deeper
-than the limit, and seconds. ``--baseline`` also runs the parser as committed in git ``HEAD`` (before
-this change, when it is) on the same inputs. Writes ``results/fuzz_parser.json``::
+than the limit, and seconds. ``--baseline REV`` also runs the parser of git revision ``REV`` (ae3f19e:
+before the hardening) on the same inputs. Writes ``results/fuzz_parser.json``::
 
     python benchmarks/fuzz_parser.py                     # 120,000 inputs (the issue's count)
-    python benchmarks/fuzz_parser.py --n 200000 --seed 1 --baseline
+    python benchmarks/fuzz_parser.py --n 200000 --seed 1 --baseline ae3f19e
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ import random
 import subprocess
 import sys
 import time
-import types
 from collections import Counter
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from machine import machine_info  # benchmarks/machine.py: the same machine block in every results file
@@ -231,16 +230,22 @@ def run(parse: Callable[[Any, set[str] | None], Any], n: int, seed: int, max_dep
             "microseconds_per_input": round(parse_seconds / max(n, 1) * 1e6, 1), "examples": examples}  # fmt: skip
 
 
-def baseline_parser() -> Callable | None:
-    """``parse_assistant_output`` as committed in git HEAD, or None when that is not available."""
+def baseline_parser(rev: str) -> Callable | None:
+    """``parse_assistant_output`` of ``agents/prompt_format.py`` at git revision ``rev``, imported from a temporary copy."""
+    import importlib.util
+    import tempfile
+
     try:
-        source = subprocess.run(["git", "show", "HEAD:agents/prompt_format.py"], cwd=ROOT, check=True,
+        source = subprocess.run(["git", "show", f"{rev}:agents/prompt_format.py"], cwd=ROOT, check=True,
                                 capture_output=True, text=True).stdout  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return None
-    module = types.ModuleType("prompt_format_head")
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, "HEAD:agents/prompt_format.py", "exec"), module.__dict__)  # our own file, as committed
+    folder = Path(tempfile.mkdtemp(prefix="fuzz_parser_"))
+    (folder / "prompt_format_baseline.py").write_text(source)
+    spec = importlib.util.spec_from_file_location("prompt_format_baseline", folder / "prompt_format_baseline.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
     return module.parse_assistant_output
 
 
@@ -248,7 +253,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=120_000, help="number of parser inputs (equal shares per kind)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--baseline", action="store_true", help="also run the parser of git HEAD on the same inputs")
+    ap.add_argument("--baseline", metavar="REV", default=None,
+                    help="also run the parser of this git revision on the same inputs (e.g. ae3f19e, before the hardening)")
     ap.add_argument("--out", type=Path, default=RESULTS / "fuzz_parser.json")
     args = ap.parse_args()
     sys.setrecursionlimit(1000)  # Python's default, so the numbers do not depend on the caller's setting
@@ -263,8 +269,9 @@ def main() -> None:
         "parser": run(parse_assistant_output, args.n, args.seed, MAX_CALL_DEPTH),
     }  # fmt: skip
     if args.baseline:  # the same inputs again (same seed) through the committed parser
-        before = baseline_parser()
-        result["baseline_git_head"] = run(before, args.n, args.seed, MAX_CALL_DEPTH) if before else "git HEAD not available"
+        before = baseline_parser(args.baseline)
+        result["baseline_rev"] = args.baseline
+        result["baseline"] = run(before, args.n, args.seed, MAX_CALL_DEPTH) if before else f"git {args.baseline} not available"
     result["wall_seconds"] = round(time.perf_counter() - t0, 1)
     result["machine"] = machine_info()
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -272,9 +279,9 @@ def main() -> None:
     total = result["parser"]["total"]
     print(f"{total['inputs']:,} inputs: {total['exceptions']} exceptions, {total['accepted_non_strict']} accepted "
           f"non-strict, {total['accepted_too_deep']} accepted too deep ({result['parser']['parse_seconds']} s) -> {args.out}")  # fmt: skip
-    if isinstance(result.get("baseline_git_head"), dict):
-        b = result["baseline_git_head"]["total"]
-        print(f"git HEAD parser: {b['exceptions']} exceptions, {b['accepted_non_strict']} accepted non-strict, "
+    if isinstance(result.get("baseline"), dict):
+        b = result["baseline"]["total"]
+        print(f"git {args.baseline} parser: {b['exceptions']} exceptions, {b['accepted_non_strict']} accepted non-strict, "
               f"{b['accepted_too_deep']} accepted too deep")  # fmt: skip
 
 

@@ -18,10 +18,10 @@ from recagent.agents.prompt_format import (
     MAX_CALL_DEPTH,
     TOOL_CALL_CLOSE,
     TOOL_CALL_OPEN,
-    json_nests_deeper,
     parse_assistant_output,
     render_tool_call,
 )
+from recagent.tools.toolkit import json_depth_exceeds
 
 NAMES = {"search_items", "get_item"}
 FUZZ = settings(max_examples=300, deadline=None, database=None, derandomize=True,
@@ -54,7 +54,7 @@ def check(text, names=NAMES) -> None:
     assert isinstance(out.content, str)
     for call in out.tool_calls:
         assert isinstance(call["args"], dict) and strict(call["args"]) and strict(call["name"])
-        assert not json_nests_deeper(json.dumps(call["args"]), MAX_CALL_DEPTH - 1)
+        assert not json_depth_exceeds(json.dumps(call["args"]), MAX_CALL_DEPTH - 1)
     for bad in out.invalid_tool_calls:
         assert bad["error"] and "\n" not in bad["error"]
         assert bad["name"] is None or strict(bad["name"])
@@ -145,7 +145,7 @@ def test_nesting_is_limited_before_json_recursion_can_fail():
 
 def test_brackets_inside_strings_do_not_count_as_nesting():
     args = {"q": "[[[[{{{{" * 100, "e": 'a"]]\\'}
-    assert not json_nests_deeper(json.dumps(args), 1) and json_nests_deeper('[{"a": "]"}]', 1)
+    assert not json_depth_exceeds(json.dumps(args), 1) and json_depth_exceeds('[{"a": "]"}]', 1)
     assert parse_assistant_output(render_tool_call("get_item", args), NAMES).tool_calls[0]["args"] == args
 
 
