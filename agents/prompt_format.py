@@ -601,13 +601,12 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
-def strict_loads(text: str) -> Any:
-    """``json.loads`` without NaN/Infinity or duplicate keys (both are ambiguous for a tool call)."""
-    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
-
-
 def strict_call_json(text: str, max_depth: int = MAX_CALL_DEPTH) -> Any:
-    """:func:`strict_loads` that also refuses deep nesting, overflowing numbers and lone surrogates (ValueError)."""
+    """``json.loads`` for tool calls and their arguments, everywhere they are read (parser, verifier, scorer).
+
+    Refused (ValueError): NaN/Infinity and numbers that overflow to them, duplicate keys (both are
+    ambiguous for a call), nesting deeper than ``max_depth``, and lone surrogates.
+    """
     if json_depth_exceeds(text, max_depth):  # json.loads recurses once per level: refuse before RecursionError
         raise ValueError(f"it nests deeper than {max_depth} levels")
     value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,

@@ -29,8 +29,9 @@ and differs from BFCL where that format asks for it:
 - Strings are also ``strip()``-ed before standardisation (BFCL only removes the space character).
 - Parallel calls are assigned to gold calls by a true bipartite matching (Hungarian algorithm),
   where BFCL's ``parallel_function_checker_no_order`` matches greedily.
-- Argument text is parsed strictly (:func:`recagent.agents.prompt_format.strict_loads`: no
-  NaN/Infinity, no duplicate keys) and must be a JSON object.
+- Argument text is parsed strictly (:func:`recagent.agents.prompt_format.strict_call_json`: no
+  NaN/Infinity or numbers that overflow to it, no duplicate keys, deep nesting or lone surrogates)
+  and must be a JSON object: the same rule the serving parser applies.
 
 Why hand-written: BFCL's checker lives inside the ``bfcl-eval`` leaderboard package, not as a
 stable library API, and importing it pulls in the leaderboard's model handlers and their heavy
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from recagent.agents.prompt_format import strict_loads
+from recagent.agents.prompt_format import strict_call_json
 from scipy.optimize import linear_sum_assignment
 
 ERROR_TYPES: tuple[str, ...] = (
@@ -220,7 +221,7 @@ def _parse_arguments(arguments: dict[str, Any] | str | None) -> tuple[dict[str, 
         return arguments, ""
     if isinstance(arguments, str):
         try:
-            parsed = strict_loads(arguments)
+            parsed = strict_call_json(arguments)
         except ValueError as e:  # JSONDecodeError is a ValueError
             return None, f"arguments are not valid JSON: {e}"
         if not isinstance(parsed, dict):

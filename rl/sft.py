@@ -33,9 +33,11 @@ one, float32 on the CPU (``use_cpu`` is set). The final model is saved in the ba
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
+import random
 import shutil
 import time
 from collections.abc import Iterator
@@ -113,6 +115,17 @@ class SFTJobConfig(SFTConfig):
                           "whose only loss is the first decision (call which tool with what, or answer in words). "
                           "With shared_prefix it costs ~1/10 of a whole dialog, so decisions get many more updates."},
     )  # fmt: skip
+    whole_dialogs: float = field(
+        default=1.0,
+        metadata={"help": "With decision_samples: the seeded share of training dialogs also trained whole (1 = every "
+                          "one; 0 = first decisions only, the cheapest samples: ~60 tokens each after the tool block)."},
+    )  # fmt: skip
+    shared_tool_blocks_only: bool = field(
+        default=False,
+        metadata={"help": "With shared_prefix: drop the rows whose tool block fewer than per_device_train_batch_size "
+                          "rows share (e.g. tool-variant dialogs). Such a row runs its ~700-token tool block alone, "
+                          "~10x the cost of a decision sample in a shared batch; the drop is counted in the log."},
+    )  # fmt: skip
     loss_per: Literal["token", "turn"] = field(
         default="token",
         metadata={"help": "token: mean loss over assistant tokens; turn: mean over assistant turns of each turn's mean "
@@ -164,6 +177,13 @@ class SFTJobConfig(SFTConfig):
             raise ConfigError("data_dir is not set: pass --data DIR, a folder written by `recagent synth --out DIR`")
         if self.loss_per == "turn" and not self.shared_prefix:
             raise ConfigError("loss_per=turn is computed by the shared-prefix loss: set shared_prefix=true as well")
+        if not 0 <= self.whole_dialogs <= 1:
+            raise ConfigError(f"whole_dialogs is a share of the dialogs: between 0 and 1, got {self.whole_dialogs}")
+        if self.whole_dialogs < 1 and not self.decision_samples:
+            raise ConfigError("whole_dialogs < 1 leaves dialogs out unless decision_samples=true adds their decisions: "
+                              "set decision_samples=true, or whole_dialogs=1")  # fmt: skip
+        if self.shared_tool_blocks_only and not self.shared_prefix:
+            raise ConfigError("shared_tool_blocks_only groups rows by the shared-prefix sampler: set shared_prefix=true")
         data = Path(self.data_dir).expanduser().resolve()
         if not (data / "train.jsonl").is_file():
             raise ConfigError(
@@ -310,10 +330,27 @@ def first_decision(row: dict[str, Any]) -> dict[str, Any]:
     return {"messages": messages[: first + 1], "tools": row["tools"]}
 
 
-def _with_decision_samples(ds: Any) -> Any:
+def _with_decision_samples(ds: Any, whole_share: float = 1.0, seed: int = 0) -> Any:
+    """Every dialog's first decision, plus a seeded ``whole_share`` of the dialogs whole."""
     import datasets
 
-    return datasets.concatenate_datasets([ds, ds.map(first_decision)])
+    n_whole = round(whole_share * len(ds))
+    whole = ds.select(sorted(random.Random(seed).sample(range(len(ds)), n_whole)))
+    return datasets.concatenate_datasets([whole, ds.map(first_decision)])
+
+
+def _drop_unshared_blocks(ds: Any, batch_size: int) -> tuple[Any, int]:
+    """Rows whose tool block (their first tokens) at least ``batch_size`` rows share; and how many were dropped."""
+    from recagent.rl.shared_prefix import block_keys
+
+    keys = block_keys(ds["input_ids"])
+    counts = collections.Counter(keys)
+    keep = [i for i, k in enumerate(keys) if counts[k] >= batch_size]
+    dropped = len(keys) - len(keep)
+    if dropped:
+        logger.info("dropped %d of %d rows whose tool block fewer than %d rows share (shared_tool_blocks_only)",
+                    dropped, len(keys), batch_size)  # fmt: skip
+    return (ds.select(keep) if dropped else ds), dropped
 
 
 def _drop_too_long(ds: Any, max_length: int | None, name: str) -> tuple[Any, dict[str, int]]:
@@ -518,7 +555,7 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
             logger.warning("max_length=%d exceeds the model's context (%d positions)", cfg.max_length, context)
         train_ds = _load_json_dataset(data / "train.jsonl", cfg.max_samples)
         if cfg.decision_samples:
-            train_ds = _with_decision_samples(train_ds)
+            train_ds = _with_decision_samples(train_ds, cfg.whole_dialogs, cfg.seed)
         eval_ds = _load_json_dataset(data / "test.jsonl", None) if cfg.eval_strategy != "no" else None
         total = sum(p.numel() for p in model.parameters())
 
@@ -540,6 +577,13 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
         trainer.train_dataset, train_info = _drop_too_long(trainer.train_dataset, max_length, "training")
         if train_info["rows"] == 0:
             raise SFTDataError(f"every training dialog is longer than max_length={max_length} tokens; raise max_length")
+        if cfg.shared_tool_blocks_only:
+            trainer.train_dataset, train_info["unshared_dropped"] = _drop_unshared_blocks(
+                trainer.train_dataset, cfg.per_device_train_batch_size)
+            train_info["rows"] = len(trainer.train_dataset)
+            if train_info["rows"] == 0:
+                raise SFTDataError("no tool block is shared by per_device_train_batch_size rows: set "
+                                   "shared_tool_blocks_only=false or a smaller batch")  # fmt: skip
         eval_info = None
         if trainer.eval_dataset is not None:
             trainer.eval_dataset, eval_info = _drop_too_long(trainer.eval_dataset, max_length, "eval")

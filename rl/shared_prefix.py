@@ -99,6 +99,11 @@ def shared_prefix_loss(model: Any, input_ids: torch.Tensor, labels: torch.Tensor
     return loss_sum / torch.as_tensor(n, dtype=loss_sum.dtype, device=loss_sum.device).clamp(min=1), p
 
 
+def block_keys(input_ids: list[list[int]]) -> list[str]:
+    """One key per row: rows with equal keys start with the same :data:`KEY_TOKENS` tokens (their tool block)."""
+    return [hashlib.sha1(str(ids[:KEY_TOKENS]).encode()).hexdigest() for ids in input_ids]
+
+
 class PrefixGroupedSampler(torch.utils.data.Sampler):
     """Row indices in batches of rows that share their first tokens (their tool block), the batches shuffled.
 
@@ -111,7 +116,7 @@ class PrefixGroupedSampler(torch.utils.data.Sampler):
 
     def __init__(self, input_ids: list[list[int]], batch_size: int, seed: int):
         self.batch_size, self.seed = batch_size, seed
-        self.keys = [hashlib.sha1(str(ids[:KEY_TOKENS]).encode()).hexdigest() for ids in input_ids]
+        self.keys = block_keys(input_ids)
         self.lengths = [len(ids) for ids in input_ids]
 
     def __len__(self) -> int:

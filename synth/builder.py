@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from recagent.agents.grounding import ground_answer
-from recagent.agents.prompt_format import strict_loads
+from recagent.agents.prompt_format import strict_call_json
 from recagent.agents.steps import StepRecord, summarise_result
 from recagent.synth.tool_pool import OfferedTools
 from recagent.tools.toolkit import ToolOutcome
@@ -28,7 +28,7 @@ def canonical_arguments(args: dict[str, Any] | str) -> str:
     """
     if isinstance(args, str):
         try:
-            obj = strict_loads(args)
+            obj = strict_call_json(args)
         except ValueError:
             return args
         return json.dumps(obj, ensure_ascii=False) if isinstance(obj, dict) else args

@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from recagent.agents.grounding import ground_answer
-from recagent.agents.prompt_format import strict_loads
+from recagent.agents.prompt_format import strict_call_json
 from recagent.synth.sample import KINDS, CheckResult, Sample, Verification
 from recagent.synth.tool_pool import EXCLUDE_PARAM, OfferedTools, ToolVariant
 from recagent.tools.env import ToolEnv
@@ -96,7 +96,7 @@ def trace_calls(sample: Sample) -> list[CallTrace]:
             fn = tc.get("function") or {}
             raw = fn.get("arguments")
             try:
-                args = strict_loads(raw) if isinstance(raw, str) else None
+                args = strict_call_json(raw) if isinstance(raw, str) else None
             except ValueError:
                 args = None
             args = args if isinstance(args, dict) else None
@@ -230,7 +230,7 @@ def check_calls_parse(sample: Sample, ctx: VerifyContext) -> tuple[bool, str]:
         if not isinstance(t.raw_arguments, str):
             return False, f"{t.name}: arguments must be a JSON string (OpenAI format)"
         try:
-            obj = strict_loads(t.raw_arguments)
+            obj = strict_call_json(t.raw_arguments)
         except ValueError as e:
             return False, f"{t.name}: arguments are not valid JSON: {e}"
         if not isinstance(obj, dict):

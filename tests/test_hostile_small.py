@@ -155,3 +155,15 @@ def test_an_agent_that_loads_its_tools_preloads_the_index_once(dataset_dir, tmp_
         assert env._shared["encoder"] is made[0] and made[0]._model is not None  # the weights are loaded, too
     finally:
         agent.close()
+
+
+def test_the_scorer_and_the_verifier_refuse_what_the_serving_parser_refuses():
+    """The scorer's JSON rule is the parser's: an overflowing number, a lone surrogate or deep nesting is no call."""
+    from recagent.evaluation.ast_match import PredictedCall, check_turn
+
+    entry = {"ground_truth": [{"popular_items": {"k": [5]}}],
+             "function": [{"name": "popular_items", "parameters": {"type": "object", "properties": {"k": {"type": "integer"}}}}]}  # fmt: skip
+    assert check_turn([PredictedCall("popular_items", '{"k": 5}')], entry).valid
+    for bad in ('{"k": 1e999}', '{"k": 5, "x": "\\ud800"}', '{"k": 5, "x": ' + "[" * 40 + "]" * 40 + "}"):
+        result = check_turn([PredictedCall("popular_items", bad)], entry)
+        assert not result.valid and "not valid JSON" in result.message, bad

@@ -400,6 +400,52 @@ def test_decision_samples_add_each_dialog_cut_after_its_first_turn(tmp_path):
     assert ds[2]["messages"][-1]["tool_calls"][0]["function"]["name"] == "top_movies"
 
 
+def test_whole_dialogs_keeps_a_seeded_share_whole_and_every_decision():
+    """whole_dialogs=0.5: every first decision, and half the dialogs whole, the same half for the same seed."""
+    import datasets
+
+    from recagent.rl.sft import _with_decision_samples
+
+    reply = {"role": "assistant", "content": "Hi!"}
+    rows = [{"messages": [{"role": "user", "content": f"hi {i}"}, reply, {"role": "user", "content": "more"}, reply],
+             "tools": []} for i in range(10)]  # fmt: skip
+    ds = _with_decision_samples(datasets.Dataset.from_list(rows), 0.5, seed=3)
+    lengths = [len(r["messages"]) for r in ds]
+    assert lengths.count(4) == 5 and lengths.count(2) == 10
+    whole = [r["messages"][0]["content"] for r in ds if len(r["messages"]) == 4]
+    again = _with_decision_samples(datasets.Dataset.from_list(rows), 0.5, seed=3)
+    assert whole == [r["messages"][0]["content"] for r in again if len(r["messages"]) == 4]
+    assert [len(r["messages"]) for r in _with_decision_samples(datasets.Dataset.from_list(rows), 0.0)] == [2] * 10
+
+
+def test_unshared_tool_blocks_are_dropped_and_counted():
+    import datasets
+
+    from recagent.rl.shared_prefix import KEY_TOKENS
+    from recagent.rl.sft import _drop_unshared_blocks
+
+    block = list(range(KEY_TOKENS))
+    rows = [{"input_ids": block + [i]} for i in range(3)] + [{"input_ids": [7] + block + [1]}, {"input_ids": [8] * 600}]
+    kept, dropped = _drop_unshared_blocks(datasets.Dataset.from_list(rows), batch_size=2)
+    assert dropped == 2 and [r["input_ids"][-1] for r in kept] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["whole_dialogs=0.5"], "unless decision_samples=true"),
+    (["decision_samples=true", "whole_dialogs=1.5"], "between 0 and 1"),
+    (["shared_tool_blocks_only=true"], "set shared_prefix=true"),
+])  # fmt: skip
+def test_decision_mix_settings_are_checked(tmp_path, overrides, message):
+    from recagent.errors import ConfigError
+    from recagent.rl.sft import load_sft_config
+
+    data = tmp_path / "synth"
+    data.mkdir()
+    (data / "train.jsonl").write_text('{"messages": [], "tools": []}\n')
+    with pytest.raises(ConfigError, match=message):
+        load_sft_config(None, overrides, data_dir=str(data))
+
+
 def test_per_turn_loss_needs_the_shared_prefix_loss(tmp_path):
     from recagent.errors import ConfigError
     from recagent.rl.sft import load_sft_config

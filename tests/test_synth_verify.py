@@ -97,6 +97,11 @@ def test_calls_parse_rejects_broken_json_and_duplicate_keys(by_plan, synth):
     tc = first_call(s)
     tc["function"]["arguments"] = tc["function"]["arguments"][:-1] + ', "k": 3, "k": 4}'
     assert "duplicate key" in failed(s, synth)["calls_parse"]
+    for bad in (', "k": 1e999}', ', "x": "\\ud800"}'):  # the serving parser's rule: overflow and half characters
+        s = fresh(by_plan, "search")
+        tc = first_call(s)
+        tc["function"]["arguments"] = tc["function"]["arguments"][:-1] + bad
+        assert "not valid JSON" in failed(s, synth)["calls_parse"], bad
 
 
 def test_tool_offered_rejects_unknown_names_and_distractors(by_plan, synth):
