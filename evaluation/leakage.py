@@ -85,9 +85,8 @@ def check_policy_data(
     """Refuse policy training dialogs that name held-out items, share users with the test dialogs or copy a held-out
     chat request (``requests``: the :class:`~recagent.heldout_requests.ChatRequest` list evaluated, None = not checked);
     notes on what was checked."""
-    from recagent.synth.leakage import find_leaks
-    from recagent.synth.pipeline import read_rows
-    from recagent.synth.sample import Sample
+    from recagent.agents.training_leaks import find_leaks
+    from recagent.dialogs import Sample, read_rows
 
     notes = []
     test = [Sample.from_row(r) for r in test_rows or []]

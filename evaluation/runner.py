@@ -174,7 +174,7 @@ def run_eval(cfg: EvalConfig, env=None, agent=None, progress: bool = True) -> Pa
 def _synth_test_rows(cfg: EvalConfig) -> list[dict] | None:
     if not cfg.synth_dir:
         return None
-    from recagent.synth.pipeline import read_rows
+    from recagent.dialogs import read_rows
 
     path = Path(cfg.synth_dir) / "test.jsonl"
     if not path.is_file():

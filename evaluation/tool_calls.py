@@ -52,8 +52,8 @@ class CallOutcome:
 
 def call_tasks(rows: list[dict[str, Any]], limit: int | None = None) -> list[CallTask]:
     """BFCL-style tasks from synthesized test rows, in file order (at most ``limit``)."""
+    from recagent.dialogs import Sample
     from recagent.synth.export import to_bfcl
-    from recagent.synth.sample import Sample
 
     out = []
     for row in rows:
@@ -85,9 +85,9 @@ def predict(policy, task: CallTask, tool_choice: str | None = None) -> tuple[lis
 
 def _replayed(task: CallTask, env):
     """Offered tools over a fresh session in which the dialog's earlier calls have been run."""
-    from recagent.synth.tool_pool import OfferedTools
     from recagent.synth.verify import variants_of
     from recagent.tools.recommender_tools import build_registry
+    from recagent.tools.variants import OfferedTools
 
     offered = OfferedTools(list(variants_of(task.sample).values()), build_registry(env.session()))
     for m in task.messages:

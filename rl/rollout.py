@@ -2,7 +2,7 @@
 
 An episode starts from a task's prompt (system + user, the task's offered tools), lets the
 policy write a turn, parses it with the serving parser (:func:`parse_assistant_output`),
-executes the calls on the real tools (:class:`~recagent.synth.tool_pool.OfferedTools` over a
+executes the calls on the real tools (:class:`~recagent.tools.variants.OfferedTools` over a
 fresh session, so every member of a GRPO group starts from the same state), appends the
 results, and repeats until the policy answers or the step budget ends. The prompt format is the
 serving one (:mod:`recagent.agents.prompt_format`); observation tokens are exactly what the chat
@@ -25,9 +25,9 @@ from recagent.agents.grounding import ground_answer
 from recagent.agents.prompt_format import encode_prompt, parse_assistant_output, render_openai_messages, tool_names_of
 from recagent.agents.steps import StepRecord, summarise_result
 from recagent.rl.rewards import Call, RewardWeights, Step, StepReward, step_rewards
-from recagent.synth.tool_pool import OfferedTools, ToolVariant
 from recagent.tools.env import ToolEnv
 from recagent.tools.recommender_tools import build_registry
+from recagent.tools.variants import OfferedTools, ToolVariant
 
 
 @dataclass

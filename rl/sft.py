@@ -3,7 +3,7 @@
 What it does: :func:`train_sft` reads a synthesis run (``recagent synth --out DIR``: ``train.jsonl``,
 and ``test.jsonl`` as the eval set when ``eval_strategy`` is not ``"no"``), refuses data whose train
 and test dialogs share a dialog or a user (and, when the run's dataset can be loaded, anything else
-:func:`recagent.synth.leakage.find_leaks` finds), fine-tunes a causal LM on the assistant turns (full
+:func:`recagent.agents.training_leaks.find_leaks` finds), fine-tunes a causal LM on the assistant turns (full
 fine-tuning, or LoRA through peft), resumes from the latest complete ``checkpoint-*`` in
 ``output_dir`` when there is one, and writes ``output_dir/final/``: the model (LoRA merged by
 default, so the local policy loads it like any checkpoint), the tokenizer carrying our chat template,
@@ -221,7 +221,7 @@ class SFTJobConfig(SFTConfig):
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    from recagent.synth.pipeline import read_rows
+    from recagent.dialogs import read_rows
 
     rows = read_rows(path)
     for i, row in enumerate(rows, 1):
@@ -231,7 +231,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _dialog_id(row: dict[str, Any]) -> str:
-    from recagent.synth.sample import dedup_key
+    from recagent.dialogs import dedup_key
 
     return row.get("id") or dedup_key(row["messages"], row.get("tools") or [])
 
@@ -260,8 +260,8 @@ def check_no_leakage(
     if not problems and test and all("meta" in r for r in train + test):
         split = split if split is not None else _load_split(data_dir)
         if split is not None:
-            from recagent.synth.leakage import find_leaks
-            from recagent.synth.sample import Sample
+            from recagent.agents.training_leaks import find_leaks
+            from recagent.dialogs import Sample
 
             try:
                 problems = find_leaks([Sample.from_row(r) for r in train], [Sample.from_row(r) for r in test], split)

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from recagent.dialogs import read_rows
 from recagent.errors import ConfigError, RecagentError
 from recagent.heldout_requests import RequestLeakIndex, user_turns
 from recagent.synth.builder import GenerationFailed
@@ -70,32 +71,6 @@ class SynthResult:
     attempts: int
     seconds: float
     verified_per_minute: float
-
-
-def read_rows(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """JSONL rows of ``path``; with ``repair`` a torn last line (an interrupted write) is cut off the file."""
-    if not path.is_file():
-        return []
-    rows, good_bytes = [], 0
-    with path.open("rb") as f:
-        for raw in f:
-            try:
-                rows.append(json.loads(raw))
-            except json.JSONDecodeError:
-                if not repair:
-                    raise RecagentError(f"{path}: line {len(rows) + 1} is not valid JSON") from None
-                break
-            if not raw.endswith(b"\n"):
-                if repair:  # complete JSON but no newline: keep it, and end the line
-                    with path.open("ab") as g:
-                        g.write(b"\n")
-                good_bytes += len(raw)
-                break
-            good_bytes += len(raw)
-    if repair and path.stat().st_size > good_bytes:
-        with path.open("r+b") as f:
-            f.truncate(good_bytes)
-    return rows
 
 
 class RunLog:
