@@ -96,6 +96,11 @@ class SFTJobConfig(SFTConfig):
         default=LORA_DEFAULT_TARGETS,
         metadata={"help": "Modules that get adapters: 'all-linear' or a list of names, e.g. [q_proj, v_proj]."},
     )
+    init_adapter: str | None = field(
+        default=None,
+        metadata={"help": "A LoRA adapter folder (peft) this run starts from instead of a fresh adapter: continue a "
+                          "policy on new or grown data in a new --out folder. Its own rank, targets and layers apply."},
+    )  # fmt: skip
     lora_layers_from: int | None = field(
         default=None,
         metadata={"help": "Adapt only the decoder layers from this index up (None = all). The backward pass stops at "
@@ -198,6 +203,13 @@ class SFTJobConfig(SFTConfig):
                     "leave it unset for the offline SmolLM2-135M-Instruct"
                 )
             self.base_model = str(base)
+        if self.init_adapter is not None:
+            adapter = Path(self.init_adapter).expanduser().resolve()
+            if not self.use_lora:
+                raise ConfigError("init_adapter continues a LoRA adapter: set use_lora=true as well")
+            if not (adapter / "adapter_config.json").is_file():
+                raise ConfigError(f"init_adapter {adapter} is not a peft adapter folder (no adapter_config.json)")
+            self.init_adapter = str(adapter)
         if self.max_samples is not None and self.max_samples < 1:
             raise ConfigError(f"max_samples must be >= 1 or null (all), got {self.max_samples}")
         if self.max_length is not None and self.max_length < 16:
@@ -426,7 +438,7 @@ def _continue_schedule(state: Any, optimizer: Any, scheduler: Any) -> None:
 
 
 RESUME_FIELDS = ("data_dir", "base_model", "max_samples", "use_lora", "lora_r", "lora_alpha", "lora_target_modules",
-                 "lora_layers_from")
+                 "lora_layers_from", "init_adapter")
 
 
 def _check_resume(cfg: SFTJobConfig, checkpoint: Path) -> None:
@@ -550,6 +562,11 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
     with _quiet_progress(bool(cfg.disable_tqdm)):
         base = Path(cfg.base_model) if cfg.base_model else ensure_default_model(progress=not cfg.disable_tqdm)
         model, tokenizer, save_dtype = _load_model(cfg, base)
+        peft_config = _peft_config(cfg, model)
+        if cfg.init_adapter:  # the trainer takes a peft model as is (a resumed checkpoint then loads over it)
+            from peft import PeftModel
+
+            model, peft_config = PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True), None
         context = getattr(model.config, "max_position_embeddings", None)
         if cfg.max_length and context and cfg.max_length > context:
             logger.warning("max_length=%d exceeds the model's context (%d positions)", cfg.max_length, context)
@@ -570,7 +587,7 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
                 from recagent.rl.shared_prefix import SharedPrefixSFTTrainer as trainer_class
             trainer = trainer_class(
                 model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
-                peft_config=_peft_config(cfg, model), callbacks=callbacks,
+                peft_config=peft_config, callbacks=callbacks,
             )  # fmt: skip
         finally:
             cfg.max_length = max_length

@@ -264,6 +264,21 @@ def test_lora_via_the_cli_trains_only_adapters_merges_and_drops_over_long_dialog
     assert changed == {f"{n}.weight" for n in linear}, "exactly the adapted layers moved"
 
 
+def test_init_adapter_starts_a_new_run_from_an_adapters_weights(base_model, data_dir, synthetic_split, tmp_path):
+    """A second run on the same adapter: at learning rate 0 it saves the adapter it started from, else it moves it."""
+    lora = ["use_lora=true", "lora_r=4", "lora_alpha=8", "merge_lora=false", "max_steps=1"]
+    first = load_sft_config(None, FAST + lora, data_dir=str(data_dir), output_dir=str(tmp_path / "a"),
+                            base_model=str(base_model))  # fmt: skip
+    start = train_sft(first, split=synthetic_split)
+    weights = load_file(start / "adapter_model.safetensors")
+    for lr, same in (("0", True), ("1e-2", False)):
+        cfg = load_sft_config(None, FAST + lora + [f"learning_rate={lr}", f"init_adapter={start}"],
+                              data_dir=str(data_dir), output_dir=str(tmp_path / f"b{lr}"), base_model=str(base_model))  # fmt: skip
+        after = load_file(train_sft(cfg, split=synthetic_split) / "adapter_model.safetensors")
+        assert set(after) == set(weights)
+        assert all(torch.equal(weights[k], after[k]) for k in weights) is same, lr
+
+
 # -- data checks ------------------------------------------------------------------------------------------------------
 
 
@@ -434,6 +449,8 @@ def test_unshared_tool_blocks_are_dropped_and_counted():
     (["whole_dialogs=0.5"], "unless decision_samples=true"),
     (["decision_samples=true", "whole_dialogs=1.5"], "between 0 and 1"),
     (["shared_tool_blocks_only=true"], "set shared_prefix=true"),
+    (["init_adapter=."], "set use_lora=true"),
+    (["use_lora=true", "init_adapter=."], "not a peft adapter folder"),
 ])  # fmt: skip
 def test_decision_mix_settings_are_checked(tmp_path, overrides, message):
     from recagent.errors import ConfigError
