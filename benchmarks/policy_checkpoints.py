@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--checkpoints", nargs="*", default=None, help="names to score (default: all, and the base)")
     ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: every core)")
     ap.add_argument("--out", type=Path, default=RESULTS / "policy_checkpoints.json")
+    ap.add_argument("--note", default=None, help="how these checkpoints were measured (default: keep the file's note)")
     args = ap.parse_args()
 
     import yaml
@@ -95,8 +96,9 @@ def main() -> None:
                                                   key=lambda s: int(s.split("-")[1]))  # fmt: skip
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results.update({"what": __doc__.splitlines()[0], "machine": machine_info(), "run": str(args.run),
-                    "validation_rows_from": first, "tasks": len(tasks),
-                    "note": "measured while the SFT run trained on the same 2 cores: latencies are not clean"})  # fmt: skip
+                    "validation_rows_from": first, "tasks": len(tasks)})  # fmt: skip
+    if args.note or "note" not in results:  # one note for the file: scores of earlier calls keep theirs
+        results["note"] = args.note or "latencies are clean only if nothing else ran on the machine"
     scores = results.setdefault("scores", {})
     for name in names:
         kwargs = {"adapter_path": None if name == "base" else str(args.run / name), "num_threads": args.threads}
