@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import re
+from typing import NamedTuple
 
 GENRE_WORDS = {
     "Sci-Fi": ["sci-fi", "science fiction", "scifi"], "Film-Noir": ["film noir", "noir"],
@@ -75,6 +76,130 @@ INDIRECT: dict[str, list[str]] = {
     "Film-Noir": ["I like hard-boiled detectives and femme fatales.", "Dark, shadowy detective stories, please."],
 }  # fmt: skip
 
+
+
+class Theme(NamedTuple):
+    """A mood or a plot theme a user can ask for in free text, and the search query it becomes.
+
+    ``genres``: catalog genres it goes with (to pick themes near a user's target); ``words``: for a mood,
+    adjectives the user says ('feel-good'), for a plot, what the story is about ('a bank robbery');
+    ``extras``: for a mood, sentences that imply it without the adjective, for a plot, things the story
+    has in it ('safecrackers'); ``query``: the key words of the search query when the user's own
+    adjective is not the query.
+    """
+
+    genres: tuple[str, ...]
+    words: tuple[str, ...]
+    extras: tuple[str, ...]
+    query: str
+
+
+# Moods: how the user wants to feel. Written for this generator; the query is the adjective said, or ``query``.
+MOODS: dict[str, Theme] = {
+    "feel-good": Theme(("Comedy", "Romance", "Children's", "Musical"), ("feel-good", "heartwarming", "uplifting", "wholesome"),
+                       ("Long week at work and I need something warm and kind.", "I want to end the evening smiling.",
+                        "I'd like something that leaves me in a good mood before bed."), "feel-good uplifting"),
+    "light": Theme(("Comedy", "Animation", "Children's"), ("light-hearted", "silly", "easy-going", "goofy"),
+                   ("My brain is fried, nothing heavy please.", "I want to switch off and not think too hard.",
+                    "Just something breezy for a lazy Sunday afternoon."), "light-hearted easy"),
+    "dark": Theme(("Crime", "Thriller", "Film-Noir", "Horror", "Drama"), ("dark", "gritty", "bleak", "grim"),
+                  ("I'm in a brooding mood.", "Nothing cheerful tonight, I want it moody and heavy.",
+                   "I like stories with a really grim atmosphere."), "dark gritty"),
+    "mind-bending": Theme(("Sci-Fi", "Mystery", "Thriller"), ("mind-bending", "twisty", "puzzling", "surreal"),
+                          ("I want my head to spin by the end.", "I love a story that fools me until the last scene.",
+                           "Give me something I'll keep thinking about for days."), "mind-bending twist"),
+    "epic": Theme(("Adventure", "War", "Action", "Fantasy", "Drama"), ("epic", "grand", "sweeping", "larger-than-life"),
+                  ("I've got the whole evening free and want something huge in scale.",
+                   "I want giant battles and a story that spans years."), "epic grand scale"),
+    "cosy": Theme(("Romance", "Comedy", "Children's", "Animation"), ("cosy", "gentle", "sweet", "charming"),
+                  ("Rainy evening, blanket and tea: what fits?", "Quiet night in, I want something soft and pleasant."),
+                  "cosy gentle"),
+    "tense": Theme(("Thriller", "Horror", "Crime", "Mystery"), ("tense", "suspenseful", "nerve-racking", "claustrophobic"),
+                   ("I want my palms to sweat.", "Keep me holding my breath the whole way through."), "tense suspenseful"),
+    "moving": Theme(("Drama", "Romance", "War"), ("moving", "bittersweet", "touching", "poignant"),
+                    ("I'm ready to have my heart broken a little.", "I want something that stays with me afterwards."),
+                    "moving bittersweet"),
+    "quirky": Theme(("Comedy", "Drama"), ("quirky", "offbeat", "weird", "eccentric"),
+                    ("I like odd little stories nobody else has heard of.", "Give me something strange and original."),
+                    "quirky offbeat"),
+    "inspiring": Theme(("Drama", "Documentary", "War"), ("inspiring", "motivating", "hopeful"),
+                       ("I want to feel like I can take on the world afterwards.",
+                        "Something about people beating the odds would be nice."), "inspiring hopeful"),
+    "spooky": Theme(("Horror", "Mystery", "Fantasy"), ("spooky", "creepy", "eerie", "atmospheric"),
+                    ("It's stormy outside and I want shivers.", "I like a creepy atmosphere more than gore."), "spooky eerie"),
+    "fast": Theme(("Action", "Adventure", "Sci-Fi"), ("action-packed", "fast-paced", "high-octane"),
+                  ("I want non-stop momentum, no slow parts.", "Something that never lets up from start to finish."),
+                  "fast-paced action-packed"),
+}  # fmt: skip
+
+# Plot themes: what the story is about. Written for this generator; the query is ``query`` (the theme's key words).
+PLOTS: dict[str, Theme] = {
+    "heist": Theme(("Crime", "Thriller", "Action", "Comedy"), ("a heist", "a bank robbery", "thieves planning one last job",
+                   "a robbery that goes wrong"), ("a heist", "safecrackers"), "heist robbery"),
+    "time travel": Theme(("Sci-Fi", "Adventure", "Comedy"), ("time travel", "someone stuck in the past", "going back in time"),
+                         ("time machines", "time travel"), "time travel"),
+    "aliens": Theme(("Sci-Fi", "Horror", "Action"), ("aliens landing on earth", "first contact with aliens", "an alien invasion"),
+                    ("aliens", "flying saucers"), "aliens invasion"),
+    "robots": Theme(("Sci-Fi", "Action"), ("robots", "androids that want to be human", "machines turning against people"),
+                    ("robots", "androids"), "robots androids"),
+    "space": Theme(("Sci-Fi", "Adventure"), ("astronauts", "a mission to another planet", "being lost in space"),
+                   ("spaceships", "astronauts"), "space astronauts"),
+    "pirates": Theme(("Adventure", "Action", "Comedy"), ("pirates", "sailing the high seas", "buried treasure"),
+                     ("pirates", "sword fights on ships"), "pirates sea adventure"),
+    "knights": Theme(("Adventure", "Fantasy", "Action", "Drama"), ("knights", "life in a medieval kingdom",
+                     "a quest to save a kingdom"), ("knights and castles", "sword fights"), "knights medieval"),
+    "road trip": Theme(("Comedy", "Adventure", "Drama"), ("a road trip", "friends driving across the country"),
+                       ("a long road trip",), "road trip"),
+    "sports": Theme(("Drama", "Comedy"), ("a sports team", "a boxer", "an underdog team"),
+                    ("boxing", "baseball", "a big game at the end"), "sports team underdog"),
+    "courtroom": Theme(("Drama", "Thriller", "Crime"), ("a courtroom trial", "lawyers fighting a case", "a jury deciding a verdict"),
+                       ("courtroom scenes", "a big trial"), "courtroom trial lawyers"),
+    "detective": Theme(("Crime", "Mystery", "Film-Noir", "Thriller"), ("a detective hunting a killer", "a murder investigation",
+                       "a private eye"), ("detectives", "a murder case"), "detective murder investigation"),
+    "spies": Theme(("Action", "Thriller"), ("spies", "secret agents", "a double agent"), ("spies and gadgets", "secret agents"),
+                   "spies secret agents"),
+    "high school": Theme(("Comedy", "Drama", "Romance"), ("high school", "teenagers growing up", "a prom night"),
+                         ("teenagers", "high school kids"), "high school teenagers"),
+    "weddings": Theme(("Comedy", "Romance"), ("a wedding", "a wedding that goes wrong"), ("a wedding",), "wedding"),
+    "ghosts": Theme(("Horror", "Comedy", "Fantasy"), ("ghosts", "a haunted house"), ("ghosts", "a haunted mansion"),
+                    "ghosts haunted house"),
+    "vampires": Theme(("Horror", "Comedy"), ("vampires", "a vampire hunter"), ("vampires", "werewolves"), "vampires"),
+    "disaster": Theme(("Action", "Thriller", "Adventure"), ("a natural disaster", "a volcano erupting", "a giant storm"),
+                      ("tornadoes", "a volcano"), "natural disaster"),
+    "animals": Theme(("Children's", "Comedy", "Adventure", "Animation"), ("a dog", "talking animals", "a kid and their pet"),
+                     ("dogs", "talking animals"), "animals dogs"),
+    "music": Theme(("Musical", "Drama", "Comedy", "Documentary"), ("a rock band", "a struggling musician", "a singer's life"),
+                   ("great music", "a band on tour"), "musicians band"),
+    "prison": Theme(("Crime", "Drama", "Action"), ("a prison escape", "life behind bars"), ("a jailbreak", "prisoners"),
+                    "prison escape"),
+    "con artists": Theme(("Crime", "Comedy"), ("con artists", "a big scam", "swindlers"), ("con men", "a clever scam"),
+                         "con artists scam"),
+    "survival": Theme(("Adventure", "Action", "Drama"), ("surviving in the wild", "being stranded on an island",
+                      "a plane crash in the mountains"), ("survival in the wilderness",), "survival wilderness"),
+    "soldiers": Theme(("War", "Drama", "Action"), ("soldiers in World War II", "a platoon behind enemy lines"),
+                      ("tanks and battles", "a submarine crew"), "world war soldiers"),
+    "outlaws": Theme(("Western",), ("outlaws on the frontier", "a sheriff and a gang"), ("gunfights", "horse chases"),
+                     "outlaws frontier"),
+    "fairy tales": Theme(("Children's", "Animation", "Fantasy", "Musical"), ("a princess", "a fairy tale", "a magic kingdom"),
+                         ("fairy tale creatures",), "fairy tale princess"),
+    "martial arts": Theme(("Action",), ("kung fu masters", "a martial arts tournament"), ("martial arts", "kung fu fights"),
+                          "martial arts kung fu"),
+    "journalism": Theme(("Drama", "Thriller"), ("reporters chasing a story", "a newspaper uncovering a scandal"),
+                        ("journalists",), "journalists scandal"),
+    "politics": Theme(("Drama", "Comedy", "Thriller"), ("a presidential election", "politicians", "the White House"),
+                      ("politicians",), "politics president"),
+    "holidays": Theme(("Comedy", "Children's", "Drama"), ("Christmas", "the holidays with family"), ("a Christmas setting",),
+                      "christmas holidays"),
+    "food": Theme(("Comedy", "Romance", "Drama"), ("a chef", "cooking", "a restaurant"), ("lots of food and cooking",),
+                  "food cooking chef"),
+    "big city": Theme(("Comedy", "Drama", "Crime", "Romance"), ("life in New York", "a big city at night"),
+                      ("New York streets",), "new york city"),
+    "superheroes": Theme(("Action", "Adventure", "Sci-Fi"), ("superheroes", "a comic book hero"), ("superpowers", "caped heroes"),
+                         "superheroes comic book"),
+    "sea monsters": Theme(("Horror", "Thriller", "Adventure"), ("sharks", "monsters in the ocean"), ("sharks", "sea monsters"),
+                          "sharks sea monsters"),
+}  # fmt: skip
+
 DOMAIN_VERBS = {  # (verb, past participle, -ing form) per domain
     "movies": ("watch", "watched", "watching"), "films": ("watch", "seen", "watching"),
     "books": ("read", "read", "reading"), "music": ("listen to", "listened to", "listening to"),
@@ -119,6 +244,9 @@ UID_FORMS = [
 ]  # fmt: skip
 UID_SUFFIX = [" - I'm user {u}.", " I'm user {u}.", " My id is {u}.", " (user {u})", " user #{u}", " my id's {u}",
               " I'm id {u}.", " By the way, I'm user {u}."]  # fmt: skip
+# one catalog item id as a user types it ({s} is the domain noun): each form reads as an item id, never a bare number
+ITEM_REF_ONE = ["{s} {i}", "{s} {i}", "{s} #{i}", "#{i}", "id {i}", "item {i}", "[{i}]", "the {s} with id {i}",
+                "{s} number {i}", "{s} id {i}", "item #{i}"]  # fmt: skip
 SLANG = {"you": "u", "please": "pls", "thanks": "thx", "want to": "wanna", "going to": "gonna", "something": "sth",
          "really": "rly", "are": "r", "okay": "ok", "because": "cuz", "tonight": "tonite"}  # fmt: skip
 
@@ -158,6 +286,12 @@ def indirect(genre: str, rng: random.Random) -> str | None:
     """A wish that implies the genre without naming it ('I want to be scared.' for Horror), or None."""
     options = INDIRECT.get(genre)
     return rng.choice(options) if options else None
+
+
+def theme_near(themes: dict[str, Theme], genres: list[str], rng: random.Random, p_near: float = 0.8) -> Theme:
+    """A theme that goes with one of ``genres`` (most of the time), else any theme."""
+    near = [t for _, t in sorted(themes.items()) if set(t.genres) & set(genres)]
+    return rng.choice(near if near and rng.random() < p_near else [t for _, t in sorted(themes.items())])
 
 
 def decade(year: int) -> int:
@@ -237,6 +371,71 @@ def uid_reply(u: str, rng: random.Random) -> str:
     return rng.choice(["It's {u}.", "{u}", "User {u}.", "My id is {u}.", "id {u}", "#{u}", "it's user number {u}",
                        "{u}, thanks", "Sure, {u}.", "I'm {u}.", "User id {u}.", "{u} I think", "oh right, it's {u}",
                        "my id's {u}", "user {u}"]).format(u=u)  # fmt: skip
+
+
+def _join(parts: list[str], rng: random.Random) -> str:
+    """'a and b', 'a, b and c', 'a, b, c', 'a & b' (the last joiner drawn)."""
+    if len(parts) == 1:
+        return parts[0]
+    last = rng.choice([" and ", " and ", ", ", " & "] + ([" or "] if len(parts) == 2 else []))
+    return ", ".join(parts[:-1]) + last + parts[-1]
+
+
+def item_refs(ids: list[str], noun: str, nouns: str, rng: random.Random) -> str:
+    """Catalog item ids as a user types them: 'movie 127', '#127', 'id 127', 'films 12, 100 and 7', '#12 & #100'.
+
+    Every form names each id after an item word, a '#' or in brackets, so that the ids read as item ids
+    (the verifier's rule for ids the user gave); callers keep the whole span out of :func:`noisy`.
+    """
+    if len(ids) == 1:
+        i = ids[0]
+        return rng.choice(ITEM_REF_ONE).format(s=noun, i=i)
+    style = rng.randrange(6)
+    if style == 0:
+        return f"{rng.choice([nouns, nouns, 'items'])} {_join(ids, rng)}"
+    if style == 1:
+        return rng.choice(["ids ", "ids ", "ids: "]) + _join(ids, rng)
+    if style == 2:
+        return _join([f"#{i}" for i in ids], rng)
+    if style == 3:
+        return _join([f"[{i}]" for i in ids], rng)
+    if style == 4:
+        return f"{nouns} " + _join([f"#{i}" for i in ids], rng)
+    return _join([f"{noun} {i}" for i in ids], rng)
+
+
+def decade_word(d: int, rng: random.Random) -> str:
+    """A decade as people say it: '80s', "'80s", '1980s', 'eighties'."""
+    return rng.choice([f"{d % 100:02d}s", f"'{d % 100:02d}s", f"{d}s"] + ([DECADE_WORDS[d]] * 2 if d in DECADE_WORDS else []))
+
+
+def year_bound(year_min: int | None, year_max: int | None, nouns: str, rng: random.Random) -> str:
+    """A release-year limit said as a constraint, lower case, no final stop ('nothing before 1990', 'nothing after
+    the seventies', 'only from the 80s or 90s'): year_min and year_max are inclusive, as filter_items takes them."""
+    if year_min is not None and year_max is not None:
+        options = [f"only from {year_min} to {year_max}", f"nothing before {year_min} and nothing after {year_max}",
+                   f"released between {year_min} and {year_max}", f"from {year_min} to {year_max} only"]  # fmt: skip
+        if year_min % 10 == 0 and year_max % 10 == 9 and year_max - year_min == 19:
+            a, b = decade_word(year_min, rng), decade_word(year_min + 10, rng)
+            options += [f"only from the {a} or {b}", f"from the {a} or the {b}", f"something from the {a} or {b}"]
+        return rng.choice(options)
+    if year_min is not None:
+        options = [f"nothing before {year_min}", f"nothing older than {year_min}", f"no {nouns} from before {year_min}",
+                   f"nothing released before {year_min}", f"only {year_min} or later", f"skip anything pre-{year_min}",
+                   f"{year_min} or newer only"]  # fmt: skip
+        if year_min % 10 == 0:
+            d = decade_word(year_min, rng)
+            options += [f"nothing before the {d}", f"nothing older than the {d}", f"the {d} or later only"]
+        return rng.choice(options)
+    if year_max is not None:
+        options = [f"nothing after {year_max}", f"nothing newer than {year_max}", f"nothing released after {year_max}",
+                   f"nothing more recent than {year_max}", f"no {nouns} made after {year_max}",
+                   f"only stuff from before {year_max + 1}", f"{year_max} or older only"]  # fmt: skip
+        if year_max % 10 == 9:
+            d = decade_word(year_max - 9, rng)
+            options += [f"nothing after the {d}", f"nothing newer than the {d}", f"nothing more recent than the {d}"]
+        return rng.choice(options)
+    return ""
 
 
 # -- titles --------------------------------------------------------------------------------------------------------

@@ -19,6 +19,14 @@ call acts on the first result ("something older", "more like the second one", "a
 without violence?", "just the three I'd like most") or needs no call ("fewer, just three"), and
 chit-chat (greetings, small talk, out-of-scope asks). Follow-ups are previewed on the saved
 candidate set, so they are only asked when they have an answer.
+
+The first-call plans (:data:`FIRST_CALL_PLANS`, drawn per kind with :data:`FIRST_CALL_SHARE`) open
+with decisions the base plans never make: ``rank_items`` / ``rank_by_preference`` over item ids the
+user gives (for their user id, or for a history of ids they liked), ``similar_items`` and
+``get_item`` straight on given ids ("more like movie 50", "what's #127?"), ``search_items`` with a
+free-text mood or plot query ("something eerie", "films about a heist"), ``filter_items`` from year
+limits said as constraints ("nothing before 1990", "nothing after the seventies", with or without a
+genre and a "no horror"), and ``popular_items`` with no genre.
 """
 
 from __future__ import annotations
@@ -227,6 +235,68 @@ SMALL_TALK: list[tuple[list[str], list[str]]] = [
      ["Sure, happy to chat! When you want {n}, just tell me what you like.",
       "Hi! Whenever you feel like some {n}, I can help."]),
 ]  # fmt: skip
+
+# -- first decisions the base plans never open with: ids the user gives, moods and plots, year limits, overall hits --
+
+RANK_IDS_Q = ["Rank {r} for me.", "Which of {r} would I like most?", "I'm choosing between {r}. Which suits me best?",
+              "Order {r} by how much I'd enjoy them.", "Can you sort {r} for my taste?",
+              "Out of {r}, which should I {verb} first?", "Help me choose between {r}.", "Put {r} in order for me, best first.",
+              "I've narrowed it down to {r}. Rank them for me?", "{R}: which is the best fit for me?",
+              "I'm considering {r}. Which would you pick for me?", "How would you rank {r} for me?",
+              "Of {r}, which one matches my taste?", "sort {r} by what i'd like", "Which one first: {r}?"]  # fmt: skip
+RANK_HISTORY_Q = ["I loved {h}. Which of {r} should I {verb} next?", "Given that I enjoyed {h}, rank {r} for me.",
+                  "Big fan of {h}. Order {r} by what I'd like.", "My favourites: {h}. Which of {r} fits best?",
+                  "I really liked {h}; how would you rank {r} for someone like me?",
+                  "Knowing I liked {h}, which of {r} would I enjoy most?", "Based on {h}, which one of {r} should I pick?",
+                  "I had a great time with {h}. Sort {r} for me."]  # fmt: skip
+RANK_PREFER_Q = ["Which of {r} would suit me? I'm in a {g} mood.", "Rank {r} for me, favouring {g} ones.",
+                 "Of {r}, which fit me best? Preferably {g}.", "Sort {r} for my taste, with {g} ones first.",
+                 "I'm torn between {r}. I lean towards {g} tonight - which first?",
+                 "Rank {r} for me; I feel like something {g}."]  # fmt: skip
+RANK_AVOID_Q = ["Rank {r} for me, but I'm not in the mood for {x}.", "Which of {r} would I like? Ideally not {x}.",
+                "Sort {r} for my taste and push the {x} ones down.", "Of {r}, which fit me best? Less {x}, please."]  # fmt: skip
+RANK_TOP = [" Just the top {k}.", " Only the best {k}.", " Keep the top {k}.", " Top {k} is enough."]
+RANK_LEADS = ["Ranked for your taste:", "Here they are, best fit first:", "In order of how much you'd likely enjoy them:",
+              "For you, I'd go in this order:"]  # fmt: skip
+SIMILAR_IDS_Q = ["More like {r}, please.", "I loved {r}. Anything similar?", "Find me something similar to {r}.",
+                 "What's like {r}?", "Anything in the same vein as {r}?", "I enjoyed {r} a lot. What else would I like?",
+                 "Recommend {n} similar to {r}.", "Give me {n} like {r}.", "{R} - got anything similar?", "Similar {n} to {r}?",
+                 "If I liked {r}, what should I {verb} next?", "Show me {n} that people who liked {r} also liked.",
+                 "something like {r} pls", "I'm after more {n} like {r}."]  # fmt: skip
+INFO_ID_Q = ["What's {r}?", "Tell me about {r}.", "What is {r} called?", "Which {s} is {r}?", "What year is {r} from?",
+             "What genre is {r}?", "Look up {r}, please.", "Details on {r}?", "{R} - what is it?", "info on {r} pls",
+             "I saw {r} in a list. What is it?", "How popular is {r}?", "What do you have on {r}?",
+             "Can you check {r} for me?", "Is {r} old or new?"]  # fmt: skip
+LIKE_IT_Q = ["Anything similar?", "More like that one?", "Sounds good. Anything like it?", "Find me similar ones.",
+             "Got more like this?", "Nice, what else is like it?"]  # fmt: skip
+POPULAR_ALL_Q = ["What's popular?", "What are the most popular {n} overall?", "Show me the all-time favourites.",
+                 "What are the biggest hits in your catalog?", "Which {n} does everyone love, any genre?",
+                 "What {n} do most people {verb}?", "Give me the crowd favourites, any genre.",
+                 "What's the most {ved} {s} you have?", "Which {n} have the most fans overall?",
+                 "I just want the big ones everyone knows.", "Genre doesn't matter - what's most popular?",
+                 "What are people {ving} the most?", "top {n} overall?", "List the most popular {n}, please."]  # fmt: skip
+POPULAR_ALL_K = ["What are {k} of the most popular {n} overall?", "Top {k} {n}, any genre.", "Give me {k} of the biggest hits.",
+                 "List {k} of the most {ved} {n}, please.", "Show me {k} crowd favourites, any genre."]  # fmt: skip
+YEAR_ASK_FRAMES = ["{ask} {C}.", "{ask} But {c}.", "{ask} Oh, and {c}, please.", "{C}. {ask}", "{ask} One thing: {c}."]
+YEAR_ONLY_FRAMES = ["Any {s} is fine, but {c}.", "Something good, {c}.", "Recommend me some {n} - {c}.",
+                    "What can you find? {C}.", "I'm open to anything, {c}.", "{C}, otherwise surprise me.",
+                    "Give me {n}, {c}.", "Suggest a {s}. {C}.", "Looking for {n}, {c}.", "Any genre, {c}."]  # fmt: skip
+NO_GENRE_CLAUSE = ["no {x}", "nothing with {x}", "no {x} at all"]
+PLOT_NP = ["{n} about {x}", "a {s} about {x}", "something about {x}", "a story about {x}", "{n} involving {x}",
+           "{n} with {y}", "a {s} with {y}", "something with {y} in it", "{n} that revolve around {x}",
+           "a good {s} about {x}"]  # fmt: skip
+PLOT_Q = ["Got any {n} about {x}?", "Is there a {s} about {x}?", "What have you got about {x}?", "Any good {n} with {y}?",
+          "I'm really into stories about {x}. Suggestions?", "Do you have anything with {y}?", "Which {n} deal with {x}?",
+          "I'm looking for a plot with {y}.", "Recommend a {s} where the story is about {x}.", "Know a good {s} about {x}?",
+          "{X}: any {n} like that?", "Anything about {x}? That's my thing."]  # fmt: skip
+MOOD_NP = ["something {a}", "{aa} {s}", "{a} {n}", "anything {a}", "a really {a} {s}", "something {a} to {verb} tonight",
+           "a properly {a} {s}", "{n} that feel {a}"]  # fmt: skip
+MOOD_Q = ["I'm in the mood for something {a}.", "What's a good {a} {s}?", "Got anything {a}?",
+          "Feeling like {aa} {s} tonight. Ideas?", "I want something {a}. What do you have?", "Any {a} {n} you'd suggest?",
+          "Something {a}, please.", "Which {n} are really {a}?", "Need something {a} right now."]  # fmt: skip
+PERSONAL_TAIL = [" Ones that fit my taste, please.", " Rank them for me.", " Pick the ones I'd like best.",
+                 " Sorted by what I'd enjoy.", " Tailored to me, ideally."]  # fmt: skip
+
 FOLLOW_LEADS = ["Here you go:", "Sure, here they are:", "Done:", "Got it. These fit:", "Okay, here's the updated list:"]
 
 
@@ -297,6 +367,33 @@ class PlanContext:
             except Exception:  # no match at all: try the next variant
                 continue
         return exact
+
+    def candidate_items(self, n: int, top: int = 400) -> list[int]:
+        """``n`` well-known items the user has not seen, about half sharing a genre with the target: a list the user
+        may hold ids of. Never the target, never an item this user must not be answered with."""
+        seen = set(self.env.seen(self.task.user).tolist())
+        bad = seen | set(self.task.forbidden) | {self.task.target}
+        order = sorted(range(len(self.catalog.ids)), key=lambda i: (-int(self.env.popularity[i]), i))[:top]
+        pool = [i for i in order if i not in bad]
+        target = set(self.catalog.genres[self.task.target])
+        near = [i for i in pool if target & set(self.catalog.genres[i])]
+        if len(pool) < n:
+            raise GenerationFailed("too few unseen popular items")
+        chosen = self.rng.sample(near, min(len(near), (n + 1) // 2))
+        chosen += self.rng.sample([i for i in pool if i not in chosen], n - len(chosen))
+        self.rng.shuffle(chosen)
+        return chosen
+
+    def liked_items(self, n: int) -> list[int]:
+        """``n`` of the user's best-rated recent items (what they would point at by id), never the target."""
+        liked = [i for i in dict.fromkeys(self.task.liked(8)) if i != self.task.target]
+        if len(liked) < n:
+            raise GenerationFailed(f"needs {n} liked items")
+        return self.rng.sample(liked, n)
+
+    def refs(self, items: list[int]) -> str:
+        """The ids of internal ``items`` as the user types them ('movie 127', 'films 12, 100 and 7')."""
+        return ph.item_refs([self.catalog.ids[i] for i in items], self.noun, self.nouns, self.rng)
 
     def k(self) -> int:
         return self.rng.choice([3, 5, 5, 5, 8, 10])
@@ -588,8 +685,13 @@ def s_get_item(c: PlanContext) -> None:
     t = c.typed_title(i)
     c.user(c.dress(c.pick_frame(INFO_Q, t=t), asks=False), keep=[t])
     res = c.b.call(("get_item", {"title": t}))[0]
+    c.b.say(_describe_item(c, res))
+
+
+def _describe_item(c: PlanContext, res: dict[str, Any]) -> str:
+    """The answer to a look-up: the cited item, its genres, year and popularity."""
     it = res["item"]
-    c.b.say(f"{item_line(it)}: a {', '.join(g.lower() for g in it['genres']) or 'uncategorised'} {c.noun}"
+    return (f"{item_line(it)}: a {', '.join(g.lower() for g in it['genres']) or 'uncategorised'} {c.noun}"
             f"{' from ' + str(it['year']) if it.get('year') else ''}, with {res['popularity']} interactions in the data.")
 
 
@@ -986,6 +1088,272 @@ def n_smalltalk(c: PlanContext) -> None:
     c.b.say(c.pick_frame(replies))
 
 
+# -- plans that open with what the base plans never open with ---------------------------------------------------------
+
+
+def _rank_ids_request(c: PlanContext, r: str, n_items: int) -> tuple[str, int | None, str]:
+    """'Which of movies 12, 100 and 7 would I like most?' and sometimes 'Just the top two.' -> (text, k, k word)."""
+    text = c.pick_frame(RANK_IDS_Q, r=r, R=r[:1].upper() + r[1:])
+    k, kw = None, ""
+    if n_items > 3 and c.rng.random() < 0.3:
+        k = c.rng.choice([n for n in (1, 2, 3) if n < n_items])
+        kw = ph.number(k, c.rng)
+        text += c.rng.choice(RANK_TOP).format(k=kw)
+    return text, k, kw
+
+
+def s_rank_given(c: PlanContext) -> None:
+    """'Rank movies 12, 100 and 7 for me (user 5)': rank_items over the ids the user gives, for that user."""
+    items = c.candidate_items(c.rng.choice([3, 3, 4, 5, 6]))
+    r = c.refs(items)
+    text, k, kw = _rank_ids_request(c, r, len(items))
+    c.user(c.with_uid(text, force=True), keep=[r, kw])
+    res = c.b.call(("rank_items", {"user_id": c.task.user_id, "item_ids": [c.catalog.ids[i] for i in items], "k": k}))
+    c.answer(c.pick(res, k or len(items)), lead=c.rng.choice(RANK_LEADS))
+
+
+def s_rank_history(c: PlanContext) -> None:
+    """'I loved movies 50 and 172; which of 12, 100 and 7 should I watch?': rank_items for a history, no user id."""
+    liked = c.liked_items(c.rng.choice([1, 2, 2, 3]))
+    items = c.candidate_items(c.rng.choice([3, 4, 5]))
+    h, r = c.refs(liked), c.refs(items)
+    text = c.pick_frame(RANK_HISTORY_Q, h=h, r=r, H=h[:1].upper() + h[1:])
+    c.user(text, keep=[h, r])
+    res = c.b.call(("rank_items", {"history": [c.catalog.ids[i] for i in liked],
+                                   "item_ids": [c.catalog.ids[i] for i in items]}))  # fmt: skip
+    c.answer(c.pick(res, len(items)), lead=c.rng.choice(RANK_LEADS))
+
+
+def s_rank_pref_given(c: PlanContext) -> None:
+    """'Of movies 12, 100 and 7, which fit me? Preferably funny.': rank_by_preference over the given ids."""
+    items = c.candidate_items(c.rng.choice([3, 4, 5, 6]))
+    r = c.refs(items)
+    shown = {g for i in items for g in c.catalog.genres[i]} - {"unknown"}
+    prefer = [g for g in c.catalog.genres[c.task.target] if g in shown]
+    avoid = sorted(shown - set(c.catalog.genres[c.task.target]))
+    if prefer and (not avoid or c.rng.random() < 0.65):
+        g = c.rng.choice(prefer)
+        text, args = c.pick_frame(RANK_PREFER_Q, r=r, g=ph.genre_word(g, c.rng)), {"prefer_genres": [g]}
+    elif avoid:
+        x = c.rng.choice(avoid)
+        text, args = c.pick_frame(RANK_AVOID_Q, r=r, x=ph.genre_neg_word(x, c.rng)), {"avoid_genres": [x]}
+    else:
+        raise GenerationFailed("no genre preference to state about these items")
+    c.user(c.with_uid(text, force=True), keep=[r])
+    res = c.b.call(("rank_by_preference", {"user_id": c.task.user_id, "item_ids": [c.catalog.ids[i] for i in items],
+                                           **args}))  # fmt: skip
+    c.answer(c.pick(res, len(items)), lead=c.rng.choice(["Ranked with your preference in mind:", *RANK_LEADS]))
+
+
+def s_similar_ids(c: PlanContext) -> None:
+    """'More like movies 50 and 172': similar_items straight on the ids the user gives (no look-up first)."""
+    liked = c.liked_items(c.rng.choice([1, 1, 1, 2, 2, 3]))
+    r = c.refs(liked)
+    k, kw = c.stated_k(0.3)
+    text = c.pick_frame(SIMILAR_IDS_Q, r=r, R=r[:1].upper() + r[1:])
+    if kw:
+        text += ph.count_clause(kw, c.nouns, c.rng)
+    c.user(c.dress(text), keep=[r, kw])
+    res = c.b.call(("similar_items", {"item_ids": [c.catalog.ids[i] for i in liked], "k": k}))
+    c.answer(c.pick(res, k or 5))
+
+
+def s_item_by_id(c: PlanContext) -> None:
+    """'What's movie 127?': get_item by the id the user gives."""
+    i = c.rng.choice(c.liked_items(1) + c.candidate_items(1))
+    r = c.refs([i])
+    c.user(c.dress(c.pick_frame(INFO_ID_Q, r=r, R=r[:1].upper() + r[1:]), asks=False), keep=[r])
+    res = c.b.call(("get_item", {"item_id": c.catalog.ids[i]}))[0]
+    c.b.say(_describe_item(c, res))
+
+
+def _theme_request(c: PlanContext, kw: str, lo: int | None, hi: int | None, tail: str = "") -> tuple[str, str]:
+    """A request for a mood ('something heartwarming', 'Rainy evening, blanket and tea: what fits?') or a plot
+    ('films about a bank robbery') near the target's genres, and the search query it becomes: the mood word the user
+    said (or the mood's key words when they only described it), or the plot's key words, with the noun and era."""
+    rng = c.rng
+    genres = list(c.catalog.genres[c.task.target])
+    era = ph.era_phrase(lo, hi, rng)
+    count = ph.count_clause(kw, c.nouns, rng) if kw else ""
+    if c.domain != "music" and rng.random() < 0.55:
+        theme = ph.theme_near(ph.PLOTS, genres, rng)
+        x, y = rng.choice(theme.words), rng.choice(theme.extras)
+        frames, slots, words = (PLOT_NP, PLOT_Q), {"x": x, "y": y, "X": x[:1].upper() + x[1:]}, theme.query
+    else:
+        theme = ph.theme_near(ph.MOODS, genres, rng)
+        a = rng.choice(theme.words)
+        frames, slots, words = (MOOD_NP, MOOD_Q), {"a": a, "aa": f"{article(a)} {a}"}, a
+        if rng.random() < 0.3:  # the mood described, not named: the query takes the mood's key words
+            np = f"{kw} {c.nouns}" if kw else rng.choice(["something", f"a {c.noun}", f"some {c.nouns}"])
+            np += f" {era}" if era else ""
+            frames = [f for f in ph.ASK_SHORT if "{np}" in f] if (era or kw) else ph.ASK_SHORT
+            ask = c.fmt(rng.choice(frames), np=np)
+            wish = rng.choice(theme.extras)
+            text = f"{wish} {ask}" if rng.random() < 0.6 else f"{ask} {wish}"
+            return text + tail, f"{theme.query} {c.nouns} {ph.era_query(lo, hi)}".strip()
+    if rng.random() < 0.5:
+        np = c.pick_frame(frames[0], **slots) + (f" {era}" if era else "")
+        text = c.dress(ph.want(np, rng, c.domain) + count)
+    else:
+        text = c.dress(c.pick_frame(frames[1], **slots) + (f" Preferably {era}." if era else "") + count)
+    return text + tail, f"{words} {c.nouns} {ph.era_query(lo, hi)}".strip()
+
+
+def s_mood(c: PlanContext) -> None:
+    """A mood or a plot in free text ('something eerie', 'films about a heist'): search_items with those words."""
+    k, kw = c.stated_k(0.3)
+    lo, hi = c.target_era() if c.rng.random() < 0.2 else (None, None)
+    text, query = _theme_request(c, kw, lo, hi)
+    c.user(text, keep=[kw])
+    res = c.b.call(("search_items", {"query": query, "k": k}))
+    c.answer(c.pick(res, k or 5))
+
+
+def _year_limits(c: PlanContext, year: int) -> tuple[int | None, int | None]:
+    """Release-year limits that keep the target's year: a floor, a ceiling, two decades or a few years around it.
+
+    A ceiling at or after the catalog's last year would limit nothing, so such targets get floors instead.
+    """
+    d, last = ph.decade(year), int(c.catalog.years.max())
+    ceilings = [y for y in (d + 9, d + 9, year + (-year) % 5) if y < last]
+    style = c.rng.random()
+    if style < 0.4 or (style < 0.75 and not ceilings):
+        return c.rng.choice([d, d, d - 5, d - 10, year - year % 5]), None
+    if style < 0.75:
+        return None, c.rng.choice(ceilings)
+    if c.rng.random() < 0.5:
+        lo = d - 10 if d + 19 >= last or c.rng.random() < 0.5 else d
+        return lo, lo + 19
+    return year - c.rng.choice([2, 3, 5]), min(year + c.rng.choice([1, 2, 5]), last)
+
+
+def _year_limited(c: PlanContext, k: int | None, kw: str, tail: str = "") -> tuple[str, dict[str, Any]]:
+    """A request with year limits said as constraints ('nothing before 1990', 'nothing after the seventies', 'from
+    the 80s or 90s'), alone or with a genre and a 'no horror', and the filter_items arguments it becomes."""
+    year = int(c.catalog.years[c.task.target])
+    if not year:
+        raise GenerationFailed("target has no year")
+    target_genres = set(c.catalog.genres[c.task.target])
+    for _ in range(8):  # a combination the catalog has answers for
+        lo, hi = _year_limits(c, year)
+        genres = c.target_genres(1) if c.rng.random() < 0.45 else []
+        xs, xwords = _negatives(c, target_genres | set(genres)) if c.rng.random() < 0.4 else ([], "")
+        unseen = c.rng.random() < 0.15
+        if c.answerable(c.preview_catalog(genres, "any", xs, lo, hi, unseen), k or 10):
+            break
+    else:
+        raise GenerationFailed("no year limit with answers")
+    clauses = [ph.year_bound(lo, hi, c.nouns, c.rng)]
+    if xs:
+        clauses.insert(c.rng.randrange(2), c.rng.choice(NO_GENRE_CLAUSE).format(x=xwords))
+    clause = c.rng.choice([" and ", ", "]).join(clauses)
+    cap = clause[:1].upper() + clause[1:]
+    if genres:
+        text = c.rng.choice(YEAR_ASK_FRAMES).format(ask=_attr_request(c, genres, None, None, kw), c=clause, C=cap)
+    else:
+        text = c.fmt(c.rng.choice(YEAR_ONLY_FRAMES), c=clause, C=cap)
+        if kw:
+            text += ph.count_clause(kw, c.nouns, c.rng)
+    text += tail
+    if unseen:
+        text = c.with_uid(text + c.pick_frame(UNSEEN_SENTENCE), force=True)
+    args = {"genres": genres or None, "exclude_genres": xs or None, "year_min": lo, "year_max": hi,
+            "exclude_seen_by": c.task.user_id if unseen else None}  # fmt: skip
+    return text, args
+
+
+def s_filter_years(c: PlanContext) -> None:
+    """Year limits (and maybe a genre, a 'no horror') said as constraints: filter_items(year_min / year_max, ...)."""
+    k, kw = c.stated_k()
+    text, args = _year_limited(c, k, kw)
+    c.user(text, keep=[kw])
+    res = c.b.call(("filter_items", {**args, "k": k}))
+    c.answer(c.pick(res, k or 5))
+
+
+def c_filter_rank(c: PlanContext) -> None:
+    """Year limits and negatives for this user ('nothing before 1990, no horror, picked for me'): filter_items,
+    then rank_items over what it kept."""
+    k, kw = c.stated_k(0.3)
+    text, args = _year_limited(c, None, kw, tail=c.rng.choice(PERSONAL_TAIL))
+    c.user(c.with_uid(text), keep=[kw])
+    name = c.set_name()
+    c.b.call(("filter_items", {**args, "k": c.rng.choice([20, 30, 50]), "save_as": name}))
+    res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": name, "k": k}))
+    c.answer(c.pick(res, k or 5))
+
+
+def s_popular_all(c: PlanContext) -> None:
+    """'What's popular?' with no genre: popular_items over the whole catalog."""
+    k, kw = c.stated_k(0.35)
+    text = c.pick_frame(POPULAR_ALL_K, k=kw) if kw else c.pick_frame(POPULAR_ALL_Q)
+    c.user(c.dress(text), keep=[kw])
+    res = c.b.call(("popular_items", {"k": k}))
+    c.answer(c.pick(res, k or 5), lead=c.rng.choice([f"The most popular {c.nouns} overall:", "Crowd favourites:",
+                                                     f"These {c.nouns} have the most fans:"]))  # fmt: skip
+
+
+def p_items2_ids(c: PlanContext) -> None:
+    """'Which is older, movie 12 or movie 100?': two get_item calls by the ids the user gives, in parallel."""
+    a, b = c.liked_items(1) + c.candidate_items(1) if c.rng.random() < 0.5 else c.liked_items(2)
+    ra, rb = c.refs([a]), c.refs([b])
+    c.user(c.pick_frame(TWO_ITEMS_Q, a=ra, b=rb), keep=[ra, rb])
+    res = c.b.call(("get_item", {"item_id": c.catalog.ids[a]}), ("get_item", {"item_id": c.catalog.ids[b]}))
+    c.b.say("Here they are:\n" + "\n".join(f"- {item_line(r['item'])}" for r in res))
+
+
+def c_similar_ids_rank(c: PlanContext) -> None:
+    """'More like movies 50 and 172, ranked for me': similar_items on the given ids, then rank_items for the user."""
+    liked = c.liked_items(c.rng.choice([1, 2, 2]))
+    r = c.refs(liked)
+    k, kw = c.stated_k(0.3)
+    text = c.pick_frame(SIMILAR_IDS_Q, r=r, R=r[:1].upper() + r[1:]) + c.rng.choice(PERSONAL_TAIL)
+    if kw:
+        text += ph.count_clause(kw, c.nouns, c.rng)
+    c.user(c.with_uid(text), keep=[r, kw])
+    name = c.set_name()
+    c.b.call(("similar_items", {"item_ids": [c.catalog.ids[i] for i in liked], "k": 20, "save_as": name}))
+    res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": name, "k": k}))
+    c.answer(c.pick(res, k or 5))
+
+
+def c_item_id_similar(c: PlanContext) -> None:
+    """'What's movie 127?', then 'anything similar?': get_item by id, then similar_items on it."""
+    i = c.liked_items(1)[0]
+    r = c.refs([i])
+    c.user(c.dress(c.pick_frame(INFO_ID_Q, r=r, R=r[:1].upper() + r[1:]), asks=False), keep=[r])
+    res = c.b.call(("get_item", {"item_id": c.catalog.ids[i]}))[0]
+    c.b.say(_describe_item(c, res))
+    k, kw = c.stated_k(0.25)
+    text = c.pick_frame(LIKE_IT_Q) + (ph.count_clause(kw, c.nouns, c.rng) if kw else "")
+    c.user(text, keep=[kw])
+    out = c.b.call(("similar_items", {"item_ids": [res["item"]["item_id"]], "k": k}))
+    c.answer(c.pick(out, k or 5), lead=c.rng.choice(FOLLOW_LEADS))
+
+
+def c_mood_rank(c: PlanContext) -> None:
+    """A mood or plot for this user ('something eerie I'd like'): search_items, then rank_items for the user."""
+    k, kw = c.stated_k(0.3)
+    text, query = _theme_request(c, kw, None, None, tail=c.rng.choice(PERSONAL_TAIL))
+    c.user(c.with_uid(text), keep=[kw])
+    name = c.set_name()
+    c.b.call(("search_items", {"query": query, "k": max(c.rng.choice([10, 20]), k or 0), "save_as": name}))
+    res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": name, "k": k}))
+    c.answer(c.pick(res, k or 5))
+
+
+def cl_rank(c: PlanContext) -> None:
+    """'Which of movies 12, 100 and 7 would I like?' without an id: ask for it, then rank_items."""
+    items = c.candidate_items(c.rng.choice([3, 4, 5]))
+    r = c.refs(items)
+    text, k, kw = _rank_ids_request(c, r, len(items))
+    c.user(text, keep=[r, kw])
+    c.b.say(c.rng.choice(ASK_ID))
+    c.user(ph.uid_reply(c.task.user_id, c.rng))
+    res = c.b.call(("rank_items", {"user_id": c.task.user_id, "item_ids": [c.catalog.ids[i] for i in items], "k": k}))
+    c.answer(c.pick(res, k or len(items)), lead=c.rng.choice(RANK_LEADS))
+
+
 PLANS: dict[str, list[tuple[str, tuple[str, ...], Plan]]] = {
     "single": [
         ("search", ("search_items",), s_search), ("filter", ("filter_items",), s_filter),
@@ -1015,8 +1383,45 @@ PLANS: dict[str, list[tuple[str, tuple[str, ...], Plan]]] = {
     ],
     "no_tool": [("out_of_scope", (), n_out_of_scope), ("greeting", (), n_greeting), ("smalltalk", (), n_smalltalk)],
 }  # fmt: skip
+# The plan mix. A dialog of a kind draws one of the base PLANS above (uniformly, from the dialog's own RNG, as it
+# always has), except that with probability FIRST_CALL_SHARE[kind] it draws from FIRST_CALL_PLANS[kind] instead, by
+# weight. These plans open with first decisions the base plans never make (rank_items / rank_by_preference on ids the
+# user gives, similar_items and get_item on given ids, search_items for a mood or plot, filter_items from year limits
+# said as constraints, popular_items with no genre). Whether and which one is drawn with a separate seeded RNG
+# (:func:`choose_plan`), so a dialog that keeps a base plan is the same dialog as before these plans existed.
+# Weights within a kind: mood and plot requests weigh most (3.0 single, 1.5 chain): they are many and the base plans
+# never search free text; year limits and negatives next (2.5: filter_items opens few base dialogs), then given-id
+# ranking (1.5) and similar_items on given ids (1.25); get_item by id is light (0.75 single, 0.5 chain) because the
+# base plans already open with get_item most; ranking for a history without a user id and ranking with a stated
+# preference are rarer asks (0.5, 0.75). Per kind, 60% of single, 30% of chain, 25% of clarify and 20% of parallel
+# dialogs play a first-call plan (no_tool dialogs keep their base plans).
+FIRST_CALL_PLANS: dict[str, list[tuple[str, tuple[str, ...], Plan, float]]] = {
+    "single": [
+        ("rank_given", ("rank_items",), s_rank_given, 1.5), ("rank_history", ("rank_items",), s_rank_history, 0.5),
+        ("rank_pref_given", ("rank_by_preference",), s_rank_pref_given, 0.75),
+        ("similar_ids", ("similar_items",), s_similar_ids, 1.25), ("item_by_id", ("get_item",), s_item_by_id, 0.75),
+        ("mood", ("search_items",), s_mood, 3.0), ("filter_years", ("filter_items",), s_filter_years, 2.5),
+        ("popular_all", ("popular_items",), s_popular_all, 1.0),
+    ],
+    "parallel": [("items2_ids", ("get_item",), p_items2_ids, 1.0)],
+    "chain": [
+        ("similar_ids_rank", ("similar_items", "rank_items"), c_similar_ids_rank, 1.0),
+        ("item_id_similar", ("get_item", "similar_items"), c_item_id_similar, 0.5),
+        ("mood_rank", ("search_items", "rank_items"), c_mood_rank, 1.5),
+        ("filter_rank", ("filter_items", "rank_items"), c_filter_rank, 1.0),
+    ],
+    "clarify": [("ask_rank", ("rank_items",), cl_rank, 1.0)],
+}  # fmt: skip
+FIRST_CALL_SHARE: dict[str, float] = {"single": 0.6, "parallel": 0.2, "chain": 0.3, "clarify": 0.25}
 NEEDS_USER_ID = {"retrieve", "history", "models", "similar_rank", "retrieve_filter", "search_prefer",
-                 "history_similar", "deep", "refine", "refine_like", "refine_rank", "trim"}  # fmt: skip
+                 "history_similar", "deep", "refine", "refine_like", "refine_rank", "trim",
+                 "rank_given", "rank_pref_given", "similar_ids_rank", "mood_rank", "filter_rank"}  # fmt: skip
+
+
+def all_plan_names() -> set[str]:
+    """Every plan name, base and first-call plans."""
+    return {name for plans in PLANS.values() for name, _, _ in plans} | {
+        name for plans in FIRST_CALL_PLANS.values() for name, *_ in plans}
 
 
 @dataclass
@@ -1033,6 +1438,19 @@ class GenRequest:
     tools_per_dialog: tuple[int, int] = (3, 8)
     max_distractors: int = 2
     serving_tools: bool = False  # offer exactly the chat agent's tools (see SynthConfig.serving_tools_share)
+
+
+def choose_plan(req: GenRequest) -> tuple[str, tuple[str, ...], Plan]:
+    """The plan of a request: a first-call plan with probability FIRST_CALL_SHARE[kind] (drawn with an RNG of its
+    own, seeded by the request), else a base plan drawn from the request's RNG exactly as before."""
+    extra = FIRST_CALL_PLANS.get(req.kind, [])
+    if extra:
+        side = random.Random(f"plan-mix:{req.attempt}:{req.kind}:{req.split}:{req.domain}:{req.task.user_id}:"
+                             f"{req.serving_tools}")  # fmt: skip
+        if side.random() < FIRST_CALL_SHARE.get(req.kind, 0.0):
+            name, cores, plan, _ = side.choices(extra, weights=[w for *_, w in extra])[0]
+            return name, cores, plan
+    return req.rng.choice(PLANS[req.kind])
 
 
 class ProgrammaticGenerator:
@@ -1062,7 +1480,7 @@ class ProgrammaticGenerator:
     def generate(self, req: GenRequest) -> Sample:
         """Play one dialog of ``req.kind``; raises :class:`GenerationFailed` when real data does not allow it."""
         rng = req.rng
-        plan_name, cores, plan = rng.choice(PLANS[req.kind])
+        plan_name, cores, plan = choose_plan(req)
         topic = rng.choice(list(OUT_OF_SCOPE)) if plan_name == "out_of_scope" else None
         variants = self.offer(req, cores, topic)
         session = self.env.session()

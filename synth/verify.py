@@ -10,6 +10,7 @@ reason, not just the first), and the model layer (:mod:`recagent.synth.judge`) a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,14 @@ USER_FIELDS = {"user_id", "exclude_seen_by"}
 ITEM_FIELDS = {"item_id", "item_ids", "history", EXCLUDE_PARAM}
 SET_FIELDS = {"candidates"}
 SET_READERS = {"get_candidates": "name"}  # tools whose own parameter names a set
+# Item ids a user states: after an item word ("movie 318", "items 7 and 64", "ids: 5, 9", "film #3") or as "#318"
+# (not "user #42", which is a user id).
+_ITEM_REF = re.compile(
+    r"(?:\b(?:items?|movies?|films?|books?|tracks?|titles?|ids?)\b\s*(?:(?:no\.?|number|#|id)\s*)?:?\s*"
+    r"|(?<!user )(?<!user)(?<!i'm )(?<!im )#\s*)"
+    r"(#?\d+(?:\s*(?:,\s*(?:(?:and|or)\s+|&\s*)?|\band\b|\bor\b|&|/|\+)\s*#?\d+)*)(?!\w)",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -305,7 +314,8 @@ def check_ids_from_results(sample: Sample, ctx: VerifyContext) -> tuple[bool, st
         for t in by_msg.get(mi, []):
             for key in ITEM_FIELDS:
                 for val in _as_list(t.core_arguments.get(key)):
-                    if str(val) not in seen_ids and f"[{val}]" not in said and f"id {val}" not in said:
+                    if str(val) not in seen_ids and f"[{val}]" not in said and f"id {val}" not in said \
+                            and str(val) not in given_item_ids(said):
                         return False, f"{t.name}: item id {val!r} did not come from an earlier tool result"
             for key in SET_FIELDS | ({SET_READERS[t.core]} if t.core in SET_READERS else set()):
                 name = t.core_arguments.get(key)
@@ -323,9 +333,15 @@ def check_ids_from_results(sample: Sample, ctx: VerifyContext) -> tuple[bool, st
     return True, ""
 
 
-def _mentions(text: str, token: str) -> bool:
-    import re
+def given_item_ids(text: str) -> set[str]:
+    """Item ids a text states after an item word or a '#': 'movie 127', 'items 12 and 100', '#5, #9 or #40'.
 
+    A bare number ('5 movies', 'from 1990') is not an item id; each id of a list after one item word is.
+    """
+    return {n for m in _ITEM_REF.finditer(text) for n in re.findall(r"\d+", m.group(1))}
+
+
+def _mentions(text: str, token: str) -> bool:
     return re.search(rf"(?<![\w]){re.escape(token)}(?![\w])", text) is not None
 
 

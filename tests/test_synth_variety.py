@@ -177,7 +177,8 @@ def test_a_stated_count_is_the_calls_k_and_an_unstated_one_is_left_out(requests2
 
     checked = 0
     for s in requests200:
-        if s.extra["plan"] not in ("search", "filter", "filter_neg", "popular", "retrieve"):
+        if s.extra["plan"] not in ("search", "filter", "filter_neg", "popular", "retrieve", "mood", "filter_years",
+                                   "popular_all"):
             continue
         (call,) = trace_calls(s)
         k = call.core_arguments.get("k")

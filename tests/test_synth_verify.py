@@ -20,11 +20,13 @@ def synth(ml100k_env):
 
 @pytest.fixture(scope="module")
 def by_plan(synth):
-    """One verified dialog per generation plan."""
+    """One verified dialog per generation plan (base and first-call plans)."""
     from recagent.synth.builder import GenerationFailed
+    from recagent.synth.programmatic import all_plan_names
 
     found: dict[str, Sample] = {}
-    for attempt in range(600):
+    names = all_plan_names()
+    for attempt in range(2000):
         req = synth.request(attempt)
         try:
             s = synth.generator.generate(req)
@@ -33,6 +35,8 @@ def by_plan(synth):
         plan = s.extra["plan"]
         if plan not in found and verify(s, synth.vctx).passed:
             found[plan] = s
+        if set(found) == names:
+            break
     return found
 
 
@@ -63,9 +67,9 @@ def set_arg(tc, sample, core_name, value):
 
 
 def test_every_plan_produces_a_dialog_that_passes_every_check(by_plan, synth):
-    from recagent.synth.programmatic import PLANS
+    from recagent.synth.programmatic import all_plan_names
 
-    assert set(by_plan) == {name for plans in PLANS.values() for name, _, _ in plans}
+    assert set(by_plan) == all_plan_names()
     for s in by_plan.values():
         assert failed(s, synth) == {}
         assert infer_kind(s) == s.kind
@@ -160,6 +164,42 @@ def test_ids_from_results_rejects_ids_and_sets_that_no_earlier_call_produced(by_
     s.messages = [({**m, "content": m["content"].replace(uid, "someone")} if m["role"] in ("user", "system") else m)
                   for m in s.messages]  # fmt: skip
     assert "was never given in the conversation" in failed(s, synth)["ids_from_results"]
+
+
+def test_item_ids_the_user_gives_count_only_after_an_item_word_or_a_hash():
+    import random
+
+    from recagent.synth import phrasing as ph
+    from recagent.synth.verify import given_item_ids
+
+    assert given_item_ids("Tell me about movie 127.") == {"127"}
+    assert given_item_ids("rank items 12, 100, and 7 for me") == {"12", "100", "7"}
+    assert given_item_ids("ids: 5, 9 or 40?") == given_item_ids("#5, #9 or #40") == {"5", "9", "40"}
+    assert given_item_ids("film no. 3 and book number 8") == {"3", "8"}
+    for text in ("I want 5 movies from 1990", "films from the 90s", "user #42 here", "I'm #42.", "Toy Story 2"):
+        assert given_item_ids(text) == set(), text
+    rng = random.Random(0)
+    for n in (1, 2, 3, 5):
+        for _ in range(60):
+            ids = [str(rng.randint(1, 1682)) for _ in range(n)]
+            text = ph.item_refs(ids, "movie", "movies", rng)
+            assert set(ids) <= given_item_ids(text) | {i for i in ids if f"[{i}]" in text}, text
+
+
+def test_year_limits_said_as_constraints_keep_their_bounds():
+    import random
+
+    from recagent.synth import phrasing as ph
+
+    rng = random.Random(1)
+    for _ in range(50):
+        decade_floor = ph.year_bound(1990, None, "movies", rng)
+        assert any(w in decade_floor for w in ("1990", "90s", "nineties")), decade_floor
+        floor = ph.year_bound(1985, None, "movies", rng)
+        assert "1985" in floor and not floor.startswith("nothing after"), floor
+        ceiling = ph.year_bound(None, 1979, "movies", rng)
+        assert any(w in ceiling for w in ("1979", "1980", "70s", "1970s", "seventies")), ceiling
+        assert not any(w in ceiling for w in ("before 1979", "older than 1979")), ceiling
 
 
 def test_executes_rejects_a_call_that_fails_when_run(by_plan, synth):
