@@ -382,7 +382,7 @@ def _join(parts: list[str], rng: random.Random) -> str:
 
 
 def item_refs(ids: list[str], noun: str, nouns: str, rng: random.Random) -> str:
-    """Catalog item ids as a user types them: 'movie 127', '#127', 'id 127', 'films 12, 100 and 7', '#12 & #100'.
+    """Catalog item ids as a user types them: 'movie 318', '#318', 'id 318', 'films 7, 64 and 9', '#7 & #64'.
 
     Every form names each id after an item word, a '#' or in brackets, so that the ids read as item ids
     (the verifier's rule for ids the user gave); callers keep the whole span out of :func:`noisy`.
