@@ -574,7 +574,7 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
         if cfg.decision_samples:
             train_ds = _with_decision_samples(train_ds, cfg.whole_dialogs, cfg.seed)
         eval_ds = _load_json_dataset(data / "test.jsonl", None) if cfg.eval_strategy != "no" else None
-        total = sum(p.numel() for p in model.parameters())
+        total = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)  # the base model (init_adapter: wrapped)
 
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / CONFIG_FILE)

@@ -266,6 +266,8 @@ def test_lora_via_the_cli_trains_only_adapters_merges_and_drops_over_long_dialog
 
 def test_init_adapter_starts_a_new_run_from_an_adapters_weights(base_model, data_dir, synthetic_split, tmp_path):
     """A second run on the same adapter: at learning rate 0 it saves the adapter it started from, else it moves it."""
+    from transformers import AutoModelForCausalLM
+
     lora = ["use_lora=true", "lora_r=4", "lora_alpha=8", "merge_lora=false", "max_steps=1"]
     first = load_sft_config(None, FAST + lora, data_dir=str(data_dir), output_dir=str(tmp_path / "a"),
                             base_model=str(base_model))  # fmt: skip
@@ -274,7 +276,9 @@ def test_init_adapter_starts_a_new_run_from_an_adapters_weights(base_model, data
     for lr, same in (("0", True), ("1e-2", False)):
         cfg = load_sft_config(None, FAST + lora + [f"learning_rate={lr}", f"init_adapter={start}"],
                               data_dir=str(data_dir), output_dir=str(tmp_path / f"b{lr}"), base_model=str(base_model))  # fmt: skip
-        after = load_file(train_sft(cfg, split=synthetic_split) / "adapter_model.safetensors")
+        final = train_sft(cfg, split=synthetic_split)
+        after = load_file(final / "adapter_model.safetensors")
+        assert _run(final)["total_params"] == sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(base_model).parameters())
         assert set(after) == set(weights)
         assert all(torch.equal(weights[k], after[k]) for k in weights) is same, lr
 
