@@ -25,11 +25,14 @@ def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0) -> l
     from recagent.synth.export import to_bfcl
     from recagent.synth.sample import Sample
 
+    from synth_first_calls import is_serving, serving_tool_names  # this folder: one definition of a serving row
+
     rows = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()][first_row:]
+    served = serving_tool_names()
     tasks = []
     for row in rows:
         sample = Sample.from_row(row)
-        serving = len(sample.tools) == 10 and all(v.get("origin") == "original" for v in sample.tool_variants.values())
+        serving = is_serving(row, served)
         for e in to_bfcl(sample):
             tasks.append({"entry": e, "tools": sample.tools, "kind": sample.kind, "serving": serving, "no_tool": False})
         if sample.kind == "no_tool":
