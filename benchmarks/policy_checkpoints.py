@@ -3,7 +3,8 @@
 Validation dialogs are the rows of the run's ``train.jsonl`` after its ``max_samples`` (the SFT job
 never reads them). Every assistant turn of a validation dialog is one task: the turns that call
 tools are checked by BFCL-style AST match (``recagent.evaluation.ast_match``) and the first turn of
-a no-tool dialog must not call. The policy is the local one as served: llama.cpp, grammar-constrained,
+a no-tool dialog must not call. ``first_calls_serving`` is the subset that opens a dialog on the served tools.
+The policy is the local one as served: llama.cpp, grammar-constrained,
 tool choice ``auto`` (it decides whether to call), greedy, with the checkpoint's LoRA adapter.
 
     python benchmarks/policy_checkpoints.py --run ~/.cache/recagent/runs/policy/sft --tasks 80
@@ -33,8 +34,9 @@ def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0) -> l
     for row in rows:
         sample = Sample.from_row(row)
         serving = is_serving(row, served)
-        for e in to_bfcl(sample):
-            tasks.append({"entry": e, "tools": sample.tools, "kind": sample.kind, "serving": serving, "no_tool": False})
+        for j, e in enumerate(to_bfcl(sample)):
+            tasks.append({"entry": e, "tools": sample.tools, "kind": sample.kind, "serving": serving, "no_tool": False,
+                          "first": j == 0})  # fmt: skip
         if sample.kind == "no_tool":
             first_user = next(i for i, m in enumerate(sample.messages) if m["role"] == "user")
             entry = {"id": f"{sample.id}_notool", "question": sample.messages[: first_user + 1], "ground_truth": [],
@@ -63,6 +65,8 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
         calls += [PredictedCall(c.get("name"), None) for c in ai.invalid_tool_calls]
         ok = check_turn(calls, t["entry"]).valid
         groups = ["no_tool"] if t["no_tool"] else ["calls", "calls_serving" if t["serving"] else "calls_variants"]
+        if t.get("first") and t["serving"]:
+            groups.append("first_calls_serving")  # what the decision-only stages train and a new chat opens with
         for g in groups:
             tally.setdefault(g, []).append(int(ok))
         if not t["no_tool"]:

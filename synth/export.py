@@ -8,7 +8,8 @@
   (``question``), the offered functions, and the ground-truth calls with the allowed values of every
   parameter (``""`` = may be omitted), as BFCL's AST checker reads them. Free-text parameters
   (search queries, candidate-set names) are listed in ``free_text``: any value of the right type is
-  acceptable there, which BFCL's exact lists cannot express.
+  acceptable there, which BFCL's exact lists cannot express; an optional one (a set name) may also
+  be left out.
 """
 
 from __future__ import annotations
@@ -105,14 +106,16 @@ def to_bfcl(sample: Sample) -> list[dict[str, Any]]:
             params = props.get("properties", {})
             rec = sample.tool_variants.get(name, {})
             renames = rec.get("params") or {}
+            free[name] = sorted(p for p in params if renames.get(p, p) in FREE_TEXT_CORE)
             allowed = {}
             for p in params:
                 if isinstance(args, dict) and p in args:
-                    allowed[p] = [args[p]]
+                    # naming a set (optional, free text) is foresight about later turns that a one-turn
+                    # check cannot judge: the gold's name is one choice, leaving it out is another
+                    allowed[p] = [args[p], ""] if p in free[name] and p not in required else [args[p]]
                 elif p not in required:
                     allowed[p] = [""]
             truth.append({name: allowed})
-            free[name] = sorted(p for p in params if renames.get(p, p) in FREE_TEXT_CORE)
         entries.append({
             "id": f"{sample.id}_{i}",
             "category": sample.kind,

@@ -48,6 +48,10 @@ from recagent.tools.env import ToolEnv
 from recagent.tools.toolkit import ToolRegistry
 
 SET_NAMES = ["picks", "shortlist", "recs", "pool", "matches", "cands", "similar", "mine"]
+# A count the user did not state is never a coin flip: a call that builds a pool for a later step asks for
+# POOL_K items and every other call leaves the count out (the tool default). A random unstated count is a
+# gold argument the request cannot predict: it capped AST match and kept the SFT loss up.
+POOL_K = 20
 OUT_OF_SCOPE: dict[str, list[str]] = {
     "tickets": ["Can you book two tickets for {t} tonight?", "Where is {t} showing near me this weekend?",
                 "Get me seats for {t} on Friday.", "any cinemas playing {t} tonight?", "Reserve a ticket for {t}, please."],
@@ -780,9 +784,8 @@ def p_search_filter(c: PlanContext) -> None:
                                  " Plus the top {g} {n} {e}, please.", " Also what are the most popular {g} {n} {e}?",
                                  " Oh, and popular {g} {n} {e} too."]), g=gw, e=era).replace(" .", ".").replace(" ?", "?")  # fmt: skip
     c.user(first + second)
-    k = c.rng.choice([3, 5])
-    res = c.b.call(("search_items", {"query": _query(c, s_genres, s_lo, s_hi), "k": k}),
-                   ("filter_items", {"genres": genres, "year_min": lo, "year_max": hi, "k": k}))  # fmt: skip
+    res = c.b.call(("search_items", {"query": _query(c, s_genres, s_lo, s_hi)}),
+                   ("filter_items", {"genres": genres, "year_min": lo, "year_max": hi}))  # fmt: skip
     first_items, second_items = c.pick([res[0]], 3), c.pick([res[1]], 3)
     c.b.say("Matching your description:\n" + "\n".join(f"- {item_line(it)}" for it in first_items)
             + "\n\nMost popular in that genre and era:\n" + "\n".join(f"- {item_line(it)}" for it in second_items))  # fmt: skip
@@ -828,7 +831,7 @@ def c_similar(c: PlanContext, rank: bool = False) -> None:
     c.user(c.with_uid(text) if rank else text, keep=[t, kw])
     found = c.b.call(("get_item", {"title": t}))[0]
     name = c.set_name() if rank else None
-    res = c.b.call(("similar_items", {"item_ids": [found["item"]["item_id"]], "k": k if not rank else 20, "save_as": name}))
+    res = c.b.call(("similar_items", {"item_ids": [found["item"]["item_id"]], "k": k if not rank else POOL_K, "save_as": name}))
     if rank:
         res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": name, "k": k}))
     c.answer(c.pick(res, k or 5))
@@ -855,7 +858,7 @@ def c_retrieve_filter(c: PlanContext) -> None:
         text += ph.count_clause(kw, c.nouns, c.rng)
     c.user(c.with_uid(text), keep=[kw])
     name = c.set_name()
-    c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "k": c.rng.choice([5, 10]), "save_as": name}))
+    c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "k": POOL_K, "save_as": name}))
     pool = c.env.buffer.get(name)
     if not c.answerable(c.preview_filter(pool, genres), k or 10):
         raise GenerationFailed(f"no {g} items among the user's recommendations")
@@ -877,7 +880,7 @@ def c_search_prefer(c: PlanContext) -> None:
     text = _attr_request(c, genres, lo, hi, kw, np_suffix=personal, after=soft)
     c.user(c.with_uid(text), keep=[kw])
     name = c.set_name()
-    c.b.call(("search_items", {"query": _query(c, genres, lo, hi), "k": c.rng.choice([10, 20]), "save_as": name}))
+    c.b.call(("search_items", {"query": _query(c, genres, lo, hi), "k": POOL_K, "save_as": name}))
     res = c.b.call(("rank_by_preference", {"user_id": c.task.user_id, "candidates": name, "prefer_genres": genres,
                                            "avoid_genres": avoid or None, "year_min": lo, "year_max": hi, "k": k}))  # fmt: skip
     c.answer(c.pick(res, k or 5))
@@ -892,7 +895,7 @@ def c_history_similar(c: PlanContext) -> None:
     if kw:
         text += ph.count_clause(kw, c.nouns, c.rng)
     c.user(c.with_uid(text), keep=[kw])
-    hist = c.b.call(("get_user_history", {"user_id": c.task.user_id, "last_n": c.rng.choice([5, 10])}))[0]
+    hist = c.b.call(("get_user_history", {"user_id": c.task.user_id}))[0]
     best = sorted(hist["items"], key=lambda it: -it["rating"])[: c.rng.choice([1, 2, 3])]
     res = c.b.call(("similar_items", {"item_ids": [it["item_id"] for it in best], "k": k}))
     c.answer(c.pick(res, k or 5))
@@ -913,7 +916,7 @@ def c_deep(c: PlanContext) -> None:
     c.user(c.with_uid(text), keep=[t, kw])
     found = c.b.call(("get_item", {"title": t}))[0]
     s1, s2 = c.rng.sample(SET_NAMES, 2)
-    c.b.call(("similar_items", {"item_ids": [found["item"]["item_id"]], "k": 20, "save_as": s1}))
+    c.b.call(("similar_items", {"item_ids": [found["item"]["item_id"]], "k": POOL_K, "save_as": s1}))
     c.b.call(("filter_items", {"candidates": s1, "year_min": lo, "year_max": hi, "sort_by": "input", "k": 10, "save_as": s2}))
     res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": s2, "k": k}))
     c.answer(c.pick(res, k or 5))
@@ -1062,7 +1065,7 @@ def cl_history(c: PlanContext) -> None:
     c.b.say(c.rng.choice(["Sure, what's your user id?", "Which user id should I look up?", "Happy to. What's your user id?",
                           "I need your user id first. What is it?"]))  # fmt: skip
     c.user(ph.uid_reply(c.task.user_id, c.rng))
-    res = c.b.call(("get_user_history", {"user_id": c.task.user_id, "last_n": 5}))[0]
+    res = c.b.call(("get_user_history", {"user_id": c.task.user_id}))[0]
     lines = "\n".join(f"{j}. {item_line(it)}" for j, it in enumerate(res["items"], 1))
     c.b.say(f"Your most recent {c.nouns} (newest last):\n{lines}")
 
@@ -1278,7 +1281,7 @@ def c_filter_rank(c: PlanContext) -> None:
     text, args = _year_limited(c, None, kw, tail=c.rng.choice(PERSONAL_TAIL))
     c.user(c.with_uid(text), keep=[kw])
     name = c.set_name()
-    c.b.call(("filter_items", {**args, "k": c.rng.choice([20, 30, 50]), "save_as": name}))
+    c.b.call(("filter_items", {**args, "k": POOL_K, "save_as": name}))
     res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": name, "k": k}))
     c.answer(c.pick(res, k or 5))
 
@@ -1312,7 +1315,7 @@ def c_similar_ids_rank(c: PlanContext) -> None:
         text += ph.count_clause(kw, c.nouns, c.rng)
     c.user(c.with_uid(text), keep=[r, kw])
     name = c.set_name()
-    c.b.call(("similar_items", {"item_ids": [c.catalog.ids[i] for i in liked], "k": 20, "save_as": name}))
+    c.b.call(("similar_items", {"item_ids": [c.catalog.ids[i] for i in liked], "k": POOL_K, "save_as": name}))
     res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": name, "k": k}))
     c.answer(c.pick(res, k or 5))
 
@@ -1337,7 +1340,7 @@ def c_mood_rank(c: PlanContext) -> None:
     text, query = _theme_request(c, kw, None, None, tail=c.rng.choice(PERSONAL_TAIL))
     c.user(c.with_uid(text), keep=[kw])
     name = c.set_name()
-    c.b.call(("search_items", {"query": query, "k": max(c.rng.choice([10, 20]), k or 0), "save_as": name}))
+    c.b.call(("search_items", {"query": query, "k": max(POOL_K, k or 0), "save_as": name}))
     res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": name, "k": k}))
     c.answer(c.pick(res, k or 5))
 

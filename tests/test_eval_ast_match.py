@@ -143,6 +143,17 @@ def test_free_text_parameter_accepts_any_string_but_not_another_type():
     _fails(check_turn([_with(calls[0], query="something else entirely")], strict), "value_not_allowed")
 
 
+def test_a_set_name_the_gold_gave_may_be_another_name_or_left_out_but_a_required_value_may_not():
+    entry, calls = _find(lambda n, a: "save_as" in a and a["save_as"] != [""])
+    ((name, allowed),) = entry["ground_truth"][0].items()
+    assert "save_as" in entry["free_text"][name]
+    assert check_turn([_with(calls[0], save_as="other")], entry).valid
+    assert check_turn([_without(calls[0], "save_as")], entry).valid  # naming is foresight a one-turn check can't judge
+    needed = next(p for p, values in allowed.items() if "" not in values)
+    _fails(check_turn([_without(calls[0], needed)], entry), "missing_required")
+    _fails(check_turn([_with(calls[0], save_as=3)], entry), "wrong_type")
+
+
 def test_optional_parameter_omitted_or_set_to_its_default():
     entry, calls = _find(lambda n, a: n == "retrieve_for_user" and a["model"] == [""])
     assert "model" not in _args(calls[0])

@@ -190,6 +190,31 @@ def test_a_stated_count_is_the_calls_k_and_an_unstated_one_is_left_out(requests2
     assert checked >= 20
 
 
+def test_every_first_call_count_is_stated_or_the_one_pool_size(requests200):
+    """A count the request does not state is never a coin flip: the gold first call is predictable from the text."""
+    from recagent.synth.programmatic import POOL_K
+    from recagent.synth.verify import trace_calls
+
+    checked = 0
+    for s in requests200:
+        traces = trace_calls(s)
+        if not traces:
+            continue
+        first = [t for t in traces if t.message == traces[0].message]
+        asked = " ".join(m["content"] for m in s.messages[: first[0].message] if m["role"] == "user")
+        for t in first:
+            for param in ("k", "last_n"):
+                value = t.core_arguments.get(param)
+                if value is None or str(value) == s.user_id:
+                    continue
+                # 'keep the top one': stated_counts leaves 'one' out (it is a pronoun far more often)
+                stated = value in stated_counts(asked, s.user_id) or (value == 1 and re.search(r"\bone\b", asked.lower()))
+                pool = param == "k" and value == POOL_K and "save_as" in t.core_arguments
+                assert stated or pool, (s.extra["plan"], asked, t.core, t.core_arguments)
+                checked += 1
+    assert checked >= 40
+
+
 def test_a_seeded_generation_is_deterministic(ml100k_env):
     from recagent.synth.builder import GenerationFailed
     from recagent.synth.config import SynthConfig
