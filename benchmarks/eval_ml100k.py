@@ -22,8 +22,6 @@ records stay in the working folder).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -44,6 +42,7 @@ def main() -> None:
 
     import json
 
+    from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
     from recagent.evaluation.config import EvalConfig
     from recagent.evaluation.runner import run_eval
     from recagent.paths import recagent_home
@@ -75,8 +74,7 @@ def main() -> None:
     for f in out.iterdir():
         if f.suffix in (".md", ".png", ".yaml") or f.name == "results.json":
             shutil.copy2(f, dest / f.name)
-    meta = {"hardware": f"CPU ({os.cpu_count()} cores)", "python": platform.python_version(),
-            "wall_s": round(time.perf_counter() - t0, 1), "records_answered": answered}  # fmt: skip
+    meta = {"machine": machine_info(), "wall_s": round(time.perf_counter() - t0, 1), "records_answered": answered}
     old = json.loads((dest / "run.json").read_text()) if (dest / "run.json").is_file() else {}
     if not answered and old:  # only re-aggregated: keep the timing of the run that answered
         meta = {**old, "reaggregated_s": meta["wall_s"]}

@@ -11,10 +11,8 @@ Run: ``nice -n 10 python benchmarks/index_scaling.py`` (about 2-4 minutes on 2 c
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import resource
 import time
 from pathlib import Path
@@ -129,21 +127,6 @@ def run_size(n: int, n_queries: int, n_batch: int, sweep: tuple[int, ...], threa
     return rows
 
 
-def machine_info() -> dict[str, Any]:
-    """Where the numbers were taken."""
-    import faiss
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "faiss": faiss.__version__,
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-
-
 def print_table(rows: list[dict[str, Any]]) -> None:
     """Results as a rich table."""
     from rich.console import Console
@@ -173,10 +156,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import faiss
+    from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
 
     faiss.omp_set_num_threads(args.threads)
     started = time.perf_counter()
-    load_before = os.getloadavg()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     rows: list[dict[str, Any]] = []
     for n in args.sizes:
         rows.extend(run_size(n, args.queries, args.batch, tuple(args.sweep), args.threads))
@@ -203,7 +187,7 @@ def main() -> None:
             "index_bytes": "len(faiss.serialize_index(index))",
             "peak_rss_mb": "process peak RSS so far (resource.getrusage), cumulative over sizes",
         },
-        "machine": {**machine_info(), "loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg()},
+        "machine": machine_info(numpy=np.__version__, faiss=faiss.__version__, load_avg_before=load_before),
         "faiss_threads": args.threads,
         "total_seconds": time.perf_counter() - started,
         "rows": rows,

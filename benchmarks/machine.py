@@ -1,4 +1,10 @@
-"""Where a benchmark's numbers were taken: one description of the machine for every results file."""
+"""Where a benchmark's numbers were taken: one description of the machine for every results file.
+
+Every script in benchmarks/ takes its ``machine`` block from :func:`machine_info` (its own extra keys,
+such as torch's thread count, passed as keyword arguments) and, where a markdown table names the
+machine, writes :func:`describe` of that block. Results files written before this module existed keep
+their own keys; they are not rewritten.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ def cpu_flags() -> list[str]:
 
 
 def machine_info(**extra: Any) -> dict[str, Any]:
-    """CPU, cores, memory, platform, Python, torch, load and date, plus the benchmark's own ``extra`` keys."""
+    """CPU, cores, memory, platform, Python, torch, GPU, load and date, plus the benchmark's own ``extra`` keys."""
     info: dict[str, Any] = {
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
@@ -50,6 +56,19 @@ def machine_info(**extra: Any) -> dict[str, Any]:
         import torch
 
         info["torch"] = torch.__version__
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except ImportError:
         pass
     return {**info, **extra}
+
+
+def describe(info: dict[str, Any]) -> str:
+    """One line naming the machine of a :func:`machine_info` block, for a results table's caption."""
+    parts = [info.get("cpu") or info.get("platform", "?"), f"{info.get('cpu_count')} CPU cores"]
+    if "memory_gib" in info:
+        parts.append(f"{info['memory_gib']} GiB")
+    parts.append(info.get("gpu") or "no GPU")
+    parts.append(f"Python {info.get('python')}")
+    if "torch" in info:
+        parts.append(f"torch {info['torch']}")
+    return ", ".join(parts)

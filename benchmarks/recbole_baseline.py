@@ -365,35 +365,9 @@ def ensure_venv(venv: str, skip_install: bool) -> None:
     subprocess.run([py, "-m", "pip", "install", "--quiet", *REQUIREMENTS], check=True)
 
 
-def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "launcher_python": platform.python_version(),
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "loadavg_at_start": list(os.getloadavg()),
-        "note": "the 2 cores were shared with other work while measuring; timings are noisy",
-    }
-    try:
-        info["sched_getaffinity"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as f:
-            info["mem_total_kib"] = int(f.readline().split()[1])
-    except OSError:
-        pass
-    return info
-
-
 def run_model(args: argparse.Namespace, model: str) -> dict[str, Any]:
+    from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
+
     fd, child_out = tempfile.mkstemp(prefix=f"recbole-{model}-", suffix=".json")
     os.close(fd)
     cmd = [
@@ -405,7 +379,10 @@ def run_model(args: argparse.Namespace, model: str) -> dict[str, Any]:
     if args.max_minutes is not None:
         cmd += ["--max-minutes", str(args.max_minutes)]
     print(f"[run] {' '.join(cmd)}", flush=True)
-    machine = machine_info()
+    extra: dict[str, Any] = {"note": "the 2 cores were shared with other work while measuring; timings are noisy"}
+    if hasattr(os, "sched_getaffinity"):
+        extra["sched_getaffinity"] = len(os.sched_getaffinity(0))
+    machine = machine_info(**extra)  # load_avg: at the start
     t0 = time.time()
     proc = subprocess.Popen(cmd)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -416,7 +393,7 @@ def run_model(args: argparse.Namespace, model: str) -> dict[str, Any]:
     with open(child_out) as f:
         res = json.load(f)
     os.unlink(child_out)
-    machine["loadavg_at_end"] = list(os.getloadavg())
+    machine["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     res["total_wall_seconds"] = round(wall, 2)
     res["peak_rss_kib"] = int(usage.ru_maxrss)  # Linux: KiB
     res["peak_rss_mib"] = round(usage.ru_maxrss / 1024, 1)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -78,15 +76,12 @@ def main() -> None:
                   f"{run['peak_rss_mib']:.0f} MiB", flush=True)  # fmt: skip
             runs.append(run)
     import torch
+    from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
 
     report = {
         "protocol": "ML-100K, leave-one-out by time (LS valid_and_test, order TO), full ranking, history masked, "
         "early stopping on valid NDCG@10; test metrics of the best-valid checkpoint",
-        "machine": {
-            "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        },
+        "machine": machine_info(torch_threads=torch.get_num_threads()),
         "runs": runs,
     }  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
@@ -97,11 +92,17 @@ def main() -> None:
 
 def markdown(report: dict, recbole: dict) -> str:
     """A comparison table of our runs and RecBole's measured runs."""
+    m = report["machine"]
+    if "cpu_count" in m:  # a machine_info block
+        from machine import describe  # benchmarks/machine.py (this script's folder is on sys.path)
+
+        machine = f"{describe(m)}, {m['date']}"
+    else:  # written before benchmarks/machine.py (the saved recs_ml100k.json)
+        machine = f"{m['cpus']} CPUs, {m['platform']}, torch {m['torch']}, {m['date']}"
     lines = [
         "# Recommenders on ML-100K: recagent vs RecBole 1.2.1",
         "",
-        f"Protocol: {report['protocol']}. Machine: {report['machine']['cpus']} CPUs, {report['machine']['platform']}, "
-        f"torch {report['machine']['torch']}, {report['machine']['date']}.",
+        f"Protocol: {report['protocol']}. Machine: {machine}.",
         "",
         "| system | model | seed | test HR@10 | test NDCG@10 | test MRR@10 | epochs | train s | s/epoch | peak RSS MiB |",
         "|---|---|---|---|---|---|---|---|---|---|",

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -61,6 +59,7 @@ def main() -> None:
     a = p.parse_args()
 
     import torch
+    from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from recagent.agents.chat_template import apply_tool_template
@@ -113,8 +112,7 @@ def main() -> None:
     summary["forward_probe"] = forward_probe(model, [1, a.group])
     summary["speedup_tokens_per_s"] = round(summary["lockstep"]["tokens_per_s"] / summary["sequential"]["tokens_per_s"], 2)
     out = {
-        "hardware": torch.cuda.get_device_name(0) if cuda else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
-        "torch_threads": torch.get_num_threads(), "dtype": str(model.dtype), "model": model_dir.name,
+        "machine": machine_info(torch_threads=torch.get_num_threads()), "dtype": str(model.dtype), "model": model_dir.name,
         "settings": vars(a), "summary": summary, "runs": runs,
     }  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)

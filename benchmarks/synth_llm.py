@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -57,6 +55,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
+    from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
     from recagent.agents.local_model import find_default_gguf
     from recagent.synth.config import SynthConfig
     from recagent.synth.pipeline import read_rows, synthesize
@@ -89,7 +88,7 @@ def main() -> None:
     first_failures = Counter(r["meta"]["reasons"][0].split(":")[0] for r in rejected if r["meta"].get("reasons"))
     data = {
         "what": "generator=llm and judge=llm on llama.cpp serving SmolLM2-135M-Instruct Q4_1, ML-100K tools",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine_info(),
         "attempts": result.attempts,
         "verified": report["verified"]["total"],
         "rejected": len(rejected),

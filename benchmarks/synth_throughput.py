@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -29,6 +27,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
+    from machine import describe, machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
     from recagent.synth.config import SynthConfig
     from recagent.synth.pipeline import synthesize
     from recagent.tools.env import ToolEnv
@@ -46,7 +45,7 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
     data = {
         "what": "offline synthesis on ML-100K: programmatic generator, 14 rule checks with re-execution, no judge",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine()},
+        "machine": machine_info(),
         "n": args.n,
         "seed": args.seed,
         "env_load_seconds": round(load_s, 2),
@@ -68,7 +67,7 @@ def main() -> None:
     lines = [
         "# Synthesis throughput on ML-100K",
         "",
-        f"{data['machine']['cpus']} CPUs, Python {data['machine']['python']}; n = {args.n}, seed {args.seed}.",
+        f"{describe(data['machine'])}; n = {args.n}, seed {args.seed}.",
         "",
         f"- verified dialogs per minute: **{data['verified_per_minute']}** (target: at least 500)",
         f"- pass rate through the rule checks: **{100 * data['pass_rate']:.2f}%** "

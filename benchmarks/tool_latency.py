@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -60,6 +58,7 @@ def main() -> None:
     p.add_argument("--dataset", default="ml-100k")
     args = p.parse_args()
     import torch
+    from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
 
     from recagent.tools.env import ToolEnv, ToolEnvConfig
     from recagent.tools.recommender_tools import build_registry
@@ -91,8 +90,7 @@ def main() -> None:
         "dataset": args.dataset,
         "note": "search_items queries repeat (10 phrasings), so most hit the query-embedding cache; the first call "
         "of a new phrasing also runs the MiniLM encoder (see uncached_search_ms)",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": torch.get_num_threads(),
-                    "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "load_avg": os.getloadavg()},
+        "machine": machine_info(torch_threads=torch.get_num_threads()),
         "tools": rows,
     }  # fmt: skip
     fresh = []

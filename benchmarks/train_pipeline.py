@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import time
 from pathlib import Path
@@ -95,10 +93,9 @@ def longest_gold_turn(model_dir: Path, rows: list[dict]) -> int:
 
 def listwise(model_dir: Path, env, users: int, k: int = 10) -> dict:
     """The agent's list-wise NDCG@10 / HR@10 on validation users vs SASRec alone, and its fallback share."""
-    import math
-
     from recagent.agents import Agent, AgentConfig
     from recagent.agents.config import PolicyConfig
+    from recagent.ranking import ndcg as ndcg_of
     from recagent.tools.recommenders import Query
 
     cases = env.split.cases("valid")[:users]
@@ -117,7 +114,7 @@ def listwise(model_dir: Path, env, users: int, k: int = 10) -> dict:
         for name, ranked in (("agent", list(got.recommended)), ("sasrec", [env.catalog.ids[i] for i in top])):
             if target in ranked[:k]:
                 hits[name] += 1
-                ndcg[name] += 1 / math.log2(ranked.index(target) + 2)
+                ndcg[name] += ndcg_of(ranked.index(target), k)
     n = max(len(cases), 1)
     return {"users": len(cases), "agent_ndcg10": round(ndcg["agent"] / n, 4), "sasrec_ndcg10": round(ndcg["sasrec"] / n, 4),
             "agent_hr10": round(hits["agent"] / n, 4), "sasrec_hr10": round(hits["sasrec"] / n, 4),
@@ -136,6 +133,7 @@ def main() -> None:
 
     import torch
 
+    from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
     from recagent.agents.local_model import ensure_default_model
     from recagent.paths import recagent_home
     from recagent.rl.sft import load_sft_config, train_sft
@@ -186,9 +184,10 @@ def main() -> None:
     evaluate("sft_rl", rl_final)
     rl_log = json.loads((rl_final / "rl_run.json").read_text())["log_history"]
     sft_losses = [h["loss"] for h in json.loads((sft_final / "sft_run.json").read_text()).get("log_history", []) if "loss" in h]
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    machine = machine_info()
+    device = machine.get("gpu") or f"CPU ({machine['cpu_count']} cores)"
     data = {
-        "hardware": device, "python": platform.python_version(), "reduced": a.reduced, "size": size, "turn_tokens": budget,
+        "machine": machine, "reduced": a.reduced, "size": size, "turn_tokens": budget,
         "results": results, "timings_s": timings,
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
         "peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2) if torch.cuda.is_available() else None,

@@ -24,13 +24,14 @@ Conventions:
 from __future__ import annotations
 
 import inspect
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import cache
 
 import numpy as np
 from scipy import stats
+
+from recagent.ranking import ndcg
 
 
 def _check_list(ranked: Sequence[str], name: str = "ranked") -> None:
@@ -64,9 +65,9 @@ def rank_of(ranked: Sequence[str], target: str) -> int | None:
 def utility(ranked: Sequence[str], target: str, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
     """HR@k, NDCG@k and MRR@k of one ranked list against one held-out target, for every k in ``ks``.
 
-    With a single relevant item IDCG is 1, so NDCG@k = 1/log2(rank + 2) and MRR@k = 1/(rank + 1) when the
-    target is within the first k slots, else 0. Only the target's first occurrence counts; a duplicate of
-    another item still occupies its slot.
+    With a single relevant item IDCG is 1, so NDCG@k = 1/log2(rank + 2) (:func:`recagent.ranking.ndcg`) and
+    MRR@k = 1/(rank + 1) when the target is within the first k slots, else 0. Only the target's first
+    occurrence counts; a duplicate of another item still occupies its slot.
     """
     for k in ks:
         if int(k) != k or k < 1:
@@ -76,7 +77,7 @@ def utility(ranked: Sequence[str], target: str, ks: Sequence[int] = (1, 5, 10)) 
     for k in ks:
         hit = rank is not None and rank < k
         out[f"HR@{k}"] = 1.0 if hit else 0.0
-        out[f"NDCG@{k}"] = 1.0 / math.log2(rank + 2) if hit else 0.0
+        out[f"NDCG@{k}"] = ndcg(rank, k)
         out[f"MRR@{k}"] = 1.0 / (rank + 1) if hit else 0.0
     return out
 

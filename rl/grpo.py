@@ -23,7 +23,7 @@ import json
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 from typing import Any
 
@@ -35,6 +35,14 @@ from recagent.rl.advantages import step_advantages_for_groups, token_advantages
 from recagent.rl.rewards import RewardWeights
 from recagent.rl.rollout import Episode, GenerateBatch, RolloutEnvironment, Task, generate_turns, run_episodes
 from recagent.rl.vllm_turns import VLLMTurns
+
+_REWARD_WEIGHTS = {f.name: f for f in fields(RewardWeights)}
+
+
+def reward_weight_field(component: str) -> Any:
+    """The config field ``reward_<component>``: default and help of that component in :class:`RewardWeights`."""
+    w = _REWARD_WEIGHTS[component]
+    return field(default=w.default, metadata=dict(w.metadata))
 
 
 @dataclass
@@ -56,13 +64,14 @@ class StepGRPOConfig(GRPOConfig):
         metadata={"help": "episodes per batched generate call in a rollout round (None: all live ones; 1 is faster on "
                           "CPU, where prefilling the tool prompt dominates; see benchmarks/rollout_throughput.py)"},
     )  # fmt: skip
-    reward_success: float = field(default=0.5, metadata={"help": "weight of the call-success term (per episode)"})
-    reward_contribution: float = field(default=1.0, metadata={"help": "weight of the target-progress term"})
-    reward_task: float = field(default=2.0, metadata={"help": "weight of the final task term (NDCG@10)"})
-    reward_format: float = field(default=0.25, metadata={"help": "ToolRL: calls parse (call tasks)"})
-    reward_name: float = field(default=0.5, metadata={"help": "ToolRL: tool-name match (call tasks)"})
-    reward_param_name: float = field(default=0.5, metadata={"help": "ToolRL: parameter-name match (call tasks)"})
-    reward_param_value: float = field(default=1.0, metadata={"help": "ToolRL: parameter-value match (call tasks)"})
+    # one field per RewardWeights component (so `-o reward_task=3` works); defaults and help come from there
+    reward_success: float = reward_weight_field("success")
+    reward_contribution: float = reward_weight_field("contribution")
+    reward_task: float = reward_weight_field("task")
+    reward_format: float = reward_weight_field("format")
+    reward_name: float = reward_weight_field("name")
+    reward_param_name: float = reward_weight_field("param_name")
+    reward_param_value: float = reward_weight_field("param_value")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -75,8 +84,7 @@ class StepGRPOConfig(GRPOConfig):
 
     def reward_weights_(self) -> RewardWeights:
         """The reward weights as the reward module takes them."""
-        return RewardWeights(self.reward_success, self.reward_contribution, self.reward_task, self.reward_format,
-                             self.reward_name, self.reward_param_name, self.reward_param_value)  # fmt: skip
+        return RewardWeights(**{name: getattr(self, f"reward_{name}") for name in _REWARD_WEIGHTS})
 
 
 def episode_reward(completions, episode_total=None, **_: Any) -> list[float]:

@@ -6,8 +6,9 @@ A rollout is a list of :class:`Step` (one per policy turn). Each step earns
   tool, passed the schema and executed; divided by the number of calling steps, so an episode's
   success terms sum to at most ``weights.success`` however many calls it makes;
 - **contribution**: how much the step moved the task forward; for recommendation tasks the gain in
-  ``1/log2(rank+1)`` of the held-out target's best rank among all items tools returned so far, so
-  the contributions telescope to the final progress and repeating a call earns nothing;
+  ``1/log2(rank+2)`` (:func:`recagent.ranking.ndcg`, 0-based rank) of the held-out target's best rank
+  among all items tools returned so far, so the contributions telescope to the final progress and
+  repeating a call earns nothing;
 - **task** (IsSolved), on the last step only: NDCG@10 of the final answer list against the target,
   or, for a synthesized call task, the ToolRL match of the calls with the ground truth
   (format, tool name, parameter names, parameter values, each weighted).
@@ -18,9 +19,10 @@ The task term is added, not multiplied away (StepTool's released code scales it 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from recagent.ranking import ndcg
 
 
 @dataclass
@@ -42,17 +44,25 @@ class Step:
     parsed: bool = True  # the turn's text parsed into calls/answer without format errors
 
 
+def _weight(default: float, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class RewardWeights:
-    """Weights of every reward component (0 switches a component off)."""
+    """Weights of every reward component (0 switches a component off), keyed by component name.
 
-    success: float = 0.5
-    contribution: float = 1.0
-    task: float = 2.0
-    format: float = 0.25
-    name: float = 0.5
-    param_name: float = 0.5
-    param_value: float = 1.0
+    The one statement of the defaults: the trainers' ``reward_<component>`` config fields take theirs
+    (and their help) from here (:func:`recagent.rl.grpo.reward_weight_field`).
+    """
+
+    success: float = _weight(0.5, "weight of the call-success term (per episode)")
+    contribution: float = _weight(1.0, "weight of the target-progress term")
+    task: float = _weight(2.0, "weight of the final task term (NDCG@10)")
+    format: float = _weight(0.25, "ToolRL: calls parse (call tasks)")
+    name: float = _weight(0.5, "ToolRL: tool-name match (call tasks)")
+    param_name: float = _weight(0.5, "ToolRL: parameter-name match (call tasks)")
+    param_value: float = _weight(1.0, "ToolRL: parameter-value match (call tasks)")
 
 
 @dataclass
@@ -63,14 +73,9 @@ class StepReward:
     components: dict[str, float]
 
 
-def _progress(rank: int | None) -> float:
-    return 0.0 if rank is None else 1.0 / math.log2(rank + 1)
-
-
 def ndcg_at_k(ranked: list[str], target: str, k: int = 10) -> float:
-    """NDCG@k of one relevant item (1/log2(rank+1) if it is in the top k, else 0)."""
-    top = ranked[:k]
-    return _progress(top.index(target) + 1) if target in top else 0.0
+    """NDCG@k of one relevant item: 1/log2(rank+2) for the 0-based rank of its first occurrence if in the top k, else 0."""
+    return ndcg(ranked.index(target) if target in ranked else None, k)
 
 
 def match_calls(calls: list[Call], gold: list[dict[str, Any]]) -> dict[str, float]:
@@ -123,19 +128,19 @@ def step_rewards(
 ) -> list[StepReward]:
     """One reward per step: success and contribution on each step, the task term added on the last one."""
     calling = [s for s in steps if s.calls]
-    best_rank: int | None = None
+    best_rank: int | None = None  # 0-based, the best over every call so far
     out = []
     for j, s in enumerate(steps):
         comp = {"success": 0.0, "contribution": 0.0, "task": 0.0}
         if s.calls:
             comp["success"] = weights.success * sum(c.valid for c in s.calls) / len(s.calls) / len(calling)
         if target is not None:
-            before = _progress(best_rank)
+            before = ndcg(best_rank)
             for c in s.calls:
                 if c.valid and target in c.result_ids:
-                    r = c.result_ids.index(target) + 1
+                    r = c.result_ids.index(target)  # 0-based
                     best_rank = r if best_rank is None else min(best_rank, r)
-            comp["contribution"] = weights.contribution * (_progress(best_rank) - before)
+            comp["contribution"] = weights.contribution * (ndcg(best_rank) - before)
         if j == len(steps) - 1:
             if gold_calls is not None:
                 m = match_calls([c for st in steps for c in st.calls], gold_calls)

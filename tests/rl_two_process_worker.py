@@ -24,7 +24,7 @@ from recagent.tools.data.synthetic import make_synthetic
 from recagent.tools.env import ToolEnv, ToolEnvConfig
 from recagent.tools.recommender_tools import build_registry
 from recagent.tools.recommenders import MODELS
-from tests.scripted_policy import ScriptedPolicy
+from tests.scripted_batch_policy import ScriptedBatchPolicy
 
 CALL = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Horror", "k": 2}}</tool_call>'
 BAD = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Polka"}}</tool_call>'
@@ -57,7 +57,7 @@ def main(out: Path) -> None:
     trainer = StepGRPOTrainer(model=model, args=args, train_dataset=Dataset.from_list([task_row(task)] * 4),
                               processing_class=tok, tool_env=env)  # fmt: skip
     rank = trainer.accelerator.process_index
-    policy = ScriptedPolicy(tok, [[CALL, answer] if rank == 0 else [BAD, "Sorry."]])
+    policy = ScriptedBatchPolicy(tok, [[CALL, answer] if rank == 0 else [BAD, "Sorry."]])
     trainer.turn_generator = lambda: nullcontext(policy)
     before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
     trainer.train()

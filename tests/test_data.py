@@ -105,6 +105,29 @@ def test_movielens_raw(tmp_path):
         read_movielens_raw(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("u.data", "1\t10\t5\t100\n\n1\t11\t3\n", r"u\.data, line 3: expected 4 tab-separated fields, got 3"),
+        ("u.item", "\n10|Heat (1995)|x||url|0|1|0|1\n", r"u\.item, line 2: expected 8 '\|'-separated fields, got 9"),
+        ("u.user", "1|24|M|technician|85711\n2|53|F\n", r"u\.user, line 2: expected 5 '\|'-separated fields, got 3"),
+        ("u.data", None, r"u\.data.*file not found"),
+    ],
+)
+def test_movielens_raw_errors_name_file_line_and_width(tmp_path, name, text, message):
+    # blank lines are skipped but still counted, so the line number is the file's own
+    _write(tmp_path / "u.genre", "unknown|0\nAction|1\nComedy|2\n")
+    _write(tmp_path / "u.data", "1\t10\t5\t100\n")
+    _write(tmp_path / "u.item", "10|Heat (1995)|01-Jan-1995||url|0|1|0\n")
+    _write(tmp_path / "u.user", "1|24|M|technician|85711\n")
+    if text is None:
+        (tmp_path / name).unlink()
+    else:
+        _write(tmp_path / name, text)
+    with pytest.raises(DataFormatError, match=message):
+        read_movielens_raw(tmp_path)
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_table_reader_with_mapping(tmp_path, suffix):
     df = pd.DataFrame({"uid": ["a", "a", "b"], "iid": ["x", "y", "x"], "when": ["2020-01-01", "2020-01-02", "2020-01-03"]})

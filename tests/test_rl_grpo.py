@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import asdict, fields
 
 import pytest
 import torch
@@ -10,9 +11,10 @@ from datasets import Dataset
 
 from recagent.rl.advantages import step_advantages_for_groups
 from recagent.rl.grpo import StepGRPOConfig, StepGRPOTrainer, task_row
+from recagent.rl.rewards import RewardWeights
 from recagent.rl.rollout import Task
 from recagent.tools.recommender_tools import build_registry
-from tests.scripted_policy import ScriptedPolicy
+from tests.scripted_batch_policy import ScriptedBatchPolicy
 
 CALL = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Horror", "k": 2}}</tool_call>'
 BAD = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Polka"}}</tool_call>'
@@ -49,9 +51,20 @@ def make_trainer(model, tok, env, out_dir, **overrides):
     args = StepGRPOConfig(**{**settings, **overrides})
     trainer = StepGRPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok, tool_env=env)
     # a scripted policy plays the episodes (a random model would only babble): the two rollouts of the group differ
-    trainer.policy = ScriptedPolicy(tok, [[CALL, top_horror(env)[1]], [BAD, "Sorry."]])
+    trainer.policy = ScriptedBatchPolicy(tok, [[CALL, top_horror(env)[1]], [BAD, "Sorry."]])
     trainer.turn_generator = lambda: nullcontext(trainer.policy)
     return trainer
+
+
+def test_reward_weight_fields_are_the_reward_weights_defaults(tmp_path):
+    # one config field per component, default and help taken from RewardWeights (stated there only)
+    config = {f.name: f for f in fields(StepGRPOConfig)}
+    weights = {f.name: f for f in fields(RewardWeights)}
+    for name, w in weights.items():
+        assert config[f"reward_{name}"].default == w.default and config[f"reward_{name}"].metadata["help"] == w.metadata["help"]
+    assert StepGRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[]).reward_weights_() == RewardWeights()
+    args = StepGRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], reward_task=3.0, reward_format=0.0)
+    assert asdict(args.reward_weights_()) == {**asdict(RewardWeights()), "task": 3.0, "format": 0.0}
 
 
 def test_step_grpo_trains_with_per_token_step_advantages(tiny_model, smollm2_tokenizer, synthetic_env, tmp_path):

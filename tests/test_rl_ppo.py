@@ -9,7 +9,7 @@ from recagent.rl.grpo import task_row
 from recagent.rl.ppo import StepPPOConfig, StepPPOTrainer, collate
 from recagent.rl.rollout import Task
 from recagent.tools.recommender_tools import build_registry
-from tests.scripted_policy import ScriptedPolicy
+from tests.scripted_batch_policy import ScriptedBatchPolicy
 
 CALL = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Horror", "k": 2}}</tool_call>'
 BAD = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Polka"}}</tool_call>'
@@ -33,7 +33,7 @@ def make(tok, env, out, **over):
                                    max_episode_steps=3, max_turn_tokens=8, seed=0), **over})  # fmt: skip
     trainer = StepPPOTrainer(tiny(tok), args, Dataset.from_list([task_row(task)]), tok, env)
     # scripted policy: episodes alternate between calling well then answering, and failing
-    trainer.generate_batch = ScriptedPolicy(tok, [[CALL, f"Try {top['title']} ({top['year']}) [{top['item_id']}]."], [BAD, "Sorry."]])
+    trainer.generate_batch = ScriptedBatchPolicy(tok, [[CALL, f"Try {top['title']} ({top['year']}) [{top['item_id']}]."], [BAD, "Sorry."]])
     return trainer
 
 

@@ -11,7 +11,7 @@ from recagent.rl.rewards import RewardWeights
 from recagent.rl.rollout import Generated, RolloutEnvironment, Task, generate_turns, run_episode, run_episodes, tasks_from_synth
 from recagent.rl.vllm_turns import VLLMTurns
 from recagent.tools.recommender_tools import build_registry
-from tests.scripted_policy import ScriptedPolicy
+from tests.scripted_batch_policy import ScriptedBatchPolicy
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ READ = '<tool_call>{"name": "get_candidates", "arguments": {"name": "mine"}}</to
 def test_lockstep_rollouts_batch_the_live_episodes_and_match_one_at_a_time(smollm2_tokenizer, ml100k_env, task):
     tok = smollm2_tokenizer
     scripts = [[WAR, "Try Star Wars (1977) [50]."], ["Nothing to call."], [SAVE, READ, "ok"]]
-    policy = ScriptedPolicy(tok, scripts)
+    policy = ScriptedBatchPolicy(tok, scripts)
     batch = run_episodes(policy, tok, [RolloutEnvironment(ml100k_env) for _ in scripts], [task] * 3)
     assert policy.calls == [3, 2, 1], "each round is one call for the episodes still playing"
     for script, ep in zip(scripts, batch):
@@ -102,13 +102,13 @@ def test_lockstep_rollouts_batch_the_live_episodes_and_match_one_at_a_time(smoll
 
 def test_episodes_played_together_do_not_share_state(smollm2_tokenizer, ml100k_env, task):
     tok = smollm2_tokenizer  # the second episode reads a set the first one saved in the same round: it must not exist
-    eps = run_episodes(ScriptedPolicy(tok, [[SAVE, "ok"], [WAR, READ, "ok"]]), tok,
+    eps = run_episodes(ScriptedBatchPolicy(tok, [[SAVE, "ok"], [WAR, READ, "ok"]]), tok,
                        [RolloutEnvironment(ml100k_env) for _ in range(2)], [task] * 2)  # fmt: skip
     assert eps[0].records[0].kind == "tool_call"
     assert eps[1].records[1].kind == "invalid_call" and "no candidate set named 'mine'" in eps[1].records[1].error
     with pytest.raises(ValueError, match="one environment of its own"):
         shared = RolloutEnvironment(ml100k_env)
-        run_episodes(ScriptedPolicy(tok, [["a"], ["b"]]), tok, [shared, shared], [task] * 2)
+        run_episodes(ScriptedBatchPolicy(tok, [["a"], ["b"]]), tok, [shared, shared], [task] * 2)
 
 
 def test_sampling_logprobs_follow_the_tokens_and_observations_get_none(smollm2_tokenizer, ml100k_env, task):

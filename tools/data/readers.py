@@ -76,6 +76,19 @@ def _open_text(path: Path, encoding: str):
     return path.open("r", encoding=encoding, newline="")
 
 
+def _split_lines(path: Path, encoding: str, sep: str, width: int) -> Iterator[tuple[int, list[str]]]:
+    """Yield (line number, fields) for every non-blank line of a ``sep``-separated file of ``width`` fields."""
+    what = "tab" if sep == "\t" else repr(sep)
+    with _open_text(path, encoding) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\r\n").split(sep)
+            if len(parts) != width:
+                raise DataFormatError(path, lineno, f"expected {width} {what}-separated fields, got {len(parts)}")
+            yield lineno, parts
+
+
 def _build(
     name: str,
     events: list[_Event],
@@ -267,20 +280,13 @@ def read_movielens_raw(directory: str | Path, name: str = "ml-100k") -> Dataset:
     directory = Path(directory)
     data_path = directory / "u.data"
     events = []
-    with _open_text(data_path, "latin-1") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\r\n").split("\t")
-            if len(parts) != 4:
-                raise DataFormatError(data_path, lineno, f"expected 4 tab-separated fields, got {len(parts)}")
-            user, item, rating, ts = parts
-            events.append(
-                _Event(
-                    user.strip(), item.strip(), _float(ts, data_path, lineno, "timestamp"),
-                    _float(rating, data_path, lineno, "rating"), lineno,
-                )
-            )  # fmt: skip
+    for lineno, (user, item, rating, ts) in _split_lines(data_path, "latin-1", "\t", 4):
+        events.append(
+            _Event(
+                user.strip(), item.strip(), _float(ts, data_path, lineno, "timestamp"),
+                _float(rating, data_path, lineno, "rating"), lineno,
+            )
+        )  # fmt: skip
 
     genre_names = list(_ML100K_GENRES)
     genre_path = directory / "u.genre"
@@ -291,37 +297,23 @@ def read_movielens_raw(directory: str | Path, name: str = "ml-100k") -> Dataset:
 
     item_path = directory / "u.item"
     items = []
-    with _open_text(item_path, "latin-1") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\r\n").split("|")
-            if len(parts) != 5 + len(genre_names):
-                raise DataFormatError(
-                    item_path, lineno, f"expected {5 + len(genre_names)} '|'-separated fields, got {len(parts)}"
-                )
-            iid, raw_title, release = parts[0].strip(), parts[1].strip(), parts[2].strip()
-            m = _YEAR_IN_TITLE.match(raw_title)
-            title, year = (m.group("title"), int(m.group("year"))) if m else (raw_title, _year(release, item_path, lineno))
-            flags = parts[5:]
-            if any(f not in ("0", "1") for f in flags):
-                raise DataFormatError(item_path, lineno, "genre flags must be 0 or 1")
-            genres = tuple(g for g, f in zip(genre_names, flags) if f == "1" and g != "unknown")
-            items.append(_Item(iid, title, year, genres, {}, lineno))
+    for lineno, parts in _split_lines(item_path, "latin-1", "|", 5 + len(genre_names)):
+        iid, raw_title, release = parts[0].strip(), parts[1].strip(), parts[2].strip()
+        m = _YEAR_IN_TITLE.match(raw_title)
+        title, year = (m.group("title"), int(m.group("year"))) if m else (raw_title, _year(release, item_path, lineno))
+        flags = parts[5:]
+        if any(f not in ("0", "1") for f in flags):
+            raise DataFormatError(item_path, lineno, "genre flags must be 0 or 1")
+        genres = tuple(g for g, f in zip(genre_names, flags) if f == "1" and g != "unknown")
+        items.append(_Item(iid, title, year, genres, {}, lineno))
 
     users = None
     user_path = directory / "u.user"
     if user_path.is_file():
         users = []
-        with _open_text(user_path, "latin-1") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                parts = line.rstrip("\r\n").split("|")
-                if len(parts) != 5:
-                    raise DataFormatError(user_path, lineno, f"expected 5 '|'-separated fields, got {len(parts)}")
-                uid, age, gender, occupation, zip_code = (p.strip() for p in parts)
-                users.append((uid, {"age": age, "gender": gender, "occupation": occupation, "zip_code": zip_code}))
+        for _, parts in _split_lines(user_path, "latin-1", "|", 5):
+            uid, age, gender, occupation, zip_code = (p.strip() for p in parts)
+            users.append((uid, {"age": age, "gender": gender, "occupation": occupation, "zip_code": zip_code}))
     return _build(name, events, items, users, data_path)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from recagent.ranking import ndcg
 from recagent.tools.data.split import EvalCase, LeaveOneOutSplit
 from recagent.tools.recommenders.base import Query, Recommender
 
@@ -35,7 +36,7 @@ def metrics_from_ranks(ranks: np.ndarray, ks: tuple[int, ...] = (10,)) -> dict[s
     for k in ks:
         hit = ranks < k
         out[f"HR@{k}"] = float(hit.mean())
-        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2), 0.0).mean())
+        out[f"NDCG@{k}"] = float(np.mean([ndcg(int(r), k) for r in np.ravel(ranks)]))
         out[f"MRR@{k}"] = float(np.where(hit, 1.0 / (ranks + 1), 0.0).mean())
     return out
 

@@ -1,9 +1,10 @@
-"""A scripted batch policy for rollout tests: fixed replies per episode, recognised across lock-step rounds."""
+"""A scripted batch policy (token ids in, token ids out) for rollout tests, not the chat-model ScriptedPolicy of
+recagent.agents.policies.scripted: fixed replies per episode, recognised across lock-step rounds."""
 
 from __future__ import annotations
 
 
-class ScriptedPolicy:
+class ScriptedBatchPolicy:
     """Writes each episode's scripted replies, one per turn; an input no episode continues starts the next script.
 
     Episodes of one batch start from the same prompt, so they are told apart by the replies written so far: an
