@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
-
 from recagent.agents.config import AgentConfig, AgentContext, make_policy
 from recagent.agents.context import turn_starts
 from recagent.agents.graph import build_graph
 from recagent.agents.steps import StepRecord
+
 from recagent.errors import RecagentError
 from recagent.paths import recagent_home
 
@@ -51,9 +51,14 @@ class TurnResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``recagent chat --json``)."""
-        return {"answer": self.answer, "recommended": self.recommended, "filled": self.filled,
-                "policy_answer": self.policy_answer, "usage": self.usage,
-                "trace": [s.to_dict() for s in self.trace]}  # fmt: skip
+        return {
+            "answer": self.answer,
+            "recommended": self.recommended,
+            "filled": self.filled,
+            "policy_answer": self.policy_answer,
+            "usage": self.usage,
+            "trace": [s.to_dict() for s in self.trace],
+        }
 
 
 def turn_usage(messages: list[Any]) -> tuple[str | None, dict[str, int]]:
@@ -112,7 +117,11 @@ class Agent:
 
     @classmethod
     def from_config(
-        cls, config: AgentConfig | None = None, policy=None, env=None, db_path: Path | None = None,
+        cls,
+        config: AgentConfig | None = None,
+        policy=None,
+        env=None,
+        db_path: Path | None = None,
         preload_index: bool | None = None,
     ) -> Agent:
         """Load tools and policy from ``config`` (pass ``policy``/``env`` to reuse loaded ones).
@@ -204,8 +213,16 @@ class Agent:
             raise self._fail(e) from e
         st = self.state(session)
         answer, usage = turn_usage([m for m in st.get("messages", []) if m.id not in known])
-        yield "result", TurnResult(st.get("answer", ""), st.get("recommended", []), (st.get("trace") or [])[before:],
-                                   policy_answer=answer, usage=usage)  # fmt: skip
+        yield (
+            "result",
+            TurnResult(
+                st.get("answer", ""),
+                st.get("recommended", []),
+                (st.get("trace") or [])[before:],
+                policy_answer=answer,
+                usage=usage,
+            ),
+        )
 
     def state(self, session: str) -> dict:
         """The stored state of a session (empty for a new one)."""
@@ -220,7 +237,9 @@ class Agent:
         bad = [role for role, _ in messages if role not in known]
         if bad:
             raise RecagentError(f"a conversation holds user and assistant messages, not {bad[0]!r}")
-        self.graph.update_state(self._thread(session), {"messages": [known[r](t) for r, t in messages]}, as_node="start_turn")
+        self.graph.update_state(
+            self._thread(session), {"messages": [known[r](t) for r, t in messages]}, as_node="start_turn"
+        )
 
     def turns(self, session: str) -> list[dict[str, Any]]:
         """The session's conversation as turns: the user's message, the answer, its recommended ids and its steps."""
@@ -229,10 +248,15 @@ class Agent:
         starts = turn_starts(messages)
         out: list[dict[str, Any]] = []
         for begin, end in zip(starts, [*starts[1:], len(messages)]):
-            answers = [m.text for m in messages[begin + 1 : end] if isinstance(m, AIMessage) and not m.tool_calls
-                       and not m.invalid_tool_calls]  # fmt: skip
+            answers = [
+                m.text
+                for m in messages[begin + 1 : end]
+                if isinstance(m, AIMessage) and not m.tool_calls and not m.invalid_tool_calls
+            ]
             # the last answer of a turn is the one the check accepted
-            out.append({"user": messages[begin].text, "answer": answers[-1] if answers else "", "recommended": [], "trace": []})
+            out.append(
+                {"user": messages[begin].text, "answer": answers[-1] if answers else "", "recommended": [], "trace": []}
+            )
         # turns seeded from a client's history have no steps: match the recorded turns from the end
         first = len(out) - (st.get("turn", -1) + 1)
         for s in trace:
@@ -260,7 +284,9 @@ class Agent:
         env = env or self.context.env
         u = env.dataset.users.index_of.get(str(user_id))
         if u is None:
-            raise RecagentError(f"unknown user {user_id!r}; {env.dataset.name} has users {env.dataset.users.ids[0]}..{env.dataset.users.ids[-1]}")
+            raise RecagentError(
+                f"unknown user {user_id!r}; {env.dataset.name} has users {env.dataset.users.ids[0]}..{env.dataset.users.ids[-1]}"
+            )
         return {"user_id": str(user_id), "seen": [env.catalog.ids[i] for i in env.history(u)]}
 
     # -- list-wise -------------------------------------------------------------------------------------------------
@@ -278,18 +304,34 @@ class Agent:
         ctx = self.context
         if history_limit is not None:
             ctx = replace(ctx, env=ctx.env.with_history_limit(history_limit))
-        state = {"messages": [HumanMessage(f"Recommend {k} items for user {user_id}.")], "mode": "listwise", "k": k,
-                 "user": self.user_profile(user_id, ctx.env)}  # fmt: skip
+        state = {
+            "messages": [HumanMessage(f"Recommend {k} items for user {user_id}.")],
+            "mode": "listwise",
+            "k": k,
+            "user": self.user_profile(user_id, ctx.env),
+        }
         if candidates:
             unknown = [i for i in candidates if str(i) not in ctx.env.catalog.index_of]
             if unknown:
                 raise RecagentError(f"candidates not in the catalog: {unknown[:5]}")
             pool = list(dict.fromkeys(str(i) for i in candidates))
-            state.update(pool=pool, candidates={"candidates": pool}, grounded_ids=pool,
-                         messages=[HumanMessage(f"Rank the {len(pool)} candidates for user {user_id}; give the best {k}.")])  # fmt: skip
-        config = {"configurable": {"thread_id": f"listwise-{uuid.uuid4().hex}"},
-                  "recursion_limit": 4 * self.context.config.max_steps + 10}  # fmt: skip
+            state.update(
+                pool=pool,
+                candidates={"candidates": pool},
+                grounded_ids=pool,
+                messages=[HumanMessage(f"Rank the {len(pool)} candidates for user {user_id}; give the best {k}.")],
+            )
+        config = {
+            "configurable": {"thread_id": f"listwise-{uuid.uuid4().hex}"},
+            "recursion_limit": 4 * self.context.config.max_steps + 10,
+        }
         out = self._oneshot.invoke(state, config, context=ctx)
         answer, usage = turn_usage(out.get("messages", []))
-        return TurnResult(out.get("answer", ""), out.get("recommended", []), out.get("trace") or [], out.get("filled", 0),
-                          policy_answer=answer, usage=usage)  # fmt: skip
+        return TurnResult(
+            out.get("answer", ""),
+            out.get("recommended", []),
+            out.get("trace") or [],
+            out.get("filled", 0),
+            policy_answer=answer,
+            usage=usage,
+        )

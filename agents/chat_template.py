@@ -62,7 +62,9 @@ from typing import Any
 
 from recagent.agents import prompt_format as pf
 
-SMOLLM2_DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"  # SmolLM2's template adds it
+SMOLLM2_DEFAULT_SYSTEM = (
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face"  # SmolLM2's template adds it
+)
 
 _TOOLS_HEAD, _TOOLS_TAIL = pf.TOOLS_INSTRUCTION.format(tools="\0").split("\0")  # the text around the schemas
 
@@ -344,5 +346,8 @@ def canonical_openai_messages(messages: Sequence[dict]) -> list[dict]:
 def _text_of(content: Any) -> str:
     if content is None:
         return ""
-    return "".join(b if isinstance(b, str) else b["text"] for b in content
-                   if isinstance(b, str) or (b.get("type") == "text" and isinstance(b.get("text"), str)))  # fmt: skip
+    return "".join(
+        b if isinstance(b, str) else b["text"]
+        for b in content
+        if isinstance(b, str) or (b.get("type") == "text" and isinstance(b.get("text"), str))
+    )

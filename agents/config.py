@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
+from recagent.tools.env import ToolEnv, ToolEnvConfig
 
 from recagent.config import JobConfig
 from recagent.errors import ConfigError
-from recagent.tools.env import ToolEnv, ToolEnvConfig
 
 SHIPPED = "shipped"  # PolicyConfig.adapter: the trained policy installed with the package
 
@@ -18,16 +18,19 @@ SHIPPED = "shipped"  # PolicyConfig.adapter: the trained policy installed with t
 class PolicyConfig(JobConfig):
     """Which chat model decides the agent's steps."""
 
-    kind: Literal["local", "openai"] = Field("local", description="local Hugging Face model or an OpenAI-compatible server")
+    kind: Literal["local", "openai"] = Field(
+        "local", description="local Hugging Face model or an OpenAI-compatible server"
+    )
     model: str | None = Field(
         None, description="local: checkpoint folder (None = offline SmolLM2-135M); openai: model name on the server"
     )
     base_url: str | None = Field(None, description="OpenAI-compatible server URL (default: env OPENAI_BASE_URL)")
     api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the API key")
     adapter: str | None = Field(
-        SHIPPED, description="local: LoRA adapter folder (peft); 'shipped' = the trained policy installed with recagent "
+        SHIPPED,
+        description="local: LoRA adapter folder (peft); 'shipped' = the trained policy installed with recagent "
         "(on the default base model; the untrained base while none is installed); null = the untrained base",
-    )  # fmt: skip
+    )
     engine: Literal["auto", "llama_cpp", "transformers"] = Field(
         "auto", description="local: inference engine; auto = llama.cpp for the default model or a .gguf file"
     )
@@ -36,7 +39,9 @@ class PolicyConfig(JobConfig):
     # longest single call 83; a reply cut short is wasted, one that runs on past what it needs is too
     max_new_tokens: int = Field(240, ge=1, description="longest reply per policy call")
     max_call_tokens: int | None = Field(
-        96, ge=1, description="local: longest reply that can only be a tool call (forced, one call); None = max_new_tokens"
+        96,
+        ge=1,
+        description="local: longest reply that can only be a tool call (forced, one call); None = max_new_tokens",
     )
     num_threads: int | None = Field(None, ge=1, description="local: CPU threads for the engine; None = its default")
     temperature: float = Field(0.0, ge=0, description="sampling temperature (0 = greedy)")
@@ -46,7 +51,8 @@ class PolicyConfig(JobConfig):
         "policies, 'required' for the untrained base model (it never calls a tool unprompted)",
     )
     later_tool_choice: Literal["auto", "none"] = Field(
-        "auto", description="tool choice once a call of the turn has worked; 'none' = answer right after the first result"
+        "auto",
+        description="tool choice once a call of the turn has worked; 'none' = answer right after the first result",
     )
     timeout: float = Field(60.0, gt=0, description="openai: seconds per request")
     max_retries: int = Field(2, ge=0, description="openai: retries with backoff")
@@ -83,12 +89,17 @@ class AgentConfig(JobConfig):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     tools: ToolEnvConfig = Field(default_factory=ToolEnvConfig)
     max_steps: int = Field(
-        6, ge=1, le=50, description="policy calls per turn before the agent must answer (synthesized turns take up to 5)"
+        6,
+        ge=1,
+        le=50,
+        description="policy calls per turn before the agent must answer (synthesized turns take up to 5)",
     )
     k: int = Field(10, ge=1, le=100, description="list length in list-wise mode")
     parallel_tool_workers: int = Field(4, ge=1, description="threads running one step's parallel tool calls")
     history_tokens: int | None = Field(
-        None, ge=200, description="conversation tokens shown to the policy, as whole turns, newest first (the current "
+        None,
+        ge=200,
+        description="conversation tokens shown to the policy, as whole turns, newest first (the current "
         "turn always); None = 4000 for a local model (SmolLM2's 8,192-token window also holds the system turn with the "
         "tool list, ~700 tokens, and the reply), no limit for a server",
     )
@@ -133,7 +144,9 @@ class AgentContext:
 
     def grounded_decoding(self) -> bool:
         """True when the policy decodes answers under a grammar (a constrained local model): it gets the citable items."""
-        return self.config.policy.kind == "local" and self.config.policy.constrained and hasattr(self.policy, "grammars")
+        return (
+            self.config.policy.kind == "local" and self.config.policy.constrained and hasattr(self.policy, "grammars")
+        )
 
     def bound_policy(self, first_step: bool = False):
         """The policy with the tool schemas bound, forcing a call before the turn's first result if configured."""

@@ -20,15 +20,14 @@ import numpy as np
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-
 from recagent.agents.config import AgentContext
 from recagent.agents.context import FEEDBACK, trim_turns
 from recagent.agents.grounding import citation, ground_answer
-from recagent.tools.result_text import result_text
 from recagent.agents.preferences import stated_preferences
 from recagent.agents.prompts import listwise_feedback, system_prompt, unsupported_feedback
 from recagent.agents.state import AgentState
 from recagent.agents.steps import FALLBACK_CALL_ID, StepRecord, summarise_result
+from recagent.tools.result_text import result_text
 
 FALLBACK = "recagent_fallback"  # marks answers written by the fallback, not by the policy
 
@@ -43,8 +42,10 @@ def start_turn(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
             user = state.get("user") or {}
             old_likes = [g for g in user.get("likes", []) if g not in dislikes]
             old_dislikes = [g for g in user.get("dislikes", []) if g not in likes]
-            update["user"] = {"likes": list(dict.fromkeys(old_likes + likes)),
-                              "dislikes": list(dict.fromkeys(old_dislikes + dislikes))}  # fmt: skip
+            update["user"] = {
+                "likes": list(dict.fromkeys(old_likes + likes)),
+                "dislikes": list(dict.fromkeys(old_dislikes + dislikes)),
+            }
     return update
 
 
@@ -66,12 +67,20 @@ def policy(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     turn, steps = state.get("turn", 0), state.get("steps", 0)
     trace = [
         StepRecord(
-            turn=turn, index=steps, kind="invalid_call", tool=bad.get("name"), arguments=bad.get("args"),
-            call_id=bad.get("id"), valid=False, error=f"invalid_call: {bad.get('error') or 'malformed tool call'}",
-            latency_ms=ms, input_tokens=usage.get("input_tokens", 0), output_tokens=usage.get("output_tokens", 0),
+            turn=turn,
+            index=steps,
+            kind="invalid_call",
+            tool=bad.get("name"),
+            arguments=bad.get("args"),
+            call_id=bad.get("id"),
+            valid=False,
+            error=f"invalid_call: {bad.get('error') or 'malformed tool call'}",
+            latency_ms=ms,
+            input_tokens=usage.get("input_tokens", 0),
+            output_tokens=usage.get("output_tokens", 0),
         )
         for bad in ai.invalid_tool_calls
-    ]  # fmt: skip
+    ]
     return {"messages": [ai], "steps": steps + 1, "trace": trace}
 
 
@@ -137,18 +146,41 @@ def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     for call, out in zip(ai.tool_calls, outcomes):
         summary, ids = summarise_result(out.result) if out.ok else ("", [])
         grounded += ids
-        messages.append(ToolMessage(out.content(), artifact=out.payload(), tool_call_id=call["id"], name=call["name"],
-                                    status="success" if out.ok else "error"))  # fmt: skip
-        trace.append(StepRecord(
-            turn=turn, index=index, kind="tool_call", tool=call["name"], arguments=call.get("args"), call_id=call["id"],
-            valid=out.ok, error=None if out.ok else f"{out.error.error}: {out.error.message}",
-            result_summary=summary or None, result_item_ids=ids, latency_ms=out.latency_ms,
-            input_tokens=usage.get("input_tokens", 0), output_tokens=usage.get("output_tokens", 0),
-        ))  # fmt: skip
+        messages.append(
+            ToolMessage(
+                out.content(),
+                artifact=out.payload(),
+                tool_call_id=call["id"],
+                name=call["name"],
+                status="success" if out.ok else "error",
+            )
+        )
+        trace.append(
+            StepRecord(
+                turn=turn,
+                index=index,
+                kind="tool_call",
+                tool=call["name"],
+                arguments=call.get("args"),
+                call_id=call["id"],
+                valid=out.ok,
+                error=None if out.ok else f"{out.error.error}: {out.error.message}",
+                result_summary=summary or None,
+                result_item_ids=ids,
+                latency_ms=out.latency_ms,
+                input_tokens=usage.get("input_tokens", 0),
+                output_tokens=usage.get("output_tokens", 0),
+            )
+        )
     for bad in ai.invalid_tool_calls:
-        error = {"error": "invalid_call", "message": f"could not parse this tool call: {bad.get('error')}. "
-                 "Emit a tool call with a tool name from the list and a JSON object of arguments."}  # fmt: skip
-        messages.append(ToolMessage(result_text(error), artifact=error, tool_call_id=bad.get("id") or "invalid", status="error"))
+        error = {
+            "error": "invalid_call",
+            "message": f"could not parse this tool call: {bad.get('error')}. "
+            "Emit a tool call with a tool name from the list and a JSON object of arguments.",
+        }
+        messages.append(
+            ToolMessage(result_text(error), artifact=error, tool_call_id=bad.get("id") or "invalid", status="error")
+        )
     sets = {name: [env.catalog.ids[i] for i in items] for name, items in env.buffer.sets.items()}
     return {"messages": messages, "trace": trace, "grounded_ids": grounded, "candidates": sets}
 
@@ -199,12 +231,15 @@ def check(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
 
 
 def _reject(turn: int, index: int, feedback: str, offending: list[str]) -> dict:
-    record = StepRecord(turn=turn, index=index, kind="rejected_answer", valid=False, error=feedback,
-                        result_item_ids=offending)  # fmt: skip
+    record = StepRecord(
+        turn=turn, index=index, kind="rejected_answer", valid=False, error=feedback, result_item_ids=offending
+    )
     return {"messages": [HumanMessage(feedback, additional_kwargs={FEEDBACK: True})], "trace": [record]}
 
 
-def _finish(turn: int, index: int, text: str, ids: list[str], state: AgentState, k: int, ctx: AgentContext | None = None) -> dict:
+def _finish(
+    turn: int, index: int, text: str, ids: list[str], state: AgentState, k: int, ctx: AgentContext | None = None
+) -> dict:
     filled = 0
     pool = state.get("pool") or []
     allowed = set(listwise_allowed(state, ctx)) if k and ctx is not None else set(pool)
@@ -225,13 +260,14 @@ def _finish(turn: int, index: int, text: str, ids: list[str], state: AgentState,
             scores = env.score(None, u, hist)[idx].astype(np.float64)
             top = idx[np.lexsort((idx, -scores))]
         else:
-            top, _ = env.model(None).topk(env.query(u, hist), k + len(ids), exclude=env.seen(u) if u is not None else hist)
+            top, _ = env.model(None).topk(
+                env.query(u, hist), k + len(ids), exclude=env.seen(u) if u is not None else hist
+            )
         for i in (env.catalog.ids[j] for j in top):
             if len(ids) < k and i not in ids:
                 ids.append(i)
                 filled += 1
-    record = StepRecord(turn=turn, index=index, kind="answer", result_item_ids=list(ids),
-                        result_summary=text[:200])  # fmt: skip
+    record = StepRecord(turn=turn, index=index, kind="answer", result_item_ids=list(ids), result_summary=text[:200])
     return {"answer": text, "recommended": ids, "filled": filled, "trace": [record]}
 
 
@@ -240,14 +276,21 @@ def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     ctx = runtime.context
     catalog = ctx.env.catalog
     turn, index = state.get("turn", 0), state.get("steps", 1)
-    latest = next((s for s in reversed(state.get("trace") or []) if s.kind == "tool_call" and s.valid and s.result_item_ids), None)
+    latest = next(
+        (s for s in reversed(state.get("trace") or []) if s.kind == "tool_call" and s.valid and s.result_item_ids), None
+    )
     listwise = state.get("mode") == "listwise"
     extra: list[StepRecord] = []
     if latest is None and not listwise:
         latest = _fallback_call(state, ctx, turn, index)
         if latest is None:
-            text = "I could not find recommendations within my step budget. Could you rephrase what you are looking for?"
-            return {"messages": [AIMessage(text, additional_kwargs={FALLBACK: True})], **_finish(turn, index, text, [], state, 0)}
+            text = (
+                "I could not find recommendations within my step budget. Could you rephrase what you are looking for?"
+            )
+            return {
+                "messages": [AIMessage(text, additional_kwargs={FALLBACK: True})],
+                **_finish(turn, index, text, [], state, 0),
+            }
         extra.append(latest)
     k = state.get("k", ctx.config.k) if listwise else 5
     allowed = set(listwise_allowed(state, ctx)) if listwise else None
@@ -271,7 +314,9 @@ def _fallback_call(state: AgentState, ctx: AgentContext, turn: int, index: int) 
     likes = user.get("likes") or []
     registry = build_registry(ctx.env.session())
     if user.get("user_id") and likes:  # the user's recommender, restricted to the genres they asked for
-        pool = registry.call("filter_items", {"genres": likes, "exclude_seen_by": user["user_id"], "k": 100, "save_as": "fallback"})
+        pool = registry.call(
+            "filter_items", {"genres": likes, "exclude_seen_by": user["user_id"], "k": 100, "save_as": "fallback"}
+        )
         name, args = "rank_items", {"user_id": user["user_id"], "candidates": "fallback", "k": 5}
         if not pool.ok:
             name, args = "retrieve_for_user", {"user_id": user["user_id"], "k": 5}
@@ -283,9 +328,18 @@ def _fallback_call(state: AgentState, ctx: AgentContext, turn: int, index: int) 
     if not out.ok:
         return None
     summary, ids = summarise_result(out.result)
-    return StepRecord(turn=turn, index=index, kind="tool_call", tool=name, arguments=args, call_id=FALLBACK_CALL_ID,
-                      valid=True, result_summary=f"(fallback) {summary}", result_item_ids=ids,
-                      latency_ms=out.latency_ms)  # fmt: skip
+    return StepRecord(
+        turn=turn,
+        index=index,
+        kind="tool_call",
+        tool=name,
+        arguments=args,
+        call_id=FALLBACK_CALL_ID,
+        valid=True,
+        result_summary=f"(fallback) {summary}",
+        result_item_ids=ids,
+        latency_ms=out.latency_ms,
+    )
 
 
 def route_after_check(state: AgentState) -> Literal["policy", "__end__"]:

@@ -138,7 +138,9 @@ def ensure_default_model(progress: bool = True, target: str | Path | None = None
     if _is_checkpoint(target):
         return target
     if target.exists() and any(target.iterdir()):
-        raise LocalModelError(f"{target} exists but holds no checkpoint (config.json + *.safetensors): remove it and retry")
+        raise LocalModelError(
+            f"{target} exists but holds no checkpoint (config.json + *.safetensors): remove it and retry"
+        )
     gguf = find_default_gguf()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 
-_NEGATIVE = re.compile(r"\b(?:no|not|don'?t|do not|never|hate|dislike|avoid|without|nothing|none of|can'?t stand)\b[^.!?;]*$")
+_NEGATIVE = re.compile(
+    r"\b(?:no|not|don'?t|do not|never|hate|dislike|avoid|without|nothing|none of|can'?t stand)\b[^.!?;]*$"
+)
 
 
 def _genre_pattern(genre: str) -> re.Pattern:

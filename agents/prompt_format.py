@@ -122,7 +122,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
-
 from recagent.tools.toolkit import json_depth_exceeds  # the tools' own depth scan: one rule for calls and arguments
 
 TOOL_CALL_OPEN = "<tool_call>"
@@ -139,16 +138,37 @@ TOOLS_INSTRUCTION = (
     "block per call, one per line. Results come back in <tool_response>. When you can answer, reply in plain text."
 )
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."  # used only when tools are bound and no system message
-JSON_TYPE_NAMES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "null",
-                   "array": "list", "object": "dict"}  # short, Python-like names a code-trained model knows
+JSON_TYPE_NAMES = {
+    "string": "str",
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+    "null": "null",
+    "array": "list",
+    "object": "dict",
+}  # short, Python-like names a code-trained model knows
 
 WORD_JOINER = "\u2060"  # invisible, not whitespace, no line break: what neutralises a marker in data text
 # SmolLM2's special tokens (ChatML's and StarCoder's): all 17 added tokens of its vocabulary
 SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>", "<reponame>", "<file_sep>", "<filename>",
-    "<gh_stars>", "<issue_start>", "<issue_comment>", "<issue_closed>", "<jupyter_start>", "<jupyter_text>",
-    "<jupyter_code>", "<jupyter_output>", "<jupyter_script>", "<empty_output>",
-)  # fmt: skip
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<repo_name>",
+    "<reponame>",
+    "<file_sep>",
+    "<filename>",
+    "<gh_stars>",
+    "<issue_start>",
+    "<issue_comment>",
+    "<issue_closed>",
+    "<jupyter_start>",
+    "<jupyter_text>",
+    "<jupyter_code>",
+    "<jupyter_output>",
+    "<jupyter_script>",
+    "<empty_output>",
+)
 FORMAT_TAGS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<tools>", "</tools>")
 MAX_CALL_DEPTH = 33  # a call object around arguments that nest at most 32 levels (the tools' own limit)
 
@@ -453,8 +473,14 @@ def parse_assistant_output(text: str | bytes | bytearray | memoryview, tool_name
         if end < 0:
             raw = text[start:]
             name = _name_from_prefix(raw)
-            invalid.append(_invalid(name, raw, f"unclosed {TOOL_CALL_OPEN} block (no {TOOL_CALL_CLOSE}); "
-                                    "the reply was probably cut off by max_new_tokens"))  # fmt: skip
+            invalid.append(
+                _invalid(
+                    name,
+                    raw,
+                    f"unclosed {TOOL_CALL_OPEN} block (no {TOOL_CALL_CLOSE}); "
+                    "the reply was probably cut off by max_new_tokens",
+                )
+            )
             break
         raw = text[start : end + len(TOOL_CALL_CLOSE)]
         call, error = _parse_call(text[body_start:end], tool_names)
@@ -537,7 +563,9 @@ def _as_openai_tool(tool: dict) -> dict:
         return tool
     if "name" in tool and "parameters" in tool:  # a bare function schema
         return {"type": "function", "function": tool}
-    raise ValueError(f"tool schema must be an OpenAI tool ({{'type': 'function', 'function': {{...}}}}), got keys {sorted(tool)}")
+    raise ValueError(
+        f"tool schema must be an OpenAI tool ({{'type': 'function', 'function': {{...}}}}), got keys {sorted(tool)}"
+    )
 
 
 def _dump(value: Any) -> str:
@@ -609,8 +637,9 @@ def strict_call_json(text: str, max_depth: int = MAX_CALL_DEPTH) -> Any:
     """
     if json_depth_exceeds(text, max_depth):  # json.loads recurses once per level: refuse before RecursionError
         raise ValueError(f"it nests deeper than {max_depth} levels")
-    value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
-                       object_pairs_hook=_no_duplicate_keys)  # fmt: skip
+    value = json.loads(
+        text, parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=_no_duplicate_keys
+    )
     bad = _surrogate_in(value)
     if bad is not None:  # "\ud800" decodes to half a character: not Unicode text, cannot be encoded as UTF-8
         raise ValueError(f"lone surrogate {ascii(bad)} in a string")

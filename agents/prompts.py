@@ -29,8 +29,13 @@ def system_prompt(state: AgentState, dataset: str, listing: dict[str, str] | Non
     user = state.get("user") or {}
     if state.get("mode") == "listwise" and state.get("pool"):
         pool = state["pool"]
-        return LISTWISE_POOL.format(user_id=user.get("user_id"), dataset=dataset, k=state.get("k", 10), n=len(pool),
-                                    listing="\n".join(f"[{i}] {listing.get(i, '')}".rstrip() for i in pool))  # fmt: skip
+        return LISTWISE_POOL.format(
+            user_id=user.get("user_id"),
+            dataset=dataset,
+            k=state.get("k", 10),
+            n=len(pool),
+            listing="\n".join(f"[{i}] {listing.get(i, '')}".rstrip() for i in pool),
+        )
     if state.get("mode") == "listwise":
         return LISTWISE.format(user_id=user.get("user_id"), dataset=dataset, k=state.get("k", 10))
     parts = []

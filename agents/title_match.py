@@ -74,15 +74,87 @@ MAX_TITLE_WORDS = 14  # the longest sub-span tried as a title (ML-100K's longest
 _TOKEN = re.compile(r"[^\W_](?:[^\W_]|['’])*(?:[-/.*][^\W_](?:[^\W_]|['’])*)*")
 # what may separate two words of one run: spaces, optionally a comma, colon or ampersand
 _GAP = re.compile(r"[ \t]*(?:[,:&][ \t]*)?")
-_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "vol", "no", "sgt", "lt", "col", "gen", "capt", "prof",
-                  "rev", "mt", "ft", "blvd"}  # fmt: skip
+_ABBREVIATIONS = {
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "st",
+    "jr",
+    "sr",
+    "vs",
+    "vol",
+    "no",
+    "sgt",
+    "lt",
+    "col",
+    "gen",
+    "capt",
+    "prof",
+    "rev",
+    "mt",
+    "ft",
+    "blvd",
+}
 # lowercase words that may join capitalised ones inside a title
-_JOINERS = {"of", "the", "a", "an", "and", "in", "on", "at", "to", "for", "with", "from", "by", "or", "vs", "de",
-            "la", "le", "les", "du", "des", "et", "y", "el", "il", "da", "di", "del", "is", "it", "as", "not", "into",
-            "about", "up", "out", "off", "over", "under", "upon", "no", "my", "your", "his", "her", "our"}  # fmt: skip
+_JOINERS = {
+    "of",
+    "the",
+    "a",
+    "an",
+    "and",
+    "in",
+    "on",
+    "at",
+    "to",
+    "for",
+    "with",
+    "from",
+    "by",
+    "or",
+    "vs",
+    "de",
+    "la",
+    "le",
+    "les",
+    "du",
+    "des",
+    "et",
+    "y",
+    "el",
+    "il",
+    "da",
+    "di",
+    "del",
+    "is",
+    "it",
+    "as",
+    "not",
+    "into",
+    "about",
+    "up",
+    "out",
+    "off",
+    "over",
+    "under",
+    "upon",
+    "no",
+    "my",
+    "your",
+    "his",
+    "her",
+    "our",
+}
 _ARTICLES = {"the", "a", "an"}
 _SEGMENT_WORDS = {"and", "or", "plus"}  # between two titles in one run: "Blade Runner and The Terminator"
-_LEAD_WORDS = {"try", "watch", "consider", "recommended", "suggested", "rewatch"}  # "Try Blade Runner" at a sentence start
+_LEAD_WORDS = {
+    "try",
+    "watch",
+    "consider",
+    "recommended",
+    "suggested",
+    "rewatch",
+}  # "Try Blade Runner" at a sentence start
 # a recommendation lead-in right before a run ("I'd recommend", "you might try", "check out")
 _LEAD_IN = re.compile(
     r"(?i)(?:\brecommend(?:ing|ed)?|\bsuggest(?:ing|ed)?|\btry(?:ing)?|\b(?:re)?watch(?:ing)?|\bcheck(?:ing)?\s+out"
@@ -101,20 +173,92 @@ _YEAR_AFTER = re.compile(
 )
 # what may stand between two titles of one lead-in's object: a title's own end ("Mars Attacks!", "L.A."), then a
 # comma, "and"/"or" or a parenthetical's bracket ("Independence Day (ID4), ..."); never a sentence end alone
-_CONTINUES = re.compile(r"[.!?]*[ \t)*_\"”'’]*(?:,|\(|,?[ \t]*(?:and|or|&)(?=[ \t]))[ \t,(*_\"“'‘]*(?:(?:and|or)[ \t]+)?[ \t(*_\"“]*")
+_CONTINUES = re.compile(
+    r"[.!?]*[ \t)*_\"”'’]*(?:,|\(|,?[ \t]*(?:and|or|&)(?=[ \t]))[ \t,(*_\"“'‘]*(?:(?:and|or)[ \t]+)?[ \t(*_\"“]*"
+)
 # words by which the text before a list says it lists films ("Here are my picks:", not "Pick one:")
 _FILM_WORDS = re.compile(r"(?i)\b(?:movies?|films?|flicks?|titles?|watch\w*|recommend\w*|suggest\w*|picks|enjoy)\b")
-_QUOTED = re.compile(r"\"([^\"\n]{1,120})\"|“([^”\n]{1,120})”|\*\*([^*\n]{1,120})\*\*|(?<![\w*])\*([^*\n]{1,120})\*(?![\w*])"
-                     r"|(?<!\w)_([^_\n]{1,120})_(?!\w)")  # fmt: skip
+_QUOTED = re.compile(
+    r"\"([^\"\n]{1,120})\"|“([^”\n]{1,120})”|\*\*([^*\n]{1,120})\*\*|(?<![\w*])\*([^*\n]{1,120})\*(?![\w*])"
+    r"|(?<!\w)_([^_\n]{1,120})_(?!\w)"
+)
 _DECORATION = " \t*_\"“”'’("  # markdown and quotes that may stand between a run and its context
 _ROMAN = {"ii", "iii", "iv", "vi", "vii", "viii", "ix"}
 # words of list headings and genre talk: a run made only of these (or genres) is not a title
-_GENERIC = {"top", "best", "rated", "popular", "new", "classic", "more", "other", "recent", "pick", "film", "movie",
-            "title", "recommendation", "option", "choice", "favorite", "favourite", "here", "note", "tip", "all",
-            "time", "great", "good", "fun", "family", "genre", "year", "rating", "user", "item", "history", "sci",
-            "fi", "noir", "feel", "light", "dark", "hidden", "gem", "must", "see", "watch", "similar", "like",
-            "why", "summary", "result", "also", "bonus", "honorable", "mention", "and", "or", "of", "the", "a",
-            "an", "for", "you", "your", "my", "in", "with", "to", "s", "i", "yes", "no", "sure", "thanks"}  # fmt: skip
+_GENERIC = {
+    "top",
+    "best",
+    "rated",
+    "popular",
+    "new",
+    "classic",
+    "more",
+    "other",
+    "recent",
+    "pick",
+    "film",
+    "movie",
+    "title",
+    "recommendation",
+    "option",
+    "choice",
+    "favorite",
+    "favourite",
+    "here",
+    "note",
+    "tip",
+    "all",
+    "time",
+    "great",
+    "good",
+    "fun",
+    "family",
+    "genre",
+    "year",
+    "rating",
+    "user",
+    "item",
+    "history",
+    "sci",
+    "fi",
+    "noir",
+    "feel",
+    "light",
+    "dark",
+    "hidden",
+    "gem",
+    "must",
+    "see",
+    "watch",
+    "similar",
+    "like",
+    "why",
+    "summary",
+    "result",
+    "also",
+    "bonus",
+    "honorable",
+    "mention",
+    "and",
+    "or",
+    "of",
+    "the",
+    "a",
+    "an",
+    "for",
+    "you",
+    "your",
+    "my",
+    "in",
+    "with",
+    "to",
+    "s",
+    "i",
+    "yes",
+    "no",
+    "sure",
+    "thanks",
+}
 
 
 @dataclass(frozen=True)
@@ -276,8 +420,9 @@ def _joins(text: str, a: re.Match, b: re.Match) -> bool:
     if _GAP.fullmatch(gap):
         return True
     # "Mr. Holland's Opus", "L.A. Confidential": a dot after an abbreviation or a single letter
-    return bool(re.fullmatch(r"\.[ \t]*", gap)) and (a.group().lower() in _ABBREVIATIONS or len(a.group()) == 1
-                                                     or "." in a.group())  # fmt: skip
+    return bool(re.fullmatch(r"\.[ \t]*", gap)) and (
+        a.group().lower() in _ABBREVIATIONS or len(a.group()) == 1 or "." in a.group()
+    )
 
 
 def _is_word_i(tok: re.Match) -> bool:
@@ -302,7 +447,8 @@ def _runs(text: str, words: list[re.Match]) -> list[Run]:
         nxt = words[k + 1] if k + 1 < len(words) else None
         # "I" is a word of a title only before another capitalised word ("I Shot Andy Warhol")
         cap = _capitalised(word) and not (
-            _is_word_i(tok) and not (nxt and _capitalised(nxt.group()) and not _is_word_i(nxt) and _joins(text, tok, nxt))
+            _is_word_i(tok)
+            and not (nxt and _capitalised(nxt.group()) and not _is_word_i(nxt) and _joins(text, tok, nxt))
         )
         if current and _joins(text, words[current[-1]], tok) and (cap or word in _JOINERS):
             current.append(k)
@@ -426,8 +572,9 @@ def _singular(word: str) -> str:
 def _title_like(words: list[str], genres: set[str]) -> bool:
     """Whether capitalised words could be a film's title rather than a heading or genre talk."""
     parts = [p for w in words for p in re.split(r"[-/.'’*]+", w) if p]
-    return 0 < len(words) <= 10 and not all(_singular(p) in _GENERIC or _singular(p) in genres or p.lower() in genres
-                                            for p in parts)  # fmt: skip
+    return 0 < len(words) <= 10 and not all(
+        _singular(p) in _GENERIC or _singular(p) in genres or p.lower() in genres for p in parts
+    )
 
 
 def _significant(tokens: list[re.Match]) -> int:

@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from recagent.agents.grounding import ground_answer
-from recagent.dialogs import Sample
 from recagent.tools.data import LeaveOneOutSplit
+
+from recagent.dialogs import Sample
 
 
 def held_items(split: LeaveOneOutSplit) -> dict[str, set[str]]:
@@ -52,7 +53,9 @@ def find_leaks(train: Iterable[Sample], test: Iterable[Sample], split: LeaveOneO
                 g = ground_answer(m["content"], catalog, set())
                 named = (set(g.supported) | set(g.unsupported)) & bad_items
                 if named:
-                    leaks.append(f"train dialog {s.id}: answer names valid/test items {sorted(named)} of user {s.user_id}")
+                    leaks.append(
+                        f"train dialog {s.id}: answer names valid/test items {sorted(named)} of user {s.user_id}"
+                    )
         offered_held = sorted(heldout_tools & {t["function"]["name"] for t in s.tools})
         flagged = sorted(n for n, rec in s.tool_variants.items() if rec.get("heldout"))
         if offered_held or flagged:

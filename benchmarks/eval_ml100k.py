@@ -45,14 +45,20 @@ def main() -> None:
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
     from recagent.evaluation.config import EvalConfig
     from recagent.evaluation.runner import run_eval
+
     from recagent.paths import recagent_home
 
     work = Path(a.work) if a.work else recagent_home() / "runs" / "bench-eval"
     lengths = [int(x) for x in (a.history_lengths or ("1,2,3,5,10,20" if a.run == "baselines" else "1,20")).split(",")]
     t0 = time.perf_counter()
     if a.run == "baselines":
-        cfg = EvalConfig.build(users=a.users, include_agent=False, history_lengths=lengths,
-                               protocols=["full", "candidates", "position", "history"], out=str(work / "baselines"))  # fmt: skip
+        cfg = EvalConfig.build(
+            users=a.users,
+            include_agent=False,
+            history_lengths=lengths,
+            protocols=["full", "candidates", "position", "history"],
+            out=str(work / "baselines"),
+        )
     else:
         from recagent.synth.config import SynthConfig
         from recagent.synth.pipeline import synthesize
@@ -62,9 +68,14 @@ def main() -> None:
             synthesize(SynthConfig.build(n=120, seed=0, test_fraction=0.25, exports=[]), synth_dir, progress=False)
         # the first agent-users of the 200 sampled users: sample_cases keeps the sampled order, so the
         # agent's users are the same people the baselines run scored
-        cfg = EvalConfig.build(users=a.agent_users, history_lengths=lengths, synth_dir=str(synth_dir),
-                               tool_call_tasks=a.tool_call_tasks, simulator={"users": a.sim_users},
-                               out=str(work / "agent"))  # fmt: skip
+        cfg = EvalConfig.build(
+            users=a.agent_users,
+            history_lengths=lengths,
+            synth_dir=str(synth_dir),
+            tool_call_tasks=a.tool_call_tasks,
+            simulator={"users": a.sim_users},
+            out=str(work / "agent"),
+        )
     records = Path(cfg.out) / "records.jsonl"
     before = records.read_text().count("\n") if records.is_file() else 0
     out = run_eval(cfg)

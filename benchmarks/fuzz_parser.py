@@ -81,7 +81,9 @@ def valid_call(rng: random.Random) -> str:
 
 def with_argument(call: str, value: str) -> str:
     """The call with ``"x": value`` put first into its arguments."""
-    return call.replace('"arguments": {', '"arguments": {"x": ' + value + (", " if '"arguments": {}' not in call else ""), 1)
+    return call.replace(
+        '"arguments": {', '"arguments": {"x": ' + value + (", " if '"arguments": {}' not in call else ""), 1
+    )
 
 
 def nest(rng: random.Random, depth: int, inner: str) -> str:
@@ -142,7 +144,9 @@ def gen_surrogates(rng: random.Random) -> str:
     if where == "value":
         return with_argument(call, '"a' + escape + 'b"')
     if where == "key":
-        return call.replace('"arguments": {', '"arguments": {"' + escape + '": 1' + (", " if '"arguments": {}' not in call else ""), 1)
+        return call.replace(
+            '"arguments": {', '"arguments": {"' + escape + '": 1' + (", " if '"arguments": {}' not in call else ""), 1
+        )
     if where == "name":
         return '<tool_call>{"name": "get' + escape + '", "arguments": {}}</tool_call>'
     return with_argument(call, '"' + raw + '"')
@@ -159,9 +163,13 @@ def gen_bytes(rng: random.Random) -> bytes:
 
 
 GENERATORS: dict[str, Callable[[random.Random], Any]] = {
-    "random": gen_random, "mutated": gen_mutated, "deep": gen_deep, "non_strict": gen_non_strict,
-    "surrogates": gen_surrogates, "bytes": gen_bytes,
-}  # fmt: skip
+    "random": gen_random,
+    "mutated": gen_mutated,
+    "deep": gen_deep,
+    "non_strict": gen_non_strict,
+    "surrogates": gen_surrogates,
+    "bytes": gen_bytes,
+}
 
 
 def strict(value: Any) -> bool:
@@ -223,11 +231,23 @@ def run(parse: Callable[[Any, set[str] | None], Any], n: int, seed: int, max_dep
     total: Counter = Counter()
     for c in per.values():
         total.update(c)
-    keys = ("inputs", "exceptions", "accepted_non_strict", "accepted_too_deep", "accepted_calls", "invalid_calls",
-            "multi_line_errors")  # fmt: skip
+    keys = (
+        "inputs",
+        "exceptions",
+        "accepted_non_strict",
+        "accepted_too_deep",
+        "accepted_calls",
+        "invalid_calls",
+        "multi_line_errors",
+    )
     fill = lambda c: {**{k: c.get(k, 0) for k in keys}, **{k: v for k, v in sorted(c.items()) if k not in keys}}  # noqa: E731
-    return {"total": fill(total), "by_kind": {k: fill(c) for k, c in per.items()}, "parse_seconds": round(parse_seconds, 2),
-            "microseconds_per_input": round(parse_seconds / max(n, 1) * 1e6, 1), "examples": examples}  # fmt: skip
+    return {
+        "total": fill(total),
+        "by_kind": {k: fill(c) for k, c in per.items()},
+        "parse_seconds": round(parse_seconds, 2),
+        "microseconds_per_input": round(parse_seconds / max(n, 1) * 1e6, 1),
+        "examples": examples,
+    }
 
 
 def baseline_parser(rev: str) -> Callable | None:
@@ -236,8 +256,9 @@ def baseline_parser(rev: str) -> Callable | None:
     import tempfile
 
     try:
-        source = subprocess.run(["git", "show", f"{rev}:agents/prompt_format.py"], cwd=ROOT, check=True,
-                                capture_output=True, text=True).stdout  # fmt: skip
+        source = subprocess.run(
+            ["git", "show", f"{rev}:agents/prompt_format.py"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     folder = Path(tempfile.mkdtemp(prefix="fuzz_parser_"))
@@ -253,8 +274,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=120_000, help="number of parser inputs (equal shares per kind)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--baseline", metavar="REV", default=None,
-                    help="also run the parser of this git revision on the same inputs (e.g. ae3f19e, before the hardening)")
+    ap.add_argument(
+        "--baseline",
+        metavar="REV",
+        default=None,
+        help="also run the parser of this git revision on the same inputs (e.g. ae3f19e, before the hardening)",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "fuzz_parser.json")
     args = ap.parse_args()
     sys.setrecursionlimit(1000)  # Python's default, so the numbers do not depend on the caller's setting
@@ -265,24 +290,33 @@ def main() -> None:
     result: dict[str, Any] = {
         "benchmark": "fuzz_parser",
         "description": "parse_assistant_output on seeded random, mutated, deep, non-strict, surrogate and byte inputs",
-        "n": args.n, "seed": args.seed, "kinds": list(KINDS), "max_call_depth": MAX_CALL_DEPTH,
+        "n": args.n,
+        "seed": args.seed,
+        "kinds": list(KINDS),
+        "max_call_depth": MAX_CALL_DEPTH,
         "parser": run(parse_assistant_output, args.n, args.seed, MAX_CALL_DEPTH),
-    }  # fmt: skip
+    }
     if args.baseline:  # the same inputs again (same seed) through the committed parser
         before = baseline_parser(args.baseline)
         result["baseline_rev"] = args.baseline
-        result["baseline"] = run(before, args.n, args.seed, MAX_CALL_DEPTH) if before else f"git {args.baseline} not available"
+        result["baseline"] = (
+            run(before, args.n, args.seed, MAX_CALL_DEPTH) if before else f"git {args.baseline} not available"
+        )
     result["wall_seconds"] = round(time.perf_counter() - t0, 1)
     result["machine"] = machine_info()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=True) + "\n")
     total = result["parser"]["total"]
-    print(f"{total['inputs']:,} inputs: {total['exceptions']} exceptions, {total['accepted_non_strict']} accepted "
-          f"non-strict, {total['accepted_too_deep']} accepted too deep ({result['parser']['parse_seconds']} s) -> {args.out}")  # fmt: skip
+    print(
+        f"{total['inputs']:,} inputs: {total['exceptions']} exceptions, {total['accepted_non_strict']} accepted "
+        f"non-strict, {total['accepted_too_deep']} accepted too deep ({result['parser']['parse_seconds']} s) -> {args.out}"
+    )
     if isinstance(result.get("baseline"), dict):
         b = result["baseline"]["total"]
-        print(f"git {args.baseline} parser: {b['exceptions']} exceptions, {b['accepted_non_strict']} accepted non-strict, "
-              f"{b['accepted_too_deep']} accepted too deep")  # fmt: skip
+        print(
+            f"git {args.baseline} parser: {b['exceptions']} exceptions, {b['accepted_non_strict']} accepted non-strict, "
+            f"{b['accepted_too_deep']} accepted too deep"
+        )
 
 
 if __name__ == "__main__":

@@ -59,21 +59,42 @@ class Fuzzer:
         what = sets or {"item_ids": items(r.randint(1, 50))}
         make: dict[str, Callable[[], dict[str, Any]]] = {
             "search_items": lambda: {"query": r.choice(QUERIES), "k": k, **save},
-            "filter_items": lambda: {"genres": r.sample(self.genres, r.randint(0, 3)), "match": r.choice(["any", "all"]),
-                                     "year_min": r.choice([None, 1950, 1990]), "exclude_seen_by": r.choice([None, user()]),
-                                     "sort_by": r.choice(["popularity", "year", "input"]), "k": k, **sets, **save},
-            "retrieve_for_user": lambda: {"user_id": user(), "model": r.choice([None, "pop", "itemknn", "bpr", "sasrec"]),
-                                          "k": k, **save},
-            "similar_items": lambda: {"item_ids": items(r.randint(1, 3)), "k": k,
-                                      "model": r.choice([None, "itemknn", "bpr", "sasrec", "text"]), **save},
+            "filter_items": lambda: {
+                "genres": r.sample(self.genres, r.randint(0, 3)),
+                "match": r.choice(["any", "all"]),
+                "year_min": r.choice([None, 1950, 1990]),
+                "exclude_seen_by": r.choice([None, user()]),
+                "sort_by": r.choice(["popularity", "year", "input"]),
+                "k": k,
+                **sets,
+                **save,
+            },
+            "retrieve_for_user": lambda: {
+                "user_id": user(),
+                "model": r.choice([None, "pop", "itemknn", "bpr", "sasrec"]),
+                "k": k,
+                **save,
+            },
+            "similar_items": lambda: {
+                "item_ids": items(r.randint(1, 3)),
+                "k": k,
+                "model": r.choice([None, "itemknn", "bpr", "sasrec", "text"]),
+                **save,
+            },
             "popular_items": lambda: {"genre": r.choice([None, *self.genres]), "k": k, **save},
             "rank_items": lambda: {**who, **what, "k": k, **save},
-            "rank_by_preference": lambda: {**who, **what, "prefer_genres": r.sample(self.genres, 1),
-                                           "year_max": r.choice([None, 1980]), "weight": r.random(), "k": k},
+            "rank_by_preference": lambda: {
+                **who,
+                **what,
+                "prefer_genres": r.sample(self.genres, 1),
+                "year_max": r.choice([None, 1980]),
+                "weight": r.random(),
+                "k": k,
+            },
             "get_item": lambda: r.choice([{"item_id": r.choice(self.items)}, {"title": r.choice(self.titles).lower()}]),
             "get_user_history": lambda: {"user_id": user(), "last_n": k},
             "get_candidates": lambda: {"name": r.choice(SETS), "k": k},
-        }  # fmt: skip
+        }
         return make[name]() if name in make else {"query": "x"}
 
     # -- hostile pieces ----------------------------------------------------------------------------------------------
@@ -81,14 +102,39 @@ class Fuzzer:
     def hostile_value(self) -> Any:
         """One value a model (or an attacker) might put where an argument belongs."""
         r = self.rng
-        return r.choice([
-            lambda: None, lambda: True, lambda: -1, lambda: 0, lambda: 10**r.randint(3, 80), lambda: -(10**5000),
-            lambda: 3.5, lambda: float("nan"), lambda: float("inf"), lambda: -float("inf"), lambda: "",
-            lambda: "x" * r.randint(1, 5000), lambda: "\ud800", lambda: "ok\udfffok", lambda: "\x00\n\t",
-            lambda: [], lambda: [None], lambda: [[[]]], lambda: {}, lambda: {"a": 1}, lambda: self.deep(r.randint(5, 3000)),
-            lambda: r.choice(self.genres), lambda: r.choice(self.items), lambda: [r.choice(self.items)] * 600,
-            lambda: b"bytes", lambda: {1, 2}, lambda: (1, 2), lambda: object(), lambda: complex(1, 2),
-        ])()  # fmt: skip
+        return r.choice(
+            [
+                lambda: None,
+                lambda: True,
+                lambda: -1,
+                lambda: 0,
+                lambda: 10 ** r.randint(3, 80),
+                lambda: -(10**5000),
+                lambda: 3.5,
+                lambda: float("nan"),
+                lambda: float("inf"),
+                lambda: -float("inf"),
+                lambda: "",
+                lambda: "x" * r.randint(1, 5000),
+                lambda: "\ud800",
+                lambda: "ok\udfffok",
+                lambda: "\x00\n\t",
+                lambda: [],
+                lambda: [None],
+                lambda: [[[]]],
+                lambda: {},
+                lambda: {"a": 1},
+                lambda: self.deep(r.randint(5, 3000)),
+                lambda: r.choice(self.genres),
+                lambda: r.choice(self.items),
+                lambda: [r.choice(self.items)] * 600,
+                lambda: b"bytes",
+                lambda: {1, 2},
+                lambda: (1, 2),
+                lambda: object(),
+                lambda: complex(1, 2),
+            ]
+        )()
 
     def deep(self, depth: int) -> Any:
         """A list nested ``depth`` levels."""
@@ -103,8 +149,23 @@ class Fuzzer:
         if r.random() < 0.8:
             return r.choice(self.names)
         real = r.choice(self.names)
-        return r.choice([real.upper(), real + "_v2", real[:-1], " " + real, "", "x" * 100_000, "\ud800", real + "\n",
-                         None, 42, ["search_items"], {"name": real}, f"{real} (not offered)"])  # fmt: skip
+        return r.choice(
+            [
+                real.upper(),
+                real + "_v2",
+                real[:-1],
+                " " + real,
+                "",
+                "x" * 100_000,
+                "\ud800",
+                real + "\n",
+                None,
+                42,
+                ["search_items"],
+                {"name": real},
+                f"{real} (not offered)",
+            ]
+        )
 
     # -- argument families ---------------------------------------------------------------------------------------------
 
@@ -134,16 +195,37 @@ class Fuzzer:
         """(family, arguments) for one call."""
         r = self.rng
         base = self.valid(name) if isinstance(name, str) else {"k": 5}
-        family = r.choice(["valid", "valid", "mutated", "mutated", "mutated", "deep", "huge_int", "non_strict", "surrogate",
-                           "truncated", "random_text", "wrong_container"])  # fmt: skip
+        family = r.choice(
+            [
+                "valid",
+                "valid",
+                "mutated",
+                "mutated",
+                "mutated",
+                "deep",
+                "huge_int",
+                "non_strict",
+                "surrogate",
+                "truncated",
+                "random_text",
+                "wrong_container",
+            ]
+        )
         if family == "valid":
             args: Any = base
         elif family == "mutated":
             args = self.mutate(base)
         elif family == "deep":
             n = r.choice([33, 100, 1000, 10_000, 100_000])
-            args = r.choice(["[" * n, "{\"a\":" * n, "[" * n + "]" * n, json.dumps({**base, "k": self.deep(min(n, 500))}),
-                             {**base, "k": self.deep(min(n, 5000))}])  # fmt: skip
+            args = r.choice(
+                [
+                    "[" * n,
+                    '{"a":' * n,
+                    "[" * n + "]" * n,
+                    json.dumps({**base, "k": self.deep(min(n, 500))}),
+                    {**base, "k": self.deep(min(n, 5000))},
+                ]
+            )
         elif family == "huge_int":
             digits = r.choice([65, 4300, 4301, 10_000, 90_000])
             args = r.choice([f'{{"k": {"9" * digits}}}', f'{{"user_id": -{"1" * digits}}}', {**base, "k": 10**digits}])
@@ -154,16 +236,40 @@ class Fuzzer:
             args = r.choice([text, {**base, key: float(bad.replace("NaN", "nan"))}])
         elif family == "surrogate":
             key = r.choice(list(base) or ["query"])
-            args = r.choice([json.dumps({**base, key: "\ud83d"}), json.dumps({**base, key: "\ud83d"}, ensure_ascii=False),
-                             {**base, key: "\udcff"}, {"\ud800": 1, **base}])  # fmt: skip
+            args = r.choice(
+                [
+                    json.dumps({**base, key: "\ud83d"}),
+                    json.dumps({**base, key: "\ud83d"}, ensure_ascii=False),
+                    {**base, key: "\udcff"},
+                    {"\ud800": 1, **base},
+                ]
+            )
         elif family == "truncated":
             text = json.dumps(base)
             args = text[: r.randint(0, max(len(text) - 1, 0))]
         elif family == "random_text":
-            args = "".join(chr(r.choice([r.randint(0, 127), r.randint(0x80, 0x10FFFF)])) for _ in range(r.randint(0, 200)))
+            args = "".join(
+                chr(r.choice([r.randint(0, 127), r.randint(0x80, 0x10FFFF)])) for _ in range(r.randint(0, 200))
+            )
         else:
-            args = r.choice([None, 5, 2.5, True, [base], (1,), b"{}", bytearray(b"[]"), {1, 2}, object(), "null", "[]",
-                             '"text"', "   "])  # fmt: skip
+            args = r.choice(
+                [
+                    None,
+                    5,
+                    2.5,
+                    True,
+                    [base],
+                    (1,),
+                    b"{}",
+                    bytearray(b"[]"),
+                    {1, 2},
+                    object(),
+                    "null",
+                    "[]",
+                    '"text"',
+                    "   ",
+                ]
+            )
         if family in ("valid", "mutated") and r.random() < 0.5:
             text = self.to_text(args)
             args = text if text is not None else args
@@ -193,8 +299,9 @@ def run(registry: Any, env: Any, calls: int, seed: int) -> dict[str, Any]:
     for n in range(calls):
         if n % 500 == 0:  # a fresh conversation now and then, each with an empty saved set to trip over
             session = build_registry(env.session())
-            session.call("filter_items", {"genres": ["Action", "Children's", "Film-Noir"], "match": "all",
-                                          "save_as": "empty"})  # fmt: skip
+            session.call(
+                "filter_items", {"genres": ["Action", "Children's", "Film-Noir"], "match": "all", "save_as": "empty"}
+            )
             session.call("popular_items", {"k": 5, "save_as": "c1"})
         name = fuzz.name()
         family, args = fuzz.arguments(name)
@@ -224,14 +331,19 @@ def run(registry: Any, env: Any, calls: int, seed: int) -> dict[str, Any]:
             examples["internal_error"].append(f"{name}/{family}: {msg[:200]}")
     seconds = time.perf_counter() - t0
     return {
-        "calls": counts["calls"], "exceptions": counts["exceptions"], "ok": counts["ok"],
-        "errors": sum(kinds.values()), "errors_by_kind": dict(kinds.most_common()),
+        "calls": counts["calls"],
+        "exceptions": counts["exceptions"],
+        "ok": counts["ok"],
+        "errors": sum(kinds.values()),
+        "errors_by_kind": dict(kinds.most_common()),
         "internal_errors": kinds.get("internal_error", 0),
         "error_messages_not_one_line": counts["error_messages_not_one_line"],
         "ok_results_not_strict_json": counts["ok_results_not_strict_json"],
         "by_family": {f: dict(c) for f, c in sorted(families.items())},
-        "examples": examples, "seconds": round(seconds, 1), "calls_per_second": round(calls / seconds, 1),
-    }  # fmt: skip
+        "examples": examples,
+        "seconds": round(seconds, 1),
+        "calls_per_second": round(calls / seconds, 1),
+    }
 
 
 def main() -> None:
@@ -247,8 +359,13 @@ def main() -> None:
     env = ToolEnv.load(ToolEnvConfig(dataset=args.dataset))
     registry = build_registry(env.session())
     counts = run(registry, env, args.calls, args.seed)
-    report = {"what": __doc__.splitlines()[0], "dataset": args.dataset, "seed": args.seed, **counts,
-              "machine": machine_info()}  # fmt: skip
+    report = {
+        "what": __doc__.splitlines()[0],
+        "dataset": args.dataset,
+        "seed": args.seed,
+        **counts,
+        "machine": machine_info(),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=True) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k not in ("by_family", "machine", "examples")}, indent=2))

@@ -50,24 +50,43 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 STYLES = ("title_year", "plain_list", "plain_inline", "lead_in", "year_comma", "bold_dash")
 # titles that are in no catalog (checked at run time: one that is found is left out)
-INVENTED = ("Galaxy Quest Returns", "The Matrix Reloaded", "Midnight Harbor", "The Last Lighthouse Keeper",
-            "Echoes of Tomorrow", "Crimson Valley Road", "The Paper Astronaut", "Silent Orchard",
-            "Neon Requiem", "A Winter in Lisbon")  # fmt: skip
+INVENTED = (
+    "Galaxy Quest Returns",
+    "The Matrix Reloaded",
+    "Midnight Harbor",
+    "The Last Lighthouse Keeper",
+    "Echoes of Tomorrow",
+    "Crimson Valley Road",
+    "The Paper Astronaut",
+    "Silent Orchard",
+    "Neon Requiem",
+    "A Winter in Lisbon",
+)
 # replies that name no item, in the registers a chat policy uses (greeting, capabilities, clarification,
 # refusal, sign-off); written for this benchmark, so a small sanity set, not an independent sample
 PROSE = (
     "Hi there! I'm your movie assistant. Tell me your user id or a genre you like, and I'll find something.",
-    "Good Morning! How can I help you today?", "Happy Friday! Want something light for the weekend?",
-    "Sure, I can help with that. Do you prefer Action or Comedy?", "Here are some picks for you",
-    "I hope you enjoy them!", "Based on your history (lots of Drama and Romance), here are some picks.",
-    "Welcome back, User 42! What are you in the mood for tonight?", "Of course! Which genre: Horror, Western or Film-Noir?",
-    "Thanks! Enjoy the movies and have a Great Weekend.", "Sorry, I can't help with homework. I Recommend asking a teacher.",
-    "I don't know that, but I can recommend movies from the MovieLens catalog.", "Watch Out for spoilers!",
-    "Tom Hanks and Meg Ryan star in several romantic comedies.", "Heat is rising, so a light comedy may suit you.",
-    "It was fun. Kids love it.", "Fargo is a long drive from here.", "Speed matters less than mood.",
+    "Good Morning! How can I help you today?",
+    "Happy Friday! Want something light for the weekend?",
+    "Sure, I can help with that. Do you prefer Action or Comedy?",
+    "Here are some picks for you",
+    "I hope you enjoy them!",
+    "Based on your history (lots of Drama and Romance), here are some picks.",
+    "Welcome back, User 42! What are you in the mood for tonight?",
+    "Of course! Which genre: Horror, Western or Film-Noir?",
+    "Thanks! Enjoy the movies and have a Great Weekend.",
+    "Sorry, I can't help with homework. I Recommend asking a teacher.",
+    "I don't know that, but I can recommend movies from the MovieLens catalog.",
+    "Watch Out for spoilers!",
+    "Tom Hanks and Meg Ryan star in several romantic comedies.",
+    "Heat is rising, so a light comedy may suit you.",
+    "It was fun. Kids love it.",
+    "Fargo is a long drive from here.",
+    "Speed matters less than mood.",
     "I can: 1. Recommend films for a user 2. Search the catalog 3. Rank candidates",
     "I can:\n- Show Your History\n- Search by genre or year\n- Rank candidates for you",
-    "Pick one:\n1. Action\n2. Comedy\n3. Something Else", "Let me know if you'd like More Options!",
+    "Pick one:\n1. Action\n2. Comedy\n3. Something Else",
+    "Let me know if you'd like More Options!",
 )
 _TRAILING_ARTICLE = re.compile(r"^(?P<rest>.*), (?P<art>The|A|An)$")
 _CITED = re.compile(r"\[([A-Za-z0-9_\-]{1,64})\]")
@@ -101,8 +120,15 @@ def synth_answers(path: Path) -> list[dict[str, Any]]:
                 seen |= set(result_ids(m.get("artifact")))
             elif m["role"] == "assistant" and m.get("content") and not m.get("tool_calls"):
                 cited = [i for i in dict.fromkeys(_CITED.findall(m["content"])) if i in seen]
-                out.append({"source": dialog.get("id"), "text": m["content"], "seen": set(seen), "items": cited,
-                            "after_tool": bool(seen)})  # fmt: skip
+                out.append(
+                    {
+                        "source": dialog.get("id"),
+                        "text": m["content"],
+                        "seen": set(seen),
+                        "items": cited,
+                        "after_tool": bool(seen),
+                    }
+                )
     return out
 
 
@@ -130,11 +156,27 @@ def request_answers(env, requests) -> tuple[list[dict[str, Any]], list[str]]:
         else:
             failed.append(req.id)
             continue
-        step = StepRecord(turn=0, index=0, kind="tool_call", tool=accepted.tool, arguments=args, call_id="bench",
-                          valid=True, result_item_ids=ids)  # fmt: skip
+        step = StepRecord(
+            turn=0,
+            index=0,
+            kind="tool_call",
+            tool=accepted.tool,
+            arguments=args,
+            call_id="bench",
+            valid=True,
+            result_item_ids=ids,
+        )
         done = fallback({"trace": [step], "turn": 0, "steps": 1, "messages": []}, runtime)
-        out.append({"source": req.id, "text": done["answer"], "seen": set(ids), "items": list(done["recommended"]),
-                    "after_tool": True, "tool": accepted.tool})  # fmt: skip
+        out.append(
+            {
+                "source": req.id,
+                "text": done["answer"],
+                "seen": set(ids),
+                "items": list(done["recommended"]),
+                "after_tool": True,
+                "tool": accepted.tool,
+            }
+        )
     return out, failed
 
 
@@ -225,8 +267,12 @@ def detection(answers: list[dict[str, Any]], catalog, style: str, invented: list
             inv_hits += 1
         elif len(missed["invented"]) < 10:
             missed["invented"].append(fake[0])
-    return {"answers": n, "swap_detected": rate(swap_hits, n), "invented_detected": rate(inv_hits, n),
-            "missed_examples": missed}  # fmt: skip
+    return {
+        "answers": n,
+        "swap_detected": rate(swap_hits, n),
+        "invented_detected": rate(inv_hits, n),
+        "missed_examples": missed,
+    }
 
 
 def measure_set(answers: list[dict[str, Any]], catalog, styles: list[str], invented: list[str], seed: int) -> dict:
@@ -236,8 +282,10 @@ def measure_set(answers: list[dict[str, Any]], catalog, styles: list[str], inven
     return {
         "answers": len(answers),
         "with_items": sum(bool(a["items"]) for a in answers),
-        "as_written": {"after_tool_results": false_positives(after, catalog, None),
-                       "no_tool_result_yet": false_positives(prose, catalog, None)},  # fmt: skip
+        "as_written": {
+            "after_tool_results": false_positives(after, catalog, None),
+            "no_tool_result_yet": false_positives(prose, catalog, None),
+        },
         "rendered": {s: false_positives(after, catalog, s) for s in styles},
         "detection": {s: detection(after, catalog, s, invented, seed) for s in styles},
     }
@@ -251,19 +299,29 @@ def timing(answers: list[dict[str, Any]], catalog, styles: list[str]) -> dict[st
     t0 = time.perf_counter()
     TitleIndex(catalog)
     build_ms = (time.perf_counter() - t0) * 1000
-    texts = [a["text"] for a in answers] + [render(s, [item_name(catalog, i) for i in a["items"]])
-                                            for s in styles for a in answers if a["items"]]  # fmt: skip
+    texts = [a["text"] for a in answers] + [
+        render(s, [item_name(catalog, i) for i in a["items"]]) for s in styles for a in answers if a["items"]
+    ]
     t0 = time.perf_counter()
     for t in texts:
         ground_answer(t, catalog, set())
     per = (time.perf_counter() - t0) / max(len(texts), 1)
-    return {"index_build_ms": round(build_ms, 1), "check_us_per_answer": round(per * 1e6, 1), "answers_timed": len(texts)}
+    return {
+        "index_build_ms": round(build_ms, 1),
+        "check_us_per_answer": round(per * 1e6, 1),
+        "answers_timed": len(texts),
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--synth", type=Path, nargs="+", default=[ROOT / "examples" / "synth_sample.jsonl"],
-                   help="synthesized dialog files (JSONL, one dialog a line)")
+    p.add_argument(
+        "--synth",
+        type=Path,
+        nargs="+",
+        default=[ROOT / "examples" / "synth_sample.jsonl"],
+        help="synthesized dialog files (JSONL, one dialog a line)",
+    )
     p.add_argument("--no-requests", action="store_true", help="skip the chat requests (they need trained models)")
     p.add_argument("--styles", nargs="+", default=list(STYLES), choices=STYLES)
     p.add_argument("--seed", type=int, default=0, help="seed of the swapped-in items")
@@ -271,8 +329,9 @@ def main() -> None:
     args = p.parse_args()
 
     from recagent.agents.title_match import title_index
-    from recagent.heldout_requests import load_chat_requests, packaged_path
     from recagent.tools.data import load_dataset
+
+    from recagent.heldout_requests import load_chat_requests, packaged_path
 
     t_start = time.perf_counter()
     catalog = load_dataset("ml-100k").items
@@ -285,8 +344,10 @@ def main() -> None:
         all_answers += answers
         name = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
         sets[f"synth:{name}"] = measure_set(answers, catalog, args.styles, invented, args.seed)
-    prose = [{"source": f"prose-{n}", "text": t, "seen": set(), "items": [], "after_tool": False}
-             for n, t in enumerate(PROSE)]  # fmt: skip
+    prose = [
+        {"source": f"prose-{n}", "text": t, "seen": set(), "items": [], "after_tool": False}
+        for n, t in enumerate(PROSE)
+    ]
     sets["prose_without_items"] = {
         "answers": len(prose),
         "no_tool_results": false_positives(prose, catalog, None),
@@ -303,8 +364,13 @@ def main() -> None:
         all_answers += answers
         sets["chat_requests"] = measure_set(answers, catalog, args.styles, invented, args.seed)
         sets["chat_requests"]["requests"] = len(requests)
-        skipped = {"no_tool": sum(r.no_tool for r in requests), "no_tool_result": failed,
-                   "file": str(packaged_path().relative_to(ROOT)) if packaged_path().is_relative_to(ROOT) else str(packaged_path())}  # fmt: skip
+        skipped = {
+            "no_tool": sum(r.no_tool for r in requests),
+            "no_tool_result": failed,
+            "file": str(packaged_path().relative_to(ROOT))
+            if packaged_path().is_relative_to(ROOT)
+            else str(packaged_path()),
+        }
     report = {
         "what": "answers the check flags (unsupported or unknown items) although every item they name came from a tool "
         "result of their conversation; and, per rendering style, how often an answer is flagged once its last item is "
@@ -324,14 +390,20 @@ def main() -> None:
         if "as_written" not in s:
             for where in ("no_tool_results", "after_tool_results"):
                 fp = s[where]
-                print(f"{name[-47:]:<48}{where[:13]:<14}{fp['answers']:>8}{fp['flagged']:>8}{fp['false_positive_rate'] or 0:>9.3f}")
+                print(
+                    f"{name[-47:]:<48}{where[:13]:<14}{fp['answers']:>8}{fp['flagged']:>8}{fp['false_positive_rate'] or 0:>9.3f}"
+                )
             continue
         for where, fp in s["as_written"].items():
-            print(f"{name[-47:]:<48}{where[:13]:<14}{fp['answers']:>8}{fp['flagged']:>8}{fp['false_positive_rate'] or 0:>9.3f}")
+            print(
+                f"{name[-47:]:<48}{where[:13]:<14}{fp['answers']:>8}{fp['flagged']:>8}{fp['false_positive_rate'] or 0:>9.3f}"
+            )
         for style, fp in s["rendered"].items():
             d = s["detection"][style]
-            print(f"{name[-47:]:<48}{style:<14}{fp['answers']:>8}{fp['flagged']:>8}{fp['false_positive_rate'] or 0:>9.3f}"
-                  f"{d['swap_detected'] or 0:>7.2f}{d['invented_detected'] or 0:>7.2f}")  # fmt: skip
+            print(
+                f"{name[-47:]:<48}{style:<14}{fp['answers']:>8}{fp['flagged']:>8}{fp['false_positive_rate'] or 0:>9.3f}"
+                f"{d['swap_detected'] or 0:>7.2f}{d['invented_detected'] or 0:>7.2f}"
+            )
     print(f"timing: {report['timing']}; wrote {args.out}")
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from recagent.tools.index import IndexConfig, VectorIndex
 
 DIM = 64  # the dimension of the recommenders' item embeddings
@@ -112,14 +111,30 @@ def run_size(n: int, n_queries: int, n_batch: int, sweep: tuple[int, ...], threa
     else:
         stats, _ = measure(auto, single, batch, exact_ids, threads)
         nbytes = index_bytes(auto)
-        rows.append({"n": n, "index": f"{auto.kind} (auto)", "build_s": build_s, "index_bytes": nbytes,
-                     "nprobe": config.nprobe, **stats})
+        rows.append(
+            {
+                "n": n,
+                "index": f"{auto.kind} (auto)",
+                "build_s": build_s,
+                "index_bytes": nbytes,
+                "nprobe": config.nprobe,
+                **stats,
+            }
+        )
         # Recall is bought with nprobe: show the trade-off without rebuilding.
         for nprobe in sweep:
             auto.config = config.model_copy(update={"nprobe": nprobe})
             stats, _ = measure(auto, single, batch, exact_ids, threads)
-            rows.append({"n": n, "index": f"{auto.kind} nprobe={nprobe}", "build_s": None, "index_bytes": nbytes,
-                         "nprobe": nprobe, **stats})
+            rows.append(
+                {
+                    "n": n,
+                    "index": f"{auto.kind} nprobe={nprobe}",
+                    "build_s": None,
+                    "index_bytes": nbytes,
+                    "nprobe": nprobe,
+                    **stats,
+                }
+            )
     del auto, items
     for row in rows:
         row["peak_rss_mb"] = peak_rss_mb()
@@ -137,9 +152,15 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         table.add_column(col, justify="left" if col == "index" else "right")
     for r in rows:
         table.add_row(
-            f"{r['n']:,}", r["index"], "-" if r["build_s"] is None else f"{r['build_s']:.2f}",
-            f"{r['latency_p50_ms']:.3f}", f"{r['latency_p95_ms']:.3f}", f"{r['batch_qps']:,.0f}",
-            f"{r['recall_at_10']:.3f}", f"{r['index_bytes'] / 2**20:.1f}", f"{r['peak_rss_mb']:.0f}",
+            f"{r['n']:,}",
+            r["index"],
+            "-" if r["build_s"] is None else f"{r['build_s']:.2f}",
+            f"{r['latency_p50_ms']:.3f}",
+            f"{r['latency_p95_ms']:.3f}",
+            f"{r['batch_qps']:,.0f}",
+            f"{r['recall_at_10']:.3f}",
+            f"{r['index_bytes'] / 2**20:.1f}",
+            f"{r['peak_rss_mb']:.0f}",
         )
     Console(width=140).print(table)
 

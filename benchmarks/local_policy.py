@@ -78,7 +78,6 @@ def legacy_tools_block(tools: list[dict]) -> str:
 def prompt_sizes(tok: Any, tools: list[dict], system: str) -> dict:
     """Tokens of the tools block and of the system turn, compact vs legacy."""
     from langchain_core.messages import SystemMessage
-
     from recagent.agents import prompt_format as pf
 
     def count(text: str) -> int:
@@ -104,15 +103,18 @@ def result_sizes(tok: Any) -> dict:
 
     out = build_registry(ToolEnv.load()).call("retrieve_for_user", {"user_id": "42", "k": 10})
     count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-    return {"tool": "retrieve_for_user", "items": len(out.result["items"]), "compact_text": count(out.content()),
-            "json": count(out.record())}  # fmt: skip
+    return {
+        "tool": "retrieve_for_user",
+        "items": len(out.result["items"]),
+        "compact_text": count(out.content()),
+        "json": count(out.record()),
+    }
 
 
 def engine_speeds(checkpoint: Path, tok: Any, tools: list[dict], decode_tokens: int) -> list[dict]:
     """Cold prefill and greedy decode tokens/s per engine, dtype and thread count."""
     import torch
     from langchain_core.messages import HumanMessage, SystemMessage
-
     from recagent.agents.local_model import GGUF_TYPES, cpu_has_bf16, default_gguf, load_causal_lm
     from recagent.agents.policies.engines import DecodeJob, LlamaCppEngine, TransformersEngine
     from recagent.agents.policies.grammar import GrammarCache
@@ -132,9 +134,15 @@ def engine_speeds(checkpoint: Path, tok: Any, tools: list[dict], decode_tokens: 
         engine.forget_cache()
         out = engine.decode(DecodeJob(ids=short, grammar=grammar, max_new_tokens=decode_tokens, eos_ids=set()))
         dec = out.decode_seconds
-        row = {"engine": name, "threads": threads, "prefill_prompt_tokens": len(long),
-               "prefill_tokens_per_s": round(len(long) / prefill, 1), "decode_prompt_tokens": len(short),
-               "decode_new_tokens": len(out.new_ids), "decode_tokens_per_s": round(len(out.new_ids) / dec, 1)}  # fmt: skip
+        row = {
+            "engine": name,
+            "threads": threads,
+            "prefill_prompt_tokens": len(long),
+            "prefill_tokens_per_s": round(len(long) / prefill, 1),
+            "decode_prompt_tokens": len(short),
+            "decode_new_tokens": len(out.new_ids),
+            "decode_tokens_per_s": round(len(out.new_ids) / dec, 1),
+        }
         if name.startswith("transformers"):  # generate() includes the short prompt's prefill: take it out
             t0 = time.perf_counter()
             engine.decode(DecodeJob(ids=short, max_new_tokens=1, eos_ids=set()))
@@ -149,7 +157,9 @@ def engine_speeds(checkpoint: Path, tok: Any, tools: list[dict], decode_tokens: 
         dtypes = [torch.float32] + ([torch.bfloat16] if cpu_has_bf16() else [])
         for dtype in dtypes:
             model, _ = load_causal_lm(checkpoint, dtype=dtype)
-            measure(f"transformers-{str(dtype).removeprefix('torch.')}", TransformersEngine(model, tok), threads=threads)
+            measure(
+                f"transformers-{str(dtype).removeprefix('torch.')}", TransformersEngine(model, tok), threads=threads
+            )
             del model
         for gguf_type in GGUF_TYPES:
             llama = LlamaCppEngine(default_gguf(gguf_type), tok, n_threads=threads)
@@ -174,8 +184,9 @@ def agent_latency(systems: list[str], n_requests: int, checkpoint: Path) -> dict
         model = None if engine == "llama_cpp" else str(checkpoint)
         # engines at their own thread defaults; "before" also keeps the old budgets (192 tokens for every reply)
         budgets = {"max_new_tokens": 192, "max_call_tokens": None} if name == "before" else {}
-        policy = PolicyConfig(model=model, engine=engine, first_tool_choice="required", later_tool_choice="none",
-                              **budgets)  # fmt: skip
+        policy = PolicyConfig(
+            model=model, engine=engine, first_tool_choice="required", later_tool_choice="none", **budgets
+        )
         db = Path(f"/tmp/recagent-bench-{name}-{time.time_ns()}.sqlite")
         agents[name] = Agent.from_config(AgentConfig(policy=policy), env=env, db_path=db)
     turns: dict[str, list[dict]] = {name: [] for name in systems}
@@ -190,13 +201,24 @@ def agent_latency(systems: list[str], n_requests: int, checkpoint: Path) -> dict
             finally:
                 pf.render_tools = real_render
             calls = [s for s in r.trace if s.kind == "tool_call" and s.call_id != "fallback"]
-            row = {"request": text, "user": user, "seconds": round(seconds, 2), "llm_calls": r.usage.get("llm_calls"),
-                   "output_tokens": r.usage.get("output_tokens"), "tool_calls": [s.tool for s in calls],
-                   "valid_calls": sum(s.valid for s in calls), "policy_answered": r.policy_answer is not None,
-                   "recommended": r.recommended, "answer": r.answer[:300]}  # fmt: skip
+            row = {
+                "request": text,
+                "user": user,
+                "seconds": round(seconds, 2),
+                "llm_calls": r.usage.get("llm_calls"),
+                "output_tokens": r.usage.get("output_tokens"),
+                "tool_calls": [s.tool for s in calls],
+                "valid_calls": sum(s.valid for s in calls),
+                "policy_answered": r.policy_answer is not None,
+                "recommended": r.recommended,
+                "answer": r.answer[:300],
+            }
             turns[name].append(row)
-            print(f"[{i + 1}/{n_requests}] {name:12s} {seconds:6.1f}s calls={row['tool_calls']} "
-                  f"answered={row['policy_answered']} {r.answer[:60]!r}", flush=True)  # fmt: skip
+            print(
+                f"[{i + 1}/{n_requests}] {name:12s} {seconds:6.1f}s calls={row['tool_calls']} "
+                f"answered={row['policy_answered']} {r.answer[:60]!r}",
+                flush=True,
+            )
     summary = {}
     for name, rows in turns.items():
         secs = sorted(r["seconds"] for r in rows)
@@ -236,8 +258,11 @@ def main() -> None:
     p.add_argument("--decode-tokens", type=int, default=128, help="new tokens in the decode measurement")
     p.add_argument("--systems", default="before,transformers,llama_cpp", help="agent systems to time")
     p.add_argument("--skip", default="", help="comma list of parts to skip: speeds, latency")
-    p.add_argument("--update", action="store_true",
-                   help="merge into the existing results: replace only the parts and systems this run measured")
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="merge into the existing results: replace only the parts and systems this run measured",
+    )
     args = p.parse_args()
     from recagent.agents.local_model import ensure_default_model, load_tokenizer
     from recagent.tools.recommender_tools import TOOL_FUNCTIONS
@@ -251,7 +276,9 @@ def main() -> None:
     tok = load_tokenizer(checkpoint)
     from recagent.agents.prompts import CHAT
 
-    system = CHAT.format(dataset="ml-100k", user=" About the user: the user is user_id 42 of the dataset; they like Comedy.")
+    system = CHAT.format(
+        dataset="ml-100k", user=" About the user: the user is user_id 42 of the dataset; they like Comedy."
+    )
     report: dict[str, Any] = {"machine": machine_info(), "prompt_tokens": prompt_sizes(tok, tools, system)}
     report["tool_result_tokens"] = result_sizes(tok)
     print(f"prompt tokens {report['prompt_tokens']}; tool result {report['tool_result_tokens']}", flush=True)

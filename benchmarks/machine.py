@@ -34,7 +34,9 @@ def cpu_flags() -> list[str]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return []
-    return sorted({f for line in text.splitlines() if line.startswith("flags") for f in line.split() if f in _CPU_FLAGS})
+    return sorted(
+        {f for line in text.splitlines() if line.startswith("flags") for f in line.split() if f in _CPU_FLAGS}
+    )
 
 
 def machine_info(**extra: Any) -> dict[str, Any]:

@@ -42,10 +42,17 @@ def eval_config(name: str, adapter: str | None, a: argparse.Namespace):
     from recagent.evaluation.config import EvalConfig
 
     return EvalConfig.build(
-        dataset="ml-100k", users=a.users, seed=0, baselines=["sasrec"], protocols=a.protocols,
-        synth_dir=str(a.synth), tool_call_tasks=a.tool_call_tasks, simulator={"users": a.sim_users, "max_turns": 5},
-        agent={"policy": {"adapter": adapter, "num_threads": a.threads}}, out=str(a.runs / name),
-    )  # fmt: skip
+        dataset="ml-100k",
+        users=a.users,
+        seed=0,
+        baselines=["sasrec"],
+        protocols=a.protocols,
+        synth_dir=str(a.synth),
+        tool_call_tasks=a.tool_call_tasks,
+        simulator={"users": a.sim_users, "max_turns": 5},
+        agent={"policy": {"adapter": adapter, "num_threads": a.threads}},
+        out=str(a.runs / name),
+    )
 
 
 def summarize(res: dict[str, Any]) -> dict[str, Any]:
@@ -53,27 +60,50 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     tc = res.get("tool_calls") or {}
     if tc:
-        out["tool_calls"] = {"all": tc["all"], "seen": tc["by_tools"].get("seen"), "heldout": tc["by_tools"].get("heldout"),
-                             "latency_s": tc.get("latency_s"), "ast_errors": tc.get("ast_errors")}  # fmt: skip
+        out["tool_calls"] = {
+            "all": tc["all"],
+            "seen": tc["by_tools"].get("seen"),
+            "heldout": tc["by_tools"].get("heldout"),
+            "latency_s": tc.get("latency_s"),
+            "ast_errors": tc.get("ast_errors"),
+        }
     chat = res.get("chat_requests") or {}
     if chat:
-        out["chat_requests"] = {s: {k: b.get(k) for k in ("n", "first_call", "no_tool", "constraint_satisfaction",
-                                                          "unsupported_shipped", "latency_s", "errors", "first_step_misses")}
-                                for s, b in chat["systems"].items()}  # fmt: skip
+        out["chat_requests"] = {
+            s: {
+                k: b.get(k)
+                for k in (
+                    "n",
+                    "first_call",
+                    "no_tool",
+                    "constraint_satisfaction",
+                    "unsupported_shipped",
+                    "latency_s",
+                    "errors",
+                    "first_step_misses",
+                )
+            }
+            for s, b in chat["systems"].items()
+        }
     full_agent = (res.get("utility", {}).get("agent") or {}).get("full")
     if full_agent:
         comp = res["compliance"]["agent"]["full"]
         out["listwise"] = {
-            "ndcg10": full_agent["NDCG@10"], "sasrec_ndcg10": res["utility"]["sasrec"]["full"]["NDCG@10"],
+            "ndcg10": full_agent["NDCG@10"],
+            "sasrec_ndcg10": res["utility"]["sasrec"]["full"]["NDCG@10"],
             "raw_ndcg10": res["utility"]["agent (raw output)"]["full"]["NDCG@10"],
             "vs_sasrec": res.get("agent_vs_baselines", {}).get("agent - sasrec", {}).get("full"),
-            "raw_compliance": comp["compliance"], "fallback_share": comp.get("filled_share"),
+            "raw_compliance": comp["compliance"],
+            "fallback_share": comp.get("filled_share"),
             "latency_s": res["cost"]["agent"]["full"]["latency_s"],
-        }  # fmt: skip
+        }
     if res.get("simulator"):
         s = res["simulator"]
-        out["simulator"] = {"success@5": s.get("success@5"), "episodes": s["episodes"],
-                            "latency_per_turn_s": s["latency_per_turn_s"]}  # fmt: skip
+        out["simulator"] = {
+            "success@5": s.get("success@5"),
+            "episodes": s["episodes"],
+            "latency_per_turn_s": s["latency_per_turn_s"],
+        }
     return out
 
 
@@ -84,30 +114,50 @@ def rl_curves(rl_run: Path) -> dict[str, Any]:
     if not log and (rl_run / "rl_run.json").is_file():
         log = json.loads((rl_run / "rl_run.json").read_text())["log_history"]
     rows = [h for h in log if "reward" in h]
-    return {"steps": [h.get("step") for h in rows], "reward": [h["reward"] for h in rows],
-            "zero_std_groups": [h.get("frac_reward_zero_std") for h in rows],
-            "components": {k: [h.get(k) for h in rows] for k in sorted({k for h in rows for k in h if k.startswith("rewards/")})}}  # fmt: skip
+    return {
+        "steps": [h.get("step") for h in rows],
+        "reward": [h["reward"] for h in rows],
+        "zero_std_groups": [h.get("frac_reward_zero_std") for h in rows],
+        "components": {
+            k: [h.get(k) for h in rows] for k in sorted({k for h in rows for k in h if k.startswith("rewards/")})
+        },
+    }
 
 
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     """The report's tables, one row per policy."""
     names = list(summary)
-    lines = [f"# Offline policy: {', '.join(names)}", "", meta["what"], "",
-             f"Machine: {meta['machine'].get('cpu')}, {meta['machine'].get('cpu_count')} cores, "
-             f"flags {meta['machine'].get('cpu_flags')}; `python benchmarks/offline_policy.py {meta['argv']}`.", ""]  # fmt: skip
+    lines = [
+        f"# Offline policy: {', '.join(names)}",
+        "",
+        meta["what"],
+        "",
+        f"Machine: {meta['machine'].get('cpu')}, {meta['machine'].get('cpu_count')} cores, "
+        f"flags {meta['machine'].get('cpu_flags')}; `python benchmarks/offline_policy.py {meta['argv']}`.",
+        "",
+    ]
     if any("tool_calls" in s for s in summary.values()):
-        lines += ["## (a) Held-out synthesized test dialogs (AST / execution match, 95% CIs)", "",
-                  "| policy | AST, all | AST, seen tools | AST, held-out variants | exec, all | tasks |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "## (a) Held-out synthesized test dialogs (AST / execution match, 95% CIs)",
+            "",
+            "| policy | AST, all | AST, seen tools | AST, held-out variants | exec, all | tasks |",
+            "|---|---|---|---|---|---|",
+        ]
         for n in names:
             t = summary[n].get("tool_calls")
             if t:
-                lines.append(f"| {n} | {_ci(t['all']['ast'])} | {_ci((t['seen'] or {}).get('ast'))} | "
-                             f"{_ci((t['heldout'] or {}).get('ast'))} | {_ci(t['all']['exec'])} | {int(t['all']['ast']['n'])} |")  # fmt: skip
+                lines.append(
+                    f"| {n} | {_ci(t['all']['ast'])} | {_ci((t['seen'] or {}).get('ast'))} | "
+                    f"{_ci((t['heldout'] or {}).get('ast'))} | {_ci(t['all']['exec'])} | {int(t['all']['ast']['n'])} |"
+                )
         lines.append("")
     if any("chat_requests" in s for s in summary.values()):
-        lines += ["## (b) Hand-written requests", "",
-                  "| policy | first call | no-tool | constraint satisfaction (slots) | unsupported shipped | p50 latency s |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "## (b) Hand-written requests",
+            "",
+            "| policy | first call | no-tool | constraint satisfaction (slots) | unsupported shipped | p50 latency s |",
+            "|---|---|---|---|---|---|",
+        ]
         baseline = None
         for n in names:
             c = summary[n].get("chat_requests")
@@ -115,22 +165,31 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                 continue
             a = c.get("agent") or {}
             shipped = (a.get("unsupported_shipped") or {}).get("share")
-            lines.append(f"| {n} | {_ci(a.get('first_call'))} | {_ci(a.get('no_tool'))} | {_ci(a.get('constraint_satisfaction'))} "
-                         f"| {_ci(shipped)} | {_ci((a.get('latency_s') or {}).get('p50'), 2)} |")  # fmt: skip
+            lines.append(
+                f"| {n} | {_ci(a.get('first_call'))} | {_ci(a.get('no_tool'))} | {_ci(a.get('constraint_satisfaction'))} "
+                f"| {_ci(shipped)} | {_ci((a.get('latency_s') or {}).get('p50'), 2)} |"
+            )
             baseline = baseline or next(({"name": s, **b} for s, b in c.items() if s != "agent"), None)
         if baseline:
-            lines.append(f"| {baseline['name']} alone | - | - | {_ci(baseline.get('constraint_satisfaction'))} | - | - |")
+            lines.append(
+                f"| {baseline['name']} alone | - | - | {_ci(baseline.get('constraint_satisfaction'))} | - | - |"
+            )
         lines.append("")
     if any("listwise" in s for s in summary.values()):
-        lines += ["## (c) List-wise top-10, full ranking", "",
-                  "| policy | NDCG@10 | SASRec NDCG@10 | agent - SASRec (paired) | raw NDCG@10 | raw compliance | fallback share |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "## (c) List-wise top-10, full ranking",
+            "",
+            "| policy | NDCG@10 | SASRec NDCG@10 | agent - SASRec (paired) | raw NDCG@10 | raw compliance | fallback share |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for n in names:
             w = summary[n].get("listwise")
             if w:
                 vs = (w.get("vs_sasrec") or {}).get("NDCG@10")
-                lines.append(f"| {n} | {_ci(w['ndcg10'])} | {_ci(w['sasrec_ndcg10'])} | {_ci(vs)} | {_ci(w['raw_ndcg10'])} "
-                             f"| {_ci(w['raw_compliance'])} | {w['fallback_share']} |")  # fmt: skip
+                lines.append(
+                    f"| {n} | {_ci(w['ndcg10'])} | {_ci(w['sasrec_ndcg10'])} | {_ci(vs)} | {_ci(w['raw_ndcg10'])} "
+                    f"| {_ci(w['raw_compliance'])} | {w['fallback_share']} |"
+                )
         lines.append("")
     if any("simulator" in s for s in summary.values()):
         lines += ["## (d) Simulated users", "", "| policy | success@5 | episodes | s per turn |", "|---|---|---|---|"]
@@ -142,9 +201,14 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     if meta.get("rl"):
         r = meta["rl"]
         zero = [z for z in r["zero_std_groups"] if z is not None]
-        lines += ["## RL", "", f"{len(r['reward'])} logged updates; mean reward first/last: "
-                  f"{r['reward'][0] if r['reward'] else '-'} / {r['reward'][-1] if r['reward'] else '-'}; "
-                  f"share of zero-advantage groups (mean): {round(sum(zero) / len(zero), 3) if zero else '-'}.", ""]  # fmt: skip
+        lines += [
+            "## RL",
+            "",
+            f"{len(r['reward'])} logged updates; mean reward first/last: "
+            f"{r['reward'][0] if r['reward'] else '-'} / {r['reward'][-1] if r['reward'] else '-'}; "
+            f"share of zero-advantage groups (mean): {round(sum(zero) / len(zero), 3) if zero else '-'}.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -165,7 +229,6 @@ def main() -> None:
     a = ap.parse_args()
 
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
-
     from recagent.evaluation.runner import run_eval
 
     summary = {}
@@ -175,8 +238,12 @@ def main() -> None:
         out = run_eval(eval_config(name, adapter, a), progress=False)
         summary[name] = {"adapter": adapter, **summarize(json.loads((out / "results.json").read_text()))}
         print(name, json.dumps(summary[name])[:400], flush=True)
-    meta = {"what": __doc__.splitlines()[0], "machine": machine_info(), "argv": " ".join(sys.argv[1:]),
-            "rl": rl_curves(a.rl_run) if a.rl_run else None}  # fmt: skip
+    meta = {
+        "what": __doc__.splitlines()[0],
+        "machine": machine_info(),
+        "argv": " ".join(sys.argv[1:]),
+        "rl": rl_curves(a.rl_run) if a.rl_run else None,
+    }
     a.out.parent.mkdir(exist_ok=True)
     a.out.with_suffix(".json").write_text(json.dumps({**meta, "policies": summary}, indent=2, default=str) + "\n")
     a.out.with_suffix(".md").write_text(markdown(summary, meta) + "\n")

@@ -25,7 +25,6 @@ def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0) -> l
     """Call turns and no-tool first turns of ``train.jsonl`` rows from ``first_row`` on, a seeded sample of ``n``."""
     from recagent.synth.export import to_bfcl
     from recagent.synth.sample import Sample
-
     from synth_first_calls import is_serving, serving_tool_names  # this folder: one definition of a serving row
 
     rows = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()][first_row:]
@@ -35,13 +34,27 @@ def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0) -> l
         sample = Sample.from_row(row)
         serving = is_serving(row, served)
         for j, e in enumerate(to_bfcl(sample)):
-            tasks.append({"entry": e, "tools": sample.tools, "kind": sample.kind, "serving": serving, "no_tool": False,
-                          "first": j == 0})  # fmt: skip
+            tasks.append(
+                {
+                    "entry": e,
+                    "tools": sample.tools,
+                    "kind": sample.kind,
+                    "serving": serving,
+                    "no_tool": False,
+                    "first": j == 0,
+                }
+            )
         if sample.kind == "no_tool":
             first_user = next(i for i, m in enumerate(sample.messages) if m["role"] == "user")
-            entry = {"id": f"{sample.id}_notool", "question": sample.messages[: first_user + 1], "ground_truth": [],
-                     "function": [t["function"] for t in sample.tools]}  # fmt: skip
-            tasks.append({"entry": entry, "tools": sample.tools, "kind": "no_tool", "serving": serving, "no_tool": True})
+            entry = {
+                "id": f"{sample.id}_notool",
+                "question": sample.messages[: first_user + 1],
+                "ground_truth": [],
+                "function": [t["function"] for t in sample.tools],
+            }
+            tasks.append(
+                {"entry": entry, "tools": sample.tools, "kind": "no_tool", "serving": serving, "no_tool": True}
+            )
     random.Random(seed).shuffle(tasks)
     return tasks[:n]
 
@@ -49,7 +62,6 @@ def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0) -> l
 def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
     """AST match on call turns, no-call rate on no-tool turns, tool-name match, latency."""
     from langchain_core.messages import convert_to_messages
-
     from recagent.agents.policies.local import LocalChatModel
     from recagent.evaluation.ast_match import PredictedCall, check_turn
 
@@ -90,7 +102,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import yaml
-
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
 
     cfg = yaml.safe_load((args.run / "sft_config.yaml").read_text())
@@ -99,11 +110,19 @@ def main() -> None:
     if not first:
         raise SystemExit("the run trained on every row (max_samples unset): there are no validation dialogs")
     tasks = validation_tasks(data, first, args.tasks)
-    names = args.checkpoints or ["base"] + sorted((p.name for p in args.run.glob("checkpoint-*")),
-                                                  key=lambda s: int(s.split("-")[1]))  # fmt: skip
+    names = args.checkpoints or ["base"] + sorted(
+        (p.name for p in args.run.glob("checkpoint-*")), key=lambda s: int(s.split("-")[1])
+    )
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    results.update({"what": __doc__.splitlines()[0], "machine": machine_info(), "run": str(args.run),
-                    "validation_rows_from": first, "tasks": len(tasks)})  # fmt: skip
+    results.update(
+        {
+            "what": __doc__.splitlines()[0],
+            "machine": machine_info(),
+            "run": str(args.run),
+            "validation_rows_from": first,
+            "tasks": len(tasks),
+        }
+    )
     if args.note or "note" not in results:  # one note for the file: scores of earlier calls keep theirs
         results["note"] = args.note or "latencies are clean only if nothing else ran on the machine"
     scores = results.setdefault("scores", {})

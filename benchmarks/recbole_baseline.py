@@ -108,7 +108,7 @@ PUBLISHED_REFERENCES: dict[str, Any] = {
             "source": "https://fast.hugflare.com/viberec/ML-100k-SASRec-Base/raw/main/README.md",
             "what": "Hugging Face model card (mirror) of a RecBole SASRec on ml-100k",
             "setup": "RecBole config: LS valid_and_test, order TO, full ranking, SASRec defaults, "
-                     "but epochs=1 (not converged) and item_inter_num_interval [10,inf)",
+            "but epochs=1 (not converged) and item_inter_num_interval [10,inf)",
             "valid": {"ndcg@10": 0.0197, "hit@10": 0.0362},
             "test": {"ndcg@10": 0.0157, "hit@10": 0.0351},
             "usable": "no: one epoch only, different item filter",
@@ -126,26 +126,23 @@ PUBLISHED_REFERENCES: dict[str, Any] = {
             "setup": "ml-1m (not 100k), ratings>=3 only, random 8:1:1 ratio split, full ranking",
             "test": {"ndcg@10": 0.2401, "hit@10": 0.7199, "mrr@10": 0.4187},
             "usable": "no: other dataset and a ratio split (many test items per user), so "
-                      "numbers are not comparable to leave-one-out",
+            "numbers are not comparable to leave-one-out",
         },
         {
             "source": "https://github.com/RUCAIBox/RecBole/issues/1682",
-            "what": "user report: RecBole SASRec on ml-1m HIT@10 about 0.16 vs about 0.25 with "
-                    "pmixer/SASRec.pytorch",
+            "what": "user report: RecBole SASRec on ml-1m HIT@10 about 0.16 vs about 0.25 with pmixer/SASRec.pytorch",
             "usable": "no: ml-1m, approximate numbers, settings not given",
         },
         {
             "source": "https://github.com/RUCAIBox/RecBole/issues/1289",
             "what": "RecBole maintainers: SASRec's default dropout 0.5 is not optimal on ml-1m; "
-                    "hidden_dropout_prob=attn_dropout_prob=0.2 improves it markedly",
+            "hidden_dropout_prob=attn_dropout_prob=0.2 improves it markedly",
             "usable": "context only: our runs keep the defaults (0.5) on purpose",
         },
     ],
     "internal_previous_run": {
-        "what": "figure quoted in the brief for this benchmark (a previous run on a 2-core "
-                "machine, not published)",
-        "SASRec": {"seconds_per_epoch": "143-157", "after_epochs": 5,
-                   "test": {"ndcg@10": 0.0623, "hit@10": 0.1294}},
+        "what": "figure quoted in the brief for this benchmark (a previous run on a 2-core machine, not published)",
+        "SASRec": {"seconds_per_epoch": "143-157", "after_epochs": 5, "test": {"ndcg@10": 0.0623, "hit@10": 0.1294}},
     },
 }
 
@@ -176,9 +173,9 @@ def child_main(args: argparse.Namespace) -> None:
 
     import numpy as np
     import pandas as pd
+    import recbole
     import scipy
     import torch
-    import recbole
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, get_trainer, init_logger, init_seed
@@ -284,11 +281,26 @@ def child_main(args: argparse.Namespace) -> None:
         "resolved_config": {
             k: (config[k] if not isinstance(config[k], (set,)) else sorted(config[k]))
             for k in [
-                "epochs", "train_batch_size", "eval_batch_size", "learning_rate", "learner",
-                "stopping_step", "eval_step", "train_neg_sample_args", "loss_type",
-                "embedding_size", "hidden_size", "n_layers", "n_heads", "MAX_ITEM_LIST_LENGTH",
-                "hidden_dropout_prob", "attn_dropout_prob", "weight_decay", "valid_metric",
-                "seed", "device",
+                "epochs",
+                "train_batch_size",
+                "eval_batch_size",
+                "learning_rate",
+                "learner",
+                "stopping_step",
+                "eval_step",
+                "train_neg_sample_args",
+                "loss_type",
+                "embedding_size",
+                "hidden_size",
+                "n_layers",
+                "n_heads",
+                "MAX_ITEM_LIST_LENGTH",
+                "hidden_dropout_prob",
+                "attn_dropout_prob",
+                "weight_decay",
+                "valid_metric",
+                "seed",
+                "device",
             ]
             if k in config
         },
@@ -353,8 +365,7 @@ def ensure_venv(venv: str, skip_install: bool) -> None:
     if skip_install:
         return
     probe = (
-        "import importlib.metadata as m, json; "
-        f"print(json.dumps({{p: m.version(p) for p in {sorted(EXPECTED)!r}}}))"
+        f"import importlib.metadata as m, json; print(json.dumps({{p: m.version(p) for p in {sorted(EXPECTED)!r}}}))"
     )
     r = subprocess.run([py, "-c", probe], capture_output=True, text=True)
     have = json.loads(r.stdout) if r.returncode == 0 else {}
@@ -371,8 +382,19 @@ def run_model(args: argparse.Namespace, model: str) -> dict[str, Any]:
     fd, child_out = tempfile.mkstemp(prefix=f"recbole-{model}-", suffix=".json")
     os.close(fd)
     cmd = [
-        _venv_python(args.venv), "-W", "ignore", str(HERE), "--child", "--model", model,
-        "--child-out", child_out, "--workdir", args.workdir, "--niceness", str(args.niceness),
+        _venv_python(args.venv),
+        "-W",
+        "ignore",
+        str(HERE),
+        "--child",
+        "--model",
+        model,
+        "--child-out",
+        child_out,
+        "--workdir",
+        args.workdir,
+        "--niceness",
+        str(args.niceness),
     ]
     if args.max_epochs is not None:
         cmd += ["--max-epochs", str(args.max_epochs)]
@@ -465,7 +487,7 @@ def main(argv: list[str] | None = None) -> None:
         res = run_model(args, model)
         runs[model] = res
         doc["machine_latest"] = res["machine"]
-        doc["updated_utc"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        doc["updated_utc"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
         t = res["test"]

@@ -35,10 +35,12 @@ def child(model: str, seed: int, out: Path) -> None:
         _, metrics = train(split, model, {"seed": seed}, out_dir=Path(tmp), show_progress=False)
     wall = time.perf_counter() - t0
     metrics.update(
-        model=model, seed=seed, wall_seconds=wall,
+        model=model,
+        seed=seed,
+        wall_seconds=wall,
         seconds_per_epoch=metrics["train_seconds"] / max(metrics["epochs"], 1),
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    )  # fmt: skip
+    )
     out.write_text(json.dumps(metrics))
 
 
@@ -71,9 +73,12 @@ def main() -> None:
             run = json.loads(out.read_text())
             out.unlink()
             t = run["test"]
-            print(f"{model:8s} seed {seed}: test NDCG@10 {t['NDCG@10']:.4f} HR@10 {t['HR@10']:.4f} "
-                  f"MRR@10 {t['MRR@10']:.4f}  {run['epochs']} epochs, {run['train_seconds']:.1f}s, "
-                  f"{run['peak_rss_mib']:.0f} MiB", flush=True)  # fmt: skip
+            print(
+                f"{model:8s} seed {seed}: test NDCG@10 {t['NDCG@10']:.4f} HR@10 {t['HR@10']:.4f} "
+                f"MRR@10 {t['MRR@10']:.4f}  {run['epochs']} epochs, {run['train_seconds']:.1f}s, "
+                f"{run['peak_rss_mib']:.0f} MiB",
+                flush=True,
+            )
             runs.append(run)
     import torch
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
@@ -83,7 +88,7 @@ def main() -> None:
         "early stopping on valid NDCG@10; test metrics of the best-valid checkpoint",
         "machine": machine_info(torch_threads=torch.get_num_threads()),
         "runs": runs,
-    }  # fmt: skip
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "recs_ml100k.json").write_text(json.dumps(report, indent=2))
     (RESULTS / "recs_ml100k.md").write_text(markdown(report, _recbole_table()))
@@ -126,9 +131,15 @@ def markdown(report: dict, recbole: dict) -> str:
         )
     lines.append("")
     lines.append("RecBole numbers come from `benchmarks/recbole_baseline.py` (see `recbole_ml100k.json` for its caps).")
-    lines.append("RecBole's timings were taken while other work shared the two cores (load average 4-8, nice 19), so its")
-    lines.append("wall times are inflated; on an idle 2-core machine its SASRec takes 143-157 s per epoch (reference run:")
-    lines.append("5 epochs, 789 s, test NDCG@10 0.0623). Its SASRec had not converged when the 60-minute cap stopped it;")
+    lines.append(
+        "RecBole's timings were taken while other work shared the two cores (load average 4-8, nice 19), so its"
+    )
+    lines.append(
+        "wall times are inflated; on an idle 2-core machine its SASRec takes 143-157 s per epoch (reference run:"
+    )
+    lines.append(
+        "5 epochs, 789 s, test NDCG@10 0.0623). Its SASRec had not converged when the 60-minute cap stopped it;"
+    )
     lines.append("a converged RecBole SASRec number on this protocol is not measured here.")
     return "\n".join(lines) + "\n"
 

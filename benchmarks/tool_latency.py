@@ -18,9 +18,17 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUERIES = [
-    "funny animated film for kids", "dark crime thriller", "space adventure", "romantic comedy from the nineties",
-    "classic western", "war drama", "scary horror movie", "musical", "documentary", "film noir mystery",
-]  # fmt: skip
+    "funny animated film for kids",
+    "dark crime thriller",
+    "space adventure",
+    "romantic comedy from the nineties",
+    "classic western",
+    "war drama",
+    "scary horror movie",
+    "musical",
+    "documentary",
+    "film noir mystery",
+]
 
 
 def argument_sets(env, rng: np.random.Generator) -> dict[str, callable]:
@@ -38,18 +46,26 @@ def argument_sets(env, rng: np.random.Generator) -> dict[str, callable]:
 
     return {
         "search_items": lambda: {"query": QUERIES[int(rng.integers(len(QUERIES)))], "k": 10},
-        "filter_items": lambda: {"genres": [genres[int(rng.integers(len(genres)))]], "year_min": 1980,
-                                 "exclude_seen_by": user(), "k": 10},
+        "filter_items": lambda: {
+            "genres": [genres[int(rng.integers(len(genres)))]],
+            "year_min": 1980,
+            "exclude_seen_by": user(),
+            "k": 10,
+        },
         "retrieve_for_user": lambda: {"user_id": user(), "k": 10, "save_as": "c"},
         "similar_items": lambda: {"item_ids": some_items(2), "k": 10},
         "popular_items": lambda: {"genre": genres[int(rng.integers(len(genres)))], "k": 10},
         "rank_items": lambda: {"user_id": user(), "item_ids": some_items(50), "k": 10},
-        "rank_by_preference": lambda: {"user_id": user(), "item_ids": some_items(50),
-                                       "prefer_genres": [genres[int(rng.integers(len(genres)))]], "k": 10},
+        "rank_by_preference": lambda: {
+            "user_id": user(),
+            "item_ids": some_items(50),
+            "prefer_genres": [genres[int(rng.integers(len(genres)))]],
+            "k": 10,
+        },
         "get_item": lambda: {"title": titles[int(rng.integers(len(titles)))].lower()},
         "get_user_history": lambda: {"user_id": user(), "last_n": 10},
         "get_candidates": lambda: {"name": "c", "k": 10},
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -59,7 +75,6 @@ def main() -> None:
     args = p.parse_args()
     import torch
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
-
     from recagent.tools.env import ToolEnv, ToolEnvConfig
     from recagent.tools.recommender_tools import build_registry
 
@@ -83,8 +98,12 @@ def main() -> None:
             lat.append((time.perf_counter() - t0) * 1000)
             assert out.ok, (name, out.error)
         lat = np.asarray(lat)
-        rows[name] = {"p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-                      "mean_ms": float(lat.mean()), "calls": len(lat)}  # fmt: skip
+        rows[name] = {
+            "p50_ms": float(np.percentile(lat, 50)),
+            "p95_ms": float(np.percentile(lat, 95)),
+            "mean_ms": float(lat.mean()),
+            "calls": len(lat),
+        }
         print(f"{name:20s} p50 {rows[name]['p50_ms']:7.2f} ms   p95 {rows[name]['p95_ms']:7.2f} ms")
     report = {
         "dataset": args.dataset,
@@ -92,14 +111,16 @@ def main() -> None:
         "of a new phrasing also runs the MiniLM encoder (see uncached_search_ms)",
         "machine": machine_info(torch_threads=torch.get_num_threads()),
         "tools": rows,
-    }  # fmt: skip
+    }
     fresh = []
     for i in range(50):
         t0 = time.perf_counter()
         registry.call("search_items", {"query": f"{QUERIES[i % len(QUERIES)]} number {i}", "k": 10}).content()
         fresh.append((time.perf_counter() - t0) * 1000)
     report["uncached_search_ms"] = {"p50": float(np.percentile(fresh, 50)), "p95": float(np.percentile(fresh, 95))}
-    print(f"{'search (uncached)':20s} p50 {report['uncached_search_ms']['p50']:7.2f} ms   p95 {report['uncached_search_ms']['p95']:7.2f} ms")
+    print(
+        f"{'search (uncached)':20s} p50 {report['uncached_search_ms']['p50']:7.2f} ms   p95 {report['uncached_search_ms']['p95']:7.2f} ms"
+    )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "tool_latency.json").write_text(json.dumps(report, indent=2))
 

@@ -10,14 +10,15 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-
 from recagent.evaluation import metrics as M
 from recagent.evaluation.config import EvalConfig
 
 
 def _ci(values, cfg: EvalConfig) -> dict[str, float]:
-    return {k: (round(v, 5) if isinstance(v, float) and np.isfinite(v) else v)
-            for k, v in M.summarise(list(values), n_resamples=cfg.bootstrap, seed=cfg.seed).items()}  # fmt: skip
+    return {
+        k: (round(v, 5) if isinstance(v, float) and np.isfinite(v) else v)
+        for k, v in M.summarise(list(values), n_resamples=cfg.bootstrap, seed=cfg.seed).items()
+    }
 
 
 def _slot_share(lists: list[list[str]], catalog_index: dict[str, int]) -> float:
@@ -50,7 +51,9 @@ def _diff(a, b, cfg: EvalConfig) -> dict[str, float]:
 
 def _valid_raw(r: dict[str, Any], catalog_index: dict[str, int]) -> list[str]:
     allowed = set(r["candidates"]) if r.get("candidates") else None
-    return [i for i in dict.fromkeys(r.get("raw_ids") or []) if i in catalog_index and (allowed is None or i in allowed)]
+    return [
+        i for i in dict.fromkeys(r.get("raw_ids") or []) if i in catalog_index and (allowed is None or i in allowed)
+    ]
 
 
 def _compliant(r: dict[str, Any], catalog_index: dict[str, int], k: int) -> bool:
@@ -73,9 +76,15 @@ def _shipped(recs: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any] | No
         return sum(p[0] for p in ps) / total if total else 0.0
 
     examples = list(dict.fromkeys(i for r in measured for i in r["unsupported_shipped"]))
-    return {"n": len(recs), "measured": len(measured), "unsupported": sum(p[0] for p in pairs),
-            "shipped_items": sum(p[1] for p in pairs), "share": _set_ci(pairs, share, cfg),
-            "answers_with_any": sum(p[0] > 0 for p in pairs), "examples": examples[:10]}  # fmt: skip
+    return {
+        "n": len(recs),
+        "measured": len(measured),
+        "unsupported": sum(p[0] for p in pairs),
+        "shipped_items": sum(p[1] for p in pairs),
+        "share": _set_ci(pairs, share, cfg),
+        "answers_with_any": sum(p[0] > 0 for p in pairs),
+        "examples": examples[:10],
+    }
 
 
 def aggregate(
@@ -95,33 +104,49 @@ def aggregate(
     present = {s for s, _ in rank}
     systems = [s for s in [*cfg.baselines, "agent"] if s in present]  # config order, whatever order records came in
     protocols = list(dict.fromkeys(p for _, p in rank))
-    out: dict[str, Any] = {"config": cfg.model_dump(mode="json"), "dataset": env.dataset.name, "part": cfg.part,
-                           "users": users, "n_users": len(users), "notes": notes, "systems": systems,
-                           "utility": {}, "beyond_utility": {}, "fairness": {}, "compliance": {}, "cost": {},
-                           "unsupported_shipped": {}}  # fmt: skip
+    out: dict[str, Any] = {
+        "config": cfg.model_dump(mode="json"),
+        "dataset": env.dataset.name,
+        "part": cfg.part,
+        "users": users,
+        "n_users": len(users),
+        "notes": notes,
+        "systems": systems,
+        "utility": {},
+        "beyond_utility": {},
+        "fairness": {},
+        "compliance": {},
+        "cost": {},
+        "unsupported_shipped": {},
+    }
     k = cfg.k
     for (system, protocol), by_user in rank.items():
         recs = [by_user.get(u) for u in users]
         # a user without a record (run still going) is absent; a record with an empty list is a miss
         recs = [r for r in recs if r is not None]
         per = [M.utility(r["ranked"][:k], r["target"], cfg.ks) for r in recs]
-        out["utility"].setdefault(system, {})[protocol] = {m: _ci([p[m] for p in per], cfg) for m in (per[0] if per else {})}
+        out["utility"].setdefault(system, {})[protocol] = {
+            m: _ci([p[m] for p in per], cfg) for m in (per[0] if per else {})
+        }
         if any(r.get("llm_calls") for r in recs):
             # the policy's own list, before the answer check and fallback fill: a malformed answer is a miss
             raw = [M.utility(_valid_raw(r, catalog.index_of)[:k], r["target"], cfg.ks) for r in recs]
-            out["utility"].setdefault(f"{system} (raw output)", {})[protocol] = {m: _ci([p[m] for p in raw], cfg) for m in raw[0]}
+            out["utility"].setdefault(f"{system} (raw output)", {})[protocol] = {
+                m: _ci([p[m] for p in raw], cfg) for m in raw[0]
+            }
         raw_slots = [i for r in recs for i in r.get("raw_ids") or []]
         out["compliance"].setdefault(system, {})[protocol] = {
             "n": len(recs),
             "compliance": _ci([float(_compliant(r, catalog.index_of, k)) for r in recs], cfg),
             # a share of slots, not of users: resampled by user, each user bringing all their slots
-            "hallucinated_slots": _set_ci([r.get("raw_ids") or [] for r in recs],
-                                          lambda ls: _slot_share(ls, catalog.index_of), cfg),
+            "hallucinated_slots": _set_ci(
+                [r.get("raw_ids") or [] for r in recs], lambda ls: _slot_share(ls, catalog.index_of), cfg
+            ),
             "raw_slots": len(raw_slots),
             "unparsed_share": round(float(np.mean([not r.get("parsed") for r in recs])), 5) if recs else None,
             "filled_share": round(float(np.mean([r.get("filled", 0) / k for r in recs])), 5) if recs else None,
             "errors": sum(bool(r.get("error")) for r in recs),
-        }  # fmt: skip
+        }
         shipped = _shipped(recs, cfg)  # the agent only: conventional recommenders ship their own ranking, unmeasured
         if shipped is not None:
             out["unsupported_shipped"].setdefault(system, {})[protocol] = shipped
@@ -143,11 +168,17 @@ def aggregate(
             if len(recs) >= 2:
                 lengths = [hist_len[r["user_id"]] for r in recs]
                 gap = M.group_gap(ndcg, lengths, cfg.heavy_share)
-                out["fairness"][system] = {f"NDCG@{k}_{key}": (round(v, 5) if isinstance(v, float) else v)
-                                           for key, v in gap.items()}  # fmt: skip
+                out["fairness"][system] = {
+                    f"NDCG@{k}_{key}": (round(v, 5) if isinstance(v, float) else v) for key, v in gap.items()
+                }
                 # the gap's interval: users resampled, the heavy/light split redone on each resample
                 pairs = list(zip(ndcg, lengths))
-                ci = _set_ci(pairs, lambda ps: M.group_gap([p[0] for p in ps], [p[1] for p in ps], cfg.heavy_share)["gap"], cfg, None)
+                ci = _set_ci(
+                    pairs,
+                    lambda ps: M.group_gap([p[0] for p in ps], [p[1] for p in ps], cfg.heavy_share)["gap"],
+                    cfg,
+                    None,
+                )
                 out["fairness"][system][f"NDCG@{k}_gap_ci"] = [ci["ci_low"], ci["ci_high"]]
     out["agent_vs_baselines"] = _agent_vs_baselines(rank, systems, users, cfg)
     order = [x for s in systems for x in (s, f"{s} (raw output)")]
@@ -155,9 +186,13 @@ def aggregate(
         out[key] = {s: out[key][s] for s in order if s in out[key]}
     out["position_bias"] = _position_bias(rank, systems, users, cfg)
     out["history_length"] = {
-        s: {p.split(":")[1]: out["utility"][s][p].get(f"NDCG@{k}") for p in protocols if p.startswith("hist:") and p in out["utility"][s]}
+        s: {
+            p.split(":")[1]: out["utility"][s][p].get(f"NDCG@{k}")
+            for p in protocols
+            if p.startswith("hist:") and p in out["utility"][s]
+        }
         for s in systems
-    }  # fmt: skip
+    }
     out["tool_calls"] = _tool_calls([r for r in rows if r["section"] == "tool_call"], cfg)
     sim_rows = [r for r in rows if r["section"] == "simulator"]
     out["simulator"] = _simulator(sim_rows, cfg)
@@ -196,12 +231,18 @@ def _position_bias(rank, systems, users, cfg: EvalConfig) -> dict[str, Any]:
         common = [u for u in users if all(u in by_order[o] for o in by_order)]
         if not common or not all(by_order.values()):
             continue
-        nd = {o: [M.utility(by_order[o][u]["ranked"][:k], by_order[o][u]["target"], (k,))[f"NDCG@{k}"] for u in common]
-              for o in by_order}  # fmt: skip
+        nd = {
+            o: [M.utility(by_order[o][u]["ranked"][:k], by_order[o][u]["target"], (k,))[f"NDCG@{k}"] for u in common]
+            for o in by_order
+        }
         means = {o: round(float(np.mean(v)), 5) for o, v in nd.items()}
-        out[s] = {f"NDCG@{k}": means, "first_minus_last": _diff(nd["target_first"], nd["target_last"], cfg),
-                  "first_minus_shuffled": _diff(nd["target_first"], nd["shuffled"], cfg),
-                  "spread": round(max(means.values()) - min(means.values()), 5), "n": len(common)}  # fmt: skip
+        out[s] = {
+            f"NDCG@{k}": means,
+            "first_minus_last": _diff(nd["target_first"], nd["target_last"], cfg),
+            "first_minus_shuffled": _diff(nd["target_first"], nd["shuffled"], cfg),
+            "spread": round(max(means.values()) - min(means.values()), 5),
+            "n": len(common),
+        }
     return out
 
 
@@ -235,7 +276,9 @@ def _simulator(rows: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any]:
     success = [float(r["success"]) for r in rows]
     hit_turns = [r["turns"] for r in rows if r["success"]]
     return {
-        "kind": cfg.simulator.kind, "max_turns": max_turns, "episodes": n,
+        "kind": cfg.simulator.kind,
+        "max_turns": max_turns,
+        "episodes": n,
         f"success@{max_turns}": _ci(success, cfg),
         "success_by_turn": {t: round(sum(1 for x in hit_turns if x <= t) / n, 5) for t in range(1, max_turns + 1)},
         "avg_turns_successful": round(float(np.mean(hit_turns)), 3) if hit_turns else None,
@@ -246,7 +289,7 @@ def _simulator(rows: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any]:
         "latency_per_turn_s": round(sum(r["latency_s"] for r in rows) / max(sum(r["turns"] for r in rows), 1), 3),
         "leaked_episodes": sum(bool(r["leaked"]) for r in rows),
         "errors": sum(bool(r.get("error")) for r in rows),
-    }  # fmt: skip
+    }
 
 
 def _chat_requests(rows: list[dict[str, Any]], requests: list, env, cfg: EvalConfig) -> dict[str, Any]:
@@ -269,10 +312,12 @@ def _chat_requests(rows: list[dict[str, Any]], requests: list, env, cfg: EvalCon
         return sum(p[0] for p in pairs) / slots if slots else float("nan")
 
     out: dict[str, Any] = {
-        "n_requests": len(requests), "tool_requests": sum(not r.no_tool for r in requests),
+        "n_requests": len(requests),
+        "tool_requests": sum(not r.no_tool for r in requests),
         "no_tool_requests": sum(r.no_tool for r in requests),
-        "constrained_requests": sum(not r.constraints.is_empty() for r in requests), "systems": {},
-    }  # fmt: skip
+        "constrained_requests": sum(not r.constraints.is_empty() for r in requests),
+        "systems": {},
+    }
     present = list(dict.fromkeys(r["system"] for r in recs))
     for system in sorted(present, key=lambda s: s != "agent"):  # the agent first, then the baseline
         rs = [r for r in recs if r["system"] == system]
@@ -291,7 +336,7 @@ def _chat_requests(rows: list[dict[str, Any]], requests: list, env, cfg: EvalCon
             "p50": _set_ci(latency, lambda xs: float(np.percentile(xs, 50)), cfg, None),
             "p95": _set_ci(latency, lambda xs: float(np.percentile(xs, 95)), cfg, None),
             "mean": round(float(np.mean(latency)), 4),
-        }  # fmt: skip
+        }
         if any("first_step" in r for r in rs):  # an agent: it calls tools and ships answers
             block["unsupported_shipped"] = _shipped(rs, cfg)
             block["by_kind"] = {}
@@ -299,7 +344,9 @@ def _chat_requests(rows: list[dict[str, Any]], requests: list, env, cfg: EvalCon
                 steps = [float(sc["first_step"]) for req, _, sc in scored if (req.kind or "other") == kind]
                 block["by_kind"][kind] = {"n": len(steps), "first_step": round(float(np.mean(steps)), 5)}
             block["first_step_misses"] = [req.id for req, _, sc in scored if not sc["first_step"]]
-            block["cost"] = {key: round(float(np.mean([r.get(key, 0) for r in rs])), 4)
-                             for key in ("llm_calls", "n_calls", "invalid_calls", "input_tokens", "output_tokens")}  # fmt: skip
+            block["cost"] = {
+                key: round(float(np.mean([r.get(key, 0) for r in rs])), 4)
+                for key in ("llm_calls", "n_calls", "invalid_calls", "input_tokens", "output_tokens")
+            }
         out["systems"][system] = block
     return out

@@ -63,13 +63,26 @@ ERROR_TYPES: tuple[str, ...] = (
 )
 
 # How far a call got before failing: the deeper, the more informative the error about a pairing.
-_DEPTH = {"wrong_name": 0, "unparsable_arguments": 1, "unknown_parameter": 2, "missing_required": 3,
-          "wrong_type": 4, "value_not_allowed": 5}  # fmt: skip
+_DEPTH = {
+    "wrong_name": 0,
+    "unparsable_arguments": 1,
+    "unknown_parameter": 2,
+    "missing_required": 3,
+    "wrong_type": 4,
+    "value_not_allowed": 5,
+}
 
 _BFCL_PUNCT = re.compile(r"[ \,\.\/\-\_\*\^]")
 
-_TYPE_ALIASES = {"dict": "object", "float": "number", "tuple": "array", "list": "array", "int": "integer",
-                 "bool": "boolean", "str": "string"}  # fmt: skip
+_TYPE_ALIASES = {
+    "dict": "object",
+    "float": "number",
+    "tuple": "array",
+    "list": "array",
+    "int": "integer",
+    "bool": "boolean",
+    "str": "string",
+}
 
 
 @dataclass(frozen=True)
@@ -247,7 +260,7 @@ def check_call(
     """Check one predicted call against one ground-truth call ``{name: {param: [allowed...]}}``."""
     if len(gold) != 1:
         raise ValueError(f"a ground-truth call maps exactly one function name to its parameters, got {list(gold)}")
-    (gold_name, gold_params), = gold.items()
+    ((gold_name, gold_params),) = gold.items()
     if pred.name != gold_name:
         return _fail("wrong_name", f"called {pred.name!r}, expected {gold_name!r}")
     args, why = _parse_arguments(pred.arguments)
@@ -318,16 +331,23 @@ def check_turn(preds: Sequence[PredictedCall], entry: Mapping[str, Any]) -> ASTR
     # failures: a perfect matching costs 0 exactly, and otherwise the assignment with the fewest
     # failures pairs calls of the same name (the informative pairing) where it can.
     top = max(_DEPTH.values()) + 1
-    cost = np.array([[0.0 if r.valid else 1.0 + (top - _DEPTH.get(r.error or "", 0)) / (top * (n + 1)) for r in row]
-                     for row in results])  # fmt: skip
+    cost = np.array(
+        [
+            [0.0 if r.valid else 1.0 + (top - _DEPTH.get(r.error or "", 0)) / (top * (n + 1)) for r in row]
+            for row in results
+        ]
+    )
     rows, cols = linear_sum_assignment(cost)
     failed = [(int(i), int(j)) for i, j in zip(rows, cols, strict=True) if not results[i][j].valid]
     if not failed:
         return _OK
     i, j = max(failed, key=lambda ij: _DEPTH.get(results[ij[0]][ij[1]].error or "", 0))
     worst = results[i][j]
-    return _fail("no_match", f"no assignment of the {n} predicted calls to the gold calls passes; "
-                             f"best pairing fails on prediction {i} vs gold {j}: {worst.error}: {worst.message}")  # fmt: skip
+    return _fail(
+        "no_match",
+        f"no assignment of the {n} predicted calls to the gold calls passes; "
+        f"best pairing fails on prediction {i} vs gold {j}: {worst.error}: {worst.message}",
+    )
 
 
 def calls_from_message(message: Mapping[str, Any]) -> list[PredictedCall]:

@@ -64,7 +64,9 @@ def tool_defaults(registry) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name in registry.names():
         fields = registry[name].args_model.model_fields
-        out[name] = {f: info.get_default(call_default_factory=True) for f, info in fields.items() if not info.is_required()}
+        out[name] = {
+            f: info.get_default(call_default_factory=True) for f, info in fields.items() if not info.is_required()
+        }
     return out
 
 
@@ -234,10 +236,24 @@ def agent_answer(agent, req: ChatRequest, session: str | None = None) -> dict[st
     from recagent.evaluation.shipped import classify_shipped, tool_result_ids
 
     session = session or f"eval-chat-{req.id}"
-    row: dict[str, Any] = {"request_id": req.id, "kind": req.kind, "first_step": [], "called": False, "n_calls": 0,
-                           "invalid_calls": 0, "recommended": [], "filled": 0, "answer": "", "latency_s": 0.0,
-                           "llm_calls": 0, "input_tokens": 0, "output_tokens": 0, "shipped_items": 0,
-                           "unsupported_shipped": [], "error": None}  # fmt: skip
+    row: dict[str, Any] = {
+        "request_id": req.id,
+        "kind": req.kind,
+        "first_step": [],
+        "called": False,
+        "n_calls": 0,
+        "invalid_calls": 0,
+        "recommended": [],
+        "filled": 0,
+        "answer": "",
+        "latency_s": 0.0,
+        "llm_calls": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "shipped_items": 0,
+        "unsupported_shipped": [],
+        "error": None,
+    }
     t0 = time.perf_counter()
     try:
         agent.reset(session)
@@ -254,15 +270,23 @@ def agent_answer(agent, req: ChatRequest, session: str | None = None) -> dict[st
         except Exception:  # noqa: BLE001 - cleaning up a session must not hide the turn's outcome
             pass
     calls = policy_calls(out.trace)
-    shipped = classify_shipped(out.recommended, out.filled, tool_result_ids(out.trace), agent.context.env.catalog,
-                               answer=out.answer)  # fmt: skip
+    shipped = classify_shipped(
+        out.recommended, out.filled, tool_result_ids(out.trace), agent.context.env.catalog, answer=out.answer
+    )
     row.update(
-        first_step=first_step_calls(out.trace), called=bool(calls), n_calls=len(calls),
-        invalid_calls=sum(not c.valid for c in calls), recommended=list(out.recommended), filled=out.filled,
-        answer=(out.answer or "")[:1000], llm_calls=out.usage.get("llm_calls", 0),
-        input_tokens=out.usage.get("input_tokens", 0), output_tokens=out.usage.get("output_tokens", 0),
-        shipped_items=len(shipped.items), unsupported_shipped=shipped.unsupported,
-    )  # fmt: skip
+        first_step=first_step_calls(out.trace),
+        called=bool(calls),
+        n_calls=len(calls),
+        invalid_calls=sum(not c.valid for c in calls),
+        recommended=list(out.recommended),
+        filled=out.filled,
+        answer=(out.answer or "")[:1000],
+        llm_calls=out.usage.get("llm_calls", 0),
+        input_tokens=out.usage.get("input_tokens", 0),
+        output_tokens=out.usage.get("output_tokens", 0),
+        shipped_items=len(shipped.items),
+        unsupported_shipped=shipped.unsupported,
+    )
     return row
 
 
@@ -276,8 +300,14 @@ def baseline_answer(env, req: ChatRequest, model: str = "sasrec", k: int = 10) -
     else:
         items = np.arange(env.dataset.n_items)
         top, source = items[np.lexsort((items, -env.popularity))][:k], "popularity"
-    return {"request_id": req.id, "kind": req.kind, "recommended": [env.catalog.ids[int(i)] for i in top],
-            "source": source, "latency_s": time.perf_counter() - t0, "error": None}  # fmt: skip
+    return {
+        "request_id": req.id,
+        "kind": req.kind,
+        "recommended": [env.catalog.ids[int(i)] for i in top],
+        "source": source,
+        "latency_s": time.perf_counter() - t0,
+        "error": None,
+    }
 
 
 # -- scoring ------------------------------------------------------------------------------------------------------------
@@ -299,9 +329,13 @@ def score_record(
             out["no_tool"] = (not failed) and not row.get("called")
             out["first_step"] = out["no_tool"]
         else:
-            ok = (not failed) and first is not None and any(
-                call_matches(first.get("tool"), first.get("arguments"), a, defaults, variants)
-                for a in req.accepted_first_calls
+            ok = (
+                (not failed)
+                and first is not None
+                and any(
+                    call_matches(first.get("tool"), first.get("arguments"), a, defaults, variants)
+                    for a in req.accepted_first_calls
+                )
             )
             out["first_call"] = out["first_step"] = ok
     if not req.constraints.is_empty():

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-
 from recagent.tools.data.split import EvalCase, LeakageError, LeaveOneOutSplit
 
 REQUIRED_UPTO = {"valid": "train", "test": "valid"}
@@ -32,14 +31,20 @@ def check_split_and_histories(split: LeaveOneOutSplit, part: str, cases: list[Ev
     if upto != REQUIRED_UPTO[part]:
         raise LeakageError(
             f"evaluating {part} targets needs tools.history_upto={REQUIRED_UPTO[part]!r}, the agent's config has {upto!r}"
-            + (" (tools would see the validation target)" if part == "valid" else " (tools would see less than the baselines)")
+            + (
+                " (tools would see the validation target)"
+                if part == "valid"
+                else " (tools would see less than the baselines)"
+            )
         )
     for case in cases:
         visible = env.history(case.user)
         if case.target in set(visible.tolist()):
             raise LeakageError(f"user {split.dataset.users.ids[case.user]}: the {part} target is in the tools' history")
         if not np.array_equal(visible, case.history):
-            raise LeakageError(f"user {split.dataset.users.ids[case.user]}: the tools see a different history than the protocol")
+            raise LeakageError(
+                f"user {split.dataset.users.ids[case.user]}: the tools see a different history than the protocol"
+            )
 
 
 def check_models(split: LeaveOneOutSplit, model_dirs: dict[str, Path]) -> None:
@@ -50,11 +55,15 @@ def check_models(split: LeaveOneOutSplit, model_dirs: dict[str, Path]) -> None:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         got = meta.get("train_digest")
         if got is None:
-            raise LeakageError(f"{name} in {directory} does not record its training data, so it cannot be checked; "
-                               f"retrain it: recagent recs train --model {name} --dataset {split.dataset.name}")  # fmt: skip
+            raise LeakageError(
+                f"{name} in {directory} does not record its training data, so it cannot be checked; "
+                f"retrain it: recagent recs train --model {name} --dataset {split.dataset.name}"
+            )
         if got != want:
-            raise LeakageError(f"{name} in {directory} was trained on other data than this split's training rows; "
-                               f"retrain it: recagent recs train --model {name} --dataset {split.dataset.name}")  # fmt: skip
+            raise LeakageError(
+                f"{name} in {directory} was trained on other data than this split's training rows; "
+                f"retrain it: recagent recs train --model {name} --dataset {split.dataset.name}"
+            )
 
 
 def training_data_dirs(model_dir: str | Path | None) -> list[Path]:
@@ -80,12 +89,16 @@ def training_data_dirs(model_dir: str | Path | None) -> list[Path]:
 
 
 def check_policy_data(
-    split: LeaveOneOutSplit, data_dirs: Iterable[Path], test_rows: list[dict] | None = None, requests: list | None = None
+    split: LeaveOneOutSplit,
+    data_dirs: Iterable[Path],
+    test_rows: list[dict] | None = None,
+    requests: list | None = None,
 ) -> list[str]:
     """Refuse policy training dialogs that name held-out items, share users with the test dialogs or copy a held-out
     chat request (``requests``: the :class:`~recagent.heldout_requests.ChatRequest` list evaluated, None = not checked);
     notes on what was checked."""
     from recagent.agents.training_leaks import find_leaks
+
     from recagent.dialogs import Sample, read_rows
 
     notes = []
@@ -105,7 +118,9 @@ def check_policy_data(
         leaks = find_leaks(train, test, split)
         if leaks:
             more = f" (and {len(leaks) - 3} more)" if len(leaks) > 3 else ""
-            raise LeakageError(f"the policy's training dialogs in {d} leak evaluation data: " + "; ".join(leaks[:3]) + more)
+            raise LeakageError(
+                f"the policy's training dialogs in {d} leak evaluation data: " + "; ".join(leaks[:3]) + more
+            )
         notes.append(f"{d}: {len(train)} training dialogs checked, no leaks")
     return notes
 
@@ -117,5 +132,7 @@ def check_request_leaks(rows: list[dict], requests: list, path: Path | str) -> N
     found = first_row_leak(rows, requests)
     if found is not None:
         line, leak = found
-        raise LeakageError(f"{path}, line {line}: a user turn {leak.describe()}; "
-                           "the policy must not be trained on the evaluation's chat requests")  # fmt: skip
+        raise LeakageError(
+            f"{path}, line {line}: a user turn {leak.describe()}; "
+            "the policy must not be trained on the evaluation's chat requests"
+        )

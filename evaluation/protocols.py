@@ -12,7 +12,6 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-
 from recagent.tools.data.split import EvalCase, LeaveOneOutSplit
 
 ORDERS = ("shuffled", "target_first", "target_last")
@@ -98,5 +97,7 @@ def build_requests(
                 out.append(Request(protocol=f"cand:{order}", candidates=cands, **base))
         if "history" in protocols:
             for n in history_lengths:
-                out.append(Request(**{**base, "protocol": f"hist:{n}", "history": case.history[-n:], "history_limit": n}))
+                out.append(
+                    Request(**{**base, "protocol": f"hist:{n}", "history": case.history[-n:], "history_limit": n})
+                )
     return out

@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from recagent.errors import RecagentError
 from recagent.evaluation.config import EvalConfig
 from recagent.evaluation.leakage import (
     REQUIRED_UPTO,
@@ -24,6 +23,8 @@ from recagent.evaluation.leakage import (
     training_data_dirs,
 )
 from recagent.evaluation.protocols import build_requests, sample_cases
+
+from recagent.errors import RecagentError
 
 logger = logging.getLogger(__name__)
 RECORDS = "records.jsonl"
@@ -85,8 +86,10 @@ def _prepare_out(cfg: EvalConfig) -> Path:
         old, new = _comparable(EvalConfig.from_yaml(saved)), _comparable(cfg)
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise RecagentError(f"{out} holds an evaluation with a different config ({', '.join(diff)} differ); "
-                                f"use another --out, or the same config to resume (only {', '.join(GROWABLE)} may change)")  # fmt: skip
+            raise RecagentError(
+                f"{out} holds an evaluation with a different config ({', '.join(diff)} differ); "
+                f"use another --out, or the same config to resume (only {', '.join(GROWABLE)} may change)"
+            )
     cfg.to_yaml(saved)
     return out
 
@@ -98,17 +101,25 @@ def load_env(cfg: EvalConfig):
     tools = cfg.agent.tools
     models = list(dict.fromkeys([*tools.models, *cfg.baselines])) if cfg.include_agent else list(cfg.baselines)
     default = tools.default_model if tools.default_model in models else models[0]
-    return ToolEnv.load(tools.model_copy(update={"dataset": cfg.dataset, "history_upto": REQUIRED_UPTO[cfg.part],
-                                                 "models": models, "default_model": default}))  # fmt: skip
+    return ToolEnv.load(
+        tools.model_copy(
+            update={
+                "dataset": cfg.dataset,
+                "history_upto": REQUIRED_UPTO[cfg.part],
+                "models": models,
+                "default_model": default,
+            }
+        )
+    )
 
 
 def run_eval(cfg: EvalConfig, env=None, agent=None, progress: bool = True) -> Path:
     """Run (or resume) the evaluation ``cfg`` describes; returns the output folder."""
-    from tqdm.auto import tqdm
-
     from recagent.evaluation.aggregate import aggregate
     from recagent.evaluation.report import write_report
     from recagent.evaluation.systems import AgentSystem, RecommenderSystem
+    from tqdm.auto import tqdm
+
     from recagent.paths import model_dir
 
     out = _prepare_out(cfg)
@@ -120,17 +131,23 @@ def run_eval(cfg: EvalConfig, env=None, agent=None, progress: bool = True) -> Pa
     check_models(split, {name: model_dir(split.dataset.name, name) for name in env.models})
     notes = []
     if cfg.include_agent and cfg.agent.tools.history_upto != REQUIRED_UPTO[cfg.part]:
-        notes.append(f"the agent's tools.history_upto was set to {REQUIRED_UPTO[cfg.part]!r} for {cfg.part} targets, "
-                     "so its tools see exactly the baselines' history")  # fmt: skip
+        notes.append(
+            f"the agent's tools.history_upto was set to {REQUIRED_UPTO[cfg.part]!r} for {cfg.part} targets, "
+            "so its tools see exactly the baselines' history"
+        )
     test_rows = _synth_test_rows(cfg) if cfg.include_agent and "tool_calls" in cfg.protocols else None
     chat_requests = _chat_requests(cfg, env, notes) if "chat_requests" in cfg.protocols else None
     if cfg.include_agent:
         policy_dirs = [d for d in (cfg.agent.policy.model, cfg.agent.policy.adapter_folder()) if d]
-        notes += check_policy_data(split, [p for d in policy_dirs for p in training_data_dirs(d)], test_rows, chat_requests)
+        notes += check_policy_data(
+            split, [p for d in policy_dirs for p in training_data_dirs(d)], test_rows, chat_requests
+        )
         if not policy_dirs or cfg.agent.policy.kind == "openai":
             notes.append("policy not trained by recagent here: no training dialogs to check")
     log = RecordLog(out / RECORDS)
-    systems: list[Any] = [RecommenderSystem(n, env.models[n], env.catalog.ids, env.catalog.index_of) for n in cfg.baselines]
+    systems: list[Any] = [
+        RecommenderSystem(n, env.models[n], env.catalog.ids, env.catalog.index_of) for n in cfg.baselines
+    ]
     if cfg.include_agent:
         if agent is None:
             from recagent.agents import Agent
@@ -141,9 +158,19 @@ def run_eval(cfg: EvalConfig, env=None, agent=None, progress: bool = True) -> Pa
     pending = [(s, r) for s in systems for r in requests if ("rank", s.name, r.key) not in log.done]
     for system, req in tqdm(pending, desc="rank requests", disable=not progress or not pending, unit="req"):
         resp = system.answer(req)
-        log.add({"section": "rank", "system": system.name, "key": req.key, "protocol": req.protocol,
-                 "user_id": req.user_id, "target": req.target, "candidates": list(req.candidates),
-                 "history_len": int(len(req.history)), **resp.to_dict()})  # fmt: skip
+        log.add(
+            {
+                "section": "rank",
+                "system": system.name,
+                "key": req.key,
+                "protocol": req.protocol,
+                "user_id": req.user_id,
+                "target": req.target,
+                "candidates": list(req.candidates),
+                "history_len": int(len(req.history)),
+                **resp.to_dict(),
+            }
+        )
     if cfg.include_agent and "tool_calls" in cfg.protocols:
         if test_rows is None:
             notes.append("tool_calls skipped: set synth_dir to a `recagent synth` run")
@@ -178,16 +205,17 @@ def _synth_test_rows(cfg: EvalConfig) -> list[dict] | None:
 
     path = Path(cfg.synth_dir) / "test.jsonl"
     if not path.is_file():
-        raise RecagentError(f"synth_dir {cfg.synth_dir} has no test.jsonl; run `recagent synth --out {cfg.synth_dir}` first")
+        raise RecagentError(
+            f"synth_dir {cfg.synth_dir} has no test.jsonl; run `recagent synth --out {cfg.synth_dir}` first"
+        )
     return read_rows(path)
 
 
 def _run_tool_calls(cfg: EvalConfig, agent, env, rows: list[dict], log: RecordLog, progress: bool) -> None:
     from dataclasses import asdict
 
-    from tqdm.auto import tqdm
-
     from recagent.evaluation.tool_calls import call_tasks, evaluate_task
+    from tqdm.auto import tqdm
 
     tasks = [t for t in call_tasks(rows, cfg.tool_call_tasks) if ("tool_call", "agent", t.id) not in log.done]
     pc = cfg.agent.policy
@@ -209,9 +237,8 @@ def _simulated(cfg: EvalConfig, cases):
 def _run_simulator(cfg: EvalConfig, agent, env, cases, log: RecordLog, progress: bool) -> None:
     from dataclasses import asdict
 
-    from tqdm.auto import tqdm
-
     from recagent.evaluation.simulator import AttributeSimulator, LLMSimulator, TargetProfile, run_episode
+    from tqdm.auto import tqdm
 
     sim_cfg = cfg.simulator
     todo = [c for c in _simulated(cfg, cases) if ("simulator", "agent", env.dataset.users.ids[c.user]) not in log.done]
@@ -234,33 +261,46 @@ def _chat_requests(cfg: EvalConfig, env, notes: list[str]) -> list | None:
 
     written_for = requests_dataset(cfg.chat_requests_file)
     if written_for and written_for != env.dataset.name:
-        notes.append(f"chat_requests skipped: the requests are written for {written_for}, this run is on {env.dataset.name}")
+        notes.append(
+            f"chat_requests skipped: the requests are written for {written_for}, this run is on {env.dataset.name}"
+        )
         return None
     requests = load_chat_requests(cfg.chat_requests_file)
     check_against_catalog(requests, env.catalog.all_genres, env.catalog.ids, env.dataset.users.ids)
     return requests[: cfg.chat_requests_limit] if cfg.chat_requests_limit else requests
 
 
-def _run_chat_requests(cfg: EvalConfig, agent, env, requests: list, log: RecordLog, progress: bool, notes: list[str]) -> None:
-    from tqdm.auto import tqdm
-
+def _run_chat_requests(
+    cfg: EvalConfig, agent, env, requests: list, log: RecordLog, progress: bool, notes: list[str]
+) -> None:
     from recagent.evaluation.chat_requests import SECTION, agent_answer, baseline_answer, baseline_name, request_key
+    from tqdm.auto import tqdm
 
     model = cfg.chat_baseline_model
     if model in env.models:  # the conventional recommender alone, on the same requests (fast)
         name = baseline_name(model)
         for req in requests:
             if (SECTION, name, request_key(req)) not in log.done:
-                log.add({"section": SECTION, "system": name, "key": request_key(req),
-                         **baseline_answer(env, req, model, cfg.k)})  # fmt: skip
+                log.add(
+                    {
+                        "section": SECTION,
+                        "system": name,
+                        "key": request_key(req),
+                        **baseline_answer(env, req, model, cfg.k),
+                    }
+                )
     else:
-        notes.append(f"chat_requests: {model} is not loaded, so the conventional baseline was not run (add it to baselines)")
+        notes.append(
+            f"chat_requests: {model} is not loaded, so the conventional baseline was not run (add it to baselines)"
+        )
     if agent is None:
         return
     pc = cfg.agent.policy
     if pc.initial_tool_choice() == "required":
-        notes.append("chat_requests: the agent must call a tool before its first answer (policy.first_tool_choice "
-                     "'required', the default of the untrained base model), so it cannot pass a no-tool request")  # fmt: skip
+        notes.append(
+            "chat_requests: the agent must call a tool before its first answer (policy.first_tool_choice "
+            "'required', the default of the untrained base model), so it cannot pass a no-tool request"
+        )
     todo = [r for r in requests if (SECTION, "agent", request_key(r)) not in log.done]
     for req in tqdm(todo, desc="chat requests", disable=not progress or not todo, unit="req"):
         log.add({"section": SECTION, "system": "agent", "key": request_key(req), **agent_answer(agent, req)})

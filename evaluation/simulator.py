@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-
 from recagent.agents.steps import policy_calls
 from recagent.tools.lookup_tools import normalise_title
 
@@ -40,7 +39,9 @@ class TargetProfile:
     def from_catalog(cls, catalog, index: int, popularity: np.ndarray) -> TargetProfile:
         """Profile of catalog item ``index`` (``popularity``: training interaction counts)."""
         popular = bool(popularity[index] >= np.quantile(popularity, 0.8))
-        return cls(catalog.ids[index], catalog.titles[index], int(catalog.years[index]), tuple(catalog.genres[index]), popular)
+        return cls(
+            catalog.ids[index], catalog.titles[index], int(catalog.years[index]), tuple(catalog.genres[index]), popular
+        )
 
     @property
     def decade(self) -> str | None:
@@ -172,7 +173,9 @@ class Episode:
     unsupported_shipped: list[str] = field(default_factory=list)  # of those, the ones no tool had returned (per turn)
 
 
-def run_episode(agent, simulator: SimulatedUser, target: TargetProfile, user_id: str, max_turns: int, session: str) -> Episode:
+def run_episode(
+    agent, simulator: SimulatedUser, target: TargetProfile, user_id: str, max_turns: int, session: str
+) -> Episode:
     """Converse until the target is recommended, ``max_turns`` pass, or the simulator leaks the target."""
     import time
 
@@ -198,11 +201,19 @@ def run_episode(agent, simulator: SimulatedUser, target: TargetProfile, user_id:
             ep.llm_calls += out.usage.get("llm_calls", 0)
             ep.tokens += out.usage.get("input_tokens", 0) + out.usage.get("output_tokens", 0)
             grounded.update(tool_result_ids(out.trace))
-            shipped = classify_shipped(out.recommended, out.filled, grounded, agent.context.env.catalog, answer=out.answer)
+            shipped = classify_shipped(
+                out.recommended, out.filled, grounded, agent.context.env.catalog, answer=out.answer
+            )
             ep.shipped_items += len(shipped.items)
             ep.unsupported_shipped += shipped.unsupported
-            ep.messages.append({"role": "assistant", "content": out.answer, "recommended": out.recommended,
-                                "unsupported_shipped": shipped.unsupported})  # fmt: skip
+            ep.messages.append(
+                {
+                    "role": "assistant",
+                    "content": out.answer,
+                    "recommended": out.recommended,
+                    "unsupported_shipped": shipped.unsupported,
+                }
+            )
             if target.item_id in out.recommended:
                 ep.success = True
                 break

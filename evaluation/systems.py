@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-
 from recagent.agents.steps import policy_calls
 from recagent.evaluation.protocols import Request
 from recagent.evaluation.shipped import classify_shipped, tool_result_ids
@@ -91,20 +90,42 @@ class AgentSystem:
 
         t0 = time.perf_counter()
         try:
-            out = self.agent.recommend(request.user_id, k=request.k, candidates=list(request.candidates) or None,
-                                       history_limit=request.history_limit)  # fmt: skip
+            out = self.agent.recommend(
+                request.user_id,
+                k=request.k,
+                candidates=list(request.candidates) or None,
+                history_limit=request.history_limit,
+            )
         except Exception as e:  # one failing episode must not end the run; it is scored as a miss
-            return Response(ranked=[], parsed=False, latency_s=time.perf_counter() - t0,
-                            error=f"{type(e).__name__}: {e}"[:300], shipped_items=0, unsupported_shipped=[])  # fmt: skip
+            return Response(
+                ranked=[],
+                parsed=False,
+                latency_s=time.perf_counter() - t0,
+                error=f"{type(e).__name__}: {e}"[:300],
+                shipped_items=0,
+                unsupported_shipped=[],
+            )
         raw = listwise_ids(out.policy_answer) if out.policy_answer else []
         calls = policy_calls(out.trace)
         # list-wise: the delivered list is what ships (the answer text is the policy's raw list, measured above)
-        shipped = classify_shipped(out.recommended, out.filled, tool_result_ids(out.trace), self.agent.context.env.catalog,
-                                pool=request.candidates)  # fmt: skip
+        shipped = classify_shipped(
+            out.recommended,
+            out.filled,
+            tool_result_ids(out.trace),
+            self.agent.context.env.catalog,
+            pool=request.candidates,
+        )
         return Response(
-            ranked=list(out.recommended), raw_ids=raw, parsed=bool(raw), filled=out.filled,
-            latency_s=time.perf_counter() - t0, llm_calls=out.usage.get("llm_calls", 0),
-            tool_calls=len(calls), invalid_calls=sum(not s.valid for s in calls),
-            input_tokens=out.usage.get("input_tokens", 0), output_tokens=out.usage.get("output_tokens", 0),
-            shipped_items=len(shipped.items), unsupported_shipped=shipped.unsupported,
-        )  # fmt: skip
+            ranked=list(out.recommended),
+            raw_ids=raw,
+            parsed=bool(raw),
+            filled=out.filled,
+            latency_s=time.perf_counter() - t0,
+            llm_calls=out.usage.get("llm_calls", 0),
+            tool_calls=len(calls),
+            invalid_calls=sum(not s.valid for s in calls),
+            input_tokens=out.usage.get("input_tokens", 0),
+            output_tokens=out.usage.get("output_tokens", 0),
+            shipped_items=len(shipped.items),
+            unsupported_shipped=shipped.unsupported,
+        )

@@ -52,16 +52,21 @@ class CallOutcome:
 
 def call_tasks(rows: list[dict[str, Any]], limit: int | None = None) -> list[CallTask]:
     """BFCL-style tasks from synthesized test rows, in file order (at most ``limit``)."""
-    from recagent.dialogs import Sample
     from recagent.synth.export import to_bfcl
+
+    from recagent.dialogs import Sample
 
     out = []
     for row in rows:
         sample = Sample.from_row(row)
         if sample.split != "test":
-            raise ValueError(f"dialog {sample.id} is a {sample.split} dialog: tool-call accuracy uses test dialogs only")
+            raise ValueError(
+                f"dialog {sample.id} is a {sample.split} dialog: tool-call accuracy uses test dialogs only"
+            )
         for e in to_bfcl(sample):
-            out.append(CallTask(e["id"], e["category"], bool(e["heldout_tools"]), e["question"], sample.tools, e, sample))
+            out.append(
+                CallTask(e["id"], e["category"], bool(e["heldout_tools"]), e["question"], sample.tools, e, sample)
+            )
             if limit is not None and len(out) >= limit:
                 return out
     return out
@@ -76,10 +81,15 @@ def predict(policy, task: CallTask, tool_choice: str | None = None) -> tuple[lis
     ai = bound.invoke(convert_to_messages(task.messages))
     usage = ai.usage_metadata or {}
     calls = [PredictedCall(c["name"], c.get("args")) for c in ai.tool_calls]
-    calls += [PredictedCall(c.get("name"), c.get("args") if isinstance(c.get("args"), str) else None)
-              for c in ai.invalid_tool_calls]  # fmt: skip
-    info = {"latency_s": time.perf_counter() - t0, "input_tokens": usage.get("input_tokens", 0),
-            "output_tokens": usage.get("output_tokens", 0)}  # fmt: skip
+    calls += [
+        PredictedCall(c.get("name"), c.get("args") if isinstance(c.get("args"), str) else None)
+        for c in ai.invalid_tool_calls
+    ]
+    info = {
+        "latency_s": time.perf_counter() - t0,
+        "input_tokens": usage.get("input_tokens", 0),
+        "output_tokens": usage.get("output_tokens", 0),
+    }
     return calls, info
 
 
@@ -134,5 +144,14 @@ def evaluate_task(policy, task: CallTask, env, tool_choice: str | None = None) -
         return CallOutcome(task.id, task.kind, task.heldout_tools, False, err, False, err)
     ast: ASTResult = check_turn(calls, task.entry)
     ok, why = execution_match(task, calls, env)
-    return CallOutcome(task.id, task.kind, task.heldout_tools, ast.valid, None if ast.valid else f"{ast.error}: {ast.message}"[:200],
-                       ok, why, [{"name": c.name, "arguments": c.arguments} for c in calls], **info)  # fmt: skip
+    return CallOutcome(
+        task.id,
+        task.kind,
+        task.heldout_tools,
+        ast.valid,
+        None if ast.valid else f"{ast.error}: {ast.message}"[:200],
+        ok,
+        why,
+        [{"name": c.name, "arguments": c.arguments} for c in calls],
+        **info,
+    )

@@ -1,7 +1,7 @@
 """Chat with the recommender agent from Python (offline default model, or any OpenAI-compatible server).
 
-    python examples/chat.py "I'd like a light comedy for tonight" --user 42
-    python examples/chat.py "a sci-fi classic" --base-url http://127.0.0.1:8080/v1 --model my-model
+python examples/chat.py "I'd like a light comedy for tonight" --user 42
+python examples/chat.py "a sci-fi classic" --base-url http://127.0.0.1:8080/v1 --model my-model
 """
 
 from __future__ import annotations

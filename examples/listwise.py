@@ -28,8 +28,10 @@ def main() -> None:
         base, _ = env.models["sasrec"].topk(Query(env.history(u), u), args.k, exclude=env.history(u))
         base_ids = [env.catalog.ids[i] for i in base]
         calls = [s.tool for s in result.trace if s.kind == "tool_call"]
-        print(f"user {uid}: tools {calls}, {result.filled} filled; held-out item {target} "
-              f"in agent list: {target in result.recommended}, in SASRec list: {target in base_ids}")
+        print(
+            f"user {uid}: tools {calls}, {result.filled} filled; held-out item {target} "
+            f"in agent list: {target in result.recommended}, in SASRec list: {target in base_ids}"
+        )
         print("   agent:", result.recommended)
     agent.close()
 

@@ -33,13 +33,22 @@ def main() -> None:
     history = registry.call("get_user_history", {"user_id": args.user, "last_n": 5})
     print("favourite genres:", history.result["favourite_genres"] if history.ok else history.error.message)
     show("recent history", history)
-    show("SASRec picks (saved as 'picks')", registry.call("retrieve_for_user", {"user_id": args.user, "k": 5, "save_as": "picks"}))
-    show(f"picks re-ranked for a {args.genre} mood", registry.call(
-        "rank_by_preference", {"user_id": args.user, "candidates": "picks", "prefer_genres": [args.genre], "k": 5}
-    ))
+    show(
+        "SASRec picks (saved as 'picks')",
+        registry.call("retrieve_for_user", {"user_id": args.user, "k": 5, "save_as": "picks"}),
+    )
+    show(
+        f"picks re-ranked for a {args.genre} mood",
+        registry.call(
+            "rank_by_preference", {"user_id": args.user, "candidates": "picks", "prefer_genres": [args.genre], "k": 5}
+        ),
+    )
     show("a bad call comes back as a structured error", registry.call("filter_items", {"genres": ["Cartoon"]}))
     print("\nOpenAI tool schema of rank_items:")
-    print(json.dumps(next(s for s in registry.openai_schemas() if s["function"]["name"] == "rank_items"), indent=2)[:600], "...")
+    print(
+        json.dumps(next(s for s in registry.openai_schemas() if s["function"]["name"] == "rank_items"), indent=2)[:600],
+        "...",
+    )
 
 
 if __name__ == "__main__":

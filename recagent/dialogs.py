@@ -161,10 +161,13 @@ def iter_calls(messages: list[dict[str, Any]]):
 def dedup_key(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
     """Hash of what makes two dialogs the same: every message's role, text and calls, and the offered tool names."""
     canon = [
-        [m.get("role"), " ".join(str(m.get("content") or "").lower().split()),
-         [[tc["function"]["name"], tc["function"]["arguments"]] for tc in m.get("tool_calls") or []]]
+        [
+            m.get("role"),
+            " ".join(str(m.get("content") or "").lower().split()),
+            [[tc["function"]["name"], tc["function"]["arguments"]] for tc in m.get("tool_calls") or []],
+        ]
         for m in messages
-    ]  # fmt: skip
+    ]
     names = sorted(t["function"]["name"] for t in tools)
     return hashlib.sha256(json.dumps([canon, names], sort_keys=True).encode()).hexdigest()[:20]
 

@@ -109,8 +109,15 @@ class ItemConstraints(_Strict):
 
     def is_empty(self) -> bool:
         """True when nothing is constrained."""
-        return not (self.genres_any or self.genres_all or self.genres_none or self.among
-                    or self.year_min is not None or self.year_max is not None or self.unseen_by is not None)  # fmt: skip
+        return not (
+            self.genres_any
+            or self.genres_all
+            or self.genres_none
+            or self.among
+            or self.year_min is not None
+            or self.year_max is not None
+            or self.unseen_by is not None
+        )
 
     def genres(self) -> set[str]:
         """Every genre named in the constraints."""
@@ -324,8 +331,9 @@ def find_request_leaks(texts: Iterable[str], requests: Iterable[ChatRequest] | N
     return RequestLeakIndex(requests).find(texts)
 
 
-def first_row_leak(rows: Iterable[dict[str, Any]], requests: Iterable[ChatRequest] | None = None
-                   ) -> tuple[int, RequestLeak] | None:  # fmt: skip
+def first_row_leak(
+    rows: Iterable[dict[str, Any]], requests: Iterable[ChatRequest] | None = None
+) -> tuple[int, RequestLeak] | None:
     """The first training row (1-based line) whose user turn copies a held-out request, and the leak; None if none."""
     index = RequestLeakIndex(requests)
     for line, row in enumerate(rows, 1):

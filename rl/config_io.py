@@ -284,7 +284,6 @@ def resolve_device(cfg: Any) -> None:
     A GPU-only precision asked for without a GPU is an error.
     """
     import torch
-
     from recagent.agents.local_model import cpu_has_bf16
 
     cuda = torch.cuda.is_available()

@@ -28,13 +28,12 @@ from functools import partial
 from typing import Any
 
 from accelerate.utils import gather_object
-from trl import GRPOConfig, GRPOTrainer
-from trl.models.utils import unwrap_model_for_generation
-
 from recagent.rl.advantages import step_advantages_for_groups, token_advantages
 from recagent.rl.rewards import RewardWeights
 from recagent.rl.rollout import Episode, GenerateBatch, RolloutEnvironment, Task, generate_turns, run_episodes
 from recagent.rl.vllm_turns import VLLMTurns
+from trl import GRPOConfig, GRPOTrainer
+from trl.models.utils import unwrap_model_for_generation
 
 _REWARD_WEIGHTS = {f.name: f for f in fields(RewardWeights)}
 
@@ -56,14 +55,18 @@ class StepGRPOConfig(GRPOConfig):
     max_episode_steps: int = field(default=4, metadata={"help": "policy turns per episode (tool calls + answer)"})
     max_turn_tokens: int = field(
         default=160,
-        metadata={"help": "new tokens per policy turn (a cut turn earns no call reward: synthesized parallel-call turns "
-                          "reach ~100 SmolLM2 tokens)"},
-    )  # fmt: skip
+        metadata={
+            "help": "new tokens per policy turn (a cut turn earns no call reward: synthesized parallel-call turns "
+            "reach ~100 SmolLM2 tokens)"
+        },
+    )
     rollout_batch_size: int | None = field(
         default=None,
-        metadata={"help": "episodes per batched generate call in a rollout round (None: all live ones; 1 is faster on "
-                          "CPU, where prefilling the tool prompt dominates; see benchmarks/rollout_throughput.py)"},
-    )  # fmt: skip
+        metadata={
+            "help": "episodes per batched generate call in a rollout round (None: all live ones; 1 is faster on "
+            "CPU, where prefilling the tool prompt dominates; see benchmarks/rollout_throughput.py)"
+        },
+    )
     # one field per RewardWeights component (so `-o reward_task=3` works); defaults and help come from there
     reward_success: float = reward_weight_field("success")
     reward_contribution: float = reward_weight_field("contribution")
@@ -80,7 +83,9 @@ class StepGRPOConfig(GRPOConfig):
         if self.max_episode_steps < 1:
             raise ValueError("max_episode_steps must be at least 1 (one turn: answer directly)")
         if self.rollout_batch_size is not None and self.rollout_batch_size < 1:
-            raise ValueError(f"rollout_batch_size must be at least 1 or None (all live episodes), got {self.rollout_batch_size}")
+            raise ValueError(
+                f"rollout_batch_size must be at least 1 or None (all live episodes), got {self.rollout_batch_size}"
+            )
 
     def reward_weights_(self) -> RewardWeights:
         """The reward weights as the reward module takes them."""
@@ -108,10 +113,14 @@ def task_row(task: Task) -> dict[str, Any]:
 def task_of(row: dict[str, Any]) -> Task:
     """The task a dataset row describes."""
     return Task(
-        task_id=row["task_id"], messages=row["prompt"], tools=json.loads(row["task_tools"]),
-        tool_variants=json.loads(row["task_variants"]), target=row.get("task_target") or None,
-        gold_calls=json.loads(row["task_gold"]) if row.get("task_gold") else None, user_id=row.get("task_user") or None,
-    )  # fmt: skip
+        task_id=row["task_id"],
+        messages=row["prompt"],
+        tools=json.loads(row["task_tools"]),
+        tool_variants=json.loads(row["task_variants"]),
+        target=row.get("task_target") or None,
+        gold_calls=json.loads(row["task_gold"]) if row.get("task_gold") else None,
+        user_id=row.get("task_user") or None,
+    )
 
 
 class StepGRPOTrainer(GRPOTrainer):
@@ -125,9 +134,14 @@ class StepGRPOTrainer(GRPOTrainer):
         with warnings.catch_warnings():  # rollout_func is "experimental" in TRL 1.16; we depend on it knowingly
             warnings.filterwarnings("ignore", message="You are using 'rollout_func'")
             super().__init__(
-                model=model, reward_funcs=[episode_reward], args=args, train_dataset=train_dataset,
-                processing_class=processing_class, rollout_func=self.rollout, **kwargs,
-            )  # fmt: skip
+                model=model,
+                reward_funcs=[episode_reward],
+                args=args,
+                train_dataset=train_dataset,
+                processing_class=processing_class,
+                rollout_func=self.rollout,
+                **kwargs,
+            )
 
     # -- generation ----------------------------------------------------------------------------------------------
 
@@ -136,19 +150,39 @@ class StepGRPOTrainer(GRPOTrainer):
         """The policy as a batch generator for one rollout: TRL's vLLM backend with ``use_vllm``, else ``generate``."""
         a = self.args
         if self.use_vllm:  # TRL synced the vLLM weights before calling the rollout function
-            yield VLLMTurns(self.vllm_generation, a.max_turn_tokens, width=len(self._rows),
-                            placeholder=self.processing_class.eos_token_id, pad=self._vllm_lockstep())  # fmt: skip
+            yield VLLMTurns(
+                self.vllm_generation,
+                a.max_turn_tokens,
+                width=len(self._rows),
+                placeholder=self.processing_class.eos_token_id,
+                pad=self._vllm_lockstep(),
+            )
             return
         # TRL's own unwrapping: ZeRO-3 parameters are gathered once for the whole rollout, not per forward
-        with unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=a.ds3_gather_for_generation,
-                                         gradient_checkpointing_kwargs=a.gradient_checkpointing_kwargs) as model:  # fmt: skip
-            yield partial(generate_turns, model, self.processing_class, max_new_tokens=a.max_turn_tokens,
-                          temperature=a.temperature, top_p=a.top_p, batch_size=a.rollout_batch_size)  # fmt: skip
+        with unwrap_model_for_generation(
+            self.model_wrapped,
+            self.accelerator,
+            gather_deepspeed3_params=a.ds3_gather_for_generation,
+            gradient_checkpointing_kwargs=a.gradient_checkpointing_kwargs,
+        ) as model:
+            yield partial(
+                generate_turns,
+                model,
+                self.processing_class,
+                max_new_tokens=a.max_turn_tokens,
+                temperature=a.temperature,
+                top_p=a.top_p,
+                batch_size=a.rollout_batch_size,
+            )
 
     def _vllm_lockstep(self) -> bool:
         """Whether each vLLM call gathers prompts across processes (server mode, tensor parallelism), so all call alike."""
         a = self.args
-        return self.use_vllm and self.accelerator.num_processes > 1 and (a.vllm_mode == "server" or a.vllm_tensor_parallel_size > 1)
+        return (
+            self.use_vllm
+            and self.accelerator.num_processes > 1
+            and (a.vllm_mode == "server" or a.vllm_tensor_parallel_size > 1)
+        )
 
     def rollout(self, prompts: list, trainer: GRPOTrainer) -> dict[str, Any]:
         """TRL's rollout_func: one real episode per row (rows come in groups of G), played in lock-step; ids and masks out."""
@@ -160,8 +194,15 @@ class StepGRPOTrainer(GRPOTrainer):
         self.model.eval()
         try:
             with self.turn_generator() as generate:
-                eps = run_episodes(generate, self.processing_class, self.rollout_environments, [task_of(r) for r in rows],
-                                   self.args.max_episode_steps, self.args.reward_weights_(), fixed_rounds=self._vllm_lockstep())  # fmt: skip
+                eps = run_episodes(
+                    generate,
+                    self.processing_class,
+                    self.rollout_environments,
+                    [task_of(r) for r in rows],
+                    self.args.max_episode_steps,
+                    self.args.reward_weights_(),
+                    fixed_rounds=self._vllm_lockstep(),
+                )
         finally:
             self.model.train(was_training)
         self.episodes = eps
@@ -180,7 +221,9 @@ class StepGRPOTrainer(GRPOTrainer):
             "prompt_ids": [ep.prompt_ids for ep in eps],
             "completion_ids": [ep.completion_ids for ep in eps],
             # vLLM's sampling log-probs feed TRL's importance-sampling correction; transformers generation needs none
-            "logprobs": [ep.sampling_logprobs for ep in eps] if all(ep.sampling_logprobs is not None for ep in eps) else None,
+            "logprobs": [ep.sampling_logprobs for ep in eps]
+            if all(ep.sampling_logprobs is not None for ep in eps)
+            else None,
             "env_mask": [ep.action_mask for ep in eps],
             "episode_total": [ep.total_reward for ep in eps],
             "step_rewards": totals,

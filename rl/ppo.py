@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-
-from recagent.errors import RecagentError
 from recagent.rl.advantages import gae
 from recagent.rl.grpo import StepGRPOConfig, task_of
 from recagent.rl.rollout import Episode, RolloutEnvironment, generate_turns, run_episodes
+from torch import nn
+
+from recagent.errors import RecagentError
 
 
 @dataclass
@@ -101,8 +101,10 @@ class StepPPOTrainer:
 
     def __init__(self, model, args: StepPPOConfig, train_dataset, processing_class, tool_env):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # nothing here synchronises processes: refuse, do not diverge
-            raise RecagentError("PPO runs in one process (it has no distributed update); for several GPUs use "
-                                "`train rl --algo grpo` under accelerate launch, or launch PPO without it")  # fmt: skip
+            raise RecagentError(
+                "PPO runs in one process (it has no distributed update); for several GPUs use "
+                "`train rl --algo grpo` under accelerate launch, or launch PPO without it"
+            )
         self.model, self.args, self.tok = model, args, processing_class
         self.rows = list(train_dataset)
         self.tool_env = tool_env
@@ -118,8 +120,15 @@ class StepPPOTrainer:
     def generate_batch(self, inputs: list[list[int]]) -> list[list[int]]:
         """One sampled policy turn per live episode, batched."""
         a = self.args
-        return generate_turns(self.model, self.tok, inputs, a.max_turn_tokens, temperature=a.temperature, top_p=a.top_p,
-                              batch_size=a.rollout_batch_size)
+        return generate_turns(
+            self.model,
+            self.tok,
+            inputs,
+            a.max_turn_tokens,
+            temperature=a.temperature,
+            top_p=a.top_p,
+            batch_size=a.rollout_batch_size,
+        )
 
     def collect(self) -> list[Episode]:
         """``per_device_train_batch_size`` rollouts: tasks drawn in groups of ``num_generations``."""
@@ -128,8 +137,14 @@ class StepPPOTrainer:
         group = [t for t in tasks for _ in range(self.args.num_generations)]
         self.model.eval()
         try:
-            return run_episodes(self.generate_batch, self.tok, [RolloutEnvironment(self.tool_env) for _ in group], group,
-                                self.args.max_episode_steps, self.args.reward_weights_())  # fmt: skip
+            return run_episodes(
+                self.generate_batch,
+                self.tok,
+                [RolloutEnvironment(self.tool_env) for _ in group],
+                group,
+                self.args.max_episode_steps,
+                self.args.reward_weights_(),
+            )
         finally:
             self.model.train()
 
@@ -184,13 +199,18 @@ class StepPPOTrainer:
                 loss, stats = self.loss(b)
                 self.optimizer.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(list(self.model.parameters()) + list(self.value_head.parameters()),
-                                               self.args.max_grad_norm)  # fmt: skip
+                torch.nn.utils.clip_grad_norm_(
+                    list(self.model.parameters()) + list(self.value_head.parameters()), self.args.max_grad_norm
+                )
                 self.optimizer.step()
             self.step += 1
             calls = [c for e in eps for s in e.steps for c in s.calls]
-            entry = {"step": self.step, **stats, "episode/return": sum(e.total_reward for e in eps) / len(eps),
-                     "tools/call_validity": sum(c.valid for c in calls) / len(calls) if calls else 0.0}  # fmt: skip
+            entry = {
+                "step": self.step,
+                **stats,
+                "episode/return": sum(e.total_reward for e in eps) / len(eps),
+                "tools/call_validity": sum(c.valid for c in calls) / len(calls) if calls else 0.0,
+            }
             self.log_history.append(entry)
             if self.args.save_strategy == "steps" and self.step % int(self.args.save_steps) == 0:
                 self.save(Path(self.args.output_dir) / f"checkpoint-{self.step}")
@@ -199,9 +219,16 @@ class StepPPOTrainer:
         """Policy (HF format), value head, optimizer, step, RNG state and log."""
         folder.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(folder)
-        torch.save({"value_head": self.value_head.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "step": self.step, "rng": self.rng.getstate(), "torch_rng": torch.get_rng_state()},
-                   folder / "ppo_state.pt")  # fmt: skip
+        torch.save(
+            {
+                "value_head": self.value_head.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "step": self.step,
+                "rng": self.rng.getstate(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            folder / "ppo_state.pt",
+        )
         (folder / "log_history.json").write_text(json.dumps(self.log_history))
 
     def load(self, folder: Path) -> None:

@@ -56,11 +56,17 @@ def tasks_from_synth(rows: Sequence[dict[str, Any]], kinds: Sequence[str] | None
             for tc in r["messages"][first].get("tool_calls") or []
         ]
         variants = meta["tool_variants"]
-        out.append(Task(
-            task_id=r["id"], messages=r["messages"][:first], tools=r["tools"],
-            tool_variants=json.loads(variants) if isinstance(variants, str) else variants,
-            target=meta.get("target_item"), gold_calls=gold, user_id=meta.get("user_id"),
-        ))  # fmt: skip
+        out.append(
+            Task(
+                task_id=r["id"],
+                messages=r["messages"][:first],
+                tools=r["tools"],
+                tool_variants=json.loads(variants) if isinstance(variants, str) else variants,
+                target=meta.get("target_item"),
+                gold_calls=gold,
+                user_id=meta.get("user_id"),
+            )
+        )
     return out
 
 
@@ -78,7 +84,9 @@ class Episode:
     rewards: list[StepReward] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     truncated: bool = False
-    sampling_logprobs: list[float | None] | None = None  # per completion token (None on observations), if the backend gave them
+    sampling_logprobs: list[float | None] | None = (
+        None  # per completion token (None on observations), if the backend gave them
+    )
 
     @property
     def total_reward(self) -> float:
@@ -95,8 +103,10 @@ class RolloutEnvironment:
 
     def reset(self, task: Task) -> None:
         """Fresh candidate buffer, the task's offered tools: the same start state for every rollout of a task."""
-        variants = [ToolVariant.from_record(t, task.tool_variants.get(t["function"]["name"], {"core": t["function"]["name"]}))
-                    for t in task.tools]  # fmt: skip
+        variants = [
+            ToolVariant.from_record(t, task.tool_variants.get(t["function"]["name"], {"core": t["function"]["name"]}))
+            for t in task.tools
+        ]
         self.tools = OfferedTools(variants, self.registry_factory(self.env.session()))
 
     def call(self, name: str, arguments: dict[str, Any]):
@@ -118,8 +128,14 @@ GenerateBatch = Callable[[list[list[int]]], Sequence["Generated | list[int]"]]
 
 
 def generate_turns(
-    model, tokenizer, inputs: list[list[int]], max_new_tokens: int, sample: bool = True, temperature: float = 1.0,
-    top_p: float = 1.0, batch_size: int | None = None,
+    model,
+    tokenizer,
+    inputs: list[list[int]],
+    max_new_tokens: int,
+    sample: bool = True,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    batch_size: int | None = None,
 ) -> list[list[int]]:
     """One policy turn for each input with batched transformers ``generate`` (left-padded), each cut after its EOS.
 
@@ -130,9 +146,13 @@ def generate_turns(
     if not inputs:
         return []
     if batch_size is not None and len(inputs) > batch_size:
-        return [row for i in range(0, len(inputs), batch_size)
-                for row in generate_turns(model, tokenizer, inputs[i : i + batch_size], max_new_tokens, sample,
-                                          temperature, top_p)]  # fmt: skip
+        return [
+            row
+            for i in range(0, len(inputs), batch_size)
+            for row in generate_turns(
+                model, tokenizer, inputs[i : i + batch_size], max_new_tokens, sample, temperature, top_p
+            )
+        ]
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
@@ -144,15 +164,25 @@ def generate_turns(
         mask[i, width - len(x) :] = 1
     with torch.no_grad():
         out = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens, do_sample=sample,
-            **({"temperature": temperature, "top_p": top_p} if sample else {}), eos_token_id=eos, pad_token_id=pad,
-        )  # fmt: skip
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=sample,
+            **({"temperature": temperature, "top_p": top_p} if sample else {}),
+            eos_token_id=eos,
+            pad_token_id=pad,
+        )
     rows = out[:, width:].tolist()
     return [row[: row.index(eos) + 1] if eos in row else row for row in rows]
 
 
 def generate_turn(
-    model, tokenizer, input_ids: list[int], max_new_tokens: int, sample: bool = True, temperature: float = 1.0,
+    model,
+    tokenizer,
+    input_ids: list[int],
+    max_new_tokens: int,
+    sample: bool = True,
+    temperature: float = 1.0,
     top_p: float = 1.0,
 ) -> list[int]:
     """One policy turn for one input (:func:`generate_turns` with a batch of one)."""
@@ -178,8 +208,9 @@ class _Play:
         self.tok, self.environment, self.task, self.max_steps = tokenizer, environment, task, max_steps
         self.names = tool_names_of(task.tools)
         self.messages = [dict(m) for m in task.messages]
-        prompt = tokenizer.apply_chat_template(render_openai_messages(self.messages, task.tools), tokenize=False,
-                                               add_generation_prompt=True)  # fmt: skip
+        prompt = tokenizer.apply_chat_template(
+            render_openai_messages(self.messages, task.tools), tokenize=False, add_generation_prompt=True
+        )
         self.ep = Episode(task, encode_prompt(tokenizer, prompt))
         self.logprobs: list[float | None] | None = []  # None once a turn came without log-probs
         self.seen: set[str] = set()
@@ -208,7 +239,9 @@ class _Play:
             self._calls(parsed, new, closed, last)
         else:
             g = ground_answer(parsed.content, self.environment.env.catalog, self.seen)
-            answer = list(dict.fromkeys(g.supported + g.unsupported + _bare_ids(parsed.content, self.environment.env.catalog)))
+            answer = list(
+                dict.fromkeys(g.supported + g.unsupported + _bare_ids(parsed.content, self.environment.env.catalog))
+            )
             ep.steps.append(Step(answer_ids=answer, parsed=closed))
             ep.records.append(StepRecord(self.turn, 0, "answer", result_item_ids=answer, output_tokens=len(new)))
             self.messages.append({"role": "assistant", "content": parsed.content})
@@ -225,17 +258,46 @@ class _Play:
             summary, ids = summarise_result(out.result) if out.ok else ("", [])
             self.seen.update(ids)
             call_id = f"call_{turn}_{j}"
-            tool_calls.append({"id": call_id, "type": "function",
-                               "function": {"name": tc["name"], "arguments": json.dumps(tc["args"], ensure_ascii=False)}})  # fmt: skip
+            tool_calls.append(
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": tc["name"], "arguments": json.dumps(tc["args"], ensure_ascii=False)},
+                }
+            )
             tool_msgs.append({"role": "tool", "tool_call_id": call_id, "name": tc["name"], "content": out.content()})
             calls.append(Call(tc["name"], tc["args"], out.ok, ids))
-            ep.records.append(StepRecord(turn, j, "tool_call" if out.ok else "invalid_call", tc["name"], tc["args"],
-                                         call_id, out.ok, None if out.ok else out.error.message, summary, ids,
-                                         out.latency_ms, len(ep.prompt_ids), len(new)))  # fmt: skip
+            ep.records.append(
+                StepRecord(
+                    turn,
+                    j,
+                    "tool_call" if out.ok else "invalid_call",
+                    tc["name"],
+                    tc["args"],
+                    call_id,
+                    out.ok,
+                    None if out.ok else out.error.message,
+                    summary,
+                    ids,
+                    out.latency_ms,
+                    len(ep.prompt_ids),
+                    len(new),
+                )
+            )
         for bad in parsed.invalid_tool_calls:
             calls.append(Call(bad.get("name"), None, False))
-            ep.records.append(StepRecord(turn, len(ep.records), "invalid_call", bad.get("name"), bad.get("args"),
-                                         valid=False, error=bad.get("error"), output_tokens=len(new)))  # fmt: skip
+            ep.records.append(
+                StepRecord(
+                    turn,
+                    len(ep.records),
+                    "invalid_call",
+                    bad.get("name"),
+                    bad.get("args"),
+                    valid=False,
+                    error=bad.get("error"),
+                    output_tokens=len(new),
+                )
+            )
         ep.steps.append(Step(calls=calls, parsed=not parsed.invalid_tool_calls))
         if not tool_calls or not closed or last:
             self.done = True  # nothing ran (only invalid calls), the turn was cut off, or the budget is spent
@@ -303,7 +365,9 @@ def run_episode(
     weights: RewardWeights | None = None,
 ) -> Episode:
     """Play one episode; ``generate(input_ids) -> new_ids`` is the policy (ending with EOS unless cut off)."""
-    return run_episodes(lambda batch: [generate(x) for x in batch], tokenizer, [environment], [task], max_steps, weights)[0]
+    return run_episodes(
+        lambda batch: [generate(x) for x in batch], tokenizer, [environment], [task], max_steps, weights
+    )[0]
 
 
 def _bare_ids(text: str, catalog) -> list[str]:

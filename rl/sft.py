@@ -45,12 +45,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from recagent.rl.config_io import resolve_device, save_config
 from transformers.trainer_utils import SchedulerType
 from trl import SFTConfig
 
 from recagent.errors import ConfigError, RecagentError
 from recagent.paths import recagent_home
-from recagent.rl.config_io import resolve_device, save_config
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +80,18 @@ class SFTJobConfig(SFTConfig):
 
     data_dir: str | None = field(
         default=None,
-        metadata={"help": "Folder of a synthesis run (`recagent synth --out DIR`): trains on train.jsonl; test.jsonl "
-                          "is the eval set when eval_strategy is not 'no'."},
-    )  # fmt: skip
+        metadata={
+            "help": "Folder of a synthesis run (`recagent synth --out DIR`): trains on train.jsonl; test.jsonl "
+            "is the eval set when eval_strategy is not 'no'."
+        },
+    )
     base_model: str | None = field(
         default=None,
-        metadata={"help": "Hugging Face causal LM folder to fine-tune; None = the offline SmolLM2-135M-Instruct "
-                          "(converted once from its GGUF)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Hugging Face causal LM folder to fine-tune; None = the offline SmolLM2-135M-Instruct "
+            "(converted once from its GGUF)."
+        },
+    )
     use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of every weight."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (the update is scaled by alpha/r)."})
@@ -98,51 +102,67 @@ class SFTJobConfig(SFTConfig):
     )
     init_adapter: str | None = field(
         default=None,
-        metadata={"help": "A LoRA adapter folder (peft) this run starts from instead of a fresh adapter: continue a "
-                          "policy on new or grown data in a new --out folder. Its own rank, targets and layers apply."},
-    )  # fmt: skip
+        metadata={
+            "help": "A LoRA adapter folder (peft) this run starts from instead of a fresh adapter: continue a "
+            "policy on new or grown data in a new --out folder. Its own rank, targets and layers apply."
+        },
+    )
     lora_layers_from: int | None = field(
         default=None,
-        metadata={"help": "Adapt only the decoder layers from this index up (None = all). The backward pass stops at "
-                          "the lowest adapted layer: with the top half, a CPU step takes about half the time."},
-    )  # fmt: skip
+        metadata={
+            "help": "Adapt only the decoder layers from this index up (None = all). The backward pass stops at "
+            "the lowest adapted layer: with the top half, a CPU step takes about half the time."
+        },
+    )
     merge_lora: bool = field(
         default=True,
-        metadata={"help": "Save the LoRA-merged model in final/ (loads like any checkpoint); false saves the adapter "
-                          "only (load it with the base model as an adapter)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Save the LoRA-merged model in final/ (loads like any checkpoint); false saves the adapter "
+            "only (load it with the base model as an adapter)."
+        },
+    )
     max_samples: int | None = field(
         default=None, metadata={"help": "Train on the first N training dialogs only; None = all."}
     )
     decision_samples: bool = field(
         default=False,
-        metadata={"help": "Add, for every training dialog, a copy cut after its first assistant turn: a short sample "
-                          "whose only loss is the first decision (call which tool with what, or answer in words). "
-                          "With shared_prefix it costs ~1/10 of a whole dialog, so decisions get many more updates."},
-    )  # fmt: skip
+        metadata={
+            "help": "Add, for every training dialog, a copy cut after its first assistant turn: a short sample "
+            "whose only loss is the first decision (call which tool with what, or answer in words). "
+            "With shared_prefix it costs ~1/10 of a whole dialog, so decisions get many more updates."
+        },
+    )
     whole_dialogs: float = field(
         default=1.0,
-        metadata={"help": "With decision_samples: the seeded share of training dialogs also trained whole (1 = every "
-                          "one; 0 = first decisions only, the cheapest samples: ~60 tokens each after the tool block)."},
-    )  # fmt: skip
+        metadata={
+            "help": "With decision_samples: the seeded share of training dialogs also trained whole (1 = every "
+            "one; 0 = first decisions only, the cheapest samples: ~60 tokens each after the tool block)."
+        },
+    )
     shared_tool_blocks_only: bool = field(
         default=False,
-        metadata={"help": "With shared_prefix: drop the rows whose tool block fewer than per_device_train_batch_size "
-                          "rows share (e.g. tool-variant dialogs). Such a row runs its ~700-token tool block alone, "
-                          "~10x the cost of a decision sample in a shared batch; the drop is counted in the log."},
-    )  # fmt: skip
+        metadata={
+            "help": "With shared_prefix: drop the rows whose tool block fewer than per_device_train_batch_size "
+            "rows share (e.g. tool-variant dialogs). Such a row runs its ~700-token tool block alone, "
+            "~10x the cost of a decision sample in a shared batch; the drop is counted in the log."
+        },
+    )
     loss_per: Literal["token", "turn"] = field(
         default="token",
-        metadata={"help": "token: mean loss over assistant tokens; turn: mean over assistant turns of each turn's mean "
-                          "token loss, so a short tool call (whose name and arguments are the decision) weighs as much "
-                          "as a long answer that copies tool results. turn needs shared_prefix: true."},
-    )  # fmt: skip
+        metadata={
+            "help": "token: mean loss over assistant tokens; turn: mean over assistant turns of each turn's mean "
+            "token loss, so a short tool call (whose name and arguments are the decision) weighs as much "
+            "as a long answer that copies tool results. turn needs shared_prefix: true."
+        },
+    )
     shared_prefix: bool = field(
         default=False,
-        metadata={"help": "Run the token prefix all dialogs of a batch share (the tool block) once per batch instead "
-                          "of once per dialog; same loss and gradients, ~2x less work on a CPU with batches of 8 "
-                          "(see recagent.rl.shared_prefix)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Run the token prefix all dialogs of a batch share (the tool block) once per batch instead "
+            "of once per dialog; same loss and gradients, ~2x less work on a CPU with batches of 8 "
+            "(see recagent.rl.shared_prefix)."
+        },
+    )
 
     # SFTConfig / TrainingArguments fields whose defaults differ here
     output_dir: str | None = field(
@@ -185,10 +205,14 @@ class SFTJobConfig(SFTConfig):
         if not 0 <= self.whole_dialogs <= 1:
             raise ConfigError(f"whole_dialogs is a share of the dialogs: between 0 and 1, got {self.whole_dialogs}")
         if self.whole_dialogs < 1 and not self.decision_samples:
-            raise ConfigError("whole_dialogs < 1 leaves dialogs out unless decision_samples=true adds their decisions: "
-                              "set decision_samples=true, or whole_dialogs=1")  # fmt: skip
+            raise ConfigError(
+                "whole_dialogs < 1 leaves dialogs out unless decision_samples=true adds their decisions: "
+                "set decision_samples=true, or whole_dialogs=1"
+            )
         if self.shared_tool_blocks_only and not self.shared_prefix:
-            raise ConfigError("shared_tool_blocks_only groups rows by the shared-prefix sampler: set shared_prefix=true")
+            raise ConfigError(
+                "shared_tool_blocks_only groups rows by the shared-prefix sampler: set shared_prefix=true"
+            )
         data = Path(self.data_dir).expanduser().resolve()
         if not (data / "train.jsonl").is_file():
             raise ConfigError(
@@ -263,6 +287,7 @@ def check_no_leakage(
     shared_ids = sorted({_dialog_id(r) for r in train} & {_dialog_id(r) for r in test})
     if shared_ids:
         problems.append(f"{len(shared_ids)} dialog(s) are in both train.jsonl and test.jsonl, e.g. {shared_ids[:3]}")
+
     def users(rows: list[dict[str, Any]]) -> set[str]:
         return {str(u) for r in rows if (u := (r.get("meta") or {}).get("user_id")) is not None}
 
@@ -273,6 +298,7 @@ def check_no_leakage(
         split = split if split is not None else _load_split(data_dir)
         if split is not None:
             from recagent.agents.training_leaks import find_leaks
+
             from recagent.dialogs import Sample
 
             try:
@@ -282,9 +308,11 @@ def check_no_leakage(
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise SFTDataError(
-            f"{data_dir} leaks test data into training: " + "; ".join(problems[:3]) + more
+            f"{data_dir} leaks test data into training: "
+            + "; ".join(problems[:3])
+            + more
             + ". Regenerate it with `recagent synth --out NEW_DIR` instead of mixing runs"
-        )  # fmt: skip
+        )
 
 
 def _check_heldout_requests(data_dir: Path, train: list[dict[str, Any]]) -> None:
@@ -294,8 +322,10 @@ def _check_heldout_requests(data_dir: Path, train: list[dict[str, Any]]) -> None
     found = first_row_leak(train)
     if found is not None:
         line, leak = found
-        raise SFTDataError(f"{data_dir / 'train.jsonl'}, line {line}: a user turn {leak.describe()}; held-out "
-                           "evaluation requests must not be trained on (drop that dialog or regenerate the data)")  # fmt: skip
+        raise SFTDataError(
+            f"{data_dir / 'train.jsonl'}, line {line}: a user turn {leak.describe()}; held-out "
+            "evaluation requests must not be trained on (drop that dialog or regenerate the data)"
+        )
 
 
 def _load_split(data_dir: Path) -> Any:
@@ -311,12 +341,17 @@ def _load_split(data_dir: Path) -> Any:
         dataset = load_dataset(name)
         made_from = data_dir / "dataset.json"
         if made_from.is_file() and json.loads(made_from.read_text()).get("name") != dataset.name:
-            raise ValueError(f"the run was made from dataset {json.loads(made_from.read_text()).get('name')!r}, "
-                             f"config.yaml names {dataset.name!r}")  # fmt: skip
+            raise ValueError(
+                f"the run was made from dataset {json.loads(made_from.read_text()).get('name')!r}, "
+                f"config.yaml names {dataset.name!r}"
+            )
         return leave_one_out(dataset)
     except Exception as e:  # the data folder may travel without its dataset (e.g. to a GPU box)
-        logger.warning("full leakage check skipped (%s: %s); checked only that train and test share no dialog or user",
-                       type(e).__name__, str(e).split("\n")[0])  # fmt: skip
+        logger.warning(
+            "full leakage check skipped (%s: %s); checked only that train and test share no dialog or user",
+            type(e).__name__,
+            str(e).split("\n")[0],
+        )
         return None
 
 
@@ -360,8 +395,12 @@ def _drop_unshared_blocks(ds: Any, batch_size: int) -> tuple[Any, int]:
     keep = [i for i, k in enumerate(keys) if counts[k] >= batch_size]
     dropped = len(keys) - len(keep)
     if dropped:
-        logger.info("dropped %d of %d rows whose tool block fewer than %d rows share (shared_tool_blocks_only)",
-                    dropped, len(keys), batch_size)  # fmt: skip
+        logger.info(
+            "dropped %d of %d rows whose tool block fewer than %d rows share (shared_tool_blocks_only)",
+            dropped,
+            len(keys),
+            batch_size,
+        )
     return (ds.select(keep) if dropped else ds), dropped
 
 
@@ -377,8 +416,13 @@ def _drop_too_long(ds: Any, max_length: int | None, name: str) -> tuple[Any, dic
     if info["dropped"]:
         logger.warning(
             "dropped %d of %d %s dialogs longer than max_length=%d tokens (longest: %d); they are never truncated, "
-            "raise max_length to keep them", info["dropped"], len(lengths), name, max_length, info["longest_tokens"],
-        )  # fmt: skip
+            "raise max_length to keep them",
+            info["dropped"],
+            len(lengths),
+            name,
+            max_length,
+            info["longest_tokens"],
+        )
         ds = ds.select(keep)
     info["rows"] = len(keep)
     return ds, info
@@ -437,8 +481,17 @@ def _continue_schedule(state: Any, optimizer: Any, scheduler: Any) -> None:
     scheduler._last_lr = rates
 
 
-RESUME_FIELDS = ("data_dir", "base_model", "max_samples", "use_lora", "lora_r", "lora_alpha", "lora_target_modules",
-                 "lora_layers_from", "init_adapter")
+RESUME_FIELDS = (
+    "data_dir",
+    "base_model",
+    "max_samples",
+    "use_lora",
+    "lora_r",
+    "lora_alpha",
+    "lora_target_modules",
+    "lora_layers_from",
+    "init_adapter",
+)
 
 
 def _check_resume(cfg: SFTJobConfig, checkpoint: Path) -> None:
@@ -486,10 +539,9 @@ def _callbacks(cfg: SFTJobConfig) -> tuple[list[Any], dict[str, int]]:
 
 def _load_model(cfg: SFTJobConfig, base: Path) -> tuple[Any, Any, Any]:
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     from recagent.agents.chat_template import apply_tool_template
     from recagent.agents.local_model import LocalModelError, _offline
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     with _offline():
         try:
@@ -517,14 +569,20 @@ def _peft_config(cfg: SFTJobConfig, model: Any = None) -> Any:
     if cfg.lora_layers_from is not None and model is not None:
         n_layers = int(model.config.num_hidden_layers)
         if not 0 <= cfg.lora_layers_from < n_layers:
-            raise ConfigError(f"lora_layers_from={cfg.lora_layers_from} is not a layer of this model (0..{n_layers - 1})")
+            raise ConfigError(
+                f"lora_layers_from={cfg.lora_layers_from} is not a layer of this model (0..{n_layers - 1})"
+            )
         layers = list(range(cfg.lora_layers_from, n_layers))
         if isinstance(targets, str):  # peft takes a layer range only with named modules: name every linear one
             targets = _linear_module_names(model)
     return LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, task_type="CAUSAL_LM",
-        target_modules=targets if isinstance(targets, str) else list(targets), layers_to_transform=layers,
-    )  # fmt: skip
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        task_type="CAUSAL_LM",
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        layers_to_transform=layers,
+    )
 
 
 def _linear_module_names(model: Any) -> list[str]:
@@ -532,8 +590,13 @@ def _linear_module_names(model: Any) -> list[str]:
     import torch
 
     head = model.get_output_embeddings()
-    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
-                   if isinstance(m, torch.nn.Linear) and m is not head})  # fmt: skip
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and m is not head
+        }
+    )
 
 
 def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
@@ -542,9 +605,8 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
     ``split``: the leave-one-out split of the synthesis run's dataset for the leakage check (None: loaded
     from the run's config.yaml when available).
     """
-    from trl import SFTTrainer
-
     from recagent.agents.local_model import ensure_default_model
+    from trl import SFTTrainer
 
     t0 = time.perf_counter()
     data = Path(cfg.data_dir)
@@ -574,7 +636,9 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
         if cfg.decision_samples:
             train_ds = _with_decision_samples(train_ds, cfg.whole_dialogs, cfg.seed)
         eval_ds = _load_json_dataset(data / "test.jsonl", None) if cfg.eval_strategy != "no" else None
-        total = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)  # the base model (init_adapter: wrapped)
+        total = sum(
+            p.numel() for n, p in model.named_parameters() if "lora_" not in n
+        )  # the base model (init_adapter: wrapped)
 
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / CONFIG_FILE)
@@ -586,9 +650,14 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
             if cfg.shared_prefix:
                 from recagent.rl.shared_prefix import SharedPrefixSFTTrainer as trainer_class
             trainer = trainer_class(
-                model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
-                peft_config=peft_config, callbacks=callbacks,
-            )  # fmt: skip
+                model=model,
+                args=cfg,
+                train_dataset=train_ds,
+                eval_dataset=eval_ds,
+                processing_class=tokenizer,
+                peft_config=peft_config,
+                callbacks=callbacks,
+            )
         finally:
             cfg.max_length = max_length
         trainer.train_dataset, train_info = _drop_too_long(trainer.train_dataset, max_length, "training")
@@ -596,23 +665,32 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
             raise SFTDataError(f"every training dialog is longer than max_length={max_length} tokens; raise max_length")
         if cfg.shared_tool_blocks_only:
             trainer.train_dataset, train_info["unshared_dropped"] = _drop_unshared_blocks(
-                trainer.train_dataset, cfg.per_device_train_batch_size)
+                trainer.train_dataset, cfg.per_device_train_batch_size
+            )
             train_info["rows"] = len(trainer.train_dataset)
             if train_info["rows"] == 0:
-                raise SFTDataError("no tool block is shared by per_device_train_batch_size rows: set "
-                                   "shared_tool_blocks_only=false or a smaller batch")  # fmt: skip
+                raise SFTDataError(
+                    "no tool block is shared by per_device_train_batch_size rows: set "
+                    "shared_tool_blocks_only=false or a smaller batch"
+                )
         eval_info = None
         if trainer.eval_dataset is not None:
             trainer.eval_dataset, eval_info = _drop_too_long(trainer.eval_dataset, max_length, "eval")
             if eval_info["rows"] == 0:
-                raise SFTDataError(f"every eval dialog is longer than max_length={max_length} tokens; raise max_length "
-                                   "or set eval_strategy=no")  # fmt: skip
+                raise SFTDataError(
+                    f"every eval dialog is longer than max_length={max_length} tokens; raise max_length "
+                    "or set eval_strategy=no"
+                )
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         logger.info(
             "training on %d dialogs (longest %d tokens) from %s; %s of %s parameters trainable; %s",
-            train_info["rows"], train_info["longest_tokens"], data, f"{trainable:,}", f"{total:,}",
+            train_info["rows"],
+            train_info["longest_tokens"],
+            data,
+            f"{trainable:,}",
+            f"{total:,}",
             f"resuming from {resume.name}" if resume else "starting fresh",
-        )  # fmt: skip
+        )
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
         final_model = trainer.model
@@ -627,12 +705,20 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
         tokenizer.save_pretrained(tmp)
         save_config(cfg, tmp / CONFIG_FILE)
         run = {
-            "base_model": str(base), "data_dir": str(data), "train": train_info, "eval": eval_info,
-            "resumed_from": resume.name if resume else None, "global_step": trainer.state.global_step,
-            "steps_this_run": counts["steps"], "trainable_params": trainable, "total_params": total,
-            "lora": {"merged": cfg.merge_lora} if cfg.use_lora else None, "saved_dtype": str(save_dtype),
-            "seconds": round(time.perf_counter() - t0, 1), "log_history": trainer.state.log_history,
-        }  # fmt: skip
+            "base_model": str(base),
+            "data_dir": str(data),
+            "train": train_info,
+            "eval": eval_info,
+            "resumed_from": resume.name if resume else None,
+            "global_step": trainer.state.global_step,
+            "steps_this_run": counts["steps"],
+            "trainable_params": trainable,
+            "total_params": total,
+            "lora": {"merged": cfg.merge_lora} if cfg.use_lora else None,
+            "saved_dtype": str(save_dtype),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "log_history": trainer.state.log_history,
+        }
         (tmp / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
@@ -648,6 +734,11 @@ def load_sft_config(path: str | Path | None = None, overrides: list[str] | None 
 
 
 __all__ = [
-    "SFTDataError", "SFTJobConfig", "check_no_leakage", "default_output_dir", "latest_checkpoint", "load_sft_config",
+    "SFTDataError",
+    "SFTJobConfig",
+    "check_no_leakage",
+    "default_output_dir",
+    "latest_checkpoint",
+    "load_sft_config",
     "train_sft",
-]  # fmt: skip
+]

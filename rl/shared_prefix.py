@@ -57,10 +57,14 @@ def turn_ids(keep: torch.Tensor) -> torch.Tensor:
     return torch.cumsum(starts.flatten().long(), 0)[keep.flatten()] - 1
 
 
-def shared_prefix_loss(model: Any, input_ids: torch.Tensor, labels: torch.Tensor,
-                       attention_mask: torch.Tensor | None = None,
-                       num_items_in_batch: int | torch.Tensor | None = None,
-                       per_turn: bool = False) -> tuple[torch.Tensor, int]:  # fmt: skip
+def shared_prefix_loss(
+    model: Any,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    per_turn: bool = False,
+) -> tuple[torch.Tensor, int]:
     """Next-token loss over the labelled positions, with the shared prefix run once; returns (loss, prefix length).
 
     ``per_turn``: the mean of each assistant turn's mean token loss, so a ten-token call weighs as much
@@ -80,8 +84,13 @@ def shared_prefix_loss(model: Any, input_ids: torch.Tensor, labels: torch.Tensor
             cache.batch_repeat_interleave(batch)  # differentiable: every row's gradient reaches the prefix
         hidden_parts.append(out.last_hidden_state.expand(batch, -1, -1))
     positions = torch.arange(p, length, device=input_ids.device).unsqueeze(0).expand(batch, -1)
-    out = decoder(input_ids=input_ids[:, p:], attention_mask=mask, cache=cache, position_ids=positions,
-                  use_cache=cache is not None)  # fmt: skip
+    out = decoder(
+        input_ids=input_ids[:, p:],
+        attention_mask=mask,
+        cache=cache,
+        position_ids=positions,
+        use_cache=cache is not None,
+    )
     hidden_parts.append(out.last_hidden_state)
     hidden = torch.cat(hidden_parts, dim=1) if len(hidden_parts) > 1 else hidden_parts[0]
     target = labels[:, 1:]
@@ -158,11 +167,18 @@ class SharedPrefixSFTTrainer(SFTTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs or not model.training:  # evaluation and metrics: TRL's own path
-            return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)  # fmt: skip
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
         per_turn = getattr(self.args, "loss_per", "token") == "turn"
-        loss, prefix = shared_prefix_loss(model, inputs["input_ids"], inputs["labels"], inputs.get("attention_mask"),
-                                          num_items_in_batch, per_turn=per_turn)  # fmt: skip
+        loss, prefix = shared_prefix_loss(
+            model,
+            inputs["input_ids"],
+            inputs["labels"],
+            inputs.get("attention_mask"),
+            num_items_in_batch,
+            per_turn=per_turn,
+        )
         self._prefix_tokens = getattr(self, "_prefix_tokens", 0) + prefix
         if per_turn and self._trainer_skips_ga_division(num_items_in_batch):
             # a per-batch mean; the Trainer divides by the accumulation steps only when it thinks the loss is not
@@ -174,4 +190,6 @@ class SharedPrefixSFTTrainer(SFTTrainer):
         """transformers' own test (Trainer.training_step) for a loss already scaled for gradient accumulation."""
         if getattr(self, "loss_is_scaled_for_ga", None) is not None:
             return bool(self.loss_is_scaled_for_ga)
-        return bool((self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None)
+        return bool(
+            (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
+        )

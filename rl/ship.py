@@ -50,8 +50,12 @@ def _training_record(adapter: Path) -> dict[str, Any]:
         r = json.loads(run.read_text())
         step, history = r.get("global_step"), r.get("log_history", [])
     losses = [h["loss"] for h in history if "loss" in h]
-    return {"config": cfg, "updates": step, "first_loss": losses[0] if losses else None,
-            "last_loss": losses[-1] if losses else None}  # fmt: skip
+    return {
+        "config": cfg,
+        "updates": step,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+    }
 
 
 def _card(name: str, record: dict[str, Any], synth: dict[str, Any], report: dict[str, Any], command: str) -> str:
@@ -78,24 +82,34 @@ def _card(name: str, record: dict[str, Any], synth: dict[str, Any], report: dict
         lines.append(f"- **Time and machine**: {t.get('summary')}")
     if report.get("machine"):
         m = report["machine"]
-        lines.append(f"- **Evaluated on**: {m.get('cpu')}, {m.get('cpu_count')} cores, flags {m.get('cpu_flags')}, "
-                     f"torch {m.get('torch')}.")  # fmt: skip
+        lines.append(
+            f"- **Evaluated on**: {m.get('cpu')}, {m.get('cpu_count')} cores, flags {m.get('cpu_flags')}, "
+            f"torch {m.get('torch')}."
+        )
     if report.get("metrics_markdown"):
         lines += ["", "## Metrics (95% CIs)", "", report["metrics_markdown"].rstrip()]
     lines += ["", "## Reproduce", "", "```bash", command.strip(), "```", ""]
     return "\n".join(lines)
 
 
-def ship_adapter(adapter: Path, dest: Path, synth_dir: Path | None = None, report: Path | None = None,
-                 command: str = "", max_mb: float = MAX_ADAPTER_MB) -> ShippedPolicy:  # fmt: skip
+def ship_adapter(
+    adapter: Path,
+    dest: Path,
+    synth_dir: Path | None = None,
+    report: Path | None = None,
+    command: str = "",
+    max_mb: float = MAX_ADAPTER_MB,
+) -> ShippedPolicy:
     """Copy ``adapter`` (a peft LoRA folder) into ``dest`` with a portable base name and a model card."""
     missing = [f for f in ADAPTER_FILES if not (adapter / f).is_file()]
     if missing:
         raise RecagentError(f"{adapter} is not a LoRA adapter folder: {', '.join(missing)} missing")
     size_mb = (adapter / "adapter_model.safetensors").stat().st_size / 2**20
     if size_mb > max_mb:
-        raise RecagentError(f"the adapter is {size_mb:.1f} MB, over the {max_mb:.0f} MB the package may carry: "
-                            "lower lora_r or adapt fewer layers (lora_layers_from)")  # fmt: skip
+        raise RecagentError(
+            f"the adapter is {size_mb:.1f} MB, over the {max_mb:.0f} MB the package may carry: "
+            "lower lora_r or adapt fewer layers (lora_layers_from)"
+        )
     config = json.loads((adapter / "adapter_config.json").read_text())
     if config.get("peft_type") != "LORA":
         raise RecagentError(f"{adapter} holds a {config.get('peft_type')} adapter; only LoRA adapters ship")

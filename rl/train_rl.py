@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from recagent.rl.ppo import StepPPOConfig
+
 from recagent.errors import ConfigError, RecagentError
 from recagent.paths import recagent_home
-from recagent.rl.ppo import StepPPOConfig
 
 logger = logging.getLogger("recagent.rl")
 
@@ -32,16 +33,34 @@ def default_rl_dir() -> Path:
 class RLJobConfig(StepPPOConfig):
     """What to train (base model, data, algorithm) on top of the step-grained GRPO/PPO settings."""
 
-    output_dir: str | None = field(default=None, metadata={"help": "checkpoints and final/ (default $RECAGENT_HOME/runs/rl)"})
-    data_dir: str | None = field(default=None, metadata={"help": "folder of a synthesis run (its train.jsonl gives the tasks)"})
-    base_model: str | None = field(default=None, metadata={"help": "policy to start from: a model folder, or an SFT LoRA "
-                                   "adapter folder (its adapter keeps training; None: offline SmolLM2)"})  # fmt: skip
-    algo: Literal["grpo", "ppo"] = field(default="grpo", metadata={"help": "step-grained GRPO (TRL) or PPO (value head)"})
-    task_kinds: list[str] = field(default_factory=lambda: ["single", "parallel", "chain", "clarify"],
-                                  metadata={"help": "dialog kinds whose first turns become tasks"})  # fmt: skip
+    output_dir: str | None = field(
+        default=None, metadata={"help": "checkpoints and final/ (default $RECAGENT_HOME/runs/rl)"}
+    )
+    data_dir: str | None = field(
+        default=None, metadata={"help": "folder of a synthesis run (its train.jsonl gives the tasks)"}
+    )
+    base_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "policy to start from: a model folder, or an SFT LoRA "
+            "adapter folder (its adapter keeps training; None: offline SmolLM2)"
+        },
+    )
+    algo: Literal["grpo", "ppo"] = field(
+        default="grpo", metadata={"help": "step-grained GRPO (TRL) or PPO (value head)"}
+    )
+    task_kinds: list[str] = field(
+        default_factory=lambda: ["single", "parallel", "chain", "clarify"],
+        metadata={"help": "dialog kinds whose first turns become tasks"},
+    )
     max_tasks: int | None = field(default=None, metadata={"help": "use at most this many tasks (None: all)"})
-    max_samples: int | None = field(default=None, metadata={"help": "read only the first N rows of train.jsonl: the rows "
-                                    "after them are validation dialogs (as SFT's max_samples), never trained on"})  # fmt: skip
+    max_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "read only the first N rows of train.jsonl: the rows "
+            "after them are validation dialogs (as SFT's max_samples), never trained on"
+        },
+    )
 
     def __post_init__(self) -> None:
         from recagent.rl.config_io import resolve_device
@@ -49,12 +68,16 @@ class RLJobConfig(StepPPOConfig):
         if self.output_dir is None:
             self.output_dir = str(default_rl_dir())
         if self.data_dir is None or not (Path(self.data_dir) / "train.jsonl").is_file():
-            raise ConfigError(f"data_dir {self.data_dir!r} has no train.jsonl: make one with `recagent synth --out DIR`")
+            raise ConfigError(
+                f"data_dir {self.data_dir!r} has no train.jsonl: make one with `recagent synth --out DIR`"
+            )
         if self.max_samples is not None and self.max_samples < 1:
             raise ConfigError(f"max_samples must be at least 1 or None (every row), got {self.max_samples}")
         if self.use_vllm and self.algo == "ppo":
-            raise ConfigError("use_vllm applies to algo=grpo (TRL's vLLM backend); PPO generates with transformers: "
-                              "drop use_vllm or use algo=grpo")  # fmt: skip
+            raise ConfigError(
+                "use_vllm applies to algo=grpo (TRL's vLLM backend); PPO generates with transformers: "
+                "drop use_vllm or use algo=grpo"
+            )
         resolve_device(self)
         super().__post_init__()
 
@@ -68,7 +91,6 @@ def load_rl_config(path: str | Path | None = None, overrides: list[str] | None =
 
 def _tasks(cfg: RLJobConfig):
     from datasets import Dataset
-
     from recagent.rl.grpo import task_row
     from recagent.rl.rollout import tasks_from_synth
     from recagent.rl.sft import check_no_leakage
@@ -77,7 +99,9 @@ def _tasks(cfg: RLJobConfig):
     train = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines() if line.strip()]
     train = train[: cfg.max_samples]  # the rows after max_samples choose checkpoints: RL never sees them
     test_path = data / "test.jsonl"
-    test = [json.loads(line) for line in test_path.read_text().splitlines() if line.strip()] if test_path.is_file() else []
+    test = (
+        [json.loads(line) for line in test_path.read_text().splitlines() if line.strip()] if test_path.is_file() else []
+    )
     check_no_leakage(data, train, test)
     tasks = tasks_from_synth(train, cfg.task_kinds)[: cfg.max_tasks]
     if not tasks:
@@ -87,7 +111,6 @@ def _tasks(cfg: RLJobConfig):
 
 def _tool_env(cfg: RLJobConfig):
     import yaml
-
     from recagent.tools.env import ToolEnv, ToolEnvConfig
 
     saved = Path(cfg.data_dir) / "config.yaml"
@@ -113,9 +136,8 @@ def _adapter_base(adapter: Path) -> Path:
 def _load_policy(cfg: RLJobConfig):
     """(model, tokenizer): a full model folder as is, or an adapter folder on its base with the adapter trainable."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from recagent.agents.local_model import ensure_default_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     start = Path(cfg.base_model) if cfg.base_model else ensure_default_model(progress=not cfg.disable_tqdm)
     # bf16 weights on a GPU (as before); a CPU keeps float32 master weights and runs bf16 as autocast
@@ -137,8 +159,10 @@ def train_rl(cfg: RLJobConfig, tool_env=None) -> Path:
     from recagent.rl.sft import latest_checkpoint
 
     if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise RecagentError("use_vllm=true needs vLLM, which is not installed: on a CUDA machine run "
-                            "`pip install 'recagent[vllm]'`, or set use_vllm=false")  # fmt: skip
+        raise RecagentError(
+            "use_vllm=true needs vLLM, which is not installed: on a CUDA machine run "
+            "`pip install 'recagent[vllm]'`, or set use_vllm=false"
+        )
     dataset = _tasks(cfg)
     env = tool_env or _tool_env(cfg)
     model, tok = _load_policy(cfg)
@@ -165,5 +189,7 @@ def train_rl(cfg: RLJobConfig, tool_env=None) -> Path:
     model.save_pretrained(final)
     apply_tool_template(tok).save_pretrained(final)
     save_config(cfg, final / "rl_config.yaml")
-    (final / "rl_run.json").write_text(json.dumps({"algo": cfg.algo, "tasks": len(dataset), "log_history": history}, default=str))
+    (final / "rl_run.json").write_text(
+        json.dumps({"algo": cfg.algo, "tasks": len(dataset), "log_history": history}, default=str)
+    )
     return final

@@ -20,8 +20,12 @@ class VLLMTurns:
 
     def __init__(self, generation, max_turn_tokens: int, width: int, placeholder: int, pad: bool = False):
         self.generation, self.max_turn_tokens, self.width, self.placeholder, self.pad = (
-            generation, max_turn_tokens, width, placeholder, pad,
-        )  # fmt: skip
+            generation,
+            max_turn_tokens,
+            width,
+            placeholder,
+            pad,
+        )
 
     def __call__(self, inputs: list[list[int]]) -> list[Generated]:
         if len(inputs) > self.width:
@@ -36,5 +40,7 @@ class VLLMTurns:
         finally:
             self.generation.max_completion_length = budget
         # vLLM gives the top log-probs of each token, the sampled token's first
-        return [Generated(list(completions[i]), [lp[0] for lp in logprobs[i]] if logprobs is not None else None)
-                for i in range(len(inputs))]  # fmt: skip
+        return [
+            Generated(list(completions[i]), [lp[0] for lp in logprobs[i]] if logprobs is not None else None)
+            for i in range(len(inputs))
+        ]

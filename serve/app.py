@@ -25,10 +25,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
-from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from recagent.errors import RecagentError
 from recagent.serve.auth import KeyRing, presented_key
 from recagent.serve.config import ServeConfig
 from recagent.serve.gate import QueueFull, SessionBusy, TurnGate
@@ -49,6 +45,10 @@ from recagent.serve.protocol import (
 from recagent.serve.sessions import SessionStore
 from recagent.tools.recommender_tools import build_registry
 from recagent.tools.schemas import item_info
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from recagent.errors import RecagentError
 
 log = logging.getLogger("recagent.serve")
 
@@ -109,17 +109,33 @@ class Server:
         """Refuse an unknown dataset user before any work is queued."""
         if user_id is not None and str(user_id) not in self.agent.context.env.dataset.users.index_of:
             users = self.agent.context.env.dataset.users.ids
-            raise RequestError(f"unknown user_id {user_id!r}; this dataset has users {users[0]}..{users[-1]}", param="user_id")
+            raise RequestError(
+                f"unknown user_id {user_id!r}; this dataset has users {users[0]}..{users[-1]}", param="user_id"
+            )
 
     def extension(self, session: str | None, result) -> dict[str, Any]:
         """The ``recagent`` field of a reply."""
-        return {"session_id": session, "recommended": result.recommended, "items": [self.card(i) for i in result.recommended],
-                "filled": result.filled, "trace": [s.to_dict() for s in result.trace], "usage": result.usage}  # fmt: skip
+        return {
+            "session_id": session,
+            "recommended": result.recommended,
+            "items": [self.card(i) for i in result.recommended],
+            "filled": result.filled,
+            "trace": [s.to_dict() for s in result.trace],
+            "usage": result.usage,
+        }
 
     # -- one agent turn ------------------------------------------------------------------------------------------------
 
-    def begin_turn(self, owner: str, thread: str, session: str | None, message: str, user_id: str | None,
-                   seed: list[tuple[str, str]], tokens: bool) -> AsyncIterator[tuple[str, Any]]:  # fmt: skip
+    def begin_turn(
+        self,
+        owner: str,
+        thread: str,
+        session: str | None,
+        message: str,
+        user_id: str | None,
+        seed: list[tuple[str, str]],
+        tokens: bool,
+    ) -> AsyncIterator[tuple[str, Any]]:
         """Start an admitted turn now and return its events; it runs to the end (and is saved) even if nobody reads them.
 
         Started eagerly rather than on first read: a client that leaves before its response starts must not
@@ -144,7 +160,9 @@ class Server:
                 if result is not None:  # the turn is saved; what failed came after it, and the client must hear that
                     log.exception("after a saved turn")
                     outcome = "failed"
-                    e = AfterSave(after_save_note(session, f"updating the session's record failed ({type(e).__name__})"))
+                    e = AfterSave(
+                        after_save_note(session, f"updating the session's record failed ({type(e).__name__})")
+                    )
                 elif not isinstance(e, RecagentError):  # the agent rolled the session back (its errors say so)
                     log.exception("turn failed")
                 put(("error", e))
@@ -230,10 +248,21 @@ class _PlainRoute(APIRoute):
         super().__init__(path, endpoint, **kwargs)
 
 
-def _error(status: int, message: str, kind: str | None = None, param: str | None = None, code: str | None = None,
-           headers: dict | None = None) -> StrictJSONResponse:  # fmt: skip
-    kind = kind or {401: "authentication_error", 404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
-                    503: "overloaded_error"}.get(status, "invalid_request_error" if status < 500 else "server_error")  # fmt: skip
+def _error(
+    status: int,
+    message: str,
+    kind: str | None = None,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict | None = None,
+) -> StrictJSONResponse:
+    kind = kind or {
+        401: "authentication_error",
+        404: "not_found_error",
+        409: "conflict_error",
+        413: "invalid_request_error",
+        503: "overloaded_error",
+    }.get(status, "invalid_request_error" if status < 500 else "server_error")
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Basic realm="recagent", charset="UTF-8"'}
     if status == 503:
@@ -265,8 +294,16 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
         yield
         await run_in_threadpool(server.stop)
 
-    app = FastAPI(title="recagent", version="0.1.0", lifespan=lifespan, dependencies=[Depends(authenticate)],
-                  default_response_class=StrictJSONResponse, docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
+    app = FastAPI(
+        title="recagent",
+        version="0.1.0",
+        lifespan=lifespan,
+        dependencies=[Depends(authenticate)],
+        default_response_class=StrictJSONResponse,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.router.route_class = _PlainRoute
     app.state.server = server
     # added innermost first: Host check -> CORS -> timing -> key -> body, so no body is read without a key
@@ -274,8 +311,13 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
     app.add_middleware(KeyCheck, keys=server.keys)
     app.add_middleware(RequestTimer, metrics=server.metrics)
     if config.cors_origins:  # outside the key check: it answers browsers' preflight requests, which carry no API key
-        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type"], max_age=600)  # fmt: skip
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
     app.add_middleware(HostCheck, allowed_hosts=config.trusted_hosts())
 
     @app.exception_handler(RequestError)
@@ -289,7 +331,10 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        message = {404: f"no route {request.url.path}", 405: f"method {request.method} not allowed on {request.url.path}"}
+        message = {
+            404: f"no route {request.url.path}",
+            405: f"method {request.method} not allowed on {request.url.path}",
+        }
         return _error(exc.status_code, message.get(exc.status_code, str(exc.detail)))
 
     @app.exception_handler(Exception)
@@ -307,25 +352,43 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
     @app.get("/health")
     async def health() -> dict:
         env = server.agent.context.env
-        return {"status": "ok", "model": config.model_name, "dataset": env.dataset.name,
-                "policy": config.agent.policy.kind, "running": server.gate.running, "waiting": server.gate.waiting}  # fmt: skip
+        return {
+            "status": "ok",
+            "model": config.model_name,
+            "dataset": env.dataset.name,
+            "policy": config.agent.policy.kind,
+            "running": server.gate.running,
+            "waiting": server.gate.waiting,
+        }
 
     @app.get("/metrics")
     async def metrics() -> dict:
         g = server.gate
-        return server.metrics.snapshot(running=g.running, waiting=g.waiting, peak_running=g.peak_running, workers=g.workers,
-                                       max_queue=g.max_queue)
+        return server.metrics.snapshot(
+            running=g.running, waiting=g.waiting, peak_running=g.peak_running, workers=g.workers, max_queue=g.max_queue
+        )
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": config.model_name, "object": "model", "created": int(server.metrics.started),
-                                            "owned_by": "recagent"}]}  # fmt: skip
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": config.model_name,
+                    "object": "model",
+                    "created": int(server.metrics.started),
+                    "owned_by": "recagent",
+                }
+            ],
+        }
 
     async def owned(owner: str, session_id: str):
         """The caller's session, or 404 (another key's session is as unknown as a missing one)."""
         info = await run_in_threadpool(server.store.get, owner, session_id)
         if info is None:
-            raise RequestError(f"unknown session_id {session_id!r}", param="session_id", status=404, code="session_not_found")
+            raise RequestError(
+                f"unknown session_id {session_id!r}", param="session_id", status=404, code="session_not_found"
+            )
         return info
 
     # -- chat completions ----------------------------------------------------------------------------------------------
@@ -333,8 +396,12 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest, owner: str = Depends(authenticate)):
         if body.model != config.model_name:
-            raise RequestError(f"model {body.model!r} does not exist; this server serves {config.model_name!r}",
-                               param="model", status=404, code="model_not_found")  # fmt: skip
+            raise RequestError(
+                f"model {body.model!r} does not exist; this server serves {config.model_name!r}",
+                param="model",
+                status=404,
+                code="model_not_found",
+            )
         message, history = body.conversation(config.max_message_chars, config.max_history_messages)
         server.check_user(body.user_id)
         session, seed = body.session_id, history
@@ -347,8 +414,11 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
         cid = completion_id()
         if body.stream:
             usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(_sse(server, events, cid, session, usage), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+            return StreamingResponse(
+                _sse(server, events, cid, session, usage),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         failure, result = None, None
         async for kind, data in events:  # to the end: the session is free again when the reply arrives
             if kind == "error":
@@ -358,11 +428,16 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
         if failure is not None or result is None:
             raise failure or RequestError("the turn ended without an answer", status=500)
         try:  # rendered here, inside the try: a reply that cannot be written must still say the turn was saved
-            return StrictJSONResponse(completion(cid, config.model_name, result.answer, result.usage, server.extension(session, result)))
+            return StrictJSONResponse(
+                completion(cid, config.model_name, result.answer, result.usage, server.extension(session, result))
+            )
         except Exception as e:
             log.exception("reply failed after a saved turn")
-            raise RequestError(after_save_note(session, f"its reply could not be built ({type(e).__name__})"), status=500,
-                               code="reply_failed") from None  # fmt: skip
+            raise RequestError(
+                after_save_note(session, f"its reply could not be built ({type(e).__name__})"),
+                status=500,
+                code="reply_failed",
+            ) from None
 
     # -- sessions and users --------------------------------------------------------------------------------------------
 
@@ -384,8 +459,10 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
     async def get_session(session_id: str, owner: str = Depends(authenticate)) -> dict:
         info = await owned(owner, session_id)
         turns = await run_in_threadpool(server.agent.turns, session_id)
-        out = [{**t, "items": [server.card(i) for i in t["recommended"]], "trace": [s.to_dict() for s in t["trace"]]}
-               for t in turns]  # fmt: skip
+        out = [
+            {**t, "items": [server.card(i) for i in t["recommended"]], "trace": [s.to_dict() for s in t["trace"]]}
+            for t in turns
+        ]
         return {**info.public(), "messages": out}
 
     @app.patch("/v1/sessions/{session_id}")
@@ -423,12 +500,19 @@ def create_app(config: ServeConfig | None = None, agent=None) -> FastAPI:
     async def get_user(user_id: str, recent: int = 10) -> dict:
         server.check_user(user_id)
         # what the agent's own get_user_history tool would show of this user
-        out = build_registry(server.agent.context.env).call("get_user_history", {"user_id": user_id, "last_n": max(1, min(recent, 100))})
+        out = build_registry(server.agent.context.env).call(
+            "get_user_history", {"user_id": user_id, "last_n": max(1, min(recent, 100))}
+        )
         if not out.ok:
             raise RequestError(out.error.message, param="user_id")
         h = out.result
         cards = [{k: it[k] for k in ("item_id", "title", "year", "genres")} for it in reversed(h["items"])]
-        return {"user_id": user_id, "n_items": h["total_interactions"], "top_genres": h["favourite_genres"], "recent": cards}
+        return {
+            "user_id": user_id,
+            "n_items": h["total_interactions"],
+            "top_genres": h["favourite_genres"],
+            "recent": cards,
+        }
 
     return app
 
@@ -437,11 +521,18 @@ def _admit(server: Server, thread: str) -> None:
     try:
         server.gate.admit(thread)
     except QueueFull:
-        raise RequestError(f"server busy: {server.gate.workers} turns running and {server.gate.max_queue} waiting; retry shortly",
-                           status=503, code="queue_full") from None  # fmt: skip
+        raise RequestError(
+            f"server busy: {server.gate.workers} turns running and {server.gate.max_queue} waiting; retry shortly",
+            status=503,
+            code="queue_full",
+        ) from None
     except SessionBusy:
-        raise RequestError("a turn of this session is still running; send the next message after it",
-                           param="session_id", status=409, code="session_busy") from None  # fmt: skip
+        raise RequestError(
+            "a turn of this session is still running; send the next message after it",
+            param="session_id",
+            status=409,
+            code="session_busy",
+        ) from None
 
 
 def _turn_error(exc: Exception, upstream: bool) -> RequestError:
@@ -451,10 +542,14 @@ def _turn_error(exc: Exception, upstream: bool) -> RequestError:
     status = 502 if upstream else 500
     if isinstance(exc, RecagentError):
         return RequestError(str(exc), status=status, code="turn_failed")
-    return RequestError(f"the turn failed ({type(exc).__name__}); the session was left as it was", status=status, code="turn_failed")
+    return RequestError(
+        f"the turn failed ({type(exc).__name__}); the session was left as it was", status=status, code="turn_failed"
+    )
 
 
-async def _sse(server: Server, events: AsyncIterator, cid: str, session: str | None, include_usage: bool) -> AsyncIterator[bytes]:
+async def _sse(
+    server: Server, events: AsyncIterator, cid: str, session: str | None, include_usage: bool
+) -> AsyncIterator[bytes]:
     """The turn's events as OpenAI stream chunks, always ending with ``[DONE]`` (after an error event if anything failed).
 
     Text is streamed as the policy writes it. When the agent discards what was streamed (the answer

@@ -6,8 +6,8 @@ import ipaddress
 import os
 
 from pydantic import Field, model_validator
-
 from recagent.agents.config import AgentConfig
+
 from recagent.config import JobConfig
 from recagent.errors import ConfigError
 
@@ -24,30 +24,47 @@ class ServeConfig(JobConfig):
     api_key_env: str = Field(
         "RECAGENT_API_KEYS", description="environment variable holding the API keys, comma-separated (never in files)"
     )
-    workers: int = Field(4, ge=1, le=64, description="agent turns running at once (tool calls overlap; a local model's calls are serialised)")
+    workers: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="agent turns running at once (tool calls overlap; a local model's calls are serialised)",
+    )
     max_queue: int = Field(16, ge=0, le=10_000, description="turns waiting for a worker; one more is answered 503")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest request body; larger is answered 413")
     max_message_chars: int = Field(4000, ge=1, description="longest user message; longer is answered 400")
     max_history_messages: int = Field(50, ge=1, description="most messages a stateless request may carry")
     cors_origins: list[str] = Field(
-        default_factory=list, description="web origins (e.g. https://chat.example.org) whose pages may call the API "
-        "from a browser; empty = same origin only"
+        default_factory=list,
+        description="web origins (e.g. https://chat.example.org) whose pages may call the API "
+        "from a browser; empty = same origin only",
     )
     allowed_hosts: list[str] | None = Field(
-        None, description="Host header names served (any port; `*.example.org` wildcards, `*` any); None = loopback "
-        "names only (localhost, 127.0.0.1, [::1], `host`) without API keys, any name with them"
+        None,
+        description="Host header names served (any port; `*.example.org` wildcards, `*` any); None = loopback "
+        "names only (localhost, 127.0.0.1, [::1], `host`) without API keys, any name with them",
     )
     header_timeout_s: float = Field(
-        10.0, gt=0, description="seconds a connection has to send a request's headers, from connecting or from its "
-        "previous response; slower connections are closed"
+        10.0,
+        gt=0,
+        description="seconds a connection has to send a request's headers, from connecting or from its "
+        "previous response; slower connections are closed",
     )
-    body_timeout_s: float = Field(30.0, gt=0, description="seconds a request has to send its body once its headers arrived; slower is answered 408")
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a request has to send its body once its headers arrived; slower is answered 408",
+    )
     keep_alive_s: int = Field(5, ge=1, description="seconds an idle keep-alive connection stays open")
     max_connections: int = Field(
-        256, ge=2, description="open connections at most (idle, slow and busy ones alike); a request on one more is answered 503"
+        256,
+        ge=2,
+        description="open connections at most (idle, slow and busy ones alike); a request on one more is answered 503",
     )
     max_header_bytes: int = Field(
-        16 * 1024, ge=1024, description="most bytes of an unfinished request head (line and headers) held; more is answered 400 and closed"
+        16 * 1024,
+        ge=1024,
+        description="most bytes of an unfinished request head (line and headers) held; more is answered 400 and closed",
     )
     serialize_policy: bool | None = Field(
         None, description="hold a lock around every policy call; None = on for a local model, off for a server"

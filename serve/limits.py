@@ -21,12 +21,19 @@ BASIC_CHALLENGE = (b"www-authenticate", b'Basic realm="recagent", charset="UTF-8
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]*)?")  # name or [IPv6], then an optional port
 
 
-async def send_error(send, status: int, body: dict, headers: list[tuple[bytes, bytes]] | None = None, close: bool = False) -> None:
+async def send_error(
+    send, status: int, body: dict, headers: list[tuple[bytes, bytes]] | None = None, close: bool = False
+) -> None:
     """Send a JSON error response (``close``: end the connection after it, for a client that is still sending)."""
     data = json_bytes(body)
     extra = [*(headers or []), *([(b"connection", b"close")] if close else [])]
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 
@@ -51,7 +58,9 @@ class HostCheck:
         """Whether a Host name (from :func:`host_name`) is served."""
         if "*" in self.allowed:
             return True
-        return name is not None and any(name == p or (p.startswith("*.") and name.endswith(p[1:])) for p in self.allowed)
+        return name is not None and any(
+            name == p or (p.startswith("*.") and name.endswith(p[1:])) for p in self.allowed
+        )
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -77,8 +86,12 @@ class KeyCheck:
         authorization = dict(scope.get("headers") or []).get(b"authorization")
         owner = self.keys.check(presented_key(authorization.decode("latin-1") if authorization else None))
         if owner is None:
-            return await send_error(send, 401, error_body(KEY_MISSING, "authentication_error", code="invalid_api_key"),
-                                    headers=[BASIC_CHALLENGE])  # fmt: skip
+            return await send_error(
+                send,
+                401,
+                error_body(KEY_MISSING, "authentication_error", code="invalid_api_key"),
+                headers=[BASIC_CHALLENGE],
+            )
         scope.setdefault("state", {})["owner"] = owner  # read by the routes' `authenticate` dependency
         await self.app(scope, receive, send)
 

@@ -60,9 +60,17 @@ def _turn(http: httpx.Client, model: str, sid: str, text: str, stream: bool) -> 
     return 200, answer, ""
 
 
-def run_load(base_url: str, sessions: int = 20, turns: int = 3, model: str = "recagent", api_key: str | None = None,
-             stream_every: int = 2, user_ids: list[str] | None = None, timeout: float = 600.0,
-             retry_503: bool = True) -> list[TurnRecord]:  # fmt: skip
+def run_load(
+    base_url: str,
+    sessions: int = 20,
+    turns: int = 3,
+    model: str = "recagent",
+    api_key: str | None = None,
+    stream_every: int = 2,
+    user_ids: list[str] | None = None,
+    timeout: float = 600.0,
+    retry_503: bool = True,
+) -> list[TurnRecord]:
     """Run ``sessions`` conversations of ``turns`` messages at once; every ``stream_every``-th session streams."""
     run = uuid.uuid4().hex[:6]
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -84,8 +92,19 @@ def run_load(base_url: str, sessions: int = 20, turns: int = 3, model: str = "re
                     status, answer, error = _turn(http, model, sid, text, stream)
                 codes = CODE.findall(answer)
                 own = [c for c in codes if c.startswith(f"code-{run}-{s}-")]
-                out.append(TurnRecord(s, t, status, time.perf_counter() - t0, stream, answer, own,
-                                      [c for c in codes if c not in own], error))  # fmt: skip
+                out.append(
+                    TurnRecord(
+                        s,
+                        t,
+                        status,
+                        time.perf_counter() - t0,
+                        stream,
+                        answer,
+                        own,
+                        [c for c in codes if c not in own],
+                        error,
+                    )
+                )
         return out
 
     with ThreadPoolExecutor(sessions) as pool:
@@ -99,10 +118,16 @@ def summarise(records: list[TurnRecord]) -> dict:
     statuses: dict[str, int] = {}
     for r in records:
         statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
-    return {"requests": len(records), "answered": len(ok), "by_status": statuses,
-            "foreign_code_answers": sum(bool(r.foreign_codes) for r in records),
-            "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
-            "p99_ms": round(float(np.percentile(lat, 99)), 1), "max_ms": round(float(lat.max()), 1)}  # fmt: skip
+    return {
+        "requests": len(records),
+        "answered": len(ok),
+        "by_status": statuses,
+        "foreign_code_answers": sum(bool(r.foreign_codes) for r in records),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p95_ms": round(float(np.percentile(lat, 95)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+        "max_ms": round(float(lat.max()), 1),
+    }
 
 
 def records_json(records: list[TurnRecord]) -> list[dict]:

@@ -53,11 +53,20 @@ class Metrics:
             for route, lat in self.latency.items():
                 if lat:
                     ms = np.asarray(lat) * 1000
-                    routes[route].update(p50_ms=round(float(np.percentile(ms, 50)), 1),
-                                         p95_ms=round(float(np.percentile(ms, 95)), 1))  # fmt: skip
+                    routes[route].update(
+                        p50_ms=round(float(np.percentile(ms, 50)), 1), p95_ms=round(float(np.percentile(ms, 95)), 1)
+                    )
             # a 503 is load shedding (the queue was full; the client retries), not a failure: counted on its own
             shed = sum(n for (_, status), n in self.requests.items() if status == 503)
             errors = sum(n for (_, status), n in self.requests.items() if status >= 500 and status != 503)
-            return {"uptime_s": round(time.time() - self.started, 1), "requests": sum(self.requests.values()),
-                    "errors_5xx": errors, "shed_503": shed, "routes": routes, "turns": dict(self.turns),
-                    "tool_calls": dict(self.tool_calls), "tokens": dict(self.tokens), **live}  # fmt: skip
+            return {
+                "uptime_s": round(time.time() - self.started, 1),
+                "requests": sum(self.requests.values()),
+                "errors_5xx": errors,
+                "shed_503": shed,
+                "routes": routes,
+                "turns": dict(self.turns),
+                "tool_calls": dict(self.tool_calls),
+                "tokens": dict(self.tokens),
+                **live,
+            }

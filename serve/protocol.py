@@ -149,17 +149,25 @@ class ChatRequest(BaseModel):
         if self.n != 1:
             raise RequestError("n must be 1: the agent gives one answer per turn", param="n")
         if self.tools or self.functions:
-            raise RequestError("this model runs its own recommender tools; send no `tools` (client-side tools are not supported)",
-                               param="tools")  # fmt: skip
+            raise RequestError(
+                "this model runs its own recommender tools; send no `tools` (client-side tools are not supported)",
+                param="tools",
+            )
         if len(self.messages) > max_messages:
-            raise RequestError(f"too many messages ({len(self.messages)} > {max_messages}); use a session (session_id) "
-                               "for long conversations", param="messages")  # fmt: skip
+            raise RequestError(
+                f"too many messages ({len(self.messages)} > {max_messages}); use a session (session_id) "
+                "for long conversations",
+                param="messages",
+            )
         turns: list[tuple[str, str]] = []
         for i, m in enumerate(self.messages):
             where = f"messages[{i}]"
             if m.role in ("tool", "function") or m.tool_calls:
-                raise RequestError(f"{where}: role {m.role!r} with tool calls/results is not accepted; this model runs its "
-                                   "own tools, send user and assistant text only", param=where)  # fmt: skip
+                raise RequestError(
+                    f"{where}: role {m.role!r} with tool calls/results is not accepted; this model runs its "
+                    "own tools, send user and assistant text only",
+                    param=where,
+                )
             text = scrub(m.text(where))
             if len(text) > max_chars:
                 raise RequestError(f"{where}: message too long ({len(text)} > {max_chars} characters)", param=where)
@@ -167,7 +175,10 @@ class ChatRequest(BaseModel):
                 turns.append((m.role, text))
         last = self.messages[-1]
         if last.role != "user":
-            raise RequestError(f"the last message must have role 'user' (got {last.role!r})", param=f"messages[{len(self.messages) - 1}]")
+            raise RequestError(
+                f"the last message must have role 'user' (got {last.role!r})",
+                param=f"messages[{len(self.messages) - 1}]",
+            )
         message = turns.pop()[1]
         if not message.strip():
             raise RequestError("the last user message is empty", param=f"messages[{len(self.messages) - 1}]")
@@ -194,7 +205,9 @@ class SessionUpdate(BaseModel):
     _title = field_validator("title", mode="before")(scrub_field)
 
 
-def error_body(message: str, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict:
+def error_body(
+    message: str, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict:
     """OpenAI's error object."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
@@ -212,13 +225,25 @@ def usage_block(usage: dict[str, int]) -> dict[str, int]:
 
 def completion(cid: str, model: str, answer: str, usage: dict[str, int], extension: dict[str, Any]) -> dict:
     """A non-streaming ``chat.completion``."""
-    return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-            "usage": usage_block(usage), "recagent": extension}  # fmt: skip
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+        "usage": usage_block(usage),
+        "recagent": extension,
+    }
 
 
-def chunk(cid: str, model: str, delta: dict | None = None, finish: str | None = None, extension: dict | None = None,
-          usage: dict | None = None) -> dict:  # fmt: skip
+def chunk(
+    cid: str,
+    model: str,
+    delta: dict | None = None,
+    finish: str | None = None,
+    extension: dict | None = None,
+    usage: dict | None = None,
+) -> dict:
     """A ``chat.completion.chunk`` (a usage-only chunk has no choices, as OpenAI sends it)."""
     out: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
     out["choices"] = [] if usage is not None else [{"index": 0, "delta": delta or {}, "finish_reason": finish}]

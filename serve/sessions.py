@@ -53,21 +53,26 @@ class SessionStore:
         now = time.time()
         info = SessionInfo(f"srv-{uuid.uuid4().hex}", owner, user_id, title or "new chat", now, now)
         with self._lock, self._conn:
-            self._conn.execute("INSERT INTO serve_sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (info.id, owner, user_id, info.title, now, now, 0))  # fmt: skip
+            self._conn.execute(
+                "INSERT INTO serve_sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (info.id, owner, user_id, info.title, now, now, 0),
+            )
         return info
 
     def get(self, owner: str, session_id: str) -> SessionInfo | None:
         """The session if ``owner`` made it (another owner's session is as absent as an unknown one)."""
         with self._lock:
-            row = self._conn.execute("SELECT * FROM serve_sessions WHERE id = ? AND owner = ?", (session_id, owner)).fetchone()
+            row = self._conn.execute(
+                "SELECT * FROM serve_sessions WHERE id = ? AND owner = ?", (session_id, owner)
+            ).fetchone()
         return SessionInfo(*row) if row else None
 
     def list(self, owner: str, limit: int = 100) -> list[SessionInfo]:
         """The owner's sessions, most recently used first."""
         with self._lock:
-            rows = self._conn.execute("SELECT * FROM serve_sessions WHERE owner = ? ORDER BY updated DESC LIMIT ?",
-                                      (owner, limit)).fetchall()  # fmt: skip
+            rows = self._conn.execute(
+                "SELECT * FROM serve_sessions WHERE owner = ? ORDER BY updated DESC LIMIT ?", (owner, limit)
+            ).fetchall()
         return [SessionInfo(*r) for r in rows]
 
     def update(self, owner: str, session_id: str, **fields: Any) -> None:
@@ -75,8 +80,10 @@ class SessionStore:
         allowed = {k: v for k, v in fields.items() if k in ("user_id", "title", "turns")}
         sets = ", ".join(f"{k} = ?" for k in allowed)
         with self._lock, self._conn:
-            self._conn.execute(f"UPDATE serve_sessions SET {sets}{', ' if sets else ''}updated = ? WHERE id = ? AND owner = ?",
-                               (*allowed.values(), time.time(), session_id, owner))  # fmt: skip
+            self._conn.execute(
+                f"UPDATE serve_sessions SET {sets}{', ' if sets else ''}updated = ? WHERE id = ? AND owner = ?",
+                (*allowed.values(), time.time(), session_id, owner),
+            )
 
     def delete(self, owner: str, session_id: str) -> bool:
         """Remove the owner's session row; False if there was none."""

@@ -13,10 +13,9 @@ import asyncio
 from typing import Any
 
 import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
-
 from recagent.serve.config import ServeConfig
 from recagent.serve.protocol import error_body, json_bytes
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
 def _timeout_response(seconds: float) -> bytes:
@@ -84,6 +83,10 @@ def uvicorn_options(config: ServeConfig) -> dict[str, Any]:
     ``limit_concurrency`` counts open connections, so slow ones take places until their deadline closes
     them; the 503 uvicorn answers beyond it is its own plain-text one and never reaches ``/metrics``.
     """
-    return {"http": head_deadline(config.header_timeout_s), "ws": "none",  # no websocket routes: refuse upgrades
-            "timeout_keep_alive": config.keep_alive_s, "limit_concurrency": config.max_connections,
-            "h11_max_incomplete_event_size": config.max_header_bytes}  # fmt: skip
+    return {
+        "http": head_deadline(config.header_timeout_s),
+        "ws": "none",  # no websocket routes: refuse upgrades
+        "timeout_keep_alive": config.keep_alive_s,
+        "limit_concurrency": config.max_connections,
+        "h11_max_incomplete_event_size": config.max_header_bytes,
+    }

@@ -75,7 +75,9 @@ class DialogBuilder:
             raise GenerationFailed(f"no offered variant of {core}")
         renamed = {v.offered_param(k): val for k, val in core_args.items() if val is not None}
         order = list(v.schema["function"]["parameters"]["properties"])
-        return v.name, {k: renamed[k] for k in sorted(renamed, key=lambda k: order.index(k) if k in order else len(order))}
+        return v.name, {
+            k: renamed[k] for k in sorted(renamed, key=lambda k: order.index(k) if k in order else len(order))
+        }
 
     def call(self, *calls: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
         """One assistant message calling the given core tools (in parallel); returns their results."""
@@ -105,10 +107,19 @@ class DialogBuilder:
     def _record(self, call_id: str, out: ToolOutcome) -> None:
         summary, ids = summarise_result(out.result) if out.ok else ("", [])
         self.seen_ids.update(ids)
-        self.steps.append(StepRecord(
-            self.turn, self._index, "tool_call" if out.ok else "invalid_call", tool=out.name,
-            arguments=out.arguments, call_id=call_id, valid=out.ok,
-            error=None if out.ok else f"{out.error.error}: {out.error.message}",
-            result_summary=summary, result_item_ids=ids, latency_ms=round(out.latency_ms, 3),
-        ))  # fmt: skip
+        self.steps.append(
+            StepRecord(
+                self.turn,
+                self._index,
+                "tool_call" if out.ok else "invalid_call",
+                tool=out.name,
+                arguments=out.arguments,
+                call_id=call_id,
+                valid=out.ok,
+                error=None if out.ok else f"{out.error.error}: {out.error.message}",
+                result_summary=summary,
+                result_item_ids=ids,
+                latency_ms=round(out.latency_ms, 3),
+            )
+        )
         self._index += 1

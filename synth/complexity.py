@@ -34,9 +34,11 @@ def features(sample: Sample) -> dict[str, Any]:
     user_text = " ".join(str(m.get("content") or "") for m in sample.messages if m.get("role") == "user")
     called = {t.name for t in traces if t.name in variants}
     desc = " ".join(
-        variants[n].schema["function"]["description"] + " " + " ".join(variants[n].schema["function"]["parameters"].get("properties", {}))
+        variants[n].schema["function"]["description"]
+        + " "
+        + " ".join(variants[n].schema["function"]["parameters"].get("properties", {}))
         for n in called
-    )  # fmt: skip
+    )
     uw, dw = _words(user_text), _words(desc)
     distance = 1.0 - (len(uw & dw) / len(uw)) if uw and called else 0.0
     return {
@@ -115,7 +117,9 @@ class LossScorer:
         if all(x == -100 for x in labels[1:]):
             return 0.0
         with torch.no_grad():
-            out = self.model(input_ids=torch.tensor([ids], device=self.device), labels=torch.tensor([labels], device=self.device))
+            out = self.model(
+                input_ids=torch.tensor([ids], device=self.device), labels=torch.tensor([labels], device=self.device)
+            )
         return round(float(out.loss), 4)
 
 

@@ -5,20 +5,36 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, model_validator
-
 from recagent.agents.config import PolicyConfig
-from recagent.config import JobConfig
 from recagent.synth.sample import KINDS, LEVELS
 from recagent.synth.tool_pool import DOMAIN_NOUNS
 from recagent.tools.env import ToolEnvConfig
 
+from recagent.config import JobConfig
+
 # Fields that change which dialogs a run produces: a resumed run must agree on all of them.
 GENERATION_FIELDS = (
-    "tools", "seed", "test_fraction", "test_user_fraction", "min_history", "kinds", "mix", "domains",
-    "variants_per_tool", "heldout_variant_fraction", "heldout_tool_share", "tools_per_dialog", "max_distractors",
+    "tools",
+    "seed",
+    "test_fraction",
+    "test_user_fraction",
+    "min_history",
+    "kinds",
+    "mix",
+    "domains",
+    "variants_per_tool",
+    "heldout_variant_fraction",
+    "heldout_tool_share",
+    "tools_per_dialog",
+    "max_distractors",
     "serving_tools_share",
-    "generator", "llm", "judge", "target_model", "loss_easy_below", "loss_hard_above",
-)  # fmt: skip
+    "generator",
+    "llm",
+    "judge",
+    "target_model",
+    "loss_easy_below",
+    "loss_hard_above",
+)
 
 
 class SynthConfig(JobConfig):
@@ -46,12 +62,16 @@ class SynthConfig(JobConfig):
     tools_per_dialog: tuple[int, int] = Field((3, 8), description="min and max real tools offered per dialog")
     max_distractors: int = Field(2, ge=0, le=8, description="most unimplemented look-alike tools offered per dialog")
     serving_tools_share: float = Field(
-        0.0, ge=0, le=1,
+        0.0,
+        ge=0,
+        le=1,
         description="share of dialogs offering exactly the chat agent's tools (every core tool as served, movies "
-                    "wording, no variants or distractors): the prompt a shipped policy sees",
-    )  # fmt: skip
+        "wording, no variants or distractors): the prompt a shipped policy sees",
+    )
     generator: Literal["programmatic", "llm"] = Field("programmatic", description="offline templates or an LLM")
-    llm: PolicyConfig | None = Field(None, description="OpenAI-compatible model for generator=llm (kind must be openai)")
+    llm: PolicyConfig | None = Field(
+        None, description="OpenAI-compatible model for generator=llm (kind must be openai)"
+    )
     judge: PolicyConfig | None = Field(None, description="OpenAI-compatible model for the judge layer (None = off)")
     target_model: str | None = Field(None, description="causal LM folder: label complexity by its loss (ToolACE)")
     loss_easy_below: float = Field(0.3, ge=0, description="target-model loss below which a sample is easy")

@@ -56,8 +56,12 @@ def to_sharegpt(sample: Sample) -> dict[str, Any]:
             conv.append({"from": "gpt", "value": m["content"]})
         elif role == "tool":
             pending.append(m["content"])
-    return {"id": sample.id, "conversations": conv, "system": system,
-            "tools": json.dumps([t["function"] for t in sample.tools])}  # fmt: skip
+    return {
+        "id": sample.id,
+        "conversations": conv,
+        "system": system,
+        "tools": json.dumps([t["function"] for t in sample.tools]),
+    }
 
 
 def _call_text(name: str, args: Any) -> str:
@@ -116,16 +120,18 @@ def to_bfcl(sample: Sample) -> list[dict[str, Any]]:
                 elif p not in required:
                     allowed[p] = [""]
             truth.append({name: allowed})
-        entries.append({
-            "id": f"{sample.id}_{i}",
-            "category": sample.kind,
-            "heldout_tools": any(sample.tool_variants.get(n, {}).get("heldout") for n, _ in _calls(m)),
-            "question": sample.messages[:i],
-            "function": functions,
-            "ground_truth": truth,
-            "free_text": free,
-            "parallel": len(truth) > 1,
-        })  # fmt: skip
+        entries.append(
+            {
+                "id": f"{sample.id}_{i}",
+                "category": sample.kind,
+                "heldout_tools": any(sample.tool_variants.get(n, {}).get("heldout") for n, _ in _calls(m)),
+                "question": sample.messages[:i],
+                "function": functions,
+                "ground_truth": truth,
+                "free_text": free,
+                "parallel": len(truth) > 1,
+            }
+        )
     return entries
 
 

@@ -30,10 +30,10 @@ KIND_BRIEFS = {
     "single": "Ask for one thing that one tool call can answer.",
     "parallel": "Ask for two independent things in the same message.",
     "chain": "Ask for something that needs several steps (for example: find a {noun} you name, then similar ones, "
-             "then rank them for you).",
+    "then rank them for you).",
     "clarify": "Ask for personalised recommendations but do not give your user id until you are asked for it.",
     "no_tool": "Ask for something a recommender cannot do: {topic}.",
-}  # fmt: skip
+}
 
 
 class LLMGenerator:
@@ -54,7 +54,11 @@ class LLMGenerator:
         noun = DOMAIN_NOUNS[req.domain][0]
         target = req.task.target
         liked = [ph.short_title(cat.titles[i]) for i in req.task.liked(3)]
-        era = ph.era_phrase(ph.decade(int(cat.years[target])), ph.decade(int(cat.years[target])) + 9, req.rng) if int(cat.years[target]) else ""
+        era = (
+            ph.era_phrase(ph.decade(int(cat.years[target])), ph.decade(int(cat.years[target])) + 9, req.rng)
+            if int(cat.years[target])
+            else ""
+        )
         secret = ph.short_title(cat.titles[target])
         return (
             f"You are user {req.task.user_id}. You liked: {', '.join(liked)}. You want a {noun} with genres "
@@ -65,7 +69,11 @@ class LLMGenerator:
     def _user_says(self, brief: str, history: list[dict[str, Any]], noun: str) -> str:
         from langchain_core.messages import HumanMessage, SystemMessage
 
-        convo = "\n".join(f"{m['role'].upper()}: {m.get('content')}" for m in history if m.get("content") and m["role"] in ("user", "assistant"))
+        convo = "\n".join(
+            f"{m['role'].upper()}: {m.get('content')}"
+            for m in history
+            if m.get("content") and m["role"] in ("user", "assistant")
+        )
         prompt = brief + ("\nConversation so far:\n" + convo if convo else "")
         reply = self.model.invoke([SystemMessage(USER_AGENT.format(noun=noun)), HumanMessage(prompt)])
         text = str(reply.content).strip()
@@ -86,7 +94,11 @@ class LLMGenerator:
         b = DialogBuilder(offered, session.catalog, f"llm:{req.attempt}")
         noun = DOMAIN_NOUNS[req.domain][0]
         # like the agent at serving time, the assistant knows who it talks to, except when it must ask
-        about = "" if req.kind in ("clarify", "no_tool") else f" About the user: the user is user_id {req.task.user_id} of the dataset."
+        about = (
+            ""
+            if req.kind in ("clarify", "no_tool")
+            else f" About the user: the user is user_id {req.task.user_id} of the dataset."
+        )
         b.system(CHAT.format(dataset=self.base.dataset, user=about).replace("movie recommender", f"{noun} recommender"))
         brief = self.brief(req, topic)
         b.user(self._user_says(brief, b.messages, noun))
@@ -114,10 +126,18 @@ class LLMGenerator:
         if not answered:
             raise GenerationFailed(f"no answer within {self.max_steps} assistant steps")
         sample = Sample(
-            messages=b.messages, tools=offered.schemas(), kind=req.kind, split=req.split,
-            user_id=req.task.user_id, target_item=session.catalog.ids[req.task.target], domain=req.domain,
-            tool_variants={v.name: v.describe() for v in variants}, attempt=req.attempt, generator=self.name,
-            steps=[s.to_dict() for s in b.steps], extra={"model": self.cfg.model, "topic": topic, "asked_kind": req.kind},
-        )  # fmt: skip
+            messages=b.messages,
+            tools=offered.schemas(),
+            kind=req.kind,
+            split=req.split,
+            user_id=req.task.user_id,
+            target_item=session.catalog.ids[req.task.target],
+            domain=req.domain,
+            tool_variants={v.name: v.describe() for v in variants},
+            attempt=req.attempt,
+            generator=self.name,
+            steps=[s.to_dict() for s in b.steps],
+            extra={"model": self.cfg.model, "topic": topic, "asked_kind": req.kind},
+        )
         sample.kind = infer_kind(sample)
         return sample

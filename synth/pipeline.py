@@ -27,10 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from recagent.dialogs import read_rows
-from recagent.errors import ConfigError, RecagentError
-from recagent.heldout_requests import RequestLeakIndex, user_turns
 from recagent.synth.builder import GenerationFailed
 from recagent.synth.complexity import LossScorer, label, relabel_by_loss
 from recagent.synth.config import SynthConfig
@@ -43,6 +39,10 @@ from recagent.synth.verify import VerifyContext, verify
 from recagent.tools.env import ToolEnv
 from recagent.tools.recommender_tools import build_registry
 from recagent.tools.toolkit import ToolRegistry
+
+from recagent.dialogs import read_rows
+from recagent.errors import ConfigError, RecagentError
+from recagent.heldout_requests import RequestLeakIndex, user_turns
 
 logger = logging.getLogger(__name__)
 FILES = ("train", "test", "rejected", "skipped")
@@ -89,8 +89,13 @@ class RunLog:
         self.path = out / "runs.jsonl"
         runs = read_rows(self.path, repair=True)  # one line per earlier invocation (a torn one is cut off)
         self.t0 = time.perf_counter()
-        self.record: dict[str, Any] = {"run": len(runs), "attempts": 0, "seconds": 0.0,
-                                       "last_attempt": last_attempt, "finished": False}  # fmt: skip
+        self.record: dict[str, Any] = {
+            "run": len(runs),
+            "attempts": 0,
+            "seconds": 0.0,
+            "last_attempt": last_attempt,
+            "finished": False,
+        }
         with self.path.open("ab") as f:
             self.offset = f.tell()
             f.write(self._line())
@@ -163,9 +168,13 @@ class Synthesizer:
     ):
         self.cfg, self.env, self.registry_factory = cfg, env, registry_factory
         self.pool = build_pool(
-            registry_factory(env), list(env.catalog.all_genres), cfg.seed, cfg.variants_per_tool,
-            cfg.heldout_variant_fraction, [d for d, w in cfg.domains.items() if w > 0] + ["movies"],
-        )  # fmt: skip
+            registry_factory(env),
+            list(env.catalog.all_genres),
+            cfg.seed,
+            cfg.variants_per_tool,
+            cfg.heldout_variant_fraction,
+            [d for d, w in cfg.domains.items() if w > 0] + ["movies"],
+        )
         self.sampler = TaskSampler(env.split, cfg.seed, cfg.test_user_fraction, cfg.min_history)
         self.generator: Any = ProgrammaticGenerator(env, registry_factory, self.pool, env.dataset.name)
         if cfg.generator == "llm":
@@ -194,8 +203,9 @@ class Synthesizer:
         serving = cfg.serving_tools_share > 0 and rng.random() < cfg.serving_tools_share
         if serving:
             domain, heldout = "movies", False
-        return GenRequest(attempt, kind, split, task, domain, heldout, rng, tuple(cfg.tools_per_dialog),
-                          cfg.max_distractors, serving)  # fmt: skip
+        return GenRequest(
+            attempt, kind, split, task, domain, heldout, rng, tuple(cfg.tools_per_dialog), cfg.max_distractors, serving
+        )
 
     def make(self, attempt: int, state: RunState, quotas: dict[str, int] | None) -> tuple[str, dict[str, Any]]:
         """Run one attempt through every stage; returns the file it belongs in and its row."""
@@ -206,8 +216,13 @@ class Synthesizer:
             return "skipped", {"attempt": attempt, "reason": "generation_failed", "detail": str(e), "kind": req.kind}
         leaks = self.heldout_requests.find(user_turns(sample.messages))
         if leaks:
-            return "skipped", {"attempt": attempt, "reason": "heldout_request", "request": leaks[0].request_id,
-                               "detail": leaks[0].describe(), "kind": sample.kind}  # fmt: skip
+            return "skipped", {
+                "attempt": attempt,
+                "reason": "heldout_request",
+                "request": leaks[0].request_id,
+                "detail": leaks[0].describe(),
+                "kind": sample.kind,
+            }
         sample.complexity = label(sample)
         if sample.id in state.keys:
             return "skipped", {"attempt": attempt, "reason": "duplicate", "key": sample.id, "kind": sample.kind}
@@ -267,9 +282,13 @@ class Synthesizer:
                 judge = (row.get("meta") or {}).get("verification", {}).get("judge") or {}
                 judge_down = judge_down + 1 if str(judge.get("reason", "")).startswith("judge unavailable") else 0
                 if judge_down >= JUDGE_DOWN_LIMIT:
-                    raise RecagentError(f"{judge['reason']} ({JUDGE_DOWN_LIMIT} times in a row); finished work is "
-                                        "saved, rerun the same command to resume")  # fmt: skip
-                bar.set_postfix(attempts=attempt + 1, rejected=state.counts["rejected"], skipped=state.counts["skipped"])
+                    raise RecagentError(
+                        f"{judge['reason']} ({JUDGE_DOWN_LIMIT} times in a row); finished work is "
+                        "saved, rerun the same command to resume"
+                    )
+                bar.set_postfix(
+                    attempts=attempt + 1, rejected=state.counts["rejected"], skipped=state.counts["skipped"]
+                )
                 attempt += 1
         finally:
             bar.close()
@@ -287,18 +306,26 @@ class Synthesizer:
         write_report(out, cfg)
         skipped = Counter(r["reason"] for r in read_rows(out / "skipped.jsonl"))
         if skipped.get("heldout_request"):
-            logger.warning("dropped %d dialog(s) whose user turn copies a held-out chat request", skipped["heldout_request"])
+            logger.warning(
+                "dropped %d dialog(s) whose user turn copies a held-out chat request", skipped["heldout_request"]
+            )
         runs = read_rows(out / "runs.jsonl")
         total_s = sum(r["seconds"] for r in runs)
         verified = len(train) + len(test)
         return SynthResult(
-            out=out, accepted={"train": len(train), "test": len(test)}, rejected=state.counts["rejected"],
-            skipped=dict(skipped), attempts=state.last_attempt + 1, seconds=round(total_s, 2),
+            out=out,
+            accepted={"train": len(train), "test": len(test)},
+            rejected=state.counts["rejected"],
+            skipped=dict(skipped),
+            attempts=state.last_attempt + 1,
+            seconds=round(total_s, 2),
             verified_per_minute=round(verified / total_s * 60, 1) if total_s > 0 else 0.0,
-        )  # fmt: skip
+        )
 
 
-def synthesize(cfg: SynthConfig, out: str | Path, env: ToolEnv | None = None, progress: bool = True, **kwargs: Any) -> SynthResult:
+def synthesize(
+    cfg: SynthConfig, out: str | Path, env: ToolEnv | None = None, progress: bool = True, **kwargs: Any
+) -> SynthResult:
     """Load the tool environment named in ``cfg`` (unless given) and run the pipeline into ``out``."""
     env = env or ToolEnv.load(cfg.tools)
     return Synthesizer(cfg, env, **kwargs).run(Path(out), progress=progress)

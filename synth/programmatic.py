@@ -53,253 +53,797 @@ SET_NAMES = ["picks", "shortlist", "recs", "pool", "matches", "cands", "similar"
 # gold argument the request cannot predict: it capped AST match and kept the SFT loss up.
 POOL_K = 20
 OUT_OF_SCOPE: dict[str, list[str]] = {
-    "tickets": ["Can you book two tickets for {t} tonight?", "Where is {t} showing near me this weekend?",
-                "Get me seats for {t} on Friday.", "any cinemas playing {t} tonight?", "Reserve a ticket for {t}, please."],
-    "reviews": ["What did the critics say about {t}?", "Show me reviews of {t}.", "Is {t} well reviewed?",
-                "What's the Rotten Tomatoes score of {t}?", "Read me a review of {t}."],
-    "watchlist": ["Add {t} to my watchlist.", "Please save {t} to my list for later.", "Put {t} on my to-watch list.",
-                  "remember {t} for me so I can watch it later", "Bookmark {t}."],
-    "rating": ["Rate {t} five stars for me.", "I want to give {t} a 2 out of 5.", "Log a rating of 4 for {t}.",
-               "Mark {t} as one I hated.", "Give {t} a thumbs up on my profile."],
-    "streaming": ["Where can I stream {t}?", "Is {t} on any streaming service in Germany?", "Is {t} on Netflix?",
-                  "Which platform has {t} right now?", "can i watch {t} online for free?"],
-    "cast": ["Who starred in {t}?", "Who directed {t}?", "Who plays the lead in {t}?", "Who wrote the music for {t}?",
-             "Was {t} directed by a woman?"],
-    "purchase": ["Buy me a copy of {t}.", "Order {t} for me, please.", "How much does {t} cost on DVD?",
-                 "Can I buy {t} here?", "Get me {t} on Blu-ray."],
-    "weather": ["What's the weather like tomorrow?", "Will it rain this evening?", "Is it going to be sunny this weekend?",
-                "How cold is it outside?"],
-    "translation": ["Translate 'good evening' into French.", "How do you say 'thank you' in Japanese?",
-                    "What does 'gracias' mean?", "Translate this into Spanish: where is the station?"],
-    "trivia": ["Who won the World Cup in 1998?", "What is the capital of Australia?", "How tall is Mount Everest?",
-               "When did the Berlin Wall fall?"],
-    "math": ["What's 17 times 23?", "Can you solve 3x + 5 = 20 for me?", "What is the square root of 144?",
-             "Convert 30 miles to kilometres."],
-    "coding": ["Write me a Python function that reverses a string.", "How do I center a div in CSS?",
-               "Fix my SQL query, please.", "Explain recursion to me."],
-    "travel": ["Book me a flight to Lisbon.", "Find a hotel in Rome for next week.", "What's the best way to get to the airport?",
-               "Any good restaurants near me?"],
-}  # fmt: skip
+    "tickets": [
+        "Can you book two tickets for {t} tonight?",
+        "Where is {t} showing near me this weekend?",
+        "Get me seats for {t} on Friday.",
+        "any cinemas playing {t} tonight?",
+        "Reserve a ticket for {t}, please.",
+    ],
+    "reviews": [
+        "What did the critics say about {t}?",
+        "Show me reviews of {t}.",
+        "Is {t} well reviewed?",
+        "What's the Rotten Tomatoes score of {t}?",
+        "Read me a review of {t}.",
+    ],
+    "watchlist": [
+        "Add {t} to my watchlist.",
+        "Please save {t} to my list for later.",
+        "Put {t} on my to-watch list.",
+        "remember {t} for me so I can watch it later",
+        "Bookmark {t}.",
+    ],
+    "rating": [
+        "Rate {t} five stars for me.",
+        "I want to give {t} a 2 out of 5.",
+        "Log a rating of 4 for {t}.",
+        "Mark {t} as one I hated.",
+        "Give {t} a thumbs up on my profile.",
+    ],
+    "streaming": [
+        "Where can I stream {t}?",
+        "Is {t} on any streaming service in Germany?",
+        "Is {t} on Netflix?",
+        "Which platform has {t} right now?",
+        "can i watch {t} online for free?",
+    ],
+    "cast": [
+        "Who starred in {t}?",
+        "Who directed {t}?",
+        "Who plays the lead in {t}?",
+        "Who wrote the music for {t}?",
+        "Was {t} directed by a woman?",
+    ],
+    "purchase": [
+        "Buy me a copy of {t}.",
+        "Order {t} for me, please.",
+        "How much does {t} cost on DVD?",
+        "Can I buy {t} here?",
+        "Get me {t} on Blu-ray.",
+    ],
+    "weather": [
+        "What's the weather like tomorrow?",
+        "Will it rain this evening?",
+        "Is it going to be sunny this weekend?",
+        "How cold is it outside?",
+    ],
+    "translation": [
+        "Translate 'good evening' into French.",
+        "How do you say 'thank you' in Japanese?",
+        "What does 'gracias' mean?",
+        "Translate this into Spanish: where is the station?",
+    ],
+    "trivia": [
+        "Who won the World Cup in 1998?",
+        "What is the capital of Australia?",
+        "How tall is Mount Everest?",
+        "When did the Berlin Wall fall?",
+    ],
+    "math": [
+        "What's 17 times 23?",
+        "Can you solve 3x + 5 = 20 for me?",
+        "What is the square root of 144?",
+        "Convert 30 miles to kilometres.",
+    ],
+    "coding": [
+        "Write me a Python function that reverses a string.",
+        "How do I center a div in CSS?",
+        "Fix my SQL query, please.",
+        "Explain recursion to me.",
+    ],
+    "travel": [
+        "Book me a flight to Lisbon.",
+        "Find a hotel in Rome for next week.",
+        "What's the best way to get to the airport?",
+        "Any good restaurants near me?",
+    ],
+}
 
 # -- phrase banks per intent (each plan draws its request from at least ~15 whole-sentence frames) -------------------
 
-POPULAR_NP = ["the most popular {g} {n}", "the top {g} {n}", "popular {g} {n}", "the best-known {g} {n}",
-              "{g} {n} everyone has {ved}", "crowd-pleasing {g} {n}", "the biggest {g} hits", "the most {ved} {g} {n}",
-              "well-known {g} {n}", "the {g} {n} most people like", "the {g} {n} with the most fans"]  # fmt: skip
-POPULAR_NP_K = ["the {k} most popular {g} {n}", "top {k} {g} {n}", "{k} popular {g} {n}", "the {k} biggest {g} hits",
-                "{k} {g} {n} everyone has {ved}", "the top {k} {g} {n}", "{k} of the most {ved} {g} {n}"]  # fmt: skip
-POPULAR_Q = ["What are {np}?", "Which are {np}?", "List {np}, please.", "What's popular in {gn}?", "Most popular {g} {n}?",
-             "What do most people {verb} in {gn}?", "Which {g} {n} are the most popular?", "what {g} {n} does everyone like",
-             "I want the {g} {n} everybody talks about.", "Which {g} {n} have the most fans?", "Show me {np}.",
-             "What {g} {n} are people {ving} the most?"]  # fmt: skip
-POPULAR_INDIRECT = ["What's popular for that?", "What do most people {verb} then?", "Show me the most popular ones.",
-                    "What are the crowd favourites?", "Which popular {n} fit?", "What does everyone {verb} for that?"]  # fmt: skip
-POPULAR_INDIRECT_K = ["Top {k} popular picks?", "What are the {k} most popular ones?", "Give me the {k} crowd favourites."]
-PERSONAL_NP = ["some {n} for me", "my next {s}", "{n} I would enjoy", "something I'd like", "{n} picked for my taste",
-               "personal recommendations", "{n} based on my history", "{n} based on what I've {ved}", "something new to {verb}",
-               "{n} tailored to me", "recommendations for me", "a {s} I'd love", "{n} that match my taste",
-               "good {n} for someone like me"]  # fmt: skip
-PERSONAL_NP_K = ["{k} {n} for me", "{k} {n} I'd enjoy", "{k} personal picks", "{k} recommendations for me", "my top {k} {n}",
-                 "{k} {n} picked for my taste", "{k} {n} you think I'd like"]  # fmt: skip
-PERSONAL_Q = ["What should I {verb} next?", "What would I like?", "Surprise me with something I'd enjoy.",
-              "Based on my history, what should I {verb}?", "What do you think I'd like?", "Got any recommendations for me?",
-              "I'm bored, what should I {verb}?", "What's a good {s} for me tonight?", "recommend me something",
-              "Any picks for me?", "What would you recommend for me?", "Pick something for me to {verb}.", "Anything I'd enjoy?",
-              "what should i {verb}", "Give me something to {verb}.", "I don't know what to {verb}. Help?"]  # fmt: skip
-PERSONAL_GENRE_NP = ["{g} {n} picked for my taste", "{g} {n} I'd like", "{g} {n} that fit my taste",
-                     "{g} picks based on what I've {ved}", "{g} {n} for me specifically", "personal {g} recommendations",
-                     "{g} {n} that suit me", "the {g} {n} you think I'd enjoy"]  # fmt: skip
-PERSONAL_GENRE_Q = ["I'm in a {g} mood. What would I like?", "Which {g} {n} would I enjoy?", "Given my taste, any {g} {n}?",
-                    "What {g} {s} should I {verb} next?", "Based on my history, anything {g}?", "Got {g} {n} that suit me?",
-                    "Any {g} {n} I'd like?", "What's a {g} {s} I would enjoy?"]  # fmt: skip
-INFO_Q = ["Tell me about {t}.", "What kind of {s} is {t}?", "When did {t} come out?", "What genre is {t}?",
-          "What year is {t} from?", "Do you know {t}?", "What's {t}?", "info on {t}", "{t} - what is it?", "How popular is {t}?",
-          "Is {t} old or new?", "Can you look up {t}?", "Look up {t} for me.", "What do you have on {t}?",
-          "Give me the details of {t}.", "Quick one: {t}, which year?", "what's the genre of {t}", "Is {t} in your catalog?",
-          "Find {t} for me.", "Have you heard of {t}?"]  # fmt: skip
-TWO_ITEMS_Q = ["Which is older, {a} or {b}?", "What genres are {a} and {b}?", "Tell me about {a} and {b}.",
-               "Compare {a} and {b} for me.", "{a} vs {b}: which came out first?", "Look up {a} and {b}.",
-               "What years are {a} and {b} from?", "Are {a} and {b} the same genre?", "Can you check {a} and also {b}?",
-               "Details on {a} and {b}, please.", "I can't remember: is {a} newer than {b}?", "Info on two {n}: {a} and {b}.",
-               "What do you know about {a} and {b}?", "Which is more popular, {a} or {b}?",
-               "{a} and {b} - what kind of {n} are they?", "Quick check on {a} and {b}?"]  # fmt: skip
-HISTORY_Q_K = ["What were the last {k} {n} I {ved}?", "Remind me of my {k} most recent {n}.", "Show my last {k} {n}.",
-               "What did I {verb} recently? Last {k}, please.", "List the {k} {n} I {ved} most recently.",
-               "my recent history, {k} items", "Can you pull up my last {k} {n}?", "What have I been {ving} lately? Show {k}.",
-               "Which {n} did I {verb} last? The last {k}.", "I forgot what I {ved}. The last {k}?", "Show me my {k} latest {n}.",
-               "What's in my history? Just the last {k}.", "Recap my last {k} {n}, please.", "My {k} most recent {n}?",
-               "Look at my history: what were the last {k}?"]  # fmt: skip
-HISTORY_Q = ["What {n} did I {verb} last?", "Show me my recent history.", "What have I {ved} lately?", "Can you see my history?",
-             "What was the last thing I {ved}?", "Pull up my recent {n}.", "What did I {verb} recently?", "my history pls",
-             "Remind me what I {ved} last.", "Which {n} have I {ved} recently?", "Show my history.", "What's my recent activity?",
-             "What have I been {ving}?", "List my latest {n}.", "Can you check what I {ved} recently?"]  # fmt: skip
-ASK_ID = ["Sure! What is your user id?", "Happy to. Which user id are you?", "I can do that with your history. What's your user id?",
-          "Sure, what's your user id?", "Which user id should I look up?", "Of course. What's your id?",
-          "I need your user id for that. What is it?"]  # fmt: skip
-MODEL_NAMES = {"sasrec": ["sasrec", "SASRec"], "bpr": ["bpr", "BPR", "BPR-MF"], "itemknn": ["itemknn", "ItemKNN", "item-kNN"],
-               "pop": ["pop", "popularity"]}  # fmt: skip
-MODELS_Q = ["Compare what the {a} and {b} recommenders suggest for me.", "What would {a} recommend me, and what would {b}?",
-            "Show me {a} vs {b} recommendations.", "Run both {a} and {b} for me.", "I'm curious how {a} and {b} differ for me.",
-            "Give me picks from {a} and from {b}.", "{a} or {b}: what does each suggest for me?",
-            "Let's compare the {a} model with the {b} model on my profile.", "Side by side: {a} and {b} recommendations for me.",
-            "Which {n} would {a} pick for me? And {b}?", "Try the {a} and the {b} recommender for me.",
-            "What do {a} and {b} each think I'd like?", "I want to see {a} results next to {b} results.",
-            "Can you get recommendations from both {a} and {b}?", "compare {a} with {b} for my account",
-            "Use {a} and {b} and show me both lists."]  # fmt: skip
-SIMILAR_NP = ["{n} like {t}", "{n} similar to {t}", "something like {t}", "more {n} like {t}", "{n} in the vein of {t}",
-              "anything similar to {t}", "{n} for someone who loved {t}", "{n} that feel like {t}"]  # fmt: skip
-SIMILAR_Q = ["I loved {t}. What else would I like?", "{t} was great - anything similar?", "If I liked {t}, what should I {verb} next?",
-             "Just finished {t} and loved it. More like that?", "People who liked {t} also liked what?",
-             "I really enjoyed {t}; recommend something along those lines.", "What's similar to {t}?",
-             "Anything like {t}?", "{t} is my favourite. Similar {n}?", "more like {t} pls"]  # fmt: skip
-RANK_CLAUSE = [", ranked for me", ", sorted by what I'd like", ", best matches for me first", ", ordered for my taste",
-               " - and rank them for me", ", ranked by how much I'd enjoy them"]  # fmt: skip
-HISTORY_SIMILAR_NP = ["more {n} like the ones I {ved} recently", "something like what I've been {ving} lately",
-                      "{n} similar to my recent favourites", "more of what I've been into lately",
-                      "{n} like my recent top-rated ones", "{n} in line with my latest favourites"]  # fmt: skip
-HISTORY_SIMILAR_Q = ["Based on my last few {n}, what else?", "I liked my recent {n}, give me more of that.",
-                     "Look at what I {ved} recently and find similar ones.", "What's similar to the stuff I've been {ving}?",
-                     "I've enjoyed my recent {n}. More like those?", "Find me more like my latest favourites.",
-                     "Check my recent history and suggest similar {n}."]  # fmt: skip
-HISTORY_OPEN_NP = ["{n} based on what I've {ved} before", "something based on my history", "recommendations from my past {n}",
-                   "{n} I'd like given my history", "personal picks", "{n} that match my taste", "something I'd like"]  # fmt: skip
-TITLE_OPEN = ["{n} similar to one I loved", "something like a {s} I really liked", "more like my favourite {s}",
-              "{n} like one I {ved} last month", "something similar to a {s} I enjoyed"]  # fmt: skip
-TITLE_OPEN_Q = ["I loved a {s} recently and want similar ones.", "There's this {s} I adore. Can you find similar ones?",
-                "Can you find stuff like a {s} I liked?", "I want more like a {s} I enjoyed."]  # fmt: skip
-ASK_TITLE = ["Which {s} was it?", "Sure, which {s} did you love?", "Tell me the title of the {s} and I'll find similar ones.",
-             "Happy to! What's the title?", "Which one do you mean?", "Sure. What's it called?"]  # fmt: skip
-TITLE_REPLY = ["{t}", "It was {t}.", "{t}, definitely.", "it's called {t}", "{t} - loved it", "The one I mean is {t}.",
-               "Oh, {t}!", "{t}, I think", "{t} of course", "It's {t}."]  # fmt: skip
-NARROW_Q = ["Hmm, anything more {g}?", "Can you narrow it to {g} ones?", "Only {g} {n}, please.", "Just the {g} ones?",
-            "Any {g} among them?", "I'm more in a {g} mood actually.", "What about something {g}?", "Which of those are {g}?",
-            "Filter those to {g}.", "Can it be {g}?", "Make it {g}.", "Any of your picks {g}?", "Prefer {g}. Anything?"]  # fmt: skip
-EXCLUDE_Q = ["Any of those without {x}?", "No {x}, please.", "Can you drop the {x}?", "Anything but {x}?", "Leave out {x}.",
-             "Skip the {x} ones.", "I'm not into {x}. Others?", "Same but no {x}?", "Remove anything with {x}.",
-             "Hmm, I don't like {x}. Can you filter that out?", "Not {x}, please."]  # fmt: skip
-OLDER_Q = ["Something older?", "Anything older than those?", "These are too recent. Older ones?", "Can you go further back?",
-           "Got anything older?", "Older ones, please.", "I prefer older stuff. Anything from before those?",
-           "hmm all too new, something older"]  # fmt: skip
-OLDER_Q_Y = ["Anything from before {y}?", "Only ones released before {y}, please.", "Something older, before {y} ideally.",
-             "Got any from before {y}?"]  # fmt: skip
-NEWER_Q = ["Something more recent?", "Anything newer?", "Those feel old. Newer ones?", "Got anything more recent than that?",
-           "Newer ones, please."]  # fmt: skip
+POPULAR_NP = [
+    "the most popular {g} {n}",
+    "the top {g} {n}",
+    "popular {g} {n}",
+    "the best-known {g} {n}",
+    "{g} {n} everyone has {ved}",
+    "crowd-pleasing {g} {n}",
+    "the biggest {g} hits",
+    "the most {ved} {g} {n}",
+    "well-known {g} {n}",
+    "the {g} {n} most people like",
+    "the {g} {n} with the most fans",
+]
+POPULAR_NP_K = [
+    "the {k} most popular {g} {n}",
+    "top {k} {g} {n}",
+    "{k} popular {g} {n}",
+    "the {k} biggest {g} hits",
+    "{k} {g} {n} everyone has {ved}",
+    "the top {k} {g} {n}",
+    "{k} of the most {ved} {g} {n}",
+]
+POPULAR_Q = [
+    "What are {np}?",
+    "Which are {np}?",
+    "List {np}, please.",
+    "What's popular in {gn}?",
+    "Most popular {g} {n}?",
+    "What do most people {verb} in {gn}?",
+    "Which {g} {n} are the most popular?",
+    "what {g} {n} does everyone like",
+    "I want the {g} {n} everybody talks about.",
+    "Which {g} {n} have the most fans?",
+    "Show me {np}.",
+    "What {g} {n} are people {ving} the most?",
+]
+POPULAR_INDIRECT = [
+    "What's popular for that?",
+    "What do most people {verb} then?",
+    "Show me the most popular ones.",
+    "What are the crowd favourites?",
+    "Which popular {n} fit?",
+    "What does everyone {verb} for that?",
+]
+POPULAR_INDIRECT_K = [
+    "Top {k} popular picks?",
+    "What are the {k} most popular ones?",
+    "Give me the {k} crowd favourites.",
+]
+PERSONAL_NP = [
+    "some {n} for me",
+    "my next {s}",
+    "{n} I would enjoy",
+    "something I'd like",
+    "{n} picked for my taste",
+    "personal recommendations",
+    "{n} based on my history",
+    "{n} based on what I've {ved}",
+    "something new to {verb}",
+    "{n} tailored to me",
+    "recommendations for me",
+    "a {s} I'd love",
+    "{n} that match my taste",
+    "good {n} for someone like me",
+]
+PERSONAL_NP_K = [
+    "{k} {n} for me",
+    "{k} {n} I'd enjoy",
+    "{k} personal picks",
+    "{k} recommendations for me",
+    "my top {k} {n}",
+    "{k} {n} picked for my taste",
+    "{k} {n} you think I'd like",
+]
+PERSONAL_Q = [
+    "What should I {verb} next?",
+    "What would I like?",
+    "Surprise me with something I'd enjoy.",
+    "Based on my history, what should I {verb}?",
+    "What do you think I'd like?",
+    "Got any recommendations for me?",
+    "I'm bored, what should I {verb}?",
+    "What's a good {s} for me tonight?",
+    "recommend me something",
+    "Any picks for me?",
+    "What would you recommend for me?",
+    "Pick something for me to {verb}.",
+    "Anything I'd enjoy?",
+    "what should i {verb}",
+    "Give me something to {verb}.",
+    "I don't know what to {verb}. Help?",
+]
+PERSONAL_GENRE_NP = [
+    "{g} {n} picked for my taste",
+    "{g} {n} I'd like",
+    "{g} {n} that fit my taste",
+    "{g} picks based on what I've {ved}",
+    "{g} {n} for me specifically",
+    "personal {g} recommendations",
+    "{g} {n} that suit me",
+    "the {g} {n} you think I'd enjoy",
+]
+PERSONAL_GENRE_Q = [
+    "I'm in a {g} mood. What would I like?",
+    "Which {g} {n} would I enjoy?",
+    "Given my taste, any {g} {n}?",
+    "What {g} {s} should I {verb} next?",
+    "Based on my history, anything {g}?",
+    "Got {g} {n} that suit me?",
+    "Any {g} {n} I'd like?",
+    "What's a {g} {s} I would enjoy?",
+]
+INFO_Q = [
+    "Tell me about {t}.",
+    "What kind of {s} is {t}?",
+    "When did {t} come out?",
+    "What genre is {t}?",
+    "What year is {t} from?",
+    "Do you know {t}?",
+    "What's {t}?",
+    "info on {t}",
+    "{t} - what is it?",
+    "How popular is {t}?",
+    "Is {t} old or new?",
+    "Can you look up {t}?",
+    "Look up {t} for me.",
+    "What do you have on {t}?",
+    "Give me the details of {t}.",
+    "Quick one: {t}, which year?",
+    "what's the genre of {t}",
+    "Is {t} in your catalog?",
+    "Find {t} for me.",
+    "Have you heard of {t}?",
+]
+TWO_ITEMS_Q = [
+    "Which is older, {a} or {b}?",
+    "What genres are {a} and {b}?",
+    "Tell me about {a} and {b}.",
+    "Compare {a} and {b} for me.",
+    "{a} vs {b}: which came out first?",
+    "Look up {a} and {b}.",
+    "What years are {a} and {b} from?",
+    "Are {a} and {b} the same genre?",
+    "Can you check {a} and also {b}?",
+    "Details on {a} and {b}, please.",
+    "I can't remember: is {a} newer than {b}?",
+    "Info on two {n}: {a} and {b}.",
+    "What do you know about {a} and {b}?",
+    "Which is more popular, {a} or {b}?",
+    "{a} and {b} - what kind of {n} are they?",
+    "Quick check on {a} and {b}?",
+]
+HISTORY_Q_K = [
+    "What were the last {k} {n} I {ved}?",
+    "Remind me of my {k} most recent {n}.",
+    "Show my last {k} {n}.",
+    "What did I {verb} recently? Last {k}, please.",
+    "List the {k} {n} I {ved} most recently.",
+    "my recent history, {k} items",
+    "Can you pull up my last {k} {n}?",
+    "What have I been {ving} lately? Show {k}.",
+    "Which {n} did I {verb} last? The last {k}.",
+    "I forgot what I {ved}. The last {k}?",
+    "Show me my {k} latest {n}.",
+    "What's in my history? Just the last {k}.",
+    "Recap my last {k} {n}, please.",
+    "My {k} most recent {n}?",
+    "Look at my history: what were the last {k}?",
+]
+HISTORY_Q = [
+    "What {n} did I {verb} last?",
+    "Show me my recent history.",
+    "What have I {ved} lately?",
+    "Can you see my history?",
+    "What was the last thing I {ved}?",
+    "Pull up my recent {n}.",
+    "What did I {verb} recently?",
+    "my history pls",
+    "Remind me what I {ved} last.",
+    "Which {n} have I {ved} recently?",
+    "Show my history.",
+    "What's my recent activity?",
+    "What have I been {ving}?",
+    "List my latest {n}.",
+    "Can you check what I {ved} recently?",
+]
+ASK_ID = [
+    "Sure! What is your user id?",
+    "Happy to. Which user id are you?",
+    "I can do that with your history. What's your user id?",
+    "Sure, what's your user id?",
+    "Which user id should I look up?",
+    "Of course. What's your id?",
+    "I need your user id for that. What is it?",
+]
+MODEL_NAMES = {
+    "sasrec": ["sasrec", "SASRec"],
+    "bpr": ["bpr", "BPR", "BPR-MF"],
+    "itemknn": ["itemknn", "ItemKNN", "item-kNN"],
+    "pop": ["pop", "popularity"],
+}
+MODELS_Q = [
+    "Compare what the {a} and {b} recommenders suggest for me.",
+    "What would {a} recommend me, and what would {b}?",
+    "Show me {a} vs {b} recommendations.",
+    "Run both {a} and {b} for me.",
+    "I'm curious how {a} and {b} differ for me.",
+    "Give me picks from {a} and from {b}.",
+    "{a} or {b}: what does each suggest for me?",
+    "Let's compare the {a} model with the {b} model on my profile.",
+    "Side by side: {a} and {b} recommendations for me.",
+    "Which {n} would {a} pick for me? And {b}?",
+    "Try the {a} and the {b} recommender for me.",
+    "What do {a} and {b} each think I'd like?",
+    "I want to see {a} results next to {b} results.",
+    "Can you get recommendations from both {a} and {b}?",
+    "compare {a} with {b} for my account",
+    "Use {a} and {b} and show me both lists.",
+]
+SIMILAR_NP = [
+    "{n} like {t}",
+    "{n} similar to {t}",
+    "something like {t}",
+    "more {n} like {t}",
+    "{n} in the vein of {t}",
+    "anything similar to {t}",
+    "{n} for someone who loved {t}",
+    "{n} that feel like {t}",
+]
+SIMILAR_Q = [
+    "I loved {t}. What else would I like?",
+    "{t} was great - anything similar?",
+    "If I liked {t}, what should I {verb} next?",
+    "Just finished {t} and loved it. More like that?",
+    "People who liked {t} also liked what?",
+    "I really enjoyed {t}; recommend something along those lines.",
+    "What's similar to {t}?",
+    "Anything like {t}?",
+    "{t} is my favourite. Similar {n}?",
+    "more like {t} pls",
+]
+RANK_CLAUSE = [
+    ", ranked for me",
+    ", sorted by what I'd like",
+    ", best matches for me first",
+    ", ordered for my taste",
+    " - and rank them for me",
+    ", ranked by how much I'd enjoy them",
+]
+HISTORY_SIMILAR_NP = [
+    "more {n} like the ones I {ved} recently",
+    "something like what I've been {ving} lately",
+    "{n} similar to my recent favourites",
+    "more of what I've been into lately",
+    "{n} like my recent top-rated ones",
+    "{n} in line with my latest favourites",
+]
+HISTORY_SIMILAR_Q = [
+    "Based on my last few {n}, what else?",
+    "I liked my recent {n}, give me more of that.",
+    "Look at what I {ved} recently and find similar ones.",
+    "What's similar to the stuff I've been {ving}?",
+    "I've enjoyed my recent {n}. More like those?",
+    "Find me more like my latest favourites.",
+    "Check my recent history and suggest similar {n}.",
+]
+HISTORY_OPEN_NP = [
+    "{n} based on what I've {ved} before",
+    "something based on my history",
+    "recommendations from my past {n}",
+    "{n} I'd like given my history",
+    "personal picks",
+    "{n} that match my taste",
+    "something I'd like",
+]
+TITLE_OPEN = [
+    "{n} similar to one I loved",
+    "something like a {s} I really liked",
+    "more like my favourite {s}",
+    "{n} like one I {ved} last month",
+    "something similar to a {s} I enjoyed",
+]
+TITLE_OPEN_Q = [
+    "I loved a {s} recently and want similar ones.",
+    "There's this {s} I adore. Can you find similar ones?",
+    "Can you find stuff like a {s} I liked?",
+    "I want more like a {s} I enjoyed.",
+]
+ASK_TITLE = [
+    "Which {s} was it?",
+    "Sure, which {s} did you love?",
+    "Tell me the title of the {s} and I'll find similar ones.",
+    "Happy to! What's the title?",
+    "Which one do you mean?",
+    "Sure. What's it called?",
+]
+TITLE_REPLY = [
+    "{t}",
+    "It was {t}.",
+    "{t}, definitely.",
+    "it's called {t}",
+    "{t} - loved it",
+    "The one I mean is {t}.",
+    "Oh, {t}!",
+    "{t}, I think",
+    "{t} of course",
+    "It's {t}.",
+]
+NARROW_Q = [
+    "Hmm, anything more {g}?",
+    "Can you narrow it to {g} ones?",
+    "Only {g} {n}, please.",
+    "Just the {g} ones?",
+    "Any {g} among them?",
+    "I'm more in a {g} mood actually.",
+    "What about something {g}?",
+    "Which of those are {g}?",
+    "Filter those to {g}.",
+    "Can it be {g}?",
+    "Make it {g}.",
+    "Any of your picks {g}?",
+    "Prefer {g}. Anything?",
+]
+EXCLUDE_Q = [
+    "Any of those without {x}?",
+    "No {x}, please.",
+    "Can you drop the {x}?",
+    "Anything but {x}?",
+    "Leave out {x}.",
+    "Skip the {x} ones.",
+    "I'm not into {x}. Others?",
+    "Same but no {x}?",
+    "Remove anything with {x}.",
+    "Hmm, I don't like {x}. Can you filter that out?",
+    "Not {x}, please.",
+]
+OLDER_Q = [
+    "Something older?",
+    "Anything older than those?",
+    "These are too recent. Older ones?",
+    "Can you go further back?",
+    "Got anything older?",
+    "Older ones, please.",
+    "I prefer older stuff. Anything from before those?",
+    "hmm all too new, something older",
+]
+OLDER_Q_Y = [
+    "Anything from before {y}?",
+    "Only ones released before {y}, please.",
+    "Something older, before {y} ideally.",
+    "Got any from before {y}?",
+]
+NEWER_Q = [
+    "Something more recent?",
+    "Anything newer?",
+    "Those feel old. Newer ones?",
+    "Got anything more recent than that?",
+    "Newer ones, please.",
+]
 ORDINALS = ["first", "second", "third", "fourth", "fifth"]
-LIKE_NTH_Q = ["More like the {o} one.", "I like the {o} one, anything similar?", "The {o} one looks great. More like that?",
-              "Can you find more like number {j}?", "More like #{j}?", "ooh the {o} one! similar ones?",
-              "Give me more in the style of the {o} one.", "Something like the {o} one, please."]  # fmt: skip
-LIKE_TITLE_Q = ["More like {t}, please.", "{t} sounds good. Anything similar?", "I've seen {t} and loved it. More like that?",
-                "Similar to {t}?"]  # fmt: skip
-FEWER_Q = ["Too many! Just {k}.", "Fewer, just {k}.", "Can you cut that down to {k}?", "Only the top {k}, please.",
-           "just {k} pls", "That's a lot. Give me your top {k}.", "Narrow it down to {k}?", "Shorter list: {k}.",
-           "Just the best {k}, please.", "I only have time for {k}. Which ones?"]  # fmt: skip
-FEWER_MINE_Q = ["Fewer, just the {k} I'd like most.", "Which {k} of those would I like best?", "Too many. Pick the best {k} for me.",
-                "Rank those for me and keep {k}.", "Of those, which {k} suit my taste?", "Just {k}, the ones that fit me best.",
-                "Can you narrow that to the {k} I'd enjoy most?", "Which {k} would you pick for me?"]  # fmt: skip
-UNSEEN = [" that I haven't {ved}", " I haven't {ved} yet", " that are new to me", " I haven't {ved} before",
-          " that I haven't {ved} already"]  # fmt: skip
+LIKE_NTH_Q = [
+    "More like the {o} one.",
+    "I like the {o} one, anything similar?",
+    "The {o} one looks great. More like that?",
+    "Can you find more like number {j}?",
+    "More like #{j}?",
+    "ooh the {o} one! similar ones?",
+    "Give me more in the style of the {o} one.",
+    "Something like the {o} one, please.",
+]
+LIKE_TITLE_Q = [
+    "More like {t}, please.",
+    "{t} sounds good. Anything similar?",
+    "I've seen {t} and loved it. More like that?",
+    "Similar to {t}?",
+]
+FEWER_Q = [
+    "Too many! Just {k}.",
+    "Fewer, just {k}.",
+    "Can you cut that down to {k}?",
+    "Only the top {k}, please.",
+    "just {k} pls",
+    "That's a lot. Give me your top {k}.",
+    "Narrow it down to {k}?",
+    "Shorter list: {k}.",
+    "Just the best {k}, please.",
+    "I only have time for {k}. Which ones?",
+]
+FEWER_MINE_Q = [
+    "Fewer, just the {k} I'd like most.",
+    "Which {k} of those would I like best?",
+    "Too many. Pick the best {k} for me.",
+    "Rank those for me and keep {k}.",
+    "Of those, which {k} suit my taste?",
+    "Just {k}, the ones that fit me best.",
+    "Can you narrow that to the {k} I'd enjoy most?",
+    "Which {k} would you pick for me?",
+]
+UNSEEN = [
+    " that I haven't {ved}",
+    " I haven't {ved} yet",
+    " that are new to me",
+    " I haven't {ved} before",
+    " that I haven't {ved} already",
+]
 UNSEEN_SENTENCE = [" Nothing I've {ved} already.", " Only ones I haven't {ved}.", " Skip what I've already {ved}."]
-SOFT_AVOID = [" Ideally not too much {x}.", " Less {x} if possible.", " Not a big fan of {x} though.",
-              " Preferably light on {x}."]  # fmt: skip
-NEGATIVE_FRAMES = ["{ask} But no {x}.", "{ask} Anything but {x}.", "{ask} No {x}, please!", "{ask} Not {x} though.",
-                   "No {x}, please. {ask}", "I don't want {x}. {ask}", "I can't stand {x}. {ask}", "{ask} Skip the {x}.",
-                   "{ask} Nothing with {x}.", "{ask} I'm not in the mood for {x}."]  # fmt: skip
-NEGATIVE_ONLY = ["Anything but {x}{era}.", "Something without {x}{era}?", "Give me anything{era} that isn't {x}.",
-                 "No {x}, just something good{era}.", "I want {n}{era}, but no {x}.", "Anything{era}, as long as it's not {x}."]  # fmt: skip
-GREETING = ["Hi! What can you do?", "Hello, how can you help me?", "What are you able to do for me?", "hey", "hi there",
-            "Good morning!", "hello? anyone there?", "What is this?", "How does this work?", "what can i ask you",
-            "Hey, what are you?", "Hi, I'm new here. What do you do?", "yo", "Hello! What kind of things can you help with?",
-            "Can you explain what you do?", "What are your capabilities?", "help", "Morning! How do I use you?",
-            "Hi, who are you?", "Hey there, what's this app for?", "hiya", "Good evening! What do you offer?",
-            "What kind of questions can you answer?", "Can you tell me what you're for?", "hello, what is this service?",
-            "Hi :) what do you do", "Hey! First time here. What can I ask?", "Hello there, what are my options?"]  # fmt: skip
+SOFT_AVOID = [
+    " Ideally not too much {x}.",
+    " Less {x} if possible.",
+    " Not a big fan of {x} though.",
+    " Preferably light on {x}.",
+]
+NEGATIVE_FRAMES = [
+    "{ask} But no {x}.",
+    "{ask} Anything but {x}.",
+    "{ask} No {x}, please!",
+    "{ask} Not {x} though.",
+    "No {x}, please. {ask}",
+    "I don't want {x}. {ask}",
+    "I can't stand {x}. {ask}",
+    "{ask} Skip the {x}.",
+    "{ask} Nothing with {x}.",
+    "{ask} I'm not in the mood for {x}.",
+]
+NEGATIVE_ONLY = [
+    "Anything but {x}{era}.",
+    "Something without {x}{era}?",
+    "Give me anything{era} that isn't {x}.",
+    "No {x}, just something good{era}.",
+    "I want {n}{era}, but no {x}.",
+    "Anything{era}, as long as it's not {x}.",
+]
+GREETING = [
+    "Hi! What can you do?",
+    "Hello, how can you help me?",
+    "What are you able to do for me?",
+    "hey",
+    "hi there",
+    "Good morning!",
+    "hello? anyone there?",
+    "What is this?",
+    "How does this work?",
+    "what can i ask you",
+    "Hey, what are you?",
+    "Hi, I'm new here. What do you do?",
+    "yo",
+    "Hello! What kind of things can you help with?",
+    "Can you explain what you do?",
+    "What are your capabilities?",
+    "help",
+    "Morning! How do I use you?",
+    "Hi, who are you?",
+    "Hey there, what's this app for?",
+    "hiya",
+    "Good evening! What do you offer?",
+    "What kind of questions can you answer?",
+    "Can you tell me what you're for?",
+    "hello, what is this service?",
+    "Hi :) what do you do",
+    "Hey! First time here. What can I ask?",
+    "Hello there, what are my options?",
+]
 # small talk that needs no tool: (user phrasings, replies); "{n}"/"{s}" are the domain nouns
 SMALL_TALK: list[tuple[list[str], list[str]]] = [
-    (["How are you today?", "how's it going?", "Hey, how are you doing?", "You doing ok?"],
-     ["I'm doing well, thanks for asking! Want me to find you a {s}?", "All good here, thanks! Shall I suggest some {n}?"]),
-    (["Thanks!", "thank you so much", "Thanks for the help earlier.", "cheers"],
-     ["You're welcome! Ask me any time you want {n}.", "Happy to help. Want more {n}?"]),
-    (["Do you like {n}?", "What's your favourite {s}?", "Do you have a favourite {s}?", "Which {n} do you love?"],
-     ["I don't have tastes of my own, but I love helping people find {n}. What do you enjoy?",
-      "No favourites here, but tell me what you like and I'll find {n} for you."]),
-    (["Are you a robot?", "Are you human?", "Am I talking to a real person?", "are u a bot"],
-     ["I'm an AI assistant that recommends {n} with a few tools. What are you in the mood for?",
-      "I'm a recommender assistant, not a person. Want some {n}?"]),
-    (["Tell me a joke.", "Say something funny.", "Make me laugh with a joke."],
-     ["I'm better at finding {n} than telling jokes. Shall I look for some comedies?",
-      "Jokes aren't my strength, but I can find you something funny. Want that?"]),
-    (["Good night!", "bye", "See you later!", "Gotta go, bye."],
-     ["Goodbye! Come back when you want more {n}.", "Bye! Enjoy your evening."]),
-    (["ok cool", "nice", "never mind", "lol", "hmm ok"],
-     ["No problem. Let me know if you want some {n}.", "Sure. I'm here if you need {n}."]),
-    (["What's your name?", "Who are you?", "Do you have a name?"],
-     ["I'm your {s} recommendation assistant. What would you like to find?",
-      "I'm the recommender assistant here. Looking for {n}?"]),
-    (["Can we just chat for a bit?", "I just want to talk.", "Nothing specific, just saying hi."],
-     ["Sure, happy to chat! When you want {n}, just tell me what you like.",
-      "Hi! Whenever you feel like some {n}, I can help."]),
-]  # fmt: skip
+    (
+        ["How are you today?", "how's it going?", "Hey, how are you doing?", "You doing ok?"],
+        [
+            "I'm doing well, thanks for asking! Want me to find you a {s}?",
+            "All good here, thanks! Shall I suggest some {n}?",
+        ],
+    ),
+    (
+        ["Thanks!", "thank you so much", "Thanks for the help earlier.", "cheers"],
+        ["You're welcome! Ask me any time you want {n}.", "Happy to help. Want more {n}?"],
+    ),
+    (
+        ["Do you like {n}?", "What's your favourite {s}?", "Do you have a favourite {s}?", "Which {n} do you love?"],
+        [
+            "I don't have tastes of my own, but I love helping people find {n}. What do you enjoy?",
+            "No favourites here, but tell me what you like and I'll find {n} for you.",
+        ],
+    ),
+    (
+        ["Are you a robot?", "Are you human?", "Am I talking to a real person?", "are u a bot"],
+        [
+            "I'm an AI assistant that recommends {n} with a few tools. What are you in the mood for?",
+            "I'm a recommender assistant, not a person. Want some {n}?",
+        ],
+    ),
+    (
+        ["Tell me a joke.", "Say something funny.", "Make me laugh with a joke."],
+        [
+            "I'm better at finding {n} than telling jokes. Shall I look for some comedies?",
+            "Jokes aren't my strength, but I can find you something funny. Want that?",
+        ],
+    ),
+    (
+        ["Good night!", "bye", "See you later!", "Gotta go, bye."],
+        ["Goodbye! Come back when you want more {n}.", "Bye! Enjoy your evening."],
+    ),
+    (
+        ["ok cool", "nice", "never mind", "lol", "hmm ok"],
+        ["No problem. Let me know if you want some {n}.", "Sure. I'm here if you need {n}."],
+    ),
+    (
+        ["What's your name?", "Who are you?", "Do you have a name?"],
+        [
+            "I'm your {s} recommendation assistant. What would you like to find?",
+            "I'm the recommender assistant here. Looking for {n}?",
+        ],
+    ),
+    (
+        ["Can we just chat for a bit?", "I just want to talk.", "Nothing specific, just saying hi."],
+        [
+            "Sure, happy to chat! When you want {n}, just tell me what you like.",
+            "Hi! Whenever you feel like some {n}, I can help.",
+        ],
+    ),
+]
 
 # -- first decisions the base plans never open with: ids the user gives, moods and plots, year limits, overall hits --
 
-RANK_IDS_Q = ["Rank {r} for me.", "Which of {r} would I like most?", "I'm choosing between {r}. Which suits me best?",
-              "Order {r} by how much I'd enjoy them.", "Can you sort {r} for my taste?",
-              "Out of {r}, which should I {verb} first?", "Help me choose between {r}.", "Put {r} in order for me, best first.",
-              "I've narrowed it down to {r}. Rank them for me?", "{R}: which is the best fit for me?",
-              "I'm considering {r}. Which would you pick for me?", "How would you rank {r} for me?",
-              "Of {r}, which one matches my taste?", "sort {r} by what i'd like", "Which one first: {r}?"]  # fmt: skip
-RANK_HISTORY_Q = ["I loved {h}. Which of {r} should I {verb} next?", "Given that I enjoyed {h}, rank {r} for me.",
-                  "Big fan of {h}. Order {r} by what I'd like.", "My favourites: {h}. Which of {r} fits best?",
-                  "I really liked {h}; how would you rank {r} for someone like me?",
-                  "Knowing I liked {h}, which of {r} would I enjoy most?", "Based on {h}, which one of {r} should I pick?",
-                  "I had a great time with {h}. Sort {r} for me."]  # fmt: skip
-RANK_PREFER_Q = ["Which of {r} would suit me? I'm in a {g} mood.", "Rank {r} for me, favouring {g} ones.",
-                 "Of {r}, which fit me best? Preferably {g}.", "Sort {r} for my taste, with {g} ones first.",
-                 "I'm torn between {r}. I lean towards {g} tonight - which first?",
-                 "Rank {r} for me; I feel like something {g}."]  # fmt: skip
-RANK_AVOID_Q = ["Rank {r} for me, but I'm not in the mood for {x}.", "Which of {r} would I like? Ideally not {x}.",
-                "Sort {r} for my taste and push the {x} ones down.", "Of {r}, which fit me best? Less {x}, please."]  # fmt: skip
+RANK_IDS_Q = [
+    "Rank {r} for me.",
+    "Which of {r} would I like most?",
+    "I'm choosing between {r}. Which suits me best?",
+    "Order {r} by how much I'd enjoy them.",
+    "Can you sort {r} for my taste?",
+    "Out of {r}, which should I {verb} first?",
+    "Help me choose between {r}.",
+    "Put {r} in order for me, best first.",
+    "I've narrowed it down to {r}. Rank them for me?",
+    "{R}: which is the best fit for me?",
+    "I'm considering {r}. Which would you pick for me?",
+    "How would you rank {r} for me?",
+    "Of {r}, which one matches my taste?",
+    "sort {r} by what i'd like",
+    "Which one first: {r}?",
+]
+RANK_HISTORY_Q = [
+    "I loved {h}. Which of {r} should I {verb} next?",
+    "Given that I enjoyed {h}, rank {r} for me.",
+    "Big fan of {h}. Order {r} by what I'd like.",
+    "My favourites: {h}. Which of {r} fits best?",
+    "I really liked {h}; how would you rank {r} for someone like me?",
+    "Knowing I liked {h}, which of {r} would I enjoy most?",
+    "Based on {h}, which one of {r} should I pick?",
+    "I had a great time with {h}. Sort {r} for me.",
+]
+RANK_PREFER_Q = [
+    "Which of {r} would suit me? I'm in a {g} mood.",
+    "Rank {r} for me, favouring {g} ones.",
+    "Of {r}, which fit me best? Preferably {g}.",
+    "Sort {r} for my taste, with {g} ones first.",
+    "I'm torn between {r}. I lean towards {g} tonight - which first?",
+    "Rank {r} for me; I feel like something {g}.",
+]
+RANK_AVOID_Q = [
+    "Rank {r} for me, but I'm not in the mood for {x}.",
+    "Which of {r} would I like? Ideally not {x}.",
+    "Sort {r} for my taste and push the {x} ones down.",
+    "Of {r}, which fit me best? Less {x}, please.",
+]
 RANK_TOP = [" Just the top {k}.", " Only the best {k}.", " Keep the top {k}.", " Top {k} is enough."]
-RANK_LEADS = ["Ranked for your taste:", "Here they are, best fit first:", "In order of how much you'd likely enjoy them:",
-              "For you, I'd go in this order:"]  # fmt: skip
-SIMILAR_IDS_Q = ["More like {r}, please.", "I loved {r}. Anything similar?", "Find me something similar to {r}.",
-                 "What's like {r}?", "Anything in the same vein as {r}?", "I enjoyed {r} a lot. What else would I like?",
-                 "Recommend {n} similar to {r}.", "Give me {n} like {r}.", "{R} - got anything similar?", "Similar {n} to {r}?",
-                 "If I liked {r}, what should I {verb} next?", "Show me {n} that people who liked {r} also liked.",
-                 "something like {r} pls", "I'm after more {n} like {r}."]  # fmt: skip
-INFO_ID_Q = ["What's {r}?", "Tell me about {r}.", "What is {r} called?", "Which {s} is {r}?", "What year is {r} from?",
-             "What genre is {r}?", "Look up {r}, please.", "Details on {r}?", "{R} - what is it?", "info on {r} pls",
-             "I saw {r} in a list. What is it?", "How popular is {r}?", "What do you have on {r}?",
-             "Can you check {r} for me?", "Is {r} old or new?"]  # fmt: skip
-LIKE_IT_Q = ["Anything similar?", "More like that one?", "Sounds good. Anything like it?", "Find me similar ones.",
-             "Got more like this?", "Nice, what else is like it?"]  # fmt: skip
-POPULAR_ALL_Q = ["What's popular?", "What are the most popular {n} overall?", "Show me the all-time favourites.",
-                 "What are the biggest hits in your catalog?", "Which {n} does everyone love, any genre?",
-                 "What {n} do most people {verb}?", "Give me the crowd favourites, any genre.",
-                 "What's the most {ved} {s} you have?", "Which {n} have the most fans overall?",
-                 "I just want the big ones everyone knows.", "Genre doesn't matter - what's most popular?",
-                 "What are people {ving} the most?", "top {n} overall?", "List the most popular {n}, please."]  # fmt: skip
-POPULAR_ALL_K = ["What are {k} of the most popular {n} overall?", "Top {k} {n}, any genre.", "Give me {k} of the biggest hits.",
-                 "List {k} of the most {ved} {n}, please.", "Show me {k} crowd favourites, any genre."]  # fmt: skip
+RANK_LEADS = [
+    "Ranked for your taste:",
+    "Here they are, best fit first:",
+    "In order of how much you'd likely enjoy them:",
+    "For you, I'd go in this order:",
+]
+SIMILAR_IDS_Q = [
+    "More like {r}, please.",
+    "I loved {r}. Anything similar?",
+    "Find me something similar to {r}.",
+    "What's like {r}?",
+    "Anything in the same vein as {r}?",
+    "I enjoyed {r} a lot. What else would I like?",
+    "Recommend {n} similar to {r}.",
+    "Give me {n} like {r}.",
+    "{R} - got anything similar?",
+    "Similar {n} to {r}?",
+    "If I liked {r}, what should I {verb} next?",
+    "Show me {n} that people who liked {r} also liked.",
+    "something like {r} pls",
+    "I'm after more {n} like {r}.",
+]
+INFO_ID_Q = [
+    "What's {r}?",
+    "Tell me about {r}.",
+    "What is {r} called?",
+    "Which {s} is {r}?",
+    "What year is {r} from?",
+    "What genre is {r}?",
+    "Look up {r}, please.",
+    "Details on {r}?",
+    "{R} - what is it?",
+    "info on {r} pls",
+    "I saw {r} in a list. What is it?",
+    "How popular is {r}?",
+    "What do you have on {r}?",
+    "Can you check {r} for me?",
+    "Is {r} old or new?",
+]
+LIKE_IT_Q = [
+    "Anything similar?",
+    "More like that one?",
+    "Sounds good. Anything like it?",
+    "Find me similar ones.",
+    "Got more like this?",
+    "Nice, what else is like it?",
+]
+POPULAR_ALL_Q = [
+    "What's popular?",
+    "What are the most popular {n} overall?",
+    "Show me the all-time favourites.",
+    "What are the biggest hits in your catalog?",
+    "Which {n} does everyone love, any genre?",
+    "What {n} do most people {verb}?",
+    "Give me the crowd favourites, any genre.",
+    "What's the most {ved} {s} you have?",
+    "Which {n} have the most fans overall?",
+    "I just want the big ones everyone knows.",
+    "Genre doesn't matter - what's most popular?",
+    "What are people {ving} the most?",
+    "top {n} overall?",
+    "List the most popular {n}, please.",
+]
+POPULAR_ALL_K = [
+    "What are {k} of the most popular {n} overall?",
+    "Top {k} {n}, any genre.",
+    "Give me {k} of the biggest hits.",
+    "List {k} of the most {ved} {n}, please.",
+    "Show me {k} crowd favourites, any genre.",
+]
 YEAR_ASK_FRAMES = ["{ask} {C}.", "{ask} But {c}.", "{ask} Oh, and {c}, please.", "{C}. {ask}", "{ask} One thing: {c}."]
-YEAR_ONLY_FRAMES = ["Any {s} is fine, but {c}.", "Something good, {c}.", "Recommend me some {n} - {c}.",
-                    "What can you find? {C}.", "I'm open to anything, {c}.", "{C}, otherwise surprise me.",
-                    "Give me {n}, {c}.", "Suggest a {s}. {C}.", "Looking for {n}, {c}.", "Any genre, {c}."]  # fmt: skip
+YEAR_ONLY_FRAMES = [
+    "Any {s} is fine, but {c}.",
+    "Something good, {c}.",
+    "Recommend me some {n} - {c}.",
+    "What can you find? {C}.",
+    "I'm open to anything, {c}.",
+    "{C}, otherwise surprise me.",
+    "Give me {n}, {c}.",
+    "Suggest a {s}. {C}.",
+    "Looking for {n}, {c}.",
+    "Any genre, {c}.",
+]
 NO_GENRE_CLAUSE = ["no {x}", "nothing with {x}", "no {x} at all"]
-PLOT_NP = ["{n} about {x}", "a {s} about {x}", "something about {x}", "a story about {x}", "{n} involving {x}",
-           "{n} with {y}", "a {s} with {y}", "something with {y} in it", "{n} that revolve around {x}",
-           "a good {s} about {x}"]  # fmt: skip
-PLOT_Q = ["Got any {n} about {x}?", "Is there a {s} about {x}?", "What have you got about {x}?", "Any good {n} with {y}?",
-          "I'm really into stories about {x}. Suggestions?", "Do you have anything with {y}?", "Which {n} deal with {x}?",
-          "I'm looking for a plot with {y}.", "Recommend a {s} where the story is about {x}.", "Know a good {s} about {x}?",
-          "{X}: any {n} like that?", "Anything about {x}? That's my thing."]  # fmt: skip
-MOOD_NP = ["something {a}", "{aa} {s}", "{a} {n}", "anything {a}", "a really {a} {s}", "something {a} to {verb} tonight",
-           "a properly {a} {s}", "{n} that feel {a}"]  # fmt: skip
-MOOD_Q = ["I'm in the mood for something {a}.", "What's a good {a} {s}?", "Got anything {a}?",
-          "Feeling like {aa} {s} tonight. Ideas?", "I want something {a}. What do you have?", "Any {a} {n} you'd suggest?",
-          "Something {a}, please.", "Which {n} are really {a}?", "Need something {a} right now."]  # fmt: skip
-PERSONAL_TAIL = [" Ones that fit my taste, please.", " Rank them for me.", " Pick the ones I'd like best.",
-                 " Sorted by what I'd enjoy.", " Tailored to me, ideally."]  # fmt: skip
+PLOT_NP = [
+    "{n} about {x}",
+    "a {s} about {x}",
+    "something about {x}",
+    "a story about {x}",
+    "{n} involving {x}",
+    "{n} with {y}",
+    "a {s} with {y}",
+    "something with {y} in it",
+    "{n} that revolve around {x}",
+    "a good {s} about {x}",
+]
+PLOT_Q = [
+    "Got any {n} about {x}?",
+    "Is there a {s} about {x}?",
+    "What have you got about {x}?",
+    "Any good {n} with {y}?",
+    "I'm really into stories about {x}. Suggestions?",
+    "Do you have anything with {y}?",
+    "Which {n} deal with {x}?",
+    "I'm looking for a plot with {y}.",
+    "Recommend a {s} where the story is about {x}.",
+    "Know a good {s} about {x}?",
+    "{X}: any {n} like that?",
+    "Anything about {x}? That's my thing.",
+]
+MOOD_NP = [
+    "something {a}",
+    "{aa} {s}",
+    "{a} {n}",
+    "anything {a}",
+    "a really {a} {s}",
+    "something {a} to {verb} tonight",
+    "a properly {a} {s}",
+    "{n} that feel {a}",
+]
+MOOD_Q = [
+    "I'm in the mood for something {a}.",
+    "What's a good {a} {s}?",
+    "Got anything {a}?",
+    "Feeling like {aa} {s} tonight. Ideas?",
+    "I want something {a}. What do you have?",
+    "Any {a} {n} you'd suggest?",
+    "Something {a}, please.",
+    "Which {n} are really {a}?",
+    "Need something {a} right now.",
+]
+PERSONAL_TAIL = [
+    " Ones that fit my taste, please.",
+    " Rank them for me.",
+    " Pick the ones I'd like best.",
+    " Sorted by what I'd enjoy.",
+    " Tailored to me, ideally.",
+]
 
 FOLLOW_LEADS = ["Here you go:", "Sure, here they are:", "Done:", "Got it. These fit:", "Okay, here's the updated list:"]
 
@@ -444,15 +988,26 @@ class PlanContext:
             text = text[:1].lower() + text[1:]
         return (opener + text + self.rng.choice(ph.CLOSERS if asks else ph.PLAIN_CLOSERS)).strip()
 
-    def attr_np(self, genres: list[str], joiner: str = " or ", lo: int | None = None, hi: int | None = None,
-                count: str = "", extra: str = "") -> str:  # fmt: skip
+    def attr_np(
+        self,
+        genres: list[str],
+        joiner: str = " or ",
+        lo: int | None = None,
+        hi: int | None = None,
+        count: str = "",
+        extra: str = "",
+    ) -> str:
         """A noun phrase for wanted attributes: 'some 90s comedies', 'five comedy or romantic films released before 1980'."""
         rng = self.rng
         words = [ph.genre_word(g, rng) for g in genres]
         det = f"{count} " if count else rng.choice(["some ", "a few ", "", "good ", "some good ", ""])
         era_pre = ph.era_adjective(lo, hi, rng) if rng.random() < 0.35 else None
         g0 = genres[0]
-        plural_ok = len(genres) == 1 and g0 in ph.GENRE_PLURALS and (g0 not in ph.MOVIE_ONLY_PLURALS or self.domain in ("movies", "films"))
+        plural_ok = (
+            len(genres) == 1
+            and g0 in ph.GENRE_PLURALS
+            and (g0 not in ph.MOVIE_ONLY_PLURALS or self.domain in ("movies", "films"))
+        )
         if plural_ok and rng.random() < 0.35:
             core = ph.GENRE_PLURALS[g0]
         elif not count and rng.random() < 0.15:
@@ -502,10 +1057,14 @@ class PlanContext:
         return any(i not in forbidden for i in items[:k])
 
     def answer(self, items: list[dict[str, Any]], lead: str | None = None) -> None:
-        lead = lead or self.rng.choice([
-            f"Here are some {self.nouns} you might like:", f"You could try these {self.nouns}:",
-            "Based on the results, I'd suggest:", f"These {self.nouns} fit what you asked for:",
-        ])  # fmt: skip
+        lead = lead or self.rng.choice(
+            [
+                f"Here are some {self.nouns} you might like:",
+                f"You could try these {self.nouns}:",
+                "Based on the results, I'd suggest:",
+                f"These {self.nouns} fit what you asked for:",
+            ]
+        )
         lines = [f"{n}. {item_line(it)}" for n, it in enumerate(items, 1)]
         self.b.say(lead + "\n" + "\n".join(lines))
         tid = self.catalog.ids[self.task.target]
@@ -514,8 +1073,15 @@ class PlanContext:
 
     # -- local previews of filters (so a follow-up is only asked when it has an answer) -------------------------------
 
-    def preview_filter(self, pool: list[int], genres: list[str] = (), exclude: list[str] = (), year_min: int | None = None,
-                       year_max: int | None = None, match: str = "any") -> list[int]:  # fmt: skip
+    def preview_filter(
+        self,
+        pool: list[int],
+        genres: list[str] = (),
+        exclude: list[str] = (),
+        year_min: int | None = None,
+        year_max: int | None = None,
+        match: str = "any",
+    ) -> list[int]:
         """The items of ``pool`` (in order) that ``filter_items`` keeps for these constraints."""
         cat = self.catalog
         out = []
@@ -532,8 +1098,15 @@ class PlanContext:
             out.append(i)
         return out
 
-    def preview_catalog(self, genres: list[str], match: str, exclude: list[str], year_min: int | None,
-                        year_max: int | None, unseen: bool) -> list[int]:  # fmt: skip
+    def preview_catalog(
+        self,
+        genres: list[str],
+        match: str,
+        exclude: list[str],
+        year_min: int | None,
+        year_max: int | None,
+        unseen: bool,
+    ) -> list[int]:
         """What ``filter_items`` over the whole catalog returns (popularity order) for these constraints."""
         pool = self.preview_filter(range(len(self.catalog.ids)), genres, exclude, year_min, year_max, match)
         if unseen:
@@ -564,8 +1137,17 @@ def _query(c: PlanContext, genres: list[str], lo: int | None, hi: int | None) ->
     return f"{words} {c.nouns} {ph.era_query(lo, hi)}".strip()
 
 
-def _attr_request(c: PlanContext, genres: list[str], lo: int | None, hi: int | None, count: str, joiner: str = " or ",
-                  np_suffix: str = "", alt_sentence: str = "", after: str = "") -> str:  # fmt: skip
+def _attr_request(
+    c: PlanContext,
+    genres: list[str],
+    lo: int | None,
+    hi: int | None,
+    count: str,
+    joiner: str = " or ",
+    np_suffix: str = "",
+    alt_sentence: str = "",
+    after: str = "",
+) -> str:
     """A request for wanted attributes: an indirect wish (one genre) or a frame around an attribute noun phrase.
 
     ``np_suffix`` ends the noun phrase (' that I haven't seen'); an indirect wish has no noun phrase
@@ -599,12 +1181,25 @@ def s_filter(c: PlanContext) -> None:
             break
     else:
         raise GenerationFailed("no filter with answers")
-    text = _attr_request(c, genres, lo, hi, kw, " and " if match == "all" else " or ",
-                         np_suffix=c.pick_frame(UNSEEN) if unseen else "",
-                         alt_sentence=c.pick_frame(UNSEEN_SENTENCE) if unseen else "")  # fmt: skip
+    text = _attr_request(
+        c,
+        genres,
+        lo,
+        hi,
+        kw,
+        " and " if match == "all" else " or ",
+        np_suffix=c.pick_frame(UNSEEN) if unseen else "",
+        alt_sentence=c.pick_frame(UNSEEN_SENTENCE) if unseen else "",
+    )
     c.user(c.with_uid(text, force=True) if unseen else text, keep=[kw])
-    args = {"genres": genres, "match": match if match == "all" else None, "year_min": lo, "year_max": hi,
-            "exclude_seen_by": c.task.user_id if unseen else None, "k": k}  # fmt: skip
+    args = {
+        "genres": genres,
+        "match": match if match == "all" else None,
+        "year_min": lo,
+        "year_max": hi,
+        "exclude_seen_by": c.task.user_id if unseen else None,
+        "k": k,
+    }
     res = c.b.call(("filter_items", args))
     c.answer(c.pick(res, k or 5))
 
@@ -643,8 +1238,14 @@ def s_filter_neg(c: PlanContext) -> None:
     if unseen:
         text = c.with_uid(text + c.pick_frame(UNSEEN_SENTENCE), force=True)
     c.user(text, keep=[kw])
-    args = {"genres": genres or None, "exclude_genres": xs, "year_min": lo, "year_max": hi,
-            "exclude_seen_by": c.task.user_id if unseen else None, "k": k}  # fmt: skip
+    args = {
+        "genres": genres or None,
+        "exclude_genres": xs,
+        "year_min": lo,
+        "year_max": hi,
+        "exclude_seen_by": c.task.user_id if unseen else None,
+        "k": k,
+    }
     res = c.b.call(("filter_items", args))
     c.answer(c.pick(res, k or 5))
 
@@ -660,7 +1261,11 @@ def s_popular(c: PlanContext) -> None:
     else:
         np = c.pick_frame(POPULAR_NP_K, k=kw, g=gw) if kw else c.pick_frame(POPULAR_NP, g=gw)
         frames = POPULAR_Q if not kw else [f for f in POPULAR_Q if "{np}" in f]
-        text = c.pick_frame(frames, np=np, g=gw, gn=ph.genre_noun(g, c.rng)) if c.rng.random() < 0.6 else ph.want(np, c.rng, c.domain)
+        text = (
+            c.pick_frame(frames, np=np, g=gw, gn=ph.genre_noun(g, c.rng))
+            if c.rng.random() < 0.6
+            else ph.want(np, c.rng, c.domain)
+        )
         text = c.dress(text)
     c.user(text, keep=[kw])
     res = c.b.call(("popular_items", {"genre": g, "k": k}))
@@ -695,8 +1300,10 @@ def s_get_item(c: PlanContext) -> None:
 def _describe_item(c: PlanContext, res: dict[str, Any]) -> str:
     """The answer to a look-up: the cited item, its genres, year and popularity."""
     it = res["item"]
-    return (f"{item_line(it)}: a {', '.join(g.lower() for g in it['genres']) or 'uncategorised'} {c.noun}"
-            f"{' from ' + str(it['year']) if it.get('year') else ''}, with {res['popularity']} interactions in the data.")
+    return (
+        f"{item_line(it)}: a {', '.join(g.lower() for g in it['genres']) or 'uncategorised'} {c.noun}"
+        f"{' from ' + str(it['year']) if it.get('year') else ''}, with {res['popularity']} interactions in the data."
+    )
 
 
 def s_history(c: PlanContext) -> None:
@@ -739,22 +1346,37 @@ def p_popular2(c: PlanContext) -> None:
     if k is not None:
         k = min(k, 6)
         kw = ph.number(k, c.rng)
-    frames = ["popular {n}: a few {a} ones and a few {b} ones", "Top {a} {n} and top {b} {n}, please.",
-              "Show me popular {a} {n}, and separately popular {b} ones.", "What's popular in {an}? And in {bn}?",
-              "I need two lists: popular {an} and popular {bn}.", "most popular {a} {n} + most popular {b} {n}",
-              "A few popular {a} picks and a few {b} ones.", "What are people {ving} in {an} and in {bn}?",
-              "Popular {a} {n}? Also popular {b} ones.", "Give me the hits: {an} and {bn}, a few of each.",
-              "What are the most popular {a} {n}, and the most popular {b} ones?",
-              "Two things: the top {a} {n} and the top {b} {n}.", "Which {a} {n} are most popular? Same for {b}.",
-              "Can you list popular {a} {n} and popular {b} {n}?", "I'd like the best-known {a} and {b} {n}, separately."]  # fmt: skip
-    frames_k = ["{k} popular {a} {n} and {k} popular {b} {n}, please.", "Top {k} {a} and top {k} {b} {n}?",
-                "The {k} most popular {a} {n}, and {k} {b} ones.", "Give me {k} of each: popular {an} and popular {bn}."]  # fmt: skip
+    frames = [
+        "popular {n}: a few {a} ones and a few {b} ones",
+        "Top {a} {n} and top {b} {n}, please.",
+        "Show me popular {a} {n}, and separately popular {b} ones.",
+        "What's popular in {an}? And in {bn}?",
+        "I need two lists: popular {an} and popular {bn}.",
+        "most popular {a} {n} + most popular {b} {n}",
+        "A few popular {a} picks and a few {b} ones.",
+        "What are people {ving} in {an} and in {bn}?",
+        "Popular {a} {n}? Also popular {b} ones.",
+        "Give me the hits: {an} and {bn}, a few of each.",
+        "What are the most popular {a} {n}, and the most popular {b} ones?",
+        "Two things: the top {a} {n} and the top {b} {n}.",
+        "Which {a} {n} are most popular? Same for {b}.",
+        "Can you list popular {a} {n} and popular {b} {n}?",
+        "I'd like the best-known {a} and {b} {n}, separately.",
+    ]
+    frames_k = [
+        "{k} popular {a} {n} and {k} popular {b} {n}, please.",
+        "Top {k} {a} and top {k} {b} {n}?",
+        "The {k} most popular {a} {n}, and {k} {b} ones.",
+        "Give me {k} of each: popular {an} and popular {bn}.",
+    ]
     names = {"a": words[0], "b": words[1], "an": ph.genre_noun(pair[0], c.rng), "bn": ph.genre_noun(pair[1], c.rng)}
     text = c.pick_frame(frames_k, k=kw, **names) if kw else c.pick_frame(frames, **names)
     c.user(c.dress(text), keep=[kw])
     res = c.b.call(*[("popular_items", {"genre": g, "k": k}) for g in pair])
     items = [c.pick([r], k or 3) for r in res]
-    body = "\n\n".join(f"{w.capitalize()}:\n" + "\n".join(f"- {item_line(it)}" for it in its) for w, its in zip(words, items))
+    body = "\n\n".join(
+        f"{w.capitalize()}:\n" + "\n".join(f"- {item_line(it)}" for it in its) for w, its in zip(words, items)
+    )
     c.b.say(f"Popular picks in both genres:\n{body}")
     c.info["answer_ids"] = [it["item_id"] for its in items for it in its]
 
@@ -780,15 +1402,35 @@ def p_search_filter(c: PlanContext) -> None:
     lo, hi = c.target_era()
     first = ph.want(c.attr_np(s_genres, " or ", s_lo, s_hi), c.rng, c.domain)
     gw, era = ph.genre_word(genres[0], c.rng), ph.era_phrase(lo, hi, c.rng)
-    second = c.fmt(c.rng.choice([" Also, show me the most popular {g} {n} {e}.", " And separately: the most popular {g} {n} {e}.",
-                                 " Plus the top {g} {n} {e}, please.", " Also what are the most popular {g} {n} {e}?",
-                                 " Oh, and popular {g} {n} {e} too."]), g=gw, e=era).replace(" .", ".").replace(" ?", "?")  # fmt: skip
+    second = (
+        c.fmt(
+            c.rng.choice(
+                [
+                    " Also, show me the most popular {g} {n} {e}.",
+                    " And separately: the most popular {g} {n} {e}.",
+                    " Plus the top {g} {n} {e}, please.",
+                    " Also what are the most popular {g} {n} {e}?",
+                    " Oh, and popular {g} {n} {e} too.",
+                ]
+            ),
+            g=gw,
+            e=era,
+        )
+        .replace(" .", ".")
+        .replace(" ?", "?")
+    )
     c.user(first + second)
-    res = c.b.call(("search_items", {"query": _query(c, s_genres, s_lo, s_hi)}),
-                   ("filter_items", {"genres": genres, "year_min": lo, "year_max": hi}))  # fmt: skip
+    res = c.b.call(
+        ("search_items", {"query": _query(c, s_genres, s_lo, s_hi)}),
+        ("filter_items", {"genres": genres, "year_min": lo, "year_max": hi}),
+    )
     first_items, second_items = c.pick([res[0]], 3), c.pick([res[1]], 3)
-    c.b.say("Matching your description:\n" + "\n".join(f"- {item_line(it)}" for it in first_items)
-            + "\n\nMost popular in that genre and era:\n" + "\n".join(f"- {item_line(it)}" for it in second_items))  # fmt: skip
+    c.b.say(
+        "Matching your description:\n"
+        + "\n".join(f"- {item_line(it)}" for it in first_items)
+        + "\n\nMost popular in that genre and era:\n"
+        + "\n".join(f"- {item_line(it)}" for it in second_items)
+    )
     c.info["answer_ids"] = [it["item_id"] for it in first_items + second_items]
 
 
@@ -805,11 +1447,17 @@ def p_models(c: PlanContext) -> None:
         kw = ph.number(k, c.rng)
         text += c.rng.choice([" {k} each.", " Just {k} from each.", " Top {k} per model."]).format(k=kw)
     c.user(c.with_uid(text), keep=[n1, n2, kw])
-    res = c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "model": m1, "k": k}),
-                   ("retrieve_for_user", {"user_id": c.task.user_id, "model": m2, "k": k}))  # fmt: skip
+    res = c.b.call(
+        ("retrieve_for_user", {"user_id": c.task.user_id, "model": m1, "k": k}),
+        ("retrieve_for_user", {"user_id": c.task.user_id, "model": m2, "k": k}),
+    )
     a, b = c.pick([res[0]], k or 3), c.pick([res[1]], k or 3)
-    c.b.say(f"{m1}:\n" + "\n".join(f"- {item_line(it)}" for it in a) + f"\n\n{m2}:\n"
-            + "\n".join(f"- {item_line(it)}" for it in b))  # fmt: skip
+    c.b.say(
+        f"{m1}:\n"
+        + "\n".join(f"- {item_line(it)}" for it in a)
+        + f"\n\n{m2}:\n"
+        + "\n".join(f"- {item_line(it)}" for it in b)
+    )
     c.info["answer_ids"] = [it["item_id"] for it in a + b]
 
 
@@ -831,7 +1479,9 @@ def c_similar(c: PlanContext, rank: bool = False) -> None:
     c.user(c.with_uid(text) if rank else text, keep=[t, kw])
     found = c.b.call(("get_item", {"title": t}))[0]
     name = c.set_name() if rank else None
-    res = c.b.call(("similar_items", {"item_ids": [found["item"]["item_id"]], "k": k if not rank else POOL_K, "save_as": name}))
+    res = c.b.call(
+        ("similar_items", {"item_ids": [found["item"]["item_id"]], "k": k if not rank else POOL_K, "save_as": name})
+    )
     if rank:
         res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": name, "k": k}))
     c.answer(c.pick(res, k or 5))
@@ -848,8 +1498,19 @@ def c_retrieve_filter(c: PlanContext) -> None:
     gw = ph.genre_word(g, c.rng)
     wish = ph.indirect(g, c.rng) if c.rng.random() < 0.25 else None
     if wish:
-        text = wish + " " + c.rng.choice(["What would I like?", "Anything for me?", "What fits my taste?",
-                                          "Any picks based on my history?", "What would you pick for me?"])  # fmt: skip
+        text = (
+            wish
+            + " "
+            + c.rng.choice(
+                [
+                    "What would I like?",
+                    "Anything for me?",
+                    "What fits my taste?",
+                    "Any picks based on my history?",
+                    "What would you pick for me?",
+                ]
+            )
+        )
     elif c.rng.random() < 0.5:
         text = c.dress(ph.want(c.pick_frame(PERSONAL_GENRE_NP, g=gw), c.rng, c.domain))
     else:
@@ -881,8 +1542,20 @@ def c_search_prefer(c: PlanContext) -> None:
     c.user(c.with_uid(text), keep=[kw])
     name = c.set_name()
     c.b.call(("search_items", {"query": _query(c, genres, lo, hi), "k": POOL_K, "save_as": name}))
-    res = c.b.call(("rank_by_preference", {"user_id": c.task.user_id, "candidates": name, "prefer_genres": genres,
-                                           "avoid_genres": avoid or None, "year_min": lo, "year_max": hi, "k": k}))  # fmt: skip
+    res = c.b.call(
+        (
+            "rank_by_preference",
+            {
+                "user_id": c.task.user_id,
+                "candidates": name,
+                "prefer_genres": genres,
+                "avoid_genres": avoid or None,
+                "year_min": lo,
+                "year_max": hi,
+                "k": k,
+            },
+        )
+    )
     c.answer(c.pick(res, k or 5))
 
 
@@ -917,7 +1590,9 @@ def c_deep(c: PlanContext) -> None:
     found = c.b.call(("get_item", {"title": t}))[0]
     s1, s2 = c.rng.sample(SET_NAMES, 2)
     c.b.call(("similar_items", {"item_ids": [found["item"]["item_id"]], "k": POOL_K, "save_as": s1}))
-    c.b.call(("filter_items", {"candidates": s1, "year_min": lo, "year_max": hi, "sort_by": "input", "k": 10, "save_as": s2}))
+    c.b.call(
+        ("filter_items", {"candidates": s1, "year_min": lo, "year_max": hi, "sort_by": "input", "k": 10, "save_as": s2})
+    )
     res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": s2, "k": k}))
     c.answer(c.pick(res, k or 5))
 
@@ -941,8 +1616,11 @@ def c_refine(c: PlanContext) -> None:
     g = c.target_genres(1)[0]
     if c.answerable(c.preview_filter(pool, [g])):
         wish = ph.indirect(g, c.rng) if c.rng.random() < 0.3 else None
-        text = (wish + " " + c.rng.choice(["Any of those?", "Anything like that in there?", "Which ones fit?"])) if wish \
-            else c.pick_frame(NARROW_Q, g=ph.genre_word(g, c.rng))  # fmt: skip
+        text = (
+            (wish + " " + c.rng.choice(["Any of those?", "Anything like that in there?", "Which ones fit?"]))
+            if wish
+            else c.pick_frame(NARROW_Q, g=ph.genre_word(g, c.rng))
+        )
         options.append((text, {"genres": [g]}, []))
     if years:
         y0 = min(years)
@@ -955,7 +1633,9 @@ def c_refine(c: PlanContext) -> None:
     shown_genres = {g for it in shown for g in it.get("genres", [])}
     violent = [x for x in ph.VIOLENT if x in shown_genres]
     if violent and not target_genres & set(ph.VIOLENT) and c.answerable(c.preview_filter(pool, exclude=ph.VIOLENT)):
-        options.append((c.pick_frame(EXCLUDE_Q, x=c.rng.choice(ph.VIOLENCE_WORDS)), {"exclude_genres": list(ph.VIOLENT)}, []))
+        options.append(
+            (c.pick_frame(EXCLUDE_Q, x=c.rng.choice(ph.VIOLENCE_WORDS)), {"exclude_genres": list(ph.VIOLENT)}, [])
+        )
     xs = sorted(shown_genres - target_genres - {"unknown"})
     if xs:
         x = c.rng.choice(xs)
@@ -1024,8 +1704,12 @@ def c_refine_rank(c: PlanContext) -> None:
     nw = ph.number(n, c.rng)
     c.user(c.with_uid(c.pick_frame(FEWER_MINE_Q, k=nw)), keep=[nw])
     res = c.b.call(("rank_items", {"user_id": c.task.user_id, "item_ids": [it["item_id"] for it in shown], "k": n}))
-    c.answer(c.pick(res, n), lead=c.rng.choice([f"The {n} that fit your taste best:", f"For you, these {n}:",
-                                                f"Ranked for you, the top {n}:"]))  # fmt: skip
+    c.answer(
+        c.pick(res, n),
+        lead=c.rng.choice(
+            [f"The {n} that fit your taste best:", f"For you, these {n}:", f"Ranked for you, the top {n}:"]
+        ),
+    )
 
 
 def cl_user(c: PlanContext) -> None:
@@ -1033,9 +1717,18 @@ def cl_user(c: PlanContext) -> None:
     if c.rng.random() < 0.5:
         text = c.dress(ph.want(c.pick_frame(HISTORY_OPEN_NP), c.rng, c.domain))
     else:
-        text = c.dress(c.rng.choice(["What should I {verb} next, based on my history?", "What would I like, given my past {n}?",
-                                     "Recommend me something from my history.", "Use my history to pick something for me.",
-                                     "Personal recommendations, please.", "Based on what I've {ved}, what's next?"]))  # fmt: skip
+        text = c.dress(
+            c.rng.choice(
+                [
+                    "What should I {verb} next, based on my history?",
+                    "What would I like, given my past {n}?",
+                    "Recommend me something from my history.",
+                    "Use my history to pick something for me.",
+                    "Personal recommendations, please.",
+                    "Based on what I've {ved}, what's next?",
+                ]
+            )
+        )
         text = c.fmt(text)
     if kw:
         text += ph.count_clause(kw, c.nouns, c.rng)
@@ -1062,8 +1755,16 @@ def cl_title(c: PlanContext) -> None:
 
 def cl_history(c: PlanContext) -> None:
     c.user(c.pick_frame(HISTORY_Q))
-    c.b.say(c.rng.choice(["Sure, what's your user id?", "Which user id should I look up?", "Happy to. What's your user id?",
-                          "I need your user id first. What is it?"]))  # fmt: skip
+    c.b.say(
+        c.rng.choice(
+            [
+                "Sure, what's your user id?",
+                "Which user id should I look up?",
+                "Happy to. What's your user id?",
+                "I need your user id first. What is it?",
+            ]
+        )
+    )
     c.user(ph.uid_reply(c.task.user_id, c.rng))
     res = c.b.call(("get_user_history", {"user_id": c.task.user_id}))[0]
     lines = "\n".join(f"{j}. {item_line(it)}" for j, it in enumerate(res["items"], 1))
@@ -1074,9 +1775,17 @@ def n_out_of_scope(c: PlanContext) -> None:
     topic = c.info["topic"]
     c.user(c.dress(c.rng.choice(OUT_OF_SCOPE[topic]).format(t=c.title(c.similar_title())), asks=False))
     can = sorted({v.schema["function"]["description"].rstrip(".").lower() for v in c.info["offered_real"]})[:3]
-    c.b.say(c.rng.choice(["Sorry, I can't do that: none of my tools covers it.", "I'm afraid that is outside what my tools can do.",
-                          "That's not something I can help with, sorry.", "Sorry, my tools don't cover that."])
-            + (" What I can do: " + "; ".join(can) + "." if can else ""))  # fmt: skip
+    c.b.say(
+        c.rng.choice(
+            [
+                "Sorry, I can't do that: none of my tools covers it.",
+                "I'm afraid that is outside what my tools can do.",
+                "That's not something I can help with, sorry.",
+                "Sorry, my tools don't cover that.",
+            ]
+        )
+        + (" What I can do: " + "; ".join(can) + "." if can else "")
+    )
 
 
 def n_greeting(c: PlanContext) -> None:
@@ -1122,8 +1831,9 @@ def s_rank_history(c: PlanContext) -> None:
     h, r = c.refs(liked), c.refs(items)
     text = c.pick_frame(RANK_HISTORY_Q, h=h, r=r, H=h[:1].upper() + h[1:])
     c.user(text, keep=[h, r])
-    res = c.b.call(("rank_items", {"history": [c.catalog.ids[i] for i in liked],
-                                   "item_ids": [c.catalog.ids[i] for i in items]}))  # fmt: skip
+    res = c.b.call(
+        ("rank_items", {"history": [c.catalog.ids[i] for i in liked], "item_ids": [c.catalog.ids[i] for i in items]})
+    )
     c.answer(c.pick(res, len(items)), lead=c.rng.choice(RANK_LEADS))
 
 
@@ -1143,8 +1853,9 @@ def s_rank_pref_given(c: PlanContext) -> None:
     else:
         raise GenerationFailed("no genre preference to state about these items")
     c.user(c.with_uid(text, force=True), keep=[r])
-    res = c.b.call(("rank_by_preference", {"user_id": c.task.user_id, "item_ids": [c.catalog.ids[i] for i in items],
-                                           **args}))  # fmt: skip
+    res = c.b.call(
+        ("rank_by_preference", {"user_id": c.task.user_id, "item_ids": [c.catalog.ids[i] for i in items], **args})
+    )
     c.answer(c.pick(res, len(items)), lead=c.rng.choice(["Ranked with your preference in mind:", *RANK_LEADS]))
 
 
@@ -1260,8 +1971,13 @@ def _year_limited(c: PlanContext, k: int | None, kw: str, tail: str = "") -> tup
     text += tail
     if unseen:
         text = c.with_uid(text + c.pick_frame(UNSEEN_SENTENCE), force=True)
-    args = {"genres": genres or None, "exclude_genres": xs or None, "year_min": lo, "year_max": hi,
-            "exclude_seen_by": c.task.user_id if unseen else None}  # fmt: skip
+    args = {
+        "genres": genres or None,
+        "exclude_genres": xs or None,
+        "year_min": lo,
+        "year_max": hi,
+        "exclude_seen_by": c.task.user_id if unseen else None,
+    }
     return text, args
 
 
@@ -1292,8 +2008,12 @@ def s_popular_all(c: PlanContext) -> None:
     text = c.pick_frame(POPULAR_ALL_K, k=kw) if kw else c.pick_frame(POPULAR_ALL_Q)
     c.user(c.dress(text), keep=[kw])
     res = c.b.call(("popular_items", {"k": k}))
-    c.answer(c.pick(res, k or 5), lead=c.rng.choice([f"The most popular {c.nouns} overall:", "Crowd favourites:",
-                                                     f"These {c.nouns} have the most fans:"]))  # fmt: skip
+    c.answer(
+        c.pick(res, k or 5),
+        lead=c.rng.choice(
+            [f"The most popular {c.nouns} overall:", "Crowd favourites:", f"These {c.nouns} have the most fans:"]
+        ),
+    )
 
 
 def p_items2_ids(c: PlanContext) -> None:
@@ -1359,13 +2079,18 @@ def cl_rank(c: PlanContext) -> None:
 
 PLANS: dict[str, list[tuple[str, tuple[str, ...], Plan]]] = {
     "single": [
-        ("search", ("search_items",), s_search), ("filter", ("filter_items",), s_filter),
-        ("popular", ("popular_items",), s_popular), ("retrieve", ("retrieve_for_user",), s_retrieve),
-        ("get_item", ("get_item",), s_get_item), ("history", ("get_user_history",), s_history),
-        ("filter_neg", ("filter_items",), s_filter_neg), ("trim", ("retrieve_for_user",), s_trim),
+        ("search", ("search_items",), s_search),
+        ("filter", ("filter_items",), s_filter),
+        ("popular", ("popular_items",), s_popular),
+        ("retrieve", ("retrieve_for_user",), s_retrieve),
+        ("get_item", ("get_item",), s_get_item),
+        ("history", ("get_user_history",), s_history),
+        ("filter_neg", ("filter_items",), s_filter_neg),
+        ("trim", ("retrieve_for_user",), s_trim),
     ],
     "parallel": [
-        ("popular2", ("popular_items",), p_popular2), ("items2", ("get_item",), p_items2),
+        ("popular2", ("popular_items",), p_popular2),
+        ("items2", ("get_item",), p_items2),
         ("search_filter", ("search_items", "filter_items"), p_search_filter),
         ("models", ("retrieve_for_user",), p_models),
     ],
@@ -1381,11 +2106,12 @@ PLANS: dict[str, list[tuple[str, tuple[str, ...], Plan]]] = {
         ("refine_rank", ("popular_items", "search_items", "rank_items"), c_refine_rank),
     ],
     "clarify": [
-        ("ask_user", ("retrieve_for_user",), cl_user), ("ask_title", ("get_item", "similar_items"), cl_title),
+        ("ask_user", ("retrieve_for_user",), cl_user),
+        ("ask_title", ("get_item", "similar_items"), cl_title),
         ("ask_history", ("get_user_history",), cl_history),
     ],
     "no_tool": [("out_of_scope", (), n_out_of_scope), ("greeting", (), n_greeting), ("smalltalk", (), n_smalltalk)],
-}  # fmt: skip
+}
 # The plan mix. A dialog of a kind draws one of the base PLANS above (uniformly, from the dialog's own RNG, as it
 # always has), except that with probability FIRST_CALL_SHARE[kind] it draws from FIRST_CALL_PLANS[kind] instead, by
 # weight. These plans open with first decisions the base plans never make (rank_items / rank_by_preference on ids the
@@ -1400,10 +2126,13 @@ PLANS: dict[str, list[tuple[str, tuple[str, ...], Plan]]] = {
 # dialogs play a first-call plan (no_tool dialogs keep their base plans).
 FIRST_CALL_PLANS: dict[str, list[tuple[str, tuple[str, ...], Plan, float]]] = {
     "single": [
-        ("rank_given", ("rank_items",), s_rank_given, 1.5), ("rank_history", ("rank_items",), s_rank_history, 0.5),
+        ("rank_given", ("rank_items",), s_rank_given, 1.5),
+        ("rank_history", ("rank_items",), s_rank_history, 0.5),
         ("rank_pref_given", ("rank_by_preference",), s_rank_pref_given, 0.75),
-        ("similar_ids", ("similar_items",), s_similar_ids, 1.25), ("item_by_id", ("get_item",), s_item_by_id, 0.75),
-        ("mood", ("search_items",), s_mood, 3.0), ("filter_years", ("filter_items",), s_filter_years, 2.5),
+        ("similar_ids", ("similar_items",), s_similar_ids, 1.25),
+        ("item_by_id", ("get_item",), s_item_by_id, 0.75),
+        ("mood", ("search_items",), s_mood, 3.0),
+        ("filter_years", ("filter_items",), s_filter_years, 2.5),
         ("popular_all", ("popular_items",), s_popular_all, 1.0),
     ],
     "parallel": [("items2_ids", ("get_item",), p_items2_ids, 1.0)],
@@ -1414,17 +2143,34 @@ FIRST_CALL_PLANS: dict[str, list[tuple[str, tuple[str, ...], Plan, float]]] = {
         ("filter_rank", ("filter_items", "rank_items"), c_filter_rank, 1.0),
     ],
     "clarify": [("ask_rank", ("rank_items",), cl_rank, 1.0)],
-}  # fmt: skip
+}
 FIRST_CALL_SHARE: dict[str, float] = {"single": 0.6, "parallel": 0.2, "chain": 0.3, "clarify": 0.25}
-NEEDS_USER_ID = {"retrieve", "history", "models", "similar_rank", "retrieve_filter", "search_prefer",
-                 "history_similar", "deep", "refine", "refine_like", "refine_rank", "trim",
-                 "rank_given", "rank_pref_given", "similar_ids_rank", "mood_rank", "filter_rank"}  # fmt: skip
+NEEDS_USER_ID = {
+    "retrieve",
+    "history",
+    "models",
+    "similar_rank",
+    "retrieve_filter",
+    "search_prefer",
+    "history_similar",
+    "deep",
+    "refine",
+    "refine_like",
+    "refine_rank",
+    "trim",
+    "rank_given",
+    "rank_pref_given",
+    "similar_ids_rank",
+    "mood_rank",
+    "filter_rank",
+}
 
 
 def all_plan_names() -> set[str]:
     """Every plan name, base and first-call plans."""
     return {name for plans in PLANS.values() for name, _, _ in plans} | {
-        name for plans in FIRST_CALL_PLANS.values() for name, *_ in plans}
+        name for plans in FIRST_CALL_PLANS.values() for name, *_ in plans
+    }
 
 
 @dataclass
@@ -1448,8 +2194,9 @@ def choose_plan(req: GenRequest) -> tuple[str, tuple[str, ...], Plan]:
     own, seeded by the request), else a base plan drawn from the request's RNG exactly as before."""
     extra = FIRST_CALL_PLANS.get(req.kind, [])
     if extra:
-        side = random.Random(f"plan-mix:{req.attempt}:{req.kind}:{req.split}:{req.domain}:{req.task.user_id}:"
-                             f"{req.serving_tools}")  # fmt: skip
+        side = random.Random(
+            f"plan-mix:{req.attempt}:{req.kind}:{req.split}:{req.domain}:{req.task.user_id}:{req.serving_tools}"
+        )
         if side.random() < FIRST_CALL_SHARE.get(req.kind, 0.0):
             name, cores, plan, _ = side.choices(extra, weights=[w for *_, w in extra])[0]
             return name, cores, plan
@@ -1513,6 +2260,10 @@ class ProgrammaticGenerator:
             attempt=req.attempt,
             generator=self.name,
             steps=[s.to_dict() for s in b.steps],
-            extra={"plan": plan_name, "target_in_results": tid in seen,
-                   "answer_ids": ctx.info.get("answer_ids", []), "topic": topic},
-        )  # fmt: skip
+            extra={
+                "plan": plan_name,
+                "target_in_results": tid in seen,
+                "answer_ids": ctx.info.get("answer_ids", []),
+                "topic": topic,
+            },
+        )

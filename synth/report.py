@@ -56,7 +56,9 @@ def summarise(out: Path, test_requests: list[str] | None = None) -> dict[str, An
         "judge": {"judged": len(judged), "passed": sum(1 for j in judged if j.get("passed"))} if judged else None,
         "rejection_reasons": dict(reasons.most_common()),
         "kinds": {s: dist(rows, lambda r: meta(r)["kind"]) for s, rows in (("train", train), ("test", test))},
-        "levels": {s: dist(rows, lambda r: meta(r)["complexity"]["level"]) for s, rows in (("train", train), ("test", test))},
+        "levels": {
+            s: dist(rows, lambda r: meta(r)["complexity"]["level"]) for s, rows in (("train", train), ("test", test))
+        },
         "domains": dist(verified, lambda r: meta(r)["domain"]),
         "generators": dist(verified, lambda r: meta(r)["generator"]),
         "user_turns": dist(verified, lambda r: sum(1 for m in r["messages"] if m["role"] == "user")),
@@ -67,7 +69,9 @@ def summarise(out: Path, test_requests: list[str] | None = None) -> dict[str, An
         "users": {"train": len({meta(r)["user_id"] for r in train}), "test": len({meta(r)["user_id"] for r in test})},
         "seconds": round(seconds, 2),
         "verified_per_minute": round(len(verified) / seconds * 60, 1) if seconds > 0 else None,
-        "variety": variety.report(verified, test_requests if test_requests is not None else variety.load_test_requests()),
+        "variety": variety.report(
+            verified, test_requests if test_requests is not None else variety.load_test_requests()
+        ),
     }
 
 
@@ -112,18 +116,28 @@ def _plots(out: Path, s: dict[str, Any]) -> list[str]:
 
 
 def _variety_md(v: dict[str, Any]) -> list[str]:
-    md = ["## Variety of user turns", "",
-          "distinct-n: distinct n-grams / all n-grams of lower-cased words (`recagent.synth.variety`).", "",
-          "| | turns | distinct texts | distinct-1 | distinct-2 | distinct-3 |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    md = [
+        "## Variety of user turns",
+        "",
+        "distinct-n: distinct n-grams / all n-grams of lower-cased words (`recagent.synth.variety`).",
+        "",
+        "| | turns | distinct texts | distinct-1 | distinct-2 | distinct-3 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     rows = [("**all user turns**", v["all_user_turns"]), ("**requests (first turns)**", v["requests"])]
     rows += [(f"plan `{p}`", x) for p, x in v["per_plan"].items()]
-    md += [f"| {name} | {x['turns']} | {x['distinct_texts']} | {x['distinct_1']} | {x['distinct_2']} | {x['distinct_3']} |"
-           for name, x in rows]  # fmt: skip
+    md += [
+        f"| {name} | {x['turns']} | {x['distinct_texts']} | {x['distinct_1']} | {x['distinct_2']} | {x['distinct_3']} |"
+        for name, x in rows
+    ]
     ov = v.get("test_overlap")
     if ov:
-        md += ["", f"Overlap with {ov['test_requests']} test requests: {100 * ov['share_ngrams']:.1f}% of their "
-               f"{ov['test_4grams']} distinct 4-grams occur in the user turns; nearest-turn word Jaccard per request: "
-               f"mean {ov['mean_max_jaccard']}, max {ov['max_jaccard']}."]  # fmt: skip
+        md += [
+            "",
+            f"Overlap with {ov['test_requests']} test requests: {100 * ov['share_ngrams']:.1f}% of their "
+            f"{ov['test_4grams']} distinct 4-grams occur in the user turns; nearest-turn word Jaccard per request: "
+            f"mean {ov['mean_max_jaccard']}, max {ov['max_jaccard']}.",
+        ]
     return md
 
 
@@ -146,8 +160,11 @@ def write_report(out: Path, cfg: SynthConfig | None = None, test_requests: list[
         "",
     ]
     if cfg is not None:
-        md += [f"Generator: `{cfg.generator}`, seed {cfg.seed}, judge: {'`' + cfg.judge.model + '`' if cfg.judge else 'off'}, "
-               f"complexity by: {'target-model loss' if cfg.target_model else 'structure'}.", ""]  # fmt: skip
+        md += [
+            f"Generator: `{cfg.generator}`, seed {cfg.seed}, judge: {'`' + cfg.judge.model + '`' if cfg.judge else 'off'}, "
+            f"complexity by: {'target-model loss' if cfg.target_model else 'structure'}.",
+            "",
+        ]
     md += ["## Pass rate per check", "", "| check | pass rate |", "|---|---:|"]
     md += [f"| {k} | {100 * r:.1f}% |" for k, r in s["check_pass_rate"].items()]
     if s["judge"]:
@@ -158,8 +175,13 @@ def write_report(out: Path, cfg: SynthConfig | None = None, test_requests: list[
         md += ["", f"## {key.capitalize()}", "", "| | train | test |", "|---|---:|---:|"]
         order = KINDS if key == "kinds" else LEVELS
         md += [f"| {k} | {s[key]['train'].get(k, 0)} | {s[key]['test'].get(k, 0)} |" for k in order]
-    for key, title in (("user_turns", "user turns"), ("tools_offered", "tools offered"), ("calls", "calls"),
-                       ("depth", "dependency depth"), ("domains", "domain")):  # fmt: skip
+    for key, title in (
+        ("user_turns", "user turns"),
+        ("tools_offered", "tools offered"),
+        ("calls", "calls"),
+        ("depth", "dependency depth"),
+        ("domains", "domain"),
+    ):
         md += ["", _table(title, s[key])]
     md += [""] + _variety_md(s["variety"])
     md += [""] + [f"![{p}]({p})" for p in plots]

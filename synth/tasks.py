@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-
 from recagent.tools.data import LeaveOneOutSplit
 
 
@@ -92,9 +91,7 @@ class TaskSampler:
             if test_item is None:
                 raise ValueError(f"user {uid} has no test item")
             return UserTask(u, uid, "test", tuple(items.tolist()), tuple(ratings.tolist()), int(test_item), held)
-        return UserTask(
-            u, uid, "train", tuple(items[:-1].tolist()), tuple(ratings[:-1].tolist()), int(items[-1]), held
-        )
+        return UserTask(u, uid, "train", tuple(items[:-1].tolist()), tuple(ratings[:-1].tolist()), int(items[-1]), held)
 
     def sample(self, side: str, rng: random.Random) -> UserTask:
         """A random task on ``side``."""

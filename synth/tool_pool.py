@@ -38,11 +38,17 @@ NAME_SYNONYMS: dict[str, list[str]] = {
     "similar_items": ["similar_{n}", "more_like_these", "find_related_{n}", "neighbours_of", "related_items"],
     "popular_items": ["popular_{n}", "top_{n}", "trending_{n}", "most_watched", "bestsellers"],
     "rank_items": ["rank_{n}", "score_candidates", "order_for_user", "personal_ranking", "sort_by_taste"],
-    "rank_by_preference": ["rank_with_preferences", "rerank_{n}", "preference_ranking", "tailor_ranking", "rank_by_taste"],
+    "rank_by_preference": [
+        "rank_with_preferences",
+        "rerank_{n}",
+        "preference_ranking",
+        "tailor_ranking",
+        "rank_by_taste",
+    ],
     "get_item": ["get_{s}", "item_details", "lookup_title", "{s}_info", "find_{s}"],
     "get_user_history": ["user_history", "get_watch_history", "recent_{n}_of_user", "user_activity", "history_of"],
     "get_candidates": ["show_candidates", "read_set", "get_saved_{n}", "candidate_set", "list_saved"],
-}  # fmt: skip
+}
 
 # Alternative parameter names (the core name is kept in the variant's mapping).
 PARAM_SYNONYMS: dict[str, list[str]] = {
@@ -68,27 +74,44 @@ PARAM_SYNONYMS: dict[str, list[str]] = {
 
 # Description rewrites per core tool ("{s}"/"{n}" are the domain nouns); ToolACE's "different descriptions".
 DESCRIPTIONS: dict[str, list[str]] = {
-    "search_items": ["Find {n} whose title, year and genres match a free-text description.",
-                     "Semantic search of the {s} catalog by what the user describes in words."],
-    "filter_items": ["List {n} with given genres and release years, optionally unseen by a user.",
-                     "Browse the catalog by genre and era; results ordered by popularity unless told otherwise."],
-    "retrieve_for_user": ["Personalised {s} recommendations for a known user, from their past activity.",
-                          "Suggest {n} a given user has not seen yet, using a trained recommender."],
-    "similar_items": ["Find {n} similar to the given ones (people who liked these also liked...).",
-                      "Neighbours of one or more {n}, by co-consumption or by description."],
-    "popular_items": ["The most popular {n}, overall or in one genre.",
-                      "Top {n} by number of interactions, optionally for a single genre."],
-    "rank_items": ["Order candidate {n} by how much a user (or a history of liked {n}) would like them.",
-                   "Score and sort a list of candidate {n} for a user with a recommender."],
-    "rank_by_preference": ["Rank candidate {n} for a user, boosting wanted genres or an era.",
-                           "Re-rank candidates mixing the recommender with stated likes and dislikes."],
-    "get_item": ["Details of one {s} by id or by (approximate) title.",
-                 "Look up a {s}: title, year, genres and popularity."],
-    "get_user_history": ["The {n} a user interacted with most recently, and their favourite genres.",
-                         "Recent activity of a user, newest last."],
-    "get_candidates": ["Show the {n} of a candidate set saved earlier.",
-                       "Read back a saved list of candidate {n}."],
-}  # fmt: skip
+    "search_items": [
+        "Find {n} whose title, year and genres match a free-text description.",
+        "Semantic search of the {s} catalog by what the user describes in words.",
+    ],
+    "filter_items": [
+        "List {n} with given genres and release years, optionally unseen by a user.",
+        "Browse the catalog by genre and era; results ordered by popularity unless told otherwise.",
+    ],
+    "retrieve_for_user": [
+        "Personalised {s} recommendations for a known user, from their past activity.",
+        "Suggest {n} a given user has not seen yet, using a trained recommender.",
+    ],
+    "similar_items": [
+        "Find {n} similar to the given ones (people who liked these also liked...).",
+        "Neighbours of one or more {n}, by co-consumption or by description.",
+    ],
+    "popular_items": [
+        "The most popular {n}, overall or in one genre.",
+        "Top {n} by number of interactions, optionally for a single genre.",
+    ],
+    "rank_items": [
+        "Order candidate {n} by how much a user (or a history of liked {n}) would like them.",
+        "Score and sort a list of candidate {n} for a user with a recommender.",
+    ],
+    "rank_by_preference": [
+        "Rank candidate {n} for a user, boosting wanted genres or an era.",
+        "Re-rank candidates mixing the recommender with stated likes and dislikes.",
+    ],
+    "get_item": [
+        "Details of one {s} by id or by (approximate) title.",
+        "Look up a {s}: title, year, genres and popularity.",
+    ],
+    "get_user_history": [
+        "The {n} a user interacted with most recently, and their favourite genres.",
+        "Recent activity of a user, newest last.",
+    ],
+    "get_candidates": ["Show the {n} of a candidate set saved earlier.", "Read back a saved list of candidate {n}."],
+}
 
 LIST_TOOLS = {"search_items", "filter_items", "retrieve_for_user", "similar_items", "popular_items"}
 GENRE_PARAMS = {"genres": "array", "genre": "string", "prefer_genres": "array", "avoid_genres": "array"}
@@ -110,22 +133,48 @@ def _obj(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
 
 _S, _I = {"type": "string"}, {"type": "integer"}
 DISTRACTORS: tuple[Distractor, ...] = (
-    Distractor("get_showtimes", "tickets", "Cinema showtimes for a {s} in a city on a date.",
-               _obj({"item_id": _S, "city": _S, "date": {"type": "string", "format": "date"}}, ["item_id", "city"])),
-    Distractor("book_tickets", "tickets", "Book seats for a showtime.",
-               _obj({"showtime_id": _S, "seats": {"type": "integer", "minimum": 1}}, ["showtime_id", "seats"])),
+    Distractor(
+        "get_showtimes",
+        "tickets",
+        "Cinema showtimes for a {s} in a city on a date.",
+        _obj({"item_id": _S, "city": _S, "date": {"type": "string", "format": "date"}}, ["item_id", "city"]),
+    ),
+    Distractor(
+        "book_tickets",
+        "tickets",
+        "Book seats for a showtime.",
+        _obj({"showtime_id": _S, "seats": {"type": "integer", "minimum": 1}}, ["showtime_id", "seats"]),
+    ),
     Distractor("get_reviews", "reviews", "Critic reviews of a {s}.", _obj({"item_id": _S, "limit": _I}, ["item_id"])),
-    Distractor("add_to_watchlist", "watchlist", "Add a {s} to a user's saved list.",
-               _obj({"user_id": _S, "item_id": _S}, ["user_id", "item_id"])),
-    Distractor("rate_item", "rating", "Store a user's rating of a {s}.",
-               _obj({"user_id": _S, "item_id": _S, "stars": {"type": "integer", "minimum": 1, "maximum": 5}},
-                    ["user_id", "item_id", "stars"])),
-    Distractor("check_streaming", "streaming", "Where a {s} can be streamed in a country.",
-               _obj({"item_id": _S, "country": _S}, ["item_id", "country"])),
+    Distractor(
+        "add_to_watchlist",
+        "watchlist",
+        "Add a {s} to a user's saved list.",
+        _obj({"user_id": _S, "item_id": _S}, ["user_id", "item_id"]),
+    ),
+    Distractor(
+        "rate_item",
+        "rating",
+        "Store a user's rating of a {s}.",
+        _obj(
+            {"user_id": _S, "item_id": _S, "stars": {"type": "integer", "minimum": 1, "maximum": 5}},
+            ["user_id", "item_id", "stars"],
+        ),
+    ),
+    Distractor(
+        "check_streaming",
+        "streaming",
+        "Where a {s} can be streamed in a country.",
+        _obj({"item_id": _S, "country": _S}, ["item_id", "country"]),
+    ),
     Distractor("get_cast", "cast", "Cast and crew of a {s}.", _obj({"item_id": _S}, ["item_id"])),
-    Distractor("buy_item", "purchase", "Buy a copy of a {s}.",
-               _obj({"item_id": _S, "quantity": {"type": "integer", "minimum": 1}}, ["item_id"])),
-)  # fmt: skip
+    Distractor(
+        "buy_item",
+        "purchase",
+        "Buy a copy of a {s}.",
+        _obj({"item_id": _S, "quantity": {"type": "integer", "minimum": 1}}, ["item_id"]),
+    ),
+)
 
 
 @dataclass
@@ -214,12 +263,23 @@ def build_pool(
         out += [_with(v, heldout=i in held) for i, v in enumerate(evolved)]
         variants[core] = out
     distractors = [
-        ToolVariant(d.name, None, "distractor", "movies", {
-            "type": "function",
-            "function": {"name": d.name, "description": _domain_text(d.description, "movies"), "parameters": d.parameters},
-        }, topic=d.topic)
+        ToolVariant(
+            d.name,
+            None,
+            "distractor",
+            "movies",
+            {
+                "type": "function",
+                "function": {
+                    "name": d.name,
+                    "description": _domain_text(d.description, "movies"),
+                    "parameters": d.parameters,
+                },
+            },
+            topic=d.topic,
+        )
         for d in DISTRACTORS
-    ]  # fmt: skip
+    ]
     return ToolPool(variants, distractors)
 
 
@@ -227,7 +287,9 @@ def _with(v: ToolVariant, **changes: Any) -> ToolVariant:
     return ToolVariant(**{**v.__dict__, **changes})
 
 
-def _evolve(core: str, fn: dict[str, Any], name: str, domain: str, genres: list[str], rng: random.Random) -> ToolVariant:
+def _evolve(
+    core: str, fn: dict[str, Any], name: str, domain: str, genres: list[str], rng: random.Random
+) -> ToolVariant:
     params = copy.deepcopy(fn["parameters"])
     props: dict[str, Any] = params.get("properties", {})
     required: list[str] = list(params.get("required", []))
@@ -250,11 +312,17 @@ def _evolve(core: str, fn: dict[str, Any], name: str, domain: str, genres: list[
         new_props[offered] = pschema
     if core in LIST_TOOLS and rng.random() < 0.35 and EXCLUDE_PARAM not in taken:
         new_props[EXCLUDE_PARAM] = {
-            "type": "array", "items": {"type": "string"}, "maxItems": 50,
+            "type": "array",
+            "items": {"type": "string"},
+            "maxItems": 50,
             "description": f"{DOMAIN_NOUNS[domain][1]} to leave out of the result (ids)",
-        }  # fmt: skip
+        }
     required = [next((o for o, c in renames.items() if c == r), r) for r in required]
-    description = _domain_text(rng.choice(DESCRIPTIONS[core]), domain) if core in DESCRIPTIONS and rng.random() < 0.7 else _retarget(fn["description"], domain)
+    description = (
+        _domain_text(rng.choice(DESCRIPTIONS[core]), domain)
+        if core in DESCRIPTIONS and rng.random() < 0.7
+        else _retarget(fn["description"], domain)
+    )
     parameters = {"type": "object", "properties": new_props, "required": required, "additionalProperties": False}
     schema = {"type": "function", "function": {"name": name, "description": description, "parameters": parameters}}
     return ToolVariant(name, core, "evolved", domain, schema, params=renames)

@@ -17,7 +17,6 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-
 from recagent.agents.grounding import ground_answer
 from recagent.agents.prompt_format import strict_call_json
 from recagent.synth.sample import KINDS, CheckResult, Sample, Verification
@@ -74,7 +73,9 @@ def variants_of(sample: Sample) -> dict[str, ToolVariant]:
     for t in sample.tools:
         name = t.get("function", {}).get("name") if isinstance(t, dict) else None
         if isinstance(name, str):
-            out[name] = ToolVariant.from_record(t, sample.tool_variants.get(name, {"core": None, "origin": "distractor"}))
+            out[name] = ToolVariant.from_record(
+                t, sample.tool_variants.get(name, {"core": None, "origin": "distractor"})
+            )
     return out
 
 
@@ -147,7 +148,9 @@ def infer_kind(sample: Sample) -> str:
         return "no_tool"
     first_call_msg = traces[0].message
     first_user = next((i for i, m in enumerate(sample.messages) if m.get("role") == "user"), 0)
-    if any(m.get("role") == "assistant" and not m.get("tool_calls") for m in sample.messages[first_user:first_call_msg]):
+    if any(
+        m.get("role") == "assistant" and not m.get("tool_calls") for m in sample.messages[first_user:first_call_msg]
+    ):
         return "clarify"
     call_messages = {t.message for t in traces}
     if any(t.deps for t in traces) or len(call_messages) > 1:
@@ -314,8 +317,12 @@ def check_ids_from_results(sample: Sample, ctx: VerifyContext) -> tuple[bool, st
         for t in by_msg.get(mi, []):
             for key in ITEM_FIELDS:
                 for val in _as_list(t.core_arguments.get(key)):
-                    if str(val) not in seen_ids and f"[{val}]" not in said and f"id {val}" not in said \
-                            and str(val) not in given_item_ids(said):
+                    if (
+                        str(val) not in seen_ids
+                        and f"[{val}]" not in said
+                        and f"id {val}" not in said
+                        and str(val) not in given_item_ids(said)
+                    ):
                         return False, f"{t.name}: item id {val!r} did not come from an earlier tool result"
             for key in SET_FIELDS | ({SET_READERS[t.core]} if t.core in SET_READERS else set()):
                 name = t.core_arguments.get(key)
@@ -372,7 +379,11 @@ def check_same_result(sample: Sample, ctx: VerifyContext) -> tuple[bool, str]:
     for t, out in _replay(sample, ctx):
         recorded = tool_msgs.get(t.call_id)
         # both what the model read and the structured result behind it must be what the tool gives now
-        same = recorded is not None and recorded.get("content") == out.content() and recorded_result(recorded) == out.payload()
+        same = (
+            recorded is not None
+            and recorded.get("content") == out.content()
+            and recorded_result(recorded) == out.payload()
+        )
         if not same:
             return False, f"{t.name}: re-running gives a different result than the recorded one"
     return True, ""

@@ -35,8 +35,12 @@ class FirstListedPolicy(BaseChatModel):
             return AIMessage(json.dumps(re.findall(r"^\[([^\]]+)\]", system, re.M)[:10]))
         # "acting for user 63 of the ..." (list-wise) or "the user is user_id 63 of the dataset" (chat)
         user = re.search(r"\buser(?:_id)? (\S+) of\b", system).group(1)
-        return AIMessage("", tool_calls=[{"name": "retrieve_for_user", "args": {"user_id": user, "k": 10},
-                                          "id": "c1", "type": "tool_call"}])  # fmt: skip
+        return AIMessage(
+            "",
+            tool_calls=[
+                {"name": "retrieve_for_user", "args": {"user_id": user, "k": 10}, "id": "c1", "type": "tool_call"}
+            ],
+        )
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
         msg = self._step(messages)

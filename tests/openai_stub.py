@@ -10,14 +10,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 def completion(message: dict) -> dict:
     return {
-        "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": "stub",
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": "stub",
         "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-    }  # fmt: skip
+    }
 
 
 def tool_call_message(name: str, arguments: str, call_id: str = "call_1") -> dict:
-    return {"content": None, "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]}
+    return {
+        "content": None,
+        "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}],
+    }
 
 
 class Stub:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.messages.utils import count_tokens_approximately
-
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.config import PolicyConfig
 from recagent.agents.context import FEEDBACK, trim_turns
@@ -13,8 +12,12 @@ from recagent.agents.policies.scripted import EchoPolicy
 
 def _turn(n: int, words: int = 60) -> list:
     call = {"name": "popular_items", "args": {"k": 5}, "id": f"c{n}", "type": "tool_call"}
-    return [HumanMessage(f"turn {n} " + "word " * words), AIMessage("", tool_calls=[call]),
-            ToolMessage('{"items": []}', tool_call_id=f"c{n}"), AIMessage(f"answer {n}")]  # fmt: skip
+    return [
+        HumanMessage(f"turn {n} " + "word " * words),
+        AIMessage("", tool_calls=[call]),
+        ToolMessage('{"items": []}', tool_call_id=f"c{n}"),
+        AIMessage(f"answer {n}"),
+    ]
 
 
 def test_trim_keeps_whole_recent_turns_and_the_current_one():

@@ -6,11 +6,11 @@ import json
 
 import pytest
 from langchain_core.messages import AIMessage
-
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.policies.scripted import ScriptedPolicy, call, tool_calls
-from recagent.errors import RecagentError
 from recagent.tools.env import ToolEnv, ToolEnvConfig
+
+from recagent.errors import RecagentError
 
 
 @pytest.fixture()
@@ -34,13 +34,20 @@ def last_tool_items(messages, n=3):
 
 
 def test_parallel_calls_run_and_are_traced(env, tmp_path):
-    agent, policy = make_agent(env, tmp_path, [
-        tool_calls(call("popular_items", {"k": 3}, "c1"), call("retrieve_for_user", {"user_id": 5, "k": 4}, "c2")),
-        last_tool_items,
-    ])  # fmt: skip
+    agent, policy = make_agent(
+        env,
+        tmp_path,
+        [
+            tool_calls(call("popular_items", {"k": 3}, "c1"), call("retrieve_for_user", {"user_id": 5, "k": 4}, "c2")),
+            last_tool_items,
+        ],
+    )
     r = agent.chat("something good", session="s")
     calls = [s for s in r.trace if s.kind == "tool_call"]
-    assert [(s.tool, s.call_id, s.valid) for s in calls] == [("popular_items", "c1", True), ("retrieve_for_user", "c2", True)]
+    assert [(s.tool, s.call_id, s.valid) for s in calls] == [
+        ("popular_items", "c1", True),
+        ("retrieve_for_user", "c2", True),
+    ]
     assert len(calls[1].result_item_ids) == 4 and calls[0].result_summary.startswith("3 items:")
     assert r.trace[-1].kind == "answer" and len(r.recommended) == 3
     assert set(r.recommended) <= set(calls[1].result_item_ids)
@@ -49,29 +56,54 @@ def test_parallel_calls_run_and_are_traced(env, tmp_path):
 
 
 def test_invalid_calls_come_back_as_tool_errors(env, tmp_path):
-    bad = AIMessage("", invalid_tool_calls=[{"name": "popular_items", "args": "{k: 3", "id": "bad1", "error": "bad JSON", "type": "invalid_tool_call"}])
-    agent, policy = make_agent(env, tmp_path, [
-        tool_calls(call("teleport", {}, "t1"), call("popular_items", {"k": 500}, "t2"), call("filter_items", {"genres": ["Jazz"]}, "t3")),
-        bad,
-        tool_calls(call("popular_items", {"k": 2}, "ok")),
-        last_tool_items,
-    ])  # fmt: skip
+    bad = AIMessage(
+        "",
+        invalid_tool_calls=[
+            {"name": "popular_items", "args": "{k: 3", "id": "bad1", "error": "bad JSON", "type": "invalid_tool_call"}
+        ],
+    )
+    agent, policy = make_agent(
+        env,
+        tmp_path,
+        [
+            tool_calls(
+                call("teleport", {}, "t1"),
+                call("popular_items", {"k": 500}, "t2"),
+                call("filter_items", {"genres": ["Jazz"]}, "t3"),
+            ),
+            bad,
+            tool_calls(call("popular_items", {"k": 2}, "ok")),
+            last_tool_items,
+        ],
+    )
     r = agent.chat("hi", session="s")
     kinds = [(s.kind, s.tool, s.valid) for s in r.trace]
-    assert kinds[:4] == [("tool_call", "teleport", False), ("tool_call", "popular_items", False),
-                         ("tool_call", "filter_items", False), ("invalid_call", "popular_items", False)]  # fmt: skip
+    assert kinds[:4] == [
+        ("tool_call", "teleport", False),
+        ("tool_call", "popular_items", False),
+        ("tool_call", "filter_items", False),
+        ("invalid_call", "popular_items", False),
+    ]
     errors = {m.tool_call_id: m.artifact for m in policy.calls[1] if m.type == "tool"}
-    assert errors["t1"]["error"] == "unknown_tool" and errors["t2"]["field"] == "k" and "valid genres" in errors["t3"]["message"]
+    assert (
+        errors["t1"]["error"] == "unknown_tool"
+        and errors["t2"]["field"] == "k"
+        and "valid genres" in errors["t3"]["message"]
+    )
     assert [m for m in policy.calls[2] if m.type == "tool"][-1].artifact["error"] == "invalid_call"
     assert r.recommended and r.trace[-1].kind == "answer"
 
 
 def test_hallucinated_items_are_sent_back_then_fixed(env, tmp_path):
-    agent, policy = make_agent(env, tmp_path, [
-        tool_calls(call("popular_items", {"k": 3})),
-        AIMessage("Watch Imaginary Film (1999) and [2] and [424242]."),
-        last_tool_items,
-    ])  # fmt: skip
+    agent, policy = make_agent(
+        env,
+        tmp_path,
+        [
+            tool_calls(call("popular_items", {"k": 3})),
+            AIMessage("Watch Imaginary Film (1999) and [2] and [424242]."),
+            last_tool_items,
+        ],
+    )
     r = agent.chat("hi", session="s")
     rejected = [s for s in r.trace if s.kind == "rejected_answer"]
     assert len(rejected) == 1 and "Imaginary Film (1999)" in rejected[0].error and "[424242]" in rejected[0].error
@@ -99,11 +131,15 @@ def test_budget_ends_in_an_answer_from_the_latest_result(env, tmp_path):
 
 def test_a_tool_raising_is_an_internal_error_not_a_crash(env, tmp_path, monkeypatch):
     monkeypatch.setattr(ToolEnv, "score", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("model file vanished")))
-    agent, policy = make_agent(env, tmp_path, [
-        tool_calls(call("rank_items", {"user_id": 1, "item_ids": [1, 2]})),
-        tool_calls(call("popular_items", {"k": 2})),
-        last_tool_items,
-    ])  # fmt: skip
+    agent, policy = make_agent(
+        env,
+        tmp_path,
+        [
+            tool_calls(call("rank_items", {"user_id": 1, "item_ids": [1, 2]})),
+            tool_calls(call("popular_items", {"k": 2})),
+            last_tool_items,
+        ],
+    )
     r = agent.chat("hi", session="s")
     assert r.trace[0].valid is False and "model file vanished" in r.trace[0].error
     assert r.recommended
@@ -115,9 +151,14 @@ def test_sessions_persist_across_restarts_and_stay_apart(env, tmp_path):
     agent.chat("first", session="alice", user_id="3")
     agent.close()
     # a new process would build a new Agent on the same database
-    again, policy = make_agent(env, tmp_path, [
-        tool_calls(call("rank_items", {"user_id": 3, "candidates": "pop5", "k": 2})), last_tool_items,
-    ])  # fmt: skip
+    again, policy = make_agent(
+        env,
+        tmp_path,
+        [
+            tool_calls(call("rank_items", {"user_id": 3, "candidates": "pop5", "k": 2})),
+            last_tool_items,
+        ],
+    )
     r = again.chat("second", session="alice")
     assert r.trace[0].valid, r.trace[0].error  # the candidate set saved in turn 1 survived the restart
     seen = [m.content for m in policy.calls[0] if m.type == "human"]
@@ -146,9 +187,17 @@ def test_listwise_returns_k_catalog_ids(env, tmp_path):
         items = next(m for m in reversed(messages) if m.type == "tool").artifact["items"]
         return AIMessage(json.dumps([int(it["item_id"]) for it in items[:3]]))  # fewer than k
 
-    agent, policy = make_agent(env, tmp_path, [
-        tool_calls(call("retrieve_for_user", {"user_id": 7, "k": 8})), answer, answer,
-    ], k=5, max_steps=3)  # fmt: skip
+    agent, policy = make_agent(
+        env,
+        tmp_path,
+        [
+            tool_calls(call("retrieve_for_user", {"user_id": 7, "k": 8})),
+            answer,
+            answer,
+        ],
+        k=5,
+        max_steps=3,
+    )
     r = agent.recommend("7", k=5)
     assert len(r.recommended) == 5 and len(set(r.recommended)) == 5
     assert all(i in env.catalog.index_of for i in r.recommended)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.config import PolicyConfig
 

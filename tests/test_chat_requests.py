@@ -50,18 +50,25 @@ def trained(ml100k_split, tmp_path_factory):
     from recagent.tools.recommenders import train
 
     root = tmp_path_factory.mktemp("chat-models")
-    return {name: (train(ml100k_split, name, {}, out_dir=root / name, show_progress=False)[0], root / name)
-            for name in ("pop", "itemknn")}  # fmt: skip
+    return {
+        name: (train(ml100k_split, name, {}, out_dir=root / name, show_progress=False)[0], root / name)
+        for name in ("pop", "itemknn")
+    }
 
 
 @pytest.fixture(scope="module")
 def chat_env(ml100k, ml100k_split, trained, tmp_path_factory):
     """ML-100K tools over pop + ItemKNN, with the text index (copied from the user's cache when it is there)."""
-    from recagent import paths
     from recagent.tools.env import TEXT_INDEX, ToolEnv, ToolEnvConfig
 
-    env = ToolEnv(ml100k, ml100k_split, {n: m for n, (m, _) in trained.items()},
-                  ToolEnvConfig(models=["pop", "itemknn"], default_model="itemknn"))  # fmt: skip
+    from recagent import paths
+
+    env = ToolEnv(
+        ml100k,
+        ml100k_split,
+        {n: m for n, (m, _) in trained.items()},
+        ToolEnvConfig(models=["pop", "itemknn"], default_model="itemknn"),
+    )
     home = tmp_path_factory.mktemp("chat-home")
     cached = paths.index_dir(ml100k.name, TEXT_INDEX)  # resolved before any test moves RECAGENT_HOME
     if (cached / "texts.sha256").is_file():
@@ -85,19 +92,33 @@ def test_the_packaged_set_loads_and_covers_what_it_should(requests):
     assert len(requests) >= 90 and len({r.id for r in requests}) == len(requests)
     assert sum(r.no_tool for r in requests) >= 12
     kinds = {r.kind for r in requests}
-    assert {"no_tool", "personal", "history", "lookup", "similar", "popular", "attributes", "negative", "mood", "rank",
-            "followup"} <= kinds  # fmt: skip
+    assert {
+        "no_tool",
+        "personal",
+        "history",
+        "lookup",
+        "similar",
+        "popular",
+        "attributes",
+        "negative",
+        "mood",
+        "rank",
+        "followup",
+    } <= kinds
     assert sum(bool(r.context) for r in requests) >= 3
     assert sum(bool(r.constraints.genres_none) for r in requests) >= 5
     assert sum(bool(r.constraints.among) for r in requests) >= 5
     # texts are all different, also after normalisation (no request is a copy of another)
     assert len({normalise_text(r.text) for r in requests}) == len(requests)
-    assert not [x for x in find_request_leaks([r.text for r in requests], requests) if x.request_id != requests[x.index].id]
+    assert not [
+        x for x in find_request_leaks([r.text for r in requests], requests) if x.request_id != requests[x.index].id
+    ]
 
 
 def test_every_accepted_call_is_a_real_tool_call_that_runs_on_ml100k(requests, chat_env):
-    from recagent.heldout_requests import check_against_catalog
     from recagent.tools.recommender_tools import build_registry
+
+    from recagent.heldout_requests import check_against_catalog
 
     catalog = chat_env.catalog
     check_against_catalog(requests, catalog.all_genres, catalog.ids, chat_env.dataset.users.ids)
@@ -124,17 +145,27 @@ def test_every_accepted_call_is_a_real_tool_call_that_runs_on_ml100k(requests, c
     [
         ("requests: [\n  - id: a\n    text: [unclosed\n", "not valid YAML"),
         ("just: a mapping\n", "non-empty 'requests' list"),
-        ("requests:\n  - id: bad-1\n    text: hi\n    accepted_first_calls: [{no_tool: true, tool: get_item}]\n",
-         "request bad-1: accepted_first_calls.0"),
-        ("requests:\n  - id: bad-2\n    text: hi\n    accepted_first_calls: [{tool: get_item}]\n    colour: red\n",
-         "request bad-2: colour: Extra inputs are not permitted"),
-        ("requests:\n  - id: bad-3\n    text: hi\n    accepted_first_calls: [{tool: filter_items}]\n"
-         "    constraints: {year_min: 1990, year_max: 1980}\n", "request bad-3: constraints: year_min (1990) is after year_max"),
-        ("requests:\n  - {id: x, text: a, accepted_first_calls: [{no_tool: true}]}\n"
-         "  - {id: x, text: b, accepted_first_calls: [{no_tool: true}]}\n", "request x: the id is used twice"),
+        (
+            "requests:\n  - id: bad-1\n    text: hi\n    accepted_first_calls: [{no_tool: true, tool: get_item}]\n",
+            "request bad-1: accepted_first_calls.0",
+        ),
+        (
+            "requests:\n  - id: bad-2\n    text: hi\n    accepted_first_calls: [{tool: get_item}]\n    colour: red\n",
+            "request bad-2: colour: Extra inputs are not permitted",
+        ),
+        (
+            "requests:\n  - id: bad-3\n    text: hi\n    accepted_first_calls: [{tool: filter_items}]\n"
+            "    constraints: {year_min: 1990, year_max: 1980}\n",
+            "request bad-3: constraints: year_min (1990) is after year_max",
+        ),
+        (
+            "requests:\n  - {id: x, text: a, accepted_first_calls: [{no_tool: true}]}\n"
+            "  - {id: x, text: b, accepted_first_calls: [{no_tool: true}]}\n",
+            "request x: the id is used twice",
+        ),
         ("requests:\n  - {text: a}\n", "request #1: id: Field required"),
     ],
-)  # fmt: skip
+)
 def test_a_malformed_file_is_one_line_naming_the_entry(tmp_path, text, needle):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -159,8 +190,13 @@ def test_the_leak_check_catches_exact_and_near_copies_and_passes_other_texts(by_
     inside = idx.match("Hello there! for user 276: ten recommendations, no horror please. Thanks a lot")
     assert inside is not None and (inside.request_id, inside.kind) == ("user-09", "contains")
     # the same template with other slots, another user, and unrelated texts are no copies
-    for text in ("I'm user 43, what should I read tonight?", "User 12. Recommend a comedy from the 80s I have not seen",
-                 "Can you suggest a funny film?", "thanks!", "Recommend me some crime movies, please."):  # fmt: skip
+    for text in (
+        "I'm user 43, what should I read tonight?",
+        "User 12. Recommend a comedy from the 80s I have not seen",
+        "Can you suggest a funny film?",
+        "thanks!",
+        "Recommend me some crime movies, please.",
+    ):
         assert idx.match(text) is None, text
     leaks = find_request_leaks(["nothing to see here", "KNOW any good knock knock jokes??"], list(by_id.values()))
     assert [(x.index, x.request_id) for x in leaks] == [(1, "notool-04")]
@@ -191,7 +227,12 @@ def test_sft_and_eval_refuse_training_rows_that_copy_a_request(tmp_path, by_id):
     from recagent.rl.sft import SFTDataError, check_no_leakage
     from recagent.tools.data.split import LeakageError
 
-    ok = {"messages": [{"role": "user", "content": "a light comedy for tonight"}, {"role": "assistant", "content": "Sure."}]}
+    ok = {
+        "messages": [
+            {"role": "user", "content": "a light comedy for tonight"},
+            {"role": "assistant", "content": "Sure."},
+        ]
+    }
     bad = {"messages": [{"role": "system", "content": "tools"}, {"role": "user", "content": by_id["rank-03"].text}]}
     check_no_leakage(tmp_path, [ok], [])  # clean rows pass
     with pytest.raises(SFTDataError, match=r"line 2: a user turn copies held-out chat request rank-03 \(exact\)") as e:
@@ -213,7 +254,9 @@ def test_call_matching_normalises_ids_genres_titles_defaults_and_tool_variants(c
     alt = AcceptedCall(tool="filter_items", args={"genres": ["Crime", "Thriller"], "year_min": 1990})
     assert call_matches("filter_items", {"genres": ["thriller", "crime"], "year_min": "1990", "k": 3}, alt, defaults)
     assert not call_matches("filter_items", {"genres": ["Crime"], "year_min": 1990}, alt, defaults)
-    assert not call_matches("filter_items", {"genres": ["Crime", "Thriller"]}, alt, defaults)  # default year_min is None
+    assert not call_matches(
+        "filter_items", {"genres": ["Crime", "Thriller"]}, alt, defaults
+    )  # default year_min is None
     assert not call_matches("popular_items", {"genre": "Crime"}, alt, defaults)
     k10 = AcceptedCall(tool="retrieve_for_user", args={"user_id": 276, "k": 10})
     assert call_matches("retrieve_for_user", {"user_id": "276"}, k10, defaults)  # k left out = the tool's 10
@@ -233,6 +276,7 @@ def test_call_matching_normalises_ids_genres_titles_defaults_and_tool_variants(c
 
 def test_each_constraint_is_checked_on_catalog_metadata(chat_env):
     from recagent.evaluation.chat_requests import ConstraintChecker
+
     from recagent.heldout_requests import ItemConstraints as C
 
     ok = ConstraintChecker(chat_env).item_satisfies
@@ -240,12 +284,16 @@ def test_each_constraint_is_checked_on_catalog_metadata(chat_env):
     assert ok("50", C(genres_any=["Comedy", "War"])) and not ok("50", C(genres_any=["Comedy"]))
     assert ok("50", C(genres_all=["Action", "Sci-Fi"])) and not ok("50", C(genres_all=["Action", "Comedy"]))
     assert ok("50", C(genres_none=["Horror"])) and not ok("50", C(genres_none=["Horror", "War"]))
-    assert ok("50", C(year_min=1977, year_max=1977)) and not ok("50", C(year_min=1978)) and not ok("50", C(year_max=1976))
+    assert (
+        ok("50", C(year_min=1977, year_max=1977)) and not ok("50", C(year_min=1978)) and not ok("50", C(year_max=1976))
+    )
     assert ok("50", C(among=["181", "50"])) and not ok("50", C(among=["181"]))
-    watched = chat_env.dataset.users.ids[next(u for u in range(chat_env.dataset.n_users)
-                                              if chat_env.catalog.index_of["50"] in chat_env.seen(u))]  # fmt: skip
-    unseen = chat_env.dataset.users.ids[next(u for u in range(chat_env.dataset.n_users)
-                                             if chat_env.catalog.index_of["50"] not in chat_env.seen(u))]  # fmt: skip
+    watched = chat_env.dataset.users.ids[
+        next(u for u in range(chat_env.dataset.n_users) if chat_env.catalog.index_of["50"] in chat_env.seen(u))
+    ]
+    unseen = chat_env.dataset.users.ids[
+        next(u for u in range(chat_env.dataset.n_users) if chat_env.catalog.index_of["50"] not in chat_env.seen(u))
+    ]
     assert not ok("50", C(unseen_by=watched)) and ok("50", C(unseen_by=unseen))
     no_year = chat_env.catalog.ids[int((chat_env.catalog.years == 0).nonzero()[0][0])]
     assert ok(no_year, C()) and not ok(no_year, C(year_max=2100)) and not ok("no-such-item", C())
@@ -289,7 +337,9 @@ class ScriptedChat(BaseChatModel):
 def _more_like_the_second(messages):
     # only a policy that sees the seeded earlier turns knows which item "the second one" is
     seen = " ".join(m.content for m in messages[:-1] if isinstance(m.content, str))
-    return ("similar_items", {"item_ids": ["56"], "k": 3}) if "[56] Pulp Fiction" in seen else ("popular_items", {"k": 3})
+    return (
+        ("similar_items", {"item_ids": ["56"], "k": 3}) if "[56] Pulp Fiction" in seen else ("popular_items", {"k": 3})
+    )
 
 
 # request id -> the scripted first step; the comment says how it scores
@@ -298,8 +348,10 @@ PLAN = {
     "pop-06": ("popular_items", {"k": 4}),  # wrong (no genre); the 4 most popular are no comedies: 0 of 4
     "rank-01": ("rank_items", {"user_id": 12, "item_ids": ["258", "50", "181"]}),  # right; 3 of 3 among the given
     "item-02": ("get_item", {"title": "The Usual Suspects"}),  # right; no constraints
-    "attr-06": ("filter_items", {"genres": ["Crime", "Thriller"], "match": "all", "year_min": 1990, "year_max": 1999,
-                                 "k": 3}),  # right; 3 of 3  # fmt: skip
+    "attr-06": (
+        "filter_items",
+        {"genres": ["Crime", "Thriller"], "match": "all", "year_min": 1990, "year_max": 1999, "k": 3},
+    ),  # right; 3 of 3
     "ctx-02": _more_like_the_second,  # right only with the context seeded; no constraints
     "notool-04": "Why did the projector break up with the screen? It needed some space.",  # right: no call
     "notool-07": ("search_items", {"query": "goldfish"}),  # wrong: a call where none is needed
@@ -325,13 +377,24 @@ def test_scoring_a_scripted_policy_gives_the_hand_checked_numbers(scripted_agent
 
     checker, defaults = ConstraintChecker(chat_env), tool_defaults(build_registry(chat_env))
     rows = {rid: agent_answer(scripted_agent, by_id[rid]) for rid in PLAN}
-    assert all(r["error"] is None and r["unsupported_shipped"] == [] for r in rows.values()), {k: (r["error"], r["unsupported_shipped"]) for k, r in rows.items()}
+    assert all(r["error"] is None and r["unsupported_shipped"] == [] for r in rows.values()), {
+        k: (r["error"], r["unsupported_shipped"]) for k, r in rows.items()
+    }
     assert rows["ctx-02"]["first_step"][0]["tool"] == "similar_items"  # the earlier turns were seeded
     assert rows["notool-04"]["called"] is False and rows["notool-07"]["called"] is True
     scores = {rid: score_record(rows[rid], by_id[rid], checker, defaults) for rid in PLAN}
     assert {rid: s["first_call"] for rid, s in scores.items() if s["first_call"] is not None} == {
-        "user-04": True, "pop-06": False, "rank-01": True, "item-02": True, "attr-06": True, "ctx-02": True}
-    assert {rid: s["no_tool"] for rid, s in scores.items() if s["no_tool"] is not None} == {"notool-04": True, "notool-07": False}
+        "user-04": True,
+        "pop-06": False,
+        "rank-01": True,
+        "item-02": True,
+        "attr-06": True,
+        "ctx-02": True,
+    }
+    assert {rid: s["no_tool"] for rid, s in scores.items() if s["no_tool"] is not None} == {
+        "notool-04": True,
+        "notool-07": False,
+    }
     slots = {rid: (s["satisfied"], s["slots"]) for rid, s in scores.items() if s["slots"] is not None}
     assert slots == {"user-04": (5, 5), "pop-06": (0, 4), "rank-01": (3, 3), "attr-06": (3, 3)}
     assert rows["pop-06"]["recommended"] == ["50", "100", "181", "258"]
@@ -351,23 +414,46 @@ def test_the_baseline_recommends_from_the_model_or_popularity_and_ignores_the_te
     assert mine["source"] == "itemknn" and len(mine["recommended"]) == 10 and not set(mine["recommended"]) & seen
 
 
-def test_recagent_eval_runs_the_chat_requests_protocol_and_reports_it(scripted_agent, chat_env, trained, by_id, tmp_path):
+def test_recagent_eval_runs_the_chat_requests_protocol_and_reports_it(
+    scripted_agent, chat_env, trained, by_id, tmp_path
+):
     from recagent.evaluation.config import EvalConfig
     from recagent.evaluation.runner import RECORDS, run_eval
+
     from recagent.paths import model_dir
 
     for name, (_, folder) in trained.items():  # the leakage check reads each model's training digest
         shutil.copytree(folder, model_dir(chat_env.dataset.name, name))
     subset = tmp_path / "subset.yaml"
-    subset.write_text(yaml.safe_dump({"dataset": "ml-100k", "requests": [
-        by_id[rid].model_dump(mode="json", exclude_defaults=True) for rid in PLAN]}, sort_keys=False))  # fmt: skip
-    cfg = EvalConfig.build(dataset="ml-100k", part="valid", users=2, out=str(tmp_path / "ev"), protocols=["chat_requests"],
-                           baselines=["pop", "itemknn"], bootstrap=50, chat_requests_file=str(subset),
-                           chat_baseline_model="itemknn", agent={"tools": {"models": ["pop", "itemknn"],
-                                                                           "default_model": "itemknn"}})  # fmt: skip
+    subset.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": "ml-100k",
+                "requests": [by_id[rid].model_dump(mode="json", exclude_defaults=True) for rid in PLAN],
+            },
+            sort_keys=False,
+        )
+    )
+    cfg = EvalConfig.build(
+        dataset="ml-100k",
+        part="valid",
+        users=2,
+        out=str(tmp_path / "ev"),
+        protocols=["chat_requests"],
+        baselines=["pop", "itemknn"],
+        bootstrap=50,
+        chat_requests_file=str(subset),
+        chat_baseline_model="itemknn",
+        agent={"tools": {"models": ["pop", "itemknn"], "default_model": "itemknn"}},
+    )
     out = run_eval(cfg, env=chat_env, agent=scripted_agent, progress=False)
     res = json.loads((out / "results.json").read_text())["chat_requests"]
-    assert (res["n_requests"], res["tool_requests"], res["no_tool_requests"], res["constrained_requests"]) == (8, 6, 2, 4)
+    assert (res["n_requests"], res["tool_requests"], res["no_tool_requests"], res["constrained_requests"]) == (
+        8,
+        6,
+        2,
+        4,
+    )
     agent = res["systems"]["agent"]
     assert agent["first_call"]["mean"] == pytest.approx(5 / 6, abs=1e-4)
     assert agent["no_tool"]["mean"] == 0.5 and agent["first_step"]["mean"] == pytest.approx(6 / 8, abs=1e-4)
@@ -376,7 +462,10 @@ def test_recagent_eval_runs_the_chat_requests_protocol_and_reports_it(scripted_a
     assert 0 <= lo <= 11 / 15 <= hi <= 1
     assert agent["unsupported_shipped"]["unsupported"] == 0 and agent["errors"] == 0
     assert 0 < agent["latency_s"]["p50"]["mean"] <= agent["latency_s"]["p95"]["mean"]
-    assert agent["by_kind"]["no_tool"] == {"n": 2, "first_step": 0.5} and agent["first_step_misses"] == ["pop-06", "notool-07"]
+    assert agent["by_kind"]["no_tool"] == {"n": 2, "first_step": 0.5} and agent["first_step_misses"] == [
+        "pop-06",
+        "notool-07",
+    ]
     base = res["systems"]["itemknn+pop"]
     assert base["first_call"] is None and base["constrained_answers"] == 4 and base["slots"][1] == 40
     assert 0 <= base["constraint_satisfaction"]["mean"] < agent["constraint_satisfaction"]["mean"]

@@ -61,4 +61,3 @@ def test_tools_call_reports_tool_errors_as_json(real_ml100k_dir, capsys):
     assert main(["tools", "call", "popular_items", '{"genre": "Cartoon"}', "--models", "pop"]) == 1
     err = json.loads(capsys.readouterr().out)["error"]
     assert err["error"] == "invalid_value" and "valid genres" in err["message"]
-

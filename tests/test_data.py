@@ -5,13 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from recagent.tools.data import (
+    LeakageError,
+    LeaveOneOutSplit,
+    TableMapping,
+    leave_one_out,
+    load_dataset,
+    read_atomic,
+    read_movielens_raw,
+    read_table,
+)
+from recagent.tools.data.synthetic import write_atomic
 
 from recagent.errors import DataFormatError
-from recagent.tools.data import (
-    LeakageError, LeaveOneOutSplit, TableMapping, leave_one_out, load_dataset, read_atomic, read_movielens_raw,
-    read_table,
-)  # fmt: skip
-from recagent.tools.data.synthetic import write_atomic
 
 
 def _write(path, text):
@@ -82,8 +88,11 @@ def test_year_in_title_repairs_garbled_year(tmp_path):
     d = tmp_path / "y"
     d.mkdir()
     _write(d / "y.inter", "user_id:token\titem_id:token\ttimestamp:float\n1\t1\t10\n1\t2\t11\n")
-    _write(d / "y.item", "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
-           "1\tLand Before Time III (1995)\tV\tAnimation\n2\tX\tunknown\tunknown\n")  # fmt: skip
+    _write(
+        d / "y.item",
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+        "1\tLand Before Time III (1995)\tV\tAnimation\n2\tX\tunknown\tunknown\n",
+    )
     ds = read_atomic(d)
     assert ds.items.titles[0] == "Land Before Time III" and ds.items.years[0] == 1995
     assert ds.items.years[1] == 0 and ds.items.genres[1] == ()
@@ -93,7 +102,10 @@ def test_movielens_raw(tmp_path):
     genres = ["unknown", "Action", "Comedy"]
     _write(tmp_path / "u.genre", "\n".join(f"{g}|{i}" for i, g in enumerate(genres)) + "\n")
     _write(tmp_path / "u.data", "1\t10\t5\t100\n1\t11\t3\t200\n2\t10\t4\t150\n")
-    _write(tmp_path / "u.item", "10|Heat (1995)|01-Jan-1995||url|0|1|0\n11|Usual Suspects, The (1995)|01-Jan-1995||url|0|0|1\n")
+    _write(
+        tmp_path / "u.item",
+        "10|Heat (1995)|01-Jan-1995||url|0|1|0\n11|Usual Suspects, The (1995)|01-Jan-1995||url|0|0|1\n",
+    )
     _write(tmp_path / "u.user", "1|24|M|technician|85711\n2|53|F|other|94043\n")
     ds = read_movielens_raw(tmp_path)
     assert ds.items.titles == ["Heat", "Usual Suspects, The"]
@@ -130,11 +142,15 @@ def test_movielens_raw_errors_name_file_line_and_width(tmp_path, name, text, mes
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_table_reader_with_mapping(tmp_path, suffix):
-    df = pd.DataFrame({"uid": ["a", "a", "b"], "iid": ["x", "y", "x"], "when": ["2020-01-01", "2020-01-02", "2020-01-03"]})
+    df = pd.DataFrame(
+        {"uid": ["a", "a", "b"], "iid": ["x", "y", "x"], "when": ["2020-01-01", "2020-01-02", "2020-01-03"]}
+    )
     path = tmp_path / f"events{suffix}"
     df.to_csv(path, index=False) if suffix == ".csv" else df.to_parquet(path)
     items = tmp_path / "items.csv"
-    pd.DataFrame({"iid": ["x", "y"], "name": ["X", "Y"], "year": ["1999", "2001"], "tags": ["A|B", "B"]}).to_csv(items, index=False)
+    pd.DataFrame({"iid": ["x", "y"], "name": ["X", "Y"], "year": ["1999", "2001"], "tags": ["A|B", "B"]}).to_csv(
+        items, index=False
+    )
     m = TableMapping(user="uid", item="iid", timestamp="when", item_title="name", item_year="year", item_genres="tags")
     ds = read_table(path, m, items=items)
     assert ds.n_users == 2 and ds.n_items == 2
@@ -166,8 +182,10 @@ def test_leave_one_out_takes_last_events_by_time(synthetic, synthetic_split):
 def test_ties_keep_file_order_and_short_users_stay_in_training(tmp_path):
     d = tmp_path / "t"
     d.mkdir()
-    _write(d / "t.inter", "user_id:token\titem_id:token\ttimestamp:float\n"
-           "1\ta\t5\n1\tb\t5\n1\tc\t5\n1\td\t5\n2\ta\t1\n2\tb\t2\n")  # fmt: skip
+    _write(
+        d / "t.inter",
+        "user_id:token\titem_id:token\ttimestamp:float\n1\ta\t5\n1\tb\t5\n1\tc\t5\n1\td\t5\n2\ta\t1\n2\tb\t2\n",
+    )
     split = leave_one_out(read_atomic(d))
     ids = split.dataset.items.ids
     assert [ids[i] for i in split.test.items] == ["d"] and [ids[i] for i in split.valid.items] == ["c"]

@@ -171,9 +171,15 @@ def test_wrong_number_of_calls():
 
 @pytest.mark.parametrize(
     "text",
-    ['{"user_id": "120", "k": 10', "[1, 2]", '"120"', '{"user_id": "120", "user_id": "121"}',
-     '{"user_id": "120", "k": NaN}', ""],
-)  # fmt: skip
+    [
+        '{"user_id": "120", "k": 10',
+        "[1, 2]",
+        '"120"',
+        '{"user_id": "120", "user_id": "121"}',
+        '{"user_id": "120", "k": NaN}',
+        "",
+    ],
+)
 def test_unparsable_arguments(text):
     entry, calls = _find(lambda n, a: n == "retrieve_for_user")
     _fails(check_turn([PredictedCall(calls[0].name, text)], entry), "unparsable_arguments")
@@ -186,8 +192,14 @@ def test_missing_arguments_are_unparsable():
 
 def test_list_values_are_order_sensitive():
     def id_list(a):  # the name of an argument whose gold value is a list of two or more ids
-        return next((k for k, v in a.items() if v and isinstance(v[0], list) and len(v[0]) > 1
-                     and all(str(x).isdigit() for x in v[0])), None)  # fmt: skip
+        return next(
+            (
+                k
+                for k, v in a.items()
+                if v and isinstance(v[0], list) and len(v[0]) > 1 and all(str(x).isdigit() for x in v[0])
+            ),
+            None,
+        )
 
     entry, calls = _find(lambda n, a: id_list(a) is not None)
     key = id_list(entry["ground_truth"][0][next(iter(entry["ground_truth"][0]))])
@@ -252,9 +264,20 @@ FN = {
         "required": ["n"],
     },
 }
-GOLD = {"f": {"n": [10], "x": [10.0, 2.5], "flag": ["", True], "tags": ["", ["Sci-Fi", "war"]],
-              "grid": ["", [[1, 2], [3]]], "opts": ["", {"a": "New York"}], "mode": [""], "maybe": [""],
-              "either": ["", None], "free": [""]}}  # fmt: skip
+GOLD = {
+    "f": {
+        "n": [10],
+        "x": [10.0, 2.5],
+        "flag": ["", True],
+        "tags": ["", ["Sci-Fi", "war"]],
+        "grid": ["", [[1, 2], [3]]],
+        "opts": ["", {"a": "New York"}],
+        "mode": [""],
+        "maybe": [""],
+        "either": ["", None],
+        "free": [""],
+    }
+}
 BASE = {"n": 10, "x": 10.0}
 
 

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 from langchain_core.messages import AIMessage
-
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.policies.scripted import ScriptedPolicy, call, tool_calls
 from recagent.evaluation.protocols import ORDERS, build_requests, ordered, sample_cases, sample_negatives
@@ -26,7 +25,14 @@ def test_users_are_a_seeded_prefix_and_candidates_are_untouched_items(synthetic_
         assert len(set(neg)) == 15 and not set(neg) & touched and case.target not in neg
         assert neg == sample_negatives(synthetic_split, case, 15, seed=3)
     reqs = build_requests(synthetic_split, ten[:2], ["full", "position", "history"], 10, 16, [1, 3], seed=3)
-    assert [r.protocol for r in reqs[:6]] == ["full", "cand:shuffled", "cand:target_first", "cand:target_last", "hist:1", "hist:3"]
+    assert [r.protocol for r in reqs[:6]] == [
+        "full",
+        "cand:shuffled",
+        "cand:target_first",
+        "cand:target_last",
+        "hist:1",
+        "hist:3",
+    ]
     first, last, shuffled = reqs[2].candidates, reqs[3].candidates, reqs[1].candidates
     assert sorted(first) == sorted(last) == sorted(shuffled) and len(first) == 16
     assert first[0] == reqs[0].target and last[-1] == reqs[0].target
@@ -52,8 +58,14 @@ def test_leak_audit_finds_titles_and_ids_but_not_attributes(ml100k):
 
 def test_the_attribute_simulator_never_says_the_title_of_any_ml100k_item(ml100k):
     cat, pop = ml100k.items, np.bincount(ml100k.interactions.items, minlength=len(ml100k.items.ids))
-    answers = ["Here are some: Heat (1995) [1]", "What genre do you like?", "Do you prefer older or recent films?",
-               "Any favourite decade?", "Try these", "Anything else?"]  # fmt: skip
+    answers = [
+        "Here are some: Heat (1995) [1]",
+        "What genre do you like?",
+        "Do you prefer older or recent films?",
+        "Any favourite decade?",
+        "Try these",
+        "Anything else?",
+    ]
     said = 0
     for i in range(len(cat.ids)):
         target = TargetProfile.from_catalog(cat, i, pop)
@@ -76,8 +88,12 @@ def test_a_leaking_llm_user_ends_the_episode_as_a_failure_before_the_agent_sees_
     target = TargetProfile.from_catalog(synthetic_env.catalog, 5, synthetic_env.popularity)
     llm_user = ScriptedPolicy(script=[AIMessage(f"I want {target.title}, obviously")])
     agent_policy = ScriptedPolicy(script=[])
-    agent = Agent.from_config(AgentConfig(tools=ToolEnvConfig(dataset="synthetic")), policy=agent_policy,
-                              env=synthetic_env, db_path=tmp_path / "s.sqlite")  # fmt: skip
+    agent = Agent.from_config(
+        AgentConfig(tools=ToolEnvConfig(dataset="synthetic")),
+        policy=agent_policy,
+        env=synthetic_env,
+        db_path=tmp_path / "s.sqlite",
+    )
     sim = LLMSimulator(target, llm_user)
     assert target.title not in llm_user.calls[0][0].content if llm_user.calls else target.title not in sim._system
     ep = run_episode(agent, sim, target, synthetic_env.dataset.users.ids[0], max_turns=3, session="x")
@@ -99,14 +115,21 @@ def test_candidate_mode_ranks_only_the_candidates_and_its_fallback_ignores_their
     assert len(a.recommended) == 5 and set(a.recommended) <= set(pool) and a.policy_answer == json.dumps([outside])
     policy2 = ScriptedPolicy(script=[AIMessage("no idea"), AIMessage("still no idea")])
     b = Agent.from_config(cfg, policy=policy2, env=synthetic_env, db_path=tmp_path / "b.sqlite").recommend(
-        synthetic_env.dataset.users.ids[3], candidates=list(reversed(pool)))
+        synthetic_env.dataset.users.ids[3], candidates=list(reversed(pool))
+    )
     assert b.recommended == a.recommended and b.filled == 5
     # a rank tool over the saved candidate set works inside the episode
-    policy3 = ScriptedPolicy(script=[tool_calls(call("rank_items", {"user_id": synthetic_env.dataset.users.ids[3],
-                                                                   "candidates": "candidates", "k": 5})),
-                                     AIMessage("[]")])  # fmt: skip
+    policy3 = ScriptedPolicy(
+        script=[
+            tool_calls(
+                call("rank_items", {"user_id": synthetic_env.dataset.users.ids[3], "candidates": "candidates", "k": 5})
+            ),
+            AIMessage("[]"),
+        ]
+    )
     c = Agent.from_config(cfg, policy=policy3, env=synthetic_env, db_path=tmp_path / "c.sqlite").recommend(
-        synthetic_env.dataset.users.ids[3], candidates=pool)
+        synthetic_env.dataset.users.ids[3], candidates=pool
+    )
     assert c.trace[0].valid and set(c.trace[0].result_item_ids) <= set(pool) and c.recommended == a.recommended
 
 
@@ -127,10 +150,10 @@ def synth_test_rows(synth_run):
     return read_rows(synth_run / "test.jsonl")
 
 
-def test_the_policys_training_dialogs_are_found_through_its_checkpoints_and_checked(synth_run, synth_test_rows,
-                                                                                   ml100k_split, tmp_path):  # fmt: skip
+def test_the_policys_training_dialogs_are_found_through_its_checkpoints_and_checked(
+    synth_run, synth_test_rows, ml100k_split, tmp_path
+):
     import yaml
-
     from recagent.evaluation.leakage import check_policy_data, training_data_dirs
     from recagent.synth.leakage import held_items
     from recagent.synth.pipeline import read_rows
@@ -168,7 +191,14 @@ def _oracle(tasks, mutate=None):
         calls = []
         for tc in msg["tool_calls"]:
             args = json.loads(tc["function"]["arguments"])
-            calls.append({"name": tc["function"]["name"], "args": mutate(args) if mutate else args, "id": tc["id"], "type": "tool_call"})
+            calls.append(
+                {
+                    "name": tc["function"]["name"],
+                    "args": mutate(args) if mutate else args,
+                    "id": tc["id"],
+                    "type": "tool_call",
+                }
+            )
         gold[(len(t.messages), t.messages[-1]["content"])] = calls
 
     def step(messages):
@@ -190,14 +220,18 @@ def test_tool_call_accuracy_passes_gold_calls_and_fails_wrong_ones(synth_test_ro
             return ChatResult(generations=[ChatGeneration(message=self.script[0](messages))])
 
     good = [evaluate_task(Keyed(script=[_oracle(tasks)]), t, ml100k_env) for t in tasks]
-    assert all(o.ast_ok and o.exec_ok for o in good), [(o.ast_error, o.exec_error) for o in good if not (o.ast_ok and o.exec_ok)]
+    assert all(o.ast_ok and o.exec_ok for o in good), [
+        (o.ast_error, o.exec_error) for o in good if not (o.ast_ok and o.exec_ok)
+    ]
 
     def bump_k(args):
         return {**args, **({"k": args["k"] + 1} if "k" in args else {"k": 3})}
 
     bad = [evaluate_task(Keyed(script=[_oracle(tasks, bump_k)]), t, ml100k_env) for t in tasks]
     assert not any(o.ast_ok for o in bad)
-    assert sum(not o.exec_ok for o in bad) >= len(bad) // 2  # a bigger k returns more items (except filters that run dry)
+    assert (
+        sum(not o.exec_ok for o in bad) >= len(bad) // 2
+    )  # a bigger k returns more items (except filters that run dry)
     with pytest.raises(ValueError, match="test dialogs only"):
         call_tasks([{**synth_test_rows[0], "meta": {**synth_test_rows[0]["meta"], "split": "train"}}])
 
@@ -232,10 +266,12 @@ def _popular_and_invented(env, avoid):
     return top, next(i for i in env.catalog.ids if i not in top and i != avoid)
 
 
-def test_a_simulated_conversation_counts_unsupported_items_only_when_they_are_shipped(synthetic_env, tmp_path, monkeypatch):
+def test_a_simulated_conversation_counts_unsupported_items_only_when_they_are_shipped(
+    synthetic_env, tmp_path, monkeypatch
+):
     import recagent.agents.graph as graph
-    from recagent.agents.grounding import citation
     from eval_policies import accept_every_answer
+    from recagent.agents.grounding import citation
 
     cat = synthetic_env.catalog
     target = TargetProfile.from_catalog(cat, 50, synthetic_env.popularity)
@@ -258,7 +294,9 @@ def test_a_simulated_conversation_counts_unsupported_items_only_when_they_are_sh
     assert ep.unsupported_shipped == [] and ep.shipped_items == 1 and ep.messages[-1]["unsupported_shipped"] == []
     # with a broken check the same answer ships, and the evaluation says so
     monkeypatch.setattr(graph, "check", accept_every_answer)
-    agent = Agent.from_config(cfg, policy=ScriptedPolicy(script=script(bad)), env=synthetic_env, db_path=tmp_path / "b.sqlite")
+    agent = Agent.from_config(
+        cfg, policy=ScriptedPolicy(script=script(bad)), env=synthetic_env, db_path=tmp_path / "b.sqlite"
+    )
     ep = run_episode(agent, AttributeSimulator(target), target, uid, max_turns=1, session="s")
     assert ep.error is None and ep.messages[-1]["content"] == bad
     assert ep.unsupported_shipped == [invented] and ep.shipped_items == 2
@@ -266,21 +304,32 @@ def test_a_simulated_conversation_counts_unsupported_items_only_when_they_are_sh
 
 def test_the_listwise_agent_system_reports_unsupported_items_it_ships(synthetic_env, tmp_path, monkeypatch):
     import recagent.agents.graph as graph
+    from eval_policies import accept_every_answer
     from recagent.evaluation.protocols import Request
     from recagent.evaluation.systems import AgentSystem
-    from eval_policies import accept_every_answer
 
     cat = synthetic_env.catalog
     pool, outside = tuple(cat.ids[i] for i in range(10, 22)), cat.ids[40]
     empty = np.asarray([], dtype=np.int64)
-    req = Request(protocol="cand:shuffled", user=3, user_id=synthetic_env.dataset.users.ids[3], target=pool[0],
-                  history=empty, seen=empty, k=5, candidates=pool)  # fmt: skip
+    req = Request(
+        protocol="cand:shuffled",
+        user=3,
+        user_id=synthetic_env.dataset.users.ids[3],
+        target=pool[0],
+        history=empty,
+        seen=empty,
+        k=5,
+        candidates=pool,
+    )
     cfg = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), max_steps=2, k=5)
     answer = AIMessage(json.dumps([outside, *pool[:4]]))
 
     def system(name, *script):
-        return AgentSystem(Agent.from_config(cfg, policy=ScriptedPolicy(script=list(script)), env=synthetic_env,
-                                             db_path=tmp_path / f"{name}.sqlite"))  # fmt: skip
+        return AgentSystem(
+            Agent.from_config(
+                cfg, policy=ScriptedPolicy(script=list(script)), env=synthetic_env, db_path=tmp_path / f"{name}.sqlite"
+            )
+        )
 
     # the raw answer names an item outside the candidates; the check keeps it out of the delivered list
     kept = system("checked", answer, AIMessage(json.dumps([outside]))).answer(req)

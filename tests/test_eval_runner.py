@@ -6,25 +6,34 @@ import json
 
 import numpy as np
 import pytest
-
+from eval_policies import FirstListedPolicy, InventingPolicy, accept_every_answer
 from recagent.agents import Agent
-from recagent.errors import RecagentError
 from recagent.evaluation.config import EvalConfig
 from recagent.evaluation.leakage import check_models, check_split_and_histories
 from recagent.evaluation.runner import RECORDS, load_env, run_eval
 from recagent.tools.data.split import LeakageError
-from eval_policies import FirstListedPolicy, InventingPolicy, accept_every_answer
+
+from recagent.errors import RecagentError
 
 
 def _config(dataset_dir, out, **extra):
-    values = dict(dataset=dataset_dir, users=12, out=str(out), history_lengths=[1, 3], bootstrap=50,
-                  simulator={"users": 3, "max_turns": 2}, protocols=["full", "candidates", "position", "history", "simulator"])  # fmt: skip
+    values = dict(
+        dataset=dataset_dir,
+        users=12,
+        out=str(out),
+        history_lengths=[1, 3],
+        bootstrap=50,
+        simulator={"users": 3, "max_turns": 2},
+        protocols=["full", "candidates", "position", "history", "simulator"],
+    )
     return EvalConfig.build(**{**values, **extra})
 
 
 def _run(cfg, tmp_path, policy=None):
     env = load_env(cfg)
-    agent = Agent.from_config(cfg.agent, policy=policy or FirstListedPolicy(), env=env, db_path=tmp_path / "sessions.sqlite")
+    agent = Agent.from_config(
+        cfg.agent, policy=policy or FirstListedPolicy(), env=env, db_path=tmp_path / "sessions.sqlite"
+    )
     return run_eval(cfg, env=env, agent=agent, progress=False), env
 
 
@@ -46,7 +55,9 @@ def test_every_system_answers_the_same_requests_and_the_report_measures_them(dat
         assert len(per_system) == 5 and all(v == per_system["pop"] for v in per_system.values())
         assert sorted(per_system["pop"]) == sorted(res["users"])
     # the agent's full-ranking answer is retrieve_for_user with the default model (SASRec): identical lists
-    full = {(r["system"], r["user_id"]): r["ranked"] for r in rows if r["section"] == "rank" and r["protocol"] == "full"}
+    full = {
+        (r["system"], r["user_id"]): r["ranked"] for r in rows if r["section"] == "rank" and r["protocol"] == "full"
+    }
     assert all(full[("agent", u)] == full[("sasrec", u)] for u in res["users"])
     assert res["utility"]["agent"]["full"]["NDCG@10"]["mean"] == res["utility"]["sasrec"]["full"]["NDCG@10"]["mean"]
     assert res["utility"]["agent (raw output)"]["full"] == res["utility"]["agent"]["full"]  # its own answer, unfilled
@@ -78,8 +89,19 @@ def test_every_system_answers_the_same_requests_and_the_report_measures_them(dat
     # for the agent only (conventional recommenders ship their own ranking)
     shipped = res["unsupported_shipped"]
     assert list(shipped) == ["agent"]
-    assert list(shipped["agent"]) == ["full", "cand:shuffled", "cand:target_first", "cand:target_last", "hist:1", "hist:3", "simulator"]
-    assert all(b["unsupported"] == 0 and b["measured"] == b["n"] > 0 and b["share"]["mean"] == 0.0 for b in shipped["agent"].values())
+    assert list(shipped["agent"]) == [
+        "full",
+        "cand:shuffled",
+        "cand:target_first",
+        "cand:target_last",
+        "hist:1",
+        "hist:3",
+        "simulator",
+    ]
+    assert all(
+        b["unsupported"] == 0 and b["measured"] == b["n"] > 0 and b["share"]["mean"] == 0.0
+        for b in shipped["agent"].values()
+    )
     assert shipped["agent"]["full"]["shipped_items"] == 12 * 10
     assert shipped["agent"]["simulator"]["n"] == 3 and shipped["agent"]["simulator"]["shipped_items"] >= 3 * 5
     assert all(r["unsupported_shipped"] == [] for r in rows if r["system"] == "agent")
@@ -96,8 +118,14 @@ def test_the_report_counts_the_unsupported_items_a_broken_answer_check_ships(dat
     import recagent.agents.graph as graph
 
     monkeypatch.setattr(graph, "check", accept_every_answer)  # the agent built below ships whatever its policy names
-    cfg = _config(dataset_dir, tmp_path / "ev", users=3, baselines=["pop"], protocols=["full", "candidates", "simulator"],
-                  simulator={"users": 2, "max_turns": 1})  # fmt: skip
+    cfg = _config(
+        dataset_dir,
+        tmp_path / "ev",
+        users=3,
+        baselines=["pop"],
+        protocols=["full", "candidates", "simulator"],
+        simulator={"users": 2, "max_turns": 1},
+    )
     ids = load_env(cfg).catalog.ids
     out, _ = _run(cfg, tmp_path, InventingPolicy(extras=list(ids)))
     res, rows = json.loads((out / "results.json").read_text()), _records(out)
@@ -115,7 +143,10 @@ def test_the_report_counts_the_unsupported_items_a_broken_answer_check_ships(dat
     assert res["compliance"]["agent"]["full"]["hallucinated_slots"]["mean"] == 0.0
     assert "pop" not in res["unsupported_shipped"]
     report = (out / "report.md").read_text()
-    assert "**8 unsupported items shipped** in 6 list-wise answers and 2 simulated conversations (8 of them with any)." in report
+    assert (
+        "**8 unsupported items shipped** in 6 list-wise answers and 2 simulated conversations (8 of them with any)."
+        in report
+    )
     assert "| agent | simulated conversations (every turn) | 2 | 12 | 2 |" in report
 
 
@@ -195,8 +226,23 @@ def test_the_eval_command_runs_and_reports_bad_input_in_one_line(dataset_dir, tm
     from recagent.cli.app import main
 
     out = tmp_path / "cli"
-    code = main(["eval", "--no-agent", "--dataset", dataset_dir, "--users", "6", "--out", str(out), "--no-progress",
-                 "-o", "protocols=[full,position]", "-o", "bootstrap=20"])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            "--no-agent",
+            "--dataset",
+            dataset_dir,
+            "--users",
+            "6",
+            "--out",
+            str(out),
+            "--no-progress",
+            "-o",
+            "protocols=[full,position]",
+            "-o",
+            "bootstrap=20",
+        ]
+    )
     assert code == 0 and "NDCG@10" in (out / "report.md").read_text()
     assert json.loads((out / "results.json").read_text())["n_users"] == 6
     assert main(["eval", "--agent", str(tmp_path / "missing.yaml"), "--no-progress"]) == 2

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import pytest
-
 from recagent.agents.grounding import citation
 from recagent.agents.policies.grammar import AnswerRule, CitableItem, GrammarCache
 from recagent.agents.prompt_format import render_tool_call
 
-ITEMS = (CitableItem("50", "Star Wars (1977)"), CitableItem("181", "Return of the Jedi (1983)"),
-         CitableItem("5", "Copycat (1995)"))  # fmt: skip
-TOOL = {"type": "function", "function": {"name": "popular_items", "description": "Most popular items.", "parameters": {
-    "type": "object", "properties": {"k": {"type": "integer", "minimum": 1, "maximum": 100}}, "additionalProperties": False}}}  # fmt: skip
+ITEMS = (
+    CitableItem("50", "Star Wars (1977)"),
+    CitableItem("181", "Return of the Jedi (1983)"),
+    CitableItem("5", "Copycat (1995)"),
+)
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "popular_items",
+        "description": "Most popular items.",
+        "parameters": {
+            "type": "object",
+            "properties": {"k": {"type": "integer", "minimum": 1, "maximum": 100}},
+            "additionalProperties": False,
+        },
+    },
+}
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.messages import AIMessage
-
 from recagent.agents.grounding import ground_answer
 from recagent.agents.title_match import find_mentions
 
@@ -31,12 +30,15 @@ def catalog(ml100k):
     ("answer", "unsupported", "unknown"),
     [
         ("1. Blade Runner 2. The Terminator", [BLADE_RUNNER, TERMINATOR], []),
-        ("1. Blade Runner 2. The Terminator 3. Galaxy Quest Returns 4. The Matrix Reloaded",
-         [BLADE_RUNNER, TERMINATOR], ["Galaxy Quest Returns", "The Matrix Reloaded"]),
+        (
+            "1. Blade Runner 2. The Terminator 3. Galaxy Quest Returns 4. The Matrix Reloaded",
+            [BLADE_RUNNER, TERMINATOR],
+            ["Galaxy Quest Returns", "The Matrix Reloaded"],
+        ),
         ("Blade Runner, 1982", [BLADE_RUNNER], []),
         ("Blade Runner (1982 film)", [BLADE_RUNNER], []),
     ],
-)  # fmt: skip
+)
 def test_the_issue_answers_are_caught(catalog, answer, unsupported, unknown):
     g = ground_answer(answer, catalog, RETURNED)
     assert (g.unsupported, g.unknown, g.ok) == (unsupported, unknown, False)
@@ -44,9 +46,14 @@ def test_the_issue_answers_are_caught(catalog, answer, unsupported, unknown):
 
 @pytest.mark.parametrize(
     "answer",
-    ["1. Blade Runner 2. The Terminator", "Blade Runner, 1982", "Blade Runner (1982 film)",
-     "I recommend Blade Runner and The Terminator.", "You might enjoy *Blade Runner* or \"The Terminator\"."],
-)  # fmt: skip
+    [
+        "1. Blade Runner 2. The Terminator",
+        "Blade Runner, 1982",
+        "Blade Runner (1982 film)",
+        "I recommend Blade Runner and The Terminator.",
+        'You might enjoy *Blade Runner* or "The Terminator".',
+    ],
+)
 def test_the_same_titles_pass_once_a_tool_returned_them(catalog, answer):
     g = ground_answer(answer, catalog, RETURNED | {BLADE_RUNNER, TERMINATOR})
     assert g.ok and set(g.supported) <= {BLADE_RUNNER, TERMINATOR} and g.supported
@@ -88,23 +95,35 @@ def test_supported_plain_titles_pass_in_every_form(catalog):
 
 @pytest.mark.parametrize(
     "answer",
-    ["Here are some picks for you", "I hope you enjoy them!", "Happy to help. What's your user id?",
-     "Sure! Do you prefer Action or Comedy?", "I found these in the Sci-Fi and Thriller genres:",
-     "Good Morning! How can I help you today?", "Tom Hanks and Meg Ryan star in several romantic comedies.",
-     "I can:\n- Show Your History\n- Search the catalog\n3. Something Else"],
-)  # fmt: skip
+    [
+        "Here are some picks for you",
+        "I hope you enjoy them!",
+        "Happy to help. What's your user id?",
+        "Sure! Do you prefer Action or Comedy?",
+        "I found these in the Sci-Fi and Thriller genres:",
+        "Good Morning! How can I help you today?",
+        "Tom Hanks and Meg Ryan star in several romantic comedies.",
+        "I can:\n- Show Your History\n- Search the catalog\n3. Something Else",
+    ],
+)
 def test_prose_without_titles_is_not_flagged(catalog, answer):
     assert ground_answer(answer, catalog, set()).ok
 
 
 @pytest.mark.parametrize(
     "sentence",
-    ["Heat is rising, so a light comedy may suit you.", "It was fun. Kids love it.",
-     "Fargo is a long drive from here.", "Ransom notes are a classic thriller device.",
-     "Speed matters less than mood.", "1. Fresh picks for you\n2. Speed things up",
-     "Consider a comedy. Trust me, it is Fresh.", "I think Ransom and Fargo are fine.",
-     "I'd suggest Friday night for a long film."],
-)  # fmt: skip
+    [
+        "Heat is rising, so a light comedy may suit you.",
+        "It was fun. Kids love it.",
+        "Fargo is a long drive from here.",
+        "Ransom notes are a classic thriller device.",
+        "Speed matters less than mood.",
+        "1. Fresh picks for you\n2. Speed things up",
+        "Consider a comedy. Trust me, it is Fresh.",
+        "I think Ransom and Fargo are fine.",
+        "I'd suggest Friday night for a long film.",
+    ],
+)
 def test_short_common_word_titles_do_not_alarm_in_ordinary_sentences(catalog, sentence):
     # tools returned items (so lists count as item lists), none of these
     g = ground_answer(sentence, catalog, RETURNED)
@@ -127,7 +146,10 @@ def test_genre_lists_and_headings_are_not_titles(catalog):
 def test_a_menu_is_an_item_list_only_when_the_answer_is_about_items(catalog):
     menu = "1. Show Your History\n2. Something Else"
     assert ground_answer(menu, catalog, set()).ok  # no tool results, no film words: a menu
-    assert ground_answer("Here are some movies:\n" + menu, catalog, set()).unknown == ["Show Your History", "Something Else"]
+    assert ground_answer("Here are some movies:\n" + menu, catalog, set()).unknown == [
+        "Show Your History",
+        "Something Else",
+    ]
     assert not ground_answer(menu, catalog, RETURNED).ok  # answered after tools returned items: an item list
 
 
@@ -141,7 +163,11 @@ def test_titles_next_to_a_citation_are_the_citations_own(catalog):
 def test_titles_with_their_own_punctuation_are_read_whole(catalog):
     answer = "I recommend Pink Floyd - The Wall, Mars Attacks! and Mr. Holland's Opus."
     assert ground_answer(answer, catalog, {"214", "235", "15"}).ok
-    assert [m.label for m in find_mentions(answer, catalog)] == ["Pink Floyd - The Wall", "Mars Attacks", "Mr. Holland's Opus"]
+    assert [m.label for m in find_mentions(answer, catalog)] == [
+        "Pink Floyd - The Wall",
+        "Mars Attacks",
+        "Mr. Holland's Opus",
+    ]
 
 
 def test_a_plain_title_answer_goes_back_to_the_policy_with_its_ids(synthetic_env, tmp_path):
@@ -162,8 +188,12 @@ def test_a_plain_title_answer_goes_back_to_the_policy_with_its_ids(synthetic_env
         return AIMessage("\n".join(f"{n}. {it['title']}" for n, it in enumerate(items, 1)))
 
     policy = ScriptedPolicy(script=[tool_calls(call("popular_items", {"k": 3})), plain_unreturned, cite_returned])
-    agent = Agent.from_config(AgentConfig(tools=ToolEnvConfig(dataset="synthetic")), policy=policy,
-                              env=synthetic_env, db_path=tmp_path / "sessions.sqlite")  # fmt: skip
+    agent = Agent.from_config(
+        AgentConfig(tools=ToolEnvConfig(dataset="synthetic")),
+        policy=policy,
+        env=synthetic_env,
+        db_path=tmp_path / "sessions.sqlite",
+    )
     r = agent.chat("something popular", session="s")
     rejected = [s for s in r.trace if s.kind == "rejected_answer"]
     assert len(rejected) == 1 and rejected[0].result_item_ids == [plain_unreturned.other]

@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 from langchain_core.messages import AIMessage
-
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.policies.scripted import ScriptedPolicy, call, tool_calls
-from recagent.cli.app import main
 from recagent.tools.env import ToolEnv, ToolEnvConfig
 from recagent.tools.recommender_tools import build_registry
+
+from recagent.cli.app import main
 
 # -- empty candidate sets --------------------------------------------------------------------------------------------
 
@@ -71,8 +71,19 @@ def _runs(out: Path) -> list[dict]:
 
 def test_a_sigkilled_synth_run_keeps_its_attempts_and_seconds_for_the_resumed_report(dataset_dir, tmp_path):
     out = tmp_path / "synth"
-    cmd = [sys.executable, "-m", "recagent.cli", "synth", "--n", "100000", "--out", str(out), "--dataset", dataset_dir,
-           "--no-progress"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "recagent.cli",
+        "synth",
+        "--n",
+        "100000",
+        "--out",
+        str(out),
+        "--dataset",
+        dataset_dir,
+        "--no-progress",
+    ]
     child = subprocess.Popen(cmd, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120  # imports take seconds on a busy 2-core machine
@@ -115,12 +126,16 @@ def _answer_from_last_result(messages):
     return AIMessage("Try " + "; ".join(f"{it['title']} ({it['year']}) [{it['item_id']}]" for it in items))
 
 
-def test_an_agent_over_a_given_env_does_not_load_the_index_for_a_turn_without_search(synthetic, synthetic_split,
-                                                                                    synthetic_env, tmp_path):  # fmt: skip
-    env = ToolEnv(synthetic, synthetic_split, synthetic_env.models, ToolEnvConfig(dataset="synthetic"))  # nothing shared
+def test_an_agent_over_a_given_env_does_not_load_the_index_for_a_turn_without_search(
+    synthetic, synthetic_split, synthetic_env, tmp_path
+):
+    env = ToolEnv(
+        synthetic, synthetic_split, synthetic_env.models, ToolEnvConfig(dataset="synthetic")
+    )  # nothing shared
     policy = ScriptedPolicy(script=[tool_calls(call("popular_items", {"k": 3})), _answer_from_last_result])
-    agent = Agent.from_config(AgentConfig(tools=ToolEnvConfig(dataset="synthetic")), policy=policy, env=env,
-                              db_path=tmp_path / "s.sqlite")  # fmt: skip
+    agent = Agent.from_config(
+        AgentConfig(tools=ToolEnvConfig(dataset="synthetic")), policy=policy, env=env, db_path=tmp_path / "s.sqlite"
+    )
     try:
         assert agent.index_preload is None
         assert agent.chat("something popular", session="s").recommended
@@ -140,10 +155,12 @@ def test_an_agent_that_loads_its_tools_preloads_the_index_once(dataset_dir, tmp_
             super().__init__(*a, **kw)
 
     monkeypatch.setattr(text_encoder, "TextEncoder", CountedEncoder)
-    policy = ScriptedPolicy(script=[tool_calls(call("search_items", {"query": "a comedy story", "k": 3})),
-                                    _answer_from_last_result])  # fmt: skip
-    agent = Agent.from_config(AgentConfig(tools=ToolEnvConfig(dataset=dataset_dir)), policy=policy,
-                              db_path=tmp_path / "s.sqlite")  # fmt: skip
+    policy = ScriptedPolicy(
+        script=[tool_calls(call("search_items", {"query": "a comedy story", "k": 3})), _answer_from_last_result]
+    )
+    agent = Agent.from_config(
+        AgentConfig(tools=ToolEnvConfig(dataset=dataset_dir)), policy=policy, db_path=tmp_path / "s.sqlite"
+    )
     try:
         assert agent.index_preload is not None  # started in the background, so from_config did not wait for it
         # a turn that starts while the preload runs waits for it instead of loading a second index and encoder
@@ -161,8 +178,12 @@ def test_the_scorer_and_the_verifier_refuse_what_the_serving_parser_refuses():
     """The scorer's JSON rule is the parser's: an overflowing number, a lone surrogate or deep nesting is no call."""
     from recagent.evaluation.ast_match import PredictedCall, check_turn
 
-    entry = {"ground_truth": [{"popular_items": {"k": [5]}}],
-             "function": [{"name": "popular_items", "parameters": {"type": "object", "properties": {"k": {"type": "integer"}}}}]}  # fmt: skip
+    entry = {
+        "ground_truth": [{"popular_items": {"k": [5]}}],
+        "function": [
+            {"name": "popular_items", "parameters": {"type": "object", "properties": {"k": {"type": "integer"}}}}
+        ],
+    }
     assert check_turn([PredictedCall("popular_items", '{"k": 5}')], entry).valid
     for bad in ('{"k": 1e999}', '{"k": 5, "x": "\\ud800"}', '{"k": 5, "x": ' + "[" * 40 + "]" * 40 + "}"):
         result = check_turn([PredictedCall("popular_items", bad)], entry)

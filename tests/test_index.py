@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from recagent.tools.index import IndexConfig, IndexLoadError, TextEncoder, VectorIndex
 
 

@@ -165,7 +165,9 @@ def fake_repo(tmp_path: Path) -> Path:
         _write(tmp_path, f"{folder}/__init__.py")
     _write(tmp_path, "recagent/errors.py", "class E(Exception):\n    pass\n")
     _write(tmp_path, "tools/ok.py", "from recagent.errors import E\nimport json\n")
-    _write(tmp_path, "evaluation/ok.py", "from recagent.rl import x\nfrom recagent.synth import y\nfrom ..serve import z\n")
+    _write(
+        tmp_path, "evaluation/ok.py", "from recagent.rl import x\nfrom recagent.synth import y\nfrom ..serve import z\n"
+    )
     _write(tmp_path, "recagent/cli/ok.py", "from recagent.evaluation import ok\nfrom .. import errors\n")
     return tmp_path
 
@@ -175,7 +177,11 @@ def test_checker_passes_a_clean_tree(fake_repo: Path):
 
 
 def test_checker_catches_wrong_imports(fake_repo: Path):
-    _write(fake_repo, "rl/bad.py", "import os\n\n\ndef f():\n    from recagent.synth.tool_pool import ToolVariant\n    return ToolVariant\n")
+    _write(
+        fake_repo,
+        "rl/bad.py",
+        "import os\n\n\ndef f():\n    from recagent.synth.tool_pool import ToolVariant\n    return ToolVariant\n",
+    )
     _write(fake_repo, "tools/sub/bad.py", "from ...agents import agent\n")  # relative, two folders up
     _write(fake_repo, "recagent/bad.py", "import recagent.cli.app\n")
     _write(fake_repo, "serve/bad.py", "from recagent import evaluation\n")

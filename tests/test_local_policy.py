@@ -13,7 +13,6 @@ import json
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
-
 from recagent.agents.local_model import SOURCE_RECORD, ensure_default_model, find_default_gguf
 from recagent.agents.policies.grammar import CitableItem, GrammarCache, tool_call_structural_tag
 from recagent.agents.policies.local import LocalChatModel
@@ -185,18 +184,29 @@ def test_kv_cache_reuse_does_not_change_the_reply(engine, request):
 def test_engines_see_the_training_token_sequence(policy, hf_policy, schemas, checkpoint):
     """What the engine tokenizes for a conversation is the prefix of what SFT trains on, token for token."""
     from langchain_core.messages import convert_to_messages
-
     from recagent.agents.chat_template import apply_tool_template
     from recagent.agents.local_model import load_tokenizer
 
-    calls = [{"id": "c1", "type": "function", "function": {"name": "popular_items", "arguments": json.dumps({"genre": "Comedy", "k": 2})}}]
+    calls = [
+        {
+            "id": "c1",
+            "type": "function",
+            "function": {"name": "popular_items", "arguments": json.dumps({"genre": "Comedy", "k": 2})},
+        }
+    ]
     row = [
-        {"role": "system", "content": SYSTEM}, {"role": "user", "content": "a comédie for tonight? 🎬"},
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "a comédie for tonight? 🎬"},
         {"role": "assistant", "content": None, "tool_calls": calls},
-        {"role": "tool", "tool_call_id": "c1", "content": json.dumps({"items": [{"item_id": "1", "title": "Toy Story"}]})},
-        {"role": "assistant", "content": "Try [1] Toy Story (1995)."}, {"role": "user", "content": "thanks!"},
+        {
+            "role": "tool",
+            "tool_call_id": "c1",
+            "content": json.dumps({"items": [{"item_id": "1", "title": "Toy Story"}]}),
+        },
+        {"role": "assistant", "content": "Try [1] Toy Story (1995)."},
+        {"role": "user", "content": "thanks!"},
         {"role": "assistant", "content": "You're welcome."},
-    ]  # fmt: skip
+    ]
     train_tok = apply_tool_template(load_tokenizer(checkpoint))  # what `recagent train sft` loads and trains with
     full = train_tok.apply_chat_template(row, tools=schemas, tokenize=True, return_dict=True)["input_ids"]
     for model in (policy, hf_policy):
@@ -204,7 +214,9 @@ def test_engines_see_the_training_token_sequence(policy, hf_policy, schemas, che
         for j in (i for i, m in enumerate(row) if m["role"] == "assistant"):
             ids = model._prepare(engine, convert_to_messages(row[:j]), None, {"tools": schemas}).decode.ids
             assert full[: len(ids)] == ids  # the prompt is the training sequence up to this assistant turn
-            reply = train_tok.apply_chat_template(row[: j + 1], tools=schemas, tokenize=True, return_dict=True)["input_ids"]
+            reply = train_tok.apply_chat_template(row[: j + 1], tools=schemas, tokenize=True, return_dict=True)[
+                "input_ids"
+            ]
             assert engine.tokenizer.decode(reply[len(ids) :]).startswith(row[j]["content"] or "<tool_call>")
 
 
@@ -214,8 +226,10 @@ def test_answers_can_only_cite_items_a_tool_returned(policy):
 
     items = [CitableItem("50", "Star Wars (1977)"), CitableItem("181", "Return of the Jedi (1983)")]
     model = policy.model_copy(update={"max_new_tokens": 48})
-    steer = [SystemMessage("Answer with a list of films, citing each as [id] Title (Year)."),
-             HumanMessage("Recommend [1] Toy Story (1995) and [2] GoldenEye (1995) and Blade Runner.")]  # fmt: skip
+    steer = [
+        SystemMessage("Answer with a list of films, citing each as [id] Title (Year)."),
+        HumanMessage("Recommend [1] Toy Story (1995) and [2] GoldenEye (1995) and Blade Runner."),
+    ]
     ai = model.invoke(steer, cite_items=items)
     cited = re.findall(r"\[([^\]]*)\]([^\[\n]*)", ai.content)
     for ref, after in cited:
@@ -230,7 +244,9 @@ def test_answers_can_only_cite_items_a_tool_returned(policy):
 def test_listwise_answer_is_a_list_of_allowed_ids(policy):
     items = [CitableItem(str(i), f"Film {i} (1990)") for i in (50, 181, 1, 7)]
     ai = policy.model_copy(update={"max_new_tokens": 32}).invoke(
-        [SystemMessage("Answer with a JSON list of 3 item ids."), HumanMessage("[12, 99, 3]")], cite_items=items, listwise_k=3
+        [SystemMessage("Answer with a JSON list of 3 item ids."), HumanMessage("[12, 99, 3]")],
+        cite_items=items,
+        listwise_k=3,
     )
     ids = json.loads(ai.content)
     assert 1 <= len(ids) <= 3 and {str(i) for i in ids} <= {i.item_id for i in items}
@@ -250,7 +266,6 @@ def test_stop_strings_end_the_reply(engine, request):
 def test_lora_adapter_is_loaded_and_merged(checkpoint, tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
-
     from recagent.agents.local_model import LocalModelError, load_causal_lm
 
     # float32: bf16 (the default on CPUs with native bf16) cannot resolve a 1e-3 difference

@@ -14,14 +14,12 @@ import json
 
 import numpy as np
 import pytest
-
 from recagent.agents import lora_gguf
 from recagent.agents.local_model import LocalModelError, find_default_gguf, load_causal_lm
 from recagent.agents.lora_gguf import SUPPORTED_MODULES, convert_lora_to_gguf
 
 PROMPT = (
-    "<|im_start|>user\nRecommend a funny film about two old friends on a road trip.<|im_end|>\n"
-    "<|im_start|>assistant\n"
+    "<|im_start|>user\nRecommend a funny film about two old friends on a road trip.<|im_end|>\n<|im_start|>assistant\n"
 )
 
 
@@ -43,8 +41,14 @@ def _hf_logits(model, ids: list[int]) -> np.ndarray:
 def _cpp_logits(ids: list[int], lora_path=None) -> np.ndarray:
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(find_default_gguf()), lora_path=None if lora_path is None else str(lora_path),
-                logits_all=True, n_ctx=256, n_threads=1, verbose=False)  # fmt: skip
+    llm = Llama(
+        model_path=str(find_default_gguf()),
+        lora_path=None if lora_path is None else str(lora_path),
+        logits_all=True,
+        n_ctx=256,
+        n_threads=1,
+        verbose=False,
+    )
     try:
         llm.eval(ids)
         return np.array(llm.scores[: len(ids)], dtype=np.float64)
@@ -130,7 +134,6 @@ def test_llamacpp_lora_matches_merged_peft(local_checkpoint, base, tmp_path, mon
 def test_the_chat_model_applies_an_adapter_through_the_cache(local_checkpoint, base, tmp_path):
     """LocalChatModel(adapter_path=...) on llama.cpp converts the peft folder once and decodes with it."""
     from langchain_core.messages import HumanMessage
-
     from recagent.agents.lora_gguf import cached_adapter_gguf
     from recagent.agents.policies.local import LocalChatModel
 
@@ -160,8 +163,16 @@ def test_rslora_rank_and_alpha_patterns_f16_exact(local_checkpoint, tmp_path):
     import gguf
 
     adapter = tmp_path / "adapter"
-    peft_model = _random_peft(local_checkpoint, adapter, seed=1, r=8, lora_alpha=4, use_rslora=True,
-                              rank_pattern={"down_proj": 4}, alpha_pattern={"o_proj": 8})  # fmt: skip
+    peft_model = _random_peft(
+        local_checkpoint,
+        adapter,
+        seed=1,
+        r=8,
+        lora_alpha=4,
+        use_rslora=True,
+        rank_pattern={"down_proj": 4},
+        alpha_pattern={"o_proj": 8},
+    )
     info = convert_lora_to_gguf(adapter, tmp_path / "lora-f16.gguf", dtype="f16")
     assert info.alpha == pytest.approx(4 * 8**0.5) and info.dtype == "f16"
 
@@ -172,8 +183,15 @@ def test_rslora_rank_and_alpha_patterns_f16_exact(local_checkpoint, tmp_path):
     tensors = {t.name: np.array(t.data, dtype=np.float64) for t in reader.tensors}
     assert {t.tensor_type for t in reader.tensors} == {gguf.GGMLQuantizationType.F16}
     cfg = peft_model.config
-    gguf_names = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
-                  "gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down"}  # fmt: skip
+    gguf_names = {
+        "q_proj": "attn_q",
+        "k_proj": "attn_k",
+        "v_proj": "attn_v",
+        "o_proj": "attn_output",
+        "gate_proj": "ffn_gate",
+        "up_proj": "ffn_up",
+        "down_proj": "ffn_down",
+    }
     heads = {"q_proj": cfg.num_attention_heads, "k_proj": cfg.num_key_value_heads}
     checked, ranks = 0, set()
     for name, module in peft_model.named_modules():
@@ -200,8 +218,10 @@ def _write_adapter(folder, config: dict, tensors: dict | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4, **config}))
     if tensors is None:
-        tensors = {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.zeros(2, 576),
-                   "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.zeros(576, 2)}  # fmt: skip
+        tensors = {
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.zeros(2, 576),
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.zeros(576, 2),
+        }
     save_file({k: v.contiguous() for k, v in tensors.items()}, folder / "adapter_model.safetensors")
 
 
@@ -214,18 +234,32 @@ def _write_adapter(folder, config: dict, tensors: dict | None = None) -> None:
         ({"target_modules": ["q_proj"], "use_dora": True}, None, "DoRA"),
         ({"target_modules": ["q_proj"], "bias": "lora_only"}, None, "bias='lora_only'"),
         ({"peft_type": "IA3"}, None, "peft_type IA3"),
-        ({"target_modules": ".*"}, {"base_model.model.model.embed_tokens.lora_embedding_A": (2, 49152)},
-         "module model.embed_tokens (token embeddings) is not supported"),
+        (
+            {"target_modules": ".*"},
+            {"base_model.model.model.embed_tokens.lora_embedding_A": (2, 49152)},
+            "module model.embed_tokens (token embeddings) is not supported",
+        ),
         ({"target_modules": ".*"}, {"base_model.model.lm_head.lora_A.weight": (2, 576)}, "module lm_head"),
-        ({"target_modules": ".*"}, {"base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector": (576,)},
-         "DoRA magnitude vector on model.layers.0.self_attn.q_proj"),
-        ({"target_modules": ["q_proj"]}, {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": (2, 576)},
-         "has lora_A but no lora_B"),
-        ({"target_modules": ["q_proj"]}, {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": (2, 100),
-                                          "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": (576, 2)},
-         "wrong base model"),
+        (
+            {"target_modules": ".*"},
+            {"base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector": (576,)},
+            "DoRA magnitude vector on model.layers.0.self_attn.q_proj",
+        ),
+        (
+            {"target_modules": ["q_proj"]},
+            {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": (2, 576)},
+            "has lora_A but no lora_B",
+        ),
+        (
+            {"target_modules": ["q_proj"]},
+            {
+                "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": (2, 100),
+                "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": (576, 2),
+            },
+            "wrong base model",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_adapters_are_refused_in_one_line(tmp_path, config, tensors, message):
     import torch
 

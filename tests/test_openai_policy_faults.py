@@ -11,13 +11,12 @@ import socket
 import time
 
 import pytest
-
+from openai_stub import Stub, completion, tool_call_message
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.config import PolicyConfig
-from recagent.errors import RecagentError
 from recagent.tools.env import ToolEnvConfig
 
-from openai_stub import Stub, completion, tool_call_message
+from recagent.errors import RecagentError
 
 
 def agent_for(env, tmp_path, base_url: str, **policy):
@@ -36,7 +35,9 @@ def free_port() -> int:
 
 def test_server_down_is_one_clear_message(synthetic_env, tmp_path):
     agent = agent_for(synthetic_env, tmp_path, f"http://127.0.0.1:{free_port()}/v1")
-    with pytest.raises(RecagentError, match=r"cannot reach the policy server at http://127\.0\.0\.1:\d+/v1: is it running"):
+    with pytest.raises(
+        RecagentError, match=r"cannot reach the policy server at http://127\.0\.0\.1:\d+/v1: is it running"
+    ):
         agent.chat("hello", session="s")
     assert agent.state("s").get("messages", []) == []  # nothing half-written
 
@@ -54,12 +55,14 @@ def test_server_timeout_is_one_clear_message(synthetic_env, tmp_path):
 
 
 def test_malformed_and_unknown_tool_calls_are_recovered(synthetic_env, tmp_path):
-    stub = Stub([
-        completion(tool_call_message("popular_items", '{"k": 3,,}', "bad")),
-        completion(tool_call_message("teleport", "{}", "unk")),
-        completion(tool_call_message("popular_items", '{"k": 2}', "good")),
-        completion({"content": "Here: see the list above."}),
-    ])  # fmt: skip
+    stub = Stub(
+        [
+            completion(tool_call_message("popular_items", '{"k": 3,,}', "bad")),
+            completion(tool_call_message("teleport", "{}", "unk")),
+            completion(tool_call_message("popular_items", '{"k": 2}', "good")),
+            completion({"content": "Here: see the list above."}),
+        ]
+    )
     try:
         agent = agent_for(synthetic_env, tmp_path, stub.url)
         r = agent.chat("recommend something", session="s")
@@ -79,11 +82,13 @@ def test_malformed_and_unknown_tool_calls_are_recovered(synthetic_env, tmp_path)
 
 
 def test_hallucinated_ids_from_a_server_are_rejected(synthetic_env, tmp_path):
-    stub = Stub([
-        completion({"content": "Watch [424242] tonight."}),
-        completion(tool_call_message("popular_items", '{"k": 2}', "p")),
-        completion({"content": "Fine: see above."}),
-    ])  # fmt: skip
+    stub = Stub(
+        [
+            completion({"content": "Watch [424242] tonight."}),
+            completion(tool_call_message("popular_items", '{"k": 2}', "p")),
+            completion({"content": "Fine: see above."}),
+        ]
+    )
     try:
         r = agent_for(synthetic_env, tmp_path, stub.url).chat("hi", session="s")
     finally:
@@ -94,6 +99,7 @@ def test_hallucinated_ids_from_a_server_are_rejected(synthetic_env, tmp_path):
 
 def test_api_key_comes_from_the_environment(monkeypatch):
     from recagent.agents.config import api_key
+
     from recagent.errors import ConfigError
 
     monkeypatch.delenv("MY_KEY", raising=False)

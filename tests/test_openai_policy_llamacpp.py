@@ -11,7 +11,6 @@ import time
 import urllib.request
 
 import pytest
-
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.config import PolicyConfig, make_policy
 from recagent.tools.env import ToolEnvConfig
@@ -33,8 +32,23 @@ def server_url(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(_gguf()), "--chat_format", "chatml-function-calling",
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(_gguf()),
+        "--chat_format",
+        "chatml-function-calling",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "4096",
+        "--model_alias",
+        "smollm2",
+    ]
     # the server logs hundreds of KB at start: a file, not a pipe nobody reads (that would block it)
     log = tmp_path_factory.mktemp("llama") / "server.log"
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -68,7 +82,9 @@ def policy_config(url: str, **kw) -> PolicyConfig:
 def test_forced_tool_call_round_trips_through_the_real_server(server_url, synthetic_env):
     registry = build_registry(synthetic_env.session())
     model = make_policy(policy_config(server_url))
-    bound = model.bind_tools(registry.openai_schemas(), tool_choice={"type": "function", "function": {"name": "popular_items"}})
+    bound = model.bind_tools(
+        registry.openai_schemas(), tool_choice={"type": "function", "function": {"name": "popular_items"}}
+    )
     ai = bound.invoke("Show me the 3 most popular comedies.")
     calls = ai.tool_calls + ai.invalid_tool_calls
     assert calls and calls[0]["name"] == "popular_items"

@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = {"recagent.tools": "tools", "recagent.agents": "agents", "recagent.synth": "synth", "recagent.rl": "rl",
-         "recagent.evaluation": "evaluation", "recagent.serve": "serve"}
+PARTS = {
+    "recagent.tools": "tools",
+    "recagent.agents": "agents",
+    "recagent.synth": "synth",
+    "recagent.rl": "rl",
+    "recagent.evaluation": "evaluation",
+    "recagent.serve": "serve",
+}
 PROBE = (
     "import importlib, importlib.util, json, sys;"
     "mods = ['recagent', 'recagent.cli', 'recagent.tools.data', 'recagent.tools.recommenders', 'recagent.tools.index',"
@@ -36,8 +42,11 @@ def _declared_packages() -> set[str]:
 
 
 def test_every_package_folder_is_declared():
-    found = {"recagent" + ("." + ".".join(p.parent.relative_to(ROOT / "recagent").parts) if p.parent != ROOT / "recagent" else "")
-             for p in (ROOT / "recagent").rglob("__init__.py")}  # fmt: skip
+    found = {
+        "recagent"
+        + ("." + ".".join(p.parent.relative_to(ROOT / "recagent").parts) if p.parent != ROOT / "recagent" else "")
+        for p in (ROOT / "recagent").rglob("__init__.py")
+    }
     for pkg, folder in PARTS.items():
         for init in (ROOT / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT / folder).parts
@@ -61,20 +70,35 @@ def test_installed_package_maps_parts_to_folders(tmp_path):
 def test_built_wheel_installs_and_imports(tmp_path):
     wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = wheel_dir.glob("recagent-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert all(n.startswith(("recagent/", "recagent-")) for n in names), [n for n in names if not n.startswith("recagent")]
+    assert all(n.startswith(("recagent/", "recagent-")) for n in names), [
+        n for n in names if not n.startswith("recagent")
+    ]
     for folder in ("tools", "agents", "synth", "rl", "evaluation", "serve", "cli"):
         assert f"recagent/{folder}/__init__.py" in names
     assert "recagent/serve/static/index.html" in names  # the chat page ships with the package
     assert "recagent/tools/data/readers.py" in names and "recagent/tools/index/vector_index.py" in names
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+    )
     assert not (target / "tools").exists()
     files = _probe(tmp_path, {"PYTHONPATH": str(target)})
     for mod, path in files.items():

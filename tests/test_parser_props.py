@@ -13,7 +13,6 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from recagent.agents.prompt_format import (
     MAX_CALL_DEPTH,
     TOOL_CALL_CLOSE,
@@ -24,19 +23,43 @@ from recagent.agents.prompt_format import (
 from recagent.tools.toolkit import json_depth_exceeds
 
 NAMES = {"search_items", "get_item"}
-FUZZ = settings(max_examples=300, deadline=None, database=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])  # fmt: skip
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 surrogates = st.integers(0xD800, 0xDFFF).map(chr)
 any_char = st.one_of(st.characters(), surrogates)  # st.characters() leaves surrogates out
 any_text = st.text(any_char, max_size=200)
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(10**20), 10**20),
-                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20))  # fmt: skip
-json_values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=12)  # fmt: skip
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
 arguments = st.dictionaries(st.text(max_size=10), json_values, max_size=5)
-NON_STRICT = ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "1E400", '"\\ud800"', '"\\udfff"', '"a\\udc00b"',
-              '"\\ud83d"', '"\\ude00\\ud83d"']  # fmt: skip
+NON_STRICT = [
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e999",
+    "-1e999",
+    "1E400",
+    '"\\ud800"',
+    '"\\udfff"',
+    '"a\\udc00b"',
+    '"\\ud83d"',
+    '"\\ude00\\ud83d"',
+]
 
 
 def strict(value) -> bool:
@@ -75,7 +98,7 @@ def mutated_calls(draw) -> str:
             text = text[:at] + draw(st.sampled_from(list('{}[]",:\\ 0eE-+.') + NON_STRICT)) + text[at + 1 :]
         elif kind == "nest":
             depth = draw(st.sampled_from([MAX_CALL_DEPTH - 2, MAX_CALL_DEPTH - 1, MAX_CALL_DEPTH, 1000, 50_000]))
-            opener, closer = draw(st.sampled_from([("[", "]"), ('{"a": ', "}"), ("[{\"k\": ", "}]")]))
+            opener, closer = draw(st.sampled_from([("[", "]"), ('{"a": ', "}"), ('[{"k": ', "}]")]))
             value = opener * depth + "1" + closer * depth
             text = text.replace('"arguments": {', '"arguments": {"x": ' + value + ", ", 1)
         elif kind == "non_strict":
@@ -100,8 +123,10 @@ def test_arbitrary_text_never_raises(text):
 def test_arbitrary_bytes_never_raise_and_read_as_utf8(data):
     for raw in (data, bytearray(data), memoryview(data), TOOL_CALL_OPEN.encode() + data + TOOL_CALL_CLOSE.encode()):
         check(raw)
-    assert parse_assistant_output(data, NAMES).content == parse_assistant_output(
-        data.decode("utf-8", "replace"), NAMES).content  # fmt: skip
+    assert (
+        parse_assistant_output(data, NAMES).content
+        == parse_assistant_output(data.decode("utf-8", "replace"), NAMES).content
+    )
 
 
 @FUZZ
@@ -130,7 +155,13 @@ def test_non_strict_json_is_rejected_at_any_depth(token, depth):
 
 def nested(depth: int) -> str:
     """A call whose arguments nest ``depth`` levels (the object itself is the first), the call object around them."""
-    return '<tool_call>{"name": "get_item", "arguments": ' + '{"a": ' * (depth - 1) + "{}" + "}" * (depth - 1) + "}</tool_call>"
+    return (
+        '<tool_call>{"name": "get_item", "arguments": '
+        + '{"a": ' * (depth - 1)
+        + "{}"
+        + "}" * (depth - 1)
+        + "}</tool_call>"
+    )
 
 
 def test_nesting_is_limited_before_json_recursion_can_fail():
@@ -150,13 +181,18 @@ def test_brackets_inside_strings_do_not_count_as_nesting():
 
 
 def test_paired_surrogate_escapes_are_text_and_accepted():
-    out = parse_assistant_output('<tool_call>{"name": "get_item", "arguments": {"q": "\\ud83d\\ude00"}}</tool_call>', NAMES)
+    out = parse_assistant_output(
+        '<tool_call>{"name": "get_item", "arguments": {"q": "\\ud83d\\ude00"}}</tool_call>', NAMES
+    )
     assert out.tool_calls[0]["args"] == {"q": "😀"}
 
 
 def test_lone_surrogates_are_rejected_in_keys_names_and_raw_text():
-    for body in ('{"name": "get_item", "arguments": {"\\ud800": 1}}', '{"name": "\\udc00", "arguments": {}}',
-                 '{"name": "get_item", "arguments": {"q": "\ud800"}}'):  # fmt: skip
+    for body in (
+        '{"name": "get_item", "arguments": {"\\ud800": 1}}',
+        '{"name": "\\udc00", "arguments": {}}',
+        '{"name": "get_item", "arguments": {"q": "\ud800"}}',
+    ):
         out = parse_assistant_output(TOOL_CALL_OPEN + body + TOOL_CALL_CLOSE, None)
         assert not out.tool_calls and "lone surrogate" in out.invalid_tool_calls[0]["error"]
     cut = parse_assistant_output('<tool_call>{"name": "\\ud800", "argu', None).invalid_tool_calls[0]

@@ -7,7 +7,6 @@ import random
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
-
 from recagent.agents import prompt_format as pf
 from recagent.agents.prompt_format import (
     ContentStreamFilter,
@@ -62,7 +61,12 @@ class _ChatMLTokenizer:
 def test_render_then_parse_round_trip():
     args = {"user_id": "42", "k": 5, "note": 'quotes " and <tags> and ünïcode'}
     text = render_tool_call("retrieve_for_user", args)
-    assert text == '<tool_call>{"name": "retrieve_for_user", "arguments": ' + json.dumps(args, ensure_ascii=False) + "}</tool_call>"
+    assert (
+        text
+        == '<tool_call>{"name": "retrieve_for_user", "arguments": '
+        + json.dumps(args, ensure_ascii=False)
+        + "}</tool_call>"
+    )
     out = parse_assistant_output(text, {"retrieve_for_user"})
     assert out.content == "" and not out.invalid_tool_calls
     (call,) = out.tool_calls
@@ -71,7 +75,12 @@ def test_render_then_parse_round_trip():
 
 
 def test_parallel_calls_and_text_outside_blocks():
-    text = "Let me look.\n" + render_tool_call("retrieve_for_user", {"user_id": "1"}) + "\n" + render_tool_call("popular_items", {})
+    text = (
+        "Let me look.\n"
+        + render_tool_call("retrieve_for_user", {"user_id": "1"})
+        + "\n"
+        + render_tool_call("popular_items", {})
+    )
     out = parse_assistant_output(text, NAMES)
     assert [c["name"] for c in out.tool_calls] == ["retrieve_for_user", "popular_items"]
     assert out.tool_calls[1]["args"] == {}
@@ -92,12 +101,28 @@ def test_plain_text_is_content():
         ('<tool_call>["popular_items", {}]</tool_call>', None, "must be a JSON object"),
         ('<tool_call>{"arguments": {}}</tool_call>', None, 'no "name"'),
         ('<tool_call>{"name": "popular_items"}</tool_call>', "popular_items", 'no "arguments"'),
-        ('<tool_call>{"name": "popular_items", "arguments": "{\\"genre\\": \\"x\\"}"}</tool_call>', "popular_items", "must be a JSON object, got a string"),
-        ('<tool_call>{"name": "popular_items", "arguments": {}, "id": 3}</tool_call>', "popular_items", "unexpected keys"),
-        ('<tool_call>{"name": "drop_tables", "arguments": {}}</tool_call>', "drop_tables", "unknown tool 'drop_tables'"),
+        (
+            '<tool_call>{"name": "popular_items", "arguments": "{\\"genre\\": \\"x\\"}"}</tool_call>',
+            "popular_items",
+            "must be a JSON object, got a string",
+        ),
+        (
+            '<tool_call>{"name": "popular_items", "arguments": {}, "id": 3}</tool_call>',
+            "popular_items",
+            "unexpected keys",
+        ),
+        (
+            '<tool_call>{"name": "drop_tables", "arguments": {}}</tool_call>',
+            "drop_tables",
+            "unknown tool 'drop_tables'",
+        ),
         ('<tool_call>{"name": "popular_items", "arguments": {"k": NaN}}</tool_call>', None, "NaN"),
         ('<tool_call>{"name": "popular_items", "arguments": {"k": 1, "k": 2}}</tool_call>', None, "duplicate key 'k'"),
-        ('<tool_call>{"name": "retrieve_for_user", "arguments": {"user_id": "4', "retrieve_for_user", "unclosed <tool_call> block"),
+        (
+            '<tool_call>{"name": "retrieve_for_user", "arguments": {"user_id": "4',
+            "retrieve_for_user",
+            "unclosed <tool_call> block",
+        ),
         ("<tool_call>", None, "unclosed"),
     ],
 )
@@ -112,7 +137,11 @@ def test_malformed_calls_become_invalid_with_a_clear_error(block, name, error):
 
 
 def test_one_bad_block_does_not_spoil_the_others():
-    text = render_tool_call("popular_items", {}) + "\n<tool_call>{oops}</tool_call>\n" + render_tool_call("retrieve_for_user", {"user_id": "7"})
+    text = (
+        render_tool_call("popular_items", {})
+        + "\n<tool_call>{oops}</tool_call>\n"
+        + render_tool_call("retrieve_for_user", {"user_id": "7"})
+    )
     out = parse_assistant_output(text, NAMES)
     assert [c["name"] for c in out.tool_calls] == ["popular_items", "retrieve_for_user"]
     assert len(out.invalid_tool_calls) == 1 and out.content == ""
@@ -151,9 +180,13 @@ def test_render_messages_puts_tools_in_the_system_turn_and_results_in_a_user_tur
     assert [m["role"] for m in out] == ["system", "user", "assistant", "user", "assistant"]
     assert out[0]["content"] == render_tools(TOOLS) + "\n\nYou recommend films."
     assert "\nretrieve_for_user(user_id: str, k?: int): Top-k items for a known user.\n" in out[0]["content"]
-    assert out[2]["content"] == render_tool_call("retrieve_for_user", {"user_id": "42", "k": 3}) + "\n" + render_tool_call("popular_items", {})
-    assert out[3]["content"] == ('<tool_response>retrieve_for_user\n{"items": [{"item_id": "50"}]}</tool_response>\n'
-                                 "<tool_response>popular_items\nnot json</tool_response>")  # name from the call id, then the text
+    assert out[2]["content"] == render_tool_call(
+        "retrieve_for_user", {"user_id": "42", "k": 3}
+    ) + "\n" + render_tool_call("popular_items", {})
+    assert out[3]["content"] == (
+        '<tool_response>retrieve_for_user\n{"items": [{"item_id": "50"}]}</tool_response>\n'
+        "<tool_response>popular_items\nnot json</tool_response>"
+    )  # name from the call id, then the text
     assert set(out[0]) == {"role", "content"}
 
 
@@ -182,12 +215,20 @@ def test_tools_block_is_one_signature_line_per_tool_inside_the_instruction():
 
 ROOT_DEFS = {
     "$defs": {
-        "Era": {"type": "object", "properties": {"start": {"type": "integer", "default": 1990}, "end": {"type": "integer"}},
-                "required": ["end"]},
-        "Node": {"type": "object", "properties": {"name": {"type": "string"},
-                                                  "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}},
+        "Era": {
+            "type": "object",
+            "properties": {"start": {"type": "integer", "default": 1990}, "end": {"type": "integer"}},
+            "required": ["end"],
+        },
+        "Node": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+            },
+        },
     }
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(
@@ -227,32 +268,58 @@ def test_render_type_rules(schema, expected):
     ("parameters", "expected"),
     [
         ({"type": "object", "properties": {}}, "f()"),
-        ({"type": "object", "properties": {"q": {"type": "string"}, "k": {"type": "integer", "default": 10}},
-          "required": ["q"]}, "f(q: str, k?: int=10)"),
+        (
+            {
+                "type": "object",
+                "properties": {"q": {"type": "string"}, "k": {"type": "integer", "default": 10}},
+                "required": ["q"],
+            },
+            "f(q: str, k?: int=10)",
+        ),
         # optional and null by default: the null branch is dropped (leaving the argument out says the same)
-        ({"properties": {"m": {"anyOf": [{"enum": ["a", "b"]}, {"type": "null"}], "default": None}}},
-         'f(m?: Literal["a","b"])'),
+        (
+            {"properties": {"m": {"anyOf": [{"enum": ["a", "b"]}, {"type": "null"}], "default": None}}},
+            'f(m?: Literal["a","b"])',
+        ),
         ({"properties": {"m": {"type": ["integer", "null"]}}}, "f(m?: int)"),
         ({"properties": {"m": {"enum": ["a", None]}}}, 'f(m?: Literal["a"])'),
         # but kept where null is a value of its own: a required argument, or one with another default
         ({"properties": {"m": {"type": ["integer", "null"]}}, "required": ["m"]}, "f(m: int|null)"),
-        ({"properties": {"m": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": "x"}}}, 'f(m?: str|null="x")'),
+        (
+            {"properties": {"m": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": "x"}}},
+            'f(m?: str|null="x")',
+        ),
         # defaults as JSON: object keys in their own order, non-ASCII and markup characters as they are
-        ({"properties": {"o": {"type": "object", "default": {"b": 1, "a": [True, None]}},
-                         "s": {"type": "string", "default": "Amélie <b> & 'co'"},
-                         "w": {"type": "number", "default": 0.5}, "f": {"type": "boolean", "default": False}}},
-         'f(o?: dict={"b": 1, "a": [true, null]}, s?: str="Amélie <b> & \'co\'", w?: float=0.5, f?: bool=false)'),
-        ({"type": "object", "properties": {"era": {"$ref": "#/$defs/Era"}}, "$defs": ROOT_DEFS["$defs"]},
-         "f(era?: {start?: int=1990, end: int})"),
+        (
+            {
+                "properties": {
+                    "o": {"type": "object", "default": {"b": 1, "a": [True, None]}},
+                    "s": {"type": "string", "default": "Amélie <b> & 'co'"},
+                    "w": {"type": "number", "default": 0.5},
+                    "f": {"type": "boolean", "default": False},
+                }
+            },
+            'f(o?: dict={"b": 1, "a": [true, null]}, s?: str="Amélie <b> & \'co\'", w?: float=0.5, f?: bool=false)',
+        ),
+        (
+            {"type": "object", "properties": {"era": {"$ref": "#/$defs/Era"}}, "$defs": ROOT_DEFS["$defs"]},
+            "f(era?: {start?: int=1990, end: int})",
+        ),
     ],
-)  # fmt: skip
+)
 def test_render_tool_line_signature_rules(parameters, expected):
     assert render_tool_line({"name": "f", "parameters": parameters}) == expected
 
 
 def test_render_tool_line_keeps_the_description_on_one_line():
-    tool = {"type": "function", "function": {"name": "g", "description": "  Find things.\n\tFast,  too. ",
-                                             "parameters": {"type": "object", "properties": {}}}}  # fmt: skip
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "g",
+            "description": "  Find things.\n\tFast,  too. ",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    }
     assert render_tool_line(tool) == "g(): Find things. Fast, too."
     assert render_tool_line(TOOLS[0]) == render_tool_line(TOOLS[0]["function"]), "bare function schemas render alike"
     with pytest.raises(ValueError, match="OpenAI tool"):
@@ -274,7 +341,10 @@ def test_format_prompt_ends_with_the_assistant_turn():
 def test_render_tool_call_can_follow_the_schema_property_order():
     params = TOOLS[0]["function"]["parameters"]
     text = render_tool_call("retrieve_for_user", {"extra": 1, "k": 5, "user_id": "42"}, schema=params)
-    assert text == '<tool_call>{"name": "retrieve_for_user", "arguments": {"user_id": "42", "k": 5, "extra": 1}}</tool_call>'
+    assert (
+        text
+        == '<tool_call>{"name": "retrieve_for_user", "arguments": {"user_id": "42", "k": 5, "extra": 1}}</tool_call>'
+    )
 
 
 def test_render_tool_call_rejects_non_dict_arguments():
@@ -286,7 +356,7 @@ def test_render_tool_call_rejects_non_dict_arguments():
     "text",
     [
         "Plain answer with trailing space   ",
-        "  lead <tool_call>{\"name\": \"popular_items\", \"arguments\": {}}</tool_call>  tail  ",
+        '  lead <tool_call>{"name": "popular_items", "arguments": {}}</tool_call>  tail  ',
         render_tool_call("popular_items", {}) + "\n" + render_tool_call("retrieve_for_user", {"user_id": "1"}),
         "text <tool_ca then not a tag",
         'cut off <tool_call>{"name": "popular_items", "argu',

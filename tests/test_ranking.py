@@ -8,11 +8,11 @@ import math
 
 import numpy as np
 import pytest
-
 from recagent.evaluation.metrics import utility
-from recagent.ranking import ndcg
 from recagent.rl.rewards import Call, RewardWeights, Step, ndcg_at_k, step_rewards
 from recagent.tools.recommenders.evaluate import metrics_from_ranks
+
+from recagent.ranking import ndcg
 
 
 def test_ndcg_by_hand():
@@ -29,9 +29,11 @@ def test_one_based_rank_r_is_zero_based_r_minus_one():
 
 
 def test_rewards_equal_the_old_one_based_formula():
-    steps = [Step([Call("search", {}, True, ["7", "8", "9", "T"])]),  # 1-based rank 4
-             Step([Call("rank", {}, True, ["8", "T"])]),  # 1-based rank 2
-             Step(answer_ids=["7", "8", "T"])]  # fmt: skip
+    steps = [
+        Step([Call("search", {}, True, ["7", "8", "9", "T"])]),  # 1-based rank 4
+        Step([Call("rank", {}, True, ["8", "T"])]),  # 1-based rank 2
+        Step(answer_ids=["7", "8", "T"]),
+    ]
     r = step_rewards(steps, RewardWeights(success=0.0, contribution=1.0, task=1.0), target="T")
     assert r[0].components["contribution"] == 1.0 / math.log2(4 + 1)
     assert r[1].components["contribution"] == 1.0 / math.log2(2 + 1) - 1.0 / math.log2(4 + 1)

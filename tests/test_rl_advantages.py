@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from recagent.rl.advantages import (
     discounted_returns,
     gae,
@@ -84,9 +83,14 @@ def test_contribution_telescopes_and_the_task_term_reaches_the_last_step():
 
 
 def test_toolrl_components_match_calls_order_free():
-    gold = [{"name": "popular_items", "arguments": {"genre": "War", "k": 3}},
-            {"name": "popular_items", "arguments": {"genre": "Comedy", "k": 3}}]  # fmt: skip
-    exact = [Call("popular_items", {"genre": "Comedy", "k": 3}, True), Call("popular_items", {"genre": "war", "k": 3}, True)]
+    gold = [
+        {"name": "popular_items", "arguments": {"genre": "War", "k": 3}},
+        {"name": "popular_items", "arguments": {"genre": "Comedy", "k": 3}},
+    ]
+    exact = [
+        Call("popular_items", {"genre": "Comedy", "k": 3}, True),
+        Call("popular_items", {"genre": "war", "k": 3}, True),
+    ]
     assert match_calls(exact, gold) == {"format": 1.0, "name": 1.0, "param_name": 1.0, "param_value": 1.0}
     partial = [Call("popular_items", {"genre": "War", "k": 5}, True)]
     m = match_calls(partial, gold)

@@ -8,12 +8,12 @@ from dataclasses import asdict, fields
 import pytest
 import torch
 from datasets import Dataset
-
 from recagent.rl.advantages import step_advantages_for_groups
 from recagent.rl.grpo import StepGRPOConfig, StepGRPOTrainer, task_row
 from recagent.rl.rewards import RewardWeights
 from recagent.rl.rollout import Task
 from recagent.tools.recommender_tools import build_registry
+
 from tests.scripted_batch_policy import ScriptedBatchPolicy
 
 CALL = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Horror", "k": 2}}</tool_call>'
@@ -31,23 +31,53 @@ def tiny_model(smollm2_tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(smollm2_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192,
-                      eos_token_id=smollm2_tokenizer.eos_token_id, pad_token_id=smollm2_tokenizer.eos_token_id)  # fmt: skip
+    cfg = LlamaConfig(
+        vocab_size=len(smollm2_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=8192,
+        eos_token_id=smollm2_tokenizer.eos_token_id,
+        pad_token_id=smollm2_tokenizer.eos_token_id,
+    )
     return LlamaForCausalLM(cfg)
 
 
 def make_trainer(model, tok, env, out_dir, **overrides):
     tools = [t for t in build_registry(env).openai_schemas() if t["function"]["name"] in ("popular_items", "get_item")]
-    task = Task("t1", [{"role": "system", "content": "You recommend movies."},
-                       {"role": "user", "content": "The most popular horror film?"}], tools, {}, target=top_horror(env)[0])  # fmt: skip
+    task = Task(
+        "t1",
+        [
+            {"role": "system", "content": "You recommend movies."},
+            {"role": "user", "content": "The most popular horror film?"},
+        ],
+        tools,
+        {},
+        target=top_horror(env)[0],
+    )
     data = Dataset.from_list([task_row(task)] * 4)
     settings = dict(
-        output_dir=str(out_dir), per_device_train_batch_size=2, num_generations=2, gradient_accumulation_steps=1,
-        max_steps=2, learning_rate=5e-2, max_completion_length=2048, max_episode_steps=3, max_turn_tokens=8,
-        use_cpu=True, bf16=False, report_to=[], logging_steps=1, save_strategy="no", activation_checkpointing=False,
-        disable_tqdm=True, seed=0, step_gamma=0.5,
-    )  # fmt: skip
+        output_dir=str(out_dir),
+        per_device_train_batch_size=2,
+        num_generations=2,
+        gradient_accumulation_steps=1,
+        max_steps=2,
+        learning_rate=5e-2,
+        max_completion_length=2048,
+        max_episode_steps=3,
+        max_turn_tokens=8,
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        logging_steps=1,
+        save_strategy="no",
+        activation_checkpointing=False,
+        disable_tqdm=True,
+        seed=0,
+        step_gamma=0.5,
+    )
     args = StepGRPOConfig(**{**settings, **overrides})
     trainer = StepGRPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok, tool_env=env)
     # a scripted policy plays the episodes (a random model would only babble): the two rollouts of the group differ
@@ -61,7 +91,10 @@ def test_reward_weight_fields_are_the_reward_weights_defaults(tmp_path):
     config = {f.name: f for f in fields(StepGRPOConfig)}
     weights = {f.name: f for f in fields(RewardWeights)}
     for name, w in weights.items():
-        assert config[f"reward_{name}"].default == w.default and config[f"reward_{name}"].metadata["help"] == w.metadata["help"]
+        assert (
+            config[f"reward_{name}"].default == w.default
+            and config[f"reward_{name}"].metadata["help"] == w.metadata["help"]
+        )
     assert StepGRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[]).reward_weights_() == RewardWeights()
     args = StepGRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], reward_task=3.0, reward_format=0.0)
     assert asdict(args.reward_weights_()) == {**asdict(RewardWeights()), "task": 3.0, "format": 0.0}
@@ -91,11 +124,14 @@ def test_step_grpo_trains_with_per_token_step_advantages(tiny_model, smollm2_tok
             assert torch.allclose(adv[i, s:e], torch.tensor(a))
         obs = [t for t, m in enumerate(ep.action_mask) if not m]
         assert obs and adv[i, obs].abs().sum() == 0, "observation tokens get no advantage"
-        assert adv[i, len(ep.completion_ids):].abs().sum() == 0, "padding gets no advantage"
+        assert adv[i, len(ep.completion_ids) :].abs().sum() == 0, "padding gets no advantage"
         assert batch["tool_mask"][i, obs].sum() == 0
     logged = {k for h in trainer.state.log_history for k in h}
-    assert {"rewards/step/success/mean", "rewards/step/task/mean", "tools/call_validity/mean"} & logged or \
-        {"rewards/step/success", "rewards/step/task", "tools/call_validity"} <= logged
+    assert {"rewards/step/success/mean", "rewards/step/task/mean", "tools/call_validity/mean"} & logged or {
+        "rewards/step/success",
+        "rewards/step/task",
+        "tools/call_validity",
+    } <= logged
 
 
 def test_masked_tokens_get_no_gradient(tiny_model, smollm2_tokenizer, synthetic_env, tmp_path):
@@ -122,14 +158,27 @@ def test_a_resumed_run_continues_from_its_checkpoint(smollm2_tokenizer, syntheti
     def model():
         torch.manual_seed(0)
         tok = smollm2_tokenizer
-        return LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                            num_attention_heads=2, num_key_value_heads=1, eos_token_id=tok.eos_token_id,
-                                            pad_token_id=tok.eos_token_id))  # fmt: skip
+        return LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=len(tok),
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                num_key_value_heads=1,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.eos_token_id,
+            )
+        )
 
-    first = make_trainer(model(), smollm2_tokenizer, synthetic_env, tmp_path, max_steps=1, save_strategy="steps", save_steps=1)
+    first = make_trainer(
+        model(), smollm2_tokenizer, synthetic_env, tmp_path, max_steps=1, save_strategy="steps", save_steps=1
+    )
     first.train()
     assert (tmp_path / "checkpoint-1").is_dir()
-    second = make_trainer(model(), smollm2_tokenizer, synthetic_env, tmp_path, max_steps=2, save_strategy="steps", save_steps=1)
+    second = make_trainer(
+        model(), smollm2_tokenizer, synthetic_env, tmp_path, max_steps=2, save_strategy="steps", save_steps=1
+    )
     second.train(resume_from_checkpoint=True)
     assert second.state.global_step == 2
     steps = [h["step"] for h in second.state.log_history if "loss" in h]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from recagent.rl.advantages import step_advantages_for_groups
 
 pytestmark = pytest.mark.slow
@@ -24,8 +23,19 @@ def test_a_group_split_across_processes_gets_group_advantages(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parents[1])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(port), str(WORKER), str(tmp_path)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        str(WORKER),
+        str(tmp_path),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -44,8 +54,9 @@ def test_a_group_split_across_processes_gets_group_advantages(tmp_path):
 
 
 def test_ppo_refuses_to_run_in_several_processes(monkeypatch):
-    from recagent.errors import RecagentError
     from recagent.rl.ppo import StepPPOTrainer
+
+    from recagent.errors import RecagentError
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(RecagentError, match="PPO runs in one process"):

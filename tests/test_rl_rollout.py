@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from recagent.agents.prompt_format import render_openai_messages
 from recagent.rl.rewards import RewardWeights
-from recagent.rl.rollout import Generated, RolloutEnvironment, Task, generate_turns, run_episode, run_episodes, tasks_from_synth
+from recagent.rl.rollout import (
+    Generated,
+    RolloutEnvironment,
+    Task,
+    generate_turns,
+    run_episode,
+    run_episodes,
+    tasks_from_synth,
+)
 from recagent.rl.vllm_turns import VLLMTurns
 from recagent.tools.recommender_tools import build_registry
+
 from tests.scripted_batch_policy import ScriptedBatchPolicy
 
 
@@ -19,10 +27,14 @@ def task(ml100k_env):
     tools = build_registry(ml100k_env).openai_schemas()
     return Task(
         task_id="t1",
-        messages=[{"role": "system", "content": "You recommend movies."},
-                  {"role": "user", "content": "The two most popular war films, please."}],
-        tools=tools, tool_variants={}, target="50",
-    )  # fmt: skip
+        messages=[
+            {"role": "system", "content": "You recommend movies."},
+            {"role": "user", "content": "The two most popular war films, please."},
+        ],
+        tools=tools,
+        tool_variants={},
+        target="50",
+    )
 
 
 def scripted(tokenizer, replies):
@@ -40,8 +52,13 @@ def test_an_episode_runs_real_tools_and_records_tokens_spans_and_rewards(smollm2
     tok = smollm2_tokenizer
     call = '<tool_call>{"name": "popular_items", "arguments": {"genre": "War", "k": 2}}</tool_call>'
     answer = "Try Star Wars (1977) [50]."
-    ep = run_episode(scripted(tok, [call, answer]), tok, RolloutEnvironment(ml100k_env), task,
-                     weights=RewardWeights(success=1.0, contribution=1.0, task=2.0))  # fmt: skip
+    ep = run_episode(
+        scripted(tok, [call, answer]),
+        tok,
+        RolloutEnvironment(ml100k_env),
+        task,
+        weights=RewardWeights(success=1.0, contribution=1.0, task=2.0),
+    )
     assert [r.kind for r in ep.records] == ["tool_call", "answer"]
     assert ep.records[0].result_item_ids[:2] == ["50", "181"], "the real popular_items result"
     # the token stream is exactly the serving prompt format of the final conversation
@@ -61,12 +78,20 @@ def test_an_episode_runs_real_tools_and_records_tokens_spans_and_rewards(smollm2
 
 def test_invalid_calls_end_the_episode_with_zero_success(smollm2_tokenizer, ml100k_env, task):
     tok = smollm2_tokenizer
-    ep = run_episode(scripted(tok, ['<tool_call>{"name": "popular_items", "arguments": {"genre": "War", k: 2}}</tool_call>']),
-                     tok, RolloutEnvironment(ml100k_env), task)  # fmt: skip
+    ep = run_episode(
+        scripted(tok, ['<tool_call>{"name": "popular_items", "arguments": {"genre": "War", k: 2}}</tool_call>']),
+        tok,
+        RolloutEnvironment(ml100k_env),
+        task,
+    )
     assert [r.kind for r in ep.records] == ["invalid_call"] and "not valid JSON" in ep.records[0].error
     assert ep.rewards[0].components["success"] == 0.0 and len(ep.spans) == 1 and all(ep.action_mask)
-    ep = run_episode(scripted(tok, ['<tool_call>{"name": "popular_items", "arguments": {"genre": "Polka"}}</tool_call>',
-                                    "Sorry."]), tok, RolloutEnvironment(ml100k_env), task)  # fmt: skip
+    ep = run_episode(
+        scripted(tok, ['<tool_call>{"name": "popular_items", "arguments": {"genre": "Polka"}}</tool_call>', "Sorry."]),
+        tok,
+        RolloutEnvironment(ml100k_env),
+        task,
+    )
     assert ep.records[0].kind == "invalid_call" and "unknown genre" in ep.records[0].error
     assert ep.records[1].kind == "answer", "a tool error is shown to the policy, which goes on"
 
@@ -102,8 +127,12 @@ def test_lockstep_rollouts_batch_the_live_episodes_and_match_one_at_a_time(smoll
 
 def test_episodes_played_together_do_not_share_state(smollm2_tokenizer, ml100k_env, task):
     tok = smollm2_tokenizer  # the second episode reads a set the first one saved in the same round: it must not exist
-    eps = run_episodes(ScriptedBatchPolicy(tok, [[SAVE, "ok"], [WAR, READ, "ok"]]), tok,
-                       [RolloutEnvironment(ml100k_env) for _ in range(2)], [task] * 2)  # fmt: skip
+    eps = run_episodes(
+        ScriptedBatchPolicy(tok, [[SAVE, "ok"], [WAR, READ, "ok"]]),
+        tok,
+        [RolloutEnvironment(ml100k_env) for _ in range(2)],
+        [task] * 2,
+    )
     assert eps[0].records[0].kind == "tool_call"
     assert eps[1].records[1].kind == "invalid_call" and "no candidate set named 'mine'" in eps[1].records[1].error
     with pytest.raises(ValueError, match="one environment of its own"):
@@ -113,11 +142,15 @@ def test_episodes_played_together_do_not_share_state(smollm2_tokenizer, ml100k_e
 
 def test_sampling_logprobs_follow_the_tokens_and_observations_get_none(smollm2_tokenizer, ml100k_env, task):
     tok = smollm2_tokenizer
-    turns = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in (WAR, "Try Star Wars (1977) [50].")]
+    turns = [
+        tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in (WAR, "Try Star Wars (1977) [50].")
+    ]
     queue = [Generated(ids, [-0.5] * len(ids)) for ids in turns]
     ep = run_episodes(lambda batch: [queue.pop(0) for _ in batch], tok, [RolloutEnvironment(ml100k_env)], [task])[0]
     assert len(ep.sampling_logprobs) == len(ep.completion_ids)
-    assert all((lp == -0.5) == bool(m) and (lp is None) == (not m) for lp, m in zip(ep.sampling_logprobs, ep.action_mask))
+    assert all(
+        (lp == -0.5) == bool(m) and (lp is None) == (not m) for lp, m in zip(ep.sampling_logprobs, ep.action_mask)
+    )
     # a backend without log-probs gives none at all, rather than a partial list
     assert run_episode(scripted(tok, [WAR, "ok"]), tok, RolloutEnvironment(ml100k_env), task).sampling_logprobs is None
 
@@ -128,13 +161,29 @@ def test_batched_generation_equals_one_at_a_time(smollm2_tokenizer):
 
     tok = smollm2_tokenizer
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=2, eos_token_id=tok.eos_token_id,
-                                         pad_token_id=tok.eos_token_id)).eval()  # fmt: skip
-    inputs = [tok(t, add_special_tokens=False)["input_ids"] for t in ("Hi", "A much longer prompt than the first one", "Mid size")]
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.eos_token_id,
+        )
+    ).eval()
+    inputs = [
+        tok(t, add_special_tokens=False)["input_ids"]
+        for t in ("Hi", "A much longer prompt than the first one", "Mid size")
+    ]
     together = generate_turns(model, tok, inputs, 6, sample=False)
-    assert together == [generate_turns(model, tok, [x], 6, sample=False)[0] for x in inputs], "left padding changes nothing"
-    assert generate_turns(model, tok, inputs, 6, sample=False, batch_size=2) == together, "chunks of at most 2, in order"
+    assert together == [generate_turns(model, tok, [x], 6, sample=False)[0] for x in inputs], (
+        "left padding changes nothing"
+    )
+    assert generate_turns(model, tok, inputs, 6, sample=False, batch_size=2) == together, (
+        "chunks of at most 2, in order"
+    )
     assert generate_turns(model, tok, [], 6) == []
 
 
@@ -166,7 +215,9 @@ def test_tasks_from_synthesized_dialogs_carry_their_gold_calls(ml100k_env, tmp_p
     from recagent.synth.config import SynthConfig
     from recagent.synth.pipeline import synthesize
 
-    synthesize(SynthConfig.build(n=10, seed=1, kinds={"single": 1}, exports=[]), tmp_path, env=ml100k_env, progress=False)
+    synthesize(
+        SynthConfig.build(n=10, seed=1, kinds={"single": 1}, exports=[]), tmp_path, env=ml100k_env, progress=False
+    )
     rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
     tasks = tasks_from_synth(rows)
     assert len(tasks) == len(rows)

@@ -16,10 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
-
-from recagent.cli import main
-from recagent.errors import ConfigError
 from recagent.rl.config_io import load_config, save_config
 from recagent.rl.sft import (
     CONFIG_FILE,
@@ -30,11 +26,22 @@ from recagent.rl.sft import (
     load_sft_config,
     train_sft,
 )
+from safetensors.torch import load_file
+
+from recagent.cli import main
+from recagent.errors import ConfigError
 
 FAST = [  # a few cheap, fully effective steps: no warm-up, no accumulation, a checkpoint every step
-    "learning_rate=1e-2", "warmup_steps=0", "gradient_accumulation_steps=1", "save_steps=1", "save_total_limit=null",
-    "logging_steps=1", "disable_tqdm=true", "activation_checkpointing=false", "seed=0",
-]  # fmt: skip
+    "learning_rate=1e-2",
+    "warmup_steps=0",
+    "gradient_accumulation_steps=1",
+    "save_steps=1",
+    "save_total_limit=null",
+    "logging_steps=1",
+    "disable_tqdm=true",
+    "activation_checkpointing=false",
+    "seed=0",
+]
 EVAL = ["eval_strategy=steps", "eval_steps=2"]  # test.jsonl as the eval set
 
 
@@ -66,10 +73,18 @@ def base_model(tokenizer, tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=4, max_position_embeddings=8192, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     folder = tmp_path_factory.mktemp("tiny-llama")
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -82,8 +97,10 @@ def _token_lengths(tokenizer, rows):
     from recagent.agents.chat_template import apply_tool_template
 
     tok = apply_tool_template(copy.deepcopy(tokenizer))
-    return [len(tok.apply_chat_template(r["messages"], tools=r["tools"], tokenize=True, return_dict=True)["input_ids"])
-            for r in rows]  # fmt: skip
+    return [
+        len(tok.apply_chat_template(r["messages"], tools=r["tools"], tokenize=True, return_dict=True)["input_ids"])
+        for r in rows
+    ]
 
 
 def _rows(path: Path) -> list[dict]:
@@ -140,10 +157,9 @@ def full_run(base_model, data_dir, synthetic_split, tmp_path_factory) -> Path:
 
 
 def test_full_fine_tuning_trains_every_weight_and_saves_a_loadable_model(full_run, base_model, tokenizer, data_dir):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from recagent.agents.chat_template import TOOL_CHAT_TEMPLATE
     from recagent.agents.prompt_format import format_prompt
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     final = full_run / "final"
     run = _run(final)
@@ -269,16 +285,24 @@ def test_init_adapter_starts_a_new_run_from_an_adapters_weights(base_model, data
     from transformers import AutoModelForCausalLM
 
     lora = ["use_lora=true", "lora_r=4", "lora_alpha=8", "merge_lora=false", "max_steps=1"]
-    first = load_sft_config(None, FAST + lora, data_dir=str(data_dir), output_dir=str(tmp_path / "a"),
-                            base_model=str(base_model))  # fmt: skip
+    first = load_sft_config(
+        None, FAST + lora, data_dir=str(data_dir), output_dir=str(tmp_path / "a"), base_model=str(base_model)
+    )
     start = train_sft(first, split=synthetic_split)
     weights = load_file(start / "adapter_model.safetensors")
     for lr, same in (("0", True), ("1e-2", False)):
-        cfg = load_sft_config(None, FAST + lora + [f"learning_rate={lr}", f"init_adapter={start}"],
-                              data_dir=str(data_dir), output_dir=str(tmp_path / f"b{lr}"), base_model=str(base_model))  # fmt: skip
+        cfg = load_sft_config(
+            None,
+            FAST + lora + [f"learning_rate={lr}", f"init_adapter={start}"],
+            data_dir=str(data_dir),
+            output_dir=str(tmp_path / f"b{lr}"),
+            base_model=str(base_model),
+        )
         final = train_sft(cfg, split=synthetic_split)
         after = load_file(final / "adapter_model.safetensors")
-        assert _run(final)["total_params"] == sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(base_model).parameters())
+        assert _run(final)["total_params"] == sum(
+            p.numel() for p in AutoModelForCausalLM.from_pretrained(base_model).parameters()
+        )
         assert set(after) == set(weights)
         assert all(torch.equal(weights[k], after[k]) for k in weights) is same, lr
 
@@ -306,10 +330,20 @@ def test_data_whose_train_and_test_overlap_is_refused(data_dir, synthetic_split,
 
 def test_config_from_yaml_with_overrides_round_trips(data_dir, tmp_path):
     path = tmp_path / "sft.yaml"
-    path.write_text(yaml.safe_dump({"data_dir": str(data_dir), "learning_rate": "1e-4", "use_lora": True,
-                                    "lora_target_modules": ["q_proj", "v_proj"], "num_train_epochs": 2}))  # fmt: skip
-    cfg = load_sft_config(path, ["lora_r=4", "lr_scheduler_kwargs.num_cycles=2", "run_name=2024", "max_samples=null"],
-                          max_steps=7)  # fmt: skip
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(data_dir),
+                "learning_rate": "1e-4",
+                "use_lora": True,
+                "lora_target_modules": ["q_proj", "v_proj"],
+                "num_train_epochs": 2,
+            }
+        )
+    )
+    cfg = load_sft_config(
+        path, ["lora_r=4", "lr_scheduler_kwargs.num_cycles=2", "run_name=2024", "max_samples=null"], max_steps=7
+    )
     assert (cfg.learning_rate, cfg.use_lora, cfg.lora_r, cfg.lora_target_modules) == (
         1e-4,
         True,
@@ -388,10 +422,24 @@ def test_shared_prefix_trains_the_same_first_step_as_the_plain_trainer(base_mode
     losses = {}
     for shared in (False, True):
         out = tmp_path / f"shared-{shared}"
-        cfg = load_sft_config(None, FAST + ["max_steps=2", "use_lora=true", "lora_r=4", "lora_alpha=8",
-                                            "per_device_train_batch_size=3", f"shared_prefix={str(shared).lower()}", "bf16=false",
-                                            "merge_lora=false", "lora_layers_from=1"],
-                              data_dir=str(data_dir), output_dir=str(out), base_model=str(base_model))  # fmt: skip
+        cfg = load_sft_config(
+            None,
+            FAST
+            + [
+                "max_steps=2",
+                "use_lora=true",
+                "lora_r=4",
+                "lora_alpha=8",
+                "per_device_train_batch_size=3",
+                f"shared_prefix={str(shared).lower()}",
+                "bf16=false",
+                "merge_lora=false",
+                "lora_layers_from=1",
+            ],
+            data_dir=str(data_dir),
+            output_dir=str(out),
+            base_model=str(base_model),
+        )
         final = train_sft(cfg, split=synthetic_split)
         losses[shared] = _losses(_run(final)["log_history"])
         adapter = load_file(final / "adapter_model.safetensors")
@@ -403,15 +451,25 @@ def test_shared_prefix_trains_the_same_first_step_as_the_plain_trainer(base_mode
 def test_decision_samples_add_each_dialog_cut_after_its_first_turn(tmp_path):
     """decision_samples: every dialog once whole and once up to its first assistant turn (calls or words)."""
     import datasets
-
     from recagent.rl.sft import _with_decision_samples, first_decision
 
-    call = {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "top_movies", "arguments": "{}"}}]}
+    call = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"type": "function", "function": {"name": "top_movies", "arguments": "{}"}}],
+    }
     rows = [
-        {"messages": [{"role": "user", "content": "popular films?"}, call, {"role": "tool", "content": "x"},
-                      {"role": "assistant", "content": "[1] A (1995)"}], "tools": []},
+        {
+            "messages": [
+                {"role": "user", "content": "popular films?"},
+                call,
+                {"role": "tool", "content": "x"},
+                {"role": "assistant", "content": "[1] A (1995)"},
+            ],
+            "tools": [],
+        },
         {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "Hi!"}], "tools": []},
-    ]  # fmt: skip
+    ]
     assert first_decision(rows[0])["messages"] == rows[0]["messages"][:2]
     assert first_decision(rows[1])["messages"] == rows[1]["messages"]
     ds = _with_decision_samples(datasets.Dataset.from_list(rows))
@@ -422,12 +480,16 @@ def test_decision_samples_add_each_dialog_cut_after_its_first_turn(tmp_path):
 def test_whole_dialogs_keeps_a_seeded_share_whole_and_every_decision():
     """whole_dialogs=0.5: every first decision, and half the dialogs whole, the same half for the same seed."""
     import datasets
-
     from recagent.rl.sft import _with_decision_samples
 
     reply = {"role": "assistant", "content": "Hi!"}
-    rows = [{"messages": [{"role": "user", "content": f"hi {i}"}, reply, {"role": "user", "content": "more"}, reply],
-             "tools": []} for i in range(10)]  # fmt: skip
+    rows = [
+        {
+            "messages": [{"role": "user", "content": f"hi {i}"}, reply, {"role": "user", "content": "more"}, reply],
+            "tools": [],
+        }
+        for i in range(10)
+    ]
     ds = _with_decision_samples(datasets.Dataset.from_list(rows), 0.5, seed=3)
     lengths = [len(r["messages"]) for r in ds]
     assert lengths.count(4) == 5 and lengths.count(2) == 10
@@ -439,9 +501,8 @@ def test_whole_dialogs_keeps_a_seeded_share_whole_and_every_decision():
 
 def test_unshared_tool_blocks_are_dropped_and_counted():
     import datasets
-
-    from recagent.rl.shared_prefix import KEY_TOKENS
     from recagent.rl.sft import _drop_unshared_blocks
+    from recagent.rl.shared_prefix import KEY_TOKENS
 
     block = list(range(KEY_TOKENS))
     rows = [{"input_ids": block + [i]} for i in range(3)] + [{"input_ids": [7] + block + [1]}, {"input_ids": [8] * 600}]
@@ -449,16 +510,20 @@ def test_unshared_tool_blocks_are_dropped_and_counted():
     assert dropped == 2 and [r["input_ids"][-1] for r in kept] == [0, 1, 2]
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["whole_dialogs=0.5"], "unless decision_samples=true"),
-    (["decision_samples=true", "whole_dialogs=1.5"], "between 0 and 1"),
-    (["shared_tool_blocks_only=true"], "set shared_prefix=true"),
-    (["init_adapter=."], "set use_lora=true"),
-    (["use_lora=true", "init_adapter=."], "not a peft adapter folder"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["whole_dialogs=0.5"], "unless decision_samples=true"),
+        (["decision_samples=true", "whole_dialogs=1.5"], "between 0 and 1"),
+        (["shared_tool_blocks_only=true"], "set shared_prefix=true"),
+        (["init_adapter=."], "set use_lora=true"),
+        (["use_lora=true", "init_adapter=."], "not a peft adapter folder"),
+    ],
+)
 def test_decision_mix_settings_are_checked(tmp_path, overrides, message):
-    from recagent.errors import ConfigError
     from recagent.rl.sft import load_sft_config
+
+    from recagent.errors import ConfigError
 
     data = tmp_path / "synth"
     data.mkdir()
@@ -468,8 +533,9 @@ def test_decision_mix_settings_are_checked(tmp_path, overrides, message):
 
 
 def test_per_turn_loss_needs_the_shared_prefix_loss(tmp_path):
-    from recagent.errors import ConfigError
     from recagent.rl.sft import load_sft_config
+
+    from recagent.errors import ConfigError
 
     data = tmp_path / "synth"
     data.mkdir()

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import yaml
+from recagent.rl.ship import PORTABLE_BASE, ship_adapter
 
 from recagent.cli import main
 from recagent.errors import RecagentError
-from recagent.rl.ship import PORTABLE_BASE, ship_adapter
 
 
 @pytest.fixture()
@@ -20,14 +20,33 @@ def adapter(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1))  # fmt: skip
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=128,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    )
     folder = tmp_path / "checkpoint-40"
     get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])).save_pretrained(folder)
-    (folder / "sft_config.yaml").write_text(yaml.safe_dump({"lora_r": 4, "lora_alpha": 8, "max_samples": 3200,
-        "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2, "learning_rate": 5e-4}))  # fmt: skip
-    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 40, "log_history": [
-        {"loss": 0.81, "step": 1}, {"loss": 0.25, "step": 40}]}))  # fmt: skip
+    (folder / "sft_config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "lora_r": 4,
+                "lora_alpha": 8,
+                "max_samples": 3200,
+                "per_device_train_batch_size": 4,
+                "gradient_accumulation_steps": 2,
+                "learning_rate": 5e-4,
+            }
+        )
+    )
+    (folder / "trainer_state.json").write_text(
+        json.dumps({"global_step": 40, "log_history": [{"loss": 0.81, "step": 1}, {"loss": 0.25, "step": 40}]})
+    )
     return folder
 
 
@@ -36,16 +55,30 @@ def test_ship_installs_the_adapter_with_a_card_from_its_run(adapter, tmp_path):
     synth.mkdir()
     (synth / "config.yaml").write_text(yaml.safe_dump({"seed": 7, "n": 4000}))
     report = tmp_path / "report.json"
-    report.write_text(json.dumps({"metrics_markdown": "| metric | value |\n|---|---|\n| first call | 0.42 [0.3, 0.5] |",
-                                  "training": {"summary": "150 updates in 88 min on AMD EPYC, 2 cores"}}))  # fmt: skip
+    report.write_text(
+        json.dumps(
+            {
+                "metrics_markdown": "| metric | value |\n|---|---|\n| first call | 0.42 [0.3, 0.5] |",
+                "training": {"summary": "150 updates in 88 min on AMD EPYC, 2 cores"},
+            }
+        )
+    )
     dest = tmp_path / "weights" / "recagent-smollm2-135m"
-    shipped = ship_adapter(adapter, dest, synth, report, command="recagent train sft --config examples/policy_cpu/sft.yaml")
+    shipped = ship_adapter(
+        adapter, dest, synth, report, command="recagent train sft --config examples/policy_cpu/sft.yaml"
+    )
     assert sorted(p.name for p in dest.iterdir()) == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
     assert json.loads((dest / "adapter_config.json").read_text())["base_model_name_or_path"] == PORTABLE_BASE
     assert (dest / "adapter_model.safetensors").read_bytes() == (adapter / "adapter_model.safetensors").read_bytes()
     card = (dest / "README.md").read_text()
-    for fact in ("seed 7, 4000 dialogs", "40 updates of 8 dialogs", "loss 0.81 -> 0.25", "first call | 0.42 [0.3, 0.5]",
-                 "150 updates in 88 min", "recagent train sft --config examples/policy_cpu/sft.yaml"):  # fmt: skip
+    for fact in (
+        "seed 7, 4000 dialogs",
+        "40 updates of 8 dialogs",
+        "loss 0.81 -> 0.25",
+        "first call | 0.42 [0.3, 0.5]",
+        "150 updates in 88 min",
+        "recagent train sft --config examples/policy_cpu/sft.yaml",
+    ):
         assert fact in card, fact
     assert shipped.card == card, (shipped.card, card)
     assert 0 < shipped.adapter_mb < 1, shipped.adapter_mb

@@ -16,9 +16,18 @@ def tiny_base(smollm2_tokenizer, tmp_path):
 
     torch.manual_seed(0)
     tok = smollm2_tokenizer
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1, eos_token_id=tok.eos_token_id,
-                                         pad_token_id=tok.eos_token_id))  # fmt: skip
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.eos_token_id,
+        )
+    )
     model.save_pretrained(tmp_path / "base")
     tok.save_pretrained(tmp_path / "base")
     return tmp_path / "base"
@@ -27,14 +36,65 @@ def tiny_base(smollm2_tokenizer, tmp_path):
 @pytest.mark.parametrize("algo", ["grpo", "ppo"])
 def test_train_rl_runs_from_a_synthesis_run(algo, dataset_dir, tiny_base, tmp_path, capsys):
     data = tmp_path / "synth"
-    assert main(["synth", "--n", "8", "--out", str(data), "--dataset", dataset_dir, "--no-progress",
-                 "-o", "kinds={single: 1}", "-o", "tools_per_dialog=[1, 2]", "-o", "max_distractors=0"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "synth",
+                "--n",
+                "8",
+                "--out",
+                str(data),
+                "--dataset",
+                dataset_dir,
+                "--no-progress",
+                "-o",
+                "kinds={single: 1}",
+                "-o",
+                "tools_per_dialog=[1, 2]",
+                "-o",
+                "max_distractors=0",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "rl"
-    args = ["train", "rl", "--data", str(data), "--out", str(out), "--base-model", str(tiny_base), "--algo", algo,
-            "--max-steps", "1", "--no-progress", "-o", "num_generations=2", "-o", "per_device_train_batch_size=2",
-            "-o", "max_turn_tokens=6", "-o", "max_episode_steps=2", "-o", "max_tasks=2", "-o", "use_cpu=true",
-            "-o", "bf16=false", "-o", "report_to=none", "-o", "activation_checkpointing=false", "-o", "save_strategy=no",
-            "-o", "logging_steps=1"]  # fmt: skip
+    args = [
+        "train",
+        "rl",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--base-model",
+        str(tiny_base),
+        "--algo",
+        algo,
+        "--max-steps",
+        "1",
+        "--no-progress",
+        "-o",
+        "num_generations=2",
+        "-o",
+        "per_device_train_batch_size=2",
+        "-o",
+        "max_turn_tokens=6",
+        "-o",
+        "max_episode_steps=2",
+        "-o",
+        "max_tasks=2",
+        "-o",
+        "use_cpu=true",
+        "-o",
+        "bf16=false",
+        "-o",
+        "report_to=none",
+        "-o",
+        "activation_checkpointing=false",
+        "-o",
+        "save_strategy=no",
+        "-o",
+        "logging_steps=1",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     final = out / "final"
     run = json.loads((final / "rl_run.json").read_text())
@@ -59,8 +119,10 @@ def test_vllm_settings_that_cannot_run_are_one_line(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "use_vllm applies to algo=grpo" in err and "Traceback" not in err
     if importlib.util.find_spec("vllm") is None:  # the CPU machines this suite runs on
-        assert main(["train", "rl", "--data", str(data), "-o", "use_vllm=true", "-o", "use_cpu=true",
-                     "-o", "bf16=false"]) != 0  # fmt: skip
+        assert (
+            main(["train", "rl", "--data", str(data), "-o", "use_vllm=true", "-o", "use_cpu=true", "-o", "bf16=false"])
+            != 0
+        )
         err = capsys.readouterr().err
         assert "needs vLLM, which is not installed" in err and "recagent[vllm]" in err and "Traceback" not in err
 
@@ -74,18 +136,68 @@ def test_train_rl_keeps_training_an_sft_adapter(dataset_dir, tiny_base, tmp_path
 
     sft = tmp_path / "sft_adapter"
     torch.manual_seed(1)
-    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_base),
-                                LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))  # fmt: skip
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_base),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
+    )
     peft_model.save_pretrained(sft)
     AutoTokenizer.from_pretrained(tiny_base).save_pretrained(sft)
     data = tmp_path / "synth"
-    assert main(["synth", "--n", "8", "--out", str(data), "--dataset", dataset_dir, "--no-progress",
-                 "-o", "kinds={single: 1}", "-o", "tools_per_dialog=[1, 2]", "-o", "max_distractors=0"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "synth",
+                "--n",
+                "8",
+                "--out",
+                str(data),
+                "--dataset",
+                dataset_dir,
+                "--no-progress",
+                "-o",
+                "kinds={single: 1}",
+                "-o",
+                "tools_per_dialog=[1, 2]",
+                "-o",
+                "max_distractors=0",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "rl"
-    args = ["train", "rl", "--data", str(data), "--out", str(out), "--base-model", str(sft), "--max-steps", "1",
-            "--no-progress", "-o", "num_generations=2", "-o", "per_device_train_batch_size=2", "-o", "max_turn_tokens=6",
-            "-o", "max_episode_steps=2", "-o", "max_tasks=2", "-o", "use_cpu=true", "-o", "bf16=false",
-            "-o", "report_to=none", "-o", "activation_checkpointing=false", "-o", "save_strategy=no"]  # fmt: skip
+    args = [
+        "train",
+        "rl",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--base-model",
+        str(sft),
+        "--max-steps",
+        "1",
+        "--no-progress",
+        "-o",
+        "num_generations=2",
+        "-o",
+        "per_device_train_batch_size=2",
+        "-o",
+        "max_turn_tokens=6",
+        "-o",
+        "max_episode_steps=2",
+        "-o",
+        "max_tasks=2",
+        "-o",
+        "use_cpu=true",
+        "-o",
+        "bf16=false",
+        "-o",
+        "report_to=none",
+        "-o",
+        "activation_checkpointing=false",
+        "-o",
+        "save_strategy=no",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     final = out / "final"
     assert not (final / "model.safetensors").exists()  # the adapter, not a merged full model
@@ -100,8 +212,25 @@ def test_rl_tasks_never_come_from_rows_after_max_samples(dataset_dir, tmp_path, 
     from recagent.rl.train_rl import _tasks, load_rl_config
 
     data = tmp_path / "synth"
-    assert main(["synth", "--n", "8", "--out", str(data), "--dataset", dataset_dir, "--no-progress",
-                 "-o", "kinds={single: 1}", "-o", "max_distractors=0"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "synth",
+                "--n",
+                "8",
+                "--out",
+                str(data),
+                "--dataset",
+                dataset_dir,
+                "--no-progress",
+                "-o",
+                "kinds={single: 1}",
+                "-o",
+                "max_distractors=0",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
     assert len(rows) >= 5
     every = _tasks(load_rl_config(None, ["use_cpu=true"], data_dir=str(data)))

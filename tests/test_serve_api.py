@@ -12,9 +12,9 @@ import time
 import httpx
 import openai
 import pytest
+from recagent.serve.config import ServeConfig
 
 from recagent.errors import ConfigError
-from recagent.serve.config import ServeConfig
 from tests.serve_harness import echo_agent, serving
 
 KEY_A, KEY_B = "key-a-0123456789abcdef", "key-b-0123456789abcdef"
@@ -40,8 +40,9 @@ def test_openai_client_non_streaming_answer_carries_items_and_trace(agent, ml100
     with serving(agent) as url:
         client = _client(url)
         assert [m.id for m in client.models.list().data] == ["recagent"]
-        r = client.chat.completions.create(model="recagent", messages=[{"role": "user", "content": "a funny film"}],
-                                           extra_body={"user_id": "42"})  # fmt: skip
+        r = client.chat.completions.create(
+            model="recagent", messages=[{"role": "user", "content": "a funny film"}], extra_body={"user_id": "42"}
+        )
     ext = r.model_extra["recagent"]
     answer = r.choices[0].message.content
     assert r.choices[0].finish_reason == "stop" and answer.startswith("You said: a funny film.")
@@ -51,7 +52,11 @@ def test_openai_client_non_streaming_answer_carries_items_and_trace(agent, ml100
     assert ext["recommended"] and set(ext["recommended"]) <= _tool_ids(ext["trace"])
     for card in ext["items"]:
         i = catalog.index_of[card["item_id"]]
-        assert (card["title"], card["year"], card["genres"]) == (catalog.titles[i], int(catalog.years[i]), list(catalog.genres[i]))
+        assert (card["title"], card["year"], card["genres"]) == (
+            catalog.titles[i],
+            int(catalog.years[i]),
+            list(catalog.genres[i]),
+        )
         assert f"[{card['item_id']}]" in answer
     seen = {catalog.ids[i] for i in ml100k_env.history(ml100k_env.dataset.users.index_of["42"])}
     assert not set(ext["recommended"]) & seen  # retrieve_for_user excludes what user 42 has seen
@@ -60,12 +65,19 @@ def test_openai_client_non_streaming_answer_carries_items_and_trace(agent, ml100
 
 
 def test_openai_client_streaming_sends_text_steps_and_items(agent):
-    history = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"},
-               {"role": "assistant", "content": "Hi! What would you like?"}, {"role": "user", "content": "a thriller"}]  # fmt: skip
+    history = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hello there"},
+        {"role": "assistant", "content": "Hi! What would you like?"},
+        {"role": "user", "content": "a thriller"},
+    ]
     with serving(agent) as url:
         client = _client(url)
-        chunks = list(client.chat.completions.create(model="recagent", messages=history, stream=True,
-                                                     stream_options={"include_usage": True}))  # fmt: skip
+        chunks = list(
+            client.chat.completions.create(
+                model="recagent", messages=history, stream=True, stream_options={"include_usage": True}
+            )
+        )
         plain = client.chat.completions.create(model="recagent", messages=history)
     texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     steps = [c.model_extra["recagent"]["step"] for c in chunks if "step" in (c.model_extra.get("recagent") or {})]
@@ -88,8 +100,9 @@ def test_session_api_keeps_history_and_deletes(agent):
         s = http.post("/v1/sessions", json={"user_id": "7"}).json()
         assert s["user_id"] == "7" and s["turns"] == 0 and s["id"].startswith("srv-")
         for text in ("something for the weekend", "older, please"):
-            r = client.chat.completions.create(model="recagent", messages=[{"role": "user", "content": text}],
-                                               extra_body={"session_id": s["id"]})  # fmt: skip
+            r = client.chat.completions.create(
+                model="recagent", messages=[{"role": "user", "content": text}], extra_body={"session_id": s["id"]}
+            )
         # the second turn saw the first one: the session's history is on the server
         assert r.choices[0].message.content.startswith("You said: something for the weekend | older, please.")
         assert r.model_extra["recagent"]["session_id"] == s["id"]
@@ -116,12 +129,23 @@ def test_sessions_belong_to_their_key(agent, monkeypatch):
         b = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY_B}"}, timeout=60)
         sid = a.post("/v1/sessions", json={}).json()["id"]
         secret = "my secret word is pelican"
-        _client(url, KEY_A).chat.completions.create(model="recagent", messages=[{"role": "user", "content": secret}],
-                                                    extra_body={"session_id": sid})  # fmt: skip
+        _client(url, KEY_A).chat.completions.create(
+            model="recagent", messages=[{"role": "user", "content": secret}], extra_body={"session_id": sid}
+        )
         assert b.get("/v1/sessions").json()["data"] == []
-        for r in (b.get(f"/v1/sessions/{sid}"), b.delete(f"/v1/sessions/{sid}"), b.patch(f"/v1/sessions/{sid}", json={"title": "x"}),
-                  b.post("/v1/chat/completions", json={"model": "recagent", "session_id": sid,
-                                                       "messages": [{"role": "user", "content": "what did I say?"}]})):  # fmt: skip
+        for r in (
+            b.get(f"/v1/sessions/{sid}"),
+            b.delete(f"/v1/sessions/{sid}"),
+            b.patch(f"/v1/sessions/{sid}", json={"title": "x"}),
+            b.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "recagent",
+                    "session_id": sid,
+                    "messages": [{"role": "user", "content": "what did I say?"}],
+                },
+            ),
+        ):
             assert r.status_code == 404 and secret not in r.text
         assert secret in a.get(f"/v1/sessions/{sid}").text
         # without a key, or with a wrong one, every route answers 401 (the page too: the browser then asks)
@@ -133,7 +157,9 @@ def test_sessions_belong_to_their_key(agent, monkeypatch):
         # the browser's way in: HTTP Basic with the key as password
         assert httpx.get(url + "/health", auth=("anyone", KEY_B)).status_code == 200
         with pytest.raises(openai.AuthenticationError):
-            _client(url, "wrong-key-0123456789").chat.completions.create(model="recagent", messages=[{"role": "user", "content": "x"}])
+            _client(url, "wrong-key-0123456789").chat.completions.create(
+                model="recagent", messages=[{"role": "user", "content": "x"}]
+            )
         assert "pelican" not in json.dumps(b.get("/metrics").json())
 
 
@@ -152,26 +178,75 @@ def test_non_loopback_needs_keys(monkeypatch):
 BAD = [  # (description, raw body or JSON, headers, status, words the message must contain)
     ("malformed JSON", b'{"model": "recagent", "messages": [', {}, 400, "not valid JSON"),
     ("not an object", b"[1, 2]", {}, 400, "invalid request"),
-    ("unknown role", {"model": "recagent", "messages": [{"role": "robot", "content": "hi"}]}, {}, 400, "messages.0.role"),
-    ("last message not from the user", {"model": "recagent", "messages": [{"role": "user", "content": "a"},
-                                        {"role": "assistant", "content": "b"}]}, {}, 400, "must have role 'user'"),  # fmt: skip
-    ("tool message", {"model": "recagent", "messages": [{"role": "tool", "content": "{}", "tool_call_id": "c"},
-                      {"role": "user", "content": "hi"}]}, {}, 400, "runs its own tools"),  # fmt: skip
-    ("client tools", {"model": "recagent", "tools": [{"type": "function", "function": {"name": "f"}}],
-                      "messages": [{"role": "user", "content": "hi"}]}, {}, 400, "send no `tools`"),  # fmt: skip
-    ("image content", {"model": "recagent", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, {}, 400,
-     "only text"),
+    (
+        "unknown role",
+        {"model": "recagent", "messages": [{"role": "robot", "content": "hi"}]},
+        {},
+        400,
+        "messages.0.role",
+    ),
+    (
+        "last message not from the user",
+        {"model": "recagent", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+        {},
+        400,
+        "must have role 'user'",
+    ),
+    (
+        "tool message",
+        {
+            "model": "recagent",
+            "messages": [{"role": "tool", "content": "{}", "tool_call_id": "c"}, {"role": "user", "content": "hi"}],
+        },
+        {},
+        400,
+        "runs its own tools",
+    ),
+    (
+        "client tools",
+        {
+            "model": "recagent",
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        {},
+        400,
+        "send no `tools`",
+    ),
+    (
+        "image content",
+        {"model": "recagent", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+        {},
+        400,
+        "only text",
+    ),
     ("empty message", {"model": "recagent", "messages": [{"role": "user", "content": "  "}]}, {}, 400, "empty"),
     ("no messages", {"model": "recagent", "messages": []}, {}, 400, "messages"),
     ("missing model", {"messages": [{"role": "user", "content": "hi"}]}, {}, 400, "model: Field required"),
     ("n > 1", {"model": "recagent", "n": 2, "messages": [{"role": "user", "content": "hi"}]}, {}, 400, "n must be 1"),
     ("too long", {"model": "recagent", "messages": [{"role": "user", "content": "x" * 5000}]}, {}, 400, "too long"),
-    ("huge body", {"model": "recagent", "messages": [{"role": "user", "content": "x" * 300_000}]}, {}, 413, "too large"),
+    (
+        "huge body",
+        {"model": "recagent", "messages": [{"role": "user", "content": "x" * 300_000}]},
+        {},
+        413,
+        "too large",
+    ),
     ("unknown model", {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, {}, 404, "does not exist"),
-    ("unknown session", {"model": "recagent", "session_id": "srv-nope", "messages": [{"role": "user", "content": "hi"}]},
-     {}, 404, "unknown session_id"),
-    ("unknown user", {"model": "recagent", "user_id": "100000", "messages": [{"role": "user", "content": "hi"}]}, {}, 400,
-     "unknown user_id"),
+    (
+        "unknown session",
+        {"model": "recagent", "session_id": "srv-nope", "messages": [{"role": "user", "content": "hi"}]},
+        {},
+        404,
+        "unknown session_id",
+    ),
+    (
+        "unknown user",
+        {"model": "recagent", "user_id": "100000", "messages": [{"role": "user", "content": "hi"}]},
+        {},
+        400,
+        "unknown user_id",
+    ),
 ]
 
 
@@ -179,13 +254,20 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(agent):
     with serving(agent) as url:
         http = httpx.Client(base_url=url, timeout=60)
         for what, body, headers, status, words in BAD:
-            kw = {"content": body, "headers": {"Content-Type": "application/json", **headers}} if isinstance(body, bytes) \
-                else {"json": body, "headers": headers}  # fmt: skip
+            kw = (
+                {"content": body, "headers": {"Content-Type": "application/json", **headers}}
+                if isinstance(body, bytes)
+                else {"json": body, "headers": headers}
+            )
             r = http.post("/v1/chat/completions", **kw)
             assert r.status_code == status, (what, r.text)
             assert words in r.json()["error"]["message"], (what, r.json())
         # a huge body sent in chunks, without Content-Length, is cut off as well
-        r = http.post("/v1/chat/completions", content=(b"x" * 65536 for _ in range(8)), headers={"Content-Type": "application/json"})
+        r = http.post(
+            "/v1/chat/completions",
+            content=(b"x" * 65536 for _ in range(8)),
+            headers={"Content-Type": "application/json"},
+        )
         assert r.status_code == 413
         assert http.get("/v1/sessions/srv-nope").status_code == 404
         assert http.patch("/v1/sessions/srv-nope", json={"user_id": "1"}).status_code == 404
@@ -193,7 +275,9 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(agent):
         assert http.post("/v1/sessions", json={"colour": "red"}).status_code == 400
         assert http.put("/health").status_code == 405 and http.get("/nowhere").status_code == 404
         # still serving, and nothing above counted as a server error
-        ok = http.post("/v1/chat/completions", json={"model": "recagent", "messages": [{"role": "user", "content": "hi"}]})
+        ok = http.post(
+            "/v1/chat/completions", json={"model": "recagent", "messages": [{"role": "user", "content": "hi"}]}
+        )
         assert ok.status_code == 200
         m = http.get("/metrics").json()
         assert m["errors_5xx"] == 0 and m["turns"] == {"ok": 1}
@@ -207,14 +291,20 @@ def test_full_queue_answers_503_and_a_busy_session_409(ml100k_env, tmp_path):
         http = httpx.Client(base_url=url, timeout=60)
         sid = http.post("/v1/sessions", json={}).json()["id"]
         results: list[int] = []
-        first = threading.Thread(target=lambda: results.append(httpx.post(f"{url}/v1/chat/completions", json={**body, "session_id": sid}, timeout=60).status_code))
+        first = threading.Thread(
+            target=lambda: results.append(
+                httpx.post(f"{url}/v1/chat/completions", json={**body, "session_id": sid}, timeout=60).status_code
+            )
+        )
         first.start()
         while http.get("/health").json()["running"] == 0:
             time.sleep(0.02)
         busy = http.post("/v1/chat/completions", json={**body, "session_id": sid})
         assert busy.status_code == 409 and busy.json()["error"]["code"] == "session_busy"
         assert http.delete(f"/v1/sessions/{sid}").status_code == 409  # not while its turn runs
-        second = threading.Thread(target=lambda: results.append(httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60).status_code))
+        second = threading.Thread(
+            target=lambda: results.append(httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60).status_code)
+        )
         second.start()
         while http.get("/health").json()["waiting"] == 0:
             time.sleep(0.02)
@@ -246,7 +336,9 @@ def test_a_turn_whose_client_left_is_still_saved(ml100k_env, tmp_path):
             assert [t["user"] for t in turns] == ["hello"] and turns[0]["answer"].startswith("You said: hello.")
             # the session is free again: its place in the gate was given back
             r = http.post("/v1/chat/completions", json={**body, "session_id": sid})
-            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].startswith("You said: hello | hello.")
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].startswith(
+                "You said: hello | hello."
+            )
     agent.close()
 
 
@@ -260,9 +352,13 @@ def test_cors_lets_only_configured_origins_call_from_a_browser(agent, monkeypatc
         other = httpx.options(f"{url}/v1/chat/completions", headers={"Origin": "https://evil.example.com", **ask})
         assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
         # the key is still needed on the real request; the allowed origin can read the answer
-        r = httpx.get(f"{url}/v1/models", headers={"Origin": "https://chat.example.org", "Authorization": f"Bearer {KEY_A}"})
+        r = httpx.get(
+            f"{url}/v1/models", headers={"Origin": "https://chat.example.org", "Authorization": f"Bearer {KEY_A}"}
+        )
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://chat.example.org"
         assert httpx.get(f"{url}/v1/models", headers={"Origin": "https://chat.example.org"}).status_code == 401
     with serving(agent) as url:  # by default no origin but the server's own
-        r = httpx.get(f"{url}/v1/models", headers={"Origin": "https://chat.example.org", "Authorization": f"Bearer {KEY_A}"})
+        r = httpx.get(
+            f"{url}/v1/models", headers={"Origin": "https://chat.example.org", "Authorization": f"Bearer {KEY_A}"}
+        )
         assert r.status_code == 200 and "access-control-allow-origin" not in r.headers

@@ -29,8 +29,22 @@ def test_serve_process_answers_and_reports_a_dead_policy_server_as_502(dataset_d
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # the policy server is an address nothing listens on: the server must still start and say what is wrong
-    cmd = [sys.executable, "-m", "recagent.cli", "serve", "--port", str(port), "--dataset", dataset_dir,
-           "--base-url", "http://127.0.0.1:9/v1", "--model", "absent", "-o", "agent.policy.max_retries=0"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "recagent.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--dataset",
+        dataset_dir,
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--model",
+        "absent",
+        "-o",
+        "agent.policy.max_retries=0",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     url = f"http://127.0.0.1:{port}"
     try:
@@ -40,13 +54,21 @@ def test_serve_process_answers_and_reports_a_dead_policy_server_as_502(dataset_d
                 health = httpx.get(f"{url}/health", timeout=2)
                 break
             except httpx.HTTPError:
-                assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
+                assert proc.poll() is None and time.time() < deadline, (
+                    proc.stderr.read() if proc.poll() is not None else "timeout"
+                )
                 time.sleep(0.5)
         assert health.json() | {"dataset": "synthetic", "policy": "openai"} == health.json()
         sid = httpx.post(f"{url}/v1/sessions", json={}).json()["id"]
-        r = httpx.post(f"{url}/v1/chat/completions", timeout=60,
-                       json={"model": "recagent", "session_id": sid, "messages": [{"role": "user", "content": "hello"}]})  # fmt: skip
-        assert r.status_code == 502 and "cannot reach the policy server at http://127.0.0.1:9/v1" in r.json()["error"]["message"]
+        r = httpx.post(
+            f"{url}/v1/chat/completions",
+            timeout=60,
+            json={"model": "recagent", "session_id": sid, "messages": [{"role": "user", "content": "hello"}]},
+        )
+        assert (
+            r.status_code == 502
+            and "cannot reach the policy server at http://127.0.0.1:9/v1" in r.json()["error"]["message"]
+        )
         assert httpx.get(f"{url}/v1/sessions/{sid}").json()["messages"] == []  # the failed turn left nothing behind
         m = httpx.get(f"{url}/metrics").json()
         assert m["turns"] == {"failed": 1} and m["routes"]["POST /v1/chat/completions"]["by_status"] == {"502": 1}

@@ -21,15 +21,15 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from langchain_core.messages import AIMessage
-
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.policies.scripted import EchoPolicy, ScriptedPolicy, call, tool_calls
-from recagent.errors import ConfigError
 from recagent.serve import app as app_module
 from recagent.serve.app import Server, create_app
 from recagent.serve.config import ServeConfig
 from recagent.serve.metrics import Metrics
 from recagent.serve.transport import uvicorn_options
+
+from recagent.errors import ConfigError
 
 KEY = "hostile-test-key-0123456789"
 CHAT = {"model": "recagent", "messages": [{"role": "user", "content": "something to watch"}]}
@@ -61,8 +61,9 @@ def echo(env, tmp_path) -> Iterator[Agent]:
 @contextlib.contextmanager
 def in_process(agent: Agent, **config: Any) -> Iterator[TestClient]:
     """The app in-process, addressed as http://127.0.0.1:8000 (a loopback Host, as a local client sends)."""
-    with TestClient(create_app(ServeConfig(**config), agent), base_url="http://127.0.0.1:8000",
-                    raise_server_exceptions=False) as client:  # fmt: skip
+    with TestClient(
+        create_app(ServeConfig(**config), agent), base_url="http://127.0.0.1:8000", raise_server_exceptions=False
+    ) as client:
         yield client
 
 
@@ -72,7 +73,9 @@ def live(agent: Agent, **config: Any) -> Iterator[int]:
     cfg = ServeConfig(**config)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg, agent), log_level="error", lifespan="on", **uvicorn_options(cfg)))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(cfg, agent), log_level="error", lifespan="on", **uvicorn_options(cfg))
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -98,7 +101,11 @@ def strict(text: str) -> Any:
 
 def sse(text: str) -> list[Any]:
     """The data payloads of an event stream, parsed strictly ("[DONE]" stays a string)."""
-    return [line[6:] if line == "data: [DONE]" else strict(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+    return [
+        line[6:] if line == "data: [DONE]" else strict(line[6:])
+        for line in text.splitlines()
+        if line.startswith("data: ")
+    ]
 
 
 def raw(body: dict) -> dict:
@@ -163,9 +170,13 @@ def test_slow_clients_are_cut_off_and_keyless_ones_refused_before_their_body(ech
     post = b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n"
     with live(echo, header_timeout_s=0.5, body_timeout_s=0.5) as port:
         idle = [Slow(port, b"", b"") for _ in range(3)]
-        headers = [Slow(port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"X-Slow: " + b"a" * 1000) for _ in range(3)]
+        headers = [
+            Slow(port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"X-Slow: " + b"a" * 1000) for _ in range(3)
+        ]
         keyless = [Slow(port, post + b"\r\n", b"{" + b" " * 999) for _ in range(3)]
-        keyed = [Slow(port, post + f"Authorization: Bearer {KEY}\r\n\r\n".encode(), b"{" + b" " * 999) for _ in range(3)]
+        keyed = [
+            Slow(port, post + f"Authorization: Bearer {KEY}\r\n\r\n".encode(), b"{" + b" " * 999) for _ in range(3)
+        ]
         trickle(idle + headers + keyless + keyed, within=15)  # each sends a byte every 0.1 s: 100 s to finish
         for c in idle:  # never sent a byte: closed without a word
             assert c.closed and c.got == b""
@@ -212,9 +223,27 @@ def test_serve_passes_the_connection_limits_to_uvicorn(monkeypatch, capsys):
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
     from recagent.cli import main
 
-    assert main(["serve", "-o", "max_connections=7", "-o", "header_timeout_s=3", "-o", "keep_alive_s=2",
-                 "-o", "max_header_bytes=4096"]) == 0  # fmt: skip
-    assert (seen["limit_concurrency"], seen["timeout_keep_alive"], seen["h11_max_incomplete_event_size"]) == (7, 2, 4096)
+    assert (
+        main(
+            [
+                "serve",
+                "-o",
+                "max_connections=7",
+                "-o",
+                "header_timeout_s=3",
+                "-o",
+                "keep_alive_s=2",
+                "-o",
+                "max_header_bytes=4096",
+            ]
+        )
+        == 0
+    )
+    assert (seen["limit_concurrency"], seen["timeout_keep_alive"], seen["h11_max_incomplete_event_size"]) == (
+        7,
+        2,
+        4096,
+    )
     assert seen["http"].head_timeout_s == 3
     assert main(["serve", "-o", "body_timeout_s=0"]) == 2
     assert "body_timeout_s: Input should be greater than 0" in capsys.readouterr().err
@@ -227,17 +256,28 @@ def test_a_forged_host_reaches_nothing_on_a_keyless_server(echo):
     forged = {"Host": "attacker.example:8000"}
     with in_process(echo) as c:
         sid = c.post("/v1/sessions", json={}).json()["id"]
-        for r in (c.get("/v1/sessions", headers=forged), c.get(f"/v1/sessions/{sid}", headers=forged),
-                  c.delete(f"/v1/sessions/{sid}", headers=forged), c.post("/v1/chat/completions", json=CHAT, headers=forged),
-                  c.get("/", headers=forged), c.get("/v1/sessions", headers={"Host": "attacker.example:8000@127.0.0.1"})):  # fmt: skip
+        for r in (
+            c.get("/v1/sessions", headers=forged),
+            c.get(f"/v1/sessions/{sid}", headers=forged),
+            c.delete(f"/v1/sessions/{sid}", headers=forged),
+            c.post("/v1/chat/completions", json=CHAT, headers=forged),
+            c.get("/", headers=forged),
+            c.get("/v1/sessions", headers={"Host": "attacker.example:8000@127.0.0.1"}),
+        ):
             assert r.status_code == 400 and r.json()["error"]["code"] == "host_not_allowed", r.text
         assert "attacker.example:8000" in c.get("/health", headers=forged).json()["error"]["message"]
         for host in ("localhost:8000", "127.0.0.1", "[::1]:8000", "LOCALHOST"):
             assert c.get(f"/v1/sessions/{sid}", headers={"Host": host}).status_code == 200, host
         assert c.get("/metrics").json()["turns"] == {}  # the forged chat request ran no turn
     with in_process(echo, allowed_hosts=["chat.example.org", "*.lan", "::1"]) as c:
-        for host, status in (("chat.example.org:443", 200), ("box.lan", 200), ("[::1]:8000", 200), ("lan", 400),
-                             ("127.0.0.1:8000", 400), ("attacker.example", 400)):  # fmt: skip
+        for host, status in (
+            ("chat.example.org:443", 200),
+            ("box.lan", 200),
+            ("[::1]:8000", 200),
+            ("lan", 400),
+            ("127.0.0.1:8000", 400),
+            ("attacker.example", 400),
+        ):
             assert c.get("/health", headers={"Host": host}).status_code == status, host
     assert "127.0.0.2" in ServeConfig(host="127.0.0.2").trusted_hosts()  # the address it listens on is served too
     with pytest.raises(ConfigError, match="allowed_hosts: 'a.\\*' is not a host name"):
@@ -257,13 +297,17 @@ def test_with_keys_any_host_is_served_but_only_with_a_key(echo, monkeypatch):
 
 def _infinite_k_script() -> list:
     """A turn whose first tool call asks for k = 1e999 (what json.loads makes of a model's `{"k": 1e999}`), then recovers."""
-    return [tool_calls(call("popular_items", {"k": math.inf}, "c1")), tool_calls(call("popular_items", {"k": 3}, "c2")),
-            AIMessage("Here you are.")]  # fmt: skip
+    return [
+        tool_calls(call("popular_items", {"k": math.inf}, "c1")),
+        tool_calls(call("popular_items", {"k": 3}, "c2")),
+        AIMessage("Here you are."),
+    ]
 
 
 def test_an_infinite_tool_argument_stays_strict_json_everywhere(env, tmp_path):
-    agent = Agent.from_config(AgentConfig(), policy=ScriptedPolicy(script=_infinite_k_script() * 2), env=env,
-                              db_path=tmp_path / "s.sqlite")  # fmt: skip
+    agent = Agent.from_config(
+        AgentConfig(), policy=ScriptedPolicy(script=_infinite_k_script() * 2), env=env, db_path=tmp_path / "s.sqlite"
+    )
     with in_process(agent) as c:
         sid = c.post("/v1/sessions", json={}).json()["id"]
         r = c.post("/v1/chat/completions", json={**CHAT, "session_id": sid})
@@ -291,10 +335,19 @@ def test_lone_surrogates_are_refused_in_ids_and_repaired_in_text_before_anything
         s = c.post("/v1/sessions", **raw({"title": "half \ud83d"})).json()
         assert s["title"] == "half \ufffd"
         sid = c.post("/v1/sessions", json={}).json()["id"]
-        r = c.post("/v1/chat/completions", **raw({**CHAT, "session_id": sid, "messages": [{"role": "user", "content": "cut \ud83d here"}]}))
-        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].startswith("You said: cut \ufffd here.")
-        stream = c.post("/v1/chat/completions", **raw({**CHAT, "session_id": sid, "stream": True,
-                                                       "messages": [{"role": "user", "content": "more \udc00"}]}))  # fmt: skip
+        r = c.post(
+            "/v1/chat/completions",
+            **raw({**CHAT, "session_id": sid, "messages": [{"role": "user", "content": "cut \ud83d here"}]}),
+        )
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].startswith(
+            "You said: cut \ufffd here."
+        )
+        stream = c.post(
+            "/v1/chat/completions",
+            **raw(
+                {**CHAT, "session_id": sid, "stream": True, "messages": [{"role": "user", "content": "more \udc00"}]}
+            ),
+        )
         events = sse(stream.text)
         assert events[-1] == "[DONE]" and not any("error" in e for e in events[:-1])
         got = c.get(f"/v1/sessions/{sid}").json()
@@ -302,7 +355,11 @@ def test_lone_surrogates_are_refused_in_ids_and_repaired_in_text_before_anything
         assert got["turns"] == 2 and [m["user"] for m in got["messages"]] == ["cut \ufffd here", "more \ufffd"]
         assert got["title"] == "cut \ufffd here"
         assert c.patch(f"/v1/sessions/{sid}", **raw({"title": "\udc00x"})).json()["title"] == "\ufffdx"
-        history = [{"role": "user", "content": "a \ud83d"}, {"role": "assistant", "content": "b \ude00"}, {"role": "user", "content": "c"}]
+        history = [
+            {"role": "user", "content": "a \ud83d"},
+            {"role": "assistant", "content": "b \ude00"},
+            {"role": "user", "content": "c"},
+        ]
         stateless = c.post("/v1/chat/completions", **raw({**CHAT, "messages": history}))
         assert stateless.status_code == 200 and "a \ufffd | c" in stateless.json()["choices"][0]["message"]["content"]
         assert c.get("/metrics").json()["errors_5xx"] == 0
@@ -340,7 +397,8 @@ def test_a_session_record_that_cannot_be_updated_is_reported_with_the_saved_turn
         r = c.post("/v1/chat/completions", json={**CHAT, "session_id": sid})
         assert r.status_code == 500 and r.json()["error"]["message"] == (
             f"the turn was saved in session {sid}, but updating the session's record failed (OSError); "
-            f"GET /v1/sessions/{sid} shows what was saved")
+            f"GET /v1/sessions/{sid} shows what was saved"
+        )
         assert [m["user"] for m in c.get(f"/v1/sessions/{sid}").json()["messages"]] == ["something to watch"]
 
 

@@ -4,8 +4,8 @@ documented 503, a local policy's calls never overlap while turns (and their tool
 from __future__ import annotations
 
 import httpx
-
 from recagent.serve.loadtest import run_load, summarise
+
 from tests.serve_harness import echo_agent, serving
 
 
@@ -15,7 +15,10 @@ def test_twenty_concurrent_sessions_stay_isolated(ml100k_env, tmp_path):
         records = run_load(url, sessions=20, turns=3, user_ids=["1", "2", "3", "4", "5"], stream_every=2)
         metrics = httpx.get(f"{url}/metrics").json()
     summary = summarise(records)
-    assert {r.status for r in records} <= {200, 503}  # the queue (4 + 4) is smaller than the load (20): 503s are expected
+    assert {r.status for r in records} <= {
+        200,
+        503,
+    }  # the queue (4 + 4) is smaller than the load (20): 503s are expected
     answered = [r for r in records if r.status == 200]
     assert len(answered) == 60 and summary["foreign_code_answers"] == 0
     for r in answered:  # the policy saw exactly this session's messages so far, in order
@@ -25,5 +28,7 @@ def test_twenty_concurrent_sessions_stay_isolated(ml100k_env, tmp_path):
     assert agent.context.policy.max_active == 1  # serialised model calls ...
     assert metrics["peak_running"] > 1  # ... while turns ran side by side
     assert metrics["turns"]["ok"] == 60 and metrics["tool_calls"] == {"valid": 60}
-    assert metrics["errors_5xx"] == 0 and metrics["shed_503"] == summary["by_status"].get("503", 0)  # shedding is not an error
+    assert metrics["errors_5xx"] == 0 and metrics["shed_503"] == summary["by_status"].get(
+        "503", 0
+    )  # shedding is not an error
     agent.close()

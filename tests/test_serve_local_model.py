@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import openai
 import pytest
-
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.config import PolicyConfig
+
 from tests.serve_harness import serving
 
 pytestmark = pytest.mark.slow
@@ -20,8 +20,14 @@ def test_streamed_turn_with_the_local_model(ml100k_env, local_checkpoint, tmp_pa
     with serving(agent, agent=cfg) as url:
         assert agent.context.policy_lock is not None  # a local model is not thread-safe: the server serialises it
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600)
-        chunks = list(client.chat.completions.create(model="recagent", stream=True, extra_body={"user_id": "42"},
-                                                     messages=[{"role": "user", "content": "Recommend a comedy for me."}]))  # fmt: skip
+        chunks = list(
+            client.chat.completions.create(
+                model="recagent",
+                stream=True,
+                extra_body={"user_id": "42"},
+                messages=[{"role": "user", "content": "Recommend a comedy for me."}],
+            )
+        )
     (final,) = [c for c in chunks if c.choices and c.choices[0].finish_reason == "stop"]
     ext = final.model_extra["recagent"]
     text = ""

@@ -15,8 +15,15 @@ import pytest
 from tests.serve_harness import echo_agent, serving
 
 KEY = "page-key-0123456789abcdef"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _chromium() -> str:
@@ -43,12 +50,20 @@ def test_chat_page_streams_answers_with_item_cards(ml100k_env, tmp_path, monkeyp
     catalog = ml100k_env.catalog
     with serving(agent) as url, sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
-        context = browser.new_context(http_credentials={"username": "me", "password": KEY}, viewport={"width": 1200, "height": 800})
+        context = browser.new_context(
+            http_credentials={"username": "me", "password": KEY}, viewport={"width": 1200, "height": 800}
+        )
         page = context.new_page()
         outside, console_errors = [], []
         # the page may fetch nothing but its own server (no CDN): anything else is recorded and refused
-        page.route("**/*", lambda route: route.continue_() if urlparse(route.request.url).hostname == "127.0.0.1"
-                   else (outside.append(route.request.url), route.abort()))  # fmt: skip
+        page.route(
+            "**/*",
+            lambda route: (
+                route.continue_()
+                if urlparse(route.request.url).hostname == "127.0.0.1"
+                else (outside.append(route.request.url), route.abort())
+            ),
+        )
         page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
         page.goto(url + "/")
         page.wait_for_function("document.getElementById('health').textContent.includes('ml-100k')")

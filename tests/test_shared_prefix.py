@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from recagent.rl.shared_prefix import IGNORE, shared_prefix_length, shared_prefix_loss
 
 
@@ -13,10 +12,20 @@ def tiny_lora_llama(seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=True)  # fmt: skip
-    model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
-                                                              lora_dropout=0.0, init_lora_weights=False))  # fmt: skip
+    cfg = LlamaConfig(
+        vocab_size=97,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=True,
+    )
+    model = get_peft_model(
+        LlamaForCausalLM(cfg),
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0, init_lora_weights=False),
+    )
     return model.train()
 
 
@@ -112,8 +121,9 @@ def test_per_turn_loss_weighs_every_assistant_turn_equally():
     turns = []
     for r in range(ids.shape[0]):
         n = int(mask[r].sum())
-        token_loss = torch.nn.functional.cross_entropy(model(input_ids=ids[r : r + 1, :n]).logits[0, :-1],
-                                                       labels[r, 1:n], ignore_index=IGNORE, reduction="none")  # fmt: skip
+        token_loss = torch.nn.functional.cross_entropy(
+            model(input_ids=ids[r : r + 1, :n]).logits[0, :-1], labels[r, 1:n], ignore_index=IGNORE, reduction="none"
+        )
         keep = (labels[r, 1:n] != IGNORE).tolist()
         spans, start = [], None
         for t, k in enumerate(keep + [False]):

@@ -6,10 +6,8 @@ import json
 import random
 
 import pytest
-
 from openai_stub import Stub, completion, tool_call_message
 from recagent.agents.config import PolicyConfig
-from recagent.cli import main
 from recagent.synth.complexity import features, loss_level, structural_level
 from recagent.synth.config import SynthConfig
 from recagent.synth.judge import parse_verdict
@@ -18,6 +16,8 @@ from recagent.synth.sample import Sample
 from recagent.synth.tool_pool import EXCLUDE_PARAM, OfferedTools, build_pool
 from recagent.tools.recommender_tools import build_registry
 from recagent.tools.result_text import result_text
+
+from recagent.cli import main
 
 CORE_CALLS = {
     "search_items": {"query": "funny animated film", "k": 4},
@@ -56,8 +56,11 @@ def test_every_evolved_variant_runs_the_real_tool_behind_it(pool, ml100k_env):
 
 def test_variants_use_catalog_enums_and_hold_out_a_quarter(pool, ml100k_env):
     genres = list(ml100k_env.catalog.all_genres)
-    enums = [p.get("items", p).get("enum") for v in pool.all_variants()
-             for p in v.schema["function"]["parameters"]["properties"].values()]  # fmt: skip
+    enums = [
+        p.get("items", p).get("enum")
+        for v in pool.all_variants()
+        for p in v.schema["function"]["parameters"]["properties"].values()
+    ]
     assert genres in enums
     evolved = [v for v in pool.all_variants() if v.origin == "evolved"]
     assert sum(v.heldout for v in evolved) == round(0.25 * 6) * len(pool.variants)
@@ -67,13 +70,20 @@ def test_variants_use_catalog_enums_and_hold_out_a_quarter(pool, ml100k_env):
 
 
 def test_added_exclusion_parameter_is_implemented_and_errors_speak_offered_names(pool, ml100k_env):
-    v = next(v for v in pool.all_variants() if EXCLUDE_PARAM in v.schema["function"]["parameters"]["properties"]
-             and v.core == "popular_items")  # fmt: skip
+    v = next(
+        v
+        for v in pool.all_variants()
+        if EXCLUDE_PARAM in v.schema["function"]["parameters"]["properties"] and v.core == "popular_items"
+    )
     offered = OfferedTools([v, pool.distractors[0]], build_registry(ml100k_env.session()))
     k = v.offered_param("k")
     full = offered.call(v.name, {k: 5}).result["items"]
     out = offered.call(v.name, {k: 5, EXCLUDE_PARAM: [full[0]["item_id"], full[2]["item_id"]]}).result["items"]
-    assert len(out) == 5 and [it["item_id"] for it in out[:3]] == [full[1]["item_id"], full[3]["item_id"], full[4]["item_id"]]
+    assert len(out) == 5 and [it["item_id"] for it in out[:3]] == [
+        full[1]["item_id"],
+        full[3]["item_id"],
+        full[4]["item_id"],
+    ]
     assert [it["rank"] for it in out] == [1, 2, 3, 4, 5]
     bad = offered.call(v.name, {k: 0})
     assert not bad.ok and bad.error.field == k and bad.error.message.startswith(f"{k}:")
@@ -93,23 +103,46 @@ def hand_sample(calls: list[list[tuple[str, dict]]], user: str, tools: list[dict
         msgs.append({"role": "assistant", "content": None, "tool_calls": tcs})
         for tc, (name, _) in zip(tcs, step):
             result = {"items": [{"item_id": f"i{tc['id']}", "title": "T", "year": 1990, "genres": []}]}
-            msgs.append({"role": "tool", "tool_call_id": tc["id"], "name": name, "content": result_text(result),
-                         "artifact": json.dumps(result)})  # fmt: skip
+            msgs.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": tc["id"],
+                    "name": name,
+                    "content": result_text(result),
+                    "artifact": json.dumps(result),
+                }
+            )
     msgs.append({"role": "assistant", "content": "done"})
     return Sample(msgs, tools, "chain", "train", "1", None, "movies", variants, 0)
 
 
 def test_complexity_features_and_levels_on_hand_built_dialogs():
-    tool = lambda name, desc: {"type": "function", "function": {"name": name, "description": desc,  # noqa: E731
-                                                                 "parameters": {"type": "object", "properties": {"q": {}}}}}
-    tools = [tool("search", "search films by description"), tool("similar", "similar films"), tool("rank", "rank films")]
+    def tool(name, desc):
+        return {
+            "type": "function",
+            "function": {
+                "name": name,
+                "description": desc,
+                "parameters": {"type": "object", "properties": {"q": {}}},
+            },
+        }
+
+    tools = [
+        tool("search", "search films by description"),
+        tool("similar", "similar films"),
+        tool("rank", "rank films"),
+    ]
     variants = {t["function"]["name"]: {"core": "x", "params": {}} for t in tools}
     easy = hand_sample([[("search", {"q": "x"})]], "search films by description please", tools, variants)
     f = features(easy)
     assert (f["calls"], f["depth"], f["tools_offered"], f["user_turns"]) == (1, 1, 3, 1)
     assert f["phrasing_distance"] == 0.0 and structural_level(f)[0] == "easy"
-    chain = hand_sample([[("search", {"q": "x"})], [("similar", {"q": "x"})], [("rank", {"q": "x"})]],
-                        "something cosy for a rainy evening", tools, variants)  # fmt: skip
+    chain = hand_sample(
+        [[("search", {"q": "x"})], [("similar", {"q": "x"})], [("rank", {"q": "x"})]],
+        "something cosy for a rainy evening",
+        tools,
+        variants,
+    )
     chain.messages[3]["tool_calls"][0]["function"]["arguments"] = json.dumps({"item_ids": ["ic1"]})
     chain.messages[5]["tool_calls"][0]["function"]["arguments"] = json.dumps({"item_ids": ["ic2"]})
     f = features(chain)
@@ -127,9 +160,11 @@ def test_judge_verdicts_are_parsed_never_evaluated():
 
 
 def test_judge_layer_rejects_dialogs_the_model_disagrees_with(ml100k_env, tmp_path):
-    replies = [completion({"content": '{"matches_intent": true, "reason": "fine"}'}),
-               completion({"content": '{"matches_intent": false, "reason": "asked for comedy, searched horror"}'}),
-               completion({"content": "I think so"})] * 4  # fmt: skip
+    replies = [
+        completion({"content": '{"matches_intent": true, "reason": "fine"}'}),
+        completion({"content": '{"matches_intent": false, "reason": "asked for comedy, searched horror"}'}),
+        completion({"content": "I think so"}),
+    ] * 4
     stub = Stub(replies)
     try:
         judge = PolicyConfig(kind="openai", model="judge", base_url=stub.url, max_retries=0)
@@ -163,16 +198,28 @@ def test_llm_generator_plays_user_and_assistant_against_the_real_tools(ml100k_en
     stub = Stub([])
     try:
         cfg = SynthConfig.build(
-            n=1, seed=1, generator="llm", kinds={"single": 1}, test_fraction=0.0, tools_per_dialog=(1, 1),
-            max_distractors=0, variants_per_tool=0, exports=[],
+            n=1,
+            seed=1,
+            generator="llm",
+            kinds={"single": 1},
+            test_fraction=0.0,
+            tools_per_dialog=(1, 1),
+            max_distractors=0,
+            variants_per_tool=0,
+            exports=[],
             llm={"kind": "openai", "model": "gen", "base_url": stub.url, "max_retries": 0},
-        )  # fmt: skip
+        )
         synth = Synthesizer(cfg, ml100k_env)
         req = synth.request(0)
         tool = req.rng.choice(PLANS["single"])[1][0]  # the tool generate() offers for attempt 0 (same seeded draws)
-        args = {"search_items": {"query": "funny films from the 1990s", "k": 3}, "filter_items": {"genres": ["Comedy"], "k": 3},
-                "popular_items": {"genre": "Comedy", "k": 3}, "retrieve_for_user": {"user_id": req.task.user_id, "k": 3},
-                "get_item": {"title": "Toy Story"}, "get_user_history": {"user_id": req.task.user_id, "last_n": 3}}[tool]  # fmt: skip
+        args = {
+            "search_items": {"query": "funny films from the 1990s", "k": 3},
+            "filter_items": {"genres": ["Comedy"], "k": 3},
+            "popular_items": {"genre": "Comedy", "k": 3},
+            "retrieve_for_user": {"user_id": req.task.user_id, "k": 3},
+            "get_item": {"title": "Toy Story"},
+            "get_user_history": {"user_id": req.task.user_id, "last_n": 3},
+        }[tool]
         result = build_registry(ml100k_env.session()).call(tool, args).result
         items = result.get("items") or [result["item"]]
         answer = "Try " + "; ".join(f"{it['title']} [{it['item_id']}]" for it in items[:2])
@@ -219,8 +266,9 @@ def test_cli_synth_runs_resumes_and_rebuilds_the_report(dataset_dir, tmp_path, c
 def test_target_model_loss_labels_complexity_on_assistant_tokens_only(ml100k_env, local_checkpoint, tmp_path):
     from recagent.synth.complexity import LossScorer
 
-    cfg = SynthConfig.build(n=6, seed=2, target_model=str(local_checkpoint), loss_easy_below=0.5,
-                            loss_hard_above=2.0, exports=[])  # fmt: skip
+    cfg = SynthConfig.build(
+        n=6, seed=2, target_model=str(local_checkpoint), loss_easy_below=0.5, loss_hard_above=2.0, exports=[]
+    )
     synth = Synthesizer(cfg, ml100k_env)
     synth.run(tmp_path, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
@@ -236,6 +284,9 @@ def test_target_model_loss_labels_complexity_on_assistant_tokens_only(ml100k_env
     learned = scorer.tok.decode([t for t, lab in zip(ids, labels) if lab != -100])
     from recagent.agents.prompt_format import render_openai_messages
 
-    expected = "".join(t["content"] + "<|im_end|>\n" for t in render_openai_messages(sample.messages, sample.tools)
-                       if t["role"] == "assistant")  # fmt: skip
+    expected = "".join(
+        t["content"] + "<|im_end|>\n"
+        for t in render_openai_messages(sample.messages, sample.tools)
+        if t["role"] == "assistant"
+    )
     assert learned.replace("\n", "") == expected.replace("\n", "")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from recagent.errors import ConfigError
 from recagent.synth.config import SynthConfig
 from recagent.synth.leakage import SynthLeakageError, check_leakage, find_leaks
 from recagent.synth.pipeline import Synthesizer, read_rows, synthesize
 from recagent.synth.sample import KINDS, Sample
 from recagent.synth.verify import CHECKS
+
+from recagent.errors import ConfigError
 
 
 def rows(path):
@@ -103,7 +103,12 @@ def test_leakage_check_catches_a_training_answer_with_the_users_test_item(run, m
 def test_exports_and_report(run):
     out, _ = run
     sharegpt = json.loads((out / "exports" / "train.sharegpt.json").read_text())
-    assert sharegpt and {c["from"] for d in sharegpt for c in d["conversations"]} >= {"human", "gpt", "function_call", "observation"}
+    assert sharegpt and {c["from"] for d in sharegpt for c in d["conversations"]} >= {
+        "human",
+        "gpt",
+        "function_call",
+        "observation",
+    }
     toolace = json.loads((out / "exports" / "train.toolace.json").read_text())
     assert any(c["value"].startswith("[") and c["from"] == "assistant" for d in toolace for c in d["conversations"])
     bfcl = rows(out / "exports" / "test.bfcl.jsonl")
@@ -111,7 +116,7 @@ def test_exports_and_report(run):
     for e in bfcl:
         names = {f["name"] for f in e["function"]}
         for truth in e["ground_truth"]:
-            (name, allowed), = truth.items()
+            ((name, allowed),) = truth.items()
             assert name in names and all(isinstance(v, list) and v for v in allowed.values())
         assert e["question"][-1]["role"] in ("user", "tool")
     assert json.loads((out / "dataset.json").read_text())["name"] == "ml-100k"
@@ -211,6 +216,7 @@ def test_serving_tool_dialogs_offer_exactly_the_chat_agents_tool_block(ml100k_en
     served = render_tools(build_registry(ml100k_env.session()).openai_schemas())
     serving = [r for r in rows if render_tools(r["tools"]) == served]
     assert 0.25 * len(rows) <= len(serving) <= 0.75 * len(rows), "about half offer the agent's own tool block"
-    assert all(json.loads(r["meta"]["tool_variants"]).keys() == {t["function"]["name"] for t in r["tools"]}
-               for r in serving)  # fmt: skip
+    assert all(
+        json.loads(r["meta"]["tool_variants"]).keys() == {t["function"]["name"] for t in r["tools"]} for r in serving
+    )
     assert len(serving) < len(rows), "the others keep their variants and distractors"

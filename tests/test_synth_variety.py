@@ -7,7 +7,6 @@ import random
 import re
 
 import pytest
-
 from recagent.synth import phrasing as ph
 from recagent.synth.variety import distinct_n, overlap, report, user_turns, variety
 
@@ -25,8 +24,13 @@ def test_distinct_n_on_toy_texts():
     assert distinct_n(two, 2) == 0.75  # (a b) (b c) (b d) of 4 bigrams
     assert distinct_n(two, 3) == 1.0
     three = two + ["A b c!"]  # the same words as the first: case and punctuation do not count
-    assert variety(three) == {"turns": 3, "distinct_texts": 3, "distinct_1": round(4 / 9, 4), "distinct_2": 0.5,
-                              "distinct_3": round(2 / 3, 4)}  # fmt: skip
+    assert variety(three) == {
+        "turns": 3,
+        "distinct_texts": 3,
+        "distinct_1": round(4 / 9, 4),
+        "distinct_2": 0.5,
+        "distinct_3": round(2 / 3, 4),
+    }
     assert distinct_n(["hi"], 2) == 0.0 and distinct_n([], 1) == 0.0
 
 
@@ -43,11 +47,17 @@ def test_overlap_with_test_requests_on_toy_texts():
 
 def test_user_turns_are_grouped_by_plan_and_the_report_has_every_group():
     rows = [
-        {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hi there"},
-                      {"role": "assistant", "content": "hello"}, {"role": "user", "content": "thanks"}],
-         "meta": {"kind": "no_tool", "extra": '{"plan": "greeting"}'}},
+        {
+            "messages": [
+                {"role": "system", "content": "s"},
+                {"role": "user", "content": "hi there"},
+                {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": "thanks"},
+            ],
+            "meta": {"kind": "no_tool", "extra": '{"plan": "greeting"}'},
+        },
         {"messages": [{"role": "user", "content": "funny films"}], "meta": {"kind": "single", "extra": "{}"}},
-    ]  # fmt: skip
+    ]
     assert user_turns(rows) == {"greeting": ["hi there", "thanks"], "single": ["funny films"]}
     assert user_turns(rows, first_only=True) == {"greeting": ["hi there"], "single": ["funny films"]}
     rep = report(rows, ["funny films please"])
@@ -65,8 +75,10 @@ def test_noise_never_changes_ids_numbers_count_words_or_kept_spans():
     for seed in range(400):
         rng = random.Random(seed)
         u = str(rng.randint(1, 943))
-        text = (f"I'm user {u}. Can you help? Find a dozen movies like {title}, released before 1980. "
-                f"Just five, please. user #{u}, my id's {u}")  # fmt: skip
+        text = (
+            f"I'm user {u}. Can you help? Find a dozen movies like {title}, released before 1980. "
+            f"Just five, please. user #{u}, my id's {u}"
+        )
         out = ph.noisy(text, rng, keep=[title, "a dozen"])
         assert re.findall(r"\d+", out) == re.findall(r"\d+", text), out
         assert title in out and "a dozen" in out and f"#{u}" in out, out
@@ -177,8 +189,16 @@ def test_a_stated_count_is_the_calls_k_and_an_unstated_one_is_left_out(requests2
 
     checked = 0
     for s in requests200:
-        if s.extra["plan"] not in ("search", "filter", "filter_neg", "popular", "retrieve", "mood", "filter_years",
-                                   "popular_all"):
+        if s.extra["plan"] not in (
+            "search",
+            "filter",
+            "filter_neg",
+            "popular",
+            "retrieve",
+            "mood",
+            "filter_years",
+            "popular_all",
+        ):
             continue
         (call,) = trace_calls(s)
         k = call.core_arguments.get("k")
@@ -208,7 +228,9 @@ def test_every_first_call_count_is_stated_or_the_one_pool_size(requests200):
                 if value is None or str(value) == s.user_id:
                     continue
                 # 'keep the top one': stated_counts leaves 'one' out (it is a pronoun far more often)
-                stated = value in stated_counts(asked, s.user_id) or (value == 1 and re.search(r"\bone\b", asked.lower()))
+                stated = value in stated_counts(asked, s.user_id) or (
+                    value == 1 and re.search(r"\bone\b", asked.lower())
+                )
                 pool = param == "k" and value == POOL_K and "save_as" in t.core_arguments
                 assert stated or pool, (s.extra["plan"], asked, t.core, t.core_arguments)
                 checked += 1

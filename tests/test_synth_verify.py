@@ -6,7 +6,6 @@ import copy
 import json
 
 import pytest
-
 from recagent.synth.config import SynthConfig
 from recagent.synth.pipeline import Synthesizer
 from recagent.synth.sample import Sample
@@ -114,8 +113,14 @@ def test_tool_offered_rejects_unknown_names_and_distractors(by_plan, synth):
     assert "not among the offered tools" in failed(s, synth)["tool_offered"]
     s = fresh(by_plan, "out_of_scope")
     distractor = next(n for n, rec in s.tool_variants.items() if rec["core"] is None)
-    s.messages.insert(2, {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "call_x", "type": "function", "function": {"name": distractor, "arguments": "{}"}}]})
+    s.messages.insert(
+        2,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "call_x", "type": "function", "function": {"name": distractor, "arguments": "{}"}}],
+        },
+    )
     s.messages.insert(3, {"role": "tool", "tool_call_id": "call_x", "name": distractor, "content": "{}"})
     assert "distractor with no implementation" in failed(s, synth)["tool_offered"]
 
@@ -161,8 +166,10 @@ def test_ids_from_results_rejects_ids_and_sets_that_no_earlier_call_produced(by_
     assert "'never_saved' was not saved" in failed(s, synth)["ids_from_results"]
     s = fresh(by_plan, "retrieve")
     uid = s.user_id
-    s.messages = [({**m, "content": m["content"].replace(uid, "someone")} if m["role"] in ("user", "system") else m)
-                  for m in s.messages]  # fmt: skip
+    s.messages = [
+        ({**m, "content": m["content"].replace(uid, "someone")} if m["role"] in ("user", "system") else m)
+        for m in s.messages
+    ]
     assert "was never given in the conversation" in failed(s, synth)["ids_from_results"]
 
 
@@ -242,8 +249,12 @@ def test_filter_constraints_reject_results_that_break_the_filter(by_plan, synth,
     genres = {g.lower() for g in next(v for k, v in args.items() if isinstance(v, list))}
     cat = ml100k_env.catalog
     wrong = next(i for i in range(len(cat.ids)) if not genres & {g.lower() for g in cat.genres[i]})
-    content["items"][0].update(item_id=cat.ids[wrong], title=cat.titles[wrong], year=int(cat.years[wrong]) or None,
-                               genres=list(cat.genres[wrong]))  # fmt: skip
+    content["items"][0].update(
+        item_id=cat.ids[wrong],
+        title=cat.titles[wrong],
+        year=int(cat.years[wrong]) or None,
+        genres=list(cat.genres[wrong]),
+    )
     tool["artifact"] = json.dumps(content)
     assert "misses genres" in failed(s, synth)["filter_constraints"]
     content["items"][0]["genres"] = ["Documentary"]  # metadata that contradicts the catalog
@@ -292,9 +303,15 @@ def test_filter_constraints_reject_an_item_of_an_excluded_genre(by_plan, synth, 
     cat = ml100k_env.catalog
     lo, hi = core_args.get("year_min") or 0, core_args.get("year_max") or 9999
     # an item that meets every other condition of the call but has an excluded genre
-    bad = next(i for i in range(len(cat.ids)) if (has := {g.lower() for g in cat.genres[i]}) & excluded
-               and (not wanted or has & wanted) and lo <= int(cat.years[i]) <= hi)  # fmt: skip
-    result["items"][0].update(item_id=cat.ids[bad], title=cat.titles[bad], year=int(cat.years[bad]) or None,
-                              genres=list(cat.genres[bad]))  # fmt: skip
+    bad = next(
+        i
+        for i in range(len(cat.ids))
+        if (has := {g.lower() for g in cat.genres[i]}) & excluded
+        and (not wanted or has & wanted)
+        and lo <= int(cat.years[i]) <= hi
+    )
+    result["items"][0].update(
+        item_id=cat.ids[bad], title=cat.titles[bad], year=int(cat.years[bad]) or None, genres=list(cat.genres[bad])
+    )
     tool["artifact"] = json.dumps(result)
     assert "has excluded genres" in failed(s, synth)["filter_constraints"]

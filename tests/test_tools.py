@@ -8,7 +8,6 @@ import re
 import jsonschema
 import numpy as np
 import pytest
-
 from recagent.tools.recommender_tools import TOOL_FUNCTIONS, build_registry
 
 
@@ -45,10 +44,17 @@ def test_search_finds_what_the_text_says(registry):
 
 def test_filter_constraints_hold(registry, ml100k_env):
     seen = {ml100k_env.catalog.ids[i] for i in ml100k_env.history(ml100k_env.user("42"))}
-    out = registry.call("filter_items", {
-        "genres": ["comedy", "ROMANCE"], "match": "all", "year_min": 1990, "year_max": 1995,
-        "exclude_seen_by": 42, "k": 100,
-    })  # fmt: skip
+    out = registry.call(
+        "filter_items",
+        {
+            "genres": ["comedy", "ROMANCE"],
+            "match": "all",
+            "year_min": 1990,
+            "year_max": 1995,
+            "exclude_seen_by": 42,
+            "k": 100,
+        },
+    )
     items = out.result["items"]
     assert items and out.result["total_matches"] >= len(items)
     for it in items:
@@ -83,9 +89,16 @@ def test_tools_never_see_held_out_interactions(registry, ml100k_env, ml100k_spli
 def test_candidate_buffer_flow(registry):
     first = registry.call("retrieve_for_user", {"user_id": 7, "k": 5, "save_as": "for_7"})
     assert first.result["candidate_set"] == "for_7" and first.result["total_matches"] > 5
-    ranked = registry.call("rank_by_preference", {
-        "user_id": 7, "candidates": "for_7", "prefer_genres": ["Comedy"], "weight": 1.0, "k": 20,
-    })  # fmt: skip
+    ranked = registry.call(
+        "rank_by_preference",
+        {
+            "user_id": 7,
+            "candidates": "for_7",
+            "prefer_genres": ["Comedy"],
+            "weight": 1.0,
+            "k": 20,
+        },
+    )
     top = ranked.result["items"]
     # with weight 1 every comedy outranks every non-comedy
     flags = ["Comedy" in it["genres"] for it in top]
@@ -103,10 +116,17 @@ def test_sessions_have_separate_buffers(ml100k_env):
 
 
 def test_rank_by_preference_era(registry):
-    out = registry.call("rank_by_preference", {
-        "user_id": 42, "item_ids": [1, 50, 100, 181, 127, 174, 172], "year_min": 1970, "year_max": 1979,
-        "weight": 0.9, "k": 7,
-    })  # fmt: skip
+    out = registry.call(
+        "rank_by_preference",
+        {
+            "user_id": 42,
+            "item_ids": [1, 50, 100, 181, 127, 174, 172],
+            "year_min": 1970,
+            "year_max": 1979,
+            "weight": 0.9,
+            "k": 7,
+        },
+    )
     years = [it["year"] for it in out.result["items"]]
     in_era = [1970 <= y <= 1979 for y in years]
     assert in_era == sorted(in_era, reverse=True) and in_era[0]
@@ -215,7 +235,17 @@ def test_result_text_reads_like_the_citations_an_answer_writes(registry):
 def test_result_text_rules():
     from recagent.tools.result_text import result_text
 
-    text = result_text({"item": {"item_id": "7", "title": "Heat", "year": None, "genres": [], "rating": 4.0},
-                        "alternatives": [], "match": "fuzzy", "exact": False, "gone": None,
-                        "favourite_genres": ["Drama", "War"]})  # fmt: skip
-    assert text == "item: [7] Heat | rating: 4\nalternatives: none\nmatch: fuzzy\nexact: false\nfavourite_genres: Drama, War"
+    text = result_text(
+        {
+            "item": {"item_id": "7", "title": "Heat", "year": None, "genres": [], "rating": 4.0},
+            "alternatives": [],
+            "match": "fuzzy",
+            "exact": False,
+            "gone": None,
+            "favourite_genres": ["Drama", "War"],
+        }
+    )
+    assert (
+        text
+        == "item: [7] Heat | rating: 4\nalternatives: none\nmatch: fuzzy\nexact: false\nfavourite_genres: Drama, War"
+    )

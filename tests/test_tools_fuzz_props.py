@@ -13,7 +13,6 @@ import math
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-
 from recagent.tools.recommender_tools import TOOL_FUNCTIONS, build_registry
 from recagent.tools.toolkit import MAX_ARGUMENT_DEPTH, ToolOutcome
 
@@ -21,15 +20,22 @@ NAMES = [f.__name__ for f in TOOL_FUNCTIONS]
 FIELDS = {name: list(build_registry(None)[name].json_schema()["properties"]) for name in NAMES}  # real argument names
 KINDS = {"unknown_tool", "invalid_json", "invalid_arguments", "invalid_value"}  # internal_error would be a tool bug
 # the autouse RECAGENT_HOME fixture is function-scoped; sharing it across examples is harmless here
-FAST = settings(max_examples=120, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+FAST = settings(
+    max_examples=120,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def fresh_registry(env):
     """One conversation's tools with a non-empty and an empty saved candidate set."""
     reg = build_registry(env.session())
     assert reg.call("popular_items", {"k": 5, "save_as": "c1"}).ok
-    assert reg.call("filter_items", {"genres": ["Action"], "year_min": 2100, "save_as": "empty"}).result["total_matches"] == 0
+    assert (
+        reg.call("filter_items", {"genres": ["Action"], "year_min": 2100, "save_as": "empty"}).result["total_matches"]
+        == 0
+    )
     return reg
 
 
@@ -67,12 +73,27 @@ def assert_clean(out: object) -> None:
     json.dumps(out.payload(), allow_nan=False).encode("utf-8")  # printable by the CLI and storable in a dataset
 
 
-SCALARS = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-(10**90), max_value=10**90)
-           | st.floats() | st.text(max_size=30) | st.sampled_from(["4", "8", 8, "Action", "Comedy", "c1", "empty", "nope", "text"]))  # fmt: skip
-JSONISH = st.recursive(SCALARS, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=6), c, max_size=3),
-                       max_leaves=10)  # fmt: skip
-NON_JSON = (st.binary(max_size=8) | st.sets(st.integers(), max_size=3) | st.complex_numbers() | st.decimals()
-            | st.tuples(st.integers()) | st.builds(object) | st.frozensets(st.text(max_size=3), max_size=2))  # fmt: skip
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**90), max_value=10**90)
+    | st.floats()
+    | st.text(max_size=30)
+    | st.sampled_from(["4", "8", 8, "Action", "Comedy", "c1", "empty", "nope", "text"])
+)
+JSONISH = st.recursive(
+    SCALARS, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=6), c, max_size=3), max_leaves=10
+)
+NON_JSON = (
+    st.binary(max_size=8)
+    | st.sets(st.integers(), max_size=3)
+    | st.complex_numbers()
+    | st.decimals()
+    | st.tuples(st.integers())
+    | st.builds(object)
+    | st.frozensets(st.text(max_size=3), max_size=2)
+)
 
 
 @st.composite
@@ -106,7 +127,17 @@ def test_no_call_raises_and_every_outcome_is_typed_and_one_line(registry, call):
     assert_clean(out)
 
 
-NON_STRICT = ["NaN", "Infinity", "-Infinity", "1e999", "-1E400", '"\\ud800"', '"a\\udfffb"', "9" * 4301, "[" * 40 + "]" * 40]
+NON_STRICT = [
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e999",
+    "-1E400",
+    '"\\ud800"',
+    '"a\\udfffb"',
+    "9" * 4301,
+    "[" * 40 + "]" * 40,
+]
 
 
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -124,8 +155,11 @@ def test_non_strict_json_is_rejected_where_its_strict_twin_is_not(registry, name
 
 
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(NAMES), bad=st.sampled_from([math.nan, math.inf, -math.inf, 10**5000, "x\ud800", [[[[[]]]]]]),
-       data=st.data())
+@given(
+    name=st.sampled_from(NAMES),
+    bad=st.sampled_from([math.nan, math.inf, -math.inf, 10**5000, "x\ud800", [[[[[]]]]]]),
+    data=st.data(),
+)
 def test_dict_arguments_that_json_cannot_hold_are_rejected_naming_the_argument(registry, name, bad, data):
     args = VALID[name]
     key = data.draw(st.sampled_from(sorted(args)))
@@ -156,7 +190,11 @@ def test_every_tool_accepts_its_valid_arguments_as_dict_and_as_text(synthetic_en
         ('{"k": NaN}', "invalid_json", "NaN is not a JSON number"),
         ('{"k": 1e999}', "invalid_json", "'1e999' overflows a float"),
         ('{"genre": "\\ud800"}', "invalid_json", "lone surrogate at genre"),
-        ('{"genre": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}', "invalid_value", "unknown genre"),  # brackets in a string
+        (
+            '{"genre": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}',
+            "invalid_value",
+            "unknown genre",
+        ),  # brackets in a string
         ("x" * 100_001, "invalid_arguments", "at most 100,000"),
     ],
 )

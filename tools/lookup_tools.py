@@ -13,9 +13,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from pydantic import BaseModel, Field, model_validator
-
 from recagent.tools.env import ToolEnv
-from recagent.tools.schemas import ToolArgs, ItemId, ItemInfo, ItemList, K, SetName, UserId, item_info, item_list
+from recagent.tools.schemas import ItemId, ItemInfo, ItemList, K, SetName, ToolArgs, UserId, item_info, item_list
 from recagent.tools.toolkit import ToolInputError
 
 _ARTICLE = re.compile(r"^(?P<rest>.*), (?P<art>the|a|an|le|la|les|il|el|der|die|das)$", re.IGNORECASE)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import Field, model_validator
-
 from recagent.tools.env import ToolEnv
-from recagent.tools.schemas import ToolArgs, ItemId, ItemList, ModelName, SetName, UserId, item_list
+from recagent.tools.schemas import ItemId, ItemList, ModelName, SetName, ToolArgs, UserId, item_list
 
 
 class _RankInput(ToolArgs):

@@ -9,10 +9,17 @@ from recagent.tools.retrieval_tools import filter_items, popular_items, retrieve
 from recagent.tools.toolkit import Tool, ToolRegistry
 
 TOOL_FUNCTIONS = (
-    search_items, filter_items, retrieve_for_user, similar_items, popular_items,
-    rank_items, rank_by_preference,
-    get_item, get_user_history, get_candidates,
-)  # fmt: skip
+    search_items,
+    filter_items,
+    retrieve_for_user,
+    similar_items,
+    popular_items,
+    rank_items,
+    rank_by_preference,
+    get_item,
+    get_user_history,
+    get_candidates,
+)
 
 
 def build_registry(env: ToolEnv) -> ToolRegistry:

@@ -53,7 +53,11 @@ def item_text(item: dict[str, Any]) -> str:
     text = citation(str(item["item_id"]), display_title(item["title"], item.get("year")))
     if item.get("genres"):
         text += ": " + ", ".join(item["genres"])
-    extra = [f"{k}: {_scalar(v)}" for k, v in item.items() if k not in ITEM_CORE_FIELDS + HIDDEN_ITEM_FIELDS and v is not None]
+    extra = [
+        f"{k}: {_scalar(v)}"
+        for k, v in item.items()
+        if k not in ITEM_CORE_FIELDS + HIDDEN_ITEM_FIELDS and v is not None
+    ]
     return " | ".join([text, *extra])
 
 

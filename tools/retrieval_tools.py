@@ -6,9 +6,8 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
-
 from recagent.tools.env import ToolEnv
-from recagent.tools.schemas import ToolArgs, K, ItemId, ItemList, ModelName, SetName, UserId, item_list
+from recagent.tools.schemas import ItemId, ItemList, K, ModelName, SetName, ToolArgs, UserId, item_list
 
 SaveAs = SetName | None
 _SAVE_AS = "store the full result under this candidate set name, for later tools"
@@ -59,8 +58,9 @@ def filter_items(env: ToolEnv, args: FilterItemsArgs) -> ItemList:
     """Filter items by genres, release years and what a user has seen; sorted by popularity by default."""
     k = env.check_k(args.k)
     # int64 always: np.asarray([]) is float, and indexing with an empty float array raises IndexError
-    pool = np.asarray(env.buffer.get(args.candidates) if args.candidates else np.arange(env.dataset.n_items),
-                      dtype=np.int64)  # fmt: skip
+    pool = np.asarray(
+        env.buffer.get(args.candidates) if args.candidates else np.arange(env.dataset.n_items), dtype=np.int64
+    )
     keep = np.ones(len(pool), dtype=bool)
     if args.genres:
         wanted = env.genres(args.genres)

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
-
 from recagent.tools.result_text import result_text
 
 log = logging.getLogger(__name__)
@@ -110,8 +109,13 @@ class ToolOutcome:
         """The OpenAI-format tool message of a stored dialog: the model's text plus the structured result."""
         # "artifact" as in langchain's ToolMessage: kept for code (verification, export), never shown to a model;
         # JSON text rather than a dict so that dataset rows keep one column type whatever the tool returned
-        return {"role": "tool", "tool_call_id": call_id, "name": self.name, "content": self.content(),
-                "artifact": self.record()}  # fmt: skip
+        return {
+            "role": "tool",
+            "tool_call_id": call_id,
+            "name": self.name,
+            "content": self.content(),
+            "artifact": self.record(),
+        }
 
 
 def recorded_result(message: dict[str, Any]) -> Any:
@@ -186,7 +190,9 @@ def _reject_constant(name: str) -> Any:
 def _strict_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):  # 1e999 parses to inf: a number JSON can carry but no tool can use
-        raise ArgumentRejected("invalid_json", f"arguments are not strict JSON: {_clip_repr(text, 30)} overflows a float")
+        raise ArgumentRejected(
+            "invalid_json", f"arguments are not strict JSON: {_clip_repr(text, 30)} overflows a float"
+        )
     return value
 
 
@@ -236,19 +242,23 @@ def check_json_value(value: Any, kind: str) -> None:
             continue
         if isinstance(v, str):
             if _SURROGATE.search(v):
-                raise ArgumentRejected(kind, f"arguments hold a lone surrogate{_where(path)}; text must be valid Unicode",
-                                       field)  # fmt: skip
+                raise ArgumentRejected(
+                    kind, f"arguments hold a lone surrogate{_where(path)}; text must be valid Unicode", field
+                )
         elif isinstance(v, int):
             if v.bit_length() > 3.33 * MAX_INT_DIGITS:  # never str() it: past 4,300 digits that raises
-                raise ArgumentRejected(kind, f"arguments hold an integer{_where(path)} over {MAX_INT_DIGITS} digits", field)
+                raise ArgumentRejected(
+                    kind, f"arguments hold an integer{_where(path)} over {MAX_INT_DIGITS} digits", field
+                )
         elif isinstance(v, float):
             if not math.isfinite(v):
                 raise ArgumentRejected(kind, f"arguments hold {v}{_where(path)}; JSON numbers are finite", field)
         elif isinstance(v, dict):
             for key, item in v.items():
                 if not isinstance(key, str):
-                    raise ArgumentRejected(kind, f"argument names are strings, got {_clip_repr(key, 40)}{_where(path)}",
-                                           field)  # fmt: skip
+                    raise ArgumentRejected(
+                        kind, f"argument names are strings, got {_clip_repr(key, 40)}{_where(path)}", field
+                    )
                 if _SURROGATE.search(key):
                     raise ArgumentRejected(kind, f"an argument name{_where(path)} holds a lone surrogate", field)
                 stack.append((item, depth + 1, f"{path}.{key}" if path else key))
@@ -312,8 +322,12 @@ class ToolRegistry:
 
         def done(ok: bool, result: dict | None = None, error: ToolError | None = None) -> ToolOutcome:
             if error is not None:  # a message is one line whatever went into it
-                error = error.model_copy(update={"message": one_line(error.message),
-                                                 "field": one_line(error.field, 100) if error.field else None})
+                error = error.model_copy(
+                    update={
+                        "message": one_line(error.message),
+                        "field": one_line(error.field, 100) if error.field else None,
+                    }
+                )
             return ToolOutcome(name, raw, ok, result, error, (time.perf_counter() - t0) * 1000)
 
         if not isinstance(name, str):
@@ -321,18 +335,25 @@ class ToolRegistry:
             return done(False, error=ToolError(error="unknown_tool", message=f"a tool name is a string, got {name}"))
         tool = self.tools.get(name)
         if tool is None:
-            return done(False, error=ToolError(
-                error="unknown_tool", message=f"no tool named {_clip_repr(name)}; available tools: {', '.join(self.tools)}"
-            ))  # fmt: skip
+            return done(
+                False,
+                error=ToolError(
+                    error="unknown_tool",
+                    message=f"no tool named {_clip_repr(name)}; available tools: {', '.join(self.tools)}",
+                ),
+            )
         try:
             args = parse_arguments(raw) if isinstance(raw, str) else raw
             check_json_value(args, "invalid_json" if isinstance(raw, str) else "invalid_arguments")
         except ArgumentRejected as e:
             return done(False, error=ToolError(error=e.kind, message=e.message, field=e.field))
         if not isinstance(args, dict):
-            return done(False, error=ToolError(
-                error="invalid_arguments", message=f"arguments must be a JSON object, got {type(args).__name__}"
-            ))  # fmt: skip
+            return done(
+                False,
+                error=ToolError(
+                    error="invalid_arguments", message=f"arguments must be a JSON object, got {type(args).__name__}"
+                ),
+            )
         try:
             parsed = tool.args_model.model_validate(args)
         except ValidationError as e:
@@ -360,7 +381,10 @@ class ToolRegistry:
 
             # the model reads the compact text; the structured result rides along as the ToolMessage's artifact
             return StructuredTool.from_function(
-                func=run, name=tool.name, description=tool.description, args_schema=tool.args_model,
+                func=run,
+                name=tool.name,
+                description=tool.description,
+                args_schema=tool.args_model,
                 response_format="content_and_artifact",
             )
 

@@ -50,15 +50,28 @@ class ToolVariant:
 
     def describe(self) -> dict[str, Any]:
         """What the dataset records about a variant."""
-        return {"core": self.core, "origin": self.origin, "heldout": self.heldout, "domain": self.domain,
-                "params": dict(self.params), "topic": self.topic}
+        return {
+            "core": self.core,
+            "origin": self.origin,
+            "heldout": self.heldout,
+            "domain": self.domain,
+            "params": dict(self.params),
+            "topic": self.topic,
+        }
 
     @classmethod
     def from_record(cls, schema: dict[str, Any], record: dict[str, Any]) -> ToolVariant:
         """Rebuild a variant from a dataset's tool schema and its ``tool_variants`` record."""
-        return cls(schema["function"]["name"], record.get("core"), record.get("origin", "evolved"),
-                   record.get("domain", "movies"), schema, dict(record.get("params") or {}),
-                   bool(record.get("heldout")), record.get("topic"))  # fmt: skip
+        return cls(
+            schema["function"]["name"],
+            record.get("core"),
+            record.get("origin", "evolved"),
+            record.get("domain", "movies"),
+            schema,
+            dict(record.get("params") or {}),
+            bool(record.get("heldout")),
+            record.get("topic"),
+        )
 
 
 class OfferedTools:
@@ -92,24 +105,55 @@ class OfferedTools:
         """Run an offered call; unknown names, distractors and bad arguments come back as tool errors."""
         v = self.variants.get(name)
         if v is None:
-            return ToolOutcome(name, arguments, False, error=ToolError(
-                error="unknown_tool", message=f"no tool named {name!r}; offered tools: {', '.join(self.variants)}"))
+            return ToolOutcome(
+                name,
+                arguments,
+                False,
+                error=ToolError(
+                    error="unknown_tool", message=f"no tool named {name!r}; offered tools: {', '.join(self.variants)}"
+                ),
+            )
         if v.core is None:
-            return ToolOutcome(name, arguments, False, error=ToolError(
-                error="not_implemented", message=f"{name} is not available in this environment"))
+            return ToolOutcome(
+                name,
+                arguments,
+                False,
+                error=ToolError(error="not_implemented", message=f"{name} is not available in this environment"),
+            )
         args: Any = arguments
         if isinstance(arguments, str):
             try:
                 args = json.loads(arguments) if arguments.strip() else {}
             except json.JSONDecodeError as e:
-                return ToolOutcome(name, arguments, False, error=ToolError(error="invalid_json", message=f"arguments are not valid JSON: {e}"))
+                return ToolOutcome(
+                    name,
+                    arguments,
+                    False,
+                    error=ToolError(error="invalid_json", message=f"arguments are not valid JSON: {e}"),
+                )
         if not isinstance(args, dict):
-            return ToolOutcome(name, arguments, False, error=ToolError(
-                error="invalid_arguments", message=f"arguments must be a JSON object, got {type(args).__name__}"))
+            return ToolOutcome(
+                name,
+                arguments,
+                False,
+                error=ToolError(
+                    error="invalid_arguments", message=f"arguments must be a JSON object, got {type(args).__name__}"
+                ),
+            )
         bad_exclude = args.get(EXCLUDE_PARAM)
-        if bad_exclude is not None and not (isinstance(bad_exclude, list) and all(isinstance(x, str | int) for x in bad_exclude)):
-            return ToolOutcome(name, arguments, False, error=ToolError(
-                error="invalid_arguments", message=f"{EXCLUDE_PARAM}: must be an array of item ids", field=EXCLUDE_PARAM))
+        if bad_exclude is not None and not (
+            isinstance(bad_exclude, list) and all(isinstance(x, str | int) for x in bad_exclude)
+        ):
+            return ToolOutcome(
+                name,
+                arguments,
+                False,
+                error=ToolError(
+                    error="invalid_arguments",
+                    message=f"{EXCLUDE_PARAM}: must be an array of item ids",
+                    field=EXCLUDE_PARAM,
+                ),
+            )
         core_args, exclude = self.to_core(name, args)
         if exclude and "k" in core_args and isinstance(core_args["k"], int):
             # ask the core for enough items that k remain after the exclusion

@@ -67,7 +67,9 @@ class Engine(Protocol):
         """Token ids that end a reply."""
         ...
 
-    def decode(self, job: DecodeJob, on_token: Callable[[int], None] | None, cancel: threading.Event | None) -> DecodeResult:
+    def decode(
+        self, job: DecodeJob, on_token: Callable[[int], None] | None, cancel: threading.Event | None
+    ) -> DecodeResult:
         """Decode ``job``; ``on_token`` sees each new id; a set ``cancel`` stops after the current token."""
         ...
 
@@ -123,15 +125,28 @@ class _Masker:
 class LlamaCppEngine:
     """A GGUF model in llama-cpp-python (plus an optional GGUF LoRA adapter), decoding with our own loop."""
 
-    def __init__(self, gguf: Path, tokenizer: Any, *, lora_gguf: Path | None = None, n_ctx: int = 8192,
-                 n_threads: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        gguf: Path,
+        tokenizer: Any,
+        *,
+        lora_gguf: Path | None = None,
+        n_ctx: int = 8192,
+        n_threads: int | None = None,
+    ) -> None:
         from llama_cpp import Llama
 
         # every core for decoding too: llama-cpp-python's default (half the cores) decoded 55 tok/s on 2 idle
         # cores where 2 threads gave 106 (benchmarks/results/local_policy.json)
         threads = n_threads or os.cpu_count() or 1
-        kwargs: dict[str, Any] = {"model_path": str(gguf), "n_ctx": n_ctx, "n_batch": 512, "verbose": False,
-                                  "n_threads": threads, "n_threads_batch": threads}  # fmt: skip
+        kwargs: dict[str, Any] = {
+            "model_path": str(gguf),
+            "n_ctx": n_ctx,
+            "n_batch": 512,
+            "verbose": False,
+            "n_threads": threads,
+            "n_threads_batch": threads,
+        }
         if lora_gguf is not None:
             kwargs["lora_path"] = str(lora_gguf)
         self.llm = Llama(**kwargs)
@@ -147,8 +162,9 @@ class LlamaCppEngine:
         """The GGUF's end-of-generation token plus the tokenizer's turn ends."""
         return turn_end_ids(self.tokenizer) | {int(self.llm.token_eos())}
 
-    def decode(self, job: DecodeJob, on_token: Callable[[int], None] | None = None,
-               cancel: threading.Event | None = None) -> DecodeResult:  # fmt: skip
+    def decode(
+        self, job: DecodeJob, on_token: Callable[[int], None] | None = None, cancel: threading.Event | None = None
+    ) -> DecodeResult:
         """Prefill what the cache lacks, then decode token by token under the grammar."""
         import time
 
@@ -156,7 +172,9 @@ class LlamaCppEngine:
         import torch
 
         if len(job.ids) + job.max_new_tokens > self.n_ctx:
-            raise ValueError(f"prompt of {len(job.ids)} tokens + {job.max_new_tokens} new exceeds the context of {self.n_ctx}")
+            raise ValueError(
+                f"prompt of {len(job.ids)} tokens + {job.max_new_tokens} new exceeds the context of {self.n_ctx}"
+            )
         reused = min(common_prefix(self._tokens, job.ids), len(job.ids) - 1)  # at least one token to evaluate
         if reused < MIN_REUSED_PREFIX:
             reused = 0
@@ -232,8 +250,9 @@ class TransformersEngine:
         eos = list(eos) if isinstance(eos, (list, tuple, set)) else [eos]
         return turn_end_ids(self.tokenizer) | {i for i in eos if i is not None}
 
-    def decode(self, job: DecodeJob, on_token: Callable[[int], None] | None = None,
-               cancel: threading.Event | None = None) -> DecodeResult:  # fmt: skip
+    def decode(
+        self, job: DecodeJob, on_token: Callable[[int], None] | None = None, cancel: threading.Event | None = None
+    ) -> DecodeResult:
         """``model.generate`` from the cropped previous cache."""
         import time
 
@@ -259,7 +278,9 @@ class TransformersEngine:
                     if on_token is not None:
                         on_token(t)
                 gen = input_ids[0, len(job.ids) :].tolist()
-                stop = (cancel is not None and cancel.is_set()) or (bool(job.stop) and hits_stop(tok.decode(gen, skip_special_tokens=True), job.stop))
+                stop = (cancel is not None and cancel.is_set()) or (
+                    bool(job.stop) and hits_stop(tok.decode(gen, skip_special_tokens=True), job.stop)
+                )
                 return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
         gen: dict[str, Any] = {
@@ -293,7 +314,11 @@ class TransformersEngine:
             return None, 0
         cached_ids, cache = entry
         n = min(common_prefix(cached_ids, ids), len(ids) - 1)  # at least one prompt token must be fed
-        if n < MIN_REUSED_PREFIX or cache.get_seq_length() != len(cached_ids) or not getattr(cache, "is_croppable", True):
+        if (
+            n < MIN_REUSED_PREFIX
+            or cache.get_seq_length() != len(cached_ids)
+            or not getattr(cache, "is_croppable", True)
+        ):
             return None, 0
         extra = cache.get_seq_length() - n
         if extra > 0:

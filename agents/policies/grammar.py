@@ -157,7 +157,7 @@ def answer_format(rule: AnswerRule | None) -> Any:
     if not rule.items:
         return AnyTextFormat(excludes=[*free_text_excludes, CITATION_OPEN])
     # after "[" only a whole citation of a citable item can follow (a prefix tree over their strings)
-    cites = " | ".join(_ebnf_string(i.citation()[len(CITATION_OPEN):]) for i in dict.fromkeys(rule.items))
+    cites = " | ".join(_ebnf_string(i.citation()[len(CITATION_OPEN) :]) for i in dict.fromkeys(rule.items))
     tag = TagFormat(begin=CITATION_OPEN, content=GrammarFormat(grammar=f"root ::= {cites}"), end="")
     return TriggeredTagsFormat(triggers=[CITATION_OPEN], tags=[tag], excludes=free_text_excludes)
 

@@ -43,7 +43,6 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr
-
 from recagent.agents.policies.engines import DecodeJob, DecodeResult, Engine
 from recagent.agents.policies.grammar import AnswerRule, CitableItem, GrammarCache, normalize_tool_choice
 from recagent.agents.prompt_format import (
@@ -88,14 +87,17 @@ class LocalChatModel(BaseChatModel):
     )
     adapter_path: str | None = Field(None, description="peft LoRA adapter folder (llama.cpp: converted to GGUF once)")
     tokenizer_path: str | None = Field(
-        None, description="llama.cpp: the training tokenizer's folder; None = the model's own (default: the converted checkpoint's)"
+        None,
+        description="llama.cpp: the training tokenizer's folder; None = the model's own (default: the converted checkpoint's)",
     )
     engine: EngineName = Field(
         "auto", description="llama_cpp (GGUF), transformers (HF checkpoint) or auto: llama_cpp for GGUF/default models"
     )
     max_new_tokens: int = Field(256, ge=1, description="longest reply")
     max_call_tokens: int | None = Field(
-        None, ge=1, description="budget of a reply that can only be one tool call (instead of max_new_tokens); None = max_new_tokens"
+        None,
+        ge=1,
+        description="budget of a reply that can only be one tool call (instead of max_new_tokens); None = max_new_tokens",
     )
     temperature: float = Field(0.0, ge=0, description="sampling temperature; 0 = greedy")
     constrained: bool = Field(True, description="grammar-constrained tool calls and answer citations (xgrammar)")
@@ -104,8 +106,12 @@ class LocalChatModel(BaseChatModel):
     parallel_tool_calls: bool = Field(
         False, description="allow several calls per reply (a bind-time parallel_tool_calls overrides it)"
     )
-    dtype: Literal["float32", "bfloat16"] | None = Field(None, description="transformers compute dtype; None = by hardware")
-    num_threads: int | None = Field(None, ge=1, description="CPU threads (llama.cpp: per engine; transformers: process-wide)")
+    dtype: Literal["float32", "bfloat16"] | None = Field(
+        None, description="transformers compute dtype; None = by hardware"
+    )
+    num_threads: int | None = Field(
+        None, ge=1, description="CPU threads (llama.cpp: per engine; transformers: process-wide)"
+    )
     n_ctx: int = Field(8192, ge=512, description="llama.cpp context window in tokens")
     gguf_type: Literal["q8_0", "q4_1"] = Field(
         "q8_0", description="llama.cpp, default model: the shipped Q4_1 file or its Q8_0 copy (faster prefill on AVX2)"
@@ -264,8 +270,16 @@ class LocalChatModel(BaseChatModel):
     # -- internals ---------------------------------------------------------------------------------------------------
 
     def _get_slot(self) -> _Slot:
-        key = (self.model_path, self.adapter_path, self.tokenizer_path, self.resolved_engine(), self.dtype,
-               self.num_threads, self.n_ctx, self.gguf_type)  # fmt: skip
+        key = (
+            self.model_path,
+            self.adapter_path,
+            self.tokenizer_path,
+            self.resolved_engine(),
+            self.dtype,
+            self.num_threads,
+            self.n_ctx,
+            self.gguf_type,
+        )
         with _SLOT_LOCK:
             if self._slot is None or self._slot.key != key:  # a copy with other weights gets its own
                 self._slot = _Slot(key)
@@ -279,7 +293,6 @@ class LocalChatModel(BaseChatModel):
             lora = _adapter_gguf(self.adapter_path, gguf) if self.adapter_path else None
             return engines.LlamaCppEngine(gguf, tokenizer, lora_gguf=lora, n_ctx=self.n_ctx, n_threads=self.num_threads)
         import torch
-
         from recagent.agents.local_model import load_causal_lm
 
         if self.num_threads:
@@ -307,8 +320,15 @@ class LocalChatModel(BaseChatModel):
             budget = self.max_call_tokens  # the reply can only be one call: its own budget
         if not self.reuse_kv_cache:
             engine.forget_cache()
-        decode = DecodeJob(ids=ids, grammar=grammar, max_new_tokens=budget, temperature=self.temperature,
-                           seed=self.seed, stop=list(stop or []), eos_ids=engine.eos_ids())  # fmt: skip
+        decode = DecodeJob(
+            ids=ids,
+            grammar=grammar,
+            max_new_tokens=budget,
+            temperature=self.temperature,
+            seed=self.seed,
+            stop=list(stop or []),
+            eos_ids=engine.eos_ids(),
+        )
         # with no tools the name set is empty: any <tool_call> block is reported as an invalid call
         return _Job(decode, names, choice, constrained, self.resolved_engine())
 
@@ -353,7 +373,9 @@ def _gguf_and_tokenizer(model_path: str | None, tokenizer_path: str | None, gguf
         gguf = Path(model_path).expanduser()
         tok_source = tokenizer_path or gguf
     if not gguf.is_file():
-        raise LocalModelError(f"no GGUF file at {gguf} (engine llama_cpp needs one; use engine=transformers for a checkpoint folder)")
+        raise LocalModelError(
+            f"no GGUF file at {gguf} (engine llama_cpp needs one; use engine=transformers for a checkpoint folder)"
+        )
     return gguf, load_tokenizer(tok_source)
 
 
@@ -378,7 +400,13 @@ def _usage(job: _Job, out: DecodeResult) -> dict:
 
 def _tool_call_chunks(parsed: ParsedOutput) -> list[dict]:
     chunks = [
-        {"name": c["name"], "args": json.dumps(c["args"], ensure_ascii=False), "id": c["id"], "index": i, "type": "tool_call_chunk"}
+        {
+            "name": c["name"],
+            "args": json.dumps(c["args"], ensure_ascii=False),
+            "id": c["id"],
+            "index": i,
+            "type": "tool_call_chunk",
+        }
         for i, c in enumerate(parsed.tool_calls)
     ]
     offset = len(chunks)

@@ -13,7 +13,6 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field, PrivateAttr
-
 from recagent.agents.grounding import citation
 
 
@@ -89,10 +88,15 @@ class EchoPolicy(BaseChatModel):
                 system = next((m.text for m in messages if isinstance(m, SystemMessage)), "")
                 user = re.search(r"\buser(?:_id)? (\d+)\b", system)
                 turn = sum(isinstance(m, HumanMessage) for m in messages)
-                name, args = ("retrieve_for_user", {"user_id": user.group(1), "k": 5}) if user else ("popular_items", {"k": 5})
+                name, args = (
+                    ("retrieve_for_user", {"user_id": user.group(1), "k": 5}) if user else ("popular_items", {"k": 5})
+                )
                 msg = AIMessage("", tool_calls=[call(name, args, f"echo_{turn}")])
-            msg.usage_metadata = {"input_tokens": sum(len(m.text) for m in messages) // 4,
-                                  "output_tokens": len(msg.text) // 4, "total_tokens": 0}  # fmt: skip
+            msg.usage_metadata = {
+                "input_tokens": sum(len(m.text) for m in messages) // 4,
+                "output_tokens": len(msg.text) // 4,
+                "total_tokens": 0,
+            }
             return msg
         finally:
             with self._count:
@@ -104,15 +108,21 @@ class EchoPolicy(BaseChatModel):
     def _stream(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any):
         msg = self._reply(messages)
         if msg.tool_calls:
-            chunks = [{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
-                      for i, c in enumerate(msg.tool_calls)]  # fmt: skip
-            yield ChatGenerationChunk(message=AIMessageChunk("", tool_call_chunks=chunks, usage_metadata=msg.usage_metadata))
+            chunks = [
+                {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+                for i, c in enumerate(msg.tool_calls)
+            ]
+            yield ChatGenerationChunk(
+                message=AIMessageChunk("", tool_call_chunks=chunks, usage_metadata=msg.usage_metadata)
+            )
             return
         words = re.findall(r"\S+\s*", msg.text)
         for i, w in enumerate(words):
             if i:
                 time.sleep(self.word_s)
-            chunk = ChatGenerationChunk(message=AIMessageChunk(w, usage_metadata=msg.usage_metadata if i == 0 else None))
+            chunk = ChatGenerationChunk(
+                message=AIMessageChunk(w, usage_metadata=msg.usage_metadata if i == 0 else None)
+            )
             if run_manager:
                 run_manager.on_llm_new_token(w, chunk=chunk)
             yield chunk

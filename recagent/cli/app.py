@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-
-from pydantic import ValidationError
 
 from recagent.config import format_validation_error
 from recagent.errors import RecagentError

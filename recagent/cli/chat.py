@@ -14,16 +14,29 @@ status = Console(stderr=True, soft_wrap=True)  # progress and notices: stdout st
 HELP = "commands: /user ID (load a dataset user), /trace (last turn's steps), /reset, /quit"
 
 
-def _config(config: Path | None, override: list[str], model: str | None, base_url: str | None, adapter: str | None,
-            max_steps: int | None, dataset: str | None):  # fmt: skip
+def _config(
+    config: Path | None,
+    override: list[str],
+    model: str | None,
+    base_url: str | None,
+    adapter: str | None,
+    max_steps: int | None,
+    dataset: str | None,
+):
     from recagent.agents.config import AgentConfig
 
     cfg = AgentConfig.from_yaml(config) if config else AgentConfig()
     return cfg.with_overrides(agent_overrides(model, base_url, adapter, max_steps, dataset) + list(override))
 
 
-def agent_overrides(model: str | None, base_url: str | None, adapter: str | None, max_steps: int | None,
-                    dataset: str | None, prefix: str = "") -> list[str]:  # fmt: skip
+def agent_overrides(
+    model: str | None,
+    base_url: str | None,
+    adapter: str | None,
+    max_steps: int | None,
+    dataset: str | None,
+    prefix: str = "",
+) -> list[str]:
     """The config overrides the shared agent flags stand for (``prefix``: where the agent config sits in the job's)."""
     extra = []
     if base_url:
@@ -65,8 +78,10 @@ def _print_step(step) -> None:
     if step.kind == "tool_call":
         status = "" if step.valid else f"  [red]{escape(str(step.error))}[/]"  # model and tool text is never markup
         args = json.dumps(step.arguments, ensure_ascii=False) if not isinstance(step.arguments, str) else step.arguments
-        console.print(f"[dim]  -> {escape(f'{step.tool}({args})')} {step.latency_ms:.0f} ms  {escape(step.result_summary or '')}[/]{status}",
-                      highlight=False)
+        console.print(
+            f"[dim]  -> {escape(f'{step.tool}({args})')} {step.latency_ms:.0f} ms  {escape(step.result_summary or '')}[/]{status}",
+            highlight=False,
+        )
     elif step.kind in ("invalid_call", "rejected_answer"):
         console.print(f"[dim yellow]  !! {escape(str(step.error))}[/]", highlight=False)
 
@@ -78,8 +93,11 @@ def chat(
     as_json: bool = typer.Option(False, "--json", help="with --message: print answer, item ids and trace as JSON"),
     model: str | None = typer.Option(None, help="local checkpoint folder, or the model name on --base-url"),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible server (API key from $OPENAI_API_KEY)"),
-    adapter: str | None = typer.Option(None, help="LoRA adapter folder for the local model; 'none': the untrained base "
-                                       "(default: the trained policy shipped with recagent)"),
+    adapter: str | None = typer.Option(
+        None,
+        help="LoRA adapter folder for the local model; 'none': the untrained base "
+        "(default: the trained policy shipped with recagent)",
+    ),
     max_steps: int | None = typer.Option(None, help="policy calls per turn"),
     dataset: str | None = typer.Option(None, help="dataset name or folder"),
     config: Path | None = typer.Option(None, help="agent config YAML"),
@@ -122,9 +140,11 @@ def chat(
                     console.print("[red]usage: /user ID[/]")
                     continue
                 profile = agent.set_user(session, parts[1])
-                console.print(f"[dim]now chatting as user {parts[1]} ({len(profile['seen'])} items in their history)[/]")
+                console.print(
+                    f"[dim]now chatting as user {parts[1]} ({len(profile['seen'])} items in their history)[/]"
+                )
             elif text == "/trace":
-                for step in (last.trace if last else []):
+                for step in last.trace if last else []:
                     console.print(json.dumps(step.to_dict(), ensure_ascii=False), highlight=False)
             elif text.startswith("/"):
                 console.print(f"[red]unknown command[/]; {HELP}")
@@ -157,7 +177,9 @@ def _turn(agent, text: str, session: str, user: str | None):
         console.print(f"\n[red]{escape(str(e))}[/]")
         return None
     if result is not None and result.answer.strip() != streamed.strip():
-        console.print(result.answer, highlight=False, markup=False)  # the answer was not streamed (fallback or an annotated answer)
+        console.print(
+            result.answer, highlight=False, markup=False
+        )  # the answer was not streamed (fallback or an annotated answer)
     return result
 
 

@@ -16,7 +16,9 @@ def evaluate(
     users: int | None = typer.Option(None, help="evaluation users, sampled with the seed (default 200)"),
     out: Path | None = typer.Option(None, "--out", help="output folder (rerun the same command to resume)"),
     no_agent: bool = typer.Option(False, "--no-agent", help="conventional recommenders only"),
-    synth_dir: Path | None = typer.Option(None, "--synth-dir", help="synthesized run for tool-call accuracy (its test.jsonl)"),
+    synth_dir: Path | None = typer.Option(
+        None, "--synth-dir", help="synthesized run for tool-call accuracy (its test.jsonl)"
+    ),
     config: Path | None = typer.Option(None, help="YAML evaluation config"),
     override: list[str] = typer.Option([], "--set", "-o", help="override, e.g. -o seed=1 -o n_candidates=50"),
     progress: bool = typer.Option(True, help="show progress bars"),
@@ -29,12 +31,17 @@ def evaluate(
     cfg = EvalConfig.from_yaml(config) if config else EvalConfig.build()
     if agent is not None:
         cfg = cfg.model_copy(update={"agent": AgentConfig.from_yaml(agent)})
-    direct = [f"{k}={v}" for k, v in (("dataset", dataset), ("users", users), ("out", out), ("synth_dir", synth_dir))
-              if v is not None]  # fmt: skip
+    direct = [
+        f"{k}={v}"
+        for k, v in (("dataset", dataset), ("users", users), ("out", out), ("synth_dir", synth_dir))
+        if v is not None
+    ]
     if no_agent:
         direct.append("include_agent=false")
     cfg = cfg.with_overrides(direct + list(override))
-    console.print(f"evaluating on {cfg.dataset} ({cfg.part}, {cfg.users} users, seed {cfg.seed}): "
-                  f"{', '.join(cfg.baselines + (['agent'] if cfg.include_agent else []))}")  # fmt: skip
+    console.print(
+        f"evaluating on {cfg.dataset} ({cfg.part}, {cfg.users} users, seed {cfg.seed}): "
+        f"{', '.join(cfg.baselines + (['agent'] if cfg.include_agent else []))}"
+    )
     folder = run_eval(cfg, progress=progress)
     console.print(f"[green]done[/]: {folder / 'report.md'} (results.json, records.jsonl, plots)")

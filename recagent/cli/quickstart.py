@@ -37,7 +37,9 @@ def quickstart(
             console.print(f"training {name} ...")
             _, metrics = train(split, name, out_dir=model_dir(ds.name, name), show_progress=progress)
         t = metrics["test"]
-        table.add_row(name, f"{t['HR@10']:.4f}", f"{t['NDCG@10']:.4f}", f"{t['MRR@10']:.4f}", f"{metrics['train_seconds']:.1f}")
+        table.add_row(
+            name, f"{t['HR@10']:.4f}", f"{t['NDCG@10']:.4f}", f"{t['MRR@10']:.4f}", f"{metrics['train_seconds']:.1f}"
+        )
     console.print(table)
 
     with console.status("loading tools and the text index (first run encodes the catalog)"):
@@ -56,5 +58,9 @@ def quickstart(
             continue
         for it in outcome.result["items"]:
             genres = ", ".join(it["genres"])
-            console.print(f"  {it['item_id']:>5}  {it['title']} ({it.get('year') or '?'})  [dim]{genres}[/]", highlight=False)
-    console.print("\n[green]ready.[/] try: recagent tools list, recagent tools call similar_items '{\"item_ids\": [50]}'")
+            console.print(
+                f"  {it['item_id']:>5}  {it['title']} ({it.get('year') or '?'})  [dim]{genres}[/]", highlight=False
+            )
+    console.print(
+        "\n[green]ready.[/] try: recagent tools list, recagent tools call similar_items '{\"item_ids\": [50]}'"
+    )

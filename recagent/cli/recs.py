@@ -31,11 +31,14 @@ def train(
     """Train recommenders on the leave-one-out split and save checkpoints (resumes if interrupted)."""
     from recagent.paths import model_dir
     from recagent.tools.data import leave_one_out, load_dataset
-    from recagent.tools.recommenders.registry import TrainJobConfig, train as do_train
+    from recagent.tools.recommenders.registry import TrainJobConfig
+    from recagent.tools.recommenders.registry import train as do_train
 
     names = _models(model)
     jobs = [
-        (TrainJobConfig.from_yaml(config) if config else TrainJobConfig.build(dataset=dataset, model=name)).with_overrides(override)
+        (
+            TrainJobConfig.from_yaml(config) if config else TrainJobConfig.build(dataset=dataset, model=name)
+        ).with_overrides(override)
         for name in ([None] if config else names)
     ]
     split = leave_one_out(load_dataset(jobs[0].dataset))

@@ -11,15 +11,22 @@ status = Console(stderr=True, soft_wrap=True)
 
 
 def serve(
-    host: str | None = typer.Option(None, help="address to listen on (default 127.0.0.1; others need $RECAGENT_API_KEYS)"),
+    host: str | None = typer.Option(
+        None, help="address to listen on (default 127.0.0.1; others need $RECAGENT_API_KEYS)"
+    ),
     port: int | None = typer.Option(None, help="TCP port (default 8000)"),
     model: str | None = typer.Option(None, help="local checkpoint folder, or the model name on --base-url"),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible policy server (API key from $OPENAI_API_KEY)"),
-    adapter: str | None = typer.Option(None, help="LoRA adapter folder for the local model; 'none': the untrained base "
-                                       "(default: the trained policy shipped with recagent)"),
+    adapter: str | None = typer.Option(
+        None,
+        help="LoRA adapter folder for the local model; 'none': the untrained base "
+        "(default: the trained policy shipped with recagent)",
+    ),
     dataset: str | None = typer.Option(None, help="dataset name or folder"),
     config: Path | None = typer.Option(None, help="serve config YAML (an `agent:` section holds the agent config)"),
-    override: list[str] = typer.Option([], "--set", "-o", help="config override, e.g. -o workers=2 -o agent.max_steps=4"),
+    override: list[str] = typer.Option(
+        [], "--set", "-o", help="config override, e.g. -o workers=2 -o agent.max_steps=4"
+    ),
 ) -> None:
     """Serve the agent: POST /v1/chat/completions (OpenAI protocol), sessions, /health, /metrics and a chat page at /."""
     import uvicorn
@@ -35,8 +42,17 @@ def serve(
     cfg = (ServeConfig.from_yaml(config) if config else ServeConfig()).with_overrides(extra + list(override))
     _prepare(cfg.agent)
     auth = f"{len(cfg.keys())} API key(s)" if cfg.keys() else "no API key (loopback only)"
-    status.print(f"recagent serve: http://{cfg.host}:{cfg.port}/ ({cfg.agent.tools.dataset}, policy {cfg.agent.policy.kind}, {auth}); "
-                 "Ctrl-C stops", highlight=False)  # fmt: skip
+    status.print(
+        f"recagent serve: http://{cfg.host}:{cfg.port}/ ({cfg.agent.tools.dataset}, policy {cfg.agent.policy.kind}, {auth}); "
+        "Ctrl-C stops",
+        highlight=False,
+    )
     # uvicorn_options: header deadline, keep-alive, connection cap and header size from the config (slow clients)
-    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=30,
-                **uvicorn_options(cfg))
+    uvicorn.run(
+        create_app(cfg),
+        host=cfg.host,
+        port=cfg.port,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+        **uvicorn_options(cfg),
+    )

@@ -25,7 +25,11 @@ def synth(
     from recagent.synth.config import SynthConfig
 
     cfg = SynthConfig.from_yaml(config) if config else SynthConfig.build()
-    direct = [f"{k}={v}" for k, v in (("n", n), ("seed", seed), ("tools.dataset", dataset), ("generator", generator)) if v is not None]
+    direct = [
+        f"{k}={v}"
+        for k, v in (("n", n), ("seed", seed), ("tools.dataset", dataset), ("generator", generator))
+        if v is not None
+    ]
     cfg = cfg.with_overrides(direct + list(override))
     if report_only:
         _rebuild(cfg, out)

@@ -81,9 +81,13 @@ def sft(
 @app.command("rl")
 def rl(
     config: Path | None = typer.Option(None, "--config", help="YAML RL config (any GRPOConfig field + ours)"),
-    data: Path | None = typer.Option(None, "--data", help="folder of a synthesis run (its train.jsonl gives the tasks)"),
+    data: Path | None = typer.Option(
+        None, "--data", help="folder of a synthesis run (its train.jsonl gives the tasks)"
+    ),
     out: Path | None = typer.Option(None, "--out", help="checkpoints and final/ (default $RECAGENT_HOME/runs/rl)"),
-    base_model: Path | None = typer.Option(None, "--base-model", help="policy to start from, e.g. an SFT final/ folder"),
+    base_model: Path | None = typer.Option(
+        None, "--base-model", help="policy to start from, e.g. an SFT final/ folder"
+    ),
     algo: str | None = typer.Option(None, "--algo", help="grpo (default) | ppo"),
     max_steps: int | None = typer.Option(None, "--max-steps", help="stop after this many updates"),
     override: list[str] = typer.Option([], "--set", "-o", help="override, e.g. -o num_generations=4 -o step_gamma=0.8"),
@@ -93,10 +97,13 @@ def rl(
     from recagent.rl.train_rl import load_rl_config, train_rl
 
     values = {
-        "data_dir": str(data) if data else None, "output_dir": str(out) if out else None,
-        "base_model": str(base_model) if base_model else None, "algo": algo, "max_steps": max_steps,
+        "data_dir": str(data) if data else None,
+        "output_dir": str(out) if out else None,
+        "base_model": str(base_model) if base_model else None,
+        "algo": algo,
+        "max_steps": max_steps,
         "disable_tqdm": None if progress else True,
-    }  # fmt: skip
+    }
     cfg = load_rl_config(config, list(override), **values)
     _show_logs()
     console.print(f"rl: step-grained {cfg.algo} on {cfg.data_dir} -> {cfg.output_dir}")
@@ -110,10 +117,16 @@ def rl(
 @app.command("ship")
 def ship(
     adapter: Path = typer.Argument(..., help="LoRA adapter folder to install (an SFT/RL final/ or checkpoint-N/)"),
-    synth: Path | None = typer.Option(None, "--synth", help="the synthesis run it trained on (seed and size for the card)"),
-    report: Path | None = typer.Option(None, "--report", help="JSON with metrics_markdown / training / machine for the card"),
+    synth: Path | None = typer.Option(
+        None, "--synth", help="the synthesis run it trained on (seed and size for the card)"
+    ),
+    report: Path | None = typer.Option(
+        None, "--report", help="JSON with metrics_markdown / training / machine for the card"
+    ),
     command: str = typer.Option("", "--command", help="the commands that reproduce it, for the card"),
-    dest: Path | None = typer.Option(None, "--dest", help="where to install (default: the package's shipped policy folder)"),
+    dest: Path | None = typer.Option(
+        None, "--dest", help="where to install (default: the package's shipped policy folder)"
+    ),
 ) -> None:
     """Install a trained adapter as the default offline policy, with a model card from its run's files."""
     from recagent.agents.local_model import SHIPPED_ADAPTER, shipped_folder
@@ -121,4 +134,6 @@ def ship(
 
     target = dest or shipped_folder()
     shipped = ship_adapter(adapter, target, synth, report, command)
-    console.print(f"[green]shipped[/] {SHIPPED_ADAPTER}: {shipped.adapter_mb} MB adapter and model card in {shipped.folder}")
+    console.print(
+        f"[green]shipped[/] {SHIPPED_ADAPTER}: {shipped.adapter_mb} MB adapter and model card in {shipped.folder}"
+    )

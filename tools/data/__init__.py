@@ -6,7 +6,20 @@ from recagent.tools.data.schema import Dataset, Interactions, ItemCatalog, UserT
 from recagent.tools.data.split import EvalCase, LeakageError, LeaveOneOutSplit, leave_one_out
 
 __all__ = [
-    "KNOWN", "AtomicColumns", "Dataset", "EvalCase", "Interactions", "ItemCatalog", "LeakageError",
-    "LeaveOneOutSplit", "TableMapping", "UserTable", "fetch", "leave_one_out", "load_dataset",
-    "read_atomic", "read_movielens_raw", "read_table",
-]  # fmt: skip
+    "KNOWN",
+    "AtomicColumns",
+    "Dataset",
+    "EvalCase",
+    "Interactions",
+    "ItemCatalog",
+    "LeakageError",
+    "LeaveOneOutSplit",
+    "TableMapping",
+    "UserTable",
+    "fetch",
+    "leave_one_out",
+    "load_dataset",
+    "read_atomic",
+    "read_movielens_raw",
+    "read_table",
+]

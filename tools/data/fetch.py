@@ -23,11 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recagent.tools.data.readers import read_atomic, read_movielens_raw
+from recagent.tools.data.schema import Dataset
+
 from recagent.errors import DatasetNotFoundError, RecagentError
 from recagent.files import sha256_file
 from recagent.paths import dataset_dir
-from recagent.tools.data.readers import read_atomic, read_movielens_raw
-from recagent.tools.data.schema import Dataset
 
 MANIFEST = "manifest.json"
 
@@ -72,7 +73,9 @@ KNOWN: dict[str, KnownDataset] = {
                 location="recbole==1.2.1",
                 archive_sha256="9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407",
                 archive_md5=None,
-                members={f"recbole/dataset_example/ml-100k/ml-100k.{s}": f"ml-100k.{s}" for s in ("inter", "item", "user")},
+                members={
+                    f"recbole/dataset_example/ml-100k/ml-100k.{s}": f"ml-100k.{s}" for s in ("inter", "item", "user")
+                },
                 member_sha256={
                     "ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
                     "ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
@@ -115,7 +118,18 @@ def _download_wheel(source: Source, timeout: float) -> bytes:
     if local:
         return Path(local).read_bytes()
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", tmp, source.location]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-q",
+            "-d",
+            tmp,
+            source.location,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(timeout, 600))
         if proc.returncode != 0:
             raise RecagentError(f"pip download {source.location} failed: {proc.stderr.strip()[-300:]}")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
+from recagent.tools.data.schema import Dataset, Interactions, ItemCatalog, UserTable
 
 from recagent.errors import DataFormatError
-from recagent.tools.data.schema import Dataset, Interactions, ItemCatalog, UserTable
 
 _YEAR_IN_TITLE = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})\)\s*$")
 
@@ -212,7 +212,9 @@ def read_atomic(directory: str | Path, name: str | None = None, columns: AtomicC
     f_rating, f_time = _pick(fields, cols.rating), _pick(fields, cols.timestamp)
     for what, f in (("user", f_user), ("item", f_item), ("timestamp", f_time)):
         if f is None:
-            raise DataFormatError(inter_path, 1, f"no {what} field in header {fields} (looked for {getattr(cols, what)})")
+            raise DataFormatError(
+                inter_path, 1, f"no {what} field in header {fields} (looked for {getattr(cols, what)})"
+            )
     events = []
     for lineno, row in _atomic_rows(inter_path):
         user, item = row[f_user].strip(), row[f_item].strip()
@@ -228,7 +230,11 @@ def read_atomic(directory: str | Path, name: str | None = None, columns: AtomicC
         fi_item = _pick(ifields, cols.item)
         if fi_item is None:
             raise DataFormatError(item_path, 1, f"no item id field in header {ifields}")
-        fi_title, fi_year, fi_genres = _pick(ifields, cols.title), _pick(ifields, cols.year), _pick(ifields, cols.genres)
+        fi_title, fi_year, fi_genres = (
+            _pick(ifields, cols.title),
+            _pick(ifields, cols.year),
+            _pick(ifields, cols.genres),
+        )
         used = {fi_item, fi_title, fi_year, fi_genres}
         items, seen = [], set()
         for lineno, row in _atomic_rows(item_path):
@@ -269,10 +275,26 @@ def read_atomic(directory: str | Path, name: str | None = None, columns: AtomicC
 # ---------------------------------------------------------------- GroupLens raw MovieLens
 
 _ML100K_GENRES = (
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
-    "Thriller", "War", "Western",
-)  # fmt: skip
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 
 
 def read_movielens_raw(directory: str | Path, name: str = "ml-100k") -> Dataset:
@@ -283,10 +305,13 @@ def read_movielens_raw(directory: str | Path, name: str = "ml-100k") -> Dataset:
     for lineno, (user, item, rating, ts) in _split_lines(data_path, "latin-1", "\t", 4):
         events.append(
             _Event(
-                user.strip(), item.strip(), _float(ts, data_path, lineno, "timestamp"),
-                _float(rating, data_path, lineno, "rating"), lineno,
+                user.strip(),
+                item.strip(),
+                _float(ts, data_path, lineno, "timestamp"),
+                _float(rating, data_path, lineno, "rating"),
+                lineno,
             )
-        )  # fmt: skip
+        )
 
     genre_names = list(_ML100K_GENRES)
     genre_path = directory / "u.genre"

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from recagent.tools.data.schema import Dataset, Interactions, ItemCatalog, UserTable
 
 GENRES = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi")
@@ -46,7 +45,10 @@ def make_synthetic(
         ids=[str(i + 1) for i in range(n_items)],
         titles=[f"{GENRES[item_genre[i]]} Story {i + 1}" for i in range(n_items)],
         years=(1950 + (np.arange(n_items) * 7) % 50).astype(np.int32),
-        genres=[(GENRES[item_genre[i]],) + ((GENRES[(item_genre[i] + 1) % n_genres],) if i % 5 == 0 else ()) for i in range(n_items)],
+        genres=[
+            (GENRES[item_genre[i]],) + ((GENRES[(item_genre[i] + 1) % n_genres],) if i % 5 == 0 else ())
+            for i in range(n_items)
+        ],
     )
     inter = Interactions(
         users=np.asarray(users, dtype=np.int64),
@@ -55,7 +57,9 @@ def make_synthetic(
         ratings=np.full(n, 4.0, dtype=np.float32),
         rows=np.arange(n, dtype=np.int64),
     )
-    return Dataset(name="synthetic", interactions=inter, items=catalog, users=UserTable(ids=[str(u + 1) for u in range(n_users)]))
+    return Dataset(
+        name="synthetic", interactions=inter, items=catalog, users=UserTable(ids=[str(u + 1) for u in range(n_users)])
+    )
 
 
 def write_atomic(dataset: Dataset, directory: str | Path) -> Path:

@@ -47,7 +47,9 @@ class IndexConfig(BaseModel):
         "auto", description="'auto': exact flat below approx_threshold, IVF-Flat at or above it"
     )
     nlist: int | None = Field(None, ge=1, description="IVF cells; None means about 4*sqrt(N), capped at N")
-    nprobe: int = Field(32, ge=1, description="IVF cells visited per query (more: better recall, slower; see benchmarks)")
+    nprobe: int = Field(
+        32, ge=1, description="IVF cells visited per query (more: better recall, slower; see benchmarks)"
+    )
     hnsw_m: int = Field(32, ge=2, description="HNSW neighbours per node (more: better recall, more memory)")
     ef_search: int = Field(64, ge=1, description="HNSW search beam width (more: better recall, slower)")
     seed: int = Field(0, description="seed of the IVF k-means training")

@@ -4,5 +4,12 @@ from recagent.tools.recommenders.base import FitReport, Query, Recommender, Reco
 from recagent.tools.recommenders.registry import MODELS, get_model_class, load_trained, train
 
 __all__ = [
-    "MODELS", "FitReport", "Query", "Recommender", "RecommenderConfig", "get_model_class", "load_trained", "train",
-]  # fmt: skip
+    "MODELS",
+    "FitReport",
+    "Query",
+    "Recommender",
+    "RecommenderConfig",
+    "get_model_class",
+    "load_trained",
+    "train",
+]

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from pydantic import Field
-from torch import nn
-
 from recagent.tools.data.split import LeaveOneOutSplit
 from recagent.tools.recommenders.base import FitReport, Query, RecommenderConfig, TorchRecommender
 from recagent.tools.recommenders.training import train_with_early_stopping
+from torch import nn
 
 
 class BPRConfig(RecommenderConfig):
@@ -23,7 +22,9 @@ class BPRConfig(RecommenderConfig):
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty on the factors")
     batch_size: int = Field(2048, ge=1, description="training triples per step")
     max_epochs: int = Field(300, ge=1, description="upper bound on training epochs")
-    patience: int = Field(20, ge=1, description="evaluations without validation improvement before stopping (20 beat 10 on valid NDCG@10)")
+    patience: int = Field(
+        20, ge=1, description="evaluations without validation improvement before stopping (20 beat 10 on valid NDCG@10)"
+    )
     eval_every: int = Field(1, ge=1, description="epochs between validation evaluations")
 
 
@@ -86,9 +87,16 @@ class BPR(TorchRecommender):
             return total / len(perm)
 
         return train_with_early_stopping(
-            self, opt, run_epoch, split, cfg.max_epochs, cfg.patience, eval_every=cfg.eval_every,
-            show_progress=show_progress, checkpoint_dir=checkpoint_dir,
-        )  # fmt: skip
+            self,
+            opt,
+            run_epoch,
+            split,
+            cfg.max_epochs,
+            cfg.patience,
+            eval_every=cfg.eval_every,
+            show_progress=show_progress,
+            checkpoint_dir=checkpoint_dir,
+        )
 
     @torch.no_grad()
     def score(self, queries: Sequence[Query]) -> np.ndarray:

@@ -8,10 +8,10 @@ item index, as :meth:`Recommender.topk` does, so a constant scorer gets no free 
 from __future__ import annotations
 
 import numpy as np
-
-from recagent.ranking import ndcg
 from recagent.tools.data.split import EvalCase, LeaveOneOutSplit
 from recagent.tools.recommenders.base import Query, Recommender
+
+from recagent.ranking import ndcg
 
 
 def target_ranks(model: Recommender, cases: list[EvalCase], batch_size: int = 256) -> np.ndarray:
@@ -41,6 +41,8 @@ def metrics_from_ranks(ranks: np.ndarray, ks: tuple[int, ...] = (10,)) -> dict[s
     return out
 
 
-def evaluate(model: Recommender, split: LeaveOneOutSplit, part: str = "test", ks: tuple[int, ...] = (10,)) -> dict[str, float]:
+def evaluate(
+    model: Recommender, split: LeaveOneOutSplit, part: str = "test", ks: tuple[int, ...] = (10,)
+) -> dict[str, float]:
     """Metrics of ``model`` on the ``valid`` or ``test`` targets of ``split``."""
     return metrics_from_ranks(target_ranks(model, split.cases(part)), ks)

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
-
 from recagent.tools.data.split import LeaveOneOutSplit
 from recagent.tools.recommenders.base import FitReport, Query, Recommender, RecommenderConfig
 
@@ -54,7 +53,10 @@ class ItemKNN(Recommender):
             cols.append(nn.ravel()[keep.ravel()])
             vals.append(nv.ravel()[keep.ravel()])
         self.sim = sp.csr_matrix(
-            (np.concatenate(vals) if vals else [], (np.concatenate(rows) if rows else [], np.concatenate(cols) if cols else [])),
+            (
+                np.concatenate(vals) if vals else [],
+                (np.concatenate(rows) if rows else [], np.concatenate(cols) if cols else []),
+            ),
             shape=(self.n_items, self.n_items),
             dtype=np.float32,
         )

@@ -8,10 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
-
-from recagent.config import JobConfig
-from recagent.errors import ModelNotFoundError, RecagentError
-from recagent.paths import model_dir
 from recagent.tools.data.split import LeaveOneOutSplit
 from recagent.tools.recommenders.base import Recommender, RecommenderConfig
 from recagent.tools.recommenders.bpr import BPR
@@ -19,6 +15,10 @@ from recagent.tools.recommenders.evaluate import evaluate
 from recagent.tools.recommenders.itemknn import ItemKNN
 from recagent.tools.recommenders.popularity import Popularity
 from recagent.tools.recommenders.sasrec import SASRec
+
+from recagent.config import JobConfig
+from recagent.errors import ModelNotFoundError, RecagentError
+from recagent.paths import model_dir
 
 MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, ItemKNN, BPR, SASRec)}
 
@@ -53,7 +53,9 @@ def train(
         "epochs": report.epochs,
         "best_epoch": report.best_epoch,
     }
-    model.save(out, report, meta={"dataset": split.dataset.name, "train_digest": split.train_digest(), "metrics": metrics})
+    model.save(
+        out, report, meta={"dataset": split.dataset.name, "train_digest": split.train_digest(), "metrics": metrics}
+    )
     return model, metrics
 
 
@@ -80,7 +82,9 @@ class TrainJobConfig(JobConfig):
     dataset: str = Field("ml-100k", description="dataset name (fetched) or folder")
     model: str = Field("sasrec", description=f"one of: {', '.join(MODELS)}")
     params: dict[str, Any] = Field(default_factory=dict, description="hyper-parameters of the model's config")
-    out_dir: Path | None = Field(None, description="checkpoint folder (default: $RECAGENT_HOME/models/<dataset>/<model>)")
+    out_dir: Path | None = Field(
+        None, description="checkpoint folder (default: $RECAGENT_HOME/models/<dataset>/<model>)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainJobConfig:

@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from pydantic import Field
-from torch import nn
-
 from recagent.tools.data.split import LeaveOneOutSplit
 from recagent.tools.recommenders.base import FitReport, Query, RecommenderConfig, TorchRecommender
 from recagent.tools.recommenders.training import train_with_early_stopping
+from torch import nn
 
 
 class SASRecConfig(RecommenderConfig):
@@ -135,9 +134,16 @@ class SASRec(TorchRecommender):
             return total / max(count, 1)
 
         return train_with_early_stopping(
-            self, opt, run_epoch, split, cfg.max_epochs, cfg.patience, eval_every=cfg.eval_every,
-            show_progress=show_progress, checkpoint_dir=checkpoint_dir,
-        )  # fmt: skip
+            self,
+            opt,
+            run_epoch,
+            split,
+            cfg.max_epochs,
+            cfg.patience,
+            eval_every=cfg.eval_every,
+            show_progress=show_progress,
+            checkpoint_dir=checkpoint_dir,
+        )
 
     @torch.no_grad()
     def score(self, queries: Sequence[Query]) -> np.ndarray:

@@ -13,11 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
-
 from recagent.tools.data.split import LeaveOneOutSplit
 from recagent.tools.recommenders.base import FitReport
 from recagent.tools.recommenders.evaluate import evaluate
+from tqdm.auto import tqdm
 
 RESUME_FILE = "resume.pt"
 
@@ -75,12 +74,17 @@ def train_with_early_stopping(
             tmp = resume_path.with_suffix(".tmp")
             torch.save(
                 {
-                    "net": model.net.state_dict(), "optimizer": optimizer.state_dict(), "best_state": best_state,
-                    "best_score": best_score, "bad_evals": bad_evals, "epoch": epoch + 1, "report": report,
+                    "net": model.net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "best_state": best_state,
+                    "best_score": best_score,
+                    "bad_evals": bad_evals,
+                    "epoch": epoch + 1,
+                    "report": report,
                     "rng": torch.get_rng_state(),
                 },
                 tmp,
-            )  # fmt: skip
+            )
             tmp.replace(resume_path)
         if stop:
             break
