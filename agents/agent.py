@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
+
 from recagent.agents.config import AgentConfig, AgentContext, make_policy
 from recagent.agents.context import turn_starts
 from recagent.agents.graph import build_graph
 from recagent.agents.steps import StepRecord
-
 from recagent.errors import RecagentError
 from recagent.paths import recagent_home
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
-from recagent.tools.env import ToolEnv, ToolEnvConfig
 
 from recagent.config import JobConfig
 from recagent.errors import ConfigError
+from recagent.tools.env import ToolEnv, ToolEnvConfig
 
 SHIPPED = "shipped"  # PolicyConfig.adapter: the trained policy installed with the package
 

@@ -20,6 +20,7 @@ import numpy as np
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+
 from recagent.agents.config import AgentContext
 from recagent.agents.context import FEEDBACK, trim_turns
 from recagent.agents.grounding import citation, ground_answer
@@ -219,7 +220,7 @@ def check(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         bad = [i for i in listwise_ids(text) if i not in allowed]
         if len(ids) < k and budget_left:
             return _reject(turn, index, listwise_feedback(len(ids), k), bad)
-        return _finish(turn, index, text, ids[:k], state, k, ctx)
+        return _finish(turn, index, text, ids[:k], state, "listwise", k=k, fill=True, ctx=ctx)
     g = ground_answer(text, catalog, grounded)
     if not g.ok and budget_left:
         return _reject(turn, index, unsupported_feedback(g.unsupported, g.unknown), g.unsupported + g.unknown)
@@ -227,7 +228,7 @@ def check(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         rejected = _reject(turn, index, unsupported_feedback(g.unsupported, g.unknown), g.unsupported + g.unknown)
         done = fallback(state, runtime)
         return {**done, "trace": rejected["trace"] + done["trace"]}
-    return _finish(turn, index, text, g.supported, state, 0)
+    return _finish(turn, index, text, g.supported, state, "chat")
 
 
 def _reject(turn: int, index: int, feedback: str, offending: list[str]) -> dict:
@@ -238,20 +239,39 @@ def _reject(turn: int, index: int, feedback: str, offending: list[str]) -> dict:
 
 
 def _finish(
-    turn: int, index: int, text: str, ids: list[str], state: AgentState, k: int, ctx: AgentContext | None = None
+    turn: int,
+    index: int,
+    text: str,
+    ids: list[str],
+    state: AgentState,
+    mode: Literal["chat", "listwise"],
+    *,
+    k: int = 0,
+    fill: bool = False,
+    ctx: AgentContext | None = None,
 ) -> dict:
+    """End the turn with ``text`` recommending ``ids``.
+
+    ``mode="chat"`` ships ``ids`` as they are. ``mode="listwise"`` answers a list of ``k``; with ``fill`` a
+    shorter list is completed (counted in ``filled``) from the turn's latest tool results, best first, then
+    by the default recommender, both kept to the ids a list-wise answer may hold (``ctx`` is needed to fill).
+    """
+    if mode == "chat" and fill:
+        raise ValueError("a chat answer is never filled; only a list-wise one is")
+    if fill and ctx is None:
+        raise ValueError("filling a list-wise answer needs the agent context")
     filled = 0
-    pool = state.get("pool") or []
-    allowed = set(listwise_allowed(state, ctx)) if k and ctx is not None else set(pool)
-    if k and len(ids) < k:  # list-wise: complete the list from the latest tool results, best first
-        for step in reversed(state.get("trace") or []):
+    if fill and len(ids) < k:
+        allowed = set(listwise_allowed(state, ctx))
+        for step in reversed(state.get("trace") or []):  # the latest tool results first
             for i in step.result_item_ids if step.kind == "tool_call" and step.valid else []:
                 if len(ids) < k and i not in ids and i in allowed:
                     ids.append(i)
                     filled += 1
-    if k and len(ids) < k and ctx is not None:
+    if fill and len(ids) < k:
         # still short (no usable tool result): the default recommender completes the list, counted in `filled`;
         # over given candidates it ranks exactly those, so the order they were listed in cannot matter
+        pool = state.get("pool") or []
         env, user = ctx.env, (state.get("user") or {}).get("user_id")
         u = env.dataset.users.index_of.get(str(user)) if user is not None else None
         hist = env.history(u) if u is not None else env.split.train_sequences[0][:0]
@@ -289,13 +309,16 @@ def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
             )
             return {
                 "messages": [AIMessage(text, additional_kwargs={FALLBACK: True})],
-                **_finish(turn, index, text, [], state, 0),
+                **_finish(turn, index, text, [], state, "chat"),
             }
         extra.append(latest)
     k = state.get("k", ctx.config.k) if listwise else 5
     allowed = set(listwise_allowed(state, ctx)) if listwise else None
     ids = [i for i in (latest.result_item_ids if latest else []) if allowed is None or i in allowed][:k]
-    done = _finish(turn, index, "", list(ids), state, k if listwise else 0, ctx)
+    if listwise:
+        done = _finish(turn, index, "", list(ids), state, "listwise", k=k, fill=True, ctx=ctx)
+    else:
+        done = _finish(turn, index, "", list(ids), state, "chat")
     done["trace"] = extra + done["trace"]
     if extra:
         done["grounded_ids"] = list(extra[0].result_item_ids)

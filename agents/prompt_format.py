@@ -122,6 +122,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+
 from recagent.tools.toolkit import json_depth_exceeds  # the tools' own depth scan: one rule for calls and arguments
 
 TOOL_CALL_OPEN = "<tool_call>"

@@ -7,6 +7,7 @@ from typing import Annotated, Literal, TypedDict
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
+
 from recagent.agents.steps import StepRecord
 
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from recagent.agents.grounding import ground_answer
-from recagent.tools.data import LeaveOneOutSplit
-
 from recagent.dialogs import Sample
+from recagent.tools.data import LeaveOneOutSplit
 
 
 def held_items(split: LeaveOneOutSplit) -> dict[str, set[str]]:

@@ -43,9 +43,9 @@ def main() -> None:
     import json
 
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
+
     from recagent.evaluation.config import EvalConfig
     from recagent.evaluation.runner import run_eval
-
     from recagent.paths import recagent_home
 
     work = Path(a.work) if a.work else recagent_home() / "runs" / "bench-eval"

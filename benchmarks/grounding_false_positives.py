@@ -329,9 +329,8 @@ def main() -> None:
     args = p.parse_args()
 
     from recagent.agents.title_match import title_index
-    from recagent.tools.data import load_dataset
-
     from recagent.heldout_requests import load_chat_requests, packaged_path
+    from recagent.tools.data import load_dataset
 
     t_start = time.perf_counter()
     catalog = load_dataset("ml-100k").items

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from recagent.tools.index import IndexConfig, VectorIndex
 
 DIM = 64  # the dimension of the recommenders' item embeddings

@@ -78,6 +78,7 @@ def legacy_tools_block(tools: list[dict]) -> str:
 def prompt_sizes(tok: Any, tools: list[dict], system: str) -> dict:
     """Tokens of the tools block and of the system turn, compact vs legacy."""
     from langchain_core.messages import SystemMessage
+
     from recagent.agents import prompt_format as pf
 
     def count(text: str) -> int:
@@ -115,6 +116,7 @@ def engine_speeds(checkpoint: Path, tok: Any, tools: list[dict], decode_tokens: 
     """Cold prefill and greedy decode tokens/s per engine, dtype and thread count."""
     import torch
     from langchain_core.messages import HumanMessage, SystemMessage
+
     from recagent.agents.local_model import GGUF_TYPES, cpu_has_bf16, default_gguf, load_causal_lm
     from recagent.agents.policies.engines import DecodeJob, LlamaCppEngine, TransformersEngine
     from recagent.agents.policies.grammar import GrammarCache

@@ -229,6 +229,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
+
     from recagent.evaluation.runner import run_eval
 
     summary = {}

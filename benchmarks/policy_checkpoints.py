@@ -23,9 +23,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0) -> list[dict]:
     """Call turns and no-tool first turns of ``train.jsonl`` rows from ``first_row`` on, a seeded sample of ``n``."""
+    from synth_first_calls import is_serving, serving_tool_names  # this folder: one definition of a serving row
+
     from recagent.synth.export import to_bfcl
     from recagent.synth.sample import Sample
-    from synth_first_calls import is_serving, serving_tool_names  # this folder: one definition of a serving row
 
     rows = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()][first_row:]
     served = serving_tool_names()
@@ -62,6 +63,7 @@ def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0) -> l
 def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
     """AST match on call turns, no-call rate on no-tool turns, tool-name match, latency."""
     from langchain_core.messages import convert_to_messages
+
     from recagent.agents.policies.local import LocalChatModel
     from recagent.evaluation.ast_match import PredictedCall, check_turn
 

@@ -65,6 +65,8 @@ def main() -> None:
 
     import torch
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from recagent.agents.chat_template import apply_tool_template
     from recagent.agents.local_model import ensure_default_model
     from recagent.rl.rollout import (
@@ -76,7 +78,6 @@ def main() -> None:
         tasks_from_synth,
     )
     from recagent.tools.env import ToolEnv, ToolEnvConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cuda = torch.cuda.is_available()
     model_dir = Path(a.model) if a.model else ensure_default_model()

@@ -48,6 +48,7 @@ ABOUT = {
 def serve(scenario: str, port: int, db: str) -> None:
     """Child process: build the agent for ``scenario`` and serve it on ``port`` until killed."""
     import uvicorn
+
     from recagent.agents import Agent, AgentConfig
     from recagent.agents.config import PolicyConfig
     from recagent.agents.policies.scripted import EchoPolicy

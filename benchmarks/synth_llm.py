@@ -71,6 +71,7 @@ def main() -> None:
     args = p.parse_args()
 
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
+
     from recagent.agents.local_model import find_default_gguf
     from recagent.synth.config import SynthConfig
     from recagent.synth.pipeline import read_rows, synthesize

@@ -28,6 +28,7 @@ def main() -> None:
     args = p.parse_args()
 
     from machine import describe, machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
+
     from recagent.synth.config import SynthConfig
     from recagent.synth.pipeline import synthesize
     from recagent.tools.env import ToolEnv

@@ -75,6 +75,7 @@ def main() -> None:
     args = p.parse_args()
     import torch
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
+
     from recagent.tools.env import ToolEnv, ToolEnvConfig
     from recagent.tools.recommender_tools import build_registry
 

@@ -31,10 +31,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def call_accuracy(model_dir: Path, test_rows: list[dict], max_new_tokens: int) -> dict:
     """Exact first-turn call match on test dialogs, split by held-out vs seen tool variants."""
     import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from recagent.agents.prompt_format import parse_assistant_output, render_openai_messages, tool_names_of
     from recagent.rl.rewards import Call, match_calls
     from recagent.rl.rollout import generate_turn, tasks_from_synth
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
@@ -76,9 +77,10 @@ def call_accuracy(model_dir: Path, test_rows: list[dict], max_new_tokens: int) -
 
 def longest_gold_turn(model_dir: Path, rows: list[dict]) -> int:
     """Tokens of the longest first assistant turn (the gold calls) in the serving format."""
+    from transformers import AutoTokenizer
+
     from recagent.agents.chat_template import apply_tool_template
     from recagent.agents.prompt_format import render_openai_messages
-    from transformers import AutoTokenizer
 
     tok = apply_tool_template(AutoTokenizer.from_pretrained(model_dir))
     longest = 0
@@ -96,9 +98,8 @@ def listwise(model_dir: Path, env, users: int, k: int = 10) -> dict:
     """The agent's list-wise NDCG@10 / HR@10 on validation users vs SASRec alone, and its fallback share."""
     from recagent.agents import Agent, AgentConfig
     from recagent.agents.config import PolicyConfig
-    from recagent.tools.recommenders import Query
-
     from recagent.ranking import ndcg as ndcg_of
+    from recagent.tools.recommenders import Query
 
     cases = env.split.cases("valid")[:users]
     agent = Agent.from_config(AgentConfig(policy=PolicyConfig(model=str(model_dir)), k=k), env=env)
@@ -140,14 +141,14 @@ def main() -> None:
 
     import torch
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
+
     from recagent.agents.local_model import ensure_default_model
+    from recagent.paths import recagent_home
     from recagent.rl.sft import load_sft_config, train_sft
     from recagent.rl.train_rl import load_rl_config, train_rl
     from recagent.synth.config import SynthConfig
     from recagent.synth.pipeline import read_rows, synthesize
     from recagent.tools.env import ToolEnv
-
-    from recagent.paths import recagent_home
 
     size = (
         dict(n=120, sft_steps=8, rl_steps=2, users=8, eval_tasks=40, tools=(1, 3))

@@ -7,18 +7,44 @@ scores zero utility and counts against compliance, never disappears from the ave
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
+
 from recagent.evaluation import metrics as M
 from recagent.evaluation.config import EvalConfig
+from recagent.evaluation.results import (
+    AgentChat,
+    BeyondUtility,
+    CallAccuracy,
+    ChatLatency,
+    ChatRequests,
+    ChatSystem,
+    Compliance,
+    Cost,
+    EvalResults,
+    Fairness,
+    Interval,
+    KindStep,
+    MetricIntervals,
+    PairedDiff,
+    PositionBias,
+    Shipped,
+    Simulator,
+    ToolCalls,
+)
+
+COST_KEYS = tuple(f.name for f in fields(Cost))  # latency_s, llm_calls, tool_calls, ...: means per request
 
 
-def _ci(values, cfg: EvalConfig) -> dict[str, float]:
-    return {
-        k: (round(v, 5) if isinstance(v, float) and np.isfinite(v) else v)
-        for k, v in M.summarise(list(values), n_resamples=cfg.bootstrap, seed=cfg.seed).items()
-    }
+def _ci(values, cfg: EvalConfig) -> Interval:
+    return Interval(
+        **{
+            k: (round(v, 5) if isinstance(v, float) and np.isfinite(v) else v)
+            for k, v in M.summarise(list(values), n_resamples=cfg.bootstrap, seed=cfg.seed).items()
+        }
+    )
 
 
 def _slot_share(lists: list[list[str]], catalog_index: dict[str, int]) -> float:
@@ -26,7 +52,7 @@ def _slot_share(lists: list[list[str]], catalog_index: dict[str, int]) -> float:
     return float(np.mean([i not in catalog_index for i in slots])) if slots else 0.0
 
 
-def _set_ci(items: list, stat, cfg: EvalConfig, bounds: tuple[float, float] | None = (0.0, 1.0)) -> dict[str, float]:
+def _set_ci(items: list, stat, cfg: EvalConfig, bounds: tuple[float, float] | None = (0.0, 1.0)) -> Interval:
     """A statistic of the whole set of users (coverage, Gini, a group gap) with a bootstrap interval over users.
 
     Resampled sets repeat users, which adds no new items: coverage and Gini of a resample are biased
@@ -35,18 +61,18 @@ def _set_ci(items: list, stat, cfg: EvalConfig, bounds: tuple[float, float] | No
     """
     value = float(stat(items))
     if len(items) < 2:
-        return {"mean": round(value, 5), "ci_low": float("nan"), "ci_high": float("nan"), "n": len(items)}
+        return Interval(round(value, 5), float("nan"), float("nan"), len(items))
     rng = np.random.default_rng(cfg.seed)
     draws = [float(stat([items[i] for i in rng.integers(0, len(items), len(items))])) for _ in range(cfg.bootstrap)]
     lo, hi = np.nanpercentile(draws, [2.5, 97.5]) + (value - np.nanmedian(draws))
     if bounds is not None:  # a share stays a share
         lo, hi = np.clip([lo, hi], *bounds)
-    return {"mean": round(value, 5), "ci_low": round(float(lo), 5), "ci_high": round(float(hi), 5), "n": len(items)}
+    return Interval(round(value, 5), round(float(lo), 5), round(float(hi), 5), len(items))
 
 
-def _diff(a, b, cfg: EvalConfig) -> dict[str, float]:
+def _diff(a, b, cfg: EvalConfig) -> Interval:
     mean, lo, hi = M.paired_difference_ci(a, b, n_resamples=cfg.bootstrap, seed=cfg.seed)
-    return {"mean": round(mean, 5), "ci_low": round(lo, 5), "ci_high": round(hi, 5), "n": len(a)}
+    return Interval(round(mean, 5), round(lo, 5), round(hi, 5), len(a))
 
 
 def _valid_raw(r: dict[str, Any], catalog_index: dict[str, int]) -> list[str]:
@@ -60,7 +86,7 @@ def _compliant(r: dict[str, Any], catalog_index: dict[str, int], k: int) -> bool
     return bool(r.get("parsed")) and len(_valid_raw(r, catalog_index)) == len(r.get("raw_ids") or []) == k
 
 
-def _shipped(recs: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any] | None:
+def _shipped(recs: list[dict[str, Any]], cfg: EvalConfig) -> Shipped | None:
     """Unsupported items shipped over a set of answers (rank requests or simulated conversations), or None if unmeasured.
 
     The share is of shipped items, resampled by user (each user bringing all their items), as for
@@ -76,21 +102,21 @@ def _shipped(recs: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any] | No
         return sum(p[0] for p in ps) / total if total else 0.0
 
     examples = list(dict.fromkeys(i for r in measured for i in r["unsupported_shipped"]))
-    return {
-        "n": len(recs),
-        "measured": len(measured),
-        "unsupported": sum(p[0] for p in pairs),
-        "shipped_items": sum(p[1] for p in pairs),
-        "share": _set_ci(pairs, share, cfg),
-        "answers_with_any": sum(p[0] > 0 for p in pairs),
-        "examples": examples[:10],
-    }
+    return Shipped(
+        n=len(recs),
+        measured=len(measured),
+        unsupported=sum(p[0] for p in pairs),
+        shipped_items=sum(p[1] for p in pairs),
+        share=_set_ci(pairs, share, cfg),
+        answers_with_any=sum(p[0] > 0 for p in pairs),
+        examples=examples[:10],
+    )
 
 
 def aggregate(
     cfg: EvalConfig, env, cases, rows: list[dict[str, Any]], notes: list[str], chat_requests: list | None = None
-) -> dict[str, Any]:
-    """The results document of a run (JSON-ready); ``chat_requests``: the hand-written requests asked, if any."""
+) -> EvalResults:
+    """The results of a run; ``chat_requests``: the hand-written requests asked, if any."""
     catalog = env.catalog
     pop = {catalog.ids[i]: int(c) for i, c in enumerate(env.popularity)}
     genres = {catalog.ids[i]: frozenset(catalog.genres[i]) for i in range(len(catalog.ids))}
@@ -104,73 +130,58 @@ def aggregate(
     present = {s for s, _ in rank}
     systems = [s for s in [*cfg.baselines, "agent"] if s in present]  # config order, whatever order records came in
     protocols = list(dict.fromkeys(p for _, p in rank))
-    out: dict[str, Any] = {
-        "config": cfg.model_dump(mode="json"),
-        "dataset": env.dataset.name,
-        "part": cfg.part,
-        "users": users,
-        "n_users": len(users),
-        "notes": notes,
-        "systems": systems,
-        "utility": {},
-        "beyond_utility": {},
-        "fairness": {},
-        "compliance": {},
-        "cost": {},
-        "unsupported_shipped": {},
-    }
+    utility: dict[str, dict[str, MetricIntervals]] = {}
+    beyond_utility: dict[str, BeyondUtility] = {}
+    fairness: dict[str, Fairness] = {}
+    compliance: dict[str, dict[str, Compliance]] = {}
+    cost: dict[str, dict[str, Cost]] = {}
+    unsupported_shipped: dict[str, dict[str, Shipped]] = {}
     k = cfg.k
     for (system, protocol), by_user in rank.items():
         recs = [by_user.get(u) for u in users]
         # a user without a record (run still going) is absent; a record with an empty list is a miss
         recs = [r for r in recs if r is not None]
         per = [M.utility(r["ranked"][:k], r["target"], cfg.ks) for r in recs]
-        out["utility"].setdefault(system, {})[protocol] = {
-            m: _ci([p[m] for p in per], cfg) for m in (per[0] if per else {})
-        }
+        utility.setdefault(system, {})[protocol] = {m: _ci([p[m] for p in per], cfg) for m in (per[0] if per else {})}
         if any(r.get("llm_calls") for r in recs):
             # the policy's own list, before the answer check and fallback fill: a malformed answer is a miss
             raw = [M.utility(_valid_raw(r, catalog.index_of)[:k], r["target"], cfg.ks) for r in recs]
-            out["utility"].setdefault(f"{system} (raw output)", {})[protocol] = {
+            utility.setdefault(f"{system} (raw output)", {})[protocol] = {
                 m: _ci([p[m] for p in raw], cfg) for m in raw[0]
             }
         raw_slots = [i for r in recs for i in r.get("raw_ids") or []]
-        out["compliance"].setdefault(system, {})[protocol] = {
-            "n": len(recs),
-            "compliance": _ci([float(_compliant(r, catalog.index_of, k)) for r in recs], cfg),
+        compliance.setdefault(system, {})[protocol] = Compliance(
+            n=len(recs),
+            compliance=_ci([float(_compliant(r, catalog.index_of, k)) for r in recs], cfg),
             # a share of slots, not of users: resampled by user, each user bringing all their slots
-            "hallucinated_slots": _set_ci(
+            hallucinated_slots=_set_ci(
                 [r.get("raw_ids") or [] for r in recs], lambda ls: _slot_share(ls, catalog.index_of), cfg
             ),
-            "raw_slots": len(raw_slots),
-            "unparsed_share": round(float(np.mean([not r.get("parsed") for r in recs])), 5) if recs else None,
-            "filled_share": round(float(np.mean([r.get("filled", 0) / k for r in recs])), 5) if recs else None,
-            "errors": sum(bool(r.get("error")) for r in recs),
-        }
+            raw_slots=len(raw_slots),
+            unparsed_share=round(float(np.mean([not r.get("parsed") for r in recs])), 5) if recs else None,
+            filled_share=round(float(np.mean([r.get("filled", 0) / k for r in recs])), 5) if recs else None,
+            errors=sum(bool(r.get("error")) for r in recs),
+        )
         shipped = _shipped(recs, cfg)  # the agent only: conventional recommenders ship their own ranking, unmeasured
         if shipped is not None:
-            out["unsupported_shipped"].setdefault(system, {})[protocol] = shipped
-        out["cost"].setdefault(system, {})[protocol] = {
-            key: round(float(np.mean([r.get(key, 0) for r in recs])), 4) if recs else None
-            for key in ("latency_s", "llm_calls", "tool_calls", "invalid_calls", "input_tokens", "output_tokens")
-        }
+            unsupported_shipped.setdefault(system, {})[protocol] = shipped
+        cost.setdefault(system, {})[protocol] = Cost(
+            **{key: round(float(np.mean([r.get(key, 0) for r in recs])), 4) if recs else None for key in COST_KEYS}
+        )
         if protocol == "full" and recs:
             lists = [r["ranked"][:k] for r in recs]
             ndcg = [p[f"NDCG@{k}"] for p in per]
-            out["beyond_utility"][system] = {
-                "coverage": _set_ci(lists, lambda ls: M.coverage(ls, len(catalog.ids)), cfg),
-                "gini": _set_ci(lists, lambda ls: M.gini(ls, catalog.ids), cfg),
-                "avg_popularity": _ci([M.average_popularity([x], pop) for x in lists], cfg),
-                "long_tail_share": _ci([M.long_tail_share([x], tail) for x in lists], cfg),
-                "intra_list_diversity": _ci([M.intra_list_diversity(x, genres) for x in lists], cfg),
-                "novelty": _ci([M.novelty(x, pop, env.dataset.n_users) for x in lists], cfg),
-            }
+            beyond_utility[system] = BeyondUtility(
+                coverage=_set_ci(lists, lambda ls: M.coverage(ls, len(catalog.ids)), cfg),
+                gini=_set_ci(lists, lambda ls: M.gini(ls, catalog.ids), cfg),
+                avg_popularity=_ci([M.average_popularity([x], pop) for x in lists], cfg),
+                long_tail_share=_ci([M.long_tail_share([x], tail) for x in lists], cfg),
+                intra_list_diversity=_ci([M.intra_list_diversity(x, genres) for x in lists], cfg),
+                novelty=_ci([M.novelty(x, pop, env.dataset.n_users) for x in lists], cfg),
+            )
             if len(recs) >= 2:
                 lengths = [hist_len[r["user_id"]] for r in recs]
                 gap = M.group_gap(ndcg, lengths, cfg.heavy_share)
-                out["fairness"][system] = {
-                    f"NDCG@{k}_{key}": (round(v, 5) if isinstance(v, float) else v) for key, v in gap.items()
-                }
                 # the gap's interval: users resampled, the heavy/light split redone on each resample
                 pairs = list(zip(ndcg, lengths))
                 ci = _set_ci(
@@ -179,34 +190,63 @@ def aggregate(
                     cfg,
                     None,
                 )
-                out["fairness"][system][f"NDCG@{k}_gap_ci"] = [ci["ci_low"], ci["ci_high"]]
-    out["agent_vs_baselines"] = _agent_vs_baselines(rank, systems, users, cfg)
+                fairness[system] = Fairness(
+                    metric=f"NDCG@{k}",
+                    **{key: (round(v, 5) if isinstance(v, float) else v) for key, v in gap.items()},
+                    gap_ci=[ci.ci_low, ci.ci_high],
+                )
+    agent_vs_baselines = _agent_vs_baselines(rank, systems, users, cfg)
     order = [x for s in systems for x in (s, f"{s} (raw output)")]
-    for key in ("utility", "compliance", "cost", "beyond_utility", "fairness", "unsupported_shipped"):
-        out[key] = {s: out[key][s] for s in order if s in out[key]}
-    out["position_bias"] = _position_bias(rank, systems, users, cfg)
-    out["history_length"] = {
+
+    def in_order(by_system: dict) -> dict:
+        return {s: by_system[s] for s in order if s in by_system}
+
+    utility, compliance, cost = in_order(utility), in_order(compliance), in_order(cost)
+    beyond_utility, fairness, unsupported_shipped = (
+        in_order(beyond_utility),
+        in_order(fairness),
+        in_order(unsupported_shipped),
+    )
+    history_length = {
         s: {
-            p.split(":")[1]: out["utility"][s][p].get(f"NDCG@{k}")
+            p.split(":")[1]: utility[s][p].get(f"NDCG@{k}")
             for p in protocols
-            if p.startswith("hist:") and p in out["utility"][s]
+            if p.startswith("hist:") and p in utility[s]
         }
         for s in systems
     }
-    out["tool_calls"] = _tool_calls([r for r in rows if r["section"] == "tool_call"], cfg)
     sim_rows = [r for r in rows if r["section"] == "simulator"]
-    out["simulator"] = _simulator(sim_rows, cfg)
     shipped = _shipped(sim_rows, cfg)  # every agent turn of the simulated conversations
     if shipped is not None:
-        out["unsupported_shipped"].setdefault("agent", {})["simulator"] = shipped
-    out["chat_requests"] = _chat_requests(rows, chat_requests or [], env, cfg)
-    agent_chat = (out["chat_requests"].get("systems") or {}).get("agent") or {}
-    if agent_chat.get("unsupported_shipped") is not None:
-        out["unsupported_shipped"].setdefault("agent", {})["chat_requests"] = agent_chat["unsupported_shipped"]
-    return out
+        unsupported_shipped.setdefault("agent", {})["simulator"] = shipped
+    chat = _chat_requests(rows, chat_requests or [], env, cfg)
+    agent_chat = chat.systems.get("agent") if chat is not None else None
+    if agent_chat is not None and agent_chat.agent is not None and agent_chat.agent.unsupported_shipped is not None:
+        unsupported_shipped.setdefault("agent", {})["chat_requests"] = agent_chat.agent.unsupported_shipped
+    return EvalResults(
+        config=cfg,
+        dataset=env.dataset.name,
+        part=cfg.part,
+        users=users,
+        n_users=len(users),
+        notes=notes,
+        systems=systems,
+        utility=utility,
+        beyond_utility=beyond_utility,
+        fairness=fairness,
+        compliance=compliance,
+        cost=cost,
+        unsupported_shipped=unsupported_shipped,
+        agent_vs_baselines=agent_vs_baselines,
+        position_bias=_position_bias(rank, systems, users, cfg),
+        history_length=history_length,
+        tool_calls=_tool_calls([r for r in rows if r["section"] == "tool_call"], cfg),
+        simulator=_simulator(sim_rows, cfg),
+        chat_requests=chat,
+    )
 
 
-def _agent_vs_baselines(rank, systems, users, cfg: EvalConfig) -> dict[str, Any]:
+def _agent_vs_baselines(rank, systems, users, cfg: EvalConfig) -> dict[str, dict[str, PairedDiff]]:
     """Paired NDCG@k difference, agent minus each baseline, per protocol, over the users both answered."""
     if "agent" not in systems:
         return {}
@@ -220,11 +260,11 @@ def _agent_vs_baselines(rank, systems, users, cfg: EvalConfig) -> dict[str, Any]
             continue
         a = [M.utility(agent[u]["ranked"][:k], agent[u]["target"], [k])[f"NDCG@{k}"] for u in both]
         b = [M.utility(by_user[u]["ranked"][:k], by_user[u]["target"], [k])[f"NDCG@{k}"] for u in both]
-        out.setdefault(f"agent - {system}", {})[protocol] = {f"NDCG@{k}": _diff(a, b, cfg), "n": len(both)}
+        out.setdefault(f"agent - {system}", {})[protocol] = PairedDiff(f"NDCG@{k}", _diff(a, b, cfg), len(both))
     return out
 
 
-def _position_bias(rank, systems, users, cfg: EvalConfig) -> dict[str, Any]:
+def _position_bias(rank, systems, users, cfg: EvalConfig) -> dict[str, PositionBias]:
     k, out = cfg.k, {}
     for s in systems:
         by_order = {o: rank.get((s, f"cand:{o}"), {}) for o in ("shuffled", "target_first", "target_last")}
@@ -236,63 +276,69 @@ def _position_bias(rank, systems, users, cfg: EvalConfig) -> dict[str, Any]:
             for o in by_order
         }
         means = {o: round(float(np.mean(v)), 5) for o, v in nd.items()}
-        out[s] = {
-            f"NDCG@{k}": means,
-            "first_minus_last": _diff(nd["target_first"], nd["target_last"], cfg),
-            "first_minus_shuffled": _diff(nd["target_first"], nd["shuffled"], cfg),
-            "spread": round(max(means.values()) - min(means.values()), 5),
-            "n": len(common),
-        }
+        out[s] = PositionBias(
+            metric=f"NDCG@{k}",
+            means=means,
+            first_minus_last=_diff(nd["target_first"], nd["target_last"], cfg),
+            first_minus_shuffled=_diff(nd["target_first"], nd["shuffled"], cfg),
+            spread=round(max(means.values()) - min(means.values()), 5),
+            n=len(common),
+        )
     return out
 
 
-def _tool_calls(rows: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any]:
+def _tool_calls(rows: list[dict[str, Any]], cfg: EvalConfig) -> ToolCalls | None:
     if not rows:
-        return {}
+        return None
 
     def block(rs):
-        return {"ast": _ci([float(r["ast_ok"]) for r in rs], cfg), "exec": _ci([float(r["exec_ok"]) for r in rs], cfg)}
+        return CallAccuracy(
+            ast=_ci([float(r["ast_ok"]) for r in rs], cfg), exec=_ci([float(r["exec_ok"]) for r in rs], cfg)
+        )
 
-    out = {"all": block(rows), "by_kind": {}, "by_tools": {}}
-    for kind in sorted({r["kind"] for r in rows}):
-        out["by_kind"][kind] = block([r for r in rows if r["kind"] == kind])
+    by_kind = {kind: block([r for r in rows if r["kind"] == kind]) for kind in sorted({r["kind"] for r in rows})}
+    by_tools = {}
     for name, flag in (("heldout", True), ("seen", False)):
         rs = [r for r in rows if r["heldout_tools"] == flag]
         if rs:
-            out["by_tools"][name] = block(rs)
+            by_tools[name] = block(rs)
     errors = defaultdict(int)
     for r in rows:
         if r.get("ast_error"):
             errors[r["ast_error"].split(":")[0]] += 1
-    out["ast_errors"] = dict(sorted(errors.items(), key=lambda kv: -kv[1]))
-    out["latency_s"] = round(float(np.mean([r.get("latency_s", 0.0) for r in rows])), 3)
-    return out
+    return ToolCalls(
+        all=block(rows),
+        by_kind=by_kind,
+        by_tools=by_tools,
+        ast_errors=dict(sorted(errors.items(), key=lambda kv: -kv[1])),
+        latency_s=round(float(np.mean([r.get("latency_s", 0.0) for r in rows])), 3),
+    )
 
 
-def _simulator(rows: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any]:
+def _simulator(rows: list[dict[str, Any]], cfg: EvalConfig) -> Simulator | None:
     if not rows:
-        return {}
+        return None
     n, max_turns = len(rows), cfg.simulator.max_turns
     success = [float(r["success"]) for r in rows]
     hit_turns = [r["turns"] for r in rows if r["success"]]
-    return {
-        "kind": cfg.simulator.kind,
-        "max_turns": max_turns,
-        "episodes": n,
-        f"success@{max_turns}": _ci(success, cfg),
-        "success_by_turn": {t: round(sum(1 for x in hit_turns if x <= t) / n, 5) for t in range(1, max_turns + 1)},
-        "avg_turns_successful": round(float(np.mean(hit_turns)), 3) if hit_turns else None,
-        "avg_turns_all": round(float(np.mean([r["turns"] if r["success"] else max_turns for r in rows])), 3),
-        "tool_calls_per_episode": round(float(np.mean([r["tool_calls"] for r in rows])), 3),
-        "llm_calls_per_episode": round(float(np.mean([r["llm_calls"] for r in rows])), 3),
-        "tokens_per_episode": round(float(np.mean([r["tokens"] for r in rows])), 1),
-        "latency_per_turn_s": round(sum(r["latency_s"] for r in rows) / max(sum(r["turns"] for r in rows), 1), 3),
-        "leaked_episodes": sum(bool(r["leaked"]) for r in rows),
-        "errors": sum(bool(r.get("error")) for r in rows),
-    }
+    return Simulator(
+        kind=cfg.simulator.kind,
+        max_turns=max_turns,
+        episodes=n,
+        success=_ci(success, cfg),
+        success_by_turn={t: round(sum(1 for x in hit_turns if x <= t) / n, 5) for t in range(1, max_turns + 1)},
+        avg_turns_successful=round(float(np.mean(hit_turns)), 3) if hit_turns else None,
+        avg_turns_all=round(float(np.mean([r["turns"] if r["success"] else max_turns for r in rows])), 3),
+        tool_calls_per_episode=round(float(np.mean([r["tool_calls"] for r in rows])), 3),
+        llm_calls_per_episode=round(float(np.mean([r["llm_calls"] for r in rows])), 3),
+        tokens_per_episode=round(float(np.mean([r["tokens"] for r in rows])), 1),
+        latency_per_turn_s=round(sum(r["latency_s"] for r in rows) / max(sum(r["turns"] for r in rows), 1), 3),
+        leaked_episodes=sum(bool(r["leaked"]) for r in rows),
+        errors=sum(bool(r.get("error")) for r in rows),
+    )
 
 
-def _chat_requests(rows: list[dict[str, Any]], requests: list, env, cfg: EvalConfig) -> dict[str, Any]:
+def _chat_requests(rows: list[dict[str, Any]], requests: list, env, cfg: EvalConfig) -> ChatRequests | None:
     """First-call / no-tool accuracy, constraint satisfaction, shipped items and latency on the hand-written requests.
 
     Accuracies are means over requests; constraint satisfaction is a share of recommended slots over the requests that
@@ -304,49 +350,58 @@ def _chat_requests(rows: list[dict[str, Any]], requests: list, env, cfg: EvalCon
     by_key = {request_key(r): r for r in requests}
     recs = [r for r in rows if r["section"] == SECTION and r["key"] in by_key]
     if not recs:
-        return {}
+        return None
     defaults, checker = tool_defaults(build_registry(env)), ConstraintChecker(env)
 
     def share(pairs):
         slots = sum(p[1] for p in pairs)
         return sum(p[0] for p in pairs) / slots if slots else float("nan")
 
-    out: dict[str, Any] = {
-        "n_requests": len(requests),
-        "tool_requests": sum(not r.no_tool for r in requests),
-        "no_tool_requests": sum(r.no_tool for r in requests),
-        "constrained_requests": sum(not r.constraints.is_empty() for r in requests),
-        "systems": {},
-    }
+    systems: dict[str, ChatSystem] = {}
     present = list(dict.fromkeys(r["system"] for r in recs))
     for system in sorted(present, key=lambda s: s != "agent"):  # the agent first, then the baseline
         rs = [r for r in recs if r["system"] == system]
         scored = [(by_key[r["key"]], r, score_record(r, by_key[r["key"]], checker, defaults)) for r in rs]
-        block: dict[str, Any] = {"n": len(rs), "errors": sum(bool(r.get("error")) for r in rs)}
+        accuracy: dict[str, Interval | None] = {}
         for metric in ("first_call", "no_tool", "first_step"):
             values = [float(sc[metric]) for _, _, sc in scored if sc[metric] is not None]
-            block[metric] = _ci(values, cfg) if values else None
+            accuracy[metric] = _ci(values, cfg) if values else None
         pairs = [(sc["satisfied"], sc["slots"]) for _, _, sc in scored if sc["slots"] is not None]
-        block["constraint_satisfaction"] = _set_ci(pairs, share, cfg) if pairs else None
-        block["constrained_answers"] = len(pairs)
-        block["constrained_without_items"] = sum(p[1] == 0 for p in pairs)
-        block["slots"] = [sum(p[0] for p in pairs), sum(p[1] for p in pairs)]  # satisfied, recommended
         latency = [float(r.get("latency_s") or 0.0) for r in rs]
-        block["latency_s"] = {
-            "p50": _set_ci(latency, lambda xs: float(np.percentile(xs, 50)), cfg, None),
-            "p95": _set_ci(latency, lambda xs: float(np.percentile(xs, 95)), cfg, None),
-            "mean": round(float(np.mean(latency)), 4),
-        }
+        agent = None
         if any("first_step" in r for r in rs):  # an agent: it calls tools and ships answers
-            block["unsupported_shipped"] = _shipped(rs, cfg)
-            block["by_kind"] = {}
+            by_kind = {}
             for kind in dict.fromkeys(req.kind or "other" for req, _, _ in scored):
                 steps = [float(sc["first_step"]) for req, _, sc in scored if (req.kind or "other") == kind]
-                block["by_kind"][kind] = {"n": len(steps), "first_step": round(float(np.mean(steps)), 5)}
-            block["first_step_misses"] = [req.id for req, _, sc in scored if not sc["first_step"]]
-            block["cost"] = {
-                key: round(float(np.mean([r.get(key, 0) for r in rs])), 4)
-                for key in ("llm_calls", "n_calls", "invalid_calls", "input_tokens", "output_tokens")
-            }
-        out["systems"][system] = block
-    return out
+                by_kind[kind] = KindStep(n=len(steps), first_step=round(float(np.mean(steps)), 5))
+            agent = AgentChat(
+                unsupported_shipped=_shipped(rs, cfg),
+                by_kind=by_kind,
+                first_step_misses=[req.id for req, _, sc in scored if not sc["first_step"]],
+                cost={
+                    key: round(float(np.mean([r.get(key, 0) for r in rs])), 4)
+                    for key in ("llm_calls", "n_calls", "invalid_calls", "input_tokens", "output_tokens")
+                },
+            )
+        systems[system] = ChatSystem(
+            n=len(rs),
+            errors=sum(bool(r.get("error")) for r in rs),
+            **accuracy,
+            constraint_satisfaction=_set_ci(pairs, share, cfg) if pairs else None,
+            constrained_answers=len(pairs),
+            constrained_without_items=sum(p[1] == 0 for p in pairs),
+            slots=[sum(p[0] for p in pairs), sum(p[1] for p in pairs)],  # satisfied, recommended
+            latency_s=ChatLatency(
+                p50=_set_ci(latency, lambda xs: float(np.percentile(xs, 50)), cfg, None),
+                p95=_set_ci(latency, lambda xs: float(np.percentile(xs, 95)), cfg, None),
+                mean=round(float(np.mean(latency)), 4),
+            ),
+            agent=agent,
+        )
+    return ChatRequests(
+        n_requests=len(requests),
+        tool_requests=sum(not r.no_tool for r in requests),
+        no_tool_requests=sum(r.no_tool for r in requests),
+        constrained_requests=sum(not r.constraints.is_empty() for r in requests),
+        systems=systems,
+    )

@@ -48,8 +48,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from recagent.agents.prompt_format import strict_call_json
 from scipy.optimize import linear_sum_assignment
+
+from recagent.agents.prompt_format import strict_call_json
 
 ERROR_TYPES: tuple[str, ...] = (
     "wrong_count",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, model_validator
-from recagent.agents.config import AgentConfig, PolicyConfig
 
+from recagent.agents.config import AgentConfig, PolicyConfig
 from recagent.config import JobConfig
 
 PROTOCOLS = ("full", "candidates", "position", "history", "tool_calls", "simulator", "chat_requests")

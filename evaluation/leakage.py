@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
 from recagent.tools.data.split import EvalCase, LeakageError, LeaveOneOutSplit
 
 REQUIRED_UPTO = {"valid": "train", "test": "valid"}
@@ -98,7 +99,6 @@ def check_policy_data(
     chat request (``requests``: the :class:`~recagent.heldout_requests.ChatRequest` list evaluated, None = not checked);
     notes on what was checked."""
     from recagent.agents.training_leaks import find_leaks
-
     from recagent.dialogs import Sample, read_rows
 
     notes = []

@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+
 from recagent.tools.data.split import EvalCase, LeaveOneOutSplit
 
 ORDERS = ("shuffled", "target_first", "target_last")

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from recagent.errors import RecagentError
 from recagent.evaluation.config import EvalConfig
 from recagent.evaluation.leakage import (
     REQUIRED_UPTO,
@@ -23,8 +24,6 @@ from recagent.evaluation.leakage import (
     training_data_dirs,
 )
 from recagent.evaluation.protocols import build_requests, sample_cases
-
-from recagent.errors import RecagentError
 
 logger = logging.getLogger(__name__)
 RECORDS = "records.jsonl"
@@ -115,11 +114,11 @@ def load_env(cfg: EvalConfig):
 
 def run_eval(cfg: EvalConfig, env=None, agent=None, progress: bool = True) -> Path:
     """Run (or resume) the evaluation ``cfg`` describes; returns the output folder."""
+    from tqdm.auto import tqdm
+
     from recagent.evaluation.aggregate import aggregate
     from recagent.evaluation.report import write_report
     from recagent.evaluation.systems import AgentSystem, RecommenderSystem
-    from tqdm.auto import tqdm
-
     from recagent.paths import model_dir
 
     out = _prepare_out(cfg)
@@ -193,7 +192,7 @@ def run_eval(cfg: EvalConfig, env=None, agent=None, progress: bool = True) -> Pa
         wanted |= {(SECTION, request_key(r)) for r in chat_requests}
     rows = [r for r in log.rows if (r["section"], r["key"]) in wanted]
     results = aggregate(cfg, env, cases, rows, notes, chat_requests=chat_requests)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (out / "results.json").write_text(json.dumps(results.to_dict(), indent=2, default=str) + "\n")
     write_report(results, out)
     return out
 
@@ -214,8 +213,9 @@ def _synth_test_rows(cfg: EvalConfig) -> list[dict] | None:
 def _run_tool_calls(cfg: EvalConfig, agent, env, rows: list[dict], log: RecordLog, progress: bool) -> None:
     from dataclasses import asdict
 
-    from recagent.evaluation.tool_calls import call_tasks, evaluate_task
     from tqdm.auto import tqdm
+
+    from recagent.evaluation.tool_calls import call_tasks, evaluate_task
 
     tasks = [t for t in call_tasks(rows, cfg.tool_call_tasks) if ("tool_call", "agent", t.id) not in log.done]
     pc = cfg.agent.policy
@@ -237,8 +237,9 @@ def _simulated(cfg: EvalConfig, cases):
 def _run_simulator(cfg: EvalConfig, agent, env, cases, log: RecordLog, progress: bool) -> None:
     from dataclasses import asdict
 
-    from recagent.evaluation.simulator import AttributeSimulator, LLMSimulator, TargetProfile, run_episode
     from tqdm.auto import tqdm
+
+    from recagent.evaluation.simulator import AttributeSimulator, LLMSimulator, TargetProfile, run_episode
 
     sim_cfg = cfg.simulator
     todo = [c for c in _simulated(cfg, cases) if ("simulator", "agent", env.dataset.users.ids[c.user]) not in log.done]
@@ -273,8 +274,9 @@ def _chat_requests(cfg: EvalConfig, env, notes: list[str]) -> list | None:
 def _run_chat_requests(
     cfg: EvalConfig, agent, env, requests: list, log: RecordLog, progress: bool, notes: list[str]
 ) -> None:
-    from recagent.evaluation.chat_requests import SECTION, agent_answer, baseline_answer, baseline_name, request_key
     from tqdm.auto import tqdm
+
+    from recagent.evaluation.chat_requests import SECTION, agent_answer, baseline_answer, baseline_name, request_key
 
     model = cfg.chat_baseline_model
     if model in env.models:  # the conventional recommender alone, on the same requests (fast)

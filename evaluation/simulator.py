@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
 from recagent.agents.steps import policy_calls
 from recagent.tools.lookup_tools import normalise_title
 

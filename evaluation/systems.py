@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
 from recagent.agents.steps import policy_calls
 from recagent.evaluation.protocols import Request
 from recagent.evaluation.shipped import classify_shipped, tool_result_ids

@@ -52,9 +52,8 @@ class CallOutcome:
 
 def call_tasks(rows: list[dict[str, Any]], limit: int | None = None) -> list[CallTask]:
     """BFCL-style tasks from synthesized test rows, in file order (at most ``limit``)."""
-    from recagent.synth.export import to_bfcl
-
     from recagent.dialogs import Sample
+    from recagent.synth.export import to_bfcl
 
     out = []
     for row in rows:

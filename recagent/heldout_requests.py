@@ -44,6 +44,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from recagent.config import describe_validation_error
 from recagent.errors import ConfigError
 
 PACKAGED_FILE = "chat_requests_ml100k.yaml"
@@ -179,12 +180,7 @@ def packaged_path() -> Path:
 
 def _entry_error(path: Path, i: int, entry: Any, err: ValidationError) -> ConfigError:
     name = entry.get("id") if isinstance(entry, dict) and entry.get("id") else f"#{i + 1}"
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return ConfigError(f"{path}: request {name}: " + "; ".join(parts))
+    return ConfigError(f"{path}: request {name}: " + describe_validation_error(err)[0])
 
 
 def load_chat_requests(path: str | Path | None = None) -> list[ChatRequest]:

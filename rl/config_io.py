@@ -7,6 +7,8 @@ This module gives such classes what :class:`recagent.config.JobConfig` gives the
 - :func:`load_config`: a YAML mapping, then keyword ``values`` (what CLI flags set), then dotted
   ``key=value`` overrides (values parsed as YAML scalars; ``a.b=1`` sets key ``b`` of the mapping
   field ``a``), built with ``transformers.HfArgumentParser(cls).parse_dict(..., allow_extra_keys=False)``.
+  Overrides are parsed and set by :func:`recagent.config.parse_override` and :func:`~recagent.config.set_dotted`,
+  the same code as for the pydantic configs, so both kinds read ``key=value`` alike and fail with the same lines.
 - Every value is checked against its field's type first (pydantic, lax: ``"1e-4"`` is a float, ``"3"``
   an int), and strings against the choices of enum fields (``eval_strategy``, ``lr_scheduler_type``...),
   so an unknown key or a bad value is one :class:`~recagent.errors.ConfigError` line that names the key
@@ -25,7 +27,6 @@ import dataclasses
 import difflib
 import enum
 import functools
-import json
 import re
 import types
 import typing
@@ -35,7 +36,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from recagent.config import read_yaml_mapping
+from recagent.config import parse_override, read_yaml_mapping, set_dotted
 from recagent.errors import ConfigError, RecagentError
 
 T = TypeVar("T")
@@ -130,50 +131,6 @@ def _unknown_key(cls: type, key: str, source: str) -> ConfigError:
     return ConfigError(f"invalid config ({source}): unknown key {key!r}{hint}")
 
 
-def parse_override(item: str) -> tuple[str, Any, str]:
-    """``key=value`` -> (key, value parsed as a YAML scalar, raw text)."""
-    if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like key=value")
-    key, raw = item.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"override {item!r} has no key")
-    try:
-        value = yaml.safe_load(raw) if raw else ""
-    except yaml.YAMLError:
-        value = raw
-    return key, value, raw
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file, or a one-line ConfigError."""
-    return read_yaml_mapping(path)
-
-
-def _set_nested(data: dict[str, Any], key: str, value: Any) -> None:
-    top, *rest = key.split(".")
-    node = data.get(top)
-    if node is None:
-        node = {}
-    elif isinstance(node, str):  # TrainingArguments' dict fields also take JSON text
-        try:
-            node = json.loads(node)
-        except json.JSONDecodeError:
-            node = None
-    if not isinstance(node, dict):
-        raise ConfigError(f"override {key!r}: {top!r} is not a mapping field")
-    node = data[top] = dict(node)
-    for k in rest[:-1]:
-        nxt = node.get(k)
-        if nxt is None:
-            nxt = {}
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"override {key!r}: {k!r} is not a mapping")
-        node[k] = nxt = dict(nxt)
-        node = nxt
-    node[rest[-1]] = value
-
-
 def load_config(
     cls: type[T],
     path: str | Path | None = None,
@@ -188,7 +145,7 @@ def load_config(
     raws: dict[str, str] = {}
     sources: dict[str, str] = {}
     if path is not None:
-        for key, value in read_yaml(path).items():
+        for key, value in read_yaml_mapping(path).items():
             if key not in fields:
                 raise _unknown_key(cls, str(key), str(path))
             data[key], sources[key] = value, str(path)
@@ -204,7 +161,7 @@ def load_config(
         if "." in key:
             if not _accepts_mapping(cls, top):
                 raise ConfigError(f"override {key!r}: {top!r} is not a mapping field; use {top}=VALUE")
-            _set_nested(data, key, value)
+            set_dotted(data, key, value)
             raws.pop(top, None)
         else:
             data[key], raws[key] = value, raw
@@ -284,6 +241,7 @@ def resolve_device(cfg: Any) -> None:
     A GPU-only precision asked for without a GPU is an error.
     """
     import torch
+
     from recagent.agents.local_model import cpu_has_bf16
 
     cuda = torch.cuda.is_available()

@@ -25,15 +25,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from accelerate.utils import gather_object
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+from trl.models.utils import unwrap_model_for_generation
+
 from recagent.rl.advantages import step_advantages_for_groups, token_advantages
 from recagent.rl.rewards import RewardWeights
 from recagent.rl.rollout import Episode, GenerateBatch, RolloutEnvironment, Task, generate_turns, run_episodes
 from recagent.rl.vllm_turns import VLLMTurns
-from trl import GRPOConfig, GRPOTrainer
-from trl.models.utils import unwrap_model_for_generation
 
 _REWARD_WEIGHTS = {f.name: f for f in fields(RewardWeights)}
 
@@ -123,6 +126,20 @@ def task_of(row: dict[str, Any]) -> Task:
     )
 
 
+RL_CONFIG_FILE = "rl_config.yaml"  # the config beside every RL checkpoint and final model (SFT: sft_config.yaml)
+
+
+class SaveConfigWithCheckpoints(TrainerCallback):
+    """Writes the run's config into every checkpoint, so that a checkpoint says what made it (as SFT's do)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        from recagent.rl.config_io import save_config
+
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir() and state.is_world_process_zero:
+            save_config(args, ckpt / RL_CONFIG_FILE)
+
+
 class StepGRPOTrainer(GRPOTrainer):
     """GRPO with StepTool's step-grained advantages over real tool episodes."""
 
@@ -140,6 +157,7 @@ class StepGRPOTrainer(GRPOTrainer):
                 train_dataset=train_dataset,
                 processing_class=processing_class,
                 rollout_func=self.rollout,
+                callbacks=[*(kwargs.pop("callbacks", None) or []), SaveConfigWithCheckpoints()],
                 **kwargs,
             )
 

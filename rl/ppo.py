@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from recagent.rl.advantages import gae
-from recagent.rl.grpo import StepGRPOConfig, task_of
-from recagent.rl.rollout import Episode, RolloutEnvironment, generate_turns, run_episodes
 from torch import nn
 
 from recagent.errors import RecagentError
+from recagent.rl.advantages import gae
+from recagent.rl.grpo import RL_CONFIG_FILE, StepGRPOConfig, task_of
+from recagent.rl.rollout import Episode, RolloutEnvironment, generate_turns, run_episodes
 
 
 @dataclass
@@ -216,8 +216,11 @@ class StepPPOTrainer:
                 self.save(Path(self.args.output_dir) / f"checkpoint-{self.step}")
 
     def save(self, folder: Path) -> None:
-        """Policy (HF format), value head, optimizer, step, RNG state and log."""
+        """Policy (HF format), value head, optimizer, step, RNG state, log and the run's config."""
+        from recagent.rl.config_io import save_config
+
         folder.mkdir(parents=True, exist_ok=True)
+        save_config(self.args, folder / RL_CONFIG_FILE)
         self.model.save_pretrained(folder)
         torch.save(
             {

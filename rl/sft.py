@@ -45,12 +45,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from recagent.rl.config_io import resolve_device, save_config
 from transformers.trainer_utils import SchedulerType
 from trl import SFTConfig
 
 from recagent.errors import ConfigError, RecagentError
 from recagent.paths import recagent_home
+from recagent.rl.config_io import resolve_device, save_config
 
 logger = logging.getLogger(__name__)
 
@@ -298,7 +298,6 @@ def check_no_leakage(
         split = split if split is not None else _load_split(data_dir)
         if split is not None:
             from recagent.agents.training_leaks import find_leaks
-
             from recagent.dialogs import Sample
 
             try:
@@ -539,9 +538,10 @@ def _callbacks(cfg: SFTJobConfig) -> tuple[list[Any], dict[str, int]]:
 
 def _load_model(cfg: SFTJobConfig, base: Path) -> tuple[Any, Any, Any]:
     import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
     from recagent.agents.chat_template import apply_tool_template
     from recagent.agents.local_model import LocalModelError, _offline
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     with _offline():
         try:
@@ -605,8 +605,9 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
     ``split``: the leave-one-out split of the synthesis run's dataset for the leakage check (None: loaded
     from the run's config.yaml when available).
     """
-    from recagent.agents.local_model import ensure_default_model
     from trl import SFTTrainer
+
+    from recagent.agents.local_model import ensure_default_model
 
     t0 = time.perf_counter()
     data = Path(cfg.data_dir)

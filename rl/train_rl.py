@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from recagent.rl.ppo import StepPPOConfig
-
 from recagent.errors import ConfigError, RecagentError
 from recagent.paths import recagent_home
+from recagent.rl.ppo import StepPPOConfig
 
 logger = logging.getLogger("recagent.rl")
 
@@ -91,6 +90,7 @@ def load_rl_config(path: str | Path | None = None, overrides: list[str] | None =
 
 def _tasks(cfg: RLJobConfig):
     from datasets import Dataset
+
     from recagent.rl.grpo import task_row
     from recagent.rl.rollout import tasks_from_synth
     from recagent.rl.sft import check_no_leakage
@@ -111,6 +111,7 @@ def _tasks(cfg: RLJobConfig):
 
 def _tool_env(cfg: RLJobConfig):
     import yaml
+
     from recagent.tools.env import ToolEnv, ToolEnvConfig
 
     saved = Path(cfg.data_dir) / "config.yaml"
@@ -136,8 +137,9 @@ def _adapter_base(adapter: Path) -> Path:
 def _load_policy(cfg: RLJobConfig):
     """(model, tokenizer): a full model folder as is, or an adapter folder on its base with the adapter trainable."""
     import torch
-    from recagent.agents.local_model import ensure_default_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from recagent.agents.local_model import ensure_default_model
 
     start = Path(cfg.base_model) if cfg.base_model else ensure_default_model(progress=not cfg.disable_tqdm)
     # bf16 weights on a GPU (as before); a CPU keeps float32 master weights and runs bf16 as autocast
@@ -156,6 +158,7 @@ def train_rl(cfg: RLJobConfig, tool_env=None) -> Path:
     """Train the policy with step-grained RL; returns the folder of the final model."""
     from recagent.agents.chat_template import apply_tool_template
     from recagent.rl.config_io import save_config
+    from recagent.rl.grpo import RL_CONFIG_FILE
     from recagent.rl.sft import latest_checkpoint
 
     if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
@@ -168,7 +171,7 @@ def train_rl(cfg: RLJobConfig, tool_env=None) -> Path:
     model, tok = _load_policy(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "rl_config.yaml")
+    save_config(cfg, out / RL_CONFIG_FILE)
     if cfg.algo == "ppo":
         from recagent.rl.ppo import StepPPOTrainer
 
@@ -188,7 +191,7 @@ def train_rl(cfg: RLJobConfig, tool_env=None) -> Path:
     final = out / "final"
     model.save_pretrained(final)
     apply_tool_template(tok).save_pretrained(final)
-    save_config(cfg, final / "rl_config.yaml")
+    save_config(cfg, final / RL_CONFIG_FILE)
     (final / "rl_run.json").write_text(
         json.dumps({"algo": cfg.algo, "tasks": len(dataset), "log_history": history}, default=str)
     )

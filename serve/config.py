@@ -6,8 +6,8 @@ import ipaddress
 import os
 
 from pydantic import Field, model_validator
-from recagent.agents.config import AgentConfig
 
+from recagent.agents.config import AgentConfig
 from recagent.config import JobConfig
 from recagent.errors import ConfigError
 

@@ -13,9 +13,10 @@ import asyncio
 from typing import Any
 
 import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
 from recagent.serve.config import ServeConfig
 from recagent.serve.protocol import error_body, json_bytes
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
 def _timeout_response(seconds: float) -> bytes:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, model_validator
+
 from recagent.agents.config import PolicyConfig
+from recagent.config import JobConfig
 from recagent.synth.sample import KINDS, LEVELS
 from recagent.synth.tool_pool import DOMAIN_NOUNS
 from recagent.tools.env import ToolEnvConfig
-
-from recagent.config import JobConfig
 
 # Fields that change which dialogs a run produces: a resumed run must agree on all of them.
 GENERATION_FIELDS = (

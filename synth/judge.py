@@ -72,6 +72,7 @@ class LLMJudge:
     def __call__(self, sample: Sample) -> dict[str, Any]:
         """The judge's verdict on one sample (``passed``, ``reason``, ``model``)."""
         from langchain_core.messages import HumanMessage, SystemMessage
+
         from recagent.agents.policies.openai_compat import explain_failure
 
         try:

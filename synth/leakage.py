@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from recagent.agents.training_leaks import find_leaks, held_items  # noqa: F401  (held_items re-exported)
-from recagent.tools.data import LeaveOneOutSplit
-
 from recagent.dialogs import Sample
 from recagent.errors import RecagentError
+from recagent.tools.data import LeaveOneOutSplit
 
 
 class SynthLeakageError(RecagentError):

@@ -27,6 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from recagent.dialogs import read_rows
+from recagent.errors import ConfigError, RecagentError
+from recagent.heldout_requests import RequestLeakIndex, user_turns
 from recagent.synth.builder import GenerationFailed
 from recagent.synth.complexity import LossScorer, label, relabel_by_loss
 from recagent.synth.config import SynthConfig
@@ -39,10 +43,6 @@ from recagent.synth.verify import VerifyContext, verify
 from recagent.tools.env import ToolEnv
 from recagent.tools.recommender_tools import build_registry
 from recagent.tools.toolkit import ToolRegistry
-
-from recagent.dialogs import read_rows
-from recagent.errors import ConfigError, RecagentError
-from recagent.heldout_requests import RequestLeakIndex, user_turns
 
 logger = logging.getLogger(__name__)
 FILES = ("train", "test", "rejected", "skipped")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+
 from recagent.tools.data import LeaveOneOutSplit
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+
 from recagent.agents.grounding import ground_answer
 from recagent.agents.prompt_format import strict_call_json
 from recagent.synth.sample import KINDS, CheckResult, Sample, Verification

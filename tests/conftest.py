@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from recagent.tools.data import leave_one_out, load_dataset
-from recagent.tools.data.synthetic import make_synthetic
 
 from recagent import paths
+from recagent.tools.data import leave_one_out, load_dataset
+from recagent.tools.data.synthetic import make_synthetic
 
 
 @pytest.fixture(scope="session")
@@ -64,10 +64,9 @@ def synthetic_env(synthetic, synthetic_split):
 @pytest.fixture()
 def dataset_dir(synthetic, synthetic_split, tmp_path):
     """The synthetic dataset as atomic files, with briefly trained models in the temporary RECAGENT_HOME."""
+    from recagent.paths import model_dir
     from recagent.tools.data.synthetic import write_atomic
     from recagent.tools.recommenders import train
-
-    from recagent.paths import model_dir
 
     folder = write_atomic(synthetic, tmp_path / "synthetic")
     for name in ("pop", "itemknn", "bpr", "sasrec"):
@@ -132,9 +131,10 @@ def local_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm2_tokenizer():
     """SmolLM2's tokenizer with its own chat template, read from the packaged GGUF (seconds, no conversion)."""
-    from recagent.agents.local_model import find_default_gguf
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
+
+    from recagent.agents.local_model import find_default_gguf
 
     hf_logging.disable_progress_bar()
     gguf = find_default_gguf()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
 from recagent.agents.local_model import find_default_gguf
 from recagent.rl.grpo import StepGRPOConfig, StepGRPOTrainer, task_row
 from recagent.rl.rollout import Task
@@ -21,8 +23,6 @@ from recagent.tools.data.synthetic import make_synthetic
 from recagent.tools.env import ToolEnv, ToolEnvConfig
 from recagent.tools.recommender_tools import build_registry
 from recagent.tools.recommenders import MODELS
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
 from tests.scripted_batch_policy import ScriptedBatchPolicy
 
 CALL = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Horror", "k": 2}}</tool_call>'

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
+
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.policies.scripted import EchoPolicy
 from recagent.serve.app import create_app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.messages.utils import count_tokens_approximately
+
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.config import PolicyConfig
 from recagent.agents.context import FEEDBACK, trim_turns

@@ -6,11 +6,11 @@ import json
 
 import pytest
 from langchain_core.messages import AIMessage
+
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.policies.scripted import ScriptedPolicy, call, tool_calls
-from recagent.tools.env import ToolEnv, ToolEnvConfig
-
 from recagent.errors import RecagentError
+from recagent.tools.env import ToolEnv, ToolEnvConfig
 
 
 @pytest.fixture()

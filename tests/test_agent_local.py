@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.config import PolicyConfig
 

@@ -59,9 +59,8 @@ def trained(ml100k_split, tmp_path_factory):
 @pytest.fixture(scope="module")
 def chat_env(ml100k, ml100k_split, trained, tmp_path_factory):
     """ML-100K tools over pop + ItemKNN, with the text index (copied from the user's cache when it is there)."""
-    from recagent.tools.env import TEXT_INDEX, ToolEnv, ToolEnvConfig
-
     from recagent import paths
+    from recagent.tools.env import TEXT_INDEX, ToolEnv, ToolEnvConfig
 
     env = ToolEnv(
         ml100k,
@@ -116,9 +115,8 @@ def test_the_packaged_set_loads_and_covers_what_it_should(requests):
 
 
 def test_every_accepted_call_is_a_real_tool_call_that_runs_on_ml100k(requests, chat_env):
-    from recagent.tools.recommender_tools import build_registry
-
     from recagent.heldout_requests import check_against_catalog
+    from recagent.tools.recommender_tools import build_registry
 
     catalog = chat_env.catalog
     check_against_catalog(requests, catalog.all_genres, catalog.ids, chat_env.dataset.users.ids)
@@ -276,7 +274,6 @@ def test_call_matching_normalises_ids_genres_titles_defaults_and_tool_variants(c
 
 def test_each_constraint_is_checked_on_catalog_metadata(chat_env):
     from recagent.evaluation.chat_requests import ConstraintChecker
-
     from recagent.heldout_requests import ItemConstraints as C
 
     ok = ConstraintChecker(chat_env).item_satisfies
@@ -419,7 +416,6 @@ def test_recagent_eval_runs_the_chat_requests_protocol_and_reports_it(
 ):
     from recagent.evaluation.config import EvalConfig
     from recagent.evaluation.runner import RECORDS, run_eval
-
     from recagent.paths import model_dir
 
     for name, (_, folder) in trained.items():  # the leakage check reads each model's training digest

@@ -12,6 +12,7 @@ import json
 
 import pytest
 from langchain_core.messages import convert_to_messages
+
 from recagent.agents.chat_template import TOOL_CHAT_TEMPLATE, apply_tool_template, canonical_openai_messages
 from recagent.agents.prompt_format import format_prompt, render_openai_messages
 

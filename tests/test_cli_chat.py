@@ -125,7 +125,6 @@ def test_chat_server_down_is_one_line(dataset_dir, capsys):
 
 def test_model_and_tool_text_is_printed_as_text_not_markup():
     from recagent.agents.steps import StepRecord
-
     from recagent.cli import chat
 
     chat.console.record = True

@@ -6,12 +6,12 @@ import json
 import shutil
 
 import pytest
-from recagent.tools.data import fetch, load_dataset
-from recagent.tools.data.fetch import MANIFEST, _manifest_ok
-from recagent.tools.recommenders.registry import TrainJobConfig
 
 from recagent.errors import ConfigError, DatasetNotFoundError, RecagentError
 from recagent.paths import dataset_dir, recagent_home
+from recagent.tools.data import fetch, load_dataset
+from recagent.tools.data.fetch import MANIFEST, _manifest_ok
+from recagent.tools.recommenders.registry import TrainJobConfig
 
 
 def test_config_yaml_and_overrides(tmp_path):

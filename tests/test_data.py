@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
+from recagent.errors import DataFormatError
 from recagent.tools.data import (
     LeakageError,
     LeaveOneOutSplit,
@@ -16,8 +18,6 @@ from recagent.tools.data import (
     read_table,
 )
 from recagent.tools.data.synthetic import write_atomic
-
-from recagent.errors import DataFormatError
 
 
 def _write(path, text):

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from recagent.evaluation.ast_match import (
     ERROR_TYPES,
     ASTResult,

@@ -8,6 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+
 from recagent.evaluation.metrics import (
     average_popularity,
     bootstrap_ci,

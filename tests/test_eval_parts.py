@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from langchain_core.messages import AIMessage
+
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.policies.scripted import ScriptedPolicy, call, tool_calls
 from recagent.evaluation.protocols import ORDERS, build_requests, ordered, sample_cases, sample_negatives
@@ -154,6 +155,7 @@ def test_the_policys_training_dialogs_are_found_through_its_checkpoints_and_chec
     synth_run, synth_test_rows, ml100k_split, tmp_path
 ):
     import yaml
+
     from recagent.evaluation.leakage import check_policy_data, training_data_dirs
     from recagent.synth.leakage import held_items
     from recagent.synth.pipeline import read_rows
@@ -269,8 +271,9 @@ def _popular_and_invented(env, avoid):
 def test_a_simulated_conversation_counts_unsupported_items_only_when_they_are_shipped(
     synthetic_env, tmp_path, monkeypatch
 ):
-    import recagent.agents.graph as graph
     from eval_policies import accept_every_answer
+
+    import recagent.agents.graph as graph
     from recagent.agents.grounding import citation
 
     cat = synthetic_env.catalog
@@ -303,8 +306,9 @@ def test_a_simulated_conversation_counts_unsupported_items_only_when_they_are_sh
 
 
 def test_the_listwise_agent_system_reports_unsupported_items_it_ships(synthetic_env, tmp_path, monkeypatch):
-    import recagent.agents.graph as graph
     from eval_policies import accept_every_answer
+
+    import recagent.agents.graph as graph
     from recagent.evaluation.protocols import Request
     from recagent.evaluation.systems import AgentSystem
 

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 from eval_policies import FirstListedPolicy, InventingPolicy, accept_every_answer
+
 from recagent.agents import Agent
+from recagent.errors import RecagentError
 from recagent.evaluation.config import EvalConfig
 from recagent.evaluation.leakage import check_models, check_split_and_histories
 from recagent.evaluation.runner import RECORDS, load_env, run_eval
 from recagent.tools.data.split import LeakageError
-
-from recagent.errors import RecagentError
 
 
 def _config(dataset_dir, out, **extra):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from recagent.agents.grounding import citation
 from recagent.agents.policies.grammar import AnswerRule, CitableItem, GrammarCache
 from recagent.agents.prompt_format import render_tool_call

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.messages import AIMessage
+
 from recagent.agents.grounding import ground_answer
 from recagent.agents.title_match import find_mentions
 

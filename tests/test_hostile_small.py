@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 from langchain_core.messages import AIMessage
+
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.policies.scripted import ScriptedPolicy, call, tool_calls
+from recagent.cli.app import main
 from recagent.tools.env import ToolEnv, ToolEnvConfig
 from recagent.tools.recommender_tools import build_registry
-
-from recagent.cli.app import main
 
 # -- empty candidate sets --------------------------------------------------------------------------------------------
 

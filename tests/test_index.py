@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from recagent.tools.index import IndexConfig, IndexLoadError, TextEncoder, VectorIndex
 
 

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage, convert_to_messages
+
 from recagent.agents import prompt_format as pf
 from recagent.agents.chat_template import TOOL_CHAT_TEMPLATE, apply_tool_template
 from recagent.agents.prompt_format import (

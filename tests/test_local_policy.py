@@ -13,6 +13,7 @@ import json
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
+
 from recagent.agents.local_model import SOURCE_RECORD, ensure_default_model, find_default_gguf
 from recagent.agents.policies.grammar import CitableItem, GrammarCache, tool_call_structural_tag
 from recagent.agents.policies.local import LocalChatModel
@@ -184,6 +185,7 @@ def test_kv_cache_reuse_does_not_change_the_reply(engine, request):
 def test_engines_see_the_training_token_sequence(policy, hf_policy, schemas, checkpoint):
     """What the engine tokenizes for a conversation is the prefix of what SFT trains on, token for token."""
     from langchain_core.messages import convert_to_messages
+
     from recagent.agents.chat_template import apply_tool_template
     from recagent.agents.local_model import load_tokenizer
 
@@ -266,6 +268,7 @@ def test_stop_strings_end_the_reply(engine, request):
 def test_lora_adapter_is_loaded_and_merged(checkpoint, tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
+
     from recagent.agents.local_model import LocalModelError, load_causal_lm
 
     # float32: bf16 (the default on CPUs with native bf16) cannot resolve a 1e-3 difference

@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 import pytest
+
 from recagent.agents import lora_gguf
 from recagent.agents.local_model import LocalModelError, find_default_gguf, load_causal_lm
 from recagent.agents.lora_gguf import SUPPORTED_MODULES, convert_lora_to_gguf
@@ -134,6 +135,7 @@ def test_llamacpp_lora_matches_merged_peft(local_checkpoint, base, tmp_path, mon
 def test_the_chat_model_applies_an_adapter_through_the_cache(local_checkpoint, base, tmp_path):
     """LocalChatModel(adapter_path=...) on llama.cpp converts the peft folder once and decodes with it."""
     from langchain_core.messages import HumanMessage
+
     from recagent.agents.lora_gguf import cached_adapter_gguf
     from recagent.agents.policies.local import LocalChatModel
 

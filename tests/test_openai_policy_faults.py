@@ -12,11 +12,11 @@ import time
 
 import pytest
 from openai_stub import Stub, completion, tool_call_message
+
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.config import PolicyConfig
-from recagent.tools.env import ToolEnvConfig
-
 from recagent.errors import RecagentError
+from recagent.tools.env import ToolEnvConfig
 
 
 def agent_for(env, tmp_path, base_url: str, **policy):
@@ -99,7 +99,6 @@ def test_hallucinated_ids_from_a_server_are_rejected(synthetic_env, tmp_path):
 
 def test_api_key_comes_from_the_environment(monkeypatch):
     from recagent.agents.config import api_key
-
     from recagent.errors import ConfigError
 
     monkeypatch.delenv("MY_KEY", raising=False)

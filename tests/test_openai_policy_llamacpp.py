@@ -11,6 +11,7 @@ import time
 import urllib.request
 
 import pytest
+
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.config import PolicyConfig, make_policy
 from recagent.tools.env import ToolEnvConfig

@@ -13,6 +13,7 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from recagent.agents.prompt_format import (
     MAX_CALL_DEPTH,
     TOOL_CALL_CLOSE,

@@ -9,6 +9,7 @@ system prompt of ``prompts.system_prompt`` for a known user, rendered with the t
 from __future__ import annotations
 
 from langchain_core.messages import HumanMessage, SystemMessage
+
 from recagent.agents.prompt_format import render_messages, render_tools
 from recagent.agents.prompts import system_prompt
 from recagent.tools.recommender_tools import TOOL_FUNCTIONS, build_registry

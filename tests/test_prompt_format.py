@@ -7,6 +7,7 @@ import random
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
 from recagent.agents import prompt_format as pf
 from recagent.agents.prompt_format import (
     ContentStreamFilter,

@@ -8,11 +8,11 @@ import math
 
 import numpy as np
 import pytest
+
 from recagent.evaluation.metrics import utility
+from recagent.ranking import ndcg
 from recagent.rl.rewards import Call, RewardWeights, Step, ndcg_at_k, step_rewards
 from recagent.tools.recommenders.evaluate import metrics_from_ranks
-
-from recagent.ranking import ndcg
 
 
 def test_ndcg_by_hand():

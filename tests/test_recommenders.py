@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+from recagent.errors import ModelNotFoundError, RecagentError
 from recagent.tools.recommenders import MODELS, Query, get_model_class, load_trained
 from recagent.tools.recommenders.evaluate import evaluate, metrics_from_ranks, target_ranks
 from recagent.tools.recommenders.training import RESUME_FILE
-
-from recagent.errors import ModelNotFoundError, RecagentError
 
 FAST = {"bpr": {"max_epochs": 40}, "sasrec": {"max_epochs": 10}}
 

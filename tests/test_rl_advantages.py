@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from recagent.rl.advantages import (
     discounted_returns,
     gae,

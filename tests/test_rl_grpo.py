@@ -7,13 +7,14 @@ from dataclasses import asdict, fields
 
 import pytest
 import torch
+import yaml
 from datasets import Dataset
+
 from recagent.rl.advantages import step_advantages_for_groups
-from recagent.rl.grpo import StepGRPOConfig, StepGRPOTrainer, task_row
+from recagent.rl.grpo import RL_CONFIG_FILE, StepGRPOConfig, StepGRPOTrainer, task_row
 from recagent.rl.rewards import RewardWeights
 from recagent.rl.rollout import Task
 from recagent.tools.recommender_tools import build_registry
-
 from tests.scripted_batch_policy import ScriptedBatchPolicy
 
 CALL = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Horror", "k": 2}}</tool_call>'
@@ -183,3 +184,6 @@ def test_a_resumed_run_continues_from_its_checkpoint(smollm2_tokenizer, syntheti
     assert second.state.global_step == 2
     steps = [h["step"] for h in second.state.log_history if "loss" in h]
     assert steps == [1, 2] and (tmp_path / "checkpoint-2").is_dir(), "step 1 came from the checkpoint, step 2 is new"
+    # every checkpoint carries the config of the run that wrote it
+    saved = [yaml.safe_load((tmp_path / f"checkpoint-{n}" / RL_CONFIG_FILE).read_text()) for n in (1, 2)]
+    assert [s["max_steps"] for s in saved] == [1, 2] and saved[1]["reward_task"] == first.args.reward_task

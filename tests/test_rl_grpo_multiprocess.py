@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from recagent.rl.advantages import step_advantages_for_groups
 
 pytestmark = pytest.mark.slow
@@ -54,9 +55,8 @@ def test_a_group_split_across_processes_gets_group_advantages(tmp_path):
 
 
 def test_ppo_refuses_to_run_in_several_processes(monkeypatch):
-    from recagent.rl.ppo import StepPPOTrainer
-
     from recagent.errors import RecagentError
+    from recagent.rl.ppo import StepPPOTrainer
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(RecagentError, match="PPO runs in one process"):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import torch
+import yaml
 from datasets import Dataset
-from recagent.rl.grpo import task_row
+
+from recagent.rl.grpo import RL_CONFIG_FILE, task_row
 from recagent.rl.ppo import StepPPOConfig, StepPPOTrainer, collate
 from recagent.rl.rollout import Task
 from recagent.tools.recommender_tools import build_registry
-
 from tests.scripted_batch_policy import ScriptedBatchPolicy
 
 CALL = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Horror", "k": 2}}</tool_call>'
@@ -108,3 +109,5 @@ def test_ppo_resumes_from_its_checkpoint(smollm2_tokenizer, synthetic_env, tmp_p
     assert [h["step"] for h in second.log_history] == [1, 2]
     w1 = first.value_head.v.weight.detach()
     assert not torch.equal(w1, second.value_head.v.weight.detach()), "step 2 trained on from step 1's state"
+    saved = [yaml.safe_load((tmp_path / f"checkpoint-{n}" / RL_CONFIG_FILE).read_text()) for n in (1, 2)]
+    assert [s["max_steps"] for s in saved] == [1, 2], "each checkpoint carries the config of the run that wrote it"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from recagent.agents.prompt_format import render_openai_messages
 from recagent.rl.rewards import RewardWeights
 from recagent.rl.rollout import (
@@ -18,7 +19,6 @@ from recagent.rl.rollout import (
 )
 from recagent.rl.vllm_turns import VLLMTurns
 from recagent.tools.recommender_tools import build_registry
-
 from tests.scripted_batch_policy import ScriptedBatchPolicy
 
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import yaml
-from recagent.rl.ship import PORTABLE_BASE, ship_adapter
 
 from recagent.cli import main
 from recagent.errors import RecagentError
+from recagent.rl.ship import PORTABLE_BASE, ship_adapter
 
 
 @pytest.fixture()

@@ -12,9 +12,9 @@ import time
 import httpx
 import openai
 import pytest
-from recagent.serve.config import ServeConfig
 
 from recagent.errors import ConfigError
+from recagent.serve.config import ServeConfig
 from tests.serve_harness import echo_agent, serving
 
 KEY_A, KEY_B = "key-a-0123456789abcdef", "key-b-0123456789abcdef"

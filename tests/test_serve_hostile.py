@@ -21,15 +21,16 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from langchain_core.messages import AIMessage
+
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.policies.scripted import EchoPolicy, ScriptedPolicy, call, tool_calls
-from recagent.serve import app as app_module
-from recagent.serve.app import Server, create_app
+from recagent.errors import ConfigError
+from recagent.serve import routes_chat
+from recagent.serve.app import create_app
 from recagent.serve.config import ServeConfig
 from recagent.serve.metrics import Metrics
+from recagent.serve.server import Server
 from recagent.serve.transport import uvicorn_options
-
-from recagent.errors import ConfigError
 
 KEY = "hostile-test-key-0123456789"
 CHAT = {"model": "recagent", "messages": [{"role": "user", "content": "something to watch"}]}
@@ -219,7 +220,7 @@ def test_an_endless_request_head_is_refused_at_the_size_limit(echo):
 
 def test_serve_passes_the_connection_limits_to_uvicorn(monkeypatch, capsys):
     seen: dict[str, Any] = {}
-    monkeypatch.setattr("recagent.cli.chat._prepare", lambda cfg: None)  # no data or model needed: nothing starts
+    monkeypatch.setattr("recagent.cli.prepare.prepare", lambda *a, **k: None)  # no data or model needed: nothing starts
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
     from recagent.cli import main
 
@@ -403,7 +404,7 @@ def test_a_session_record_that_cannot_be_updated_is_reported_with_the_saved_turn
 
 
 def test_a_stream_that_breaks_mid_turn_ends_with_an_error_and_done(echo, monkeypatch):
-    real_chunk = app_module.chunk
+    real_chunk = routes_chat.chunk
 
     def chunk(*args, extension=None, **kwargs):  # every step chunk fails to build
         if extension and "step" in extension:
@@ -412,7 +413,7 @@ def test_a_stream_that_breaks_mid_turn_ends_with_an_error_and_done(echo, monkeyp
 
     with in_process(echo) as c:
         sid = c.post("/v1/sessions", json={}).json()["id"]
-        monkeypatch.setattr(app_module, "chunk", chunk)
+        monkeypatch.setattr(routes_chat, "chunk", chunk)
         events = sse(c.post("/v1/chat/completions", json={**CHAT, "session_id": sid, "stream": True}).text)
         assert events[-1] == "[DONE]" and events[-2]["error"]["code"] == "stream_failed"
         assert f"the turn still runs to its end and is saved in session {sid}" in events[-2]["error"]["message"]

@@ -4,8 +4,8 @@ documented 503, a local policy's calls never overlap while turns (and their tool
 from __future__ import annotations
 
 import httpx
-from recagent.serve.loadtest import run_load, summarise
 
+from recagent.serve.loadtest import run_load, summarise
 from tests.serve_harness import echo_agent, serving
 
 

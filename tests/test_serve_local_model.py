@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import openai
 import pytest
+
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.config import PolicyConfig
-
 from tests.serve_harness import serving
 
 pytestmark = pytest.mark.slow

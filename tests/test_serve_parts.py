@@ -6,6 +6,7 @@ import asyncio
 import base64
 
 import pytest
+
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.policies.scripted import EchoPolicy
 from recagent.serve.auth import LOCAL_OWNER, KeyRing, owner_of, presented_key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from recagent.rl.shared_prefix import IGNORE, shared_prefix_length, shared_prefix_loss
 
 

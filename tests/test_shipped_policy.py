@@ -7,6 +7,7 @@ with that reason, because the untrained base model cannot pass it.
 from __future__ import annotations
 
 import pytest
+
 from recagent.agents.local_model import shipped_adapter
 
 pytestmark = pytest.mark.skipif(shipped_adapter() is None, reason="no trained policy is installed yet (issue 15)")
@@ -18,9 +19,8 @@ def test_five_fixed_requests_get_the_right_first_step(ml100k_env, tmp_path):
     from recagent.agents import Agent
     from recagent.agents.config import AgentConfig
     from recagent.evaluation.chat_requests import agent_answer, call_matches, tool_defaults
-    from recagent.tools.recommender_tools import build_registry
-
     from recagent.heldout_requests import load_chat_requests
+    from recagent.tools.recommender_tools import build_registry
 
     requests = {r.id: r for r in load_chat_requests()}
     config = AgentConfig()

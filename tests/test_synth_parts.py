@@ -7,7 +7,9 @@ import random
 
 import pytest
 from openai_stub import Stub, completion, tool_call_message
+
 from recagent.agents.config import PolicyConfig
+from recagent.cli import main
 from recagent.synth.complexity import features, loss_level, structural_level
 from recagent.synth.config import SynthConfig
 from recagent.synth.judge import parse_verdict
@@ -16,8 +18,6 @@ from recagent.synth.sample import Sample
 from recagent.synth.tool_pool import EXCLUDE_PARAM, OfferedTools, build_pool
 from recagent.tools.recommender_tools import build_registry
 from recagent.tools.result_text import result_text
-
-from recagent.cli import main
 
 CORE_CALLS = {
     "search_items": {"query": "funny animated film", "k": 4},

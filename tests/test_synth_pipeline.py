@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from recagent.errors import ConfigError
 from recagent.synth.config import SynthConfig
 from recagent.synth.leakage import SynthLeakageError, check_leakage, find_leaks
 from recagent.synth.pipeline import Synthesizer, read_rows, synthesize
 from recagent.synth.sample import KINDS, Sample
 from recagent.synth.verify import CHECKS
-
-from recagent.errors import ConfigError
 
 
 def rows(path):

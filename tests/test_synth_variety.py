@@ -7,6 +7,7 @@ import random
 import re
 
 import pytest
+
 from recagent.synth import phrasing as ph
 from recagent.synth.variety import distinct_n, overlap, report, user_turns, variety
 

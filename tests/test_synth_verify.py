@@ -6,6 +6,7 @@ import copy
 import json
 
 import pytest
+
 from recagent.synth.config import SynthConfig
 from recagent.synth.pipeline import Synthesizer
 from recagent.synth.sample import Sample

@@ -8,6 +8,7 @@ import re
 import jsonschema
 import numpy as np
 import pytest
+
 from recagent.tools.recommender_tools import TOOL_FUNCTIONS, build_registry
 
 

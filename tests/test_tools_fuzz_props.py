@@ -13,6 +13,7 @@ import math
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
 from recagent.tools.recommender_tools import TOOL_FUNCTIONS, build_registry
 from recagent.tools.toolkit import MAX_ARGUMENT_DEPTH, ToolOutcome
 

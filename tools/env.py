@@ -16,12 +16,12 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
-from recagent.tools.data import Dataset, LeaveOneOutSplit, leave_one_out, load_dataset
-from recagent.tools.recommenders import Query, Recommender, load_trained
-from recagent.tools.toolkit import ToolInputError
 
 from recagent.config import JobConfig
 from recagent.paths import index_dir
+from recagent.tools.data import Dataset, LeaveOneOutSplit, leave_one_out, load_dataset
+from recagent.tools.recommenders import Query, Recommender, load_trained
+from recagent.tools.toolkit import ToolInputError
 
 TEXT_INDEX = "text-minilm"
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from pydantic import BaseModel, Field, model_validator
+
 from recagent.tools.env import ToolEnv
 from recagent.tools.schemas import ItemId, ItemInfo, ItemList, K, SetName, ToolArgs, UserId, item_info, item_list
 from recagent.tools.toolkit import ToolInputError

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import Field, model_validator
+
 from recagent.tools.env import ToolEnv
 from recagent.tools.schemas import ItemId, ItemList, ModelName, SetName, ToolArgs, UserId, item_list
 

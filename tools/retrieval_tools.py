@@ -6,6 +6,7 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
+
 from recagent.tools.env import ToolEnv
 from recagent.tools.schemas import ItemId, ItemList, K, ModelName, SetName, ToolArgs, UserId, item_list
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
+
+from recagent.config import describe_validation_error
 from recagent.tools.result_text import result_text
 
 log = logging.getLogger(__name__)
@@ -267,22 +269,6 @@ def check_json_value(value: Any, kind: str) -> None:
         # anything else (a set, a numpy scalar) is left to the argument model, which accepts or rejects it
 
 
-def _loc_part(part: Any) -> str:
-    """One step of an error location; an unknown key is echoed back, so a hostile one is clipped and escaped."""
-    text = str(part)
-    return text if len(text) <= 40 and text.isprintable() else _clip_repr(text, 40)
-
-
-def _validation_message(err: ValidationError) -> tuple[str, str | None]:
-    parts, first_field = [], None
-    for e in err.errors():
-        loc = ".".join(_loc_part(p) for p in e["loc"])
-        first_field = first_field or (loc or None)
-        msg = e["msg"]
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts), first_field
-
-
 @dataclass
 class ToolRegistry:
     """The set of tools bound to one environment (dataset, models, candidate buffer)."""
@@ -357,7 +343,7 @@ class ToolRegistry:
         try:
             parsed = tool.args_model.model_validate(args)
         except ValidationError as e:
-            msg, fld = _validation_message(e)
+            msg, fld = describe_validation_error(e)  # the one formatter (recagent.config); fld: the bad argument
             return done(False, error=ToolError(error="invalid_arguments", message=msg, field=fld))
         try:
             result = tool.fn(self.env, parsed)

@@ -43,6 +43,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr
+
 from recagent.agents.policies.engines import DecodeJob, DecodeResult, Engine
 from recagent.agents.policies.grammar import AnswerRule, CitableItem, GrammarCache, normalize_tool_choice
 from recagent.agents.prompt_format import (
@@ -293,6 +294,7 @@ class LocalChatModel(BaseChatModel):
             lora = _adapter_gguf(self.adapter_path, gguf) if self.adapter_path else None
             return engines.LlamaCppEngine(gguf, tokenizer, lora_gguf=lora, n_ctx=self.n_ctx, n_threads=self.num_threads)
         import torch
+
         from recagent.agents.local_model import load_causal_lm
 
         if self.num_threads:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 from recagent.agents.config import PolicyConfig, api_key
-
 from recagent.errors import RecagentError
 
 

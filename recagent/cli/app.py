@@ -24,18 +24,20 @@ err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, w
 
 def _register() -> None:
     # sub-apps import their heavy dependencies inside the commands, so --help stays fast
-    from recagent.cli import chat, data, evaluate, quickstart, recs, serve, synth, tools, train
+    from recagent.cli import chat, config, data, evaluate, quickstart, recs, serve, synth, tools, train
+    from recagent.cli.options import config_epilog
 
     app.add_typer(data.app, name="data")
     app.add_typer(recs.app, name="recs")
     app.add_typer(tools.app, name="tools")
     app.add_typer(train.app, name="train")
+    app.add_typer(config.app, name="config")
     app.command("quickstart")(quickstart.quickstart)
-    app.command("chat")(chat.chat)
-    app.command("recommend")(chat.recommend)
-    app.command("synth")(synth.synth)
-    app.command("eval")(evaluate.evaluate)
-    app.command("serve")(serve.serve)
+    app.command("chat", epilog=config_epilog("chat"))(chat.chat)
+    app.command("recommend", epilog=config_epilog("recommend"))(chat.recommend)
+    app.command("synth", epilog=config_epilog("synth"))(synth.synth)
+    app.command("eval", epilog=config_epilog("eval"))(evaluate.evaluate)
+    app.command("serve", epilog=config_epilog("serve"))(serve.serve)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,17 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from recagent.cli.options import (
+    Adapter,
+    AgentConfigFile,
+    BaseUrl,
+    Dataset,
+    MaxSteps,
+    Model,
+    Overrides,
+    agent_overrides,
+)
+
 console = Console(soft_wrap=True)
 status = Console(stderr=True, soft_wrap=True)  # progress and notices: stdout stays clean for --json
 HELP = "commands: /user ID (load a dataset user), /trace (last turn's steps), /reset, /quit"
@@ -16,7 +27,7 @@ HELP = "commands: /user ID (load a dataset user), /trace (last turn's steps), /r
 
 def _config(
     config: Path | None,
-    override: list[str],
+    override: list[str] | None,
     model: str | None,
     base_url: str | None,
     adapter: str | None,
@@ -26,52 +37,7 @@ def _config(
     from recagent.agents.config import AgentConfig
 
     cfg = AgentConfig.from_yaml(config) if config else AgentConfig()
-    return cfg.with_overrides(agent_overrides(model, base_url, adapter, max_steps, dataset) + list(override))
-
-
-def agent_overrides(
-    model: str | None,
-    base_url: str | None,
-    adapter: str | None,
-    max_steps: int | None,
-    dataset: str | None,
-    prefix: str = "",
-) -> list[str]:
-    """The config overrides the shared agent flags stand for (``prefix``: where the agent config sits in the job's)."""
-    extra = []
-    if base_url:
-        extra += ["policy.kind=openai", f"policy.base_url={base_url}"]
-    if model:
-        extra.append(f"policy.model={model}")
-    if adapter:  # "none": the untrained base model, no adapter
-        extra.append("policy.adapter=null" if adapter.lower() == "none" else f"policy.adapter={adapter}")
-    if max_steps:
-        extra.append(f"max_steps={max_steps}")
-    if dataset:
-        extra.append(f"tools.dataset={dataset}")
-    return [prefix + e for e in extra]
-
-
-def _prepare(cfg):
-    """Data, recommenders and the default model on first use, with progress shown (on stderr)."""
-    from recagent.paths import model_dir
-    from recagent.tools.data import KNOWN, fetch, leave_one_out, load_dataset
-
-    if cfg.tools.dataset in KNOWN:
-        fetch(cfg.tools.dataset, log=lambda m: status.print(f"[dim]{m}[/]", highlight=False))
-    dataset = load_dataset(cfg.tools.dataset)
-    missing = [m for m in cfg.tools.models if not (model_dir(dataset.name, m) / "model.pt").is_file()]
-    if missing:
-        from recagent.tools.recommenders import train
-
-        split = leave_one_out(dataset)
-        for name in missing:
-            status.print(f"[dim]first use: training {name} on {dataset.name} ...[/]")
-            train(split, name, out_dir=model_dir(dataset.name, name))
-    if cfg.policy.kind == "local" and not cfg.policy.model:
-        from recagent.agents.local_model import ensure_default_model
-
-        ensure_default_model(progress=True)
+    return cfg.with_overrides(agent_overrides(model, base_url, adapter, max_steps, dataset) + list(override or []))
 
 
 def _print_step(step) -> None:
@@ -91,23 +57,20 @@ def chat(
     session: str = typer.Option("default", help="session name; the conversation resumes after a restart"),
     user: str | None = typer.Option(None, help="dataset user id to chat as"),
     as_json: bool = typer.Option(False, "--json", help="with --message: print answer, item ids and trace as JSON"),
-    model: str | None = typer.Option(None, help="local checkpoint folder, or the model name on --base-url"),
-    base_url: str | None = typer.Option(None, help="OpenAI-compatible server (API key from $OPENAI_API_KEY)"),
-    adapter: str | None = typer.Option(
-        None,
-        help="LoRA adapter folder for the local model; 'none': the untrained base "
-        "(default: the trained policy shipped with recagent)",
-    ),
-    max_steps: int | None = typer.Option(None, help="policy calls per turn"),
-    dataset: str | None = typer.Option(None, help="dataset name or folder"),
-    config: Path | None = typer.Option(None, help="agent config YAML"),
-    override: list[str] = typer.Option([], "--set", "-o", help="config override, e.g. -o policy.temperature=0.7"),
+    model: Model = None,
+    base_url: BaseUrl = None,
+    adapter: Adapter = None,
+    max_steps: MaxSteps = None,
+    dataset: Dataset = None,
+    config: AgentConfigFile = None,
+    override: Overrides = None,
 ) -> None:
     """Chat with the recommender agent (offline default model unless --base-url is given)."""
     from recagent.agents import Agent
+    from recagent.cli.prepare import prepare
 
     cfg = _config(config, override, model, base_url, adapter, max_steps, dataset)
-    _prepare(cfg)
+    prepare(cfg.tools.dataset, cfg.tools.models, cfg.policy)
     with status.status("loading the agent"):
         agent = Agent.from_config(cfg)
     try:
@@ -187,18 +150,19 @@ def recommend(
     user: str = typer.Option(..., help="dataset user id"),
     k: int = typer.Option(10, "-k", help="list length"),
     as_json: bool = typer.Option(False, "--json", help="print ids, answer and trace as JSON"),
-    model: str | None = typer.Option(None, help="local checkpoint folder, or the model name on --base-url"),
-    base_url: str | None = typer.Option(None, help="OpenAI-compatible server"),
-    max_steps: int | None = typer.Option(None, help="policy calls before the agent must answer"),
-    dataset: str | None = typer.Option(None, help="dataset name or folder"),
-    config: Path | None = typer.Option(None, help="agent config YAML"),
-    override: list[str] = typer.Option([], "--set", "-o", help="config override"),
+    model: Model = None,
+    base_url: BaseUrl = None,
+    max_steps: MaxSteps = None,
+    dataset: Dataset = None,
+    config: AgentConfigFile = None,
+    override: Overrides = None,
 ) -> None:
     """List-wise mode: the agent acts for a dataset user and returns a ranked top-k of item ids."""
     from recagent.agents import Agent
+    from recagent.cli.prepare import prepare
 
     cfg = _config(config, override, model, base_url, None, max_steps, dataset)
-    _prepare(cfg)
+    prepare(cfg.tools.dataset, cfg.tools.models, cfg.policy)
     agent = Agent.from_config(cfg)
     try:
         result = agent.recommend(user, k)

@@ -16,26 +16,20 @@ def quickstart(
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
     """Fetch the data, train the default recommenders, build the index, and call the tools."""
-    from recagent.paths import model_dir
-    from recagent.tools.data import KNOWN, fetch, leave_one_out, load_dataset
+    from recagent.cli.prepare import prepare
     from recagent.tools.env import ToolEnv, ToolEnvConfig
     from recagent.tools.recommender_tools import build_registry
     from recagent.tools.recommenders import MODELS
-    from recagent.tools.recommenders.registry import saved_metrics, train
 
-    if dataset in KNOWN:
-        fetch(dataset, log=lambda m: console.print(m, highlight=False))
-    ds = load_dataset(dataset)
-    split = leave_one_out(ds)
+    ready = prepare(
+        dataset, MODELS, retrain=retrain, progress=progress, log=lambda m: console.print(m, highlight=False)
+    )
+    ds = ready.dataset
     console.rule(f"[bold]{ds.name}[/]: {ds.n_users} users, {ds.n_items} items, {len(ds.interactions)} interactions")
     table = Table(title="recommenders, test split, full ranking")
     for col in ("model", "HR@10", "NDCG@10", "MRR@10", "train s"):
         table.add_column(col, justify="right" if col != "model" else "left")
-    for name in MODELS:
-        metrics = None if retrain else saved_metrics(ds.name, name)
-        if metrics is None or not (model_dir(ds.name, name) / "model.pt").is_file():
-            console.print(f"training {name} ...")
-            _, metrics = train(split, name, out_dir=model_dir(ds.name, name), show_progress=progress)
+    for name, metrics in ready.metrics.items():
         t = metrics["test"]
         table.add_row(
             name, f"{t['HR@10']:.4f}", f"{t['NDCG@10']:.4f}", f"{t['MRR@10']:.4f}", f"{metrics['train_seconds']:.1f}"
@@ -43,7 +37,7 @@ def quickstart(
     console.print(table)
 
     with console.status("loading tools and the text index (first run encodes the catalog)"):
-        registry = build_registry(ToolEnv.load(ToolEnvConfig(dataset=ds.name)))
+        registry = build_registry(ToolEnv.load(ToolEnvConfig(dataset=dataset)))  # the name or folder given
         registry.call("search_items", {"query": "warm-up", "k": 1})
     for name, args in (
         ("get_user_history", {"user_id": user, "last_n": 5}),

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from recagent.cli.options import config_epilog
+
 app = typer.Typer(help="Train and evaluate conventional recommenders.", no_args_is_help=True)
 console = Console()
 ALL = "all"
@@ -20,7 +22,7 @@ def _models(model: str) -> list[str]:
     return list(MODELS) if model == ALL else [get_model_class(model).name]
 
 
-@app.command()
+@app.command(epilog=config_epilog("recs train"))
 def train(
     model: str = typer.Option("sasrec", help="pop | itemknn | bpr | sasrec | all"),
     dataset: str = typer.Option("ml-100k", help="dataset name or folder"),

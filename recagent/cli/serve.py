@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from recagent.cli.options import Adapter, BaseUrl, Dataset, Model, Overrides, agent_overrides
+
 status = Console(stderr=True, soft_wrap=True)
 
 
@@ -15,23 +17,17 @@ def serve(
         None, help="address to listen on (default 127.0.0.1; others need $RECAGENT_API_KEYS)"
     ),
     port: int | None = typer.Option(None, help="TCP port (default 8000)"),
-    model: str | None = typer.Option(None, help="local checkpoint folder, or the model name on --base-url"),
-    base_url: str | None = typer.Option(None, help="OpenAI-compatible policy server (API key from $OPENAI_API_KEY)"),
-    adapter: str | None = typer.Option(
-        None,
-        help="LoRA adapter folder for the local model; 'none': the untrained base "
-        "(default: the trained policy shipped with recagent)",
-    ),
-    dataset: str | None = typer.Option(None, help="dataset name or folder"),
+    model: Model = None,
+    base_url: BaseUrl = None,
+    adapter: Adapter = None,
+    dataset: Dataset = None,
     config: Path | None = typer.Option(None, help="serve config YAML (an `agent:` section holds the agent config)"),
-    override: list[str] = typer.Option(
-        [], "--set", "-o", help="config override, e.g. -o workers=2 -o agent.max_steps=4"
-    ),
+    override: Overrides = None,
 ) -> None:
     """Serve the agent: POST /v1/chat/completions (OpenAI protocol), sessions, /health, /metrics and a chat page at /."""
     import uvicorn
 
-    from recagent.cli.chat import _prepare, agent_overrides
+    from recagent.cli.prepare import prepare
     from recagent.serve.app import create_app
     from recagent.serve.config import ServeConfig
     from recagent.serve.transport import uvicorn_options
@@ -39,8 +35,8 @@ def serve(
     extra = [f"host={host}"] if host else []
     extra += [f"port={port}"] if port is not None else []
     extra += agent_overrides(model, base_url, adapter, None, dataset, prefix="agent.")
-    cfg = (ServeConfig.from_yaml(config) if config else ServeConfig()).with_overrides(extra + list(override))
-    _prepare(cfg.agent)
+    cfg = (ServeConfig.from_yaml(config) if config else ServeConfig()).with_overrides(extra + list(override or []))
+    prepare(cfg.agent.tools.dataset, cfg.agent.tools.models, cfg.agent.policy)
     auth = f"{len(cfg.keys())} API key(s)" if cfg.keys() else "no API key (loopback only)"
     status.print(
         f"recagent serve: http://{cfg.host}:{cfg.port}/ ({cfg.agent.tools.dataset}, policy {cfg.agent.policy.kind}, {auth}); "

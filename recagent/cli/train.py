@@ -9,6 +9,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from recagent.cli.options import config_epilog
+
 app = typer.Typer(
     help="Fine-tune the tool-calling policy on synthesized dialogs: sft (supervised), then rl (step-grained GRPO/PPO).",
     no_args_is_help=True,
@@ -35,7 +37,7 @@ def _show_logs() -> None:
         log.propagate = False
 
 
-@app.command()
+@app.command(epilog=config_epilog("train sft"))
 def sft(
     config: Path | None = typer.Option(
         None, "--config", help="YAML SFT config (any SFTConfig / TrainingArguments field)"
@@ -78,7 +80,7 @@ def sft(
         console.print(f"[green]done[/]: fine-tuned model in {final}; try it: recagent chat --model {final}")
 
 
-@app.command("rl")
+@app.command("rl", epilog=config_epilog("train rl"))
 def rl(
     config: Path | None = typer.Option(None, "--config", help="YAML RL config (any GRPOConfig field + ours)"),
     data: Path | None = typer.Option(

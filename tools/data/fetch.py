@@ -23,12 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recagent.tools.data.readers import read_atomic, read_movielens_raw
-from recagent.tools.data.schema import Dataset
-
 from recagent.errors import DatasetNotFoundError, RecagentError
 from recagent.files import sha256_file
 from recagent.paths import dataset_dir
+from recagent.tools.data.readers import read_atomic, read_movielens_raw
+from recagent.tools.data.schema import Dataset
 
 MANIFEST = "manifest.json"
 

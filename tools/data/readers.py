@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
-from recagent.tools.data.schema import Dataset, Interactions, ItemCatalog, UserTable
 
 from recagent.errors import DataFormatError
+from recagent.tools.data.schema import Dataset, Interactions, ItemCatalog, UserTable
 
 _YEAR_IN_TITLE = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})\)\s*$")
 

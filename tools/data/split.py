@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from recagent.tools.data.schema import Dataset, Interactions
 
 from recagent.errors import RecagentError
+from recagent.tools.data.schema import Dataset, Interactions
 
 
 class LeakageError(RecagentError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from recagent.tools.data.schema import Dataset, Interactions, ItemCatalog, UserTable
 
 GENRES = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi")

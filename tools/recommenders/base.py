@@ -16,9 +16,9 @@ from typing import ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from recagent.tools.data.split import LeaveOneOutSplit
 
 from recagent.errors import ModelNotFoundError, RecagentError
+from recagent.tools.data.split import LeaveOneOutSplit
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from pydantic import Field
+from torch import nn
+
 from recagent.tools.data.split import LeaveOneOutSplit
 from recagent.tools.recommenders.base import FitReport, Query, RecommenderConfig, TorchRecommender
 from recagent.tools.recommenders.training import train_with_early_stopping
-from torch import nn
 
 
 class BPRConfig(RecommenderConfig):

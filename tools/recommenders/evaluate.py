@@ -8,10 +8,10 @@ item index, as :meth:`Recommender.topk` does, so a constant scorer gets no free 
 from __future__ import annotations
 
 import numpy as np
-from recagent.tools.data.split import EvalCase, LeaveOneOutSplit
-from recagent.tools.recommenders.base import Query, Recommender
 
 from recagent.ranking import ndcg
+from recagent.tools.data.split import EvalCase, LeaveOneOutSplit
+from recagent.tools.recommenders.base import Query, Recommender
 
 
 def target_ranks(model: Recommender, cases: list[EvalCase], batch_size: int = 256) -> np.ndarray:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
+
 from recagent.tools.data.split import LeaveOneOutSplit
 from recagent.tools.recommenders.base import FitReport, Query, Recommender, RecommenderConfig
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from recagent.tools.data.split import LeaveOneOutSplit
 from recagent.tools.recommenders.base import FitReport, Query, Recommender, RecommenderConfig
 

@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
+
+from recagent.config import JobConfig
+from recagent.errors import ModelNotFoundError, RecagentError
+from recagent.paths import model_dir
 from recagent.tools.data.split import LeaveOneOutSplit
 from recagent.tools.recommenders.base import Recommender, RecommenderConfig
 from recagent.tools.recommenders.bpr import BPR
@@ -15,10 +19,6 @@ from recagent.tools.recommenders.evaluate import evaluate
 from recagent.tools.recommenders.itemknn import ItemKNN
 from recagent.tools.recommenders.popularity import Popularity
 from recagent.tools.recommenders.sasrec import SASRec
-
-from recagent.config import JobConfig
-from recagent.errors import ModelNotFoundError, RecagentError
-from recagent.paths import model_dir
 
 MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, ItemKNN, BPR, SASRec)}
 

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
+
 from recagent.tools.data.split import LeaveOneOutSplit
 from recagent.tools.recommenders.base import FitReport
 from recagent.tools.recommenders.evaluate import evaluate
-from tqdm.auto import tqdm
 
 RESUME_FILE = "resume.pt"
 
