@@ -14,6 +14,7 @@ import re
 import time
 
 from recagent.serve.auth import KeyRing, presented_key
+from recagent.serve.metrics import method_label
 from recagent.serve.protocol import error_body, json_bytes
 
 KEY_MISSING = "missing or wrong API key (send `Authorization: Bearer KEY`)"
@@ -152,9 +153,9 @@ class RequestTimer:
             return await self.app(scope, receive, send)
         t0, status = time.perf_counter(), 500
 
-        def route() -> str:  # the matched route's template (ids folded); unmatched paths share one key
+        def route() -> str:  # the matched route's template (ids folded); unmatched paths and odd methods share a key
             matched = scope.get("route")
-            return f"{scope['method']} {getattr(matched, 'path', None) or '(no route)'}"
+            return f"{method_label(scope['method'])} {getattr(matched, 'path', None) or '(no route)'}"
 
         async def timed_send(msg):
             nonlocal status

@@ -1,8 +1,12 @@
-"""Health, metrics and the model list."""
+"""Health, metrics (JSON, or Prometheus text by content negotiation) and the model list."""
 
 from __future__ import annotations
 
+from fastapi import Request, Response
+
 from recagent.serve.deps import ServerDep, api_router
+from recagent.serve.metrics import prefers_exposition
+from recagent.serve.protocol import StrictJSONResponse
 
 router = api_router()
 
@@ -21,11 +25,14 @@ async def health(server: ServerDep) -> dict:
 
 
 @router.get("/metrics")
-async def metrics(server: ServerDep) -> dict:
-    g = server.gate
-    return server.metrics.snapshot(
-        running=g.running, waiting=g.waiting, peak_running=g.peak_running, workers=g.workers, max_queue=g.max_queue
-    )
+async def metrics(server: ServerDep, request: Request) -> Response:
+    """Prometheus text (OpenMetrics if asked for) when the Accept header prefers it, as Prometheus' does; else JSON."""
+    accept = request.headers.get("accept")
+    vary = {"Vary": "Accept"}
+    if prefers_exposition(accept):
+        body, content_type = server.metrics.exposition(accept)
+        return Response(body, media_type=content_type, headers=vary)
+    return StrictJSONResponse(server.metrics.snapshot(), headers=vary)
 
 
 @router.get("/v1/models")

@@ -38,7 +38,7 @@ class Server:
         self.agent = agent
         self._owns_agent = agent is None
         self.keys = KeyRing(config.keys())
-        self.metrics = Metrics()
+        self.metrics = Metrics(live=self.queue_gauges)
         self.gate: TurnGate | None = None
         self.store: SessionStore | None = None
         self.pool: ThreadPoolExecutor | None = None
@@ -62,6 +62,7 @@ class Server:
         self.store = SessionStore(saver.conn, saver.lock)
         self.gate = TurnGate(self.config.workers, self.config.max_queue)
         self.pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="recagent-turn")
+        self.metrics.tool_names = frozenset(s["function"]["name"] for s in self.agent.context.tool_schemas)
 
     def stop(self) -> None:
         """Let running turns finish (they are saved), then close the session database if the agent is ours."""
@@ -76,6 +77,19 @@ class Server:
     def upstream(self) -> bool:
         """Whether the policy is a remote server."""
         return self.config.agent.policy.kind == "openai"
+
+    def queue_gauges(self) -> dict[str, int]:
+        """The admission gate's numbers now, read by both views of /metrics on the event loop; empty before start."""
+        g = self.gate
+        if g is None:
+            return {}
+        return {
+            "running": g.running,
+            "waiting": g.waiting,
+            "peak_running": g.peak_running,
+            "workers": g.workers,
+            "max_queue": g.max_queue,
+        }
 
     def card(self, item_id: str) -> dict[str, Any]:
         """An item as the page shows it: as the tools show it."""

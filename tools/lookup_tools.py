@@ -31,11 +31,28 @@ def normalise_title(title: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", t.lower()).split())
 
 
+# "Postman, The (Postino, Il)", "City of Lost Children, The (Cité des enfants perdus, La)": a title
+# followed by its original-language title, as MovieLens writes many (most of all in ML-1M)
+_ALT_TITLE = re.compile(r"^(?P<main>.*?)\s*\((?P<alt>[^()]*[^()\d\s][^()]*)\)\s*$")
+
+
 @lru_cache(maxsize=8)
 def _title_index(titles: tuple[str, ...]) -> tuple[list[str], dict[str, list[int]]]:
+    """Normalised title -> items; the main and the alternative title of "Main (Alt)" count too.
+
+    Whole titles go in first, so an item whose whole title matches is listed before one that
+    matches only by its main or alternative title.
+    """
     by_norm: dict[str, list[int]] = {}
     for i, t in enumerate(titles):
         by_norm.setdefault(normalise_title(t), []).append(i)
+    for i, t in enumerate(titles):
+        m = _ALT_TITLE.match(t.strip())
+        if not m:
+            continue
+        for key in (normalise_title(m.group("main")), normalise_title(m.group("alt"))):
+            if key and i not in by_norm.setdefault(key, []):
+                by_norm[key].append(i)
     return list(by_norm), by_norm
 
 

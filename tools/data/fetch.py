@@ -2,13 +2,16 @@
 
 Sources for ML-100K, in order: the official GroupLens archive, then the copy of the same
 data that ships inside the ``recbole`` wheel on PyPI (read as files; RecBole itself is never
-imported). Every file is checked against a pinned SHA-256; a finished fetch writes a
-manifest, so fetching again is a no-op unless a file was changed or removed.
+imported). ML-1M comes from the GroupLens archive only. A download is checked against the
+checksum its publisher gives (GroupLens publishes MD5; the wheel's SHA-256 is pinned here); a
+finished fetch writes a manifest with the SHA-256 of every file, so fetching again is a no-op
+unless a file was changed or removed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -26,7 +29,7 @@ from pathlib import Path
 from recagent.errors import DatasetNotFoundError, RecagentError
 from recagent.files import sha256_file
 from recagent.paths import dataset_dir
-from recagent.tools.data.readers import read_atomic, read_movielens_raw
+from recagent.tools.data.readers import read_atomic, read_movielens_1m, read_movielens_raw
 from recagent.tools.data.schema import Dataset
 
 MANIFEST = "manifest.json"
@@ -42,7 +45,7 @@ class Source:
     archive_md5: str | None  # some publishers (GroupLens) only publish MD5
     members: dict[str, str]  # member path inside the archive -> file name in the cache
     member_sha256: dict[str, str] = field(default_factory=dict)  # cache file name -> sha256
-    format: str = "atomic"  # "atomic" | "movielens-raw"
+    format: str = "atomic"  # "atomic" | "movielens-raw" (ML-100K u.* files) | "movielens-1m" (ML-1M *.dat files)
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,23 @@ KNOWN: dict[str, KnownDataset] = {
                 format="atomic",
             ),
         ),
-    )
+    ),
+    "ml-1m": KnownDataset(
+        name="ml-1m",
+        description="MovieLens 1M: 1,000,209 ratings by 6,040 users on 3,706 films (GroupLens, 2003)",
+        sources=(
+            Source(
+                kind="zip-url",
+                location="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+                # GroupLens publishes only an MD5 for the archive; no SHA-256 of it or of its members could be
+                # verified offline, so none is pinned. The manifest records each extracted file's SHA-256.
+                archive_sha256=None,
+                archive_md5="c4d9eecfca2ab87c1945afe126590906",  # published on the GroupLens page
+                members={f"ml-1m/{f}": f for f in ("ratings.dat", "movies.dat", "users.dat")},
+                format="movielens-1m",
+            ),
+        ),
+    ),
 }
 
 
@@ -180,25 +199,33 @@ def fetch(
         log(f"fetching {name} from {source.location} ...")
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=_ensure_parent(target)))
         try:
-            archive = (_download_zip if source.kind == "zip-url" else _download_wheel)(source, timeout)
-            files = _extract(source, archive, staging)
-        except (OSError, RecagentError, subprocess.SubprocessError, zipfile.BadZipFile) as e:
-            shutil.rmtree(staging, ignore_errors=True)
-            errors.append(f"{source.location}: {e}")
-            log(f"  not available ({e}); trying the next source")
-            continue
-        manifest = {
-            "name": name,
-            "source": source.location,
-            "format": source.format,
-            "files": files,
-            "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        # swap the finished folder in at once so an interrupted fetch never leaves half a dataset
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+            try:
+                archive = (_download_zip if source.kind == "zip-url" else _download_wheel)(source, timeout)
+                files = _extract(source, archive, staging)
+            except (
+                OSError,
+                RecagentError,
+                subprocess.SubprocessError,
+                zipfile.BadZipFile,
+                http.client.HTTPException,  # e.g. IncompleteRead when the connection drops mid-download
+            ) as e:
+                errors.append(f"{source.location}: {e}")
+                log(f"  not available ({e}); trying the next source")
+                continue
+            manifest = {
+                "name": name,
+                "source": source.location,
+                "format": source.format,
+                "files": files,
+                "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            # swap the finished folder in at once so an interrupted fetch never leaves half a dataset
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone after the rename; otherwise a partial download
         log(f"{name} ready in {target} (from {source.location})")
         return target
     raise RecagentError(f"could not fetch {name}: " + " | ".join(errors))
@@ -210,7 +237,7 @@ def _ensure_parent(target: Path) -> Path:
 
 
 def load_dataset(name_or_path: str | Path) -> Dataset:
-    """Load a fetched dataset by name, or a folder of atomic / GroupLens files by path."""
+    """Load a fetched dataset by name, or a folder of atomic / GroupLens (ML-100K or ML-1M) files by path."""
     p = Path(name_or_path)
     if str(name_or_path) in KNOWN and not p.exists():
         directory = dataset_dir(str(name_or_path))
@@ -221,6 +248,8 @@ def load_dataset(name_or_path: str | Path) -> Dataset:
             )
         if manifest["format"] == "movielens-raw":
             return read_movielens_raw(directory, name=str(name_or_path))
+        if manifest["format"] == "movielens-1m":
+            return read_movielens_1m(directory, name=str(name_or_path))
         return read_atomic(directory, name=str(name_or_path))
     if not p.is_dir():
         raise DatasetNotFoundError(
@@ -228,7 +257,11 @@ def load_dataset(name_or_path: str | Path) -> Dataset:
         )
     if (p / "u.data").is_file():
         return read_movielens_raw(p, name=p.name)
+    if (p / "ratings.dat").is_file():
+        return read_movielens_1m(p, name=p.name)
     inters = sorted(p.glob("*.inter"))
     if not inters:
-        raise DatasetNotFoundError(f"{p}: no <name>.inter (RecBole atomic) or u.data (GroupLens) file found")
+        raise DatasetNotFoundError(
+            f"{p}: no <name>.inter (RecBole atomic), u.data (GroupLens ML-100K) or ratings.dat (GroupLens ML-1M) file found"
+        )
     return read_atomic(p, name=inters[0].stem)
