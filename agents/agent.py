@@ -4,8 +4,9 @@
     agent = Agent.from_config(AgentConfig())          # offline defaults
     print(agent.chat("a funny film for tonight", session="me").answer)
 
-Sessions are LangGraph threads in a SQLite checkpointer, so a conversation survives a
-restart and sessions never see each other's state.
+Sessions are LangGraph threads in a checkpointer (a SQLite file by default, or PostgreSQL for several
+server processes: ``config.sessions``, see :mod:`recagent.agents.session_db`), so a conversation survives
+a restart and sessions never see each other's state.
 
 The text index behind ``search_items`` (faiss plus the MiniLM query encoder, about 6 s to load)
 is loaded in a background thread when :meth:`Agent.from_config` loads the tools itself (the
@@ -17,7 +18,6 @@ its own ``env`` (tests, evaluation) gets no preload unless it asks with ``preloa
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -30,6 +30,7 @@ from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
 from recagent.agents.config import AgentConfig, AgentContext, make_policy
 from recagent.agents.context import turn_starts
 from recagent.agents.graph import build_graph
+from recagent.agents.session_db import SessionsConfig, open_checkpointer
 from recagent.agents.steps import StepRecord
 from recagent.errors import RecagentError
 from recagent.paths import recagent_home
@@ -101,17 +102,17 @@ class Agent:
     """A conversational / list-wise recommender agent over the recagent tools."""
 
     def __init__(self, context: AgentContext, db_path: Path | None = None, preload_index: bool = False):
+        """``db_path``: keep sessions in this SQLite file, whatever ``context.config.sessions`` says (tests,
+        evaluation runs); without it, where the config says (default ``$RECAGENT_HOME/sessions.sqlite``)."""
         from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-        from langgraph.checkpoint.sqlite import SqliteSaver
 
         self.context = context
         self.db_path = db_path or sessions_db()
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        # one connection, used from the graph's worker threads; SqliteSaver serialises access
-        self._conn = sqlite3.connect(self.db_path, check_same_thread=False)
+        sessions = SessionsConfig() if db_path is not None else context.config.sessions
         # step records are our own dataclass: allow exactly that type when reading checkpoints back
         serde = JsonPlusSerializer(allowed_msgpack_modules=[("recagent.agents.steps", "StepRecord")])
-        self.graph = build_graph(SqliteSaver(self._conn, serde=serde))
+        saver, self._close_db = open_checkpointer(sessions, self.db_path, serde)
+        self.graph = build_graph(saver)
         self._oneshot = build_graph()
         self.index_preload: threading.Thread | None = preload_text_index(context.env) if preload_index else None
 
@@ -146,8 +147,8 @@ class Agent:
             self.index_preload.join()
 
     def close(self) -> None:
-        """Close the session database."""
-        self._conn.close()
+        """Close the session database (its connection, or its PostgreSQL connection pool)."""
+        self._close_db()
 
     # -- conversation ----------------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from recagent.agents.session_db import SessionsConfig
 from recagent.config import JobConfig
 from recagent.errors import ConfigError
 from recagent.tools.env import ToolEnv, ToolEnvConfig
@@ -103,6 +104,7 @@ class AgentConfig(JobConfig):
         "turn always); None = 4000 for a local model (SmolLM2's 8,192-token window also holds the system turn with the "
         "tool list, ~700 tokens, and the reply), no limit for a server",
     )
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig)
 
     def history_budget(self) -> int | None:
         """The conversation budget in tokens (see ``history_tokens``)."""

@@ -15,7 +15,7 @@ set -euo pipefail
 
 SCALE=${SPEEDRUN_SCALE:-full}
 RUN=${RUN:-${RECAGENT_HOME:-$HOME/.cache/recagent}/runs/speedrun-$SCALE}
-mkdir -p "$RUN"
+RUN=$(mkdir -p "$RUN" && cd "$RUN" && pwd)
 T0=$(date +%s)
 
 # One headline number per stage, read from what the stage wrote (never from its log text).
@@ -28,11 +28,15 @@ json() {  # json FILE EXPR: evaluate a Python expression over the JSON document 
 
 # The two scales differ only in sizes; the configs are the CPU recipe in examples/policy_cpu/.
 if [ "$SCALE" = smoke ]; then
+  # a home of its own: toy recommenders must never replace the real ones other runs use
+  export RECAGENT_HOME="$RUN/home"
+  RECS=(-o params.max_epochs=2)
   SYNTH=(-o n=120 -o seed=0)
   SFT=(-o max_steps=4 -o max_samples=100 -o save_steps=2)
   RL=(-o max_steps=1 -o max_samples=100 -o max_tasks=4 -o save_steps=1 -o per_device_train_batch_size=4 -o num_generations=4)
   EVAL=(-o users=3 -o tool_call_tasks=4 -o simulator.users=1 -o bootstrap=100 -o 'protocols=[full,tool_calls]')
 else
+  RECS=()
   SYNTH=(-o n=4000 -o seed=1)
   SFT=()
   RL=()
@@ -49,7 +53,10 @@ stage_end data "$t" "$(json "$RUN/data_info.json" '"%d users, %d items, %d inter
 # 2. The conventional recommenders the tools expose (popularity, ItemKNN, BPR-MF, SASRec), trained on train+valid
 #    and scored on the test split with full ranking. Headline: SASRec's NDCG@10.
 t=$(date +%s)
-recagent recs train --model all --no-progress
+recagent recs train --model pop --no-progress
+recagent recs train --model itemknn --no-progress
+recagent recs train --model bpr --no-progress "${RECS[@]}"
+recagent recs train --model sasrec --no-progress "${RECS[@]}"
 recagent recs eval --model all --json > "$RUN/recs_eval.json"
 stage_end recommenders "$t" "SASRec NDCG@10 $(json "$RUN/recs_eval.json" 'round(d["sasrec"]["NDCG@10"], 4)')"
 

@@ -64,12 +64,17 @@ def shared_prefix_loss(
     attention_mask: torch.Tensor | None = None,
     num_items_in_batch: int | torch.Tensor | None = None,
     per_turn: bool = False,
+    first_token_weight: float = 0.0,
 ) -> tuple[torch.Tensor, int]:
     """Next-token loss over the labelled positions, with the shared prefix run once; returns (loss, prefix length).
 
     ``per_turn``: the mean of each assistant turn's mean token loss, so a ten-token call weighs as much
     as a 200-token answer (else the mean over tokens, ``num_items_in_batch`` of them when given).
+    ``first_token_weight`` (with ``per_turn``): each turn's loss also adds this weight times the loss of its
+    first token, the one that decides between a call and words (within a turn's mean it is one of ~30).
     """
+    if first_token_weight and not per_turn:
+        raise ValueError("first_token_weight weighs a turn's first token: it needs per_turn=True")
     lm = _causal_lm(model)
     decoder, head = lm.model, lm.get_output_embeddings()
     batch, length = input_ids.shape
@@ -102,7 +107,12 @@ def shared_prefix_loss(
         n_turns = int(turn[-1]) + 1 if turn.numel() else 1
         sums = torch.zeros(n_turns, dtype=token_loss.dtype, device=token_loss.device).index_add(0, turn, token_loss)
         counts = torch.bincount(turn, minlength=n_turns).clamp(min=1).to(token_loss.dtype)
-        return (sums / counts).mean(), p
+        turn_loss = sums / counts
+        if first_token_weight:
+            first = torch.ones_like(turn, dtype=torch.bool)
+            first[1:] = turn[1:] != turn[:-1]  # turn ids rise along the flattened labelled positions
+            turn_loss = turn_loss + first_token_weight * token_loss[first]
+        return turn_loss.mean(), p
     loss_sum = torch.nn.functional.cross_entropy(logits, target[keep], reduction="sum")
     n = num_items_in_batch if num_items_in_batch is not None else keep.sum()
     return loss_sum / torch.as_tensor(n, dtype=loss_sum.dtype, device=loss_sum.device).clamp(min=1), p
@@ -119,12 +129,13 @@ class PrefixGroupedSampler(torch.utils.data.Sampler):
     A random batch of four synthesized dialogs rarely shows one tool block four times (tool variants
     and distractors vary it), so the shared prefix would be little more than the chat header. Rows
     are grouped by their first :data:`KEY_TOKENS` tokens; within a group, rows of similar length go
-    together (sorted within seeded chunks of 16 batches: less padding); then all batches are shuffled.
+    together (sorted within seeded chunks of 16 batches: less padding) unless ``sort_by_length`` is false;
+    then all batches are shuffled.
     The order depends on the seed only, so a resumed run skips exactly the batches it has seen.
     """
 
-    def __init__(self, input_ids: list[list[int]], batch_size: int, seed: int):
-        self.batch_size, self.seed = batch_size, seed
+    def __init__(self, input_ids: list[list[int]], batch_size: int, seed: int, sort_by_length: bool = True):
+        self.batch_size, self.seed, self.sort_by_length = batch_size, seed, sort_by_length
         self.keys = block_keys(input_ids)
         self.lengths = [len(ids) for ids in input_ids]
 
@@ -145,7 +156,9 @@ class PrefixGroupedSampler(torch.utils.data.Sampler):
             full = len(rows) - len(rows) % b
             leftovers += rows[full:]  # too few to fill a batch of their own
             for start in range(0, full, b * 16):
-                part = sorted(rows[start : min(start + b * 16, full)], key=self.lengths.__getitem__)
+                part = rows[start : min(start + b * 16, full)]
+                if self.sort_by_length:  # less padding; but rows of one length are often one kind of turn
+                    part = sorted(part, key=self.lengths.__getitem__)
                 batches += [part[j : j + b] for j in range(0, len(part), b)]
         mixed = [leftovers[j : j + b] for j in range(0, len(leftovers), b)]
         last = [mixed.pop()] if mixed and len(mixed[-1]) < b else []
@@ -163,7 +176,12 @@ class SharedPrefixSFTTrainer(SFTTrainer):
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        return PrefixGroupedSampler(dataset["input_ids"], self.args.per_device_train_batch_size, self.args.seed)
+        return PrefixGroupedSampler(
+            dataset["input_ids"],
+            self.args.per_device_train_batch_size,
+            self.args.seed,
+            sort_by_length=getattr(self.args, "length_sorted_batches", True),
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs or not model.training:  # evaluation and metrics: TRL's own path
@@ -178,6 +196,7 @@ class SharedPrefixSFTTrainer(SFTTrainer):
             inputs.get("attention_mask"),
             num_items_in_batch,
             per_turn=per_turn,
+            first_token_weight=getattr(self.args, "first_token_weight", 0.0),
         )
         self._prefix_tokens = getattr(self, "_prefix_tokens", 0) + prefix
         if per_turn and self._trainer_skips_ga_division(num_items_in_batch):

@@ -58,8 +58,8 @@ class Server:
         if self.config.policy_is_serialized() and self.agent.context.policy_lock is None:
             self.agent.context.policy_lock = threading.Lock()
         saver = self.agent.graph.checkpointer
-        saver.setup()  # create the checkpoint tables (and switch to WAL) before any turn runs
-        self.store = SessionStore(saver.conn, saver.lock)
+        saver.setup()  # create the checkpoint tables (SQLite: and switch to WAL) before any turn runs
+        self.store = SessionStore.beside(saver)  # the session table in the same database (SQLite or PostgreSQL)
         self.gate = TurnGate(self.config.workers, self.config.max_queue)
         self.pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="recagent-turn")
         self.metrics.tool_names = frozenset(s["function"]["name"] for s in self.agent.context.tool_schemas)

@@ -7,6 +7,8 @@ goes to a temporary RECAGENT_HOME.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,35 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "ml100k" in " ".join(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for the whole run: $RECAGENT_TEST_POSTGRES_URL, else a throwaway cluster on loopback.
+
+    Without PostgreSQL installed the tests that need it are skipped, saying why; RECAGENT_REQUIRE_POSTGRES=1
+    (set by CI) makes that a failure.
+    """
+    from tests.pg_fixture import INSTALL, postgres_bin, throwaway_postgres
+
+    given = os.environ.get("RECAGENT_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        why = f"PostgreSQL is not installed ({INSTALL}), and RECAGENT_TEST_POSTGRES_URL names no server"
+        if os.environ.get("RECAGENT_REQUIRE_POSTGRES"):
+            pytest.fail(why)
+        pytest.skip(why)
+    with throwaway_postgres(bin_dir) as url:
+        yield url
+
+
+@pytest.fixture()
+def postgres_url(postgres_server) -> Iterator[str]:
+    """The URL of a new, empty database on that server, dropped after the test."""
+    from tests.pg_fixture import fresh_database
+
+    with fresh_database(postgres_server) as url:
+        yield url

@@ -13,13 +13,18 @@ import uvicorn
 
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.policies.scripted import EchoPolicy
+from recagent.agents.session_db import SessionsConfig
 from recagent.serve.app import create_app
 from recagent.serve.config import ServeConfig
 
 
-def echo_agent(env, db_path: Path, **policy_kwargs) -> Agent:
-    """An agent over ``env``'s real tools whose policy quotes what it was shown (see EchoPolicy)."""
-    return Agent.from_config(AgentConfig(), policy=EchoPolicy(**policy_kwargs), env=env, db_path=db_path)
+def echo_agent(env, db_path: Path | None, sessions: SessionsConfig | None = None, **policy_kwargs) -> Agent:
+    """An agent over ``env``'s real tools whose policy quotes what it was shown (see EchoPolicy).
+
+    Sessions go to the SQLite file ``db_path``, or, with ``sessions`` (and no ``db_path``), where that says.
+    """
+    cfg = AgentConfig(sessions=sessions) if sessions else AgentConfig()
+    return Agent.from_config(cfg, policy=EchoPolicy(**policy_kwargs), env=env, db_path=db_path)
 
 
 @contextlib.contextmanager

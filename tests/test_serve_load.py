@@ -1,16 +1,24 @@
 """Many sessions at once over loopback: no answer carries another session's history, no 5xx but the
-documented 503, a local policy's calls never overlap while turns (and their tool calls) do."""
+documented 503, a local policy's calls never overlap while turns (and their tool calls) do; with sessions
+in SQLite and in PostgreSQL (``agent.sessions.backend``)."""
 
 from __future__ import annotations
 
 import httpx
+import pytest
 
+from recagent.agents.session_db import SessionsConfig
 from recagent.serve.loadtest import run_load, summarise
 from tests.serve_harness import echo_agent, serving
 
 
-def test_twenty_concurrent_sessions_stay_isolated(ml100k_env, tmp_path):
-    agent = echo_agent(ml100k_env, tmp_path / "s.sqlite", think_s=0.02)
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_twenty_concurrent_sessions_stay_isolated(backend, ml100k_env, tmp_path, request, monkeypatch):
+    if backend == "postgres":  # a fresh database on the test PostgreSQL server (skipped without one, see conftest)
+        monkeypatch.setenv("RECAGENT_POSTGRES_URL", request.getfixturevalue("postgres_url"))
+        agent = echo_agent(ml100k_env, None, SessionsConfig(backend="postgres"), think_s=0.02)
+    else:
+        agent = echo_agent(ml100k_env, tmp_path / "s.sqlite", think_s=0.02)
     with serving(agent, workers=4, max_queue=4, serialize_policy=True) as url:
         records = run_load(url, sessions=20, turns=3, user_ids=["1", "2", "3", "4", "5"], stream_every=2)
         metrics = httpx.get(f"{url}/metrics").json()

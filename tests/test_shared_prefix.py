@@ -108,6 +108,8 @@ def test_sampler_batches_rows_that_share_their_tool_block():
     assert all(len(c) == 4 for c in cut[:-1])
     assert list(PrefixGroupedSampler(rows, 4, seed=0)) == order, "seeded: a resumed run sees the same order"
     assert list(PrefixGroupedSampler(rows, 4, seed=1)) != order
+    unsorted = list(PrefixGroupedSampler(rows, 4, seed=0, sort_by_length=False))
+    assert sorted(unsorted) == sorted(order) and unsorted != order, "the same rows, not batched by length"
 
 
 def test_per_turn_loss_weighs_every_assistant_turn_equally():
@@ -141,3 +143,24 @@ def test_per_turn_loss_weighs_every_assistant_turn_equally():
     assert all(torch.allclose(got[k], p.grad, atol=1e-5) for k, p in model.named_parameters() if p.requires_grad)
     # and it is not the token mean: the short turn counts as much as the long one
     assert not torch.allclose(loss, shared_prefix_loss(model, ids, labels, mask)[0], atol=1e-4)
+
+
+def test_first_token_weight_adds_each_turns_first_token_loss():
+    """first_token_weight: each turn's loss + weight x its first token's loss (the call-or-words decision)."""
+    model = tiny_lora_llama()
+    ids, mask, labels = batch_with_prefix(prefix=10, lengths=(14, 12))
+    labels[0, 10 + 6 : 10 + 8] = IGNORE  # row 0: two turns, row 1: one turn
+    plain, _ = shared_prefix_loss(model, ids, labels, mask, per_turn=True)
+    weighted, _ = shared_prefix_loss(model, ids, labels, mask, per_turn=True, first_token_weight=2.0)
+    firsts = []
+    for r in range(ids.shape[0]):
+        n = int(mask[r].sum())
+        token_loss = torch.nn.functional.cross_entropy(
+            model(input_ids=ids[r : r + 1, :n]).logits[0, :-1], labels[r, 1:n], ignore_index=IGNORE, reduction="none"
+        )
+        keep = (labels[r, 1:n] != IGNORE).tolist()
+        firsts += [token_loss[t] for t, k in enumerate(keep) if k and (t == 0 or not keep[t - 1])]
+    assert len(firsts) == 3
+    assert torch.allclose(weighted, plain + 2.0 * torch.stack(firsts).mean(), atol=1e-5)
+    with pytest.raises(ValueError, match="per_turn"):
+        shared_prefix_loss(model, ids, labels, mask, first_token_weight=1.0)

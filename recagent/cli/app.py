@@ -24,7 +24,7 @@ err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, w
 
 def _register() -> None:
     # sub-apps import their heavy dependencies inside the commands, so --help stays fast
-    from recagent.cli import chat, config, data, evaluate, quickstart, recs, serve, synth, tools, train
+    from recagent.cli import chat, config, data, evaluate, mcp, quickstart, recs, serve, synth, tools, train
     from recagent.cli.options import config_epilog
 
     app.add_typer(data.app, name="data")
@@ -38,6 +38,7 @@ def _register() -> None:
     app.command("synth", epilog=config_epilog("synth"))(synth.synth)
     app.command("eval", epilog=config_epilog("eval"))(evaluate.evaluate)
     app.command("serve", epilog=config_epilog("serve"))(serve.serve)
+    app.command("mcp", epilog=config_epilog("mcp"))(mcp.mcp)
 
 
 def main(argv: list[str] | None = None) -> int:

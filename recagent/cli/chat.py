@@ -67,9 +67,11 @@ def chat(
 ) -> None:
     """Chat with the recommender agent (offline default model unless --base-url is given)."""
     from recagent.agents import Agent
+    from recagent.agents.session_db import check_sessions
     from recagent.cli.prepare import prepare
 
     cfg = _config(config, override, model, base_url, adapter, max_steps, dataset)
+    check_sessions(cfg.sessions)  # a bad URL or an unreachable database: one line, before any work
     prepare(cfg.tools.dataset, cfg.tools.models, cfg.policy)
     with status.status("loading the agent"):
         agent = Agent.from_config(cfg)

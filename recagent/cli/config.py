@@ -31,6 +31,7 @@ JOBS: dict[str, tuple[str, str]] = {
     "chat": ("recagent.agents.config", "AgentConfig"),
     "recommend": ("recagent.agents.config", "AgentConfig"),
     "serve": ("recagent.serve.config", "ServeConfig"),
+    "mcp": ("recagent.serve.mcp_server", "McpConfig"),
     "synth": ("recagent.synth.config", "SynthConfig"),
     "train sft": ("recagent.rl.sft", "SFTJobConfig"),
     "train rl": ("recagent.rl.train_rl", "RLJobConfig"),

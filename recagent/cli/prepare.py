@@ -1,7 +1,7 @@
 """First use, once for every command: fetch the dataset, train the recommenders it lacks, convert the local model.
 
-``recagent quickstart``, ``chat``, ``recommend`` and ``serve`` call :func:`prepare`; nothing else fetches or
-trains on first use.
+``recagent quickstart``, ``chat``, ``recommend``, ``serve`` and ``mcp`` call :func:`prepare`; nothing else fetches
+or trains on first use.
 """
 
 from __future__ import annotations

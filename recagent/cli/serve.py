@@ -27,6 +27,7 @@ def serve(
     """Serve the agent: POST /v1/chat/completions (OpenAI protocol), sessions, /health, /metrics and a chat page at /."""
     import uvicorn
 
+    from recagent.agents.session_db import check_sessions
     from recagent.cli.prepare import prepare
     from recagent.serve.app import create_app
     from recagent.serve.config import ServeConfig
@@ -36,11 +37,12 @@ def serve(
     extra += [f"port={port}"] if port is not None else []
     extra += agent_overrides(model, base_url, adapter, None, dataset, prefix="agent.")
     cfg = (ServeConfig.from_yaml(config) if config else ServeConfig()).with_overrides(extra + list(override or []))
+    sessions = check_sessions(cfg.agent.sessions)  # a bad URL or an unreachable database: one line, before any work
     prepare(cfg.agent.tools.dataset, cfg.agent.tools.models, cfg.agent.policy)
     auth = f"{len(cfg.keys())} API key(s)" if cfg.keys() else "no API key (loopback only)"
     status.print(
-        f"recagent serve: http://{cfg.host}:{cfg.port}/ ({cfg.agent.tools.dataset}, policy {cfg.agent.policy.kind}, {auth}); "
-        "Ctrl-C stops",
+        f"recagent serve: http://{cfg.host}:{cfg.port}/ ({cfg.agent.tools.dataset}, policy {cfg.agent.policy.kind}, {auth}, "
+        f"sessions in {sessions}); Ctrl-C stops",
         highlight=False,
     )
     # uvicorn_options: header deadline, keep-alive, connection cap and header size from the config (slow clients)
