@@ -51,6 +51,11 @@ class PolicyConfig(JobConfig):
         description="tool choice until a call of the turn has worked; None = 'auto' for servers and trained local "
         "policies, 'required' for the untrained base model (it never calls a tool unprompted)",
     )
+    parallel_tool_calls: bool | None = Field(
+        None,
+        description="local: several calls per reply; None = allowed for trained policies (one request in six of the "
+        "synthesized openers needs two calls), one call for the untrained base (offered more, it repeats its call)",
+    )
     later_tool_choice: Literal["auto", "none"] = Field(
         "auto",
         description="tool choice once a call of the turn has worked; 'none' = answer right after the first result",
@@ -68,6 +73,12 @@ class PolicyConfig(JobConfig):
 
         found = shipped_adapter()
         return str(found) if found else None
+
+    def parallel_calls(self) -> bool:
+        """Whether a local policy may write several calls per reply: ``parallel_tool_calls``, else by who decides."""
+        if self.parallel_tool_calls is not None:
+            return self.parallel_tool_calls
+        return self.kind == "openai" or self.adapter_folder() is not None
 
     def initial_tool_choice(self) -> Literal["auto", "required"]:
         """The tool choice of a turn's first step: ``first_tool_choice``, else by who decides (see its description)."""
@@ -130,6 +141,7 @@ def make_policy(cfg: PolicyConfig):
         temperature=cfg.temperature,
         constrained=cfg.constrained,
         num_threads=cfg.num_threads,
+        parallel_tool_calls=cfg.parallel_calls(),
     )
 
 

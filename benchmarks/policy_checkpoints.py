@@ -5,7 +5,8 @@ never reads them). Every assistant turn of a validation dialog is one task: the 
 tools are checked by BFCL-style AST match (``recagent.evaluation.ast_match``) and the first turn of
 a no-tool dialog must not call. ``first_calls_serving`` is the subset that opens a dialog on the served tools.
 The policy is the local one as served: llama.cpp, grammar-constrained,
-tool choice ``auto`` (it decides whether to call), greedy, with the checkpoint's LoRA adapter.
+tool choice ``auto`` (it decides whether to call), greedy, with the checkpoint's LoRA adapter
+(and, as served for a trained policy, several calls per reply allowed; scores before 2026-12-02 allowed one).
 
     python benchmarks/policy_checkpoints.py --run ~/.cache/recagent/runs/policy/sft --tasks 80
 """
@@ -106,6 +107,8 @@ def main() -> None:
     import yaml
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
 
+    from recagent.agents.config import PolicyConfig
+
     cfg = yaml.safe_load((args.run / "sft_config.yaml").read_text())
     data = args.data or Path(cfg["data_dir"])
     first = int(cfg.get("max_samples") or 0)
@@ -129,7 +132,12 @@ def main() -> None:
         results["note"] = args.note or "latencies are clean only if nothing else ran on the machine"
     scores = results.setdefault("scores", {})
     for name in names:
-        kwargs = {"adapter_path": None if name == "base" else str(args.run / name), "num_threads": args.threads}
+        adapter = None if name == "base" else str(args.run / name)
+        kwargs = {
+            "adapter_path": adapter,
+            "num_threads": args.threads,
+            "parallel_tool_calls": PolicyConfig(adapter=adapter).parallel_calls(),  # as served
+        }
         scores[name] = score(kwargs, tasks)
         print(name, json.dumps(scores[name]), flush=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -67,3 +67,17 @@ def test_the_shipped_adapter_is_the_default_and_decides_the_first_tool_choice(mo
     assert PolicyConfig(model=str(tmp_path)).adapter_folder() is None, "never on another base model"
     assert PolicyConfig(first_tool_choice="required").initial_tool_choice() == "required"
     assert PolicyConfig(kind="openai", model="m").initial_tool_choice() == "auto"
+
+
+def test_a_trained_policy_may_write_several_calls_the_base_one(monkeypatch, tmp_path):
+    from recagent.agents import local_model
+    from recagent.agents.config import PolicyConfig, make_policy
+
+    monkeypatch.setattr(local_model, "shipped_adapter", lambda: None)
+    assert not PolicyConfig().parallel_calls(), "the untrained base repeats its call when offered a second"
+    assert make_policy(PolicyConfig()).parallel_tool_calls is False
+    monkeypatch.setattr(local_model, "shipped_adapter", lambda: tmp_path)
+    assert PolicyConfig().parallel_calls(), "a trained policy writes the two calls a comparison needs"
+    assert make_policy(PolicyConfig()).parallel_tool_calls is True
+    assert not PolicyConfig(parallel_tool_calls=False).parallel_calls(), "the setting wins"
+    assert PolicyConfig(kind="openai", model="m").parallel_calls()
