@@ -85,7 +85,7 @@ t=$(date +%s)
 printf 'policy:\n  kind: local\n  adapter: %s\n' "$RUN/grpo/final" > "$RUN/agent.yaml"
 recagent eval --config examples/eval_small.yaml --agent "$RUN/agent.yaml" --synth-dir "$RUN/synth" \
   --out "$RUN/eval" --no-progress "${EVAL[@]}"
-stage_end eval "$t" "agent NDCG@10 $(json "$RUN/eval/results.json" 'round(d["full"]["agent"]["NDCG@10"], 4)')"
+stage_end eval "$t" "agent NDCG@10 $(json "$RUN/eval/results.json" 'round(d["utility"]["agent"]["full"]["NDCG@10"]["mean"], 4)')"
 
 # 7. One chat turn with the trained policy.
 t=$(date +%s)
