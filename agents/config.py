@@ -53,8 +53,8 @@ class PolicyConfig(JobConfig):
     )
     parallel_tool_calls: bool | None = Field(
         None,
-        description="local: several calls per reply; None = allowed for trained policies (one request in six of the "
-        "synthesized openers needs two calls), one call for the untrained base (offered more, it repeats its call)",
+        description="local: several calls per reply; None = allowed for trained policies (some requests need two "
+        "calls, e.g. a comparison), one call for the untrained base (offered more, it repeats its call)",
     )
     later_tool_choice: Literal["auto", "none"] = Field(
         "auto",
