@@ -7,6 +7,8 @@ a no-tool dialog must not call. ``first_calls_serving`` is the subset that opens
 The policy is the local one as served: llama.cpp, grammar-constrained,
 tool choice ``auto`` (it decides whether to call), greedy, with the checkpoint's LoRA adapter
 (and, as served for a trained policy, several calls per reply allowed; scores before 2026-12-02 allowed one).
+``--training-rows N`` scores the last N rows the run trained on instead (underfit or overfit?); with
+``shared_tool_blocks_only`` only their served-block rows (``*_serving``) were really trained on.
 
     python benchmarks/policy_checkpoints.py --run ~/.cache/recagent/runs/policy/sft --tasks 80
 """
@@ -22,14 +24,15 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0) -> list[dict]:
-    """Call turns and no-tool first turns of ``train.jsonl`` rows from ``first_row`` on, a seeded sample of ``n``."""
+def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0, last_row: int | None = None) -> list[dict]:
+    """Call turns and no-tool first turns of ``train.jsonl`` rows ``first_row`` to ``last_row`` (default: the end),
+    a seeded sample of ``n``."""
     from synth_first_calls import is_serving, serving_tool_names  # this folder: one definition of a serving row
 
     from recagent.synth.export import to_bfcl
     from recagent.synth.sample import Sample
 
-    rows = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()][first_row:]
+    rows = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()][first_row:last_row]
     served = serving_tool_names()
     tasks = []
     for row in rows:
@@ -101,6 +104,13 @@ def main() -> None:
     ap.add_argument("--checkpoints", nargs="*", default=None, help="names to score (default: all, and the base)")
     ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: every core)")
     ap.add_argument("--out", type=Path, default=RESULTS / "policy_checkpoints.json")
+    ap.add_argument(
+        "--training-rows",
+        type=int,
+        default=0,
+        help="score the last N rows the run TRAINED on instead of validation rows: as wrong there as on "
+        "validation rows means the adapter underfits (more updates, a higher learning rate), not that it overfits",
+    )
     ap.add_argument("--note", default=None, help="how these checkpoints were measured (default: keep the file's note)")
     args = ap.parse_args()
 
@@ -114,7 +124,10 @@ def main() -> None:
     first = int(cfg.get("max_samples") or 0)
     if not first:
         raise SystemExit("the run trained on every row (max_samples unset): there are no validation dialogs")
-    tasks = validation_tasks(data, first, args.tasks)
+    if args.training_rows:
+        tasks = validation_tasks(data, max(0, first - args.training_rows), args.tasks, last_row=first)
+    else:
+        tasks = validation_tasks(data, first, args.tasks)
     names = args.checkpoints or ["base"] + sorted(
         (p.name for p in args.run.glob("checkpoint-*")), key=lambda s: int(s.split("-")[1])
     )
@@ -125,6 +138,9 @@ def main() -> None:
             "machine": machine_info(),
             "run": str(args.run),
             "validation_rows_from": first,
+            "scored_rows": f"training rows {max(0, first - args.training_rows)}-{first - 1}"
+            if args.training_rows
+            else f"validation rows {first}-",
             "tasks": len(tasks),
         }
     )
