@@ -74,19 +74,21 @@ class PolicyConfig(JobConfig):
         found = shipped_adapter()
         return str(found) if found else None
 
+    def decides_itself(self) -> bool:
+        """True for a server or a trained local policy; False for the untrained base (it must be steered)."""
+        return self.kind == "openai" or self.adapter_folder() is not None
+
     def parallel_calls(self) -> bool:
         """Whether a local policy may write several calls per reply: ``parallel_tool_calls``, else by who decides."""
         if self.parallel_tool_calls is not None:
             return self.parallel_tool_calls
-        return self.kind == "openai" or self.adapter_folder() is not None
+        return self.decides_itself()
 
     def initial_tool_choice(self) -> Literal["auto", "required"]:
         """The tool choice of a turn's first step: ``first_tool_choice``, else by who decides (see its description)."""
         if self.first_tool_choice is not None:
             return self.first_tool_choice
-        if self.kind == "openai":
-            return "auto"
-        return "auto" if self.adapter_folder() else "required"
+        return "auto" if self.decides_itself() else "required"
 
     @model_validator(mode="after")
     def _needs_model(self) -> PolicyConfig:

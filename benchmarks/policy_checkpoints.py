@@ -124,10 +124,8 @@ def main() -> None:
     first = int(cfg.get("max_samples") or 0)
     if not first:
         raise SystemExit("the run trained on every row (max_samples unset): there are no validation dialogs")
-    if args.training_rows:
-        tasks = validation_tasks(data, max(0, first - args.training_rows), args.tasks, last_row=first)
-    else:
-        tasks = validation_tasks(data, first, args.tasks)
+    start, end = (max(0, first - args.training_rows), first) if args.training_rows else (first, None)
+    tasks = validation_tasks(data, start, args.tasks, last_row=end)
     names = args.checkpoints or ["base"] + sorted(
         (p.name for p in args.run.glob("checkpoint-*")), key=lambda s: int(s.split("-")[1])
     )
@@ -138,9 +136,7 @@ def main() -> None:
             "machine": machine_info(),
             "run": str(args.run),
             "validation_rows_from": first,
-            "scored_rows": f"training rows {max(0, first - args.training_rows)}-{first - 1}"
-            if args.training_rows
-            else f"validation rows {first}-",
+            "scored_rows": f"training rows {start}-{end - 1}" if end else f"validation rows {first}-",
             "tasks": len(tasks),
         }
     )
