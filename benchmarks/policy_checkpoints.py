@@ -65,7 +65,8 @@ def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0, last
 
 
 def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
-    """AST match on call turns, no-call rate on no-tool turns, tool-name match, latency."""
+    """AST match on call turns, no-call rate on no-tool turns, tool-name match, latency, and the most common
+    wrong tool choices of served first turns (gold -> said)."""
     from langchain_core.messages import convert_to_messages
 
     from recagent.agents.policies.local import LocalChatModel
@@ -74,6 +75,7 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
     model = LocalChatModel(**policy_kwargs)
     tally: dict[str, list[int]] = {}
     names, seconds = [], []
+    confusions: dict[str, int] = {}
     for t in tasks:
         bound = model.bind_tools(t["tools"], tool_choice="auto")
         t0 = time.perf_counter()
@@ -87,12 +89,19 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
             groups.append("first_calls_serving")  # what the decision-only stages train and a new chat opens with
         for g in groups:
             tally.setdefault(g, []).append(int(ok))
+        said = "+".join(sorted(c.name or "?" for c in calls)) or "<words>"
         if not t["no_tool"]:
-            gold = sorted(next(iter(g)) for g in t["entry"]["ground_truth"])
-            names.append(int(sorted(c.name or "" for c in calls) == gold))
+            gold = "+".join(sorted(next(iter(g)) for g in t["entry"]["ground_truth"]))
+            names.append(int(said == gold))
+        else:
+            gold = "<words>"
+        if t.get("first") and t["serving"] or t["no_tool"]:
+            if said != gold:  # which decisions go wrong, and into what
+                confusions[f"{gold} -> {said}"] = confusions.get(f"{gold} -> {said}", 0) + 1
     out = {g: {"n": len(v), "accuracy": round(sum(v) / len(v), 3)} for g, v in sorted(tally.items())}
     out["tool_names"] = {"n": len(names), "accuracy": round(sum(names) / max(1, len(names)), 3)}
     out["latency_s_mean"] = round(sum(seconds) / max(1, len(seconds)), 2)
+    out["first_call_confusions"] = dict(sorted(confusions.items(), key=lambda kv: -kv[1])[:12])
     return out
 
 

@@ -1145,27 +1145,29 @@ def _attr_request(
     count: str,
     joiner: str = " or ",
     np_suffix: str = "",
-    alt_sentence: str = "",
     after: str = "",
 ) -> str:
-    """A request for wanted attributes: an indirect wish (one genre) or a frame around an attribute noun phrase.
+    """A request that names the wanted attributes: a frame around an attribute noun phrase.
 
-    ``np_suffix`` ends the noun phrase (' that I haven't seen'); an indirect wish has no noun phrase
-    to end, so ``alt_sentence`` says the same there; ``after`` closes either.
+    ``np_suffix`` ends the noun phrase (' that I haven't seen'); ``after`` closes the request. Named genres and
+    years are filter_items' job; a wish that only implies a genre ('I need a good laugh') is search_items' (s_search),
+    so that one request text never has two gold tools.
     """
-    if len(genres) == 1 and c.rng.random() < 0.3:
-        text = c.indirect_request(genres[0], lo, hi, count, alt_sentence)
-        if text is not None:
-            return text + after
     np = c.attr_np(genres, joiner, lo, hi, count, np_suffix)
     return c.dress(ph.want(np, c.rng, c.domain)) + after
 
 
 def s_search(c: PlanContext) -> None:
-    genres = c.target_genres(c.rng.choice([1, 2]))
+    """A wish that implies a genre ('I need a good laugh, something from the 90s?'): search_items in catalog words."""
+    genres = [g for g in c.target_genres(2) if ph.INDIRECT.get(g)][:1]
+    if not genres:
+        raise GenerationFailed("no indirect wish for the target's genres")
     lo, hi = c.target_era() if c.rng.random() < 0.6 else (None, None)
     k, kw = c.stated_k()
-    c.user(_attr_request(c, genres, lo, hi, kw), keep=[kw])
+    text = c.indirect_request(genres[0], lo, hi, kw)
+    if text is None:
+        raise GenerationFailed("no indirect wish for the target's genres")
+    c.user(text, keep=[kw])
     res = c.b.call(("search_items", {"query": _query(c, genres, lo, hi), "k": k}))
     c.answer(c.pick(res, k or 5))
 
@@ -1189,7 +1191,6 @@ def s_filter(c: PlanContext) -> None:
         kw,
         " and " if match == "all" else " or ",
         np_suffix=c.pick_frame(UNSEEN) if unseen else "",
-        alt_sentence=c.pick_frame(UNSEEN_SENTENCE) if unseen else "",
     )
     c.user(c.with_uid(text, force=True) if unseen else text, keep=[kw])
     args = {
@@ -1396,11 +1397,11 @@ def p_items2(c: PlanContext) -> None:
 
 
 def p_search_filter(c: PlanContext) -> None:
-    s_genres = c.target_genres(c.rng.choice([1, 2]))
     s_lo, s_hi = c.target_era() if c.rng.random() < 0.6 else (None, None)
     genres = c.target_genres(1)
     lo, hi = c.target_era()
-    first = ph.want(c.attr_np(s_genres, " or ", s_lo, s_hi), c.rng, c.domain)
+    # The first half is a mood or plot (search_items); named genres and years are the second half's filter.
+    first, s_query = _theme_request(c, "", s_lo, s_hi)
     gw, era = ph.genre_word(genres[0], c.rng), ph.era_phrase(lo, hi, c.rng)
     second = (
         c.fmt(
@@ -1421,7 +1422,7 @@ def p_search_filter(c: PlanContext) -> None:
     )
     c.user(first + second)
     res = c.b.call(
-        ("search_items", {"query": _query(c, s_genres, s_lo, s_hi)}),
+        ("search_items", {"query": s_query}),
         ("filter_items", {"genres": genres, "year_min": lo, "year_max": hi}),
     )
     first_items, second_items = c.pick([res[0]], 3), c.pick([res[1]], 3)
@@ -1531,7 +1532,8 @@ def c_search_prefer(c: PlanContext) -> None:
     genres = c.target_genres(c.rng.choice([1, 2]))
     lo, hi = c.target_era() if c.rng.random() < 0.6 else (None, None)
     k, kw = c.stated_k(0.3)
-    personal = c.rng.choice(["", "", " that I'd like", " for my taste", " ranked for me", " that suit me"])
+    # Always said: without it the request is s_filter's, which opens with filter_items and ranks nothing.
+    personal = c.rng.choice([" that I'd like", " for my taste", " ranked for me", " that suit me"])
     avoid: list[str] = []
     soft = ""
     if c.rng.random() < 0.3:
@@ -1541,7 +1543,8 @@ def c_search_prefer(c: PlanContext) -> None:
     text = _attr_request(c, genres, lo, hi, kw, np_suffix=personal, after=soft)
     c.user(c.with_uid(text), keep=[kw])
     name = c.set_name()
-    c.b.call(("search_items", {"query": _query(c, genres, lo, hi), "k": POOL_K, "save_as": name}))
+    pool = {"genres": genres, "year_min": lo, "year_max": hi, "k": POOL_K, "save_as": name}
+    c.b.call(("filter_items", pool))  # named genres and years: a filter, as in s_filter
     res = c.b.call(
         (
             "rank_by_preference",
@@ -1695,7 +1698,7 @@ def c_refine_rank(c: PlanContext) -> None:
     else:
         lo, hi = c.target_era() if c.rng.random() < 0.5 else (None, None)
         c.user(_attr_request(c, [g], lo, hi, kw1), keep=[kw1])
-        first = c.b.call(("search_items", {"query": _query(c, [g], lo, hi), "k": k1 if kw1 else None}))
+        first = c.b.call(("filter_items", {"genres": [g], "year_min": lo, "year_max": hi, "k": k1 if kw1 else None}))
     shown = c.pick(first, k1 if kw1 else c.rng.choice([6, 8]))
     if len(shown) < 4:
         raise GenerationFailed("too few items to narrow down")
@@ -2098,12 +2101,12 @@ PLANS: dict[str, list[tuple[str, tuple[str, ...], Plan]]] = {
         ("similar", ("get_item", "similar_items"), c_similar),
         ("similar_rank", ("get_item", "similar_items", "rank_items"), c_similar_rank),
         ("retrieve_filter", ("retrieve_for_user", "filter_items"), c_retrieve_filter),
-        ("search_prefer", ("search_items", "rank_by_preference"), c_search_prefer),
+        ("search_prefer", ("filter_items", "rank_by_preference"), c_search_prefer),
         ("history_similar", ("get_user_history", "similar_items"), c_history_similar),
         ("deep", ("get_item", "similar_items", "filter_items", "rank_items"), c_deep),
         ("refine", ("retrieve_for_user", "filter_items"), c_refine),
         ("refine_like", ("retrieve_for_user", "popular_items", "similar_items"), c_refine_like),
-        ("refine_rank", ("popular_items", "search_items", "rank_items"), c_refine_rank),
+        ("refine_rank", ("popular_items", "filter_items", "rank_items"), c_refine_rank),
     ],
     "clarify": [
         ("ask_user", ("retrieve_for_user",), cl_user),

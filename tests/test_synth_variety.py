@@ -355,3 +355,31 @@ def test_follow_up_dialogs_pass_verification_and_act_on_the_first_result(ml100k_
             else:  # refine_rank: the shown ids ranked for the user, as many as asked
                 assert second.core == "rank_items" and args["item_ids"] == shown
                 assert args["user_id"] == s.user_id and stated_counts(users[1], s.user_id) == {args["k"]}
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def test_a_wish_that_implies_a_genre_searches_and_named_genres_filter(ml100k_env):
+    """One request text, one gold tool: an implied genre ('I need a good laugh') opens with search_items; named
+    genres and years (with or without 'for my taste' or a later narrowing) open with filter_items, never search."""
+    from recagent.synth.verify import trace_calls
+
+    plans = ["search", "filter", "search_prefer", "refine_rank"]
+    _, found = collect(ml100k_env, {"single": 1, "chain": 1}, plans, 12)
+    wishes = [_words(w) for ws in ph.INDIRECT.values() for w in ws]
+    has_wish = {}
+    for plan in plans:
+        for s in found[plan]:
+            opener = _words(next(m["content"] for m in s.messages if m["role"] == "user"))
+            traces = trace_calls(s)
+            first_tools = [t.core for t in traces if t.message == traces[0].message]  # core names, not variants
+            has_wish.setdefault(plan, []).append(any(w in opener for w in wishes))
+            if plan == "search":
+                assert first_tools == ["search_items"], (opener, first_tools)
+            else:
+                assert "search_items" not in first_tools, (plan, opener, first_tools)
+    # typos may break a wish's words, so most (not all) search openers show one; no other opener ever does
+    assert sum(has_wish["search"]) >= 0.75 * len(has_wish["search"]), has_wish["search"]
+    assert not any(any(v) for p, v in has_wish.items() if p != "search"), has_wish
