@@ -66,7 +66,7 @@ def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0, last
 
 def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
     """AST match on call turns, no-call rate on no-tool turns, tool-name match, latency, and the most common
-    wrong tool choices of served first turns (gold -> said)."""
+    wrong tool choices of served first turns (gold -> said), and the first 20 wrong first turns in full."""
     from langchain_core.messages import convert_to_messages
 
     from recagent.agents.policies.local import LocalChatModel
@@ -76,6 +76,7 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
     tally: dict[str, list[int]] = {}
     names, seconds = [], []
     confusions: dict[str, int] = {}
+    mistakes: list[dict] = []
     for t in tasks:
         bound = model.bind_tools(t["tools"], tool_choice="auto")
         t0 = time.perf_counter()
@@ -98,10 +99,19 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
         if t.get("first") and t["serving"] or t["no_tool"]:
             if said != gold:  # which decisions go wrong, and into what
                 confusions[f"{gold} -> {said}"] = confusions.get(f"{gold} -> {said}", 0) + 1
+            if not ok and len(mistakes) < 20:  # the request itself: a wrong label reads differently from a weak model
+                mistakes.append(
+                    {
+                        "request": str(t["entry"]["question"][-1].get("content", ""))[:200],
+                        "gold": t["entry"]["ground_truth"],
+                        "said": [{"name": c.name, "args": c.arguments} for c in calls] or ai.content[:120],
+                    }
+                )
     out = {g: {"n": len(v), "accuracy": round(sum(v) / len(v), 3)} for g, v in sorted(tally.items())}
     out["tool_names"] = {"n": len(names), "accuracy": round(sum(names) / max(1, len(names)), 3)}
     out["latency_s_mean"] = round(sum(seconds) / max(1, len(seconds)), 2)
     out["first_call_confusions"] = dict(sorted(confusions.items(), key=lambda kv: -kv[1])[:12])
+    out["first_call_mistakes"] = mistakes
     return out
 
 
