@@ -357,13 +357,10 @@ def test_follow_up_dialogs_pass_verification_and_act_on_the_first_result(ml100k_
                 assert args["user_id"] == s.user_id and stated_counts(users[1], s.user_id) == {args["k"]}
 
 
-def _words(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
-
-
 def test_a_wish_that_implies_a_genre_searches_and_named_genres_filter(ml100k_env):
     """One request text, one gold tool: an implied genre ('I need a good laugh') opens with search_items; named
     genres and years (with or without 'for my taste' or a later narrowing) open with filter_items, never search."""
+    from recagent.heldout_requests import normalise_text as _words
     from recagent.synth.verify import trace_calls
 
     plans = ["search", "filter", "search_prefer", "refine_rank"]
