@@ -55,6 +55,19 @@ def eval_config(name: str, adapter: str | None, a: argparse.Namespace):
     )
 
 
+def _agent_cost(system: dict[str, Any]) -> dict[str, Any]:
+    """An agent's misses and its policy steps and tool calls per request (a policy that never stops answering
+    runs every request to max_steps); nothing for a baseline."""
+    cost = system.get("cost")  # results.json flattens an agent's own block into its system
+    if not cost:
+        return {}
+    return {
+        "first_step_misses": system.get("first_step_misses"),
+        "policy_steps": cost.get("llm_calls"),
+        "tool_calls": cost.get("n_calls"),
+    }
+
+
 def summarize(res: dict[str, Any]) -> dict[str, Any]:
     """The numbers the report compares, from one eval run's results.json."""
     out: dict[str, Any] = {}
@@ -80,9 +93,9 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
                     "unsupported_shipped",
                     "latency_s",
                     "errors",
-                    "first_step_misses",
                 )
             }
+            | _agent_cost(b)
             for s, b in chat["systems"].items()
         }
     full_agent = (res.get("utility", {}).get("agent") or {}).get("full")
@@ -155,8 +168,9 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         lines += [
             "## (b) Hand-written requests",
             "",
-            "| policy | first call | no-tool | constraint satisfaction (slots) | unsupported shipped | p50 latency s |",
-            "|---|---|---|---|---|---|",
+            "| policy | first call | no-tool | constraint satisfaction (slots) | unsupported shipped | p50 latency s "
+            "| policy steps / request |",
+            "|---|---|---|---|---|---|---|",
         ]
         baseline = None
         for n in names:
@@ -167,12 +181,12 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             shipped = (a.get("unsupported_shipped") or {}).get("share")
             lines.append(
                 f"| {n} | {_ci(a.get('first_call'))} | {_ci(a.get('no_tool'))} | {_ci(a.get('constraint_satisfaction'))} "
-                f"| {_ci(shipped)} | {_ci((a.get('latency_s') or {}).get('p50'), 2)} |"
+                f"| {_ci(shipped)} | {_ci((a.get('latency_s') or {}).get('p50'), 2)} | {a.get('policy_steps', '-')} |"
             )
             baseline = baseline or next(({"name": s, **b} for s, b in c.items() if s != "agent"), None)
         if baseline:
             lines.append(
-                f"| {baseline['name']} alone | - | - | {_ci(baseline.get('constraint_satisfaction'))} | - | - |"
+                f"| {baseline['name']} alone | - | - | {_ci(baseline.get('constraint_satisfaction'))} | - | - | - |"
             )
         lines.append("")
     if any("listwise" in s for s in summary.values()):

@@ -4,6 +4,9 @@ Validation dialogs are the rows of the run's ``train.jsonl`` after its ``max_sam
 never reads them). Every assistant turn of a validation dialog is one task: the turns that call
 tools are checked by BFCL-style AST match (``recagent.evaluation.ast_match``) and the first turn of
 a no-tool dialog must not call. ``first_calls_serving`` is the subset that opens a dialog on the served tools.
+``--answer-tasks N`` adds N turns (a separate seeded sample, so the call tasks stay the same) that answer
+in words right after a tool result: ``answers_after_results`` is the share that does not call again (a
+policy that keeps calling runs every chat turn to the step limit).
 The policy is the local one as served: llama.cpp, grammar-constrained,
 tool choice ``auto`` (it decides whether to call), greedy, with the checkpoint's LoRA adapter
 (and, as served for a trained policy, several calls per reply allowed; scores before 2026-12-02 allowed one).
@@ -64,6 +67,31 @@ def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0, last
     return tasks[:n]
 
 
+def answer_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0, last_row: int | None = None) -> list[dict]:
+    """Assistant turns in words that directly follow a tool result (rows ``first_row`` to ``last_row``), a seeded
+    sample of ``n``: the policy should answer, not call again."""
+    from synth_first_calls import is_serving, serving_tool_names
+
+    rows = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()][first_row:last_row]
+    served = serving_tool_names()
+    tasks = []
+    for k, row in enumerate(rows):
+        msgs = row["messages"]
+        for j, m in enumerate(msgs):
+            if m["role"] == "assistant" and not m.get("tool_calls") and j and msgs[j - 1]["role"] == "tool":
+                entry = {
+                    "id": f"answer_{first_row + k}_{j}",
+                    "question": msgs[:j],
+                    "ground_truth": [],
+                    "function": [t["function"] for t in row["tools"]],
+                }
+                tasks.append(
+                    {"entry": entry, "tools": row["tools"], "serving": is_serving(row, served), "answer": True}
+                )
+    random.Random(seed).shuffle(tasks)
+    return tasks[:n]
+
+
 def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
     """AST match on call turns, no-call rate on no-tool turns, tool-name match, latency, and the most common
     wrong tool choices of served first turns (gold -> said), and the first 20 wrong first turns in full."""
@@ -77,6 +105,7 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
     names, seconds = [], []
     confusions: dict[str, int] = {}
     mistakes: list[dict] = []
+    answer_mistakes: list[list[dict]] = []  # the calls made where a tool result should have been answered
     for t in tasks:
         bound = model.bind_tools(t["tools"], tool_choice="auto")
         t0 = time.perf_counter()
@@ -85,6 +114,11 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
         calls = [PredictedCall(c["name"], c.get("args")) for c in ai.tool_calls]
         calls += [PredictedCall(c.get("name"), None) for c in ai.invalid_tool_calls]
         ok = check_turn(calls, t["entry"]).valid
+        if t.get("answer"):
+            tally.setdefault("answers_after_results", []).append(int(not calls))
+            if calls and len(answer_mistakes) < 10:
+                answer_mistakes.append([{"name": c.name, "args": c.arguments} for c in calls])
+            continue
         groups = ["no_tool"] if t["no_tool"] else ["calls", "calls_serving" if t["serving"] else "calls_variants"]
         if t.get("first") and t["serving"]:
             groups.append("first_calls_serving")  # what the decision-only stages train and a new chat opens with
@@ -112,6 +146,8 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
     out["latency_s_mean"] = round(sum(seconds) / max(1, len(seconds)), 2)
     out["first_call_confusions"] = dict(sorted(confusions.items(), key=lambda kv: -kv[1])[:12])
     out["first_call_mistakes"] = mistakes
+    if answer_mistakes:
+        out["calls_instead_of_answers"] = answer_mistakes
     return out
 
 
@@ -120,6 +156,7 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True, help="SFT output folder (checkpoint-* inside)")
     ap.add_argument("--data", type=Path, default=None, help="synthesis run (default: the run's data_dir)")
     ap.add_argument("--tasks", type=int, default=80)
+    ap.add_argument("--answer-tasks", type=int, default=40, help="turns that answer a tool result (0: none)")
     ap.add_argument("--checkpoints", nargs="*", default=None, help="names to score (default: all, and the base)")
     ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: every core)")
     ap.add_argument("--out", type=Path, default=RESULTS / "policy_checkpoints.json")
@@ -145,6 +182,7 @@ def main() -> None:
         raise SystemExit("the run trained on every row (max_samples unset): there are no validation dialogs")
     start, end = (max(0, first - args.training_rows), first) if args.training_rows else (first, None)
     tasks = validation_tasks(data, start, args.tasks, last_row=end)
+    answers = answer_tasks(data, start, args.answer_tasks, last_row=end)
     names = args.checkpoints or ["base"] + sorted(
         (p.name for p in args.run.glob("checkpoint-*")), key=lambda s: int(s.split("-")[1])
     )
@@ -157,6 +195,7 @@ def main() -> None:
             "validation_rows_from": first,
             "scored_rows": f"training rows {start}-{end - 1}" if end else f"validation rows {first}-",
             "tasks": len(tasks),
+            "answer_tasks": len(answers),
         }
     )
     if args.note or "note" not in results:  # one note for the file: scores of earlier calls keep theirs
@@ -169,7 +208,7 @@ def main() -> None:
             "num_threads": args.threads,
             "parallel_tool_calls": PolicyConfig(adapter=adapter).parallel_calls(),  # as served
         }
-        scores[name] = score(kwargs, tasks)
+        scores[name] = score(kwargs, tasks + answers)
         print(name, json.dumps(scores[name]), flush=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 

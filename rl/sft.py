@@ -139,12 +139,29 @@ class SFTJobConfig(SFTConfig):
             "one; 0 = first decisions only, the cheapest samples: ~60 tokens each after the tool block)."
         },
     )
+    later_decisions: float = field(
+        default=0.0,
+        metadata={
+            "help": "With decision_samples: the seeded share of dialogs with two or more assistant turns also "
+            "added cut after a random later turn (>= 2): after a tool result the policy learns to answer, "
+            "or to call again, and when to stop. First decisions alone taught a policy that kept calling "
+            "to the step limit. Such a sample carries a tool result: ~5x a first decision's tokens."
+        },
+    )
     shared_tool_blocks_only: bool = field(
         default=False,
         metadata={
             "help": "With shared_prefix: drop the rows whose tool block fewer than per_device_train_batch_size "
             "rows share (e.g. tool-variant dialogs). Such a row runs its ~700-token tool block alone, "
             "~10x the cost of a decision sample in a shared batch; the drop is counted in the log."
+        },
+    )
+    unshared_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "With shared_tool_blocks_only: keep this seeded share of the rows it would drop, batched "
+            "among themselves. Those rows are the tool-variant dialogs; without any, the policy never reads "
+            "an unfamiliar tool block in training. A batch of them costs ~7x a shared batch."
         },
     )
     loss_per: Literal["token", "turn"] = field(
@@ -161,6 +178,14 @@ class SFTJobConfig(SFTConfig):
             "help": "With shared_prefix: batch rows of similar length (less padding). Short decision samples of "
             "one length are often one kind of turn (greetings, clarifications), so such batches pull the "
             "call-or-words decision one way at a time; false batches rows at random within their tool block."
+        },
+    )
+    length_band: int = field(
+        default=0,
+        metadata={
+            "help": "With length_sorted_batches=false: batch rows at random within bands of this many tokens "
+            "(0: no bands). A batch pads every row to its longest, so one long row among short "
+            "decisions costs a batch of long rows; 256 keeps decisions together and later turns apart."
         },
     )
     first_token_weight: float = field(
@@ -224,10 +249,25 @@ class SFTJobConfig(SFTConfig):
             raise ConfigError("loss_per=turn is computed by the shared-prefix loss: set shared_prefix=true as well")
         if not 0 <= self.whole_dialogs <= 1:
             raise ConfigError(f"whole_dialogs is a share of the dialogs: between 0 and 1, got {self.whole_dialogs}")
+        if not 0 <= self.later_decisions <= 1:
+            raise ConfigError(f"later_decisions is a share of the dialogs: between 0 and 1, got {self.later_decisions}")
+        if self.later_decisions and not self.decision_samples:
+            raise ConfigError("later_decisions adds decision samples: set decision_samples=true as well")
+        if self.length_band < 0:
+            raise ConfigError(f"length_band is a width in tokens: 0 (no bands) or more, got {self.length_band}")
         if self.whole_dialogs < 1 and not self.decision_samples:
             raise ConfigError(
                 "whole_dialogs < 1 leaves dialogs out unless decision_samples=true adds their decisions: "
                 "set decision_samples=true, or whole_dialogs=1"
+            )
+        if not 0 <= self.unshared_share <= 1:
+            raise ConfigError(
+                f"unshared_share is a share of the dropped rows: between 0 and 1, got {self.unshared_share}"
+            )
+        if self.unshared_share and not self.shared_tool_blocks_only:
+            raise ConfigError(
+                "unshared_share keeps part of what shared_tool_blocks_only drops: set shared_tool_blocks_only=true "
+                "(without it every row is kept)"
             )
         if self.shared_tool_blocks_only and not self.shared_prefix:
             raise ConfigError(
@@ -396,31 +436,53 @@ def first_decision(row: dict[str, Any]) -> dict[str, Any]:
     return {"messages": messages[: first + 1], "tools": row["tools"]}
 
 
-def _with_decision_samples(ds: Any, whole_share: float = 1.0, seed: int = 0) -> Any:
-    """Every dialog's first decision, plus a seeded ``whole_share`` of the dialogs whole."""
+def cut_after_turn(row: dict[str, Any], turn: int) -> dict[str, Any]:
+    """The dialog cut after its ``turn``-th assistant turn (1-based; the whole dialog if it has fewer)."""
+    messages = row["messages"]
+    ends = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    end = ends[min(turn, len(ends)) - 1] + 1 if ends else len(messages)
+    return {"messages": messages[:end], "tools": row["tools"]}
+
+
+def _with_decision_samples(ds: Any, whole_share: float = 1.0, seed: int = 0, later_share: float = 0.0) -> Any:
+    """Every dialog's first decision, a seeded ``whole_share`` of the dialogs whole, and a seeded ``later_share``
+    of the dialogs with 2+ assistant turns cut after a random later turn."""
     import datasets
 
+    rng = random.Random(seed)
     n_whole = round(whole_share * len(ds))
-    whole = ds.select(sorted(random.Random(seed).sample(range(len(ds)), n_whole)))
-    return datasets.concatenate_datasets([whole, ds.map(first_decision)])
+    parts = [ds.select(sorted(rng.sample(range(len(ds)), n_whole))), ds.map(first_decision)]
+    if later_share:
+        turns = [sum(m["role"] == "assistant" for m in messages) for messages in ds["messages"]]
+        several = [i for i, n in enumerate(turns) if n >= 2]
+        chosen = sorted(rng.sample(several, round(later_share * len(several))))
+        cut = {i: rng.randint(2, turns[i]) for i in chosen}
+        later = ds.select(chosen).map(lambda row, j: cut_after_turn(row, cut[chosen[j]]), with_indices=True)
+        parts.append(later)
+    return datasets.concatenate_datasets(parts)
 
 
-def _drop_unshared_blocks(ds: Any, batch_size: int) -> tuple[Any, int]:
-    """Rows whose tool block (their first tokens) at least ``batch_size`` rows share; and how many were dropped."""
+def _drop_unshared_blocks(ds: Any, batch_size: int, keep_share: float = 0.0, seed: int = 0) -> tuple[Any, int]:
+    """Rows whose tool block (their first tokens) at least ``batch_size`` rows share, plus a seeded
+    ``keep_share`` of the others; and how many were dropped."""
     from recagent.rl.shared_prefix import block_keys
 
     keys = block_keys(ds["input_ids"])
     counts = collections.Counter(keys)
     keep = [i for i, k in enumerate(keys) if counts[k] >= batch_size]
-    dropped = len(keys) - len(keep)
-    if dropped:
+    unshared = [i for i, k in enumerate(keys) if counts[k] < batch_size]
+    kept_unshared = sorted(random.Random(seed).sample(unshared, round(keep_share * len(unshared))))
+    dropped = len(unshared) - len(kept_unshared)
+    if unshared:
         logger.info(
-            "dropped %d of %d rows whose tool block fewer than %d rows share (shared_tool_blocks_only)",
+            "dropped %d of %d rows whose tool block fewer than %d rows share (shared_tool_blocks_only); kept %d "
+            "of them (unshared_share)",
             dropped,
             len(keys),
             batch_size,
+            len(kept_unshared),
         )
-    return (ds.select(keep) if dropped else ds), dropped
+    return (ds.select(sorted(keep + kept_unshared)) if dropped else ds), dropped
 
 
 def _drop_too_long(ds: Any, max_length: int | None, name: str) -> tuple[Any, dict[str, int]]:
@@ -655,7 +717,7 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
             logger.warning("max_length=%d exceeds the model's context (%d positions)", cfg.max_length, context)
         train_ds = _load_json_dataset(data / "train.jsonl", cfg.max_samples)
         if cfg.decision_samples:
-            train_ds = _with_decision_samples(train_ds, cfg.whole_dialogs, cfg.seed)
+            train_ds = _with_decision_samples(train_ds, cfg.whole_dialogs, cfg.seed, cfg.later_decisions)
         eval_ds = _load_json_dataset(data / "test.jsonl", None) if cfg.eval_strategy != "no" else None
         total = sum(
             p.numel() for n, p in model.named_parameters() if "lora_" not in n
@@ -686,7 +748,7 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
             raise SFTDataError(f"every training dialog is longer than max_length={max_length} tokens; raise max_length")
         if cfg.shared_tool_blocks_only:
             trainer.train_dataset, train_info["unshared_dropped"] = _drop_unshared_blocks(
-                trainer.train_dataset, cfg.per_device_train_batch_size
+                trainer.train_dataset, cfg.per_device_train_batch_size, cfg.unshared_share, cfg.seed
             )
             train_info["rows"] = len(trainer.train_dataset)
             if train_info["rows"] == 0:

@@ -129,15 +129,20 @@ class PrefixGroupedSampler(torch.utils.data.Sampler):
     A random batch of four synthesized dialogs rarely shows one tool block four times (tool variants
     and distractors vary it), so the shared prefix would be little more than the chat header. Rows
     are grouped by their first :data:`KEY_TOKENS` tokens; within a group, rows of similar length go
-    together (sorted within seeded chunks of 16 batches: less padding) unless ``sort_by_length`` is false;
-    then all batches are shuffled.
+    together (sorted within seeded chunks of 16 batches: less padding) unless ``sort_by_length`` is false,
+    then rows go together at random, within bands of ``length_band`` tokens when it is set (a batch pads
+    to its longest row); then all batches are shuffled.
     The order depends on the seed only, so a resumed run skips exactly the batches it has seen.
     """
 
-    def __init__(self, input_ids: list[list[int]], batch_size: int, seed: int, sort_by_length: bool = True):
+    def __init__(
+        self, input_ids: list[list[int]], batch_size: int, seed: int, sort_by_length: bool = True, length_band: int = 0
+    ):
         self.batch_size, self.seed, self.sort_by_length = batch_size, seed, sort_by_length
-        self.keys = block_keys(input_ids)
         self.lengths = [len(ids) for ids in input_ids]
+        self.keys = block_keys(input_ids)
+        if length_band and not sort_by_length:  # a row's group: its tool block and its length band
+            self.keys = [f"{k}:{n // length_band:06d}" for k, n in zip(self.keys, self.lengths)]
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -181,6 +186,7 @@ class SharedPrefixSFTTrainer(SFTTrainer):
             self.args.per_device_train_batch_size,
             self.args.seed,
             sort_by_length=getattr(self.args, "length_sorted_batches", True),
+            length_band=getattr(self.args, "length_band", 0),
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -506,6 +506,31 @@ def test_whole_dialogs_keeps_a_seeded_share_whole_and_every_decision():
     assert [len(r["messages"]) for r in _with_decision_samples(datasets.Dataset.from_list(rows), 0.0)] == [2] * 10
 
 
+def test_later_decisions_cut_a_seeded_share_after_a_later_turn():
+    """later_decisions=0.5: half the dialogs with 2+ assistant turns, cut after a turn >= 2, the same for the seed."""
+    import datasets
+
+    from recagent.rl.sft import _with_decision_samples, cut_after_turn
+
+    call = {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "f"}}]}
+    result, answer = {"role": "tool", "content": "items"}, {"role": "assistant", "content": "[1] A"}
+
+    def dialog(i: int, calls: int) -> dict:
+        return {"messages": [{"role": "user", "content": f"q{i}"}] + [call, result] * calls + [answer], "tools": []}
+
+    rows = [dialog(i, 1 + i % 3) for i in range(10)] + [dialog(10, 0)]  # 2-4 assistant turns; one of 1
+    assert cut_after_turn(rows[2], 2)["messages"] == rows[2]["messages"][:4]
+    assert cut_after_turn(rows[2], 9)["messages"] == rows[2]["messages"]
+    ds = _with_decision_samples(datasets.Dataset.from_list(rows), 0.0, seed=1, later_share=0.5)
+    later = [[(m["role"], m["content"]) for m in r["messages"]] for r in ds][len(rows) :]  # arrow adds None keys
+    assert len(later) == 5 and all(m[0][1] != "q10" for m in later), "only dialogs of 2+ assistant turns"
+    for m in later:
+        whole = [(x["role"], x["content"]) for x in rows[int(m[0][1][1:])]["messages"]]
+        assert m == whole[: len(m)] and m[-1][0] == "assistant" and len(m) >= 4, "a prefix ending in turn 2+"
+    again = _with_decision_samples(datasets.Dataset.from_list(rows), 0.0, seed=1, later_share=0.5)
+    assert [r["messages"] for r in again] == [r["messages"] for r in ds]
+
+
 def test_unshared_tool_blocks_are_dropped_and_counted():
     import datasets
 
@@ -516,6 +541,12 @@ def test_unshared_tool_blocks_are_dropped_and_counted():
     rows = [{"input_ids": block + [i]} for i in range(3)] + [{"input_ids": [7] + block + [1]}, {"input_ids": [8] * 600}]
     kept, dropped = _drop_unshared_blocks(datasets.Dataset.from_list(rows), batch_size=2)
     assert dropped == 2 and [r["input_ids"][-1] for r in kept] == [0, 1, 2]
+    rows += [{"input_ids": [9 + i] + block} for i in range(8)]  # ten unshared rows in all
+    kept, dropped = _drop_unshared_blocks(datasets.Dataset.from_list(rows), batch_size=2, keep_share=0.3, seed=4)
+    firsts = [r["input_ids"][0] for r in kept]
+    assert dropped == 7 and len(kept) == 6 and firsts[:3] == [0, 0, 0] and all(f != 0 for f in firsts[3:])
+    again, _ = _drop_unshared_blocks(datasets.Dataset.from_list(rows), batch_size=2, keep_share=0.3, seed=4)
+    assert [r["input_ids"] for r in again] == [r["input_ids"] for r in kept]  # seeded: a resumed run sees the same rows
 
 
 @pytest.mark.parametrize(
@@ -524,6 +555,11 @@ def test_unshared_tool_blocks_are_dropped_and_counted():
         (["whole_dialogs=0.5"], "unless decision_samples=true"),
         (["decision_samples=true", "whole_dialogs=1.5"], "between 0 and 1"),
         (["shared_tool_blocks_only=true"], "set shared_prefix=true"),
+        (["unshared_share=0.1"], "set shared_tool_blocks_only=true"),
+        (["later_decisions=0.2"], "set decision_samples=true"),
+        (["decision_samples=true", "later_decisions=-1"], "between 0 and 1"),
+        (["length_band=-5"], "0 .no bands. or more"),
+        (["shared_prefix=true", "shared_tool_blocks_only=true", "unshared_share=2"], "between 0 and 1"),
         (["init_adapter=."], "set use_lora=true"),
         (["use_lora=true", "init_adapter=."], "not a peft adapter folder"),
     ],

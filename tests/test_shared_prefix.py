@@ -110,6 +110,11 @@ def test_sampler_batches_rows_that_share_their_tool_block():
     assert list(PrefixGroupedSampler(rows, 4, seed=1)) != order
     unsorted = list(PrefixGroupedSampler(rows, 4, seed=0, sort_by_length=False))
     assert sorted(unsorted) == sorted(order) and unsorted != order, "the same rows, not batched by length"
+    banded = list(PrefixGroupedSampler(rows, 4, seed=0, sort_by_length=False, length_band=KEY_TOKENS + 4))
+    cut = [banded[i : i + 4] for i in range(0, len(banded), 4)]
+    short = [c for c in cut if all(rows[i][:KEY_TOKENS] == blocks["a"] and len(rows[i]) < KEY_TOKENS + 4 for i in c)]
+    long = [c for c in cut if all(rows[i][:KEY_TOKENS] == blocks["a"] and len(rows[i]) >= KEY_TOKENS + 4 for i in c)]
+    assert sorted(banded) == sorted(order) and len(short) == 1 and len(long) == 1, "block a: 4 short, 7 long rows"
 
 
 def test_per_turn_loss_weighs_every_assistant_turn_equally():
