@@ -19,7 +19,7 @@ def data_dir(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("name", ["sft.yaml", "sft_decisions.yaml"])
+@pytest.mark.parametrize("name", ["sft.yaml", "sft_decisions.yaml", "sft_turns.yaml"])
 def test_sft_recipe_configs_load(name, data_dir):
     cfg = load_sft_config(RECIPE / name, [f"data_dir={data_dir}"])
     assert cfg.use_lora and cfg.shared_prefix and cfg.loss_per == "turn"
@@ -28,6 +28,11 @@ def test_sft_recipe_configs_load(name, data_dir):
 def test_decision_stage_weighs_the_first_token(data_dir):
     cfg = load_sft_config(RECIPE / "sft_decisions.yaml", [f"data_dir={data_dir}"])
     assert cfg.first_token_weight > 0 and not cfg.length_sorted_batches and cfg.whole_dialogs == 0
+
+
+def test_turns_stage_adds_later_turns_and_variant_rows(data_dir):
+    cfg = load_sft_config(RECIPE / "sft_turns.yaml", [f"data_dir={data_dir}"])
+    assert cfg.later_decisions > 0 and cfg.unshared_share > 0 and cfg.length_band > 0 and not cfg.length_sorted_batches
 
 
 def test_rl_and_synth_recipe_configs_load(data_dir):
