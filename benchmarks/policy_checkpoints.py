@@ -27,6 +27,11 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _rows(data_dir: Path, first_row: int, last_row: int | None) -> list[dict]:
+    """Rows ``first_row`` to ``last_row`` of the synthesis run's train.jsonl."""
+    return [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()][first_row:last_row]
+
+
 def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0, last_row: int | None = None) -> list[dict]:
     """Call turns and no-tool first turns of ``train.jsonl`` rows ``first_row`` to ``last_row`` (default: the end),
     a seeded sample of ``n``."""
@@ -35,10 +40,9 @@ def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0, last
     from recagent.synth.export import to_bfcl
     from recagent.synth.sample import Sample
 
-    rows = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()][first_row:last_row]
     served = serving_tool_names()
     tasks = []
-    for row in rows:
+    for row in _rows(data_dir, first_row, last_row):
         sample = Sample.from_row(row)
         serving = is_serving(row, served)
         for j, e in enumerate(to_bfcl(sample)):
@@ -72,10 +76,9 @@ def answer_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0, last_row
     sample of ``n``: the policy should answer, not call again."""
     from synth_first_calls import is_serving, serving_tool_names
 
-    rows = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()][first_row:last_row]
     served = serving_tool_names()
     tasks = []
-    for k, row in enumerate(rows):
+    for k, row in enumerate(_rows(data_dir, first_row, last_row)):
         msgs = row["messages"]
         for j, m in enumerate(msgs):
             if m["role"] == "assistant" and not m.get("tool_calls") and j and msgs[j - 1]["role"] == "tool":

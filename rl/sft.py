@@ -429,19 +429,17 @@ def _load_json_dataset(path: Path, limit: int | None) -> Any:
     return ds
 
 
-def first_decision(row: dict[str, Any]) -> dict[str, Any]:
-    """The dialog cut after its first assistant turn (the decision: which call, or a reply in words)."""
-    messages = row["messages"]
-    first = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), len(messages) - 1)
-    return {"messages": messages[: first + 1], "tools": row["tools"]}
-
-
 def cut_after_turn(row: dict[str, Any], turn: int) -> dict[str, Any]:
     """The dialog cut after its ``turn``-th assistant turn (1-based; the whole dialog if it has fewer)."""
     messages = row["messages"]
     ends = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     end = ends[min(turn, len(ends)) - 1] + 1 if ends else len(messages)
     return {"messages": messages[:end], "tools": row["tools"]}
+
+
+def first_decision(row: dict[str, Any]) -> dict[str, Any]:
+    """The dialog cut after its first assistant turn (the decision: which call, or a reply in words)."""
+    return cut_after_turn(row, 1)
 
 
 def _with_decision_samples(ds: Any, whole_share: float = 1.0, seed: int = 0, later_share: float = 0.0) -> Any:
