@@ -14,8 +14,10 @@ Three measurements, each beside its baseline:
    model is forced to make one call, then to answer (``first_tool_choice=required``,
    ``later_tool_choice=none``). Systems, interleaved per request so machine load hits them alike:
    ``before`` (transformers, JSON tools block: the previous default), ``transformers`` (compact
-   block), ``llama_cpp`` (compact block: the default now). Each system keeps one session per
-   request, so the shared tools prefix stays cached across turns and sessions, as in serving.
+   block), ``llama_cpp`` (compact block, the untrained base); and ``shipped``: the trained policy
+   installed with the package, as users get it (llama.cpp, tool choice ``auto``: it decides how many
+   calls a request needs). Each system keeps one session per request, so the shared tools prefix
+   stays cached across turns and sessions, as in serving.
 
 Writes ``results/local_policy.json``; run on an otherwise idle machine (it says its load)::
 
@@ -182,13 +184,23 @@ def agent_latency(systems: list[str], n_requests: int, checkpoint: Path) -> dict
     env = ToolEnv.load()
     agents = {}
     for name in systems:
-        engine = "llama_cpp" if name == "llama_cpp" else "transformers"
-        model = None if engine == "llama_cpp" else str(checkpoint)
-        # engines at their own thread defaults; "before" also keeps the old budgets (192 tokens for every reply)
-        budgets = {"max_new_tokens": 192, "max_call_tokens": None} if name == "before" else {}
-        policy = PolicyConfig(
-            model=model, engine=engine, first_tool_choice="required", later_tool_choice="none", **budgets
-        )
+        if name == "shipped":  # the default policy as users get it: trained adapter, llama.cpp, tool choice auto
+            policy = PolicyConfig()
+            if policy.adapter_folder() is None:
+                raise SystemExit("no trained policy is installed (agents/weights): run `recagent train ship` first")
+        else:  # the untrained base, steered: one forced call, then an answer
+            engine = "llama_cpp" if name == "llama_cpp" else "transformers"
+            model = None if engine == "llama_cpp" else str(checkpoint)
+            # engines at their own thread defaults; "before" also keeps the old budgets (192 tokens for every reply)
+            budgets = {"max_new_tokens": 192, "max_call_tokens": None} if name == "before" else {}
+            policy = PolicyConfig(
+                model=model,
+                engine=engine,
+                adapter=None,
+                first_tool_choice="required",
+                later_tool_choice="none",
+                **budgets,
+            )
         db = Path(f"/tmp/recagent-bench-{name}-{time.time_ns()}.sqlite")
         agents[name] = Agent.from_config(AgentConfig(policy=policy), env=env, db_path=db)
     turns: dict[str, list[dict]] = {name: [] for name in systems}
@@ -230,6 +242,8 @@ def agent_latency(systems: list[str], n_requests: int, checkpoint: Path) -> dict
             "p95_s": round(secs[min(len(secs) - 1, round(0.95 * (len(secs) - 1)))], 2),
             "mean_s": round(statistics.mean(secs), 2),
             "policy_answered_share": round(sum(r["policy_answered"] for r in rows) / len(rows), 3),
+            "policy_steps_mean": round(statistics.mean(r["llm_calls"] or 0 for r in rows), 2),
+            "output_tokens_mean": round(statistics.mean(r["output_tokens"] or 0 for r in rows), 1),
             "valid_first_call_share": round(sum(r["valid_calls"] > 0 for r in rows) / len(rows), 3),
         }
         print(f"{name:12s} p50 {summary[name]['p50_s']:6.2f}s p95 {summary[name]['p95_s']:6.2f}s", flush=True)
@@ -258,7 +272,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=len(REQUESTS), help="how many of the fixed requests to run")
     p.add_argument("--decode-tokens", type=int, default=128, help="new tokens in the decode measurement")
-    p.add_argument("--systems", default="before,transformers,llama_cpp", help="agent systems to time")
+    p.add_argument(
+        "--systems",
+        default="before,transformers,llama_cpp",
+        help="agent systems to time (shipped: the trained default policy, tool choice auto)",
+    )
     p.add_argument("--skip", default="", help="comma list of parts to skip: speeds, latency")
     p.add_argument(
         "--update",

@@ -21,6 +21,7 @@ from recagent.errors import RecagentError
 MAX_ADAPTER_MB = 25.0  # what the package can carry: the bound on shipped weights
 PORTABLE_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"  # recorded instead of this machine's cache path
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+LOSS_WINDOW = 20  # logged updates averaged for the card's first and last training loss
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,14 @@ def _training_record(adapter: Path) -> dict[str, Any]:
         r = json.loads(run.read_text())
         step, history = r.get("global_step"), r.get("log_history", [])
     losses = [h["loss"] for h in history if "loss" in h]
+    # one batch's loss swings with what the batch holds (a call, an answer, a long later turn): average a window
+    window = min(LOSS_WINDOW, max(1, len(losses) // 2))
     return {
         "config": cfg,
         "updates": step,
-        "first_loss": losses[0] if losses else None,
-        "last_loss": losses[-1] if losses else None,
+        "loss_window": window,
+        "first_loss": round(sum(losses[:window]) / window, 3) if losses else None,
+        "last_loss": round(sum(losses[-window:]) / window, 3) if losses else None,
     }
 
 
@@ -75,7 +79,8 @@ def _card(name: str, record: dict[str, Any], synth: dict[str, Any], report: dict
         f"{synth.get('dataset', 'ml-100k')} (ToolACE-style, each verified on the real tools); the first "
         f"{cfg.get('max_samples')} rows of train.jsonl trained on, the rest held out for checkpoint choice.",
         f"- **Training**: {record['updates']} updates of {per_update} dialogs, learning rate {cfg.get('learning_rate')} "
-        f"({cfg.get('lr_scheduler_type')}), loss {record['first_loss']} -> {record['last_loss']}.",
+        f"({cfg.get('lr_scheduler_type')}), mean loss of the first / last {record['loss_window']} updates "
+        f"{record['first_loss']} -> {record['last_loss']}.",
     ]
     if report.get("training"):
         t = report["training"]

@@ -74,7 +74,7 @@ def test_ship_installs_the_adapter_with_a_card_from_its_run(adapter, tmp_path):
     for fact in (
         "seed 7, 4000 dialogs",
         "40 updates of 8 dialogs",
-        "loss 0.81 -> 0.25",
+        "mean loss of the first / last 1 updates 0.81 -> 0.25",
         "first call | 0.42 [0.3, 0.5]",
         "150 updates in 88 min",
         "recagent train sft --config examples/policy_cpu/sft.yaml",
