@@ -96,7 +96,11 @@ def _answer_constraints(state: AgentState, ctx: AgentContext) -> dict:
         allowed = listwise_allowed(state, ctx)
     else:
         allowed = list(dict.fromkeys(state.get("grounded_ids") or []))
-    items = [CitableItem(i, catalog.display(catalog.index_of[i])) for i in allowed if i in catalog.index_of]
+    items = [
+        CitableItem(i, catalog.display(j), tuple(catalog.genres[j]))
+        for i in allowed
+        if (j := catalog.index_of.get(i)) is not None
+    ]
     if state.get("mode") == "listwise":
         return {"cite_items": items, "listwise_k": state.get("k", ctx.config.k)}
     return {"cite_items": items}

@@ -37,7 +37,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from recagent.agents.grounding import citation
 from recagent.agents.prompts import CHAT
 from recagent.synth import phrasing as ph
 from recagent.synth.builder import DialogBuilder, GenerationFailed
@@ -45,6 +44,7 @@ from recagent.synth.sample import Sample
 from recagent.synth.tasks import UserTask
 from recagent.synth.tool_pool import DOMAIN_NOUNS, OfferedTools, ToolPool, ToolVariant
 from recagent.tools.env import ToolEnv
+from recagent.tools.result_text import answer_line, display_title
 from recagent.tools.toolkit import ToolRegistry
 
 SET_NAMES = ["picks", "shortlist", "recs", "pool", "matches", "cands", "similar", "mine"]
@@ -1120,10 +1120,8 @@ def article(word: str) -> str:
 
 
 def item_line(it: dict[str, Any]) -> str:
-    """``[id] Title (Year)`` plus genres: the citation format the agent's grounding check reads."""
-    year = f" ({it['year']})" if it.get("year") else ""
-    genres = ", ".join(it.get("genres", [])[:3])
-    return citation(it["item_id"], f"{it['title']}{year}") + (f", {genres}" if genres else "")
+    """An answer's line for a tool-result item: ``[id] Title (Year), Genre, Genre`` (the grammar's citable line)."""
+    return answer_line(str(it["item_id"]), display_title(it["title"], it.get("year")), it.get("genres") or ())
 
 
 # -- plans ---------------------------------------------------------------------------------------------------------

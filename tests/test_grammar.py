@@ -55,6 +55,15 @@ def test_a_citation_can_only_name_a_citable_item_with_its_own_title(accepts):
     assert not accepts(rule, "Try Blade Runner (1982).")  # a titled year outside a citation
 
 
+def test_a_citation_with_genres_runs_on_to_the_items_own_genres(accepts):
+    rule = AnswerRule((CitableItem("50", "Star Wars (1977)", ("Action", "Adventure", "Romance", "Sci-Fi", "War")),))
+    assert accepts(rule, "Here they are:\n[50] Star Wars (1977), Action, Adventure, Romance")  # the first three
+    assert accepts(rule, "Try [50] Star Wars (1977), Action, Adventure, Romance. It is a classic.")
+    assert not accepts(rule, "Try [50] Star Wars (1977), Comedy")  # a genre the item does not have
+    assert not accepts(rule, "Try [50] Star Wars (1977).")  # the genres are part of the citation
+    assert not accepts(rule, "Try [50] Star Wars (1977), Action")  # cut short
+
+
 def test_without_citable_items_no_citation_can_be_opened(accepts):
     assert not accepts(AnswerRule(()), "Try [1] Toy Story (1995).")
     assert accepts(AnswerRule(()), "I need to look that up first.")

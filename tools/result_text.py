@@ -27,15 +27,23 @@ Hand-written because no library renders our result models this way; it is a few 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 HIDDEN_ITEM_FIELDS = ("rank", "score")  # the order is the rank; scores are model internals
 ITEM_CORE_FIELDS = ("item_id", "title", "year", "genres")
+ANSWER_GENRES = 3  # genres an answer line shows after the citation (the result line shows them all)
 
 
 def citation(item_id: str, display: str) -> str:
     """How an answer cites an item: ``[id] Title (Year)`` (``display`` is the catalog's ``Title (Year)``)."""
     return f"[{item_id}] {display}"
+
+
+def answer_line(item_id: str, display: str, genres: Sequence[str] = ()) -> str:
+    """How an answer lists an item: its citation, then up to three genres (``[id] Title (Year), Genre, Genre``)."""
+    shown = ", ".join(list(genres)[:ANSWER_GENRES])
+    return citation(item_id, display) + (f", {shown}" if shown else "")
 
 
 def display_title(title: str, year: int | None) -> str:

@@ -21,7 +21,10 @@ cannot disagree.
 instead of a prefix tree). A chat answer is free text in which ``[`` starts an item citation,
 ``[id] Title (Year)``, and the citation can only be one of the items a tool returned in this
 conversation (:class:`CitableItem`): after ``[`` the decoder may write only a prefix of one of
-those strings, so the id and the title it shows always belong together. With no citable item, ``[``
+those strings, so the id and the title it shows always belong together; an item whose genres are known
+is cited with its first genres too (``[id] Title (Year), Genre, Genre``, the line every synthesized
+answer writes), so the genres right after a citation are the item's own (free text after the line is still
+free: a model that runs on can add more). With no citable item, ``[``
 cannot be written at all. Outside citations the text cannot open a parenthesised year (``(1``,
 ``(2``), so it cannot name an item as ``Title (Year)`` without citing it. A list-wise answer is a JSON list of 1..k item ids from the allowed
 set. Tool-call and tool-response tags can never appear in an answer.
@@ -56,6 +59,7 @@ from recagent.agents.prompt_format import (
     TOOL_RESPONSE_OPEN,
     tool_call_prefix,
 )
+from recagent.tools.result_text import answer_line
 
 MAX_JSON_WHITESPACE = 1  # inside constrained arguments: enough for json.dumps style, no whitespace loops
 CITATION_OPEN = citation("", "")[0]  # "[": the trigger of an item citation in a chat answer
@@ -66,14 +70,17 @@ _YEAR_OPENERS = ["(1", "(2"]  # "(1977)", "(2001)": see answer_format
 
 @dataclass(frozen=True)
 class CitableItem:
-    """An item the answer may cite: its id and the display text after the id (``Title (Year)``)."""
+    """An item the answer may cite: its id, the display text after the id (``Title (Year)``), its genres."""
 
     item_id: str
     display: str
+    # with genres, a citation runs on to the item's own first genres, as every synthesized answer line does
+    # (:func:`~recagent.tools.result_text.answer_line`): the genres it writes there are the item's own
+    genres: tuple[str, ...] = ()
 
     def citation(self) -> str:
-        """The whole citation as the answer writes it: ``[id] Title (Year)``."""
-        return citation(self.item_id, self.display)
+        """The whole citation as the answer writes it: ``[id] Title (Year)``, then ``, Genre, Genre`` if known."""
+        return answer_line(self.item_id, self.display, self.genres)
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ class AnswerRule:
 
     def key(self) -> str:
         """A stable cache key."""
-        return json.dumps([self.listwise_k, [(i.item_id, i.display) for i in self.items]])
+        return json.dumps([self.listwise_k, [(i.item_id, i.display, i.genres) for i in self.items]])
 
 
 def normalize_tool_choice(tool_choice: Any, tool_names: set[str]) -> str:
