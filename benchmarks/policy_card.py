@@ -23,6 +23,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from offline_policy import _ci  # benchmarks/offline_policy.py: "mean [low, high]" of a results.json interval
+
 # validation task kinds, in card order, with what each one asks of the policy
 VALIDATION_KINDS = {
     "first_calls_serving": "first call of a dialog (tools as served)",
@@ -31,10 +33,6 @@ VALIDATION_KINDS = {
     "answers_after_results": "answer after a tool result",
     "no_tool": "no-tool turns answered without a call",
 }
-
-
-def _interval(mean: float, low: float, high: float) -> str:
-    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def validation_rows(score: dict[str, Any]) -> list[str]:
@@ -49,29 +47,25 @@ def validation_rows(score: dict[str, Any]) -> list[str]:
         right = round(acc * n)
         # the percentile bootstrap of a mean of 0/1 outcomes depends only on n and the count right
         mean, low, high = bootstrap_ci([1.0] * right + [0.0] * (n - right))
-        rows.append(f"| validation: {what} | {n} | {_interval(mean, low, high)} |")
+        rows.append(f"| validation: {what} | {n} | {_ci({'mean': mean, 'ci_low': low, 'ci_high': high})} |")
     return rows
 
 
 def handwritten_rows(agent: dict[str, Any], baseline: dict[str, Any] | None) -> list[str]:
     """Markdown rows of the hand-written requests, as ``recagent eval`` scored them."""
-
-    def ci(b: dict[str, Any]) -> str:
-        return _interval(b["mean"], b["ci_low"], b["ci_high"])
-
     rows = [
-        f"| hand-written: first call | {int(agent['first_call']['n'])} | {ci(agent['first_call'])} |",
-        f"| hand-written: no-tool answered without a call | {int(agent['no_tool']['n'])} | {ci(agent['no_tool'])} |",
+        f"| hand-written: first call | {int(agent['first_call']['n'])} | {_ci(agent['first_call'])} |",
+        f"| hand-written: no-tool answered without a call | {int(agent['no_tool']['n'])} | {_ci(agent['no_tool'])} |",
         f"| hand-written: constraint satisfaction (recommended slots) | {agent['constraint_satisfaction']['n']} "
-        f"| {ci(agent['constraint_satisfaction'])} |",
+        f"| {_ci(agent['constraint_satisfaction'])} |",
     ]
     if baseline and baseline.get("constraint_satisfaction"):
         b = baseline["constraint_satisfaction"]
-        rows.append(f"| hand-written: constraint satisfaction, SASRec/popularity alone | {b['n']} | {ci(b)} |")
+        rows.append(f"| hand-written: constraint satisfaction, SASRec/popularity alone | {b['n']} | {_ci(b)} |")
     u = agent["unsupported_shipped"]
     rows.append(f"| hand-written: unsupported items shipped | {u['n']} | {u['unsupported']} of {u['shipped_items']} |")
     if agent.get("latency_s", {}).get("p50"):
-        rows.append(f"| hand-written: turn latency p50, s | {agent['n']} | {ci(agent['latency_s']['p50'])} |")
+        rows.append(f"| hand-written: turn latency p50, s | {agent['n']} | {_ci(agent['latency_s']['p50'])} |")
     return rows
 
 
