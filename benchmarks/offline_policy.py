@@ -112,8 +112,13 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
         }
     if res.get("simulator"):
         s = res["simulator"]
+        key = f"success@{s['max_turns']}"
+        base = (res.get("simulator_baselines") or {}).get("sasrec") or {}
         out["simulator"] = {
-            "success@5": s.get("success@5"),
+            "success": s.get(key),
+            "sasrec_success": base.get(key),
+            "vs_sasrec": (res.get("agent_vs_baselines", {}).get("agent - sasrec", {}).get("simulator") or {}).get(key),
+            "max_turns": s["max_turns"],
             "episodes": s["episodes"],
             "latency_per_turn_s": s["latency_per_turn_s"],
         }
@@ -206,11 +211,20 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                 )
         lines.append("")
     if any("simulator" in s for s in summary.values()):
-        lines += ["## (d) Simulated users", "", "| policy | success@5 | episodes | s per turn |", "|---|---|---|---|"]
+        lines += [
+            "## (d) Simulated users (the SASRec-only agent lists SASRec's next 10 unseen items each turn)",
+            "",
+            "| policy | success within turns | SASRec-only agent | policy - SASRec-only (paired) | turns | episodes "
+            "| s per turn |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for n in names:
             s = summary[n].get("simulator")
             if s:
-                lines.append(f"| {n} | {_ci(s['success@5'])} | {s['episodes']} | {s['latency_per_turn_s']} |")
+                lines.append(
+                    f"| {n} | {_ci(s['success'])} | {_ci(s['sasrec_success'])} | {_ci(s['vs_sasrec'])} "
+                    f"| {s['max_turns']} | {s['episodes']} | {s['latency_per_turn_s']} |"
+                )
         lines.append("")
     if meta.get("rl"):
         r = meta["rl"]
@@ -231,7 +245,12 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--synth", type=Path, required=True, help="the synthesis run (its test.jsonl: held-out dialogs)")
-    ap.add_argument("--policy", action="append", required=True, help="NAME=ADAPTER_FOLDER, or NAME=none (the base)")
+    ap.add_argument(
+        "--policy",
+        action="append",
+        required=True,
+        help="NAME=ADAPTER_FOLDER, NAME=shipped (the installed policy) or NAME=none (the base)",
+    )
     ap.add_argument("--protocols", nargs="+", default=PROTOCOLS, choices=PROTOCOLS)
     ap.add_argument("--users", type=int, default=200)
     ap.add_argument("--tool-call-tasks", type=int, default=200)
@@ -244,12 +263,16 @@ def main() -> None:
 
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
 
+    from recagent.agents.config import SHIPPED
     from recagent.evaluation.runner import run_eval
 
     summary = {}
     for spec in a.policy:
         name, _, adapter = spec.partition("=")
-        adapter = None if adapter.lower() in ("", "none") else str(Path(adapter).expanduser())
+        if adapter.lower() in ("", "none"):
+            adapter = None
+        elif adapter != SHIPPED:
+            adapter = str(Path(adapter).expanduser())
         out = run_eval(eval_config(name, adapter, a), progress=False)
         summary[name] = {"adapter": adapter, **summarize(json.loads((out / "results.json").read_text()))}
         print(name, json.dumps(summary[name])[:400], flush=True)

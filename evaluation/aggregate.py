@@ -215,7 +215,15 @@ def aggregate(
         }
         for s in systems
     }
-    sim_rows = [r for r in rows if r["section"] == "simulator"]
+    sim_by_system: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["section"] == "simulator":
+            sim_by_system.setdefault(r["system"], []).append(r)
+    sim_rows = sim_by_system.pop("agent", [])
+    for name, base_rows in sim_by_system.items():
+        diff = _success_difference(sim_rows, base_rows, cfg)
+        if diff is not None:
+            agent_vs_baselines.setdefault(f"agent - {name}", {})["simulator"] = diff
     shipped = _shipped(sim_rows, cfg)  # every agent turn of the simulated conversations
     if shipped is not None:
         unsupported_shipped.setdefault("agent", {})["simulator"] = shipped
@@ -242,6 +250,7 @@ def aggregate(
         history_length=history_length,
         tool_calls=_tool_calls([r for r in rows if r["section"] == "tool_call"], cfg),
         simulator=_simulator(sim_rows, cfg),
+        simulator_baselines={name: _simulator(r, cfg) for name, r in sim_by_system.items()},
         chat_requests=chat,
     )
 
@@ -313,6 +322,18 @@ def _tool_calls(rows: list[dict[str, Any]], cfg: EvalConfig) -> ToolCalls | None
         ast_errors=dict(sorted(errors.items(), key=lambda kv: -kv[1])),
         latency_s=round(float(np.mean([r.get("latency_s", 0.0) for r in rows])), 3),
     )
+
+
+def _success_difference(
+    agent: list[dict[str, Any]], baseline: list[dict[str, Any]], cfg: EvalConfig
+) -> PairedDiff | None:
+    """Paired success difference, agent minus a baseline, over the simulated users both talked to."""
+    a, b = {r["key"]: float(r["success"]) for r in agent}, {r["key"]: float(r["success"]) for r in baseline}
+    both = [u for u in a if u in b]
+    if len(both) < 2:
+        return None
+    diff = _diff([a[u] for u in both], [b[u] for u in both], cfg)
+    return PairedDiff(f"success@{cfg.simulator.max_turns}", diff, len(both))
 
 
 def _simulator(rows: list[dict[str, Any]], cfg: EvalConfig) -> Simulator | None:

@@ -360,8 +360,23 @@ def _simulator_section(results: EvalResults) -> list[str]:
         f"- per episode: {sim.tool_calls_per_episode} tool calls, {sim.llm_calls_per_episode} LLM calls, "
         f"{sim.tokens_per_episode} tokens; {sim.latency_per_turn_s} s per turn",
         f"- leak audit: {sim.leaked_episodes} episode(s) where the simulator named the target; errors: {sim.errors}",
+        *_simulator_baseline_lines(results),
         "",
     ]
+
+
+def _simulator_baseline_lines(results: EvalResults) -> list[str]:
+    """Each baseline as a chat agent on the same simulated users (it pages through its ranking), with the paired
+    difference."""
+    lines = []
+    for name, sim in results.simulator_baselines.items():
+        vs = results.agent_vs_baselines.get(f"agent - {name}", {}).get("simulator")
+        paired = f"; agent - {name} (paired, {vs.n} users): {_fmt(vs.diff)}" if vs else ""
+        lines.append(
+            f"- {name} alone (each turn its next {results.config.k} unseen items, whatever was said): "
+            f"success@{sim.max_turns} {_fmt(sim.success)}{paired}"
+        )
+    return lines
 
 
 def _chat_requests_section(chat: ChatRequests | None) -> list[str]:

@@ -7,7 +7,7 @@ that carry a parameter of the run (``NDCG@10``, ``success@5``) are built from th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from recagent.evaluation.config import EvalConfig
@@ -273,8 +273,9 @@ class EvalResults:
     position_bias: dict[str, PositionBias]
     history_length: dict[str, dict[str, Interval | None]]  # system -> history items kept -> metric at k
     tool_calls: ToolCalls | None
-    simulator: Simulator | None
+    simulator: Simulator | None  # the agent's simulated conversations
     chat_requests: ChatRequests | None
+    simulator_baselines: dict[str, Simulator] = field(default_factory=dict)  # each baseline as a chat agent
 
     def to_dict(self) -> dict[str, Any]:
         """The ``results.json`` document; an unmeasured part (tool calls, simulator, chat requests) is ``{}``."""

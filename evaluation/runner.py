@@ -235,25 +235,39 @@ def _simulated(cfg: EvalConfig, cases):
 
 
 def _run_simulator(cfg: EvalConfig, agent, env, cases, log: RecordLog, progress: bool) -> None:
+    """Simulated conversations with the agent, then with each loaded baseline as a chat agent (the same users)."""
     from dataclasses import asdict
 
     from tqdm.auto import tqdm
 
-    from recagent.evaluation.simulator import AttributeSimulator, LLMSimulator, TargetProfile, run_episode
+    from recagent.evaluation.simulator import (
+        AttributeSimulator,
+        LLMSimulator,
+        RecommenderAgent,
+        TargetProfile,
+        run_episode,
+    )
 
     sim_cfg = cfg.simulator
-    todo = [c for c in _simulated(cfg, cases) if ("simulator", "agent", env.dataset.users.ids[c.user]) not in log.done]
+    systems = {"agent": agent, **{b: RecommenderAgent(env, b, cfg.k) for b in cfg.baselines if b in env.models}}
+    todo = [
+        (name, case)
+        for name in systems
+        for case in _simulated(cfg, cases)
+        if ("simulator", name, env.dataset.users.ids[case.user]) not in log.done
+    ]
     chat_model = None
     if sim_cfg.kind == "llm" and todo:
         from recagent.agents.config import make_policy
 
         chat_model = make_policy(sim_cfg.llm)
-    for case in tqdm(todo, desc="simulated users", disable=not progress or not todo, unit="user"):
+    for name, case in tqdm(todo, desc="simulated users", disable=not progress or not todo, unit="episode"):
         uid = env.dataset.users.ids[case.user]
         target = TargetProfile.from_catalog(env.catalog, case.target, env.popularity)
         sim = LLMSimulator(target, chat_model) if chat_model is not None else AttributeSimulator(target)
-        ep = run_episode(agent, sim, target, uid, sim_cfg.max_turns, session=f"eval-sim-{uid}")
-        log.add({"section": "simulator", "system": "agent", "key": uid, **asdict(ep)})
+        session = f"eval-sim-{uid}" if name == "agent" else f"eval-sim-{name}-{uid}"
+        ep = run_episode(systems[name], sim, target, uid, sim_cfg.max_turns, session, env.catalog)
+        log.add({"section": "simulator", "system": name, "key": uid, **asdict(ep)})
 
 
 def _chat_requests(cfg: EvalConfig, env, notes: list[str]) -> list | None:

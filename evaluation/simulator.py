@@ -174,8 +174,43 @@ class Episode:
     unsupported_shipped: list[str] = field(default_factory=list)  # of those, the ones no tool had returned (per turn)
 
 
+class RecommenderAgent:
+    """The conventional recommender as a chat agent (the simulator's baseline): each turn lists ``model``'s next
+    ``k`` unseen items for the user, whatever the user said; it pages on, never showing an item twice."""
+
+    def __init__(self, env, model: str, k: int = 10):
+        self.env, self.model, self.k = env, model, k
+        self._user: dict[str, int] = {}  # session -> user index
+        self._shown: dict[str, list[int]] = {}  # session -> item indices listed so far
+
+    def reset(self, session: str) -> None:
+        """Forget the session."""
+        self._user.pop(session, None)
+        self._shown.pop(session, None)
+
+    def set_user(self, session: str, user_id: str) -> None:
+        """Whose history the ranking reads."""
+        self._user[session] = self.env.user(user_id)
+
+    def chat(self, message: str, session: str):
+        """The next page of the ranking (the message is not read: a conventional recommender cannot)."""
+        from recagent.agents.agent import TurnResult
+        from recagent.tools.result_text import answer_line
+
+        env, u = self.env, self._user[session]
+        shown = self._shown.setdefault(session, [])
+        exclude = np.concatenate([np.asarray(env.seen(u), dtype=np.int64), np.asarray(shown, dtype=np.int64)])
+        top, _ = env.model(self.model).topk(env.query(u, env.history(u)), self.k, exclude=exclude)
+        shown += [int(i) for i in top]
+        cat = env.catalog
+        lines = [answer_line(cat.ids[int(i)], cat.display(int(i)), cat.genres[int(i)]) for i in top]
+        ids = [cat.ids[int(i)] for i in top]
+        # every listed item comes from the recommender, as the agent's fallback fill does: none is unsupported
+        return TurnResult(answer="\n".join(lines), recommended=ids, filled=len(ids))
+
+
 def run_episode(
-    agent, simulator: SimulatedUser, target: TargetProfile, user_id: str, max_turns: int, session: str
+    agent, simulator: SimulatedUser, target: TargetProfile, user_id: str, max_turns: int, session: str, catalog
 ) -> Episode:
     """Converse until the target is recommended, ``max_turns`` pass, or the simulator leaks the target."""
     import time
@@ -202,9 +237,7 @@ def run_episode(
             ep.llm_calls += out.usage.get("llm_calls", 0)
             ep.tokens += out.usage.get("input_tokens", 0) + out.usage.get("output_tokens", 0)
             grounded.update(tool_result_ids(out.trace))
-            shipped = classify_shipped(
-                out.recommended, out.filled, grounded, agent.context.env.catalog, answer=out.answer
-            )
+            shipped = classify_shipped(out.recommended, out.filled, grounded, catalog, answer=out.answer)
             ep.shipped_items += len(shipped.items)
             ep.unsupported_shipped += shipped.unsupported
             ep.messages.append(

@@ -97,7 +97,9 @@ def test_a_leaking_llm_user_ends_the_episode_as_a_failure_before_the_agent_sees_
     )
     sim = LLMSimulator(target, llm_user)
     assert target.title not in llm_user.calls[0][0].content if llm_user.calls else target.title not in sim._system
-    ep = run_episode(agent, sim, target, synthetic_env.dataset.users.ids[0], max_turns=3, session="x")
+    ep = run_episode(
+        agent, sim, target, synthetic_env.dataset.users.ids[0], max_turns=3, session="x", catalog=synthetic_env.catalog
+    )
     assert ep.leaked == [f"title {target.title!r}"] and not ep.success and ep.turns == 0
     assert agent_policy.calls == []  # the leaking message never reached the agent
 
@@ -292,7 +294,9 @@ def test_a_simulated_conversation_counts_unsupported_items_only_when_they_are_sh
     # the answer check sends the answer naming an item no tool returned back; only the supported one ships
     policy = ScriptedPolicy(script=script(bad, good))
     agent = Agent.from_config(cfg, policy=policy, env=synthetic_env, db_path=tmp_path / "a.sqlite")
-    ep = run_episode(agent, AttributeSimulator(target), target, uid, max_turns=1, session="s")
+    ep = run_episode(
+        agent, AttributeSimulator(target), target, uid, max_turns=1, session="s", catalog=synthetic_env.catalog
+    )
     assert ep.error is None and len(policy.calls) == 3 and ep.messages[-1]["content"] == good
     assert ep.unsupported_shipped == [] and ep.shipped_items == 1 and ep.messages[-1]["unsupported_shipped"] == []
     # with a broken check the same answer ships, and the evaluation says so
@@ -300,7 +304,9 @@ def test_a_simulated_conversation_counts_unsupported_items_only_when_they_are_sh
     agent = Agent.from_config(
         cfg, policy=ScriptedPolicy(script=script(bad)), env=synthetic_env, db_path=tmp_path / "b.sqlite"
     )
-    ep = run_episode(agent, AttributeSimulator(target), target, uid, max_turns=1, session="s")
+    ep = run_episode(
+        agent, AttributeSimulator(target), target, uid, max_turns=1, session="s", catalog=synthetic_env.catalog
+    )
     assert ep.error is None and ep.messages[-1]["content"] == bad
     assert ep.unsupported_shipped == [invented] and ep.shipped_items == 2
 

@@ -114,6 +114,45 @@ def test_every_system_answers_the_same_requests_and_the_report_measures_them(dat
         assert (out / png).stat().st_size > 1000
 
 
+def test_a_baseline_talks_to_the_same_simulated_users_paging_through_its_ranking(dataset_dir, tmp_path):
+    cfg = _config(
+        dataset_dir,
+        tmp_path / "ev",
+        users=4,
+        baselines=["sasrec"],
+        protocols=["simulator"],
+        simulator={"users": 4, "max_turns": 3},
+    )
+    out, env = _run(cfg, tmp_path)
+    res, rows = json.loads((out / "results.json").read_text()), _records(out)
+    episodes = {(r["system"], r["key"]): r for r in rows if r["section"] == "simulator"}
+    assert len(episodes) == 8 and {s for s, _ in episodes} == {"agent", "sasrec"}
+    for (system, uid), ep in episodes.items():
+        if system != "sasrec":
+            continue
+        u = env.dataset.users.index_of[uid]
+        pages = [m["recommended"] for m in ep["messages"] if m["role"] == "assistant"]
+        shown = [i for page in pages for i in page]
+        # each turn is the next page of SASRec's ranking of the user's unseen items: never an item twice
+        top, _ = env.model("sasrec").topk(env.query(u, env.history(u)), 10, exclude=env.seen(u))
+        assert pages[0] == [env.catalog.ids[int(i)] for i in top]
+        assert len(shown) == len(set(shown)) == 10 * ep["turns"]
+        assert not set(shown) & {env.catalog.ids[int(i)] for i in env.seen(u)}
+        assert ep["success"] == (ep["target"] in shown) and ep["unsupported_shipped"] == []
+    assert res["simulator_baselines"]["sasrec"]["episodes"] == 4
+    success = {
+        s: [float(episodes[(s, u)]["success"]) for u in sorted({u for _, u in episodes})] for s in ("agent", "sasrec")
+    }
+    vs = res["agent_vs_baselines"]["agent - sasrec"]["simulator"]
+    assert vs["n"] == 4 and vs["success@3"]["mean"] == pytest.approx(
+        np.mean(success["agent"]) - np.mean(success["sasrec"])
+    )
+    assert (
+        "- sasrec alone (each turn its next 10 unseen items, whatever was said): success@3"
+        in (out / "report.md").read_text()
+    )
+
+
 def test_the_report_counts_the_unsupported_items_a_broken_answer_check_ships(dataset_dir, tmp_path, monkeypatch):
     import recagent.agents.graph as graph
 
