@@ -265,8 +265,7 @@ def _run_simulator(cfg: EvalConfig, agent, env, cases, log: RecordLog, progress:
         uid = env.dataset.users.ids[case.user]
         target = TargetProfile.from_catalog(env.catalog, case.target, env.popularity)
         sim = LLMSimulator(target, chat_model) if chat_model is not None else AttributeSimulator(target)
-        session = f"eval-sim-{uid}" if name == "agent" else f"eval-sim-{name}-{uid}"
-        ep = run_episode(systems[name], sim, target, uid, sim_cfg.max_turns, session, env.catalog)
+        ep = run_episode(systems[name], sim, target, uid, sim_cfg.max_turns, f"eval-sim-{name}-{uid}", env.catalog)
         log.add({"section": "simulator", "system": name, "key": uid, **asdict(ep)})
 
 
