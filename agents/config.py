@@ -36,6 +36,10 @@ class PolicyConfig(JobConfig):
         "auto", description="local: inference engine; auto = llama.cpp for the default model or a .gguf file"
     )
     constrained: bool = Field(True, description="local: grammar-constrained tool calls and answer citations (xgrammar)")
+    jump_forward: bool = Field(
+        True,
+        description="local, llama.cpp: text the grammar forces is appended in one batched step, not token by token",
+    )
     # both sized from synthesized dialogs (benchmarks/token_budgets.py): the longest answer is 230 tokens, the
     # longest single call 83; a reply cut short is wasted, one that runs on past what it needs is too
     max_new_tokens: int = Field(240, ge=1, description="longest reply per policy call")
@@ -142,6 +146,7 @@ def make_policy(cfg: PolicyConfig):
         max_call_tokens=cfg.max_call_tokens,
         temperature=cfg.temperature,
         constrained=cfg.constrained,
+        jump_forward=cfg.jump_forward,
         num_threads=cfg.num_threads,
         parallel_tool_calls=cfg.parallel_calls(),
     )

@@ -103,7 +103,16 @@ def _answer_constraints(state: AgentState, ctx: AgentContext) -> dict:
     ]
     if state.get("mode") == "listwise":
         return {"cite_items": items, "listwise_k": state.get("k", ctx.config.k)}
-    return {"cite_items": items}
+    return {"cite_items": items, "cite_required": _follows_items(state)}
+
+
+def _follows_items(state: AgentState) -> bool:
+    """True when the policy's previous step called tools that returned items: its answer now recommends some."""
+    turn, previous = state.get("turn", 0), state.get("steps", 0) - 1
+    return isinstance(state["messages"][-1], ToolMessage) and any(
+        s.kind == "tool_call" and s.valid and s.turn == turn and s.index == previous and s.result_item_ids
+        for s in state.get("trace") or []
+    )
 
 
 def listwise_allowed(state: AgentState, ctx: AgentContext) -> list[str]:

@@ -16,8 +16,9 @@ Three measurements, each beside its baseline:
    ``before`` (transformers, JSON tools block: the previous default), ``transformers`` (compact
    block), ``llama_cpp`` (compact block, the untrained base); and ``shipped``: the trained policy
    installed with the package, as users get it (llama.cpp, tool choice ``auto``: it decides how many
-   calls a request needs). Each system keeps one session per request, so the shared tools prefix
-   stays cached across turns and sessions, as in serving.
+   calls a request needs), and ``shipped_no_jump``, the same without jump-forward decoding. Each
+   system keeps one session per request, so the shared tools prefix stays cached across turns and
+   sessions, as in serving.
 
 Writes ``results/local_policy.json``; run on an otherwise idle machine (it says its load)::
 
@@ -184,8 +185,11 @@ def agent_latency(systems: list[str], n_requests: int, checkpoint: Path) -> dict
     env = ToolEnv.load()
     agents = {}
     for name in systems:
-        if name == "shipped":  # the default policy as users get it: trained adapter, llama.cpp, tool choice auto
-            policy = PolicyConfig()
+        if name.startswith(
+            "shipped"
+        ):  # the default policy as users get it: trained adapter, llama.cpp, tool choice auto
+            # shipped_no_jump: the same without jump-forward decoding (every forced token decoded one by one)
+            policy = PolicyConfig(jump_forward=name != "shipped_no_jump")
             if policy.adapter_folder() is None:
                 raise SystemExit("no trained policy is installed (agents/weights): run `recagent train ship` first")
         else:  # the untrained base, steered: one forced call, then an answer
@@ -275,7 +279,8 @@ def main() -> None:
     p.add_argument(
         "--systems",
         default="before,transformers,llama_cpp",
-        help="agent systems to time (shipped: the trained default policy, tool choice auto)",
+        help="agent systems to time (shipped: the trained default policy, tool choice auto; shipped_no_jump: "
+        "the same without jump-forward decoding)",
     )
     p.add_argument("--skip", default="", help="comma list of parts to skip: speeds, latency")
     p.add_argument(

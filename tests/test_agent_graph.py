@@ -6,6 +6,7 @@ import json
 
 import pytest
 from langchain_core.messages import AIMessage
+from pydantic import Field
 
 from recagent.agents import Agent, AgentConfig
 from recagent.agents.policies.scripted import ScriptedPolicy, call, tool_calls
@@ -246,3 +247,37 @@ def test_out_of_steps_without_results_falls_back_to_the_recommender(env, tmp_pat
     anon, _ = make_agent(env, tmp_path, [bad, bad], max_steps=2)
     r2 = anon.chat("I love comedies", session="t")
     assert all("Comedy" in env.catalog.genres[env.catalog.index_of[i]] for i in r2.recommended)
+
+
+class ConstrainedScriptedPolicy(ScriptedPolicy):
+    """A scripted policy that passes for a grammar-constrained local model, so the graph hands it answer rules."""
+
+    rules: list[dict] = Field(default_factory=list)  # the answer-rule keywords of each call
+
+    def grammars(self):  # what AgentContext.grounded_decoding looks for
+        raise NotImplementedError
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.rules.append({k: kwargs[k] for k in ("cite_items", "cite_required", "listwise_k") if k in kwargs})
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+def test_an_answer_right_after_a_tools_items_is_required_to_cite_one_of_them(env, tmp_path):
+    from recagent.agents.config import PolicyConfig
+
+    policy = ConstrainedScriptedPolicy(
+        script=[
+            tool_calls(call("popular_items", {"k": 3}, "c1")),
+            last_tool_items,
+            tool_calls(call("filter_items", {"genres": ["Jazz"]}, "bad")),  # refused: no items this step
+            AIMessage("Sorry, there is no such genre."),
+        ]
+    )
+    config = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), policy=PolicyConfig(kind="local"))
+    agent = Agent.from_config(config, policy=policy, env=env, db_path=tmp_path / "sessions.sqlite")
+    first = agent.chat("something good", session="s")
+    agent.chat("any jazz films?", session="s")
+    popular = [s for s in first.trace if s.kind == "tool_call"][0].result_item_ids
+    assert [r["cite_required"] for r in policy.rules] == [False, True, False, False]
+    assert [c.item_id for c in policy.rules[1]["cite_items"]] == popular  # what it must cite from
+    assert len(policy.rules[2]["cite_items"]) == 3  # the conversation's items stay citable, just not required

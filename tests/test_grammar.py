@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from recagent.agents.grounding import citation
-from recagent.agents.policies.grammar import AnswerRule, CitableItem, GrammarCache
+from recagent.agents.policies.grammar import AnswerRule, CitableItem, GrammarCache, answer_filter
 from recagent.agents.prompt_format import render_tool_call
 
 ITEMS = (
@@ -70,12 +70,35 @@ def test_without_citable_items_no_citation_can_be_opened(accepts):
     assert accepts(None, "Try [1] Toy Story (1995).")  # no rule: unconstrained text
 
 
-def test_listwise_answers_are_lists_of_at_most_k_allowed_ids(accepts):
+def test_an_answer_after_a_tools_items_cites_at_least_one_of_them_anywhere(accepts):
+    rule = AnswerRule(ITEMS, cite_required=True)
+    assert accepts(rule, "Here they are:\n[50] Star Wars (1977)\n[5] Copycat (1995)")
+    assert accepts(rule, "[181] Return of the Jedi (1983) is a good one.")
+    assert not accepts(rule, "Here they are:")  # nothing recommended
+    assert not accepts(rule, "Here they are:\n[7] Seven (1995)")  # a citation of an item no tool returned
+    assert not accepts(rule, "Here [Insert a title] they are: [50] Star Wars (1977)")  # "[" opens a citation
+    assert not accepts(rule, "Here they are:\n<toolcall>")  # tag look-alikes stay out either way
+    assert accepts(rule, render_tool_call("popular_items", {"k": 5}), tools=[TOOL], choice="auto")  # or call again
+
+
+def test_listwise_answers_are_lists_of_exactly_k_allowed_ids(accepts):
     rule = AnswerRule(ITEMS, listwise_k=2)
-    assert accepts(rule, "[50, 181]") and accepts(rule, "[5]")
+    assert accepts(rule, "[50, 181]") and accepts(rule, "[5, 50]")
+    assert not accepts(rule, "[5]")  # fewer than k
     assert not accepts(rule, "[50, 181, 5]")  # more than k
-    assert not accepts(rule, "[7]")  # not allowed
-    assert not accepts(rule, "Here: [50]")
+    assert not accepts(rule, "[7, 50]")  # not allowed
+    assert not accepts(rule, "Here: [50, 5]")
+    assert accepts(AnswerRule(ITEMS, listwise_k=10), "[5, 181, 50]")  # k beyond the citable items: all of them
+
+
+def test_the_listwise_filter_rejects_a_repeated_id_as_soon_as_it_is_complete():
+    distinct = answer_filter(AnswerRule((*ITEMS, CitableItem("500", "Fargo (1996)")), listwise_k=3))
+    assert all(distinct(t) for t in ["", "[", "[5", "[50", "[50,", "[50, ", "[50, 5", "[50, 500, 5]"])
+    assert distinct("[5, 50")  # "5" is used, "50" is not: a different id sharing its first digit
+    assert not distinct("[50, 50,") and not distinct("[50, 50]") and not distinct("[5, 500, 5]")
+    assert not distinct("[50, 181, 7")  # an id no tool returned
+    assert distinct('<tool_call>{"name"')  # a call is the grammar's business
+    assert answer_filter(AnswerRule(ITEMS)) is None and answer_filter(None) is None  # chat answers: nothing to check
 
 
 def test_auto_choice_allows_a_call_or_a_grounded_answer_never_tags_in_text(accepts):

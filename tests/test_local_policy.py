@@ -17,7 +17,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from recagent.agents.local_model import SOURCE_RECORD, ensure_default_model, find_default_gguf
 from recagent.agents.policies.grammar import CitableItem, GrammarCache, tool_call_structural_tag
 from recagent.agents.policies.local import LocalChatModel
-from recagent.agents.prompt_format import parse_assistant_output, render_tool_call
+from recagent.agents.prompt_format import parse_assistant_output, render_tool_call, tool_call_prefix
 from recagent.tools.recommender_tools import TOOL_FUNCTIONS
 from recagent.tools.toolkit import Tool, ToolRegistry
 
@@ -128,6 +128,28 @@ def test_constrained_call_names_a_bound_tool_with_valid_arguments(engine, schema
     for call in ai.tool_calls:
         _assert_valid_call(call, registry)
     assert ai.usage_metadata["input_tokens"] > 300 and 0 < ai.usage_metadata["output_tokens"] <= 128
+
+
+def test_jump_forward_writes_forced_text_in_one_step_tokenized_as_training_tokenizes_it(
+    policy, schemas, registry, monkeypatch
+):
+    engine, tok = policy.load(), policy.load().tokenizer
+    steps: list[list[int]] = []  # the ids of each engine step: the prompt, then the reply
+    real = engine._eval
+    monkeypatch.setattr(engine, "_eval", lambda ids: (steps.append(list(ids)), real(ids)))
+    for jump in (True, False):
+        steps.clear()
+        model = _calls(policy).model_copy(update={"jump_forward": jump})
+        ai = model.bind_tools(schemas, tool_choice="retrieve_for_user").invoke(_messages())
+        _assert_valid_call(ai.tool_calls[0], registry)
+        reply = steps[1:]
+        if jump:  # a named tool: its whole call prefix is forced, so it is written before any sampling
+            forced = tok.decode(reply[0])  # all but its last token, which may merge with what follows
+            assert tool_call_prefix("retrieve_for_user").startswith(forced) and "retrieve_for_user" in forced
+            assert reply[0] == tok.encode(forced, add_special_tokens=False)  # as training tokenizes it
+            assert len(reply) < ai.usage_metadata["output_tokens"] - 10
+        else:  # token by token, the untrained model spells the name in pieces no training text has
+            assert {len(ids) for ids in reply} == {1}
 
 
 def test_auto_choice_gives_text_or_valid_calls_never_both(policy, schemas, registry):
@@ -243,15 +265,26 @@ def test_answers_can_only_cite_items_a_tool_returned(policy):
     assert free.response_metadata["constrained"] is False
 
 
-def test_listwise_answer_is_a_list_of_allowed_ids(policy):
-    items = [CitableItem(str(i), f"Film {i} (1990)") for i in (50, 181, 1, 7)]
-    ai = policy.model_copy(update={"max_new_tokens": 32}).invoke(
-        [SystemMessage("Answer with a JSON list of 3 item ids."), HumanMessage("[12, 99, 3]")],
-        cite_items=items,
-        listwise_k=3,
-    )
-    ids = json.loads(ai.content)
-    assert 1 <= len(ids) <= 3 and {str(i) for i in ids} <= {i.item_id for i in items}
+def test_a_required_citation_is_written_even_where_the_model_would_cite_nothing(policy):
+    import re
+
+    items = [CitableItem("50", "Star Wars (1977)"), CitableItem("181", "Return of the Jedi (1983)")]
+    model = policy.model_copy(update={"max_new_tokens": 64})
+    steer = [SystemMessage("You are a friendly assistant."), HumanMessage("Say hello in one sentence.")]
+    assert "[" not in model.invoke(steer, cite_items=items).content  # left to itself it cites nothing
+    cited = model.invoke(steer, cite_items=items, cite_required=True).content
+    assert re.search(r"\[(50\] Star Wars|181\] Return of the Jedi)", cited), cited
+
+
+@pytest.mark.parametrize("engine", ["policy", "hf_policy"])
+def test_listwise_answer_is_k_distinct_allowed_ids_even_when_the_model_repeats_itself(engine, request):
+    items = [CitableItem(str(i), f"Film {i} (1990)") for i in (50, 181, 1, 7, 5)]
+    steer = [SystemMessage("Answer with a JSON list of item ids."), HumanMessage("Repeat after me: [50, 50, 50, 50]")]
+    model = request.getfixturevalue(engine).model_copy(update={"max_new_tokens": 32})
+    ids = json.loads(model.invoke(steer, cite_items=items, listwise_k=4).content)
+    assert len(ids) == 4 and len(set(ids)) == 4 and {str(i) for i in ids} <= {i.item_id for i in items}
+    unfiltered = model.model_copy(update={"constrained": False}).invoke(steer).content
+    assert unfiltered.count("50") >= 2  # what the filter stopped: the model does want to repeat the id
 
 
 @pytest.mark.parametrize("engine", ["policy", "hf_policy"])

@@ -42,3 +42,44 @@ def test_five_fixed_requests_get_the_right_first_step(ml100k_env, tmp_path):
             wrong[rid] = (first, row["error"], row["answer"][:120])
     agent.close()
     assert not wrong, wrong
+
+
+def test_with_jump_forward_the_shipped_policys_replies_are_tokenized_as_training_tokenizes_them(
+    ml100k_env, tmp_path, monkeypatch
+):
+    """Forced text written by the engine in one step is canonical; decoded under the mask token by token, the
+    trained model spells forced titles and genres in fragments (`` ``, ``D``, ``rama``) no training text has."""
+    from recagent.agents import Agent
+    from recagent.agents.config import AgentConfig, PolicyConfig
+    from recagent.evaluation.chat_requests import agent_answer
+    from recagent.heldout_requests import load_chat_requests
+
+    request = {r.id: r for r in load_chat_requests()}["pop-01"]  # a call, then an answer citing its items
+    canonical = {}
+    for jump in (True, False):
+        agent = Agent.from_config(
+            AgentConfig(policy=PolicyConfig(jump_forward=jump)), env=ml100k_env, db_path=tmp_path / f"{jump}.sqlite"
+        )
+        engine = agent.context.policy.load()
+        replies = _record_replies(engine, monkeypatch)
+        row = agent_answer(agent, request)
+        agent.close()
+        assert row["first_step"] and "[" in row["answer"]
+        texts = [[t for t in ids if t not in engine.eos_ids()] for ids in replies]
+        tok = engine.tokenizer
+        canonical[jump] = all(ids == tok.encode(tok.decode(ids), add_special_tokens=False) for ids in texts)
+    assert canonical == {True: True, False: False}
+
+
+def _record_replies(engine, monkeypatch) -> list[list[int]]:
+    """The new token ids of every reply ``engine`` decodes from now on."""
+    replies: list[list[int]] = []
+    real = type(engine).decode
+
+    def decode(job, on_token=None, cancel=None):
+        out = real(engine, job, on_token, cancel)
+        replies.append(out.new_ids)
+        return out
+
+    monkeypatch.setattr(engine, "decode", decode)
+    return replies

@@ -11,8 +11,9 @@ cache and the lock that serialises decoding.
 Call-time keywords (usually set once with :meth:`LocalChatModel.bind_tools`): ``tools`` (OpenAI
 schemas), ``tool_choice``, ``parallel_tool_calls``; per call, ``cite_items`` (the
 :class:`~.grammar.CitableItem` s an answer may cite: every item a tool returned in this
-conversation) and ``listwise_k`` (a list-wise answer: a JSON list of at most k of those ids). An
-answer under ``cite_items`` can only cite those items (see :mod:`.grammar`).
+conversation), ``cite_required`` (the answer cites at least one of them) and ``listwise_k`` (a list-wise answer: a JSON list of
+exactly min(k, n) distinct ids of those n items). An answer under
+``cite_items`` can only cite those items (see :mod:`.grammar`).
 
 **Streaming.** :meth:`LocalChatModel._stream` yields ``content`` text as it is decoded. Tool-call
 blocks are held back rather than streamed as text, so the concatenated content equals the
@@ -45,7 +46,14 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr
 
 from recagent.agents.policies.engines import DecodeJob, DecodeResult, Engine
-from recagent.agents.policies.grammar import AnswerRule, CitableItem, GrammarCache, normalize_tool_choice
+from recagent.agents.policies.grammar import (
+    CITATION_ON_ITS_OWN_LINE,
+    AnswerRule,
+    CitableItem,
+    GrammarCache,
+    answer_filter,
+    normalize_tool_choice,
+)
 from recagent.agents.prompt_format import (
     ContentStreamFilter,
     ParsedOutput,
@@ -104,6 +112,9 @@ class LocalChatModel(BaseChatModel):
     constrained: bool = Field(True, description="grammar-constrained tool calls and answer citations (xgrammar)")
     seed: int = Field(0, description="seed set before each sampled reply")
     reuse_kv_cache: bool = Field(True, description="reuse the previous reply's KV cache for a shared prefix")
+    jump_forward: bool = Field(
+        True, description="llama.cpp: append text the grammar forces in one batched step instead of token by token"
+    )
     parallel_tool_calls: bool = Field(
         False, description="allow several calls per reply (a bind-time parallel_tool_calls overrides it)"
     )
@@ -314,7 +325,11 @@ class LocalChatModel(BaseChatModel):
         tok = engine.tokenizer
         ids = encode_prompt(tok, format_prompt(tok, messages, tools))  # data text can never become a special token
         call_only = choice not in (None, "auto", "none")  # required or a named tool: the reply is calls
-        answer = None if call_only else _answer_rule(kwargs.get("cite_items"), kwargs.get("listwise_k"))
+        answer = (
+            None
+            if call_only
+            else _answer_rule(kwargs.get("cite_items"), kwargs.get("listwise_k"), kwargs.get("cite_required"))
+        )
         constrained = bool(self.constrained and (tools or answer is not None))
         grammar = self.grammars().get(tools or [], choice or "none", parallel, answer) if constrained else None
         budget = self.max_new_tokens
@@ -330,6 +345,11 @@ class LocalChatModel(BaseChatModel):
             seed=self.seed,
             stop=list(stop or []),
             eos_ids=engine.eos_ids(),
+            text_filter=answer_filter(answer) if constrained else None,
+            jump_forward=self.jump_forward,
+            # an answer that must cite opens a citation on its own line where the model would end without one:
+            # measured, the base model refused "[" however long it was made to go on
+            end_redirect=_end_redirect(tok, answer) if constrained else [],
         )
         # with no tools the name set is empty: any <tool_call> block is reported as an invalid call
         return _Job(decode, names, choice, constrained, self.resolved_engine())
@@ -388,11 +408,18 @@ def _adapter_gguf(adapter: str, base: Path) -> Path:
     return cached_adapter_gguf(Path(adapter).expanduser(), base_gguf=base)
 
 
-def _answer_rule(cite_items: Any, listwise_k: Any) -> AnswerRule | None:
+def _answer_rule(cite_items: Any, listwise_k: Any, cite_required: Any = False) -> AnswerRule | None:
     if cite_items is None and listwise_k is None:
         return None
     items = tuple(i if isinstance(i, CitableItem) else CitableItem(*i) for i in (cite_items or ()))
-    return AnswerRule(items=items, listwise_k=listwise_k)
+    return AnswerRule(items=items, listwise_k=listwise_k, cite_required=bool(cite_required and items))
+
+
+def _end_redirect(tok: Any, answer: AnswerRule | None) -> list[int]:
+    """What an answer that must cite writes where the model would end without a citation: a citation's opening."""
+    if answer is None or not answer.cite_required:
+        return []
+    return tok.encode(CITATION_ON_ITS_OWN_LINE, add_special_tokens=False)
 
 
 def _usage(job: _Job, out: DecodeResult) -> dict:
