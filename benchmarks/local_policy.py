@@ -185,9 +185,8 @@ def agent_latency(systems: list[str], n_requests: int, checkpoint: Path) -> dict
     env = ToolEnv.load()
     agents = {}
     for name in systems:
-        if name.startswith(
-            "shipped"
-        ):  # the default policy as users get it: trained adapter, llama.cpp, tool choice auto
+        # shipped: the default policy as users get it: trained adapter, llama.cpp, tool choice auto;
+        if name.startswith("shipped"):
             # shipped_no_jump: the same without jump-forward decoding (every forced token decoded one by one)
             policy = PolicyConfig(jump_forward=name != "shipped_no_jump")
             if policy.adapter_folder() is None:

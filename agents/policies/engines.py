@@ -17,8 +17,8 @@ with greedy decoding that does not depend on llama.cpp's sampler defaults. It al
 (as SGLang does): text the grammar forces, such as the rest of a citation once its id is written
 (``] Title (Year), Genre, Genre``, about 15 tokens) or a call's fixed prefix once its name is, is
 tokenized as training tokenizes it and evaluated in one batched step instead of one step per token.
-A peft LoRA adapter is
-converted once to a GGUF adapter (:mod:`recagent.agents.lora_gguf`) and applied by llama.cpp.
+A peft LoRA adapter is converted once to a GGUF adapter (:mod:`recagent.agents.lora_gguf`) and
+applied by llama.cpp.
 
 **transformers**: any Hugging Face checkpoint, float32 or bfloat16, LoRA merged on load; the
 reference engine (and the one a GPU uses).
@@ -133,6 +133,21 @@ class _Masker:
         """Advance the grammar by ``token``; False if it was not allowed."""
         return self.matcher.accept_token(token)
 
+    def accept_all(self, tokens: list[int]) -> bool:
+        """Advance the grammar by every one of ``tokens``, or (False) by none of them."""
+        for n, token in enumerate(tokens):
+            if not self.accept(token):
+                if n:
+                    self.matcher.rollback(n)
+                return False
+        return True
+
+
+def _all_refused(row: Any, ids: Sequence[int]) -> bool:
+    """True when every one of ``ids`` (those within the row) has a -inf logit."""
+    ids = [i for i in ids if i < row.shape[0]]
+    return bool(ids) and bool((row[ids] == float("-inf")).all())
+
 
 def ends_follow_grammar(row: Any, eos_ids: set[int], grammar_stops: Sequence[int]) -> None:
     """Forbid every turn end where the grammar forbids its own stop token (in place, one logits row).
@@ -140,8 +155,7 @@ def ends_follow_grammar(row: Any, eos_ids: set[int], grammar_stops: Sequence[int
     xgrammar knows one stop token (``<|im_end|>``) and takes ``<|im_start|>`` for text, so without this a
     reply could end through ``<|im_start|>`` in the middle of a call or before a required citation.
     """
-    stops = [t for t in grammar_stops if t < row.shape[0]]
-    if stops and bool((row[stops] == float("-inf")).all()):
+    if _all_refused(row, grammar_stops):
         row[[e for e in eos_ids if e < row.shape[0]]] = float("-inf")
 
 
@@ -290,31 +304,20 @@ def _jump_forward(masker: _Masker, job: DecodeJob, new_ids: list[int], tokenizer
         before = tokenizer.decode(new_ids[-1:])
         if tokenizer.encode(before + tokenizer.decode(forced[:1]), add_special_tokens=False)[:1] != new_ids[-1:]:
             return []
-    accepted = 0
-    for t in forced:
-        if not masker.accept(t):
-            break
-        accepted += 1
-    ok = accepted == len(forced) and (
-        job.text_filter is None or job.text_filter(tokenizer.decode([*new_ids, *forced], skip_special_tokens=True))
-    )
-    if not ok:
-        if accepted:
-            masker.matcher.rollback(accepted)
+    if not masker.accept_all(forced):
+        return []
+    if job.text_filter is not None and not job.text_filter(
+        tokenizer.decode([*new_ids, *forced], skip_special_tokens=True)
+    ):
+        masker.matcher.rollback(len(forced))
         return []
     return forced
 
 
 def _redirect(masker: _Masker, job: DecodeJob, masked_logits: Any) -> bool:
     """True (and the grammar advanced) when the model's wish to end is refused and ``job.end_redirect`` fits."""
-    if any(masked_logits[e] > float("-inf") for e in job.eos_ids if e < masked_logits.shape[0]):
-        return False  # ending is allowed: nothing to redirect
-    for n, t in enumerate(job.end_redirect):
-        if not masker.accept(t):
-            if n:
-                masker.matcher.rollback(n)
-            return False
-    return True
+    # (after ends_follow_grammar, every turn end is refused exactly where the grammar refuses its own)
+    return _all_refused(masked_logits, sorted(job.eos_ids)) and masker.accept_all(job.end_redirect)
 
 
 def _pick_allowed(logits: Any, job: DecodeJob, rng: Any, new_ids: list[int], tokenizer: Any) -> int | None:
@@ -370,8 +373,7 @@ class _Redirect:
 
     def force(self, input_ids: Any, scores: Any) -> Any:
         row = scores[0]
-        eos = [e for e in self.eos if e < row.shape[0]]
-        if not self.pending and self.wants_end and bool((row[eos] == float("-inf")).all()):
+        if not self.pending and self.wants_end and _all_refused(row, self.eos):
             self.pending = list(self.job.end_redirect)
         if self.pending and row[self.pending[0]] > float("-inf"):
             token = self.pending.pop(0)

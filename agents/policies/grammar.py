@@ -24,16 +24,17 @@ conversation (:class:`CitableItem`): after ``[`` the decoder may write only a pr
 those strings, so the id and the title it shows always belong together; an item whose genres are known
 is cited with its first genres too (``[id] Title (Year), Genre, Genre``, the line every synthesized
 answer writes), so the genres right after a citation are the item's own (free text after the line is still
-free: a model that runs on can add more). With no citable item, ``[`` cannot be written at all. An answer right after a tool returned items (:attr:`AnswerRule.cite_required`)
-cites at least one of them: measured on simulated users, the shipped policy's answers after a result
-were often an empty "Here they are:" or prose about its tools, recommending nothing. Where the model
-would end such an answer before citing, the engines write ``\\n[`` instead (``DecodeJob.end_redirect``):
-the grammar alone only refuses the end, and the model then runs on to its token budget. Outside citations
-the text cannot open a parenthesised year (``(1``, ``(2``), so it cannot name an item as ``Title (Year)``
-without citing it. A list-wise answer is a JSON list of
-exactly min(k, n) distinct ids of the n citable items: the grammar fixes the count and the id set, and
-:func:`answer_filter` rejects a repeated id token by token (distinctness over n ids is no context-free rule
-a grammar compiler can afford; the engines apply the filter after the grammar's mask). Measured before:
+free: a model that runs on can add more). With no citable item, ``[`` cannot be written at all.
+An answer right after a tool returned items (:attr:`AnswerRule.cite_required`) cites at least one of
+them: measured on simulated users, the shipped policy's answers after a result were often an empty
+"Here they are:" or prose about its tools, recommending nothing. Where the model would end such an
+answer before citing, the engines write ``\\n[`` instead (``DecodeJob.end_redirect``): the grammar
+alone only refuses the end, and the model then runs on to its token budget. Outside citations the
+text cannot open a parenthesised year (``(1``, ``(2``), so it cannot name an item as ``Title (Year)``
+without citing it. A list-wise answer is a JSON list of exactly min(k, n) distinct ids of the n
+citable items: the grammar fixes the count and the id set, and :func:`answer_filter` rejects a
+repeated id token by token (distinctness over n ids is no context-free rule a grammar compiler can
+afford; the engines apply the filter after the grammar's mask). Measured before:
 allowed 1..k ids, the shipped policy wrote one id and stopped; forced to k ids without the filter, it
 repeated one id k times. Tool-call and tool-response tags can never appear in an answer.
 

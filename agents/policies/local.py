@@ -11,8 +11,8 @@ cache and the lock that serialises decoding.
 Call-time keywords (usually set once with :meth:`LocalChatModel.bind_tools`): ``tools`` (OpenAI
 schemas), ``tool_choice``, ``parallel_tool_calls``; per call, ``cite_items`` (the
 :class:`~.grammar.CitableItem` s an answer may cite: every item a tool returned in this
-conversation), ``cite_required`` (the answer cites at least one of them) and ``listwise_k`` (a list-wise answer: a JSON list of
-exactly min(k, n) distinct ids of those n items). An answer under
+conversation), ``cite_required`` (the answer cites at least one of them) and ``listwise_k`` (a
+list-wise answer: a JSON list of exactly min(k, n) distinct ids of those n items). An answer under
 ``cite_items`` can only cite those items (see :mod:`.grammar`).
 
 **Streaming.** :meth:`LocalChatModel._stream` yields ``content`` text as it is decoded. Tool-call
