@@ -30,6 +30,7 @@ from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
 from recagent.agents.config import AgentConfig, AgentContext, make_policy
 from recagent.agents.context import turn_starts
 from recagent.agents.graph import build_graph
+from recagent.agents.prompts import LISTWISE_REQUEST
 from recagent.agents.session_db import SessionsConfig, open_checkpointer
 from recagent.agents.steps import StepRecord
 from recagent.errors import RecagentError
@@ -306,7 +307,7 @@ class Agent:
         if history_limit is not None:
             ctx = replace(ctx, env=ctx.env.with_history_limit(history_limit))
         state = {
-            "messages": [HumanMessage(f"Recommend {k} items for user {user_id}.")],
+            "messages": [HumanMessage(LISTWISE_REQUEST.format(k=k, user_id=user_id))],
             "mode": "listwise",
             "k": k,
             "user": self.user_profile(user_id, ctx.env),

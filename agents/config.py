@@ -169,12 +169,15 @@ class AgentContext:
             self.config.policy.kind == "local" and self.config.policy.constrained and hasattr(self.policy, "grammars")
         )
 
-    def bound_policy(self, first_step: bool = False):
-        """The policy with the tool schemas bound, forcing a call before the turn's first result if configured."""
+    def bound_policy(self, first_step: bool = False, answer_now: bool = False):
+        """The policy with the tool schemas bound, forcing a call before the turn's first result if configured
+        (``first_step``), or an answer (``answer_now``)."""
         cfg = self.config.policy
         choice = cfg.later_tool_choice
         if first_step:
             choice = cfg.initial_tool_choice()
+        elif answer_now:
+            choice = "none"
         if choice not in self._bound:
             kwargs = {"tool_choice": choice} if choice != "auto" else {}
             self._bound[choice] = self.policy.bind_tools(self.tool_schemas, **kwargs)

@@ -61,8 +61,12 @@ def policy(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     turn_now = state.get("turn", 0)
     # until a call of this turn has worked, the policy may be made to call a tool (see PolicyConfig.first_tool_choice)
     no_result_yet = not any(s.kind == "tool_call" and s.valid and s.turn == turn_now for s in state.get("trace") or [])
+    # a call repeated within the turn returns what it returned before: the policy answers from it. Measured: the
+    # shipped policy, asked "What have I watched recently?", called get_user_history with the same argument six times
+    # (to max_steps) and the fallback answered
+    bound = ctx.bound_policy(first_step=no_result_yet, answer_now=_repeated_calls(state))
     with ctx.policy_lock or nullcontext():  # tools stay outside the lock: they run concurrently across sessions
-        ai: AIMessage = ctx.bound_policy(first_step=no_result_yet).invoke(messages, **_answer_constraints(state, ctx))
+        ai: AIMessage = bound.invoke(messages, **_answer_constraints(state, ctx))
     ms = (time.perf_counter() - t0) * 1000
     usage = ai.usage_metadata or {}
     turn, steps = state.get("turn", 0), state.get("steps", 0)
@@ -104,6 +108,25 @@ def _answer_constraints(state: AgentState, ctx: AgentContext) -> dict:
     if state.get("mode") == "listwise":
         return {"cite_items": items, "listwise_k": state.get("k", ctx.config.k)}
     return {"cite_items": items, "cite_required": _follows_items(state)}
+
+
+def _repeated_calls(state: AgentState) -> bool:
+    """True when every call of the policy's previous step repeats (same tool, same arguments) an earlier one of
+    this turn."""
+    turn, previous = state.get("turn", 0), state.get("steps", 0) - 1
+    calls = [
+        s
+        for s in state.get("trace") or []
+        if s.kind == "tool_call" and s.turn == turn and s.call_id != FALLBACK_CALL_ID
+    ]
+    last = [_call_key(s) for s in calls if s.index == previous]
+    earlier = {_call_key(s) for s in calls if s.index < previous}
+    return bool(last) and all(k in earlier for k in last)
+
+
+def _call_key(step: StepRecord) -> str:
+    """A call's tool and arguments as one comparable string."""
+    return json.dumps([step.tool, step.arguments], sort_keys=True, default=str)
 
 
 def _follows_items(state: AgentState) -> bool:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Sequence
+
 from recagent.agents.state import AgentState
 
 CHAT = (
@@ -14,6 +18,8 @@ LISTWISE = (
     "retrieve_for_user, then rank_items or rank_by_preference) to find items this user will watch next. Then "
     "answer with exactly {k} item ids from tool results, best first, as a JSON list such as [50, 181, 1]."
 )
+LISTWISE_REQUEST = "Recommend {k} items for user {user_id}."  # the user turn of a list-wise episode
+LIST_SEPARATOR = ", "  # between the ids of a list-wise answer (json.dumps style)
 
 LISTWISE_POOL = (
     "You are a recommender acting for user {user_id} of the {dataset} catalog. Rank these {n} candidate items "
@@ -21,6 +27,21 @@ LISTWISE_POOL = (
     "tools (for example rank_items with candidates 'candidates') and answer with exactly {k} item ids from the "
     "candidates, best first, as a JSON list of ids."
 )
+
+
+def is_listwise_prompt(text: str) -> bool:
+    """True for a list-wise system prompt (with or without given candidates)."""
+    return text.startswith(LISTWISE.split("{", 1)[0])
+
+
+def json_id(item_id: str) -> str:
+    """An id as a list-wise answer writes it: a JSON number when it is one, else a JSON string."""
+    return item_id if re.fullmatch(r"[1-9][0-9]{0,17}|0", item_id) else json.dumps(item_id, ensure_ascii=False)
+
+
+def listwise_answer(item_ids: Sequence[str]) -> str:
+    """A list-wise answer as the policy writes it (and the grammar allows it): ``[50, 181, 1]``, best first."""
+    return "[" + LIST_SEPARATOR.join(json_id(str(i)) for i in item_ids) + "]"
 
 
 def system_prompt(state: AgentState, dataset: str, listing: dict[str, str] | None = None) -> str:

@@ -47,8 +47,8 @@ class SynthConfig(JobConfig):
     test_user_fraction: float = Field(0.2, gt=0, lt=1, description="share of users reserved for test dialogs")
     min_history: int = Field(3, ge=1, description="fewest training interactions a user needs")
     kinds: dict[str, float] = Field(
-        {"single": 0.25, "parallel": 0.15, "chain": 0.3, "clarify": 0.15, "no_tool": 0.15},
-        description="relative weight of each dialog kind",
+        {"single": 0.25, "parallel": 0.15, "chain": 0.3, "clarify": 0.15, "no_tool": 0.15, "listwise": 0.1},
+        description="relative weight of each dialog kind (listwise: `Agent.recommend`'s episode, ids as the answer)",
     )
     mix: dict[str, float] | None = Field(
         None, description="target share per complexity level, e.g. {easy: 0.3, medium: 0.4, hard: 0.3}; None = as drawn"

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from recagent.agents.prompts import CHAT
+from recagent.agents.prompts import CHAT, LISTWISE, LISTWISE_REQUEST, listwise_answer
 from recagent.synth import phrasing as ph
 from recagent.synth.builder import DialogBuilder, GenerationFailed
 from recagent.synth.sample import Sample
@@ -2076,6 +2076,22 @@ def cl_rank(c: PlanContext) -> None:
     c.answer(c.pick(res, k or len(items)), lead=c.rng.choice(RANK_LEADS))
 
 
+def lw_retrieve(c: PlanContext) -> None:
+    """List-wise, as ``Agent.recommend`` asks: retrieve for the user, then answer the ids in the result's order.
+
+    The trained recommender's order is the best this policy has to go on (SASRec outranks every other tool on
+    next-item NDCG here); measured before these dialogs existed, the shipped policy reordered the retrieved list
+    and lost to SASRec alone (NDCG@10 0.100 vs 0.108)."""
+    k = c.info["k"]
+    c.b.user(LISTWISE_REQUEST.format(k=k, user_id=c.task.user_id))
+    res = c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "k": k}))[0]
+    ids = [it["item_id"] for it in res["items"]][:k]
+    if len(ids) < k:
+        raise GenerationFailed(f"retrieve_for_user returned {len(ids)} of {k} items")
+    c.info["answer_ids"] = ids
+    c.b.say(listwise_answer(ids))
+
+
 PLANS: dict[str, list[tuple[str, tuple[str, ...], Plan]]] = {
     "single": [
         ("search", ("search_items",), s_search),
@@ -2110,7 +2126,10 @@ PLANS: dict[str, list[tuple[str, tuple[str, ...], Plan]]] = {
         ("ask_history", ("get_user_history",), cl_history),
     ],
     "no_tool": [("out_of_scope", (), n_out_of_scope), ("greeting", (), n_greeting), ("smalltalk", (), n_smalltalk)],
+    "listwise": [("listwise_retrieve", ("retrieve_for_user",), lw_retrieve)],
 }
+# k of a list-wise dialog: mostly the evaluation's 10 (`recagent eval` asks for top-10), some 5 so k is read
+LISTWISE_KS = (10, 10, 10, 5)
 # The plan mix. A dialog of a kind draws one of the base PLANS above (uniformly, from the dialog's own RNG, as it
 # always has), except that with probability FIRST_CALL_SHARE[kind] it draws from FIRST_CALL_PLANS[kind] instead, by
 # weight. These plans open with first decisions the base plans never make (rank_items / rank_by_preference on ids the
@@ -2213,7 +2232,8 @@ class ProgrammaticGenerator:
     def offer(self, req: GenRequest, cores: tuple[str, ...], topic: str | None = None) -> list[ToolVariant]:
         """The tools offered in a dialog: the plan's tools, some others and a few distractors, shuffled."""
         rng = req.rng
-        if req.serving_tools:  # the originals in registry order: the tool block the chat agent renders
+        # the originals in registry order: the tool block the chat agent renders (list-wise episodes offer it too)
+        if req.serving_tools or req.kind == "listwise":
             return [self.pool.variants[core][0] for core in self.pool.variants]
         lo, hi = req.tools_per_dialog
         others = [c for c in self.pool.variants if c not in cores]
@@ -2238,11 +2258,15 @@ class ProgrammaticGenerator:
         user_known = req.kind not in ("clarify", "no_tool") and plan_name in NEEDS_USER_ID and rng.random() < 0.5
         noun = DOMAIN_NOUNS[req.domain][0]
         about = f" About the user: the user is user_id {req.task.user_id} of the dataset." if user_known else ""
-        b.system(CHAT.format(dataset=self.dataset, user=about).replace("movie recommender", f"{noun} recommender"))
         ctx = PlanContext(req.task, session, b, rng, req.domain, user_known)
+        if req.kind == "listwise":  # the agent's list-wise prompt, word for word
+            ctx.info["k"] = rng.choice(LISTWISE_KS)
+            b.system(LISTWISE.format(user_id=req.task.user_id, dataset=self.dataset, k=ctx.info["k"]))
+        else:
+            b.system(CHAT.format(dataset=self.dataset, user=about).replace("movie recommender", f"{noun} recommender"))
         ctx.info.update(topic=topic, offered_real=[v for v in variants if v.core is not None])
         plan(ctx)
-        if req.kind != "no_tool" and rng.random() < 0.15:  # a closing no-tool turn
+        if req.kind not in ("no_tool", "listwise") and rng.random() < 0.15:  # a closing no-tool turn
             b.user(ph.noisy(rng.choice(ph.THANKS), rng))
             b.say(rng.choice(ph.WELCOME))
         tid = session.catalog.ids[req.task.target]

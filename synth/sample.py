@@ -28,7 +28,8 @@ from recagent.dialogs import (  # noqa: F401  (re-exported)
     iter_calls,
 )
 
-Kind = Literal["single", "parallel", "chain", "clarify", "no_tool"]
-KINDS: tuple[str, ...] = ("single", "parallel", "chain", "clarify", "no_tool")
+# listwise: a list-wise episode as `Agent.recommend` runs it (ToolRec-style: act for a dataset user, answer ids)
+Kind = Literal["single", "parallel", "chain", "clarify", "no_tool", "listwise"]
+KINDS: tuple[str, ...] = ("single", "parallel", "chain", "clarify", "no_tool", "listwise")
 Level = Literal["easy", "medium", "hard"]
 LEVELS: tuple[str, ...] = ("easy", "medium", "hard")

@@ -18,8 +18,10 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from recagent.agents.graph import listwise_ids
 from recagent.agents.grounding import ground_answer
 from recagent.agents.prompt_format import strict_call_json
+from recagent.agents.prompts import is_listwise_prompt
 from recagent.synth.sample import KINDS, CheckResult, Sample, Verification
 from recagent.synth.tool_pool import EXCLUDE_PARAM, OfferedTools, ToolVariant
 from recagent.tools.env import ToolEnv
@@ -143,7 +145,11 @@ def trace_calls(sample: Sample) -> list[CallTrace]:
 
 
 def infer_kind(sample: Sample) -> str:
-    """The dialog kind its shape shows: no_tool, clarify, chain, parallel or single."""
+    """The dialog kind its shape shows: listwise (the agent's list-wise prompt), no_tool, clarify, chain, parallel
+    or single."""
+    system = sample.messages[0] if sample.messages and sample.messages[0].get("role") == "system" else {}
+    if is_listwise_prompt(system.get("content") or ""):
+        return "listwise"
     traces = trace_calls(sample)
     if not traces:
         return "no_tool"
@@ -402,7 +408,15 @@ def check_answer_grounded(sample: Sample, ctx: VerifyContext) -> tuple[bool, str
             g = ground_answer(m["content"], ctx.catalog, seen)
             if not g.ok:
                 return False, f"message {mi} names items not from tool results: {g.unknown + g.unsupported}"
+            listed = [i for i in _listed_ids(sample, m["content"]) if i not in seen]
+            if listed:
+                return False, f"message {mi} lists items not from tool results: {listed}"
     return True, ""
+
+
+def _listed_ids(sample: Sample, text: str) -> list[str]:
+    """The ids of a list-wise answer (nothing for any other dialog: its answers cite items instead)."""
+    return listwise_ids(text) if sample.kind == "listwise" or infer_kind(sample) == "listwise" else []
 
 
 def check_filters(sample: Sample, ctx: VerifyContext) -> tuple[bool, str]:
@@ -458,7 +472,7 @@ def check_leakage(sample: Sample, ctx: VerifyContext) -> tuple[bool, str]:
     for m in sample.messages:
         if m.get("role") == "assistant" and m.get("content"):
             g = ground_answer(m["content"], ctx.catalog, set())
-            bad = held & set(g.supported + g.unsupported)
+            bad = held & set(g.supported + g.unsupported + _listed_ids(sample, m["content"]))
             if bad:
                 return False, f"answer names the user's held-out items {sorted(bad)}"
     heldout = sorted(n for n, rec in sample.tool_variants.items() if rec.get("heldout"))

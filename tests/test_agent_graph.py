@@ -257,8 +257,12 @@ class ConstrainedScriptedPolicy(ScriptedPolicy):
     def grammars(self):  # what AgentContext.grounded_decoding looks for
         raise NotImplementedError
 
+    def bind_tools(self, tools, **kwargs):  # the tool choice reaches _generate, as it reaches a real policy
+        return self.bind(tool_choice=kwargs.get("tool_choice", "auto"))
+
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
-        self.rules.append({k: kwargs[k] for k in ("cite_items", "cite_required", "listwise_k") if k in kwargs})
+        keys = ("cite_items", "cite_required", "listwise_k", "tool_choice")
+        self.rules.append({k: kwargs[k] for k in keys if k in kwargs})
         return super()._generate(messages, stop, run_manager, **kwargs)
 
 
@@ -281,3 +285,24 @@ def test_an_answer_right_after_a_tools_items_is_required_to_cite_one_of_them(env
     assert [r["cite_required"] for r in policy.rules] == [False, True, False, False]
     assert [c.item_id for c in policy.rules[1]["cite_items"]] == popular  # what it must cite from
     assert len(policy.rules[2]["cite_items"]) == 3  # the conversation's items stay citable, just not required
+
+
+def test_a_call_repeated_within_the_turn_makes_the_next_step_answer(env, tmp_path):
+    from recagent.agents.config import PolicyConfig
+
+    policy = ConstrainedScriptedPolicy(
+        script=[
+            tool_calls(call("popular_items", {"k": 3}, "c1")),
+            tool_calls(call("popular_items", {"k": 4}, "c2")),  # other arguments: a new call
+            tool_calls(call("popular_items", {"k": 3}, "c3")),  # the first call again
+            last_tool_items,
+            tool_calls(call("popular_items", {"k": 3}, "c4")),  # a new turn: calls of the last one do not count
+            last_tool_items,
+        ]
+    )
+    config = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), policy=PolicyConfig(kind="local"))
+    agent = Agent.from_config(config, policy=policy, env=env, db_path=tmp_path / "sessions.sqlite")
+    first = agent.chat("something good", session="s")
+    agent.chat("and again", session="s")
+    assert [r["tool_choice"] for r in policy.rules] == ["auto", "auto", "auto", "none", "auto", "auto"]
+    assert first.policy_answer is not None and first.recommended  # it answered from the repeated call's items

@@ -78,6 +78,11 @@ def test_an_answer_after_a_tools_items_cites_at_least_one_of_them_anywhere(accep
     assert not accepts(rule, "Here they are:\n[7] Seven (1995)")  # a citation of an item no tool returned
     assert not accepts(rule, "Here [Insert a title] they are: [50] Star Wars (1977)")  # "[" opens a citation
     assert not accepts(rule, "Here they are:\n<toolcall>")  # tag look-alikes stay out either way
+    # calls written as text under invented tags, as the shipped policy wrote them to simulated users
+    assert not accepts(rule, 'Here:\n< tool_call>{"name": "get_item", "arguments": {}}</tool_call>\n[5] Copycat (1995)')
+    assert not accepts(rule, 'Here:\n<training_call>{"name": "get_item"}\n[5] Copycat (1995)')
+    assert not accepts(rule, 'Here:\n< tool_Call>{"name\': "get_item"}\n[5] Copycat (1995)')
+    assert not accepts(rule, "Here: {'name': 'get_item'}\n[5] Copycat (1995)")
     assert accepts(rule, render_tool_call("popular_items", {"k": 5}), tools=[TOOL], choice="auto")  # or call again
 
 
@@ -98,7 +103,25 @@ def test_the_listwise_filter_rejects_a_repeated_id_as_soon_as_it_is_complete():
     assert not distinct("[50, 50,") and not distinct("[50, 50]") and not distinct("[5, 500, 5]")
     assert not distinct("[50, 181, 7")  # an id no tool returned
     assert distinct('<tool_call>{"name"')  # a call is the grammar's business
-    assert answer_filter(AnswerRule(ITEMS)) is None and answer_filter(None) is None  # chat answers: nothing to check
+    assert answer_filter(AnswerRule(())) is None and answer_filter(None) is None  # nothing citable: nothing to check
+
+
+def test_a_whole_citation_ends_its_line_or_goes_on_with_a_colon_as_in_every_synthesized_answer():
+    star_wars = CitableItem("50", "Star Wars (1977)", ("Action", "Adventure", "Romance", "Sci-Fi", "War"))
+    liar = CitableItem("294", "Liar Liar (1997)", ("Comedy",))
+    lines_end = answer_filter(AnswerRule((star_wars, liar, *ITEMS)))
+    cite = "Here they are:\n[294] Liar Liar (1997), Comedy"
+    assert lines_end(cite) and lines_end(cite + "\n") and lines_end(cite + "\n[50] Star Wars (1977), Action")
+    assert lines_end("[5] Copycat (1995): a thriller from 1995.")  # a look-up's answer
+    assert not lines_end(cite + ", Animated")  # measured: genres of its own, on to the token budget
+    assert not lines_end(cite + ",") and not lines_end(cite + " and more")
+    assert not lines_end("[50] Star Wars (1977), Action, Adventure, Romance, Sci-Fi")  # the citation shows three
+    assert lines_end("[50] Star Wars (1977), Action, Adv")  # a citation being written is the grammar's business
+    assert lines_end('<tool_call>{"name": "get_item", "arguments": {"title": "[5] Copycat (1995), x"}}')
+    # an item cited with genres by one tool and without by another: the shorter citation may go on
+    both = answer_filter(AnswerRule((star_wars, CitableItem("50", "Star Wars (1977)"))))
+    assert both("[50] Star Wars (1977), Action, Adventure, Romance")
+    assert not both("[50] Star Wars (1977), Action, Adventure, Romance, Sci-Fi")
 
 
 def test_auto_choice_allows_a_call_or_a_grounded_answer_never_tags_in_text(accepts):

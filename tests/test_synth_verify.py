@@ -316,3 +316,36 @@ def test_filter_constraints_reject_an_item_of_an_excluded_genre(by_plan, synth, 
     )
     tool["artifact"] = json.dumps(result)
     assert "has excluded genres" in failed(s, synth)["filter_constraints"]
+
+
+def test_a_listwise_dialog_is_the_agents_listwise_episode_answered_in_the_retrieved_order(by_plan, synth):
+    from recagent.agents.prompts import LISTWISE_REQUEST, listwise_answer, system_prompt
+    from recagent.tools.recommender_tools import TOOL_FUNCTIONS
+
+    s = by_plan["listwise_retrieve"]
+    system, user, call, result, answer = s.messages
+    k = json.loads(call["tool_calls"][0]["function"]["arguments"])["k"]
+    # word for word what Agent.recommend shows the policy, with the chat agent's tools as served
+    state = {"mode": "listwise", "k": k, "user": {"user_id": s.user_id}}
+    assert system["content"] == system_prompt(state, "ml-100k")
+    assert user["content"] == LISTWISE_REQUEST.format(k=k, user_id=s.user_id)
+    assert [t["function"]["name"] for t in s.tools] == [f.__name__ for f in TOOL_FUNCTIONS]
+    assert call["tool_calls"][0]["function"]["name"] == "retrieve_for_user"
+    items = [it["item_id"] for it in json.loads(result["artifact"])["items"]]
+    assert answer["content"] == listwise_answer(items[:k]) and len(items) == k
+    assert s.kind == "listwise" and infer_kind(s) == "listwise"
+
+
+def test_listwise_answers_are_checked_for_grounding_and_leakage_like_cited_ones(by_plan, synth, ml100k_split):
+    from recagent.agents.prompts import listwise_answer
+
+    s = fresh(by_plan, "listwise_retrieve")
+    assert s.split == "train" and failed(s, synth) == {}
+    listed = json.loads(s.messages[-1]["content"])
+    other = next(i for i in ("1", "2", "50", "100", "181") if int(i) not in listed)
+    s.messages[-1]["content"] = listwise_answer([*map(str, listed[:-1]), other])
+    assert other in failed(s, synth)["answer_grounded"]
+    ds = ml100k_split.dataset
+    held = ds.items.ids[int(ml100k_split.test.items[ml100k_split.test.users == ds.users.index_of[s.user_id]][0])]
+    s.messages[-1]["content"] = listwise_answer([*map(str, listed[:-1]), held])
+    assert f"held-out items ['{held}']" in failed(s, synth)["no_leakage"]

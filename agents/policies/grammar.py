@@ -23,8 +23,9 @@ instead of a prefix tree). A chat answer is free text in which ``[`` starts an i
 conversation (:class:`CitableItem`): after ``[`` the decoder may write only a prefix of one of
 those strings, so the id and the title it shows always belong together; an item whose genres are known
 is cited with its first genres too (``[id] Title (Year), Genre, Genre``, the line every synthesized
-answer writes), so the genres right after a citation are the item's own (free text after the line is still
-free: a model that runs on can add more). With no citable item, ``[`` cannot be written at all.
+answer writes), so the genres right after a citation are the item's own, and, as in every synthesized answer,
+the citation ends its line or is followed by ``:`` (:func:`answer_filter`: a model that ran on used to append
+genres of its own). With no citable item, ``[`` cannot be written at all.
 An answer right after a tool returned items (:attr:`AnswerRule.cite_required`) cites at least one of
 them: measured on simulated users, the shipped policy's answers after a result were often an empty
 "Here they are:" or prose about its tools, recommending nothing. Where the model would end such an
@@ -36,7 +37,8 @@ citable items: the grammar fixes the count and the id set, and :func:`answer_fil
 repeated id token by token (distinctness over n ids is no context-free rule a grammar compiler can
 afford; the engines apply the filter after the grammar's mask). Measured before:
 allowed 1..k ids, the shipped policy wrote one id and stopped; forced to k ids without the filter, it
-repeated one id k times. Tool-call and tool-response tags can never appear in an answer.
+repeated one id k times. Tool-call and tool-response tags can never appear in an answer, nor can a call
+written as text: answer text has no ``<``, ``>``, ``{`` or ``}`` (no synthesized answer has one).
 
 xgrammar (pinned, >= 0.2.8) rather than outlines or lm-format-enforcer: it is actively
 maintained, compiles JSON Schema (``anyOf``, ``$ref``/``$defs``, ``pattern``, numeric and length
@@ -65,19 +67,23 @@ from recagent.agents.prompt_format import (
     BLOCK_SEPARATOR,
     TOOL_CALL_OPEN,
     TOOL_CALL_SUFFIX,
-    TOOL_RESPONSE_OPEN,
     tool_call_prefix,
 )
+from recagent.agents.prompts import LIST_SEPARATOR, json_id
 from recagent.tools.result_text import answer_line
 
 MAX_JSON_WHITESPACE = 1  # inside constrained arguments: enough for json.dumps style, no whitespace loops
 CITATION_OPEN = citation("", "")[0]  # "[": the trigger of an item citation in a chat answer
 CITATION_ON_ITS_OWN_LINE = "\n" + CITATION_OPEN  # how an answer line of a synthesized answer starts
-# the tags, and any look-alike the untrained model improvises ("<tool_response_json>"), never appear in an answer
-# "<tool" covers "<toolcall>" and "<tool\\_call>", both written by the shipped policy instead of a call
-_EXCLUDED_FROM_TEXT = [TOOL_CALL_OPEN, TOOL_RESPONSE_OPEN, "<tool"]
+# the tags, and anything a call written as text needs, never appear in an answer: no synthesized answer has any of
+# these characters (0 of 10,009 in synth4), and the models wrote calls as text under tags and look-alikes of every
+# kind: "<tool_response_json>" (base), "<toolcall>", "<tool\\_call>", "< tool_Call>", "<training_call>", '{"name' (shipped)
+_EXCLUDED_FROM_TEXT = ["<", ">", "{", "}"]
 _YEAR_OPENERS = ["(1", "(2"]  # "(1977)", "(2001)": see answer_format
-LIST_SEPARATOR = ", "  # between the ids of a list-wise answer (json.dumps style)
+# what follows a whole citation in every synthesized answer: the end of its line (or of the answer), or ": " and a
+# description (a look-up's answer). Measured: where the item had fewer genres than the citation shows at most, the
+# shipped policy ran on with ", Comedy, Animated, Comedy, ..." to its token budget (and appended genres to others)
+AFTER_CITATION = ("\n", ":")
 
 
 @dataclass(frozen=True)
@@ -175,7 +181,7 @@ def answer_format(rule: AnswerRule | None) -> Any:
         if not ids:  # nothing to list yet: the model has to call a tool (or say so in words)
             return AnyTextFormat(excludes=[*_EXCLUDED_FROM_TEXT, "["])
         k = min(rule.listwise_k, len(ids))
-        one = "(" + " | ".join(_ebnf_string(_json_id(i)) for i in ids) + ")"
+        one = "(" + " | ".join(_ebnf_string(json_id(i)) for i in ids) + ")"
         more = f" ({_ebnf_string(LIST_SEPARATOR)} id){{{k - 1}}}" if k > 1 else ""
         return GrammarFormat(grammar=f'root ::= "[" id{more} "]"\nid ::= {one}')
     # a year in parentheses only inside a citation: a free-text "Title (Year)" would be an uncited mention
@@ -195,16 +201,42 @@ def answer_format(rule: AnswerRule | None) -> Any:
 
 
 def answer_filter(rule: AnswerRule | None) -> Callable[[str], bool] | None:
-    """For a list-wise rule, a check of a reply prefix: False once it repeats an id (None: nothing to check)."""
-    if rule is None or rule.listwise_k is None or not rule.items:
+    """A check of a reply prefix, False once it breaks a rule no grammar here states (None: nothing to check).
+
+    List-wise: an id is repeated. Chat: a whole citation is followed by anything but the end of its line or
+    ``:`` (see :data:`AFTER_CITATION`).
+    """
+    if rule is None or not rule.items:
         return None
-    options = tuple(dict.fromkeys(_json_id(i.item_id) for i in rule.items))
+    if rule.listwise_k is None:
+        cites = tuple(dict.fromkeys(i.citation() for i in rule.items))
+        # an item one tool returned with genres and another without is citable both ways: the shorter goes on
+        cites = tuple(c for c in cites if not any(o != c and o.startswith(c) for o in cites))
+
+        def lines_end(text: str) -> bool:
+            # a tool call is the grammar's business alone
+            return text.startswith(TOOL_CALL_OPEN) or _citations_end_lines(text, cites)
+
+        return lines_end
+    options = tuple(dict.fromkeys(json_id(i.item_id) for i in rule.items))
 
     def distinct(text: str) -> bool:
         # a tool call (or anything but a list) is the grammar's business alone
         return not text.startswith("[") or _extends_to_distinct(text[1:], options, frozenset())
 
     return distinct
+
+
+def _citations_end_lines(text: str, cites: tuple[str, ...]) -> bool:
+    """True if every whole citation of ``cites`` in ``text`` is followed by nothing or by one of AFTER_CITATION."""
+    for cite in cites:
+        at = text.find(cite)
+        while at >= 0:
+            after = at + len(cite)
+            if after < len(text) and text[after] not in AFTER_CITATION:
+                return False
+            at = text.find(cite, after)
+    return True
 
 
 def _extends_to_distinct(rest: str, options: tuple[str, ...], used: frozenset[str]) -> bool:
@@ -223,11 +255,6 @@ def _extends_to_distinct(rest: str, options: tuple[str, ...], used: frozenset[st
             ):
                 return True
     return False
-
-
-def _json_id(item_id: str) -> str:
-    """An id as a list-wise answer writes it: a JSON number when it is one, else a JSON string."""
-    return item_id if re.fullmatch(r"[1-9][0-9]{0,17}|0", item_id) else json.dumps(item_id, ensure_ascii=False)
 
 
 def tool_call_structural_tag(
