@@ -10,7 +10,6 @@ When the step budget runs out the agent answers from its latest tool result.
 from __future__ import annotations
 
 import json
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -25,7 +24,7 @@ from recagent.agents.config import AgentContext
 from recagent.agents.context import FEEDBACK, trim_turns
 from recagent.agents.grounding import citation, ground_answer
 from recagent.agents.preferences import stated_preferences
-from recagent.agents.prompts import listwise_feedback, system_prompt, unsupported_feedback
+from recagent.agents.prompts import listwise_feedback, listwise_ids, system_prompt, unsupported_feedback
 from recagent.agents.state import AgentState
 from recagent.agents.steps import FALLBACK_CALL_ID, StepRecord, summarise_result
 from recagent.tools.result_text import result_text
@@ -225,19 +224,6 @@ def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
 def route_after_tools(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["policy", "fallback"]:
     """Back to the policy while budget remains."""
     return "policy" if state.get("steps", 0) < runtime.context.config.max_steps else "fallback"
-
-
-def listwise_ids(text: str) -> list[str]:
-    """Item ids from a list-wise answer: a JSON list, else every bracketed or bare number."""
-    m = re.search(r"\[[^\[\]]*\]", text)
-    if m:
-        try:
-            values = json.loads(m.group(0))
-            if isinstance(values, list):
-                return [str(v).strip() for v in values if isinstance(v, (int, str))]
-        except json.JSONDecodeError:
-            pass
-    return re.findall(r"\b\d+\b", text)
 
 
 def check(state: AgentState, runtime: Runtime[AgentContext]) -> dict:

@@ -1,4 +1,4 @@
-"""System prompts for the two modes, and feedback messages the checks send back to the policy."""
+"""System prompts, the list-wise request and answer (written and read), and the checks' feedback to the policy."""
 
 from __future__ import annotations
 
@@ -42,6 +42,19 @@ def json_id(item_id: str) -> str:
 def listwise_answer(item_ids: Sequence[str]) -> str:
     """A list-wise answer as the policy writes it (and the grammar allows it): ``[50, 181, 1]``, best first."""
     return "[" + LIST_SEPARATOR.join(json_id(str(i)) for i in item_ids) + "]"
+
+
+def listwise_ids(text: str) -> list[str]:
+    """Item ids from a list-wise answer: a JSON list, else every bracketed or bare number."""
+    m = re.search(r"\[[^\[\]]*\]", text)
+    if m:
+        try:
+            values = json.loads(m.group(0))
+            if isinstance(values, list):
+                return [str(v).strip() for v in values if isinstance(v, (int, str))]
+        except json.JSONDecodeError:
+            pass
+    return re.findall(r"\b\d+\b", text)
 
 
 def system_prompt(state: AgentState, dataset: str, listing: dict[str, str] | None = None) -> str:

@@ -87,7 +87,7 @@ class AgentSystem:
 
     def answer(self, request: Request) -> Response:
         """Run one list-wise episode; a crash of the episode is an empty, unparsed response."""
-        from recagent.agents.graph import listwise_ids
+        from recagent.agents.prompts import listwise_ids
 
         t0 = time.perf_counter()
         try:

@@ -18,10 +18,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from recagent.agents.graph import listwise_ids
 from recagent.agents.grounding import ground_answer
 from recagent.agents.prompt_format import strict_call_json
-from recagent.agents.prompts import is_listwise_prompt
+from recagent.agents.prompts import is_listwise_prompt, listwise_ids
 from recagent.synth.sample import KINDS, CheckResult, Sample, Verification
 from recagent.synth.tool_pool import EXCLUDE_PARAM, OfferedTools, ToolVariant
 from recagent.tools.env import ToolEnv
@@ -416,7 +415,7 @@ def check_answer_grounded(sample: Sample, ctx: VerifyContext) -> tuple[bool, str
 
 def _listed_ids(sample: Sample, text: str) -> list[str]:
     """The ids of a list-wise answer (nothing for any other dialog: its answers cite items instead)."""
-    return listwise_ids(text) if sample.kind == "listwise" or infer_kind(sample) == "listwise" else []
+    return listwise_ids(text) if infer_kind(sample) == "listwise" else []
 
 
 def check_filters(sample: Sample, ctx: VerifyContext) -> tuple[bool, str]:

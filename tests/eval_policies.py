@@ -74,8 +74,8 @@ def accept_every_answer(state, runtime) -> dict:
     Patch it over ``recagent.agents.graph.check`` before the agent is built, to see that the
     evaluation notices what such an agent ships.
     """
-    from recagent.agents.graph import listwise_ids
     from recagent.agents.grounding import ground_answer
+    from recagent.agents.prompts import listwise_ids
 
     ai = state["messages"][-1]
     text = ai.text if isinstance(ai.text, str) else str(ai.content)
