@@ -31,6 +31,7 @@ from typing import Any
 
 from recagent.errors import RecagentError
 from recagent.files import sha256_file
+from recagent.hf_loading import hf_loading
 from recagent.paths import recagent_home
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
@@ -161,6 +162,7 @@ def ensure_default_model(progress: bool = True, target: str | Path | None = None
     return target
 
 
+@hf_loading
 def _convert_gguf(gguf: Path, out: Path, progress: bool) -> None:
     import torch
     import transformers
@@ -230,6 +232,7 @@ def cpu_has_bf16() -> bool:
     return " amx_bf16" in flags or " avx512_bf16" in flags
 
 
+@hf_loading
 def load_causal_lm(
     path: str | Path | None = None,
     adapter: str | Path | None = None,
@@ -263,6 +266,7 @@ def load_causal_lm(
     return model, tokenizer
 
 
+@hf_loading
 def load_tokenizer(path: str | Path) -> Any:
     """The tokenizer of a checkpoint folder, or the one inside a GGUF file (no model weights are read)."""
     from transformers import AutoTokenizer

