@@ -98,7 +98,9 @@ def _answer_constraints(state: AgentState, ctx: AgentContext) -> dict:
     if state.get("mode") == "listwise":
         allowed = listwise_allowed(state, ctx)
     else:
-        allowed = list(dict.fromkeys(state.get("grounded_ids") or []))
+        # after this turn's calls returned items, the answer cites those: an earlier turn's sci-fi films are no
+        # answer to "3 comedies" (the shipped policy cited one; none of 7,047 synthesized answers after results does)
+        allowed = _turn_item_ids(state) or list(dict.fromkeys(state.get("grounded_ids") or []))
     items = [
         CitableItem(i, catalog.display(j), tuple(catalog.genres[j]))
         for i in allowed
@@ -107,6 +109,13 @@ def _answer_constraints(state: AgentState, ctx: AgentContext) -> dict:
     if state.get("mode") == "listwise":
         return {"cite_items": items, "listwise_k": state.get("k", ctx.config.k)}
     return {"cite_items": items, "cite_required": _follows_items(state)}
+
+
+def _turn_item_ids(state: AgentState) -> list[str]:
+    """The ids this turn's valid calls returned, first seen first."""
+    turn = state.get("turn", 0)
+    steps = [s for s in state.get("trace") or [] if s.kind == "tool_call" and s.valid and s.turn == turn]
+    return list(dict.fromkeys(i for s in steps for i in s.result_item_ids))
 
 
 def _repeated_calls(state: AgentState) -> bool:

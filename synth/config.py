@@ -23,6 +23,7 @@ GENERATION_FIELDS = (
     "mix",
     "domains",
     "variants_per_tool",
+    "extra_variants_per_tool",
     "heldout_variant_fraction",
     "heldout_tool_share",
     "tools_per_dialog",
@@ -57,6 +58,13 @@ class SynthConfig(JobConfig):
         {"movies": 0.55, "films": 0.15, "books": 0.15, "music": 0.15}, description="wording of tools and requests"
     )
     variants_per_tool: int = Field(6, ge=0, le=20, description="evolved variants per core tool")
+    extra_variants_per_tool: int = Field(
+        24,
+        ge=0,
+        le=40,
+        description="more evolved variants per core tool, with composed verb_object names, drawn after the others "
+        "(which stay as they are; none when variants_per_tool is 0): many names teach the policy to read descriptions",
+    )
     heldout_variant_fraction: float = Field(0.25, ge=0, lt=1, description="share of variants never seen in training")
     heldout_tool_share: float = Field(0.5, ge=0, le=1, description="share of test dialogs offering held-out variants")
     tools_per_dialog: tuple[int, int] = Field((3, 8), description="min and max real tools offered per dialog")

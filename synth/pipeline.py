@@ -174,6 +174,7 @@ class Synthesizer:
             cfg.variants_per_tool,
             cfg.heldout_variant_fraction,
             [d for d, w in cfg.domains.items() if w > 0] + ["movies"],
+            cfg.extra_variants_per_tool,
         )
         self.sampler = TaskSampler(env.split, cfg.seed, cfg.test_user_fraction, cfg.min_history)
         self.generator: Any = ProgrammaticGenerator(env, registry_factory, self.pool, env.dataset.name)

@@ -50,6 +50,60 @@ NAME_SYNONYMS: dict[str, list[str]] = {
     "get_candidates": ["show_candidates", "read_set", "get_saved_{n}", "candidate_set", "list_saved"],
 }
 
+# More names per core tool, composed as "{verb}_{object}", for the extra variants of a large pool: with a few names per
+# tool a small model learns the names, not the descriptions (the shipped policy matched 0 of 24 calls on held-out
+# variants after training on 4 names per tool), so many names make the name a weak cue and the description the one
+# to read.
+NAME_PARTS: dict[str, tuple[list[str], list[str]]] = {
+    "search_items": (
+        ["search", "find", "lookup", "query", "match"],
+        ["{n}_by_text", "{n}_by_description", "catalog_text", "{n}_semantic", "by_keywords"],
+    ),
+    "filter_items": (
+        ["filter", "browse", "select", "list", "narrow"],
+        ["{n}_by_genre", "catalog", "{n}_by_year", "by_attributes", "{n}_by_era"],
+    ),
+    "retrieve_for_user": (
+        ["recommend", "suggest", "personalize", "pick", "retrieve"],
+        ["{n}_for_user", "for_member", "user_{n}", "for_customer", "for_listener"],
+    ),
+    "similar_items": (
+        ["similar", "related", "find_similar", "neighbour", "lookalike"],
+        ["{n}", "to_{n}", "{n}_of", "titles", "{n}_like_these"],
+    ),
+    "popular_items": (
+        ["popular", "top", "trending", "most_liked", "bestselling"],
+        ["{n}", "{n}_now", "{n}_by_genre", "charts", "overall"],
+    ),
+    "rank_items": (
+        ["rank", "score", "order", "sort", "predict"],
+        ["{n}_for_user", "candidates", "by_user_taste", "candidate_{n}", "pool_for_user"],
+    ),
+    "rank_by_preference": (
+        ["rank", "rerank", "tailor", "adjust", "boost"],
+        ["by_preferences", "with_likes", "to_taste", "by_genre_and_era", "with_constraints"],
+    ),
+    "get_item": (
+        ["get", "lookup", "describe", "fetch", "show"],
+        ["{s}", "{s}_details", "{s}_info", "title", "{s}_by_title"],
+    ),
+    "get_user_history": (
+        ["get", "fetch", "read", "show", "list"],
+        ["user_history", "watch_history", "user_activity", "recent_{n}", "past_{n}"],
+    ),
+    "get_candidates": (
+        ["show", "read", "get", "load", "open"],
+        ["saved_set", "candidates", "saved_{n}", "candidate_list", "stored_{n}"],
+    ),
+}
+
+
+def composed_names(core: str) -> list[str]:
+    """The composed name templates of ``core`` ("{verb}_{object}"; "{s}"/"{n}" are the domain nouns)."""
+    verbs, objects = NAME_PARTS.get(core, ([], []))
+    return [f"{v}_{o}" for v in verbs for o in objects]
+
+
 # Alternative parameter names (the core name is kept in the variant's mapping).
 PARAM_SYNONYMS: dict[str, list[str]] = {
     "query": ["text", "description", "q", "request"],
@@ -234,8 +288,14 @@ def build_pool(
     variants_per_tool: int = 6,
     heldout_fraction: float = 0.25,
     domains: list[str] | None = None,
+    extra_variants_per_tool: int = 0,
 ) -> ToolPool:
-    """Evolve ``variants_per_tool`` surfaces per registry tool; a share of them is held out for testing."""
+    """Evolve ``variants_per_tool`` surfaces per registry tool; a share of them is held out for testing.
+
+    ``extra_variants_per_tool`` more per tool (none when ``variants_per_tool`` is 0: no variants at all) take
+    composed names (:data:`NAME_PARTS`). They are drawn after all
+    the others from their own random stream, so the rest of the pool, its held-out variants included, is the pool
+    the same seed gives without them: data made with extra variants never offers a smaller pool's held-out ones."""
     rng = random.Random(f"pool:{seed}")
     domains = domains or list(DOMAIN_NOUNS)
     base = {s["function"]["name"]: s for s in registry.openai_schemas()}
@@ -262,6 +322,12 @@ def build_pool(
         held = set(rng.sample(range(len(evolved)), n_held)) if n_held else set()
         out += [_with(v, heldout=i in held) for i, v in enumerate(evolved)]
         variants[core] = out
+    extra_rng = random.Random(f"pool-extra:{seed}")
+    for core, schema in base.items() if extra_variants_per_tool and variants_per_tool else ():
+        extra = _more_variants(
+            core, schema["function"], extra_variants_per_tool, domains, genres, used, extra_rng, heldout_fraction
+        )
+        variants[core] += extra
     distractors = [
         ToolVariant(
             d.name,
@@ -281,6 +347,32 @@ def build_pool(
         for d in DISTRACTORS
     ]
     return ToolPool(variants, distractors)
+
+
+def _more_variants(
+    core: str,
+    fn: dict[str, Any],
+    n: int,
+    domains: list[str],
+    genres: list[str],
+    used: set[str],
+    rng: random.Random,
+    heldout_fraction: float,
+) -> list[ToolVariant]:
+    """Up to ``n`` variants of ``core`` named from its composed names (``used`` grows); a share held out."""
+    names = [(t, d) for t in composed_names(core) for d in domains]
+    rng.shuffle(names)
+    out: list[ToolVariant] = []
+    for template, domain in names:
+        name = _domain_text(template, domain)
+        if len(out) >= n:
+            break
+        if name in used:  # a template without nouns reads the same in every domain
+            continue
+        used.add(name)
+        out.append(_evolve(core, fn, name, domain, genres, rng))
+    held = set(rng.sample(range(len(out)), round(len(out) * heldout_fraction)))
+    return [_with(v, heldout=i in held) for i, v in enumerate(out)]
 
 
 def _with(v: ToolVariant, **changes: Any) -> ToolVariant:

@@ -287,6 +287,32 @@ def test_an_answer_right_after_a_tools_items_is_required_to_cite_one_of_them(env
     assert len(policy.rules[2]["cite_items"]) == 3  # the conversation's items stay citable, just not required
 
 
+def test_after_this_turns_results_an_answer_cites_only_them_and_later_turns_all_the_conversations(env, tmp_path):
+    from recagent.agents.config import PolicyConfig
+    from recagent.tools.recommender_tools import build_registry
+
+    top3 = [it["item_id"] for it in build_registry(env.session()).call("popular_items", {"k": 3}).result["items"]]
+    other = next(i for i in env.catalog.ids if i not in top3)
+    policy = ConstrainedScriptedPolicy(
+        script=[
+            tool_calls(call("popular_items", {"k": 3}, "c1")),
+            last_tool_items,
+            tool_calls(call("get_item", {"item_id": other}, "c2")),  # a new turn's call: one other item
+            AIMessage(f"Try {env.catalog.display(env.catalog.index_of[other])} [{other}]."),
+            AIMessage("You're welcome."),  # a turn without calls
+        ]
+    )
+    config = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), policy=PolicyConfig(kind="local"))
+    agent = Agent.from_config(config, policy=policy, env=env, db_path=tmp_path / "sessions.sqlite")
+    agent.chat("something good", session="s")
+    agent.chat("and that one?", session="s")
+    agent.chat("thanks", session="s")
+    cited = [[c.item_id for c in r["cite_items"]] for r in policy.rules]
+    assert cited[1] == top3
+    assert cited[3] == [other], "the first turn's items are no answer to the second turn's request"
+    assert set(cited[4]) == {*top3, other}, "without calls of its own, a turn may cite any item of the conversation"
+
+
 def test_a_call_repeated_within_the_turn_makes_the_next_step_answer(env, tmp_path):
     from recagent.agents.config import PolicyConfig
 

@@ -69,6 +69,35 @@ def test_variants_use_catalog_enums_and_hold_out_a_quarter(pool, ml100k_env):
     assert all(pool.for_core("get_item", "test", "books", rng, heldout=True).heldout for _ in range(20))
 
 
+def test_extra_variants_add_composed_names_and_leave_the_smaller_pool_as_it_was(pool, ml100k_env):
+    from recagent.synth.tool_pool import DOMAIN_NOUNS, composed_names
+
+    big = build_pool(
+        build_registry(ml100k_env), list(ml100k_env.catalog.all_genres), seed=0, extra_variants_per_tool=20
+    )
+    reg = build_registry(ml100k_env)
+    for core, small in pool.variants.items():
+        grown = big.variants[core]
+        # the same seed's smaller pool, held-out flags included, is a prefix: bigger data never trains on its held-out
+        assert [(v.name, v.heldout, v.schema) for v in grown[: len(small)]] == [
+            (v.name, v.heldout, v.schema) for v in small
+        ]
+        extra = grown[len(small) :]
+        assert len(extra) == 20 and sum(v.heldout for v in extra) == 5
+        named = {t.replace("{s}", s).replace("{n}", n) for t in composed_names(core) for s, n in DOMAIN_NOUNS.values()}
+        assert {v.name for v in extra} <= named
+        if core not in CORE_CALLS:
+            continue
+        v = extra[-1]  # an extra variant runs its real tool too
+        args = CORE_CALLS[core]
+        got = OfferedTools([v], build_registry(ml100k_env.session())).call(
+            v.name, {v.offered_param(k): val for k, val in args.items()}
+        )
+        assert got.ok and got.result == reg.call(core, args).result, (v.name, got.error)
+    names = [v.name for v in big.all_variants()] + [d.name for d in big.distractors]
+    assert len(names) == len(set(names)), "every offered name is unique"
+
+
 def test_added_exclusion_parameter_is_implemented_and_errors_speak_offered_names(pool, ml100k_env):
     v = next(
         v
