@@ -89,9 +89,11 @@ def policy(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
 
 
 def _answer_constraints(state: AgentState, ctx: AgentContext) -> dict:
-    """For a policy that decodes under a grammar: the items its answer may cite (and k in list-wise mode)."""
+    """For a policy that decodes under a grammar: the items its answer may cite (and k in list-wise mode), and the
+    ids its calls may name."""
     if not ctx.grounded_decoding():
         return {}
+    from recagent.agents.call_ids import conversation_call_ids
     from recagent.agents.policies.grammar import CitableItem
 
     catalog = ctx.env.catalog
@@ -106,9 +108,16 @@ def _answer_constraints(state: AgentState, ctx: AgentContext) -> dict:
         for i in allowed
         if (j := catalog.index_of.get(i)) is not None
     ]
+    call_ids = conversation_call_ids(
+        state["messages"],
+        ctx.env.dataset.users.index_of,
+        catalog.index_of,
+        (state.get("user") or {}).get("user_id"),
+        state.get("grounded_ids") or [],
+    )
     if state.get("mode") == "listwise":
-        return {"cite_items": items, "listwise_k": state.get("k", ctx.config.k)}
-    return {"cite_items": items, "cite_required": _follows_items(state)}
+        return {"cite_items": items, "listwise_k": state.get("k", ctx.config.k), "call_ids": call_ids}
+    return {"cite_items": items, "cite_required": _follows_items(state), "call_ids": call_ids}
 
 
 def _turn_item_ids(state: AgentState) -> list[str]:

@@ -223,7 +223,7 @@ def _run_tool_calls(cfg: EvalConfig, agent, env, rows: list[dict], log: RecordLo
     choice = pc.initial_tool_choice()
     choice = None if choice == "auto" else choice
     for task in tqdm(tasks, desc="tool-call tasks", disable=not progress or not tasks, unit="task"):
-        outcome = evaluate_task(agent.context.policy, task, env, choice)
+        outcome = evaluate_task(agent.context.policy, task, env, choice, grounded_ids=agent.context.grounded_decoding())
         log.add({"section": "tool_call", "system": "agent", "key": task.id, **asdict(outcome)})
 
 

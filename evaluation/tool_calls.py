@@ -71,13 +71,16 @@ def call_tasks(rows: list[dict[str, Any]], limit: int | None = None) -> list[Cal
     return out
 
 
-def predict(policy, task: CallTask, tool_choice: str | None = None) -> tuple[list[PredictedCall], dict[str, Any]]:
-    """The policy's calls for the task's next turn (a langchain chat model with ``bind_tools``)."""
+def predict(
+    policy, task: CallTask, tool_choice: str | None = None, call_ids: Any = None
+) -> tuple[list[PredictedCall], dict[str, Any]]:
+    """The policy's calls for the task's next turn (a langchain chat model with ``bind_tools``); ``call_ids``: the
+    ids a grammar-constrained policy's calls may name, as the agent passes them."""
     from langchain_core.messages import convert_to_messages
 
     bound = policy.bind_tools(task.tools, tool_choice=tool_choice) if tool_choice else policy.bind_tools(task.tools)
     t0 = time.perf_counter()
-    ai = bound.invoke(convert_to_messages(task.messages))
+    ai = bound.invoke(convert_to_messages(task.messages), **({"call_ids": call_ids} if call_ids else {}))
     usage = ai.usage_metadata or {}
     calls = [PredictedCall(c["name"], c.get("args")) for c in ai.tool_calls]
     calls += [
@@ -134,10 +137,22 @@ def execution_match(task: CallTask, predicted: list[PredictedCall], env) -> tupl
     return True, None
 
 
-def evaluate_task(policy, task: CallTask, env, tool_choice: str | None = None) -> CallOutcome:
-    """Predict, AST-check and execution-check one task; a policy failure scores as a miss."""
+def conversation_ids(task: CallTask, env) -> Any:
+    """The ids the agent would let a grammar-constrained policy's calls name in this task's conversation."""
+    from langchain_core.messages import convert_to_messages
+
+    from recagent.agents.call_ids import conversation_call_ids
+
+    return conversation_call_ids(convert_to_messages(task.messages), env.dataset.users.index_of, env.catalog.index_of)
+
+
+def evaluate_task(
+    policy, task: CallTask, env, tool_choice: str | None = None, grounded_ids: bool = False
+) -> CallOutcome:
+    """Predict, AST-check and execution-check one task; a policy failure scores as a miss. ``grounded_ids``: the
+    policy's calls may name only the conversation's ids, as in the agent (a grammar-constrained local policy)."""
     try:
-        calls, info = predict(policy, task, tool_choice)
+        calls, info = predict(policy, task, tool_choice, conversation_ids(task, env) if grounded_ids else None)
     except Exception as e:  # a failing policy call is a wrong answer, not the end of the run
         err = f"policy failed: {type(e).__name__}: {e}"[:200]
         return CallOutcome(task.id, task.kind, task.heldout_tools, False, err, False, err)

@@ -261,7 +261,7 @@ class ConstrainedScriptedPolicy(ScriptedPolicy):
         return self.bind(tool_choice=kwargs.get("tool_choice", "auto"))
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
-        keys = ("cite_items", "cite_required", "listwise_k", "tool_choice")
+        keys = ("cite_items", "cite_required", "listwise_k", "tool_choice", "call_ids")
         self.rules.append({k: kwargs[k] for k in keys if k in kwargs})
         return super()._generate(messages, stop, run_manager, **kwargs)
 
@@ -311,6 +311,23 @@ def test_after_this_turns_results_an_answer_cites_only_them_and_later_turns_all_
     assert cited[1] == top3
     assert cited[3] == [other], "the first turn's items are no answer to the second turn's request"
     assert set(cited[4]) == {*top3, other}, "without calls of its own, a turn may cite any item of the conversation"
+
+
+def test_calls_may_name_the_conversations_users_and_items_only(env, tmp_path):
+    from recagent.agents.config import PolicyConfig
+
+    user = env.dataset.users.ids[2]
+    policy = ConstrainedScriptedPolicy(
+        script=[tool_calls(call("popular_items", {"k": 3}, "c1")), last_tool_items, AIMessage("Bye.")]
+    )
+    config = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), policy=PolicyConfig(kind="local"))
+    agent = Agent.from_config(config, policy=policy, env=env, db_path=tmp_path / "sessions.sqlite")
+    first = agent.chat(f"I'm user {user}, anything good?", session="s")
+    agent.chat("thanks", session="s")
+    returned = [s for s in first.trace if s.kind == "tool_call"][0].result_item_ids
+    assert policy.rules[0]["call_ids"].users == (user,)
+    assert set(returned) <= set(policy.rules[1]["call_ids"].items)  # what tools returned may be called on
+    assert policy.rules[2]["call_ids"].users == (user,)  # later turns keep the conversation's ids
 
 
 def test_a_call_repeated_within_the_turn_makes_the_next_step_answer(env, tmp_path):

@@ -133,3 +133,37 @@ def test_auto_choice_allows_a_call_or_a_grounded_answer_never_tags_in_text(accep
     assert not accepts(rule, '<tool_response_json>{"k": 1}', tools=[TOOL], choice="auto")  # no look-alike tags
     assert not accepts(rule, render_tool_call("popular_items", {"k": 0}), tools=[TOOL], choice="auto")
     assert not accepts(rule, "[50] Star Wars (1977)", tools=[TOOL], choice="required")
+
+
+def test_id_arguments_take_only_the_conversations_ids_under_any_parameter_name(accepts):
+    from recagent.agents.policies.grammar import CallIds, ground_id_arguments
+    from recagent.tools.schemas import ITEM_ID_DESCRIPTION, USER_ID_DESCRIPTION
+
+    user = {"type": "string", "minLength": 1, "maxLength": 64, "description": USER_ID_DESCRIPTION}
+    item = {"type": "string", "minLength": 1, "maxLength": 64, "description": ITEM_ID_DESCRIPTION}
+    tool = {  # a variant's names: what makes an argument an id is its type, not its name
+        "type": "function",
+        "function": {
+            "name": "order_for_member",
+            "description": "Rank items for a user.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "member": user,
+                    "ids": {"anyOf": [{"type": "array", "items": item}, {"type": "null"}]},
+                    "k": {"type": "integer"},
+                },
+                "required": ["member"],
+                "additionalProperties": False,
+            },
+        },
+    }
+    grounded = ground_id_arguments([tool], CallIds(users=("234",), items=("127", "187")))
+    ok = render_tool_call("order_for_member", {"member": "234", "ids": ["127", "187"], "k": 2})
+    assert accepts(None, ok, tools=grounded, choice="required")
+    for bad in ({"member": "2000"}, {"member": "234", "ids": ["127 187"]}, {"member": "234", "ids": ["12"]}):
+        assert accepts(None, render_tool_call("order_for_member", bad), tools=[tool], choice="required")
+        assert not accepts(None, render_tool_call("order_for_member", bad), tools=grounded, choice="required"), bad
+    assert ground_id_arguments([tool], CallIds()) == [tool], "no ids in the conversation: the arguments stay free"
+    only_items = ground_id_arguments([tool], CallIds(items=("127",)))
+    assert accepts(None, render_tool_call("order_for_member", {"member": "2000"}), tools=only_items, choice="required")

@@ -21,8 +21,12 @@ def _as_id(v: object) -> object:
     return v
 
 
-ItemId = Annotated[str, BeforeValidator(_as_id), Field(min_length=1, max_length=64, description="catalog item id")]
-UserId = Annotated[str, BeforeValidator(_as_id), Field(min_length=1, max_length=64, description="dataset user id")]
+# The JSON schemas of id arguments carry these descriptions; a grammar finds id arguments by them, under any
+# variant's parameter names (agents.policies.grammar.ground_id_arguments).
+ITEM_ID_DESCRIPTION = "catalog item id"
+USER_ID_DESCRIPTION = "dataset user id"
+ItemId = Annotated[str, BeforeValidator(_as_id), Field(min_length=1, max_length=64, description=ITEM_ID_DESCRIPTION)]
+UserId = Annotated[str, BeforeValidator(_as_id), Field(min_length=1, max_length=64, description=USER_ID_DESCRIPTION)]
 K = Annotated[int, Field(ge=1, le=100, description="number of items to return (1-100)")]
 ModelName = Literal["sasrec", "bpr", "itemknn", "pop"]
 SetName = Annotated[

@@ -115,6 +115,36 @@ class AnswerRule:
         return json.dumps([self.listwise_k, self.cite_required, items])
 
 
+@dataclass(frozen=True)
+class CallIds:
+    """The ids a call's id arguments may take (:mod:`recagent.agents.call_ids`); an empty kind stays free."""
+
+    users: tuple[str, ...] = ()
+    items: tuple[str, ...] = ()
+
+
+def ground_id_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
+    """Copies of OpenAI ``tools`` whose user- and item-id arguments (found by the tools' id types, under any
+    parameter name) can only take ``ids``; ``tools`` itself when there is nothing to narrow."""
+    from recagent.tools.schemas import ITEM_ID_DESCRIPTION, USER_ID_DESCRIPTION
+
+    if ids is None or not (ids.users or ids.items):
+        return tools
+    allowed = {USER_ID_DESCRIPTION: ids.users, ITEM_ID_DESCRIPTION: ids.items}
+
+    def narrow(node: Any) -> Any:
+        if isinstance(node, list):
+            return [narrow(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        values = allowed.get(node.get("description")) if node.get("type") == "string" else None
+        if values:
+            return {"type": "string", "enum": list(values), "description": node["description"]}
+        return {k: narrow(v) for k, v in node.items()}
+
+    return [narrow(t) for t in tools]
+
+
 def normalize_tool_choice(tool_choice: Any, tool_names: set[str]) -> str:
     """``"auto"``, ``"none"``, ``"required"`` or a bound tool name, from any langchain/OpenAI spelling."""
     if tool_choice is None or tool_choice is False or tool_choice == "auto":
@@ -319,10 +349,12 @@ class GrammarCache:
 __all__ = [
     "CITATION_ON_ITS_OWN_LINE",
     "AnswerRule",
+    "CallIds",
     "CitableItem",
     "GrammarCache",
     "answer_filter",
     "answer_format",
+    "ground_id_arguments",
     "normalize_tool_choice",
     "tool_call_structural_tag",
     "xgrammar_schema",
