@@ -65,7 +65,7 @@ def policy(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     # (to max_steps) and the fallback answered
     bound = ctx.bound_policy(first_step=no_result_yet, answer_now=_repeated_calls(state))
     with ctx.policy_lock or nullcontext():  # tools stay outside the lock: they run concurrently across sessions
-        ai: AIMessage = bound.invoke(messages, **_answer_constraints(state, ctx))
+        ai: AIMessage = bound.invoke(messages, **_decoding_constraints(state, ctx))
     ms = (time.perf_counter() - t0) * 1000
     usage = ai.usage_metadata or {}
     turn, steps = state.get("turn", 0), state.get("steps", 0)
@@ -88,7 +88,7 @@ def policy(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     return {"messages": [ai], "steps": steps + 1, "trace": trace}
 
 
-def _answer_constraints(state: AgentState, ctx: AgentContext) -> dict:
+def _decoding_constraints(state: AgentState, ctx: AgentContext) -> dict:
     """For a policy that decodes under a grammar: the items its answer may cite (and k in list-wise mode), and the
     ids its calls may name."""
     if not ctx.grounded_decoding():

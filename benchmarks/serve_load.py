@@ -10,7 +10,7 @@ Scenarios (tools are real in all of them: the trained recommenders and the text 
 - ``echo``: the EchoPolicy (no model): the server's own cost, tool calls, session storage, streaming.
 - ``echo-200ms``: the same with 200 ms of serialised "model" time per policy call (two per turn), i.e. what
   queueing behind one local model looks like.
-- ``local``: the offline SmolLM2-135M policy for real (CPU, serialised), fewer turns.
+- ``local``: the default offline policy (the shipped adapter) for real (CPU, serialised), fewer turns.
 
     python benchmarks/serve_load.py                        # echo + echo-200ms: 24 sessions x 5 turns
     python benchmarks/serve_load.py --scenarios local --sessions 20 --turns 1
@@ -36,12 +36,13 @@ RESULTS = HERE / "results"
 SCENARIOS = {
     "echo": {"policy": "echo", "think_s": 0.0, "workers": 4, "max_queue": 16},
     "echo-200ms": {"policy": "echo", "think_s": 0.2, "workers": 4, "max_queue": 16},
-    "local": {"policy": "local", "workers": 4, "max_queue": 16, "max_steps": 2, "max_new_tokens": 48},
+    "local": {"policy": "local", "workers": 4, "max_queue": 16},  # the agent as `recagent serve` runs it
 }
 ABOUT = {
     "echo": "EchoPolicy, no model: the server, real tool calls, session storage and streaming",
     "echo-200ms": "EchoPolicy with 200 ms of serialised model time per policy call (2 per turn): queueing behind one model",
-    "local": "the offline SmolLM2-135M on CPU for real (serialised; max_steps 2, 48 new tokens per call)",
+    "local": "the default offline policy (SmolLM2-135M + the shipped LoRA adapter, llama.cpp) on CPU for real "
+    "(serialised; default step and token budgets)",
 }
 
 
@@ -50,16 +51,12 @@ def serve(scenario: str, port: int, db: str) -> None:
     import uvicorn
 
     from recagent.agents import Agent, AgentConfig
-    from recagent.agents.config import PolicyConfig
     from recagent.agents.policies.scripted import EchoPolicy
     from recagent.serve.app import create_app
     from recagent.serve.config import ServeConfig
 
     spec = SCENARIOS[scenario]
-    agent_cfg = AgentConfig(
-        max_steps=spec.get("max_steps", 6),
-        policy=PolicyConfig(kind="local", max_new_tokens=spec.get("max_new_tokens", 192)),
-    )
+    agent_cfg = AgentConfig()  # the defaults `recagent serve` uses: the shipped local policy, its budgets
     policy = EchoPolicy(think_s=spec["think_s"]) if spec["policy"] == "echo" else None
     if policy is None:
         from recagent.agents.local_model import ensure_default_model

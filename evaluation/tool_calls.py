@@ -15,9 +15,12 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recagent.evaluation.ast_match import ASTResult, PredictedCall, check_turn
+
+if TYPE_CHECKING:
+    from recagent.agents.policies.grammar import CallIds
 
 
 @dataclass
@@ -72,7 +75,7 @@ def call_tasks(rows: list[dict[str, Any]], limit: int | None = None) -> list[Cal
 
 
 def predict(
-    policy, task: CallTask, tool_choice: str | None = None, call_ids: Any = None
+    policy, task: CallTask, tool_choice: str | None = None, call_ids: CallIds | None = None
 ) -> tuple[list[PredictedCall], dict[str, Any]]:
     """The policy's calls for the task's next turn (a langchain chat model with ``bind_tools``); ``call_ids``: the
     ids a grammar-constrained policy's calls may name, as the agent passes them."""
@@ -137,7 +140,7 @@ def execution_match(task: CallTask, predicted: list[PredictedCall], env) -> tupl
     return True, None
 
 
-def conversation_ids(task: CallTask, env) -> Any:
+def conversation_ids(task: CallTask, env) -> CallIds:
     """The ids the agent would let a grammar-constrained policy's calls name in this task's conversation."""
     from langchain_core.messages import convert_to_messages
 
