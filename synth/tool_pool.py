@@ -293,9 +293,9 @@ def build_pool(
     """Evolve ``variants_per_tool`` surfaces per registry tool; a share of them is held out for testing.
 
     ``extra_variants_per_tool`` more per tool (none when ``variants_per_tool`` is 0: no variants at all) take
-    composed names (:data:`NAME_PARTS`). They are drawn after all
-    the others from their own random stream, so the rest of the pool, its held-out variants included, is the pool
-    the same seed gives without them: data made with extra variants never offers a smaller pool's held-out ones."""
+    composed names (:data:`NAME_PARTS`). They are drawn after all the others from their own random stream, so the
+    rest of the pool, its held-out variants included, is the pool the same seed gives without them: data made
+    with extra variants never offers a smaller pool's held-out ones."""
     rng = random.Random(f"pool:{seed}")
     domains = domains or list(DOMAIN_NOUNS)
     base = {s["function"]["name"]: s for s in registry.openai_schemas()}
@@ -318,10 +318,7 @@ def build_pool(
             variant = _evolve(core, fn, name, domain, genres, rng)
             used.add(name)
             evolved.append(variant)
-        n_held = round(len(evolved) * heldout_fraction)
-        held = set(rng.sample(range(len(evolved)), n_held)) if n_held else set()
-        out += [_with(v, heldout=i in held) for i, v in enumerate(evolved)]
-        variants[core] = out
+        variants[core] = out + _hold_out(evolved, heldout_fraction, rng)
     extra_rng = random.Random(f"pool-extra:{seed}")
     for core, schema in base.items() if extra_variants_per_tool and variants_per_tool else ():
         extra = _more_variants(
@@ -364,15 +361,21 @@ def _more_variants(
     rng.shuffle(names)
     out: list[ToolVariant] = []
     for template, domain in names:
-        name = _domain_text(template, domain)
         if len(out) >= n:
             break
+        name = _domain_text(template, domain)
         if name in used:  # a template without nouns reads the same in every domain
             continue
         used.add(name)
         out.append(_evolve(core, fn, name, domain, genres, rng))
-    held = set(rng.sample(range(len(out)), round(len(out) * heldout_fraction)))
-    return [_with(v, heldout=i in held) for i, v in enumerate(out)]
+    return _hold_out(out, heldout_fraction, rng)
+
+
+def _hold_out(evolved: list[ToolVariant], fraction: float, rng: random.Random) -> list[ToolVariant]:
+    """``evolved`` with a seeded ``fraction`` of them (rounded) marked held out for testing."""
+    n_held = round(len(evolved) * fraction)
+    held = set(rng.sample(range(len(evolved)), n_held)) if n_held else set()
+    return [_with(v, heldout=i in held) for i, v in enumerate(evolved)]
 
 
 def _with(v: ToolVariant, **changes: Any) -> ToolVariant:
