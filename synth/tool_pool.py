@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from recagent.tools.schemas import ITEM_ID_DESCRIPTION
 from recagent.tools.toolkit import ToolRegistry
 from recagent.tools.variants import EXCLUDE_PARAM, OfferedTools, Origin, ToolVariant  # noqa: F401  (re-exported)
 
@@ -408,7 +409,7 @@ def _evolve(
     if core in LIST_TOOLS and rng.random() < 0.35 and EXCLUDE_PARAM not in taken:
         new_props[EXCLUDE_PARAM] = {
             "type": "array",
-            "items": {"type": "string"},
+            "items": {"type": "string", "description": ITEM_ID_DESCRIPTION},  # the grammar grounds ids by this type
             "maxItems": 50,
             "description": f"{DOMAIN_NOUNS[domain][1]} to leave out of the result (ids)",
         }
