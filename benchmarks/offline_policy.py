@@ -125,6 +125,58 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def per_task(run: Path) -> dict[str, dict[str, float]]:
+    """One eval run's per-task scores: ``ast`` / ``ast_seen`` / ``ast_heldout`` by test-dialog task and
+    ``first_step`` by hand-written request (its first call, or no call where none is needed)."""
+    out: dict[str, dict[str, float]] = {"ast": {}, "ast_seen": {}, "ast_heldout": {}, "first_step": {}}
+    records = run / "records.jsonl"
+    if not records.is_file():
+        return out
+    rows = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
+    res = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
+    agent = ((res.get("chat_requests") or {}).get("systems") or {}).get("agent") or {}
+    misses = set(agent.get("first_step_misses") or [])
+    for r in rows:
+        if r.get("system") != "agent":
+            continue
+        if r["section"] == "tool_call":
+            ok = float(bool(r.get("ast_ok")))
+            out["ast"][r["key"]] = ok
+            out["ast_heldout" if r.get("heldout_tools") else "ast_seen"][r["key"]] = ok
+        elif r["section"] == "chat_request" and agent:
+            out["first_step"][r["request_id"]] = float(r["request_id"] not in misses)
+    return out
+
+
+def paired(runs: Path, names: list[str], against: str) -> dict[str, dict[str, Any]]:
+    """Each policy minus ``against`` on the tasks both ran: mean difference with a paired bootstrap 95% CI."""
+    from recagent.evaluation.metrics import paired_difference_ci
+
+    ref = per_task(runs / against)
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if name == against:
+            continue
+        mine = per_task(runs / name)
+        rows: dict[str, Any] = {}
+        for metric, values in mine.items():
+            keys = sorted(set(values) & set(ref[metric]))
+            if not keys:
+                continue
+            a, b = [values[k] for k in keys], [ref[metric][k] for k in keys]
+            mean, low, high = paired_difference_ci(a, b)
+            rows[metric] = {
+                "mean": round(mean, 4),
+                "ci_low": round(low, 4),
+                "ci_high": round(high, 4),
+                "n": len(keys),
+                "won": sum(x > y for x, y in zip(a, b)),
+                "lost": sum(x < y for x, y in zip(a, b)),
+            }
+        out[f"{name} - {against}"] = rows
+    return out
+
+
 def rl_curves(rl_run: Path) -> dict[str, Any]:
     """Reward per update and the share of GRPO groups whose rewards were all equal (zero advantage)."""
     state = rl_run / "trainer_state.json"
@@ -136,6 +188,7 @@ def rl_curves(rl_run: Path) -> dict[str, Any]:
         "steps": [h.get("step") for h in rows],
         "reward": [h["reward"] for h in rows],
         "zero_std_groups": [h.get("frac_reward_zero_std") for h in rows],
+        "step_time_s": [h.get("step_time") for h in rows],
         "components": {
             k: [h.get(k) for h in rows] for k in sorted({k for h in rows for k in h if k.startswith("rewards/")})
         },
@@ -226,15 +279,45 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                     f"| {s['max_turns']} | {s['episodes']} | {s['latency_per_turn_s']} |"
                 )
         lines.append("")
+    if meta.get("paired"):
+        lines += [
+            "## Paired differences (the same tasks and requests; 95% paired bootstrap CIs; won / lost tasks)",
+            "",
+            "| comparison | AST, all | AST, seen tools | AST, held-out variants | hand-written first step |",
+            "|---|---|---|---|---|",
+        ]
+        for comparison, rows in meta["paired"].items():
+            cells = []
+            for metric in ("ast", "ast_seen", "ast_heldout", "first_step"):
+                d = rows.get(metric)
+                cells.append(
+                    f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], {d['won']}/{d['lost']} of {d['n']}"
+                    if d
+                    else "-"
+                )
+            lines.append(f"| {comparison} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "Hand-written first step: the request's first call is accepted, or no call where none is needed.",
+            "",
+        ]
     if meta.get("rl"):
         r = meta["rl"]
         zero = [z for z in r["zero_std_groups"] if z is not None]
+        secs = [t for t in r.get("step_time_s") or [] if t is not None]
+        # one update's reward is a couple of tasks' worth: a tenth of the run reads steadier
+        tenth = max(1, len(r["reward"]) // 10)
+
+        def mean(xs):
+            return round(sum(xs) / len(xs), 3) if xs else "-"
+
         lines += [
             "## RL",
             "",
-            f"{len(r['reward'])} logged updates; mean reward first/last: "
-            f"{r['reward'][0] if r['reward'] else '-'} / {r['reward'][-1] if r['reward'] else '-'}; "
-            f"share of zero-advantage groups (mean): {round(sum(zero) / len(zero), 3) if zero else '-'}.",
+            f"{len(r['reward'])} logged updates"
+            + (f" in {round(sum(secs) / 60, 1)} min" if secs else "")
+            + f"; mean reward of the first / last {tenth} updates: {mean(r['reward'][:tenth])} / "
+            f"{mean(r['reward'][-tenth:])}; share of zero-advantage groups (mean): {mean(zero)}.",
             "",
         ]
     return "\n".join(lines)
@@ -257,6 +340,11 @@ def main() -> None:
     ap.add_argument("--sim-users", type=int, default=20)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--rl-run", type=Path, default=None, help="GRPO output folder (reward curves)")
+    ap.add_argument(
+        "--paired-against",
+        default=None,
+        help="policy NAME every other policy is compared with, task by task (default: the first --policy)",
+    )
     ap.add_argument("--runs", type=Path, default=Path("~/.cache/recagent/runs/offline_policy").expanduser())
     ap.add_argument("--out", type=Path, default=RESULTS / "offline_policy")
     a = ap.parse_args()
@@ -276,10 +364,14 @@ def main() -> None:
         out = run_eval(eval_config(name, adapter, a), progress=False)
         summary[name] = {"adapter": adapter, **summarize(json.loads((out / "results.json").read_text()))}
         print(name, json.dumps(summary[name])[:400], flush=True)
+    against = a.paired_against or next(iter(summary))
+    if against not in summary:
+        raise SystemExit(f"--paired-against {against} is not one of the policies {sorted(summary)}")
     meta = {
         "what": __doc__.splitlines()[0],
         "machine": machine_info(),
         "argv": " ".join(sys.argv[1:]),
+        "paired": paired(a.runs, list(summary), against) if len(summary) > 1 else None,
         "rl": rl_curves(a.rl_run) if a.rl_run else None,
     }
     a.out.parent.mkdir(exist_ok=True)

@@ -1,7 +1,7 @@
-"""Score the checkpoints of a policy SFT run on validation dialogs, to choose one (never on test dialogs).
+"""Score the checkpoints of a policy SFT or RL run on validation dialogs, to choose one (never on test dialogs).
 
-Validation dialogs are the rows of the run's ``train.jsonl`` after its ``max_samples`` (the SFT job
-never reads them). Every assistant turn of a validation dialog is one task: the turns that call
+Validation dialogs are the rows of the run's ``train.jsonl`` after its ``max_samples`` (the training job
+never reads them), or after ``--validation-from`` when an earlier stage trained on more rows. Every assistant turn of a validation dialog is one task: the turns that call
 tools are checked by BFCL-style AST match (``recagent.evaluation.ast_match``) and the first turn of
 a no-tool dialog must not call. ``first_calls_serving`` is the subset that opens a dialog on the served tools.
 ``--answer-tasks N`` adds N turns (a separate seeded sample, so the call tasks stay the same) that answer
@@ -156,7 +156,7 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, required=True, help="SFT output folder (checkpoint-* inside)")
+    ap.add_argument("--run", type=Path, required=True, help="SFT or RL output folder (checkpoint-* inside)")
     ap.add_argument("--data", type=Path, default=None, help="synthesis run (default: the run's data_dir)")
     ap.add_argument("--tasks", type=int, default=80)
     ap.add_argument("--answer-tasks", type=int, default=40, help="turns that answer a tool result (0: none)")
@@ -170,6 +170,13 @@ def main() -> None:
         help="score the last N rows the run TRAINED on instead of validation rows: as wrong there as on "
         "validation rows means the adapter underfits (more updates, a higher learning rate), not that it overfits",
     )
+    ap.add_argument(
+        "--validation-from",
+        type=int,
+        default=None,
+        help="first validation row when an earlier stage trained on more rows than this run (an RL run from an "
+        "SFT adapter trained on 6600 rows: 6600); never before this run's own max_samples",
+    )
     ap.add_argument("--note", default=None, help="how these checkpoints were measured (default: keep the file's note)")
     args = ap.parse_args()
 
@@ -178,11 +185,18 @@ def main() -> None:
 
     from recagent.agents.config import PolicyConfig
 
-    cfg = yaml.safe_load((args.run / "sft_config.yaml").read_text())
+    saved = next((args.run / f for f in ("sft_config.yaml", "rl_config.yaml") if (args.run / f).is_file()), None)
+    if saved is None:
+        raise SystemExit(f"{args.run} has no sft_config.yaml or rl_config.yaml: is it a training run's folder?")
+    cfg = yaml.safe_load(saved.read_text())
     data = args.data or Path(cfg["data_dir"])
     first = int(cfg.get("max_samples") or 0)
     if not first:
         raise SystemExit("the run trained on every row (max_samples unset): there are no validation dialogs")
+    if args.validation_from is not None:
+        if args.validation_from < first:  # rows before max_samples are this run's training rows
+            raise SystemExit(f"--validation-from {args.validation_from} is before the run's max_samples {first}")
+        first = args.validation_from
     start, end = (max(0, first - args.training_rows), first) if args.training_rows else (first, None)
     tasks = validation_tasks(data, start, args.tasks, last_row=end)
     answers = answer_tasks(data, start, args.answer_tasks, last_row=end)

@@ -2,8 +2,10 @@
 
 Plays the same multi-step episodes (tasks from ``examples/synth_sample.jsonl``, real ML-100K tools,
 ``--group`` rollouts of each task as in a GRPO batch) with the default SmolLM2-135M policy, sampled, twice per repeat, alternating the order so machine load
-hits both alike: ``sequential`` (``run_episode`` per task, as the trainers did before) and
-``lockstep`` (``run_episodes``: every round one left-padded ``generate`` for the live episodes). The
+hits both alike: ``sequential`` (``run_episode`` per task, as the trainers did before),
+``lockstep`` (``run_episodes``: every round one left-padded ``generate`` for the live episodes) and
+``recipe`` (``run_episodes`` with ``rollout_batch_size`` 1, as ``examples/policy_cpu/grpo.yaml``: distinct
+inputs one at a time, a group's identical first-turn prompts from one shared prompt forward). The
 policy-written tokens per second of wall time is the measure; a forward probe (2000-token prefill,
 16 decode steps, batch 1 and ``--group``) shows where the time goes (sampled episodes differ in length
 between the modes, so time per episode alone would mislead). Writes ``results/rollout_throughput_<tag>.json``.
@@ -100,7 +102,12 @@ def main() -> None:
         gen = lambda batch: generate_turns(model, tok, batch, a.max_turn_tokens)  # noqa: E731
         return run_episodes(gen, tok, [RolloutEnvironment(env) for _ in tasks], tasks, a.max_steps)
 
-    modes = {"sequential": sequential, "lockstep": lockstep}
+    def recipe(seed: int):
+        torch.manual_seed(seed)
+        gen = lambda batch: generate_turns(model, tok, batch, a.max_turn_tokens, batch_size=1)  # noqa: E731
+        return run_episodes(gen, tok, [RolloutEnvironment(env) for _ in tasks], tasks, a.max_steps)
+
+    modes = {"sequential": sequential, "lockstep": lockstep, "recipe": recipe}
     lockstep(0)  # warm-up (allocator, kernels)
     runs: dict[str, list[dict]] = {m: [] for m in modes}
     for r in range(a.repeats):
@@ -133,6 +140,9 @@ def main() -> None:
     summary["forward_probe"] = forward_probe(model, [1, a.group])
     summary["speedup_tokens_per_s"] = round(
         summary["lockstep"]["tokens_per_s"] / summary["sequential"]["tokens_per_s"], 2
+    )
+    summary["recipe_speedup_tokens_per_s"] = round(
+        summary["recipe"]["tokens_per_s"] / summary["sequential"]["tokens_per_s"], 2
     )
     out = {
         "machine": machine_info(torch_threads=torch.get_num_threads()),

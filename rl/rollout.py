@@ -139,12 +139,32 @@ def generate_turns(
 ) -> list[list[int]]:
     """One policy turn for each input with batched transformers ``generate`` (left-padded), each cut after its EOS.
 
-    ``batch_size`` caps the rows per ``generate`` call (None: all at once).
+    ``batch_size`` caps the rows per ``generate`` call (None: all at once). Identical inputs (a GRPO group's
+    first turn) are generated together from one prompt forward (:func:`_generate_from_one_prompt`).
     """
     import torch
 
     if not inputs:
         return []
+    rows_of: dict[tuple[int, ...], list[int]] = {}
+    for i, x in enumerate(inputs):
+        rows_of.setdefault(tuple(x), []).append(i)
+    if len(rows_of) < len(inputs):
+        out: list[list[int] | None] = [None] * len(inputs)
+        alone = [rows[0] for rows in rows_of.values() if len(rows) == 1]
+        single = generate_turns(
+            model, tokenizer, [inputs[i] for i in alone], max_new_tokens, sample, temperature, top_p, batch_size
+        )
+        for i, row in zip(alone, single):
+            out[i] = row
+        for prompt, rows in rows_of.items():
+            if len(rows) > 1:
+                turns = _generate_from_one_prompt(
+                    model, tokenizer, list(prompt), len(rows), max_new_tokens, sample, temperature, top_p
+                )
+                for i, row in zip(rows, turns):
+                    out[i] = row
+        return out  # type: ignore[return-value]
     if batch_size is not None and len(inputs) > batch_size:
         return [
             row
@@ -173,6 +193,40 @@ def generate_turns(
             pad_token_id=pad,
         )
     rows = out[:, width:].tolist()
+    return [row[: row.index(eos) + 1] if eos in row else row for row in rows]
+
+
+def _generate_from_one_prompt(
+    model, tokenizer, prompt: list[int], n: int, max_new_tokens: int, sample: bool, temperature: float, top_p: float
+) -> list[list[int]]:
+    """``n`` turns from one prompt: its forward runs once and the key/value cache is repeated ``n`` times.
+
+    On a CPU the ~700-token tool prompt's forward costs as much as decoding ~30 tokens, and a GRPO group
+    of G rollouts would pay it G times; the rows then decode as one batch with no padding.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    ids = torch.tensor([prompt], dtype=torch.long, device=device)
+    cache = DynamicCache()
+    with torch.no_grad():
+        if len(prompt) > 1:  # generate feeds the uncached last token itself and starts decoding from it
+            model(input_ids=ids[:, :-1], cache=cache, use_cache=True)
+        cache.batch_repeat_interleave(n)
+        out = model.generate(
+            input_ids=ids.repeat(n, 1),
+            attention_mask=torch.ones((n, len(prompt)), dtype=torch.long, device=device),
+            cache=cache,
+            max_new_tokens=max_new_tokens,
+            do_sample=sample,
+            **({"temperature": temperature, "top_p": top_p} if sample else {}),
+            eos_token_id=eos,
+            pad_token_id=pad,
+        )
+    rows = out[:, len(prompt) :].tolist()
     return [row[: row.index(eos) + 1] if eos in row else row for row in rows]
 
 

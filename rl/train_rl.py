@@ -144,13 +144,15 @@ def _load_policy(cfg: RLJobConfig):
     start = Path(cfg.base_model) if cfg.base_model else ensure_default_model(progress=not cfg.disable_tqdm)
     # bf16 weights on a GPU (as before); a CPU keeps float32 master weights and runs bf16 as autocast
     dtype = torch.bfloat16 if cfg.bf16 and not cfg.use_cpu and torch.cuda.is_available() else torch.float32
-    tok = AutoTokenizer.from_pretrained(start)
     if not (start / "adapter_config.json").is_file():
-        return AutoModelForCausalLM.from_pretrained(start, dtype=dtype), tok
+        return AutoModelForCausalLM.from_pretrained(start, dtype=dtype), AutoTokenizer.from_pretrained(start)
     from peft import PeftModel
 
+    base_dir = _adapter_base(start)
+    # a trainer's final/ saves its tokenizer beside the adapter; the shipped adapter folder holds the adapter only
+    tok = AutoTokenizer.from_pretrained(start if (start / "tokenizer_config.json").is_file() else base_dir)
     # RL keeps training the SFT adapter (LoRA on CPU): what ships stays a small adapter on the same base
-    base = AutoModelForCausalLM.from_pretrained(_adapter_base(start), dtype=dtype)
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
     return PeftModel.from_pretrained(base, start, is_trainable=True), tok
 
 

@@ -155,13 +155,15 @@ def test_sampling_logprobs_follow_the_tokens_and_observations_get_none(smollm2_t
     assert run_episode(scripted(tok, [WAR, "ok"]), tok, RolloutEnvironment(ml100k_env), task).sampling_logprobs is None
 
 
-def test_batched_generation_equals_one_at_a_time(smollm2_tokenizer):
+@pytest.fixture()
+def tiny_llama(smollm2_tokenizer):
+    """A 2-layer random Llama with SmolLM2's vocabulary: generation mechanics, not quality."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = smollm2_tokenizer
     torch.manual_seed(0)
-    model = LlamaForCausalLM(
+    return LlamaForCausalLM(
         LlamaConfig(
             vocab_size=len(tok),
             hidden_size=64,
@@ -173,6 +175,10 @@ def test_batched_generation_equals_one_at_a_time(smollm2_tokenizer):
             pad_token_id=tok.eos_token_id,
         )
     ).eval()
+
+
+def test_batched_generation_equals_one_at_a_time(smollm2_tokenizer, tiny_llama):
+    tok, model = smollm2_tokenizer, tiny_llama
     inputs = [
         tok(t, add_special_tokens=False)["input_ids"]
         for t in ("Hi", "A much longer prompt than the first one", "Mid size")
@@ -185,6 +191,28 @@ def test_batched_generation_equals_one_at_a_time(smollm2_tokenizer):
         "chunks of at most 2, in order"
     )
     assert generate_turns(model, tok, [], 6) == []
+
+
+def test_identical_prompts_share_one_prompt_forward_and_still_sample_apart(smollm2_tokenizer, tiny_llama):
+    """A GRPO group's first turns: one forward over the prompt, the same greedy turns as alone, distinct samples."""
+    import torch
+
+    tok, model = smollm2_tokenizer, tiny_llama
+    group = tok("A prompt that four rollouts of one task share, long enough to matter", add_special_tokens=False)[
+        "input_ids"
+    ]
+    other = tok("Another task", add_special_tokens=False)["input_ids"]
+    embedded: list[int] = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda m, args, out: embedded.append(args[0].numel()))
+    turns = generate_turns(model, tok, [group, other, group, group], 6, sample=False)
+    hook.remove()
+    alone = generate_turns(model, tok, [group], 6, sample=False)[0]
+    assert turns == [alone, generate_turns(model, tok, [other], 6, sample=False)[0], alone, alone]
+    # the group: its prompt once, then per step one token per row (3 rows x 6 steps); the other task: its own
+    assert sum(embedded) <= (len(group) - 1) + 3 * 6 + len(other) + 6, embedded
+    torch.manual_seed(1)
+    sampled = generate_turns(model, tok, [group] * 4, 6, sample=True, temperature=1.0)
+    assert len({tuple(t) for t in sampled}) > 1, "the rows of a shared prompt sample independently"
 
 
 class FakeVLLMGeneration:

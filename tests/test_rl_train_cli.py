@@ -127,8 +127,9 @@ def test_vllm_settings_that_cannot_run_are_one_line(capsys, tmp_path):
         assert "needs vLLM, which is not installed" in err and "recagent[vllm]" in err and "Traceback" not in err
 
 
-def test_train_rl_keeps_training_an_sft_adapter(dataset_dir, tiny_base, tmp_path, capsys):
-    """base_model = a peft adapter folder: GRPO trains that adapter on its base, and final/ is an adapter again."""
+@pytest.mark.parametrize("with_tokenizer", [True, False], ids=["sft-final", "shipped-adapter-only"])
+def test_train_rl_keeps_training_an_sft_adapter(with_tokenizer, dataset_dir, tiny_base, tmp_path, capsys):
+    """base_model = a peft adapter folder (with its tokenizer, or the adapter alone as shipped): GRPO trains it."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from safetensors.torch import load_file
@@ -141,7 +142,8 @@ def test_train_rl_keeps_training_an_sft_adapter(dataset_dir, tiny_base, tmp_path
         LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
     )
     peft_model.save_pretrained(sft)
-    AutoTokenizer.from_pretrained(tiny_base).save_pretrained(sft)
+    if with_tokenizer:  # a trainer's final/; the shipped adapter folder has no tokenizer: its base's is used
+        AutoTokenizer.from_pretrained(tiny_base).save_pretrained(sft)
     data = tmp_path / "synth"
     assert (
         main(
