@@ -1,9 +1,9 @@
 """Score the checkpoints of a policy SFT or RL run on validation dialogs, to choose one (never on test dialogs).
 
 Validation dialogs are the rows of the run's ``train.jsonl`` after its ``max_samples`` (the training job
-never reads them), or after ``--validation-from`` when an earlier stage trained on more rows. Every assistant turn of a validation dialog is one task: the turns that call
-tools are checked by BFCL-style AST match (``recagent.evaluation.ast_match``) and the first turn of
-a no-tool dialog must not call. ``first_calls_serving`` is the subset that opens a dialog on the served tools.
+never reads them), or after ``--validation-from`` when an earlier stage trained on more rows. Every
+assistant turn of a validation dialog is one task: the turns that call tools are checked by BFCL-style
+AST match (``recagent.evaluation.ast_match``) and the first turn of a no-tool dialog must not call. ``first_calls_serving`` is the subset that opens a dialog on the served tools.
 ``--answer-tasks N`` adds N turns (a separate seeded sample, so the call tasks stay the same) that answer
 in words right after a tool result: ``answers_after_results`` is the share that does not call again (a
 policy that keeps calling runs every chat turn to the step limit).

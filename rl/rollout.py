@@ -182,17 +182,30 @@ def generate_turns(
     for i, x in enumerate(inputs):  # left padding: every row's next token is generated at the same position
         ids[i, width - len(x) :] = torch.tensor(x, dtype=torch.long)
         mask[i, width - len(x) :] = 1
+    return _generate_rows(model, tokenizer, ids.to(device), mask.to(device), max_new_tokens, sample, temperature, top_p)
+
+
+def _generate_rows(
+    model, tokenizer, ids, mask, max_new_tokens: int, sample: bool, temperature: float, top_p: float, cache=None
+) -> list[list[int]]:
+    """transformers ``generate`` on a batch of equal-width rows (``cache``: their prompt's, already computed);
+    each row's new tokens, cut after its EOS."""
+    import torch
+
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     with torch.no_grad():
         out = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
+            input_ids=ids,
+            attention_mask=mask,
+            **({"cache": cache} if cache is not None else {}),
             max_new_tokens=max_new_tokens,
             do_sample=sample,
             **({"temperature": temperature, "top_p": top_p} if sample else {}),
             eos_token_id=eos,
             pad_token_id=pad,
         )
-    rows = out[:, width:].tolist()
+    rows = out[:, ids.shape[1] :].tolist()
     return [row[: row.index(eos) + 1] if eos in row else row for row in rows]
 
 
@@ -208,26 +221,16 @@ def _generate_from_one_prompt(
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     ids = torch.tensor([prompt], dtype=torch.long, device=device)
     cache = DynamicCache()
     with torch.no_grad():
         if len(prompt) > 1:  # generate feeds the uncached last token itself and starts decoding from it
             model(input_ids=ids[:, :-1], cache=cache, use_cache=True)
-        cache.batch_repeat_interleave(n)
-        out = model.generate(
-            input_ids=ids.repeat(n, 1),
-            attention_mask=torch.ones((n, len(prompt)), dtype=torch.long, device=device),
-            cache=cache,
-            max_new_tokens=max_new_tokens,
-            do_sample=sample,
-            **({"temperature": temperature, "top_p": top_p} if sample else {}),
-            eos_token_id=eos,
-            pad_token_id=pad,
-        )
-    rows = out[:, len(prompt) :].tolist()
-    return [row[: row.index(eos) + 1] if eos in row else row for row in rows]
+    cache.batch_repeat_interleave(n)
+    mask = torch.ones((n, len(prompt)), dtype=torch.long, device=device)
+    return _generate_rows(
+        model, tokenizer, ids.repeat(n, 1), mask, max_new_tokens, sample, temperature, top_p, cache=cache
+    )
 
 
 def generate_turn(
