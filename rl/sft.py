@@ -29,6 +29,8 @@ a 200-dialog ML-100K run, so by default nothing is dropped.
 
 Devices: with a CUDA GPU, bf16 mixed precision (float32 weights; float32 on GPUs without bf16); without
 one, float32 on the CPU (``use_cpu`` is set). The final model is saved in the base checkpoint's dtype.
+With ``export_tokens`` the job stops after tokenizing and writes its training rows for
+:mod:`recagent.rl.train_tokens`, which trains them where TRL is missing (a lent GPU machine).
 """
 
 from __future__ import annotations
@@ -162,6 +164,13 @@ class SFTJobConfig(SFTConfig):
             "help": "With shared_tool_blocks_only: keep this seeded share of the rows it would drop, batched "
             "among themselves. Those rows are the tool-variant dialogs; without any, the policy never reads "
             "an unfamiliar tool block in training. A batch of them costs ~7x a shared batch."
+        },
+    )
+    export_tokens: str | None = field(
+        default=None,
+        metadata={
+            "help": "Write the tokenized training rows (this job's row mix, template and assistant masks) to this "
+            "file and stop, for `python rl/train_tokens.py` on a machine without TRL (a lent GPU)."
         },
     )
     loss_per: Literal["token", "turn"] = field(
@@ -654,7 +663,9 @@ def _peft_config(cfg: SFTJobConfig, model: Any = None) -> Any:
             )
         layers = list(range(cfg.lora_layers_from, n_layers))
         if isinstance(targets, str):  # peft takes a layer range only with named modules: name every linear one
-            targets = _linear_module_names(model)
+            from recagent.rl.train_tokens import linear_module_names
+
+            targets = linear_module_names(model)
     return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -662,20 +673,6 @@ def _peft_config(cfg: SFTJobConfig, model: Any = None) -> Any:
         task_type="CAUSAL_LM",
         target_modules=targets if isinstance(targets, str) else list(targets),
         layers_to_transform=layers,
-    )
-
-
-def _linear_module_names(model: Any) -> list[str]:
-    """The short names of the decoder's linear layers (what peft's 'all-linear' adapts: not the output head)."""
-    import torch
-
-    head = model.get_output_embeddings()
-    return sorted(
-        {
-            name.rsplit(".", 1)[-1]
-            for name, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and m is not head
-        }
     )
 
 
@@ -762,6 +759,8 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
                     f"every eval dialog is longer than max_length={max_length} tokens; raise max_length "
                     "or set eval_strategy=no"
                 )
+        if cfg.export_tokens:
+            return _export_tokens(cfg, trainer, tokenizer, base, train_info)
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         logger.info(
             "training on %d dialogs (longest %d tokens) from %s; %s of %s parameters trainable; %s",
@@ -805,6 +804,29 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
         tmp.rename(final)
     logger.info("saved the fine-tuned %s to %s", "adapter" if cfg.use_lora and not cfg.merge_lora else "model", final)
     return final
+
+
+def _export_tokens(cfg: SFTJobConfig, trainer: Any, tokenizer: Any, base: Path, train_info: dict[str, Any]) -> Path:
+    """Write the trainer's tokenized training rows for :mod:`recagent.rl.train_tokens` and return the file."""
+    from recagent.rl.config_io import config_to_dict
+    from recagent.rl.train_tokens import write_token_rows
+
+    meta = {
+        "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        "base_model": str(base),
+        "data_dir": str(cfg.data_dir),
+        "train": train_info,
+        "sft_config": config_to_dict(cfg),
+    }
+    written = write_token_rows(trainer.train_dataset, cfg.export_tokens, meta)
+    logger.info(
+        "wrote %d rows (%d tokens, %d bytes) to %s",
+        written["rows"],
+        written["tokens"],
+        written["bytes"],
+        cfg.export_tokens,
+    )
+    return Path(cfg.export_tokens)
 
 
 def load_sft_config(path: str | Path | None = None, overrides: list[str] | None = None, **values: Any) -> SFTJobConfig:

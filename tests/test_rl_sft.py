@@ -584,3 +584,128 @@ def test_per_turn_loss_needs_the_shared_prefix_loss(tmp_path):
     (data / "train.jsonl").write_text('{"messages": [], "tools": []}\n')
     with pytest.raises(ConfigError, match="loss_per=turn is computed by the shared-prefix loss"):
         load_sft_config(None, ["loss_per=turn"], data_dir=str(data))
+
+
+# -- token export + rl/train_tokens.py (the trainer for a machine without TRL) -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def token_rows(base_model, data_dir, synthetic_split, tmp_path_factory) -> Path:
+    """The GPU recipe's rows (every dialog whole + its first decision) of the three dialogs, exported."""
+    out = tmp_path_factory.mktemp("tokens")
+    cfg = load_sft_config(
+        "examples/policy_gpu/sft_export.yaml",
+        ["max_samples=null", "max_length=8192", f"export_tokens={out / 'rows.npz.xz'}"],
+        data_dir=str(data_dir),
+        output_dir=str(out / "unused"),
+        base_model=str(base_model),
+    )
+    assert train_sft(cfg, split=synthetic_split) == out / "rows.npz.xz"
+    assert not list((out / "unused").glob("checkpoint-*")), "exporting trains nothing"
+    return out / "rows.npz.xz"
+
+
+def test_exported_rows_are_the_template_tokens_with_loss_on_the_assistant_only(token_rows, data_dir, tokenizer):
+    import copy
+
+    from recagent.agents.chat_template import apply_tool_template
+    from recagent.rl.sft import first_decision
+    from recagent.rl.train_tokens import read_token_rows
+
+    rows = read_token_rows(token_rows)
+    dialogs = _rows(data_dir / "train.jsonl")
+    assert len(rows) == 2 * len(dialogs) and rows.meta["train"]["dropped"] == 0
+    assert rows.meta["pad_token_id"] == tokenizer.pad_token_id
+    tok = apply_tool_template(copy.deepcopy(tokenizer))
+    expected: dict[tuple, list[dict]] = {}  # a one-turn dialog is its own first decision: listed twice
+    for d in dialogs + [first_decision(d) for d in dialogs]:
+        ids = tok.apply_chat_template(d["messages"], tools=d["tools"], tokenize=True, return_dict=True)["input_ids"]
+        expected.setdefault(tuple(ids), []).append(d)
+    for i in range(len(rows)):
+        ids, mask = rows.row(i)
+        key = tuple(int(t) for t in ids)
+        dialog = expected[key].pop()  # every row is one dialog or decision, each once
+        if not expected[key]:
+            del expected[key]
+        trained = tokenizer.decode(ids[mask.astype(bool)])
+        for m in dialog["messages"]:
+            text = m.get("content") or ""
+            if m["role"] == "assistant":
+                for call in m.get("tool_calls") or []:
+                    assert call["function"]["name"] in trained
+                assert text.strip() in trained
+            elif m["role"] == "user" and len(text) > 12:
+                assert text not in trained, "no loss on the user's words"
+    assert not expected
+
+
+def test_train_tokens_trains_the_adapter_and_resumes_to_the_same_weights(token_rows, base_model, tmp_path):
+    from recagent.rl.train_tokens import RUN_FILE as TOKENS_RUN
+    from recagent.rl.train_tokens import TokenTrainConfig, train_tokens
+
+    settings = dict(tokens=str(token_rows), base=str(base_model), lora_r=4, lora_alpha=8, learning_rate=1e-2)
+    cfg = TokenTrainConfig(out=str(tmp_path / "run"), epochs=4, batch_size=2, saves=2, warmup_steps=0, **settings)
+    run = train_tokens(cfg)
+    info = json.loads((run / TOKENS_RUN).read_text())
+    assert info["steps"] == info["scheduled_steps"] == 12 and info["rows"] == 6  # 4 passes over 6 rows, 2 a batch
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-6"]
+    weights = load_file(run / "checkpoint-12" / "adapter_model.safetensors")
+    assert weights and all("lora_" in k for k in weights)
+    assert all(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k), "every B moved off its zero init"
+    losses = [h["loss"] for h in info["log_history"] if "loss" in h]
+    assert losses and all(math.isfinite(x) for x in losses)
+    saved = json.loads((run / "checkpoint-12" / "train_tokens_config.json").read_text())
+    assert saved["learning_rate"] == 1e-2 and saved["rows_from"]["decision_samples"] is True
+
+    from recagent.rl.ship import ship_adapter
+
+    card = ship_adapter(run / "checkpoint-12", tmp_path / "shipped").card  # the card reads the GPU run's files
+    assert "LoRA r=4, alpha=8" in card and "12 updates of 2 dialogs, learning rate 0.01" in card
+
+    shutil.rmtree(run / "checkpoint-12")
+    train_tokens(cfg)  # resumes from checkpoint-6: same order, same schedule
+    again = load_file(run / "checkpoint-12" / "adapter_model.safetensors")
+    assert all(torch.allclose(again[k], weights[k], atol=1e-6) for k in weights)
+
+
+def test_length_grouped_order_passes_every_row_once_per_epoch_in_batches_of_like_length():
+    import numpy as np
+
+    from recagent.rl.train_tokens import length_grouped_order, padded_tokens_per_batch
+
+    lengths = np.random.default_rng(0).integers(50, 3000, size=1000)
+    order = length_grouped_order(lengths, batch_size=16, epochs=2, seed=1)
+    assert sorted(order[:1000]) == sorted(order[1000:]) == list(range(1000))
+    assert (order == length_grouped_order(lengths, batch_size=16, epochs=2, seed=1)).all(), "seeded"
+    assert not (order[:1000] == order[1000:]).all(), "each pass its own shuffle"
+    shuffled = np.random.default_rng(2).permutation(np.concatenate([np.arange(1000)] * 2))
+    grouped, plain = padded_tokens_per_batch(lengths, order, 16), padded_tokens_per_batch(lengths, shuffled, 16)
+    assert grouped < 0.7 * plain, f"little padding: {grouped:.0f} vs {plain:.0f} tokens a batch"
+
+
+def test_train_tokens_errors_are_one_line(token_rows, base_model, tmp_path, capsys):
+    from recagent.rl.train_tokens import main as train_tokens_main
+
+    (tmp_path / "rows.txt").write_text("not a token file")
+    cases = [
+        ([f"--tokens={tmp_path / 'rows.txt'}"], "is not a token-rows file"),
+        ([f"--tokens={token_rows}", "--lora_r=0"], "lora_r must be >= 1"),
+        ([f"--tokens={token_rows}", "--time_budget_s=0.000001"], "leaves no time for an update"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(SystemExit) as e:
+            train_tokens_main([f"--base={base_model}", f"--out={tmp_path / 'run'}", *extra])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_a_gguf_base_loads_as_the_sft_jobs_converted_checkpoint(local_checkpoint):
+    from transformers import AutoModelForCausalLM
+
+    from recagent.agents.local_model import find_default_gguf
+    from recagent.rl.train_tokens import load_base
+
+    from_gguf = load_base(find_default_gguf()).state_dict()
+    converted = AutoModelForCausalLM.from_pretrained(local_checkpoint, dtype=torch.float32).state_dict()
+    assert from_gguf.keys() == converted.keys()
+    assert all(torch.equal(from_gguf[k], converted[k]) for k in converted)

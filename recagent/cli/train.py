@@ -69,7 +69,11 @@ def sft(
     device = "cpu" if cfg.use_cpu else ("cuda, bf16" if cfg.bf16 else "cuda")
     console.print(f"sft: {mode} on {cfg.data_dir} ({device}) -> {cfg.output_dir}")
     final = train_sft(cfg)
-    if cfg.use_lora and not cfg.merge_lora:
+    if cfg.export_tokens:
+        console.print(
+            f"[green]done[/]: token rows in {final}; train them with: python rl/train_tokens.py --tokens {final}"
+        )
+    elif cfg.use_lora and not cfg.merge_lora:
         from recagent.agents.local_model import default_model_dir
 
         base = cfg.base_model or default_model_dir()
