@@ -105,6 +105,14 @@ class TokenTrainConfig:
     tokens: str = field(metadata={"help": "the file written by `recagent train sft -o export_tokens=FILE`"})
     base: str = field(metadata={"help": "base model: a Hugging Face folder or a .gguf file (dequantized)"})
     out: str = field(metadata={"help": "run folder: checkpoint-N/ adapters, the config and the run log"})
+    init_adapter: str = field(
+        default="",
+        metadata={"help": "continue this LoRA adapter folder (its rank and layers apply) instead of a fresh one"},
+    )
+    cpu_bf16: int = field(
+        default=0,
+        metadata={"help": "1: bf16 autocast on a CPU with native bf16 (AMX/AVX512-BF16; about 2x faster there)"},
+    )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator"})
     lora_layers_from: int = field(default=0, metadata={"help": "adapt decoder layers from this index up"})
@@ -262,20 +270,25 @@ def train_tokens(cfg: TokenTrainConfig) -> Path:
     n_layers = int(model.config.num_hidden_layers)
     if not 0 <= cfg.lora_layers_from < n_layers:
         raise ValueError(f"lora_layers_from={cfg.lora_layers_from} is not a layer of this model (0..{n_layers - 1})")
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=0.0,
-            task_type="CAUSAL_LM",
-            target_modules=linear_module_names(model),
-            layers_to_transform=list(range(cfg.lora_layers_from, n_layers)),
-        ),
-    )
+    if cfg.init_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True)
+    else:
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=cfg.lora_r,
+                lora_alpha=cfg.lora_alpha,
+                lora_dropout=0.0,
+                task_type="CAUSAL_LM",
+                target_modules=linear_module_names(model),
+                layers_to_transform=list(range(cfg.lora_layers_from, n_layers)),
+            ),
+        )
     steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(rows) / cfg.batch_size))
     cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
+    bf16 = torch.cuda.is_bf16_supported() if cuda else bool(cfg.cpu_bf16)
     order = length_grouped_order(np.diff(rows.offsets), cfg.batch_size, math.ceil(cfg.epochs), cfg.seed)
     dataset, collate = _Rows(rows, order), _collate(int(rows.meta.get("pad_token_id", 0)))
     timing: dict[str, float] = {}

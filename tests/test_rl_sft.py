@@ -667,6 +667,21 @@ def test_train_tokens_trains_the_adapter_and_resumes_to_the_same_weights(token_r
     again = load_file(run / "checkpoint-12" / "adapter_model.safetensors")
     assert all(torch.allclose(again[k], weights[k], atol=1e-6) for k in weights)
 
+    # a new run continuing that adapter (bf16 autocast on the CPU): at learning rate 0 it keeps it, else moves it
+    for lr, same in ((0.0, True), (1e-2, False)):
+        cont = TokenTrainConfig(
+            **{**settings, "learning_rate": lr},
+            out=str(tmp_path / f"continued-{lr}"),
+            init_adapter=str(run / "checkpoint-12"),
+            cpu_bf16=1,
+            max_steps=1,
+            saves=1,
+            warmup_steps=0,
+        )
+        moved = load_file(train_tokens(cont) / "checkpoint-1" / "adapter_model.safetensors")
+        assert moved.keys() == weights.keys()
+        assert all(torch.equal(moved[k], weights[k]) for k in weights) is same
+
 
 def test_length_grouped_order_passes_every_row_once_per_epoch_in_batches_of_like_length():
     import numpy as np
