@@ -186,14 +186,15 @@ def main() -> None:
     from recagent.agents.config import PolicyConfig
 
     saved = next((args.run / f for f in ("sft_config.yaml", "rl_config.yaml") if (args.run / f).is_file()), None)
-    tokens_run = args.run / "train_tokens_run.json"  # rl/train_tokens.py: its rows' SFT job config
+    tokens_cfg = args.run / "train_tokens_config.json"  # rl/train_tokens.py: rows_from, its rows' SFT job config
     if saved is not None:
         cfg = yaml.safe_load(saved.read_text())
-    elif tokens_run.is_file():
-        cfg = json.loads(tokens_run.read_text())["export"]["sft_config"]
+    elif tokens_cfg.is_file():
+        cfg = json.loads(tokens_cfg.read_text())["rows_from"]
     else:
         raise SystemExit(
-            f"{args.run} has no sft_config.yaml, rl_config.yaml or train_tokens_run.json: is it a training run's folder?"
+            f"{args.run} has no sft_config.yaml, rl_config.yaml or train_tokens_config.json: is it a training run's "
+            "folder?"
         )
     data = args.data or Path(cfg["data_dir"])
     first = int(cfg.get("max_samples") or 0)

@@ -814,7 +814,6 @@ def _export_tokens(cfg: SFTJobConfig, trainer: Any, tokenizer: Any, base: Path, 
     meta = {
         "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         "base_model": str(base),
-        "data_dir": str(cfg.data_dir),
         "train": train_info,
         "sft_config": config_to_dict(cfg),
     }

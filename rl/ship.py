@@ -42,12 +42,14 @@ def _training_record(adapter: Path) -> dict[str, Any]:
     cfg = _read_yaml(adapter / "sft_config.yaml") or _read_yaml(adapter / "rl_config.yaml")
     tokens_cfg = adapter / "train_tokens_config.json"  # rl/train_tokens.py (the GPU recipe): same card fields
     if not cfg and tokens_cfg.is_file():
+        from recagent.rl.train_tokens import SCHEDULER
+
         t = json.loads(tokens_cfg.read_text())
         cfg = {
             **{k: t[k] for k in ("lora_r", "lora_alpha", "lora_layers_from", "learning_rate")},
             "max_samples": t.get("rows_from", {}).get("max_samples"),
             "per_device_train_batch_size": t["batch_size"],
-            "lr_scheduler_type": "cosine_with_min_lr",
+            "lr_scheduler_type": SCHEDULER,
         }
     state = adapter / "trainer_state.json"
     run = adapter / "sft_run.json"

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 FORMAT = "recagent-token-rows-1"
+SCHEDULER = "cosine_with_min_lr"  # the learning-rate schedule of every run (the model card names it)
 CONFIG_FILE = "train_tokens_config.json"
 RUN_FILE = "train_tokens_run.json"
 
@@ -307,7 +308,7 @@ def train_tokens(cfg: TokenTrainConfig) -> Path:
         output_dir=str(out),
         per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate,
-        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_type=SCHEDULER,
         lr_scheduler_kwargs={"min_lr_rate": cfg.min_lr_rate},
         warmup_steps=cfg.warmup_steps,
         max_steps=steps,
