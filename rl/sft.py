@@ -106,7 +106,8 @@ class SFTJobConfig(SFTConfig):
         default=None,
         metadata={
             "help": "A LoRA adapter folder (peft) this run starts from instead of a fresh adapter: continue a "
-            "policy on new or grown data in a new --out folder. Its own rank, targets and layers apply."
+            "policy on new or grown data in a new --out folder. Its own rank and targets apply, and its layers "
+            "unless lora_layers_from reaches below them (then it is widened: the added layers start at zero)."
         },
     )
     lora_layers_from: int | None = field(
@@ -704,9 +705,9 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
         model, tokenizer, save_dtype = _load_model(cfg, base)
         peft_config = _peft_config(cfg, model)
         if cfg.init_adapter:  # the trainer takes a peft model as is (a resumed checkpoint then loads over it)
-            from peft import PeftModel
+            from recagent.rl.train_tokens import continue_adapter
 
-            model, peft_config = PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True), None
+            model, peft_config = continue_adapter(model, cfg.init_adapter, cfg.lora_layers_from), None
         context = getattr(model.config, "max_position_embeddings", None)
         if cfg.max_length and context and cfg.max_length > context:
             logger.warning("max_length=%d exceeds the model's context (%d positions)", cfg.max_length, context)

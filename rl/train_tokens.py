@@ -108,7 +108,10 @@ class TokenTrainConfig:
     out: str = field(metadata={"help": "run folder: checkpoint-N/ adapters, the config and the run log"})
     init_adapter: str = field(
         default="",
-        metadata={"help": "continue this LoRA adapter folder (its rank and layers apply) instead of a fresh one"},
+        metadata={
+            "help": "continue this LoRA adapter folder (its rank, alpha and modules apply) instead of a fresh one; "
+            "an adapter of fewer layers is widened to lora_layers_from and up (so, by default, to all)"
+        },
     )
     cpu_bf16: int = field(
         default=0,
@@ -127,6 +130,10 @@ class TokenTrainConfig:
         default=0, metadata={"help": "updates (the schedule's length); 0 = epochs x rows / batch_size"}
     )
     batch_size: int = field(default=16, metadata={"help": "rows per update"})
+    micro_batch: int = field(
+        default=0,
+        metadata={"help": "rows per forward pass (gradients accumulate to batch_size; less memory); 0 = batch_size"},
+    )
     saves: int = field(default=4, metadata={"help": "checkpoints, evenly spaced over the schedule"})
     time_budget_s: float = field(
         default=0.0,
@@ -142,6 +149,8 @@ class TokenTrainConfig:
             raise ValueError("lora_r must be >= 1 and lora_alpha > 0")
         if self.epochs <= 0 or self.batch_size < 1 or self.saves < 1 or self.max_steps < 0:
             raise ValueError("epochs > 0, batch_size >= 1, saves >= 1 and max_steps >= 0 are needed")
+        if self.micro_batch < 0 or (self.micro_batch and self.batch_size % self.micro_batch):
+            raise ValueError(f"micro_batch={self.micro_batch} must divide batch_size={self.batch_size}")
         if not 0 <= self.min_lr_rate <= 1:
             raise ValueError(f"min_lr_rate is a share of the peak learning rate (0..1), got {self.min_lr_rate}")
 
@@ -253,10 +262,59 @@ def linear_module_names(model: Any) -> list[str]:
     )
 
 
+def _adapted(model: Any, cfg: TokenTrainConfig) -> Any:
+    """The base with ``cfg.init_adapter`` continued (see :func:`continue_adapter`) or a fresh LoRA adapter."""
+    from peft import LoraConfig, get_peft_model
+
+    if cfg.init_adapter:
+        return continue_adapter(model, cfg.init_adapter, cfg.lora_layers_from)
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+        target_modules=linear_module_names(model),
+        layers_to_transform=list(range(cfg.lora_layers_from, int(model.config.num_hidden_layers))),
+    )
+    return get_peft_model(model, lora)
+
+
+def continue_adapter(model: Any, adapter: str | Path, layers_from: int | None = None) -> Any:
+    """``model`` with the LoRA adapter folder ``adapter``, trainable; widened to the decoder layers from
+    ``layers_from`` up when those reach below its own (its rank, alpha and modules; the added layers start at
+    zero, so the outputs equal the adapter's at step 0)."""
+    from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    adapter = Path(adapter)
+    try:
+        saved = json.loads((adapter / "adapter_config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"init_adapter {adapter} is not a LoRA adapter folder (adapter_config.json): {e}") from e
+    own = saved.get("layers_to_transform")
+    own = [own] if isinstance(own, int) else own
+    wanted = set(range(layers_from or 0, int(model.config.num_hidden_layers)))
+    if layers_from is None or not own or set(own) >= wanted:  # it covers every layer asked for: as it is
+        return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+    lora = LoraConfig(
+        r=saved["r"],
+        lora_alpha=saved["lora_alpha"],
+        lora_dropout=saved.get("lora_dropout", 0.0),
+        task_type="CAUSAL_LM",
+        target_modules=saved["target_modules"],
+        layers_to_transform=sorted(wanted | set(own)),
+    )
+    model = get_peft_model(model, lora)
+    # peft starts every LoRA B at zero, so the layers the adapter lacked change nothing yet
+    loaded = set_peft_model_state_dict(model, load_file(adapter / "adapter_model.safetensors"))
+    if loaded.unexpected_keys:
+        raise ValueError(f"init_adapter {adapter} has weights this model lacks: {loaded.unexpected_keys[:3]}")
+    return model
+
+
 def train_tokens(cfg: TokenTrainConfig) -> Path:
     """Train, checkpointing ``cfg.saves`` times (resuming from the latest checkpoint), and return ``cfg.out``."""
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     t0 = time.perf_counter()
@@ -271,22 +329,7 @@ def train_tokens(cfg: TokenTrainConfig) -> Path:
     n_layers = int(model.config.num_hidden_layers)
     if not 0 <= cfg.lora_layers_from < n_layers:
         raise ValueError(f"lora_layers_from={cfg.lora_layers_from} is not a layer of this model (0..{n_layers - 1})")
-    if cfg.init_adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True)
-    else:
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=cfg.lora_r,
-                lora_alpha=cfg.lora_alpha,
-                lora_dropout=0.0,
-                task_type="CAUSAL_LM",
-                target_modules=linear_module_names(model),
-                layers_to_transform=list(range(cfg.lora_layers_from, n_layers)),
-            ),
-        )
+    model = _adapted(model, cfg)
     steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(rows) / cfg.batch_size))
     cuda = torch.cuda.is_available()
     bf16 = torch.cuda.is_bf16_supported() if cuda else bool(cfg.cpu_bf16)
@@ -295,7 +338,7 @@ def train_tokens(cfg: TokenTrainConfig) -> Path:
     timing: dict[str, float] = {}
     if cfg.time_budget_s:
         model.to("cuda" if cuda else "cpu")
-        per_token = seconds_per_token(model, dataset, collate, cfg.batch_size, bf16)
+        per_token = seconds_per_token(model, dataset, collate, cfg.micro_batch or cfg.batch_size, bf16)
         per_step = per_token * padded_tokens_per_batch(np.diff(rows.offsets), order, cfg.batch_size)
         left = cfg.time_budget_s - (time.perf_counter() - t0)
         fit = int(0.85 * left / per_step)  # 15% for the optimizer, data loading and checkpoints
@@ -306,7 +349,9 @@ def train_tokens(cfg: TokenTrainConfig) -> Path:
         steps = min(steps, fit)
     args = TrainingArguments(
         output_dir=str(out),
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=cfg.micro_batch or cfg.batch_size,
+        # consecutive micro-batches of the length-grouped order: the same rows per update as one batch
+        gradient_accumulation_steps=cfg.batch_size // (cfg.micro_batch or cfg.batch_size),
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=SCHEDULER,
         lr_scheduler_kwargs={"min_lr_rate": cfg.min_lr_rate},

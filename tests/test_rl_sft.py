@@ -282,21 +282,27 @@ def test_lora_via_the_cli_trains_only_adapters_merges_and_drops_over_long_dialog
 
 
 def test_init_adapter_starts_a_new_run_from_an_adapters_weights(base_model, data_dir, synthetic_split, tmp_path):
-    """A second run on the same adapter: at learning rate 0 it saves the adapter it started from, else it moves it."""
+    """A second run on the same adapter: at learning rate 0 it saves the adapter it started from, else it moves it;
+    asked for layers below the adapter's, it widens it (its own weights kept, the added layers' B at zero)."""
     from transformers import AutoModelForCausalLM
 
-    lora = ["use_lora=true", "lora_r=4", "lora_alpha=8", "merge_lora=false", "max_steps=1"]
+    lora = ["use_lora=true", "lora_r=4", "lora_alpha=8", "merge_lora=false", "max_steps=1", "lora_dropout=0"]
     first = load_sft_config(
-        None, FAST + lora, data_dir=str(data_dir), output_dir=str(tmp_path / "a"), base_model=str(base_model)
+        None,
+        FAST + lora + ["lora_layers_from=1"],
+        data_dir=str(data_dir),
+        output_dir=str(tmp_path / "a"),
+        base_model=str(base_model),
     )
     start = train_sft(first, split=synthetic_split)
     weights = load_file(start / "adapter_model.safetensors")
-    for lr, same in (("0", True), ("1e-2", False)):
+    assert weights and all(".layers.1." in k for k in weights)
+    for lr, layers_from, same in (("0", 1, True), ("1e-2", 1, False), ("0", 0, True)):
         cfg = load_sft_config(
             None,
-            FAST + lora + [f"learning_rate={lr}", f"init_adapter={start}"],
+            FAST + lora + [f"learning_rate={lr}", f"init_adapter={start}", f"lora_layers_from={layers_from}"],
             data_dir=str(data_dir),
-            output_dir=str(tmp_path / f"b{lr}"),
+            output_dir=str(tmp_path / f"b{lr}-{layers_from}"),
             base_model=str(base_model),
         )
         final = train_sft(cfg, split=synthetic_split)
@@ -304,8 +310,10 @@ def test_init_adapter_starts_a_new_run_from_an_adapters_weights(base_model, data
         assert _run(final)["total_params"] == sum(
             p.numel() for p in AutoModelForCausalLM.from_pretrained(base_model).parameters()
         )
-        assert set(after) == set(weights)
+        added = set(after) - set(weights)
+        assert set(weights) <= set(after) and bool(added) is (layers_from == 0)
         assert all(torch.equal(weights[k], after[k]) for k in weights) is same, lr
+        assert all(after[k].abs().sum() == 0 for k in added if "lora_B" in k)
 
 
 # -- data checks ------------------------------------------------------------------------------------------------------
@@ -681,6 +689,36 @@ def test_train_tokens_trains_the_adapter_and_resumes_to_the_same_weights(token_r
         moved = load_file(train_tokens(cont) / "checkpoint-1" / "adapter_model.safetensors")
         assert moved.keys() == weights.keys()
         assert all(torch.equal(moved[k], weights[k]) for k in weights) is same
+
+
+def test_micro_batches_train_the_same_update_and_a_widened_adapter_starts_where_it_was(
+    token_rows, base_model, tmp_path
+):
+    from recagent.rl.train_tokens import TokenTrainConfig, train_tokens
+
+    settings = dict(tokens=str(token_rows), base=str(base_model), lora_r=4, lora_alpha=8, learning_rate=1e-2)
+    one = dict(max_steps=1, saves=1, warmup_steps=0, batch_size=2)
+    # one update of 2 rows, as one batch or as 2 accumulated micro-batches: the same gradient, the same weights
+    whole = train_tokens(TokenTrainConfig(**settings, **one, out=str(tmp_path / "whole")))
+    micro = train_tokens(TokenTrainConfig(**settings, **one, micro_batch=1, out=str(tmp_path / "micro")))
+    a = load_file(whole / "checkpoint-1" / "adapter_model.safetensors")
+    b = load_file(micro / "checkpoint-1" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    with pytest.raises(ValueError, match="must divide batch_size"):
+        TokenTrainConfig(**settings, **{**one, "micro_batch": 3}, out=str(tmp_path / "bad"))
+
+    # an adapter of layer 1 only, widened to layers 0-1: its own weights come through, layer 0's B starts at zero
+    top = train_tokens(TokenTrainConfig(**settings, **one, lora_layers_from=1, out=str(tmp_path / "top")))
+    top_w = load_file(top / "checkpoint-1" / "adapter_model.safetensors")
+    assert top_w and all(".layers.1." in k for k in top_w)
+    wide = TokenTrainConfig(
+        **{**settings, "learning_rate": 0.0}, **one, init_adapter=str(top / "checkpoint-1"), out=str(tmp_path / "w")
+    )
+    wide_w = load_file(train_tokens(wide) / "checkpoint-1" / "adapter_model.safetensors")
+    assert set(top_w) < set(wide_w) and all(torch.equal(wide_w[k], top_w[k]) for k in top_w)
+    new = [k for k in wide_w if ".layers.0." in k]
+    assert new and all(wide_w[k].abs().sum() == 0 for k in new if "lora_B" in k)
+    assert any(wide_w[k].abs().sum() > 0 for k in new if "lora_A" in k)
 
 
 def test_length_grouped_order_passes_every_row_once_per_epoch_in_batches_of_like_length():
