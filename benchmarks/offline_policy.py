@@ -51,6 +51,7 @@ def eval_config(name: str, adapter: str | None, a: argparse.Namespace):
         tool_call_tasks=a.tool_call_tasks,
         simulator={"users": a.sim_users, "max_turns": 5},
         agent={"policy": {"adapter": adapter, "num_threads": a.threads}},
+        chat_requests_file=a.chat_requests_file,
         out=str(a.runs / name),
     )
 
@@ -224,7 +225,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         lines.append("")
     if any("chat_requests" in s for s in summary.values()):
         lines += [
-            "## (b) Hand-written requests",
+            "## (b) Hand-written requests" + (f" (`{meta['requests_file']}`)" if meta.get("requests_file") else ""),
             "",
             "| policy | first call | no-tool | constraint satisfaction (slots) | unsupported shipped | p50 latency s "
             "| policy steps / request |",
@@ -345,6 +346,12 @@ def main() -> None:
         default=None,
         help="policy NAME every other policy is compared with, task by task (default: the first --policy)",
     )
+    ap.add_argument(
+        "--chat-requests-file",
+        default=None,
+        help="hand-written requests (default: the packaged test set); 'dev' = the development set, for choosing "
+        "a checkpoint (recagent/data/chat_requests_dev_ml100k.yaml), never a reported score",
+    )
     ap.add_argument("--runs", type=Path, default=Path("~/.cache/recagent/runs/offline_policy").expanduser())
     ap.add_argument("--out", type=Path, default=RESULTS / "offline_policy")
     a = ap.parse_args()
@@ -353,6 +360,13 @@ def main() -> None:
 
     from recagent.agents.config import SHIPPED
     from recagent.evaluation.runner import run_eval
+    from recagent.heldout_requests import packaged_path
+
+    if a.chat_requests_file == "dev":
+        a.chat_requests_file = str(packaged_path(dev=True))
+    shown = Path(a.chat_requests_file).resolve() if a.chat_requests_file else None
+    if shown is not None and shown.is_relative_to(RESULTS.parents[1]):  # the report names it as the repo does
+        shown = shown.relative_to(RESULTS.parents[1])
 
     summary = {}
     for spec in a.policy:
@@ -371,6 +385,7 @@ def main() -> None:
         "what": __doc__.splitlines()[0],
         "machine": machine_info(),
         "argv": " ".join(sys.argv[1:]),
+        "requests_file": str(shown) if shown else None,
         "paired": paired(a.runs, list(summary), against) if len(summary) > 1 else None,
         "rl": rl_curves(a.rl_run) if a.rl_run else None,
     }

@@ -1,7 +1,9 @@
 """Score the checkpoints of a policy SFT or RL run on validation dialogs, to choose one (never on test dialogs).
 
-Validation dialogs are the rows of the run's ``train.jsonl`` after its ``max_samples`` (the training job
-never reads them), or after ``--validation-from`` when an earlier stage trained on more rows. Every
+Validation dialogs are the synthesis run's ``validation.jsonl`` when it has one (``validation_n``: dialogs of
+users no training dialog has, so a checkpoint that fits the training users' dialogs gains nothing there),
+else the rows of its ``train.jsonl`` after the run's ``max_samples`` (the training job never reads them, but
+their users are training users), or after ``--validation-from`` when an earlier stage trained on more rows. Every
 assistant turn of a validation dialog is one task: the turns that call tools are checked by BFCL-style
 AST match (``recagent.evaluation.ast_match``) and the first turn of a no-tool dialog must not call. ``first_calls_serving`` is the subset that opens a dialog on the served tools.
 ``--answer-tasks N`` adds N turns (a separate seeded sample, so the call tasks stay the same) that answer
@@ -27,13 +29,15 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _rows(data_dir: Path, first_row: int, last_row: int | None) -> list[dict]:
-    """Rows ``first_row`` to ``last_row`` of the synthesis run's train.jsonl."""
-    return [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()][first_row:last_row]
+def _rows(data_dir: Path, first_row: int, last_row: int | None, file: str = "train.jsonl") -> list[dict]:
+    """Rows ``first_row`` to ``last_row`` of the synthesis run's ``file``."""
+    return [json.loads(line) for line in (data_dir / file).read_text().splitlines()][first_row:last_row]
 
 
-def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0, last_row: int | None = None) -> list[dict]:
-    """Call turns and no-tool first turns of ``train.jsonl`` rows ``first_row`` to ``last_row`` (default: the end),
+def validation_tasks(
+    data_dir: Path, first_row: int, n: int, seed: int = 0, last_row: int | None = None, file: str = "train.jsonl"
+) -> list[dict]:
+    """Call turns and no-tool first turns of ``file`` rows ``first_row`` to ``last_row`` (default: the end),
     a seeded sample of ``n``."""
     from synth_first_calls import is_serving, serving_tool_names  # this folder: one definition of a serving row
 
@@ -42,7 +46,7 @@ def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0, last
 
     served = serving_tool_names()
     tasks = []
-    for row in _rows(data_dir, first_row, last_row):
+    for row in _rows(data_dir, first_row, last_row, file):
         sample = Sample.from_row(row)
         serving = is_serving(row, served)
         for j, e in enumerate(to_bfcl(sample)):
@@ -71,14 +75,16 @@ def validation_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0, last
     return tasks[:n]
 
 
-def answer_tasks(data_dir: Path, first_row: int, n: int, seed: int = 0, last_row: int | None = None) -> list[dict]:
+def answer_tasks(
+    data_dir: Path, first_row: int, n: int, seed: int = 0, last_row: int | None = None, file: str = "train.jsonl"
+) -> list[dict]:
     """Assistant turns in words that directly follow a tool result (rows ``first_row`` to ``last_row``), a seeded
     sample of ``n``: the policy should answer, not call again."""
     from synth_first_calls import is_serving, serving_tool_names
 
     served = serving_tool_names()
     tasks = []
-    for k, row in enumerate(_rows(data_dir, first_row, last_row)):
+    for k, row in enumerate(_rows(data_dir, first_row, last_row, file)):
         msgs = row["messages"]
         for j, m in enumerate(msgs):
             if m["role"] == "assistant" and not m.get("tool_calls") and j and msgs[j - 1]["role"] == "tool":
@@ -109,6 +115,7 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
     confusions: dict[str, int] = {}
     mistakes: list[dict] = []
     answer_mistakes: list[list[dict]] = []  # the calls made where a tool result should have been answered
+    passed = []  # per task in order, 1 = right: two checkpoints scored on the same tasks compare paired
     for t in tasks:
         bound = model.bind_tools(t["tools"], tool_choice="auto")
         t0 = time.perf_counter()
@@ -117,6 +124,7 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
         calls = [PredictedCall(c["name"], c.get("args")) for c in ai.tool_calls]
         calls += [PredictedCall(c.get("name"), None) for c in ai.invalid_tool_calls]
         ok = check_turn(calls, t["entry"]).valid
+        passed.append(str(int(not calls if t.get("answer") else ok)))
         if t.get("answer"):
             tally.setdefault("answers_after_results", []).append(int(not calls))
             if calls and len(answer_mistakes) < 10:
@@ -149,8 +157,25 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
     out["latency_s_mean"] = round(sum(seconds) / max(1, len(seconds)), 2)
     out["first_call_confusions"] = dict(sorted(confusions.items(), key=lambda kv: -kv[1])[:12])
     out["first_call_mistakes"] = mistakes
+    out["passed"] = "".join(passed)
     if answer_mistakes:
         out["calls_instead_of_answers"] = answer_mistakes
+    return out
+
+
+def paired(scores: dict, n_tasks: int, against: str) -> dict:
+    """Each checkpoint minus ``against`` on the same call and no-tool tasks (answer tasks left out), with a paired
+    bootstrap 95% CI: at a few hundred tasks an unpaired gap of 0.04 is within the noise, a paired one may not be."""
+    from recagent.evaluation.metrics import paired_difference_ci
+
+    base = scores[against].get("passed", "")[:n_tasks]
+    out = {}
+    for name, s in scores.items():
+        mine = s.get("passed", "")[:n_tasks]
+        if name == against or len(mine) != n_tasks or len(base) != n_tasks:
+            continue  # scored on other tasks (an older call) or before per-task results were kept
+        mean, low, high = paired_difference_ci([int(c) for c in mine], [int(c) for c in base])
+        out[f"{name} - {against}"] = {"mean": round(mean, 3), "ci_low": round(low, 3), "ci_high": round(high, 3)}
     return out
 
 
@@ -177,6 +202,11 @@ def main() -> None:
         help="first validation row when an earlier stage trained on more rows than this run (an RL run from an "
         "SFT adapter trained on 6600 rows: 6600); never before this run's own max_samples",
     )
+    ap.add_argument(
+        "--paired-against",
+        default=None,
+        help="checkpoint NAME the others are compared with, task by task (default: the first one named)",
+    )
     ap.add_argument("--note", default=None, help="how these checkpoints were measured (default: keep the file's note)")
     args = ap.parse_args()
 
@@ -198,15 +228,23 @@ def main() -> None:
         )
     data = args.data or Path(cfg["data_dir"])
     first = int(cfg.get("max_samples") or 0)
-    if not first:
-        raise SystemExit("the run trained on every row (max_samples unset): there are no validation dialogs")
-    if args.validation_from is not None:
-        if args.validation_from < first:  # rows before max_samples are this run's training rows
-            raise SystemExit(f"--validation-from {args.validation_from} is before the run's max_samples {first}")
-        first = args.validation_from
-    start, end = (max(0, first - args.training_rows), first) if args.training_rows else (first, None)
-    tasks = validation_tasks(data, start, args.tasks, last_row=end)
-    answers = answer_tasks(data, start, args.answer_tasks, last_row=end)
+    held_out_users = (data / "validation.jsonl").is_file() and args.validation_from is None and not args.training_rows
+    if held_out_users:
+        file, start, end, scored = "validation.jsonl", 0, None, "validation.jsonl (users no training dialog has)"
+    else:
+        if not first:
+            raise SystemExit(
+                f"the run trained on every row (max_samples unset) and {data} has no validation.jsonl: there are no "
+                "validation dialogs (make them with `recagent synth ... -o validation_n=400` on the same --out)"
+            )
+        if args.validation_from is not None:
+            if args.validation_from < first:  # rows before max_samples are this run's training rows
+                raise SystemExit(f"--validation-from {args.validation_from} is before the run's max_samples {first}")
+            first = args.validation_from
+        start, end = (max(0, first - args.training_rows), first) if args.training_rows else (first, None)
+        file, scored = "train.jsonl", f"training rows {start}-{end - 1}" if end else f"validation rows {first}-"
+    tasks = validation_tasks(data, start, args.tasks, last_row=end, file=file)
+    answers = answer_tasks(data, start, args.answer_tasks, last_row=end, file=file)
     names = args.checkpoints or ["base"] + sorted(
         (p.name for p in args.run.glob("checkpoint-*")), key=lambda s: int(s.split("-")[1])
     )
@@ -216,8 +254,8 @@ def main() -> None:
             "what": __doc__.splitlines()[0],
             "machine": machine_info(),
             "run": str(args.run),
-            "validation_rows_from": first,
-            "scored_rows": f"training rows {start}-{end - 1}" if end else f"validation rows {first}-",
+            "validation_rows_from": None if held_out_users else first,
+            "scored_rows": scored,
             "tasks": len(tasks),
             "answer_tasks": len(answers),
         }
@@ -234,6 +272,9 @@ def main() -> None:
         }
         scores[name] = score(kwargs, tasks + answers)
         print(name, json.dumps(scores[name]), flush=True)
+        against = args.paired_against or names[0]
+        if against in scores:
+            results["paired"] = {"tasks": "call and no-tool tasks", **paired(scores, len(tasks), against)}
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 

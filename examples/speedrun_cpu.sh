@@ -31,7 +31,7 @@ if [ "$SCALE" = smoke ]; then
   # a home of its own: toy recommenders must never replace the real ones other runs use
   export RECAGENT_HOME="$RUN/home"
   RECS=(-o params.max_epochs=2)
-  SYNTH=(-o n=120 -o seed=0)
+  SYNTH=(-o n=120 -o seed=0 -o validation_n=20)
   SFT=(-o max_steps=4 -o max_samples=100 -o save_steps=2)
   RL=(-o max_steps=1 -o max_samples=100 -o max_tasks=4 -o save_steps=1 -o per_device_train_batch_size=4 -o num_generations=4)
   EVAL=(-o users=3 -o tool_call_tasks=4 -o simulator.users=1 -o bootstrap=100 -o 'protocols=[full,tool_calls]')
@@ -63,7 +63,7 @@ stage_end recommenders "$t" "SASRec NDCG@10 $(json "$RUN/recs_eval.json" 'round(
 # 3. Verified tool-calling dialogs (ToolACE-style: every call executed on the real tools and checked).
 t=$(date +%s)
 recagent synth --config examples/policy_cpu/synth.yaml --out "$RUN/synth" --no-progress "${SYNTH[@]}"
-stage_end synth "$t" "$(json "$RUN/synth/report.json" '"%d train + %d test dialogs" % (d["verified"]["train"], d["verified"]["test"])')"
+stage_end synth "$t" "$(json "$RUN/synth/report.json" '"%d train + %d test + %d validation dialogs" % (d["verified"]["train"], d["verified"]["test"], d["verified"]["validation"])')"
 
 # 4. SFT: LoRA on SmolLM2-135M-Instruct, bf16 autocast where the CPU has it, the served prompt format.
 #    Headline: the last logged training loss.

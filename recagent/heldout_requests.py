@@ -26,6 +26,11 @@ a drama") share few 5-grams, because one differing word breaks up to five of the
 (3-grams) flag such template siblings as copies, and the synthesized training turns are template
 siblings of many requests. Texts shorter than five words have no 5-gram and are matched exactly only.
 
+A second hand-written set, the development requests (``recagent/data/chat_requests_dev_ml100k.yaml``),
+exists to choose checkpoints in the words people write (``benchmarks/offline_policy.py
+--chat-requests-file dev``); it is never trained on either, so the leak checks below cover both sets
+(:func:`never_trained_on`), and no dev request copies a test request (tested).
+
 The synthesis pipeline drops a dialog whose user turn leaks (counted in its report as skipped with
 reason ``heldout_request``), SFT refuses such training rows, and ``recagent eval`` checks the
 policy's training dialogs before it asks anything. This module is core: it imports nothing from the
@@ -48,6 +53,7 @@ from recagent.config import describe_validation_error
 from recagent.errors import ConfigError
 
 PACKAGED_FILE = "chat_requests_ml100k.yaml"
+DEV_FILE = "chat_requests_dev_ml100k.yaml"  # checkpoint choice only, never a reported score
 NGRAM = 5
 NEAR_JACCARD = 0.6
 
@@ -173,9 +179,14 @@ class ChatRequest(_Strict):
         return users, items
 
 
-def packaged_path() -> Path:
-    """Path of the packaged request set."""
-    return Path(str(resources.files("recagent") / "data" / PACKAGED_FILE))
+def packaged_path(dev: bool = False) -> Path:
+    """Path of the packaged test request set (``dev``: the development set)."""
+    return Path(str(resources.files("recagent") / "data" / (DEV_FILE if dev else PACKAGED_FILE)))
+
+
+def never_trained_on() -> list[ChatRequest]:
+    """The packaged test and development requests: no training text may copy either."""
+    return load_chat_requests() + load_chat_requests(packaged_path(dev=True))
 
 
 def _entry_error(path: Path, i: int, entry: Any, err: ValidationError) -> ConfigError:
@@ -275,10 +286,10 @@ class RequestLeak:
 
 
 class RequestLeakIndex:
-    """The held-out texts, indexed once for checking many texts against them."""
+    """The held-out texts (default: :func:`never_trained_on`), indexed once for checking many texts against them."""
 
     def __init__(self, requests: Iterable[ChatRequest] | None = None, threshold: float = NEAR_JACCARD):
-        requests = list(load_chat_requests() if requests is None else requests)
+        requests = list(never_trained_on() if requests is None else requests)
         self.threshold = threshold
         self.exact: dict[str, str] = {}
         self.tokens: dict[str, list[str]] = {}
@@ -323,7 +334,8 @@ class RequestLeakIndex:
 
 
 def find_request_leaks(texts: Iterable[str], requests: Iterable[ChatRequest] | None = None) -> list[RequestLeak]:
-    """Texts (user turns) that copy a held-out request exactly, contain it, or nearly copy it (default: the packaged set)."""
+    """Texts (user turns) that copy a held-out request exactly, contain it, or nearly copy it (default: the test and
+    development sets)."""
     return RequestLeakIndex(requests).find(texts)
 
 

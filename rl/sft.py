@@ -345,8 +345,9 @@ def _dialog_id(row: dict[str, Any]) -> str:
 def check_no_leakage(
     data_dir: str | Path, train: list[dict[str, Any]], test: list[dict[str, Any]], split: Any = None
 ) -> None:
-    """Refuse data whose train and test rows share a dialog or a user, or leak what ``find_leaks`` finds, or whose
-    training user turns copy a held-out chat request (:func:`recagent.heldout_requests.find_request_leaks`).
+    """Refuse data whose train rows share a dialog or a user with the test rows (or ``validation.jsonl``'s), or
+    leak what ``find_leaks`` finds, or whose user turns copy a held-out chat request
+    (:func:`recagent.heldout_requests.find_request_leaks`).
 
     ``split`` is the leave-one-out split of the run's dataset; None loads it from the run's
     ``config.yaml`` when possible (else only the dialog/user check runs, with a warning).
@@ -354,16 +355,21 @@ def check_no_leakage(
     data_dir = Path(data_dir)
     _check_heldout_requests(data_dir, train)
     problems = []
-    shared_ids = sorted({_dialog_id(r) for r in train} & {_dialog_id(r) for r in test})
-    if shared_ids:
-        problems.append(f"{len(shared_ids)} dialog(s) are in both train.jsonl and test.jsonl, e.g. {shared_ids[:3]}")
 
     def users(rows: list[dict[str, Any]]) -> set[str]:
         return {str(u) for r in rows if (u := (r.get("meta") or {}).get("user_id")) is not None}
 
-    shared_users = sorted(users(train) & users(test))
-    if shared_users:
-        problems.append(f"{len(shared_users)} user(s) have dialogs in both splits, e.g. {shared_users[:5]}")
+    # validation dialogs (a synthesis run's validation_n) choose checkpoints: training must not see them either
+    held_out = {"test": test, "validation": _read_rows(data_dir / "validation.jsonl")}
+    for name, rows in held_out.items():
+        shared_ids = sorted({_dialog_id(r) for r in train} & {_dialog_id(r) for r in rows})
+        if shared_ids:
+            problems.append(
+                f"{len(shared_ids)} dialog(s) are in both train.jsonl and {name}.jsonl, e.g. {shared_ids[:3]}"
+            )
+        shared_users = sorted(users(train) & users(rows))
+        if shared_users:
+            problems.append(f"{len(shared_users)} user(s) have dialogs in train and {name}, e.g. {shared_users[:5]}")
     if not problems and test and all("meta" in r for r in train + test):
         split = split if split is not None else _load_split(data_dir)
         if split is not None:

@@ -46,6 +46,13 @@ class SynthConfig(JobConfig):
     seed: int = Field(0, description="seed of every random choice; the same seed gives the same dialogs")
     test_fraction: float = Field(0.1, ge=0, le=1, description="share of dialogs drawn for the test split")
     test_user_fraction: float = Field(0.2, gt=0, lt=1, description="share of users reserved for test dialogs")
+    validation_n: int = Field(
+        0,
+        ge=0,
+        description="verified validation dialogs (validation.jsonl), drawn after the n others from a seed stream "
+        "of their own (so train and test stay as they were): training-style tasks of test-side users, seen tools "
+        "only, never a valid/test item. Choose checkpoints on them: the policy never trained on their users",
+    )
     min_history: int = Field(3, ge=1, description="fewest training interactions a user needs")
     kinds: dict[str, float] = Field(
         {"single": 0.25, "parallel": 0.15, "chain": 0.3, "clarify": 0.15, "no_tool": 0.15, "listwise": 0.1},

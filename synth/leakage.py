@@ -5,7 +5,9 @@ its user's valid/test items. Across samples this module checks what no single sa
 show: train and test users are disjoint (so no held-out target of a test user is a training
 target), no training answer names a user's valid/test item, and no held-out tool variant is
 offered in any training dialog (:func:`find_leaks`, shared with SFT and evaluation, lives in
-:mod:`recagent.agents.training_leaks` and is re-exported here).
+:mod:`recagent.agents.training_leaks` and is re-exported here). Validation dialogs (``validation_n``)
+come from test-side users, so they share no user with training, and pass the training dialogs' checks
+(:func:`validation_leaks`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,36 @@ class SynthLeakageError(RecagentError):
     """Evaluation data reached the synthesized training split."""
 
 
-def check_leakage(train: Iterable[Sample], test: Iterable[Sample], split: LeaveOneOutSplit) -> None:
-    """Raise :class:`SynthLeakageError` naming the leaks, if any."""
-    leaks = find_leaks(train, test, split)
+def check_leakage(
+    train: Iterable[Sample], test: Iterable[Sample], split: LeaveOneOutSplit, validation: Iterable[Sample] = ()
+) -> None:
+    """Raise :class:`SynthLeakageError` naming the leaks, if any (validation dialogs: see :func:`validation_leaks`)."""
+    train, test = list(train), list(test)
+    leaks = find_leaks(train, test, split) + validation_leaks(train, test, validation, split)
     if leaks:
         more = f" (and {len(leaks) - 5} more)" if len(leaks) > 5 else ""
         raise SynthLeakageError("synthesized data leaks evaluation data: " + "; ".join(leaks[:5]) + more)
+
+
+def validation_leaks(
+    train: list[Sample], test: list[Sample], validation: Iterable[Sample], split: LeaveOneOutSplit
+) -> list[str]:
+    """Validation dialogs share no user with training, are no test dialog, and name or target no valid/test item.
+
+    Their users are test-side users on purpose (the policy never trained on them); their tasks are
+    training-style, so the checks a training dialog passes (:func:`find_leaks` with validation in the
+    training role) apply to them too, apart from sharing users with the test dialogs.
+    """
+    validation = list(validation)
+    if not validation:
+        return []
+    leaks = []
+    shared = sorted({s.user_id for s in train} & {s.user_id for s in validation})
+    if shared:
+        leaks.append(f"{len(shared)} user(s) appear in both train and validation dialogs, e.g. {shared[:5]}")
+    copies = sorted({s.id for s in validation} & {s.id for s in test + train})
+    if copies:
+        leaks.append(f"{len(copies)} validation dialog(s) are also training or test dialogs, e.g. {copies[:3]}")
+    as_training = find_leaks(validation, test, split)
+    leaks += [x.replace("train dialog", "validation dialog") for x in as_training if "in both train and test" not in x]
+    return leaks

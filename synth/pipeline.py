@@ -8,6 +8,12 @@ as they are written, so after an interruption the files say which attempt was th
 completed: a rerun with the same config drops a torn last line and continues from the next
 attempt, with no sample lost and none duplicated.
 
+With ``validation_n`` a second pass follows the ``n`` dialogs: validation attempt ``a`` draws from
+``Random(f"{seed}:validation:{a}")`` (so train and test are the same with or without it) a
+training-style task of a test-side user (:meth:`TaskSampler.sample`), and its verified dialog goes to
+``validation.jsonl``; its rejected and skipped lines carry ``split: validation`` so that each pass
+resumes from its own last attempt.
+
 A dialog whose user turn copies a held-out chat request (:mod:`recagent.heldout_requests`: exact,
 contained or near copies of the hand-written evaluation requests) is dropped as skipped with
 reason ``heldout_request``; the report counts them and the run logs how many.
@@ -45,7 +51,8 @@ from recagent.tools.recommender_tools import build_registry
 from recagent.tools.toolkit import ToolRegistry
 
 logger = logging.getLogger(__name__)
-FILES = ("train", "test", "rejected", "skipped")
+FILES = ("train", "test", "validation", "rejected", "skipped")
+SPLITS = ("train", "test", "validation")  # the files of verified dialogs
 JUDGE_DOWN_LIMIT = 3  # consecutive "judge unavailable" verdicts that stop the run
 
 
@@ -54,6 +61,7 @@ class RunState:
     """What the output folder already holds: counts, dedup keys and the last completed attempt."""
 
     last_attempt: int = -1
+    last_validation_attempt: int = -1  # the validation pass counts its attempts apart
     accepted: Counter = field(default_factory=Counter)  # per split
     levels: Counter = field(default_factory=Counter)  # accepted per complexity level
     keys: set[str] = field(default_factory=set)
@@ -122,10 +130,14 @@ def load_state(out: Path) -> RunState:
         for row in read_rows(out / f"{name}.jsonl", repair=True):
             st.counts[name] += 1
             meta = row.get("meta", row)
-            st.last_attempt = max(st.last_attempt, int(meta["attempt"]))
-            if name in ("train", "test"):
+            if meta.get("split") == "validation":
+                st.last_validation_attempt = max(st.last_validation_attempt, int(meta["attempt"]))
+            else:
+                st.last_attempt = max(st.last_attempt, int(meta["attempt"]))
+            if name in SPLITS:
                 st.accepted[name] += 1
-                st.levels[meta["complexity"]["level"]] += 1
+                if name != "validation":
+                    st.levels[meta["complexity"]["level"]] += 1
             if row.get("id"):
                 st.keys.add(row["id"])
             elif meta.get("key"):
@@ -146,7 +158,7 @@ def _check_resume(cfg: SynthConfig, out: Path) -> None:
     if diff:
         raise ConfigError(
             f"{out} holds a run with different settings ({', '.join(diff)}); resume with the same settings "
-            "(only n and max_attempts may change) or choose a new --out folder"
+            "(only n, validation_n and max_attempts may change) or choose a new --out folder"
         )
 
 
@@ -191,11 +203,15 @@ class Synthesizer:
         self.vctx = VerifyContext(env, registry_factory)
         self.heldout_requests = RequestLeakIndex()  # the evaluation's hand-written requests: never in synthesized turns
 
-    def request(self, attempt: int) -> GenRequest:
-        """The seeded draw of attempt ``attempt``: split, kind, domain, user task, held-out tools or not."""
+    def request(self, attempt: int, validation: bool = False) -> GenRequest:
+        """The seeded draw of attempt ``attempt`` (of the validation pass if ``validation``): split, kind, domain,
+        user task, held-out tools or not."""
         cfg = self.cfg
-        rng = random.Random(f"{cfg.seed}:{attempt}")
-        split = "test" if rng.random() < cfg.test_fraction else "train"
+        if validation:
+            rng, split = random.Random(f"{cfg.seed}:validation:{attempt}"), "validation"
+        else:
+            rng = random.Random(f"{cfg.seed}:{attempt}")
+            split = "test" if rng.random() < cfg.test_fraction else "train"
         kind = _weighted(rng, cfg.kinds)
         domain = _weighted(rng, cfg.domains)
         heldout = split == "test" and rng.random() < cfg.heldout_tool_share
@@ -208,9 +224,18 @@ class Synthesizer:
             attempt, kind, split, task, domain, heldout, rng, tuple(cfg.tools_per_dialog), cfg.max_distractors, serving
         )
 
-    def make(self, attempt: int, state: RunState, quotas: dict[str, int] | None) -> tuple[str, dict[str, Any]]:
+    def make(
+        self, attempt: int, state: RunState, quotas: dict[str, int] | None, validation: bool = False
+    ) -> tuple[str, dict[str, Any]]:
         """Run one attempt through every stage; returns the file it belongs in and its row."""
-        req = self.request(attempt)
+        req = self.request(attempt, validation)
+        where, row = self._make(req, state, None if validation else quotas)
+        if where == "skipped" and validation:
+            row["split"] = "validation"  # so that load_state resumes each pass from its own last attempt
+        return where, row
+
+    def _make(self, req: GenRequest, state: RunState, quotas: dict[str, int] | None) -> tuple[str, dict[str, Any]]:
+        attempt = req.attempt
         try:
             sample = self.generator.generate(req)
         except GenerationFailed as e:
@@ -245,7 +270,8 @@ class Synthesizer:
         return sample.split, sample.to_row()
 
     def run(self, out: Path, progress: bool = True) -> SynthResult:
-        """Produce ``cfg.n`` verified dialogs in ``out`` (resuming what is there), then check leakage and report."""
+        """Produce ``cfg.n`` verified dialogs, then ``cfg.validation_n`` validation ones, in ``out`` (resuming what
+        is there), then check leakage and report."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
@@ -259,37 +285,55 @@ class Synthesizer:
         quotas = cfg.quotas()
         max_attempts = cfg.max_attempts or 20 * cfg.n
         handles = {name: (out / f"{name}.jsonl").open("a", encoding="utf-8") for name in FILES}
-        done = lambda: sum(state.accepted.values())  # noqa: E731
+        done = lambda: state.accepted["train"] + state.accepted["test"]  # noqa: E731  (the n of the first pass)
         attempts_now, judge_down = 0, 0
         log = RunLog(out, state.last_attempt)  # written now: a run killed before its first attempt still shows
-        bar = tqdm(total=cfg.n, initial=min(done(), cfg.n), desc="verified dialogs", unit="dlg", disable=not progress)
+        wanted = cfg.n + cfg.validation_n
+        bar = tqdm(
+            total=wanted,
+            initial=min(sum(state.accepted.values()), wanted),
+            desc="verified dialogs",
+            unit="dlg",
+            disable=not progress,
+        )
+
+        def record(attempt: int, where: str, row: dict[str, Any]) -> None:
+            nonlocal attempts_now, judge_down
+            handles[where].write(json.dumps(row, ensure_ascii=False) + "\n")
+            handles[where].flush()
+            state.counts[where] += 1
+            attempts_now += 1
+            log.update(attempts_now, state.last_attempt)
+            if "id" in row:
+                state.keys.add(row["id"])
+            if where in SPLITS:
+                state.accepted[where] += 1
+                if where != "validation":  # level quotas are about the training and test mix
+                    state.levels[row["meta"]["complexity"]["level"]] += 1
+                bar.update(1)
+            judge = (row.get("meta") or {}).get("verification", {}).get("judge") or {}
+            judge_down = judge_down + 1 if str(judge.get("reason", "")).startswith("judge unavailable") else 0
+            if judge_down >= JUDGE_DOWN_LIMIT:
+                raise RecagentError(
+                    f"{judge['reason']} ({JUDGE_DOWN_LIMIT} times in a row); finished work is "
+                    "saved, rerun the same command to resume"
+                )
+            bar.set_postfix(attempts=attempt + 1, rejected=state.counts["rejected"], skipped=state.counts["skipped"])
+
         try:
             attempt = state.last_attempt + 1
             while done() < cfg.n and attempt < max_attempts:
                 if quotas is not None and all(state.levels[lv] >= q for lv, q in quotas.items()):
                     break
                 where, row = self.make(attempt, state, quotas)
-                handles[where].write(json.dumps(row, ensure_ascii=False) + "\n")
-                handles[where].flush()
-                state.counts[where] += 1
-                state.last_attempt, attempts_now = attempt, attempts_now + 1
-                log.update(attempts_now, state.last_attempt)
-                if "id" in row:
-                    state.keys.add(row["id"])
-                if where in ("train", "test"):
-                    state.accepted[where] += 1
-                    state.levels[row["meta"]["complexity"]["level"]] += 1
-                    bar.update(1)
-                judge = (row.get("meta") or {}).get("verification", {}).get("judge") or {}
-                judge_down = judge_down + 1 if str(judge.get("reason", "")).startswith("judge unavailable") else 0
-                if judge_down >= JUDGE_DOWN_LIMIT:
-                    raise RecagentError(
-                        f"{judge['reason']} ({JUDGE_DOWN_LIMIT} times in a row); finished work is "
-                        "saved, rerun the same command to resume"
-                    )
-                bar.set_postfix(
-                    attempts=attempt + 1, rejected=state.counts["rejected"], skipped=state.counts["skipped"]
-                )
+                state.last_attempt = attempt
+                record(attempt, where, row)
+                attempt += 1
+            attempt = state.last_validation_attempt + 1
+            while state.accepted["validation"] < cfg.validation_n and attempt < 20 * cfg.validation_n:
+                where, row = self.make(attempt, state, quotas, validation=True)
+                state.last_validation_attempt = attempt
+                record(attempt, where, row)
                 attempt += 1
         finally:
             bar.close()
@@ -299,7 +343,8 @@ class Synthesizer:
             log.close()
         train = [Sample.from_row(r) for r in read_rows(out / "train.jsonl")]
         test = [Sample.from_row(r) for r in read_rows(out / "test.jsonl")]
-        check_leakage(train, test, self.env.split)
+        validation = [Sample.from_row(r) for r in read_rows(out / "validation.jsonl")]
+        check_leakage(train, test, self.env.split, validation)
         from recagent.synth.export import write_exports
         from recagent.synth.report import write_report
 
@@ -315,7 +360,7 @@ class Synthesizer:
         verified = len(train) + len(test)
         return SynthResult(
             out=out,
-            accepted={"train": len(train), "test": len(test)},
+            accepted={"train": len(train), "test": len(test), "validation": len(validation)},
             rejected=state.counts["rejected"],
             skipped=dict(skipped),
             attempts=state.last_attempt + 1,

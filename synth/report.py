@@ -25,6 +25,7 @@ def summarise(out: Path, test_requests: list[str] | None = None) -> dict[str, An
     requests of :mod:`recagent.heldout_requests` where that module exists).
     """
     train, test = _rows(out / "train.jsonl"), _rows(out / "test.jsonl")
+    validation = _rows(out / "validation.jsonl")  # counted apart: the distributions describe train and test
     rejected, skipped = _rows(out / "rejected.jsonl"), _rows(out / "skipped.jsonl")
     runs = _rows(out / "runs.jsonl")
     verified = train + test
@@ -47,7 +48,7 @@ def summarise(out: Path, test_requests: list[str] | None = None) -> dict[str, An
     seconds = sum(r["seconds"] for r in runs)
     heldout_test = sum(1 for r in test if any(v.get("heldout") for v in json.loads(meta(r)["tool_variants"]).values()))
     return {
-        "verified": {"train": len(train), "test": len(test), "total": len(verified)},
+        "verified": {"train": len(train), "test": len(test), "total": len(verified), "validation": len(validation)},
         "rejected": len(rejected),
         "skipped": dict(Counter(r["reason"] for r in skipped)),
         "attempts": len(checked) + len(skipped),
@@ -66,7 +67,8 @@ def summarise(out: Path, test_requests: list[str] | None = None) -> dict[str, An
         "calls": dist(verified, lambda r: meta(r)["complexity"]["calls"]),
         "depth": dist(verified, lambda r: meta(r)["complexity"]["depth"]),
         "test_dialogs_with_heldout_tools": heldout_test,
-        "users": {"train": len({meta(r)["user_id"] for r in train}), "test": len({meta(r)["user_id"] for r in test})},
+        "users": {s: len({meta(r)["user_id"] for r in rows}) for s, rows in (("train", train), ("test", test))}
+        | {"validation": len({meta(r)["user_id"] for r in validation})},
         "seconds": round(seconds, 2),
         "verified_per_minute": round(len(verified) / seconds * 60, 1) if seconds > 0 else None,
         "variety": variety.report(
@@ -157,6 +159,8 @@ def write_report(out: Path, cfg: SynthConfig | None = None, test_requests: list[
         f"Pass rate of generated dialogs through verification: {s['pass_rate']}. "
         f"Throughput: {s['verified_per_minute']} verified dialogs per minute ({s['seconds']} s of generation).",
         f"Test dialogs offering held-out tool variants: {s['test_dialogs_with_heldout_tools']}.",
+        f"Validation dialogs (checkpoint choice; test-side users, training-style tasks, seen tools): "
+        f"{v['validation']} of {s['users']['validation']} users.",
         "",
     ]
     if cfg is not None:

@@ -40,7 +40,7 @@ class UserTask:
 
 
 class TaskSampler:
-    """Draws user tasks for the train or test split of a synthesis run."""
+    """Draws user tasks for the train, test or validation split of a synthesis run."""
 
     def __init__(self, split: LeaveOneOutSplit, seed: int = 0, test_user_fraction: float = 0.2, min_history: int = 3):
         self.split, self.seed = split, seed
@@ -94,9 +94,19 @@ class TaskSampler:
             return UserTask(u, uid, "test", tuple(items.tolist()), tuple(ratings.tolist()), int(test_item), held)
         return UserTask(u, uid, "train", tuple(items[:-1].tolist()), tuple(ratings[:-1].tolist()), int(items[-1]), held)
 
+    @cached_property
+    def validation_users(self) -> list[int]:
+        """Test-side users with enough history for a training-style task: never in a training dialog."""
+        return [u for u in self.users["test"] if len(self._train_rows[u][0]) >= self.min_history + 1]
+
     def sample(self, side: str, rng: random.Random) -> UserTask:
-        """A random task on ``side``."""
-        pool = self.users[side]
+        """A random task on ``side`` ("train", "test" or "validation").
+
+        A validation task is a training-style task (the last training item is the target, the user's
+        valid/test items are forbidden) of a test-side user: the policy never trained on the user, and the
+        task never touches the user's valid/test items, which only test dialogs target.
+        """
+        pool = self.validation_users if side == "validation" else self.users[side]
         if not pool:
             raise ValueError(f"no eligible users for the {side} split; lower test_user_fraction or min_history")
-        return self.task(rng.choice(pool), side)
+        return self.task(rng.choice(pool), "train" if side == "validation" else side)

@@ -114,10 +114,24 @@ def test_the_packaged_set_loads_and_covers_what_it_should(requests):
     ]
 
 
-def test_every_accepted_call_is_a_real_tool_call_that_runs_on_ml100k(requests, chat_env):
+def test_the_dev_set_is_apart_from_the_test_set_and_kept_out_of_training_like_it(requests):
+    dev = load_chat_requests(packaged_path(dev=True))
+    assert packaged_path(dev=True).parent == packaged_path().parent  # installs with the package (data/*.yaml)
+    assert len(dev) >= 40 and sum(r.no_tool for r in dev) >= 10
+    assert {r.kind for r in dev} == {r.kind for r in requests}, "every kind of the test set, to choose on"
+    assert not {r.id for r in dev} & {r.id for r in requests}
+    assert not find_request_leaks([r.text for r in dev], requests), "no dev request copies a test request"
+    assert not find_request_leaks([r.text for r in requests], dev), "nor the other way round"
+    copied = f"hey there! {dev[12].text}"
+    assert [x.request_id for x in RequestLeakIndex().find([copied])] == [dev[12].id], "the default index has both"
+
+
+@pytest.mark.parametrize("dev", [False, True], ids=["test_set", "dev_set"])
+def test_every_accepted_call_is_a_real_tool_call_that_runs_on_ml100k(dev, chat_env):
     from recagent.heldout_requests import check_against_catalog
     from recagent.tools.recommender_tools import build_registry
 
+    requests = load_chat_requests(packaged_path(dev=dev))
     catalog = chat_env.catalog
     check_against_catalog(requests, catalog.all_genres, catalog.ids, chat_env.dataset.users.ids)
     registry = build_registry(chat_env.session())
@@ -135,7 +149,7 @@ def test_every_accepted_call_is_a_real_tool_call_that_runs_on_ml100k(requests, c
             out = registry.call(alt.tool, args)
             assert out.ok, (r.id, alt.tool, args, out.error)
             ran += 1
-    assert ran >= 150
+    assert ran >= (60 if dev else 150)
 
 
 @pytest.mark.parametrize(

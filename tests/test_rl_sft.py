@@ -330,8 +330,15 @@ def test_data_whose_train_and_test_overlap_is_refused(data_dir, synthetic_split,
         train_sft(cfg)
     assert not (tmp_path / "out").exists(), "refused before anything is written"
     moved = {**train[0], "id": "other", "meta": {**train[0]["meta"], "user_id": test[0]["meta"]["user_id"]}}
-    with pytest.raises(SFTDataError, match=r"1 user\(s\) have dialogs in both splits"):
+    with pytest.raises(SFTDataError, match=r"1 user\(s\) have dialogs in train and test"):
         check_no_leakage(leaky, [moved], test)
+    # a validation.jsonl (checkpoint choice) is held out like test.jsonl
+    _write_rows(leaky / "test.jsonl", test)
+    _write_rows(leaky / "validation.jsonl", [{**test[0], "id": "v"}])
+    with pytest.raises(SFTDataError, match=r"1 user\(s\) have dialogs in train and validation"):
+        check_no_leakage(leaky, [moved], [])
+    with pytest.raises(SFTDataError, match=r"1 dialog\(s\) are in both train.jsonl and validation.jsonl"):
+        check_no_leakage(leaky, [{**test[0], "id": "v"}], [])
 
 
 # -- configs and the command line -------------------------------------------------------------------------------------

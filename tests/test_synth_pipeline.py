@@ -37,7 +37,8 @@ def test_run_writes_verified_train_and_test_dialogs_of_every_kind(run):
     out, result = run
     train, test = rows(out / "train.jsonl"), rows(out / "test.jsonl")
     assert len(train) + len(test) == 150 and test, "n verified dialogs, some of them test"
-    assert result.accepted == {"train": len(train), "test": len(test)}
+    assert result.accepted == {"train": len(train), "test": len(test), "validation": 0}
+    assert not (out / "validation.jsonl").read_text(), "validation_n=0: no validation dialogs"
     for r in train + test:
         assert set(r) == {"id", "messages", "tools", "meta"}
         assert r["meta"]["verification"]["passed"] is True
@@ -152,6 +153,59 @@ def test_an_interrupted_run_resumes_without_losing_or_duplicating(ml100k_env, tm
         a = [without_timings(r) for r in read_rows(whole / f"{name}.jsonl")]
         b = [without_timings(r) for r in read_rows(cut / f"{name}.jsonl")]
         assert a == b, name
+
+
+def test_validation_dialogs_are_of_users_no_training_dialog_has_and_leave_train_and_test_as_they_were(
+    ml100k_env, ml100k_split, tmp_path, monkeypatch
+):
+    from recagent.synth.tasks import TaskSampler
+
+    plain = synthesize(SynthConfig.build(n=30, seed=4, exports=[]), tmp_path / "plain", env=ml100k_env, progress=False)
+    cfg = SynthConfig.build(n=30, seed=4, exports=[], validation_n=12)
+    whole = synthesize(cfg, tmp_path / "whole", env=ml100k_env, progress=False)
+    synth = Synthesizer(cfg, ml100k_env)  # killed in the middle of the validation pass, then resumed
+    real_make, calls = synth.make, {"validation": 0}
+
+    def make_then_stop(*a, **kw):
+        calls["validation"] += bool(kw.get("validation"))
+        if calls["validation"] > 5:
+            raise KeyboardInterrupt
+        return real_make(*a, **kw)
+
+    monkeypatch.setattr(synth, "make", make_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        synth.run(tmp_path / "cut", progress=False)
+    cut = synthesize(cfg, tmp_path / "cut", env=ml100k_env, progress=False)
+    assert whole.accepted == cut.accepted == {**plain.accepted, "validation": 12}
+    assert json.loads((whole.out / "report.json").read_text())["verified"]["validation"] == 12
+    for name in ("train", "test", "validation", "rejected", "skipped"):
+        a = [without_timings(r) for r in read_rows(whole.out / f"{name}.jsonl")]
+        assert a == [without_timings(r) for r in read_rows(cut.out / f"{name}.jsonl")], name
+        if name in ("train", "test"):  # the validation pass draws from its own seeds
+            assert a == [without_timings(r) for r in read_rows(plain.out / f"{name}.jsonl")], name
+    train = [Sample.from_row(r) for r in rows(whole.out / "train.jsonl")]
+    validation = [Sample.from_row(r) for r in rows(whole.out / "validation.jsonl")]
+    sampler = TaskSampler(ml100k_split, cfg.seed, cfg.test_user_fraction, cfg.min_history)
+    assert {s.split for s in validation} == {"validation"}
+    assert all(sampler.is_test_user(s.user_id) for s in validation)
+    assert not {s.user_id for s in validation} & {s.user_id for s in train}
+    held = {u: {ml100k_split.dataset.items.ids[i] for i in items} for u, items in _held_ids(ml100k_split).items()}
+    assert not any(s.target_item in held.get(s.user_id, ()) for s in validation), "targets are training items"
+    assert not any(rec.get("heldout") for s in validation for rec in s.tool_variants.values()), "seen tools only"
+    moved = Sample.from_row(train[0].to_row())
+    moved.user_id = validation[0].user_id
+    with pytest.raises(SynthLeakageError, match="appear in both train and validation"):
+        check_leakage(train + [moved], [], ml100k_split, validation)
+
+
+def _held_ids(split):
+    """Per user id: the internal indices of its valid/test items."""
+    ids = split.dataset.users.ids
+    out: dict = {}
+    for part in (split.valid, split.test):
+        for u, i in zip(part.users.tolist(), part.items.tolist()):
+            out.setdefault(ids[u], set()).add(i)
+    return out
 
 
 def test_the_same_seed_gives_the_same_dialogs_and_another_seed_does_not(ml100k_env, tmp_path):

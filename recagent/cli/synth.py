@@ -39,7 +39,9 @@ def synth(
     console.print(f"synthesizing {cfg.n} verified dialogs into {out} ({cfg.generator} generator, seed {cfg.seed})")
     r = synthesize(cfg, out, progress=progress)
     console.print(
-        f"[green]done[/]: {r.accepted['train']} train + {r.accepted['test']} test dialogs, {r.rejected} rejected, "
+        f"[green]done[/]: {r.accepted['train']} train + {r.accepted['test']} test"
+        + (f" + {r.accepted['validation']} validation" if r.accepted["validation"] else "")
+        + f" dialogs, {r.rejected} rejected, "
         f"skipped {r.skipped or 'none'}; {r.verified_per_minute:.0f} verified/min. Report: {out / 'report.md'}"
     )
 
