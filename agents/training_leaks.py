@@ -30,8 +30,10 @@ def held_items(split: LeaveOneOutSplit) -> dict[str, set[str]]:
     return out
 
 
-def find_leaks(train: Iterable[Sample], test: Iterable[Sample], split: LeaveOneOutSplit) -> list[str]:
-    """Every leak found, one line each (empty when clean)."""
+def find_leaks(
+    train: Iterable[Sample], test: Iterable[Sample], split: LeaveOneOutSplit, role: str = "train"
+) -> list[str]:
+    """Every leak found, one line each (empty when clean); ``role`` names the checked dialogs in the lines."""
     train, test = list(train), list(test)
     held = held_items(split)
     catalog = split.dataset.items
@@ -44,19 +46,19 @@ def find_leaks(train: Iterable[Sample], test: Iterable[Sample], split: LeaveOneO
     for s in train:
         bad_items = held.get(s.user_id, set())
         if (s.user_id, s.target_item) in test_pairs:
-            leaks.append(f"train dialog {s.id}: its target {s.target_item} is a test target of user {s.user_id}")
+            leaks.append(f"{role} dialog {s.id}: its target {s.target_item} is a test target of user {s.user_id}")
         if s.target_item in bad_items:
-            leaks.append(f"train dialog {s.id}: target {s.target_item} is a valid/test item of user {s.user_id}")
+            leaks.append(f"{role} dialog {s.id}: target {s.target_item} is a valid/test item of user {s.user_id}")
         for m in s.messages:
             if m.get("role") == "assistant" and m.get("content"):
                 g = ground_answer(m["content"], catalog, set())
                 named = (set(g.supported) | set(g.unsupported)) & bad_items
                 if named:
                     leaks.append(
-                        f"train dialog {s.id}: answer names valid/test items {sorted(named)} of user {s.user_id}"
+                        f"{role} dialog {s.id}: answer names valid/test items {sorted(named)} of user {s.user_id}"
                     )
         offered_held = sorted(heldout_tools & {t["function"]["name"] for t in s.tools})
         flagged = sorted(n for n, rec in s.tool_variants.items() if rec.get("heldout"))
         if offered_held or flagged:
-            leaks.append(f"train dialog {s.id}: offers held-out tool variants {sorted(set(offered_held + flagged))}")
+            leaks.append(f"{role} dialog {s.id}: offers held-out tool variants {sorted(set(offered_held + flagged))}")
     return leaks

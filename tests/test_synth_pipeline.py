@@ -8,7 +8,7 @@ import pytest
 
 from recagent.errors import ConfigError
 from recagent.synth.config import SynthConfig
-from recagent.synth.leakage import SynthLeakageError, check_leakage, find_leaks
+from recagent.synth.leakage import SynthLeakageError, check_leakage, find_leaks, held_items
 from recagent.synth.pipeline import Synthesizer, read_rows, synthesize
 from recagent.synth.sample import KINDS, Sample
 from recagent.synth.verify import CHECKS
@@ -189,23 +189,13 @@ def test_validation_dialogs_are_of_users_no_training_dialog_has_and_leave_train_
     assert {s.split for s in validation} == {"validation"}
     assert all(sampler.is_test_user(s.user_id) for s in validation)
     assert not {s.user_id for s in validation} & {s.user_id for s in train}
-    held = {u: {ml100k_split.dataset.items.ids[i] for i in items} for u, items in _held_ids(ml100k_split).items()}
+    held = held_items(ml100k_split)
     assert not any(s.target_item in held.get(s.user_id, ()) for s in validation), "targets are training items"
     assert not any(rec.get("heldout") for s in validation for rec in s.tool_variants.values()), "seen tools only"
     moved = Sample.from_row(train[0].to_row())
     moved.user_id = validation[0].user_id
     with pytest.raises(SynthLeakageError, match="appear in both train and validation"):
         check_leakage(train + [moved], [], ml100k_split, validation)
-
-
-def _held_ids(split):
-    """Per user id: the internal indices of its valid/test items."""
-    ids = split.dataset.users.ids
-    out: dict = {}
-    for part in (split.valid, split.test):
-        for u, i in zip(part.users.tolist(), part.items.tolist()):
-            out.setdefault(ids[u], set()).add(i)
-    return out
 
 
 def test_the_same_seed_gives_the_same_dialogs_and_another_seed_does_not(ml100k_env, tmp_path):
