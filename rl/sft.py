@@ -499,11 +499,25 @@ def _drop_unshared_blocks(ds: Any, batch_size: int, keep_share: float = 0.0, see
     return (ds.select(sorted(keep + kept_unshared)) if dropped else ds), dropped
 
 
-def _drop_too_long(ds: Any, max_length: int | None, name: str) -> tuple[Any, dict[str, int]]:
+def turn_decisions(messages: list[dict[str, Any]]) -> list[str]:
+    """What each assistant turn of a dialog decides, and after what (``call after tool``, ``words after user``, ...)."""
+    out = []
+    for i, m in enumerate(messages):
+        if m["role"] == "assistant" and i:
+            after = "tool" if messages[i - 1]["role"] == "tool" else "user"
+            out.append(f"{'call' if m.get('tool_calls') else 'words'} after {after}")
+    return out
+
+
+def _drop_too_long(
+    ds: Any, max_length: int | None, name: str, decisions: list[list[str]] | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """``ds`` without its rows over ``max_length`` tokens, and what was dropped; with ``decisions`` (each row's
+    :func:`turn_decisions`), also the dropped share of each kind of turn."""
     import pyarrow.compute as pc
 
     lengths = pc.list_value_length(ds.with_format("arrow")["input_ids"]).to_pylist()  # no Python copy of the tokens
-    info = {"rows": len(lengths), "longest_tokens": max(lengths, default=0), "dropped": 0}
+    info: dict[str, Any] = {"rows": len(lengths), "longest_tokens": max(lengths, default=0), "dropped": 0}
     if max_length is None:
         return ds, info
     keep = [i for i, n in enumerate(lengths) if n <= max_length]
@@ -518,6 +532,18 @@ def _drop_too_long(ds: Any, max_length: int | None, name: str) -> tuple[Any, dic
             max_length,
             info["longest_tokens"],
         )
+        if decisions is not None and len(decisions) == len(lengths):
+            # long rows are not a random sample: a chain's next call comes after a long tool result, and a
+            # max_length of 1280 dropped nearly all of them (the policy then answered where it had to call again)
+            kept = set(keep)
+            every = collections.Counter(d for row in decisions for d in row)
+            lost = collections.Counter(d for i, row in enumerate(decisions) if i not in kept for d in row)
+            info["dropped_turns"] = {d: [lost[d], every[d]] for d in sorted(every) if lost[d]}
+            logger.warning(
+                "the dropped %s dialogs held these assistant turns (dropped of all): %s",
+                name,
+                ", ".join(f"{d} {a} of {b} ({a / b:.0%})" for d, (a, b) in info["dropped_turns"].items()),
+            )
         ds = ds.select(keep)
     info["rows"] = len(keep)
     return ds, info
@@ -745,7 +771,9 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
             )
         finally:
             cfg.max_length = max_length
-        trainer.train_dataset, train_info = _drop_too_long(trainer.train_dataset, max_length, "training")
+        trainer.train_dataset, train_info = _drop_too_long(
+            trainer.train_dataset, max_length, "training", [turn_decisions(m) for m in train_ds["messages"]]
+        )
         if train_info["rows"] == 0:
             raise SFTDataError(f"every training dialog is longer than max_length={max_length} tokens; raise max_length")
         if cfg.shared_tool_blocks_only:

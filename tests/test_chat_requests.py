@@ -117,7 +117,7 @@ def test_the_packaged_set_loads_and_covers_what_it_should(requests):
 def test_the_dev_set_is_apart_from_the_test_set_and_kept_out_of_training_like_it(requests):
     dev = load_chat_requests(packaged_path(dev=True))
     assert packaged_path(dev=True).parent == packaged_path().parent  # installs with the package (data/*.yaml)
-    assert len(dev) >= 40 and sum(r.no_tool for r in dev) >= 10
+    assert len(dev) >= 90 and sum(r.no_tool for r in dev) >= 15
     assert {r.kind for r in dev} == {r.kind for r in requests}, "every kind of the test set, to choose on"
     assert not {r.id for r in dev} & {r.id for r in requests}
     assert not find_request_leaks([r.text for r in dev], requests), "no dev request copies a test request"
@@ -149,7 +149,7 @@ def test_every_accepted_call_is_a_real_tool_call_that_runs_on_ml100k(dev, chat_e
             out = registry.call(alt.tool, args)
             assert out.ok, (r.id, alt.tool, args, out.error)
             ran += 1
-    assert ran >= (60 if dev else 150)
+    assert ran >= (110 if dev else 150)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ def data_dir(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("name", ["sft.yaml", "sft_decisions.yaml", "sft_turns.yaml"])
+@pytest.mark.parametrize("name", ["sft.yaml", "sft_decisions.yaml", "sft_turns.yaml", "sft_chains.yaml"])
 def test_sft_recipe_configs_load(name, data_dir):
     cfg = load_sft_config(RECIPE / name, [f"data_dir={data_dir}"])
     assert cfg.use_lora and cfg.shared_prefix and cfg.loss_per == "turn"
@@ -33,6 +33,14 @@ def test_decision_stage_weighs_the_first_token(data_dir):
 def test_turns_stage_adds_later_turns_and_variant_rows(data_dir):
     cfg = load_sft_config(RECIPE / "sft_turns.yaml", [f"data_dir={data_dir}"])
     assert cfg.later_decisions > 0 and cfg.unshared_share > 0 and cfg.length_band > 0 and not cfg.length_sorted_batches
+
+
+def test_chains_stage_keeps_the_long_later_turns(data_dir):
+    # a chain's next call follows a tool result ~1,400 tokens in: sft_turns.yaml's 1280 dropped 75% of them
+    turns = load_sft_config(RECIPE / "sft_turns.yaml", [f"data_dir={data_dir}"])
+    cfg = load_sft_config(RECIPE / "sft_chains.yaml", [f"data_dir={data_dir}"])
+    assert cfg.max_length > turns.max_length and cfg.later_decisions == 1
+    assert cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps == 16, "16 rows an update, as before"
 
 
 def test_rl_and_synth_recipe_configs_load(data_dir):

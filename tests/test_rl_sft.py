@@ -8,6 +8,7 @@ environment with few offered tools; the three shortest training dialogs keep eve
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import shutil
@@ -29,6 +30,7 @@ from recagent.rl.sft import (
     check_no_leakage,
     load_sft_config,
     train_sft,
+    turn_decisions,
 )
 
 FAST = [  # a few cheap, fully effective steps: no warm-up, no accumulation, a checkpoint every step
@@ -225,6 +227,15 @@ def test_resume_continues_exactly_and_extends_the_schedule(full_run, base_model,
         train_sft(load_sft_config(None, FAST + ["max_steps=8", "max_samples=1"], **args))
 
 
+def test_turn_decisions_name_each_assistant_turn_and_what_it_follows():
+    call = {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}
+    result = {"role": "tool", "content": "items: [1] A (1990)"}
+    chain = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, call, result, call, result]
+    chain += [{"role": "assistant", "content": "[1] A"}, {"role": "user", "content": "thanks"}]
+    chain += [{"role": "assistant", "content": "you are welcome"}]
+    assert turn_decisions(chain) == ["call after user", "call after tool", "words after tool", "words after user"]
+
+
 # -- LoRA through the command line ------------------------------------------------------------------------------------
 
 
@@ -234,7 +245,9 @@ def test_lora_via_the_cli_trains_only_adapters_merges_and_drops_over_long_dialog
     from torch import nn
     from transformers import AutoModelForCausalLM
 
-    lengths = sorted(_token_lengths(tokenizer, _rows(data_dir / "train.jsonl")))
+    rows = _rows(data_dir / "train.jsonl")
+    by_length = sorted(zip(_token_lengths(tokenizer, rows), range(len(rows))))
+    lengths = [n for n, _ in by_length]
     assert lengths[1] < lengths[2]
     out = tmp_path / "lora"
     argv = [
@@ -267,7 +280,17 @@ def test_lora_via_the_cli_trains_only_adapters_merges_and_drops_over_long_dialog
         in captured.err
     )
     run = _run(out / "final")
-    assert run["train"] == {"rows": 2, "longest_tokens": lengths[2], "dropped": 1}
+    # what the dropped dialog held, turn by turn, against all three dialogs' turns
+    lost = collections.Counter(turn_decisions(rows[by_length[2][1]]["messages"]))
+    every = collections.Counter(d for r in rows for d in turn_decisions(r["messages"]))
+    assert lost and set(lost) <= set(every)
+    assert run["train"] == {
+        "rows": 2,
+        "longest_tokens": lengths[2],
+        "dropped": 1,
+        "dropped_turns": {d: [lost[d], every[d]] for d in sorted(lost)},
+    }
+    assert "the dropped training dialogs held these assistant turns" in captured.err
     assert run["lora"] == {"merged": True} and run["global_step"] == 2
 
     base = AutoModelForCausalLM.from_pretrained(base_model, local_files_only=True)
