@@ -42,7 +42,7 @@ import logging
 import random
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -510,10 +510,10 @@ def turn_decisions(messages: list[dict[str, Any]]) -> list[str]:
 
 
 def _drop_too_long(
-    ds: Any, max_length: int | None, name: str, decisions: list[list[str]] | None = None
+    ds: Any, max_length: int | None, name: str, decisions: Callable[[], list[list[str]]] | None = None
 ) -> tuple[Any, dict[str, Any]]:
     """``ds`` without its rows over ``max_length`` tokens, and what was dropped; with ``decisions`` (each row's
-    :func:`turn_decisions`), also the dropped share of each kind of turn."""
+    :func:`turn_decisions`, asked for only when rows are dropped), also the dropped share of each kind of turn."""
     import pyarrow.compute as pc
 
     lengths = pc.list_value_length(ds.with_format("arrow")["input_ids"]).to_pylist()  # no Python copy of the tokens
@@ -532,12 +532,13 @@ def _drop_too_long(
             max_length,
             info["longest_tokens"],
         )
-        if decisions is not None and len(decisions) == len(lengths):
+        turns = decisions() if decisions is not None else None
+        if turns is not None and len(turns) == len(lengths):
             # long rows are not a random sample: a chain's next call comes after a long tool result, and a
-            # max_length of 1280 dropped nearly all of them (the policy then answered where it had to call again)
+            # max_length of 1280 dropped three in four of them (the policy then answered where it had to call)
             kept = set(keep)
-            every = collections.Counter(d for row in decisions for d in row)
-            lost = collections.Counter(d for i, row in enumerate(decisions) if i not in kept for d in row)
+            every = collections.Counter(d for row in turns for d in row)
+            lost = collections.Counter(d for i, row in enumerate(turns) if i not in kept for d in row)
             info["dropped_turns"] = {d: [lost[d], every[d]] for d in sorted(every) if lost[d]}
             logger.warning(
                 "the dropped %s dialogs held these assistant turns (dropped of all): %s",
@@ -772,7 +773,7 @@ def train_sft(cfg: SFTJobConfig, split: Any = None) -> Path:
         finally:
             cfg.max_length = max_length
         trainer.train_dataset, train_info = _drop_too_long(
-            trainer.train_dataset, max_length, "training", [turn_decisions(m) for m in train_ds["messages"]]
+            trainer.train_dataset, max_length, "training", lambda: [turn_decisions(m) for m in train_ds["messages"]]
         )
         if train_info["rows"] == 0:
             raise SFTDataError(f"every training dialog is longer than max_length={max_length} tokens; raise max_length")
