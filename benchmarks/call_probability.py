@@ -51,10 +51,10 @@ def call_probabilities(adapter: str | None, tasks: list[dict]) -> list[float]:
     from langchain_core.messages import convert_to_messages
 
     from recagent.agents.local_model import default_dtype, load_causal_lm
-    from recagent.agents.prompt_format import encode_prompt, format_prompt
+    from recagent.agents.prompt_format import TOOL_CALL_OPEN, encode_prompt, format_prompt
 
     model, tok = load_causal_lm(None, adapter, default_dtype("cpu"))
-    opens = [i for i in range(len(tok)) if tok.decode([i]).lstrip().startswith("<")]
+    opens = [i for i in range(len(tok)) if tok.decode([i]).lstrip().startswith(TOOL_CALL_OPEN[0])]
     out = []
     with torch.inference_mode():
         for t in tasks:
@@ -134,8 +134,12 @@ def main() -> None:
         "adapters": {},
     }
     for spec in args.adapter:
-        name, _, path = spec.partition("=")
-        adapter = None if path in ("", "none") else path
+        name, eq, path = spec.partition("=")
+        if not (name and eq and path):  # a bare path would silently score the base model under that name
+            raise SystemExit(f"--adapter {spec!r}: expected NAME=PATH (PATH none for the base model)")
+        adapter = None if path == "none" else path
+        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+            raise SystemExit(f"--adapter {spec!r}: {adapter} is not a LoRA adapter folder (no adapter_config.json)")
         results["adapters"][name] = {"path": path, **summarize(tasks, call_probabilities(adapter, tasks))}
         print(name, json.dumps(results["adapters"][name]["by_kind"]), flush=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
