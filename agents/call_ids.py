@@ -1,12 +1,19 @@
-"""The ids a tool call may take: numbers the conversation holds, as digits or as words, that name a user or an item.
+"""The values a tool call's ids, sets and counts may take: what the conversation wrote or tools saved.
 
 Measured on the shipped policy's 8,000 synthesized dialogs (seed 3): every id argument of every gold call (6,198
 item ids, 3,966 user ids) is a number written earlier in the conversation, every user id in system or user text.
 The shipped policy wrote ids nobody gave ("user number two hundred and thirty four" became "2000", "order these:
 127 187 182 11 12" one id "127 187 182 11"), so the local policy's call grammar takes these ids only
-(:func:`~recagent.agents.policies.grammar.ground_id_arguments`). Number words are parsed here by hand: integers
+(:func:`~recagent.agents.policies.grammar.ground_call_arguments`). Number words are parsed here by hand: integers
 below a million are all an id needs, and no maintained library parses them (word2number's last release is from
 2017).
+
+Candidate sets and counts are grounded the same way. Every set a gold call reads was saved by an earlier result
+(its ``candidate_set:`` line), and 3,028 of 3,139 gold counts are a number of the system or user text, the tools'
+default (K_DEFAULT) or the pool size a chain narrows (POOL_K); nearly all of the rest were "half a dozen" and "a
+dozen", which :func:`number_words` reads: all 10,665 gold calls of the train split (and all 599 of validation)
+fit the grounded schemas. The sft_chains adapter invented counts (15, 40, 50) and read sets nobody saved ("k",
+"pop").
 """
 
 from __future__ import annotations
@@ -17,9 +24,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from langchain_core.messages import BaseMessage
 
 from recagent.agents.policies.grammar import CallIds
+from recagent.tools.schemas import K_DEFAULT, K_MAX, POOL_K
 
 _DIGITS = re.compile(r"(?<!\d)\d{1,9}(?!\d)")
 _WORD = re.compile(r"[a-z]+")
+_DOZEN = ((re.compile(r"\bhalf an? dozen\b"), "six"), (re.compile(r"\b(?:an? )?dozen\b"), "twelve"))
+# the line an item list's result text writes when the list was saved (ItemList.candidate_set, result_text)
+_SAVED_SET = re.compile(r"^candidate_set: (\S+)$", re.M)
 UNITS = {
     w: i
     for i, w in enumerate(
@@ -44,7 +55,10 @@ def number_words(text: str) -> list[int]:
         total = current = 0
         last, started = None, False
 
-    for word in _WORD.findall(text.lower()):
+    text = text.lower()
+    for pattern, words in _DOZEN:
+        text = pattern.sub(words, text)
+    for word in _WORD.findall(text):
         if word in UNITS:
             if last == "unit" or (last == "tens" and UNITS[word] >= 10):  # "two three": two numbers
                 flush()
@@ -85,17 +99,27 @@ def conversation_call_ids(
     """The users and items a call in this conversation may name: numbers of its messages that are catalog item
     ids and the items tools returned; numbers of its system and user messages that are dataset user ids, and the
     session's user (the item ids of results and answers are no users: all 8,049 user arguments of two synthesized
-    runs are numbers of system or user text)."""
+    runs are numbers of system or user text); the sets tool results were saved under; the counts of system and
+    user text, the tools' default and the pool size."""
     numbers: list[str] = []
     said: list[str] = []
+    sets: list[str] = []
     for m in messages:
         content = m.content if isinstance(m.content, str) else str(m.content)
         found = numbers_in(content)
         numbers += found
         if m.type in ("system", "human"):
             said += found
+        if m.type == "tool":
+            sets += _SAVED_SET.findall(content)
     users = [n for n in said if n in user_ids]
     if session_user is not None and str(session_user) in user_ids:
         users.insert(0, str(session_user))
     items = [n for n in numbers if n in item_ids] + [str(i) for i in returned_items]
-    return CallIds(users=tuple(dict.fromkeys(users)), items=tuple(dict.fromkeys(items)))
+    counts = sorted({int(n) for n in said if 1 <= int(n) <= K_MAX} | {K_DEFAULT, POOL_K})
+    return CallIds(
+        users=tuple(dict.fromkeys(users)),
+        items=tuple(dict.fromkeys(items)),
+        sets=tuple(dict.fromkeys(sets)),
+        counts=tuple(counts),
+    )

@@ -11,7 +11,9 @@ in words right after a tool result: ``answers_after_results`` is the share that 
 policy that keeps calling runs every chat turn to the step limit).
 The policy is the local one as served: llama.cpp, grammar-constrained,
 tool choice ``auto`` (it decides whether to call), greedy, with the checkpoint's LoRA adapter
-(and, as served for a trained policy, several calls per reply allowed; scores before 2026-12-02 allowed one).
+(and, as served for a trained policy, several calls per reply allowed; scores before 2026-12-02 allowed one),
+its calls' ids, saved sets and counts grounded in the conversation as the agent grounds them
+(``recagent.agents.call_ids``; scores before 2026-12-05 left every argument free).
 ``--training-rows N`` scores the last N rows the run trained on instead (underfit or overfit?); with
 ``shared_tool_blocks_only`` only their served-block rows (``*_serving``) were really trained on.
 
@@ -101,11 +103,13 @@ def answer_tasks(
     return tasks[:n]
 
 
-def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
+def score(policy_kwargs: dict, tasks: list[dict], dataset) -> dict:
     """AST match on call turns, no-call rate on no-tool turns, tool-name match, latency, and the most common
-    wrong tool choices of served first turns (gold -> said), and the first 20 wrong first turns in full."""
+    wrong tool choices of served first turns (gold -> said), and the first 20 wrong first turns in full; calls are
+    grounded in ``dataset``'s users and items."""
     from langchain_core.messages import convert_to_messages
 
+    from recagent.agents.call_ids import conversation_call_ids
     from recagent.agents.policies.local import LocalChatModel
     from recagent.evaluation.ast_match import PredictedCall, check_turn
 
@@ -116,14 +120,18 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
     mistakes: list[dict] = []
     answer_mistakes: list[list[dict]] = []  # the calls made where a tool result should have been answered
     passed = []  # per task in order, 1 = right: two checkpoints scored on the same tasks compare paired
+    errors: dict[str, int] = {}  # why call turns failed: which lever (decision, tool, argument) would fix them
     for t in tasks:
         bound = model.bind_tools(t["tools"], tool_choice="auto")
+        messages = convert_to_messages(t["entry"]["question"])
+        ids = conversation_call_ids(messages, dataset.users.index_of, dataset.items.index_of)
         t0 = time.perf_counter()
-        ai = bound.invoke(convert_to_messages(t["entry"]["question"]))
+        ai = bound.invoke(messages, call_ids=ids)
         seconds.append(time.perf_counter() - t0)
         calls = [PredictedCall(c["name"], c.get("args")) for c in ai.tool_calls]
         calls += [PredictedCall(c.get("name"), None) for c in ai.invalid_tool_calls]
-        ok = check_turn(calls, t["entry"]).valid
+        checked = check_turn(calls, t["entry"])
+        ok = checked.valid
         passed.append(str(int(not calls if t.get("answer") else ok)))
         if t.get("answer"):
             tally.setdefault("answers_after_results", []).append(int(not calls))
@@ -135,6 +143,9 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
             groups.append("first_calls_serving")  # what the decision-only stages train and a new chat opens with
         for g in groups:
             tally.setdefault(g, []).append(int(ok))
+        if not ok and not t["no_tool"]:
+            kind = _error_kind(checked, calls, t["entry"])
+            errors[kind] = errors.get(kind, 0) + 1
         said = "+".join(sorted(c.name or "?" for c in calls)) or "<words>"
         if not t["no_tool"]:
             gold = "+".join(sorted(next(iter(g)) for g in t["entry"]["ground_truth"]))
@@ -155,12 +166,24 @@ def score(policy_kwargs: dict, tasks: list[dict]) -> dict:
     out = {g: {"n": len(v), "accuracy": round(sum(v) / len(v), 3)} for g, v in sorted(tally.items())}
     out["tool_names"] = {"n": len(names), "accuracy": round(sum(names) / max(1, len(names)), 3)}
     out["latency_s_mean"] = round(sum(seconds) / max(1, len(seconds)), 2)
+    out["call_errors"] = dict(sorted(errors.items(), key=lambda kv: -kv[1]))
     out["first_call_confusions"] = dict(sorted(confusions.items(), key=lambda kv: -kv[1])[:12])
     out["first_call_mistakes"] = mistakes
     out["passed"] = "".join(passed)
     if answer_mistakes:
         out["calls_instead_of_answers"] = answer_mistakes
     return out
+
+
+def _error_kind(checked, calls: list, entry: dict) -> str:
+    """Why a call turn failed: words instead of a call, too many or too few calls, a wrong tool, or the argument
+    (by name) whose value or type was wrong."""
+    if checked.error == "wrong_count":
+        gold = len(entry["ground_truth"])
+        return "words, no call" if not calls else ("more calls" if len(calls) > gold else "fewer calls")
+    if checked.error in ("value_not_allowed", "wrong_type"):  # the message starts "tool.param: ..."
+        return f"{checked.error}: {checked.message.split(':')[0].split('.')[-1]}"
+    return str(checked.error)
 
 
 def paired(scores: dict, n_tasks: int, against: str) -> dict:
@@ -214,6 +237,7 @@ def main() -> None:
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
 
     from recagent.agents.config import PolicyConfig
+    from recagent.tools.data import load_dataset
 
     saved = next((args.run / f for f in ("sft_config.yaml", "rl_config.yaml") if (args.run / f).is_file()), None)
     tokens_cfg = args.run / "train_tokens_config.json"  # rl/train_tokens.py: rows_from, its rows' SFT job config
@@ -244,6 +268,7 @@ def main() -> None:
         start, end = (max(0, first - args.training_rows), first) if args.training_rows else (first, None)
         file, scored = "train.jsonl", f"training rows {start}-{end - 1}" if end else f"validation rows {first}-"
     tasks = validation_tasks(data, start, args.tasks, last_row=end, file=file)
+    dataset = load_dataset(yaml.safe_load((data / "config.yaml").read_text())["tools"]["dataset"])
     answers = answer_tasks(data, start, args.answer_tasks, last_row=end, file=file)
     names = args.checkpoints or ["base"] + sorted(
         (p.name for p in args.run.glob("checkpoint-*")), key=lambda s: int(s.split("-")[1])
@@ -270,7 +295,7 @@ def main() -> None:
             "num_threads": args.threads,
             "parallel_tool_calls": PolicyConfig(adapter=adapter).parallel_calls(),  # as served
         }
-        scores[name] = score(kwargs, tasks + answers)
+        scores[name] = score(kwargs, tasks + answers, dataset)
         print(name, json.dumps(scores[name]), flush=True)
         against = args.paired_against or names[0]
         if against in scores:

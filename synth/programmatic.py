@@ -45,13 +45,14 @@ from recagent.synth.tasks import UserTask
 from recagent.synth.tool_pool import DOMAIN_NOUNS, OfferedTools, ToolPool, ToolVariant
 from recagent.tools.env import ToolEnv
 from recagent.tools.result_text import answer_line, display_title
+from recagent.tools.schemas import POOL_K
 from recagent.tools.toolkit import ToolRegistry
 
 SET_NAMES = ["picks", "shortlist", "recs", "pool", "matches", "cands", "similar", "mine"]
 # A count the user did not state is never a coin flip: a call that builds a pool for a later step asks for
 # POOL_K items and every other call leaves the count out (the tool default). A random unstated count is a
-# gold argument the request cannot predict: it capped AST match and kept the SFT loss up.
-POOL_K = 20
+# gold argument the request cannot predict: it capped AST match and kept the SFT loss up. POOL_K lives with the
+# tools' argument types because the call grammar admits it as a count nobody wrote.
 OUT_OF_SCOPE: dict[str, list[str]] = {
     "tickets": [
         "Can you book two tickets for {t} tonight?",

@@ -136,7 +136,7 @@ def test_auto_choice_allows_a_call_or_a_grounded_answer_never_tags_in_text(accep
 
 
 def test_id_arguments_take_only_the_conversations_ids_under_any_parameter_name(accepts):
-    from recagent.agents.policies.grammar import CallIds, ground_id_arguments
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
     from recagent.tools.schemas import ITEM_ID_DESCRIPTION, USER_ID_DESCRIPTION
 
     user = {"type": "string", "minLength": 1, "maxLength": 64, "description": USER_ID_DESCRIPTION}
@@ -158,12 +158,35 @@ def test_id_arguments_take_only_the_conversations_ids_under_any_parameter_name(a
             },
         },
     }
-    grounded = ground_id_arguments([tool], CallIds(users=("234",), items=("127", "187")))
+    grounded = ground_call_arguments([tool], CallIds(users=("234",), items=("127", "187")))
     ok = render_tool_call("order_for_member", {"member": "234", "ids": ["127", "187"], "k": 2})
     assert accepts(None, ok, tools=grounded, choice="required")
     for bad in ({"member": "2000"}, {"member": "234", "ids": ["127 187"]}, {"member": "234", "ids": ["12"]}):
         assert accepts(None, render_tool_call("order_for_member", bad), tools=[tool], choice="required")
         assert not accepts(None, render_tool_call("order_for_member", bad), tools=grounded, choice="required"), bad
-    assert ground_id_arguments([tool], CallIds()) == [tool], "no ids in the conversation: the arguments stay free"
-    only_items = ground_id_arguments([tool], CallIds(items=("127",)))
+    assert ground_call_arguments([tool], CallIds()) == [tool], "no ids in the conversation: the arguments stay free"
+    only_items = ground_call_arguments([tool], CallIds(items=("127",)))
     assert accepts(None, render_tool_call("order_for_member", {"member": "2000"}), tools=only_items, choice="required")
+
+
+def test_set_and_count_arguments_take_only_saved_sets_and_the_conversations_counts(accepts, synthetic_env):
+    # The live schemas (through langchain's conversion, as the agent offers them): a chain's rank step may read only
+    # a set an earlier result was saved under, and ask for a count the conversation wrote or a fixed size
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
+    from recagent.tools.recommender_tools import build_registry
+
+    tools = [t for t in build_registry(synthetic_env).openai_schemas() if t["function"]["name"] == "rank_items"]
+    ids = CallIds(users=("7",), sets=("pool",), counts=(3, 10, 20))
+    grounded = ground_call_arguments(tools, ids)
+
+    def call(**args) -> str:
+        return render_tool_call("rank_items", {"user_id": "7", **args})
+
+    assert accepts(None, call(candidates="pool", k=3, save_as="mine"), tools=grounded, choice="required")
+    assert accepts(None, call(candidates="pool", k=20), tools=grounded, choice="required")
+    for bad in ({"candidates": "k", "k": 3}, {"candidates": "pool", "k": 15}):
+        assert accepts(None, call(**bad), tools=tools, choice="required"), bad
+        assert not accepts(None, call(**bad), tools=grounded, choice="required"), bad
+    nothing_saved = ground_call_arguments(tools, CallIds(users=("7",), counts=(10, 20)))
+    assert not accepts(None, call(candidates="pool"), tools=nothing_saved, choice="required")
+    assert accepts(None, call(item_ids=["1", "2"]), tools=nothing_saved, choice="required")

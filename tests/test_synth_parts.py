@@ -324,15 +324,32 @@ def test_target_model_loss_labels_complexity_on_assistant_tokens_only(ml100k_env
 def test_every_id_parameter_of_every_variant_is_grounded_by_the_local_grammar(pool):
     # The local policy's grammar narrows id arguments to the conversation's ids by the tools' id types (under any
     # offered name); a variant parameter that lost its type would let the model invent ids there.
-    from recagent.agents.policies.grammar import CallIds, ground_id_arguments
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
 
     id_params = {"user_id", "item_id", "item_ids", "history", EXCLUDE_PARAM}
     checked = set()
     for v in pool.all_variants():
         props = v.schema["function"]["parameters"]["properties"]
-        narrowed = ground_id_arguments([v.schema], CallIds(users=("1",), items=("2",)))[0]
+        narrowed = ground_call_arguments([v.schema], CallIds(users=("1",), items=("2",)))[0]
         for name, schema in props.items():
             if v.core_param(name) in id_params:
                 assert narrowed["function"]["parameters"]["properties"][name] != schema, (v.name, name)
                 checked.add(v.core_param(name))
     assert checked == id_params, f"the pool offers every kind of id parameter: {checked}"
+
+
+def test_every_saved_set_and_count_parameter_of_every_variant_is_grounded_by_the_local_grammar(pool):
+    # As ids: a variant's set-reading and count parameters keep their types under any name, so the grammar can
+    # narrow them to the conversation's saved sets and counts
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
+
+    grounded_params = {"candidates", "name", "k", "last_n"}
+    checked = set()
+    for v in pool.all_variants():
+        props = v.schema["function"]["parameters"]["properties"]
+        narrowed = ground_call_arguments([v.schema], CallIds(sets=("pool",), counts=(10, 20)))[0]
+        for name, schema in props.items():
+            if v.core_param(name) in grounded_params:
+                assert narrowed["function"]["parameters"]["properties"][name] != schema, (v.name, name)
+                checked.add(v.core_param(name))
+    assert checked == grounded_params, f"the pool offers every kind of set and count parameter: {checked}"

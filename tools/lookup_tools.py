@@ -15,7 +15,18 @@ from functools import lru_cache
 from pydantic import BaseModel, Field, model_validator
 
 from recagent.tools.env import ToolEnv
-from recagent.tools.schemas import ItemId, ItemInfo, ItemList, K, SetName, ToolArgs, UserId, item_info, item_list
+from recagent.tools.schemas import (
+    K_DEFAULT,
+    ItemId,
+    ItemInfo,
+    ItemList,
+    K,
+    SavedSetName,
+    ToolArgs,
+    UserId,
+    item_info,
+    item_list,
+)
 from recagent.tools.toolkit import ToolInputError
 
 _ARTICLE = re.compile(r"^(?P<rest>.*), (?P<art>the|a|an|le|la|les|il|el|der|die|das)$", re.IGNORECASE)
@@ -110,7 +121,7 @@ class GetUserHistoryArgs(ToolArgs):
     """A user's most recent interactions."""
 
     user_id: UserId
-    last_n: int = Field(10, ge=1, le=100, description="how many of the most recent interactions to return")
+    last_n: K = Field(K_DEFAULT, description="how many of the most recent interactions to return")
 
 
 class HistoryEntry(ItemInfo):
@@ -164,8 +175,8 @@ def get_user_history(env: ToolEnv, args: GetUserHistoryArgs) -> UserHistory:
 class GetCandidatesArgs(ToolArgs):
     """Read a stored candidate set."""
 
-    name: SetName
-    k: K = 10
+    name: SavedSetName
+    k: K = K_DEFAULT
 
 
 def get_candidates(env: ToolEnv, args: GetCandidatesArgs) -> ItemList:

@@ -11,7 +11,18 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from recagent.tools.env import ToolEnv
-from recagent.tools.schemas import ItemId, ItemList, ModelName, SetName, ToolArgs, UserId, item_list
+from recagent.tools.schemas import (
+    K_DEFAULT,
+    ItemId,
+    ItemList,
+    K,
+    ModelName,
+    SavedSetName,
+    SetName,
+    ToolArgs,
+    UserId,
+    item_list,
+)
 
 
 class _RankInput(ToolArgs):
@@ -22,9 +33,9 @@ class _RankInput(ToolArgs):
         None, max_length=200, description="or rank for this item history (oldest first), e.g. items the user liked"
     )
     item_ids: list[ItemId] | None = Field(None, min_length=1, max_length=500, description="candidate item ids")
-    candidates: SetName | None = Field(None, description="or a candidate set saved earlier with save_as")
+    candidates: SavedSetName | None = Field(None, description="or a candidate set saved earlier with save_as")
     model: ModelName | None = Field(None, description="recommender that scores the candidates")
-    k: int = Field(10, ge=1, le=100, description="how many of the ranked items to show")
+    k: K = Field(K_DEFAULT, description="how many of the ranked items to show")
     save_as: SetName | None = Field(None, description="store the whole ranking under this candidate set name")
 
     @model_validator(mode="after")

@@ -8,7 +8,18 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from recagent.tools.env import ToolEnv
-from recagent.tools.schemas import ItemId, ItemList, K, ModelName, SetName, ToolArgs, UserId, item_list
+from recagent.tools.schemas import (
+    K_DEFAULT,
+    ItemId,
+    ItemList,
+    K,
+    ModelName,
+    SavedSetName,
+    SetName,
+    ToolArgs,
+    UserId,
+    item_list,
+)
 
 SaveAs = SetName | None
 _SAVE_AS = "store the full result under this candidate set name, for later tools"
@@ -18,7 +29,7 @@ class SearchItemsArgs(ToolArgs):
     """Free-text semantic search over item descriptions."""
 
     query: str = Field(min_length=1, max_length=500, description="what the user is looking for, in words")
-    k: K = 10
+    k: K = K_DEFAULT
     save_as: SaveAs = Field(None, description=_SAVE_AS)
 
 
@@ -41,11 +52,11 @@ class FilterItemsArgs(ToolArgs):
     year_min: int | None = Field(None, ge=1800, le=2100, description="earliest release year")
     year_max: int | None = Field(None, ge=1800, le=2100, description="latest release year")
     exclude_seen_by: UserId | None = Field(None, description="drop items this user already interacted with")
-    candidates: SetName | None = Field(None, description="filter this candidate set instead of the whole catalog")
+    candidates: SavedSetName | None = Field(None, description="filter this candidate set instead of the whole catalog")
     sort_by: Literal["popularity", "year", "input"] = Field(
         "popularity", description="order of the result ('input' keeps the candidate set's order)"
     )
-    k: K = 10
+    k: K = K_DEFAULT
     save_as: SaveAs = Field(None, description=_SAVE_AS)
 
     @model_validator(mode="after")
@@ -97,7 +108,7 @@ class RetrieveForUserArgs(ToolArgs):
 
     user_id: UserId
     model: ModelName | None = Field(None, description="recommender to use (default: the environment's default)")
-    k: K = 10
+    k: K = K_DEFAULT
     save_as: SaveAs = Field(None, description=_SAVE_AS)
 
 
@@ -115,7 +126,7 @@ class SimilarItemsArgs(ToolArgs):
     """Items similar to one or more given items."""
 
     item_ids: list[ItemId] = Field(min_length=1, max_length=20, description="items to find neighbours of")
-    k: K = 10
+    k: K = K_DEFAULT
     model: Literal["itemknn", "bpr", "sasrec", "text"] | None = Field(
         None, description="similarity by co-consumption (itemknn, bpr, sasrec) or by description text"
     )
@@ -149,7 +160,7 @@ class PopularItemsArgs(ToolArgs):
     """Most popular items, optionally within one genre."""
 
     genre: str | None = Field(None, description="restrict to this genre (catalog spelling)")
-    k: K = 10
+    k: K = K_DEFAULT
     save_as: SaveAs = Field(None, description=_SAVE_AS)
 
 

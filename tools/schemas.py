@@ -22,16 +22,26 @@ def _as_id(v: object) -> object:
 
 
 # The JSON schemas of id arguments carry these descriptions; a grammar finds id arguments by them, under any
-# variant's parameter names (agents.policies.grammar.ground_id_arguments).
+# variant's parameter names (agents.policies.grammar.ground_call_arguments).
 ITEM_ID_DESCRIPTION = "catalog item id"
 USER_ID_DESCRIPTION = "dataset user id"
 ItemId = Annotated[str, BeforeValidator(_as_id), Field(min_length=1, max_length=64, description=ITEM_ID_DESCRIPTION)]
 UserId = Annotated[str, BeforeValidator(_as_id), Field(min_length=1, max_length=64, description=USER_ID_DESCRIPTION)]
-K = Annotated[int, Field(ge=1, le=100, description="number of items to return (1-100)")]
+# A count is an integer from 1 to K_MAX, under any parameter name and description: the grammar grounds counts by
+# these bounds (agents.policies.grammar.ground_call_arguments), so every count argument is typed K.
+K_MAX = 100
+K = Annotated[int, Field(ge=1, le=K_MAX, description="number of items to return (1-100)")]
+# What a tool returns when the count is left out, and the size of a candidate pool that a later step narrows
+# (synthesized chains ask for POOL_K): the counts a call may use that nobody wrote.
+K_DEFAULT = 10
+POOL_K = 20
 ModelName = Literal["sasrec", "bpr", "itemknn", "pop"]
-SetName = Annotated[
-    str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_\-]+$", description="candidate set name")
-]
+_SET_NAME = {"min_length": 1, "max_length": 40, "pattern": r"^[A-Za-z0-9_\-]+$"}
+SetName = Annotated[str, Field(**_SET_NAME, description="candidate set name")]
+# A set an argument reads (not one it saves): only names earlier results were saved under exist, so a grammar
+# narrows arguments of this type (found by this description) to those names.
+SAVED_SET_DESCRIPTION = "name a candidate set was saved under"
+SavedSetName = Annotated[str, Field(**_SET_NAME, description=SAVED_SET_DESCRIPTION)]
 
 
 class ToolArgs(BaseModel):

@@ -117,20 +117,33 @@ class AnswerRule:
 
 @dataclass(frozen=True)
 class CallIds:
-    """The ids a call's id arguments may take (:mod:`recagent.agents.call_ids`); an empty kind stays free."""
+    """The values a call's grounded arguments may take (:mod:`recagent.agents.call_ids`): user and item ids, saved
+    candidate sets and counts; an empty kind stays free (but an optional set argument with no set saved is dropped)."""
 
     users: tuple[str, ...] = ()
     items: tuple[str, ...] = ()
+    sets: tuple[str, ...] = ()
+    counts: tuple[int, ...] = ()
 
 
-def ground_id_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
-    """Copies of OpenAI ``tools`` whose user- and item-id arguments (found by the tools' id types, under any
-    parameter name) can only take ``ids``; ``tools`` itself when there is nothing to narrow."""
-    from recagent.tools.schemas import ITEM_ID_DESCRIPTION, USER_ID_DESCRIPTION
+def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
+    """Copies of OpenAI ``tools`` whose id, saved-set and count arguments (found by the tools' argument types, under
+    any parameter name) can only take ``ids``; ``tools`` itself when there is nothing to narrow."""
+    from recagent.tools.schemas import ITEM_ID_DESCRIPTION, K_MAX, SAVED_SET_DESCRIPTION, USER_ID_DESCRIPTION
 
-    if ids is None or not (ids.users or ids.items):
+    if ids is None:
         return tools
-    allowed = {USER_ID_DESCRIPTION: ids.users, ITEM_ID_DESCRIPTION: ids.items}
+    allowed = {USER_ID_DESCRIPTION: ids.users, ITEM_ID_DESCRIPTION: ids.items, SAVED_SET_DESCRIPTION: ids.sets}
+
+    def is_count(node: dict) -> bool:  # schemas.K: a count under any name is an integer from 1 to K_MAX
+        return node.get("type") == "integer" and node.get("minimum") == 1 and node.get("maximum") == K_MAX
+
+    def reads_set(node: Any) -> bool:
+        if isinstance(node, dict):
+            if node.get("type") == "string" and node.get("description") == SAVED_SET_DESCRIPTION:
+                return True
+            return any(reads_set(v) for v in node.values())
+        return isinstance(node, list) and any(reads_set(v) for v in node)
 
     def narrow(node: Any) -> Any:
         if isinstance(node, list):
@@ -140,9 +153,18 @@ def ground_id_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
         values = allowed.get(node.get("description")) if node.get("type") == "string" else None
         if values:
             return {"type": "string", "enum": list(values), "description": node["description"]}
-        return {k: narrow(v) for k, v in node.items()}
+        if ids.counts and is_count(node):
+            return {"type": "integer", "enum": list(ids.counts), "description": node.get("description", "")}
+        out = {k: narrow(v) for k, v in node.items()}
+        if not ids.sets and isinstance(out.get("properties"), dict):
+            # no set was saved: an optional argument that reads one can only fail, so the call cannot write it
+            required = set(out.get("required") or ())
+            props = out["properties"]
+            out["properties"] = {k: v for k, v in props.items() if k in required or not reads_set(v)}
+        return out
 
-    return [narrow(t) for t in tools]
+    grounded = [narrow(t) for t in tools]
+    return tools if grounded == tools else grounded
 
 
 def normalize_tool_choice(tool_choice: Any, tool_names: set[str]) -> str:
@@ -354,7 +376,7 @@ __all__ = [
     "GrammarCache",
     "answer_filter",
     "answer_format",
-    "ground_id_arguments",
+    "ground_call_arguments",
     "normalize_tool_choice",
     "tool_call_structural_tag",
     "xgrammar_schema",

@@ -14,7 +14,7 @@ schemas), ``tool_choice``, ``parallel_tool_calls``; per call, ``cite_items`` (th
 conversation), ``cite_required`` (the answer cites at least one of them) and ``listwise_k`` (a
 list-wise answer: a JSON list of exactly min(k, n) distinct ids of those n items). An answer under
 ``cite_items`` can only cite those items (see :mod:`.grammar`). ``call_ids`` (a :class:`~.grammar.CallIds`)
-narrows the calls' user- and item-id arguments to the ids the conversation holds.
+narrows the calls' user- and item-id, saved-set and count arguments to what the conversation holds.
 
 **Streaming.** :meth:`LocalChatModel._stream` yields ``content`` text as it is decoded. Tool-call
 blocks are held back rather than streamed as text, so the concatenated content equals the
@@ -53,7 +53,7 @@ from recagent.agents.policies.grammar import (
     CitableItem,
     GrammarCache,
     answer_filter,
-    ground_id_arguments,
+    ground_call_arguments,
     normalize_tool_choice,
 )
 from recagent.agents.prompt_format import (
@@ -333,8 +333,8 @@ class LocalChatModel(BaseChatModel):
             else _answer_rule(kwargs.get("cite_items"), kwargs.get("listwise_k"), kwargs.get("cite_required"))
         )
         constrained = bool(self.constrained and (tools or answer is not None))
-        # the prompt shows the tools as trained; only the grammar narrows their id arguments to the conversation's ids
-        grammar_tools = ground_id_arguments(tools or [], kwargs.get("call_ids"))
+        # the prompt shows the tools as trained; only the grammar narrows their ids, sets and counts to the conversation
+        grammar_tools = ground_call_arguments(tools or [], kwargs.get("call_ids"))
         grammar = self.grammars().get(grammar_tools, choice or "none", parallel, answer) if constrained else None
         budget = self.max_new_tokens
         if self.max_call_tokens and call_only and not parallel:

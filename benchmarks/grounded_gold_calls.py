@@ -1,0 +1,84 @@
+"""Do the synthesized gold calls fit the call grammar's grounded arguments? A rule that refuses a gold call caps AST.
+
+The local policy's grammar narrows a call's user and item ids, the candidate sets it reads and its counts to what
+the conversation holds (``recagent.agents.call_ids``, ``recagent.agents.policies.grammar.ground_call_arguments``).
+For every gold call of a synthesis run's dialogs, this grounds the offered tools in the conversation before the
+call (as the agent does) and validates the gold arguments against the grounded schemas (jsonschema); it reports
+the calls refused, by tool and argument, with the first few in full.
+
+    python benchmarks/grounded_gold_calls.py --data ~/.cache/recagent/runs/policy/synth4 --files train validation
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def check_file(path: Path, users: dict, items: dict) -> dict:
+    """Gold calls of one dialog file: how many, how many the grounded schemas refuse (by tool and argument)."""
+    import jsonschema
+    from langchain_core.messages import convert_to_messages
+
+    from recagent.agents.call_ids import conversation_call_ids
+    from recagent.agents.policies.grammar import ground_call_arguments
+
+    calls, refused, examples = 0, Counter(), []
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        messages = row["messages"]
+        for t, m in enumerate(messages):
+            if m["role"] != "assistant" or not m.get("tool_calls"):
+                continue
+            before = [{k: v for k, v in x.items() if k != "artifact"} for x in messages[:t]]
+            ids = conversation_call_ids(convert_to_messages(before), users, items)
+            tools = {s["function"]["name"]: s for s in ground_call_arguments(row["tools"], ids)}
+            for tc in m["tool_calls"]:
+                calls += 1
+                name, args = tc["function"]["name"], json.loads(tc["function"]["arguments"])
+                try:
+                    jsonschema.validate(args, tools[name]["function"]["parameters"])
+                except jsonschema.ValidationError as e:
+                    refused[f"{name}.{'.'.join(map(str, list(e.path)[:1]))}"] += 1
+                    if len(examples) < 10:
+                        examples.append({"dialog": row["id"], "call": {name: args}, "error": e.message[:200]})
+    return {
+        "gold_calls": calls,
+        "refused": sum(refused.values()),
+        "refused_by_argument": dict(refused),
+        "examples": examples,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True, help="synthesis run folder (train.jsonl, validation.jsonl)")
+    ap.add_argument("--files", nargs="+", default=["train", "validation"], help="dialog files of the run, no .jsonl")
+    ap.add_argument("--out", type=Path, default=RESULTS / "grounded_gold_calls.json")
+    args = ap.parse_args()
+
+    import yaml
+    from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
+
+    from recagent.tools.data import load_dataset
+
+    config = args.data / "config.yaml"
+    if not config.is_file():
+        raise SystemExit(f"{args.data} has no config.yaml: is it a synthesis run's folder?")
+    dataset = load_dataset(yaml.safe_load(config.read_text())["tools"]["dataset"])
+    out = {"what": __doc__.splitlines()[0], "machine": machine_info(), "data": str(args.data), "files": {}}
+    for f in args.files:
+        path = args.data / f"{f}.jsonl"
+        if not path.is_file():
+            raise SystemExit(f"{path} does not exist (files are named without .jsonl: train, validation, test)")
+        out["files"][f] = check_file(path, dataset.users.index_of, dataset.items.index_of)
+        print(f, json.dumps(out["files"][f])[:300], flush=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
