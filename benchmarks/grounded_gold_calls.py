@@ -61,15 +61,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "grounded_gold_calls.json")
     args = ap.parse_args()
 
-    import yaml
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
+    from policy_checkpoints import synthesis_dataset
 
-    from recagent.tools.data import load_dataset
-
-    config = args.data / "config.yaml"
-    if not config.is_file():
-        raise SystemExit(f"{args.data} has no config.yaml: is it a synthesis run's folder?")
-    dataset = load_dataset(yaml.safe_load(config.read_text())["tools"]["dataset"])
+    dataset = synthesis_dataset(args.data)
     out = {"what": __doc__.splitlines()[0], "machine": machine_info(), "data": str(args.data), "files": {}}
     for f in args.files:
         path = args.data / f"{f}.jsonl"

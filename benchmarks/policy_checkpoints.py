@@ -36,6 +36,18 @@ def _rows(data_dir: Path, first_row: int, last_row: int | None, file: str = "tra
     return [json.loads(line) for line in (data_dir / file).read_text().splitlines()][first_row:last_row]
 
 
+def synthesis_dataset(data_dir: Path):
+    """The dataset a synthesis run was made on (its saved ``config.yaml``), or a one-line exit."""
+    from recagent.config import ConfigError
+    from recagent.synth.config import SynthConfig
+    from recagent.tools.data import load_dataset
+
+    try:
+        return load_dataset(SynthConfig.from_yaml(data_dir / "config.yaml").tools.dataset)
+    except ConfigError as e:
+        raise SystemExit(f"{data_dir} is no synthesis run's folder: {e}") from None
+
+
 def validation_tasks(
     data_dir: Path, first_row: int, n: int, seed: int = 0, last_row: int | None = None, file: str = "train.jsonl"
 ) -> list[dict]:
@@ -237,7 +249,6 @@ def main() -> None:
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
 
     from recagent.agents.config import PolicyConfig
-    from recagent.tools.data import load_dataset
 
     saved = next((args.run / f for f in ("sft_config.yaml", "rl_config.yaml") if (args.run / f).is_file()), None)
     tokens_cfg = args.run / "train_tokens_config.json"  # rl/train_tokens.py: rows_from, its rows' SFT job config
@@ -268,7 +279,7 @@ def main() -> None:
         start, end = (max(0, first - args.training_rows), first) if args.training_rows else (first, None)
         file, scored = "train.jsonl", f"training rows {start}-{end - 1}" if end else f"validation rows {first}-"
     tasks = validation_tasks(data, start, args.tasks, last_row=end, file=file)
-    dataset = load_dataset(yaml.safe_load((data / "config.yaml").read_text())["tools"]["dataset"])
+    dataset = synthesis_dataset(data)
     answers = answer_tasks(data, start, args.answer_tasks, last_row=end, file=file)
     names = args.checkpoints or ["base"] + sorted(
         (p.name for p in args.run.glob("checkpoint-*")), key=lambda s: int(s.split("-")[1])
