@@ -40,6 +40,11 @@ class PolicyConfig(JobConfig):
         True,
         description="local, llama.cpp: text the grammar forces is appended in one batched step, not token by token",
     )
+    no_repeat_calls: bool = Field(
+        True,
+        description="local: a call that repeats one made since the user's last message (same tool and arguments) "
+        "is decoded again without that tool",
+    )
     # both sized from synthesized dialogs (benchmarks/token_budgets.py): the longest answer is 230 tokens, the
     # longest single call 83; a reply cut short is wasted, one that runs on past what it needs is too
     max_new_tokens: int = Field(240, ge=1, description="longest reply per policy call")
@@ -147,6 +152,7 @@ def make_policy(cfg: PolicyConfig):
         temperature=cfg.temperature,
         constrained=cfg.constrained,
         jump_forward=cfg.jump_forward,
+        no_repeat_calls=cfg.no_repeat_calls,
         num_threads=cfg.num_threads,
         parallel_tool_calls=cfg.parallel_calls(),
     )

@@ -133,6 +133,7 @@ def score(policy_kwargs: dict, tasks: list[dict], dataset) -> dict:
     answer_mistakes: list[list[dict]] = []  # the calls made where a tool result should have been answered
     passed = []  # per task in order, 1 = right: two checkpoints scored on the same tasks compare paired
     errors: dict[str, int] = {}  # why call turns failed: which lever (decision, tool, argument) would fix them
+    retried = 0  # replies the no_repeat_calls guard decoded again (their first call repeated an earlier one)
     for t in tasks:
         bound = model.bind_tools(t["tools"], tool_choice="auto")
         messages = convert_to_messages(t["entry"]["question"])
@@ -140,6 +141,7 @@ def score(policy_kwargs: dict, tasks: list[dict], dataset) -> dict:
         t0 = time.perf_counter()
         ai = bound.invoke(messages, call_ids=ids)
         seconds.append(time.perf_counter() - t0)
+        retried += bool(ai.response_metadata.get("repeated_calls"))
         calls = [PredictedCall(c["name"], c.get("args")) for c in ai.tool_calls]
         calls += [PredictedCall(c.get("name"), None) for c in ai.invalid_tool_calls]
         checked = check_turn(calls, t["entry"])
@@ -178,6 +180,7 @@ def score(policy_kwargs: dict, tasks: list[dict], dataset) -> dict:
     out = {g: {"n": len(v), "accuracy": round(sum(v) / len(v), 3)} for g, v in sorted(tally.items())}
     out["tool_names"] = {"n": len(names), "accuracy": round(sum(names) / max(1, len(names)), 3)}
     out["latency_s_mean"] = round(sum(seconds) / max(1, len(seconds)), 2)
+    out["repeat_retries"] = retried
     out["call_errors"] = dict(sorted(errors.items(), key=lambda kv: -kv[1]))
     out["first_call_confusions"] = dict(sorted(confusions.items(), key=lambda kv: -kv[1])[:12])
     out["first_call_mistakes"] = mistakes

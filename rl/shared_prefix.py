@@ -65,6 +65,8 @@ def shared_prefix_loss(
     num_items_in_batch: int | torch.Tensor | None = None,
     per_turn: bool = False,
     first_token_weight: float = 0.0,
+    name_mask: torch.Tensor | None = None,
+    name_token_weight: float = 0.0,
 ) -> tuple[torch.Tensor, int]:
     """Next-token loss over the labelled positions, with the shared prefix run once; returns (loss, prefix length).
 
@@ -72,9 +74,14 @@ def shared_prefix_loss(
     as a 200-token answer (else the mean over tokens, ``num_items_in_batch`` of them when given).
     ``first_token_weight`` (with ``per_turn``): each turn's loss also adds this weight times the loss of its
     first token, the one that decides between a call and words (within a turn's mean it is one of ~30).
+    ``name_token_weight`` (with ``per_turn`` and ``name_mask``, True at the tokens of tool names, see
+    :func:`tool_name_mask`): each turn's loss also adds this weight times the summed loss of its tool-name tokens,
+    the ones that choose the tool (a name's later tokens are nearly free once its first is chosen).
     """
-    if first_token_weight and not per_turn:
-        raise ValueError("first_token_weight weighs a turn's first token: it needs per_turn=True")
+    if (first_token_weight or name_token_weight) and not per_turn:
+        raise ValueError("first_token_weight and name_token_weight weigh tokens of a turn: they need per_turn=True")
+    if name_token_weight and name_mask is None:
+        raise ValueError("name_token_weight needs name_mask: which tokens are tool names")
     lm = _causal_lm(model)
     decoder, head = lm.model, lm.get_output_embeddings()
     batch, length = input_ids.shape
@@ -112,10 +119,38 @@ def shared_prefix_loss(
             first = torch.ones_like(turn, dtype=torch.bool)
             first[1:] = turn[1:] != turn[:-1]  # turn ids rise along the flattened labelled positions
             turn_loss = turn_loss + first_token_weight * token_loss[first]
+        if name_token_weight:
+            names = name_mask[:, 1:][keep]  # position t predicts token t+1: the mask of the predicted tokens
+            name_sums = torch.zeros_like(turn_loss).index_add(0, turn[names], token_loss[names])
+            turn_loss = turn_loss + name_token_weight * name_sums
         return turn_loss.mean(), p
     loss_sum = torch.nn.functional.cross_entropy(logits, target[keep], reduction="sum")
     n = num_items_in_batch if num_items_in_batch is not None else keep.sum()
     return loss_sum / torch.as_tensor(n, dtype=loss_sum.dtype, device=loss_sum.device).clamp(min=1), p
+
+
+def tool_name_mask(input_ids: torch.Tensor, opener: list[int], quote_ids: set[int]) -> torch.Tensor:
+    """True at the tokens of each tool name in ``input_ids``: those after ``opener`` (the tokens of a call's
+    start up to its name, ``<tool_call>{"name": "``) up to the first token that holds a quote."""
+    mask = torch.zeros_like(input_ids, dtype=torch.bool)
+    n = len(opener)
+    for r, row in enumerate(input_ids.tolist()):
+        for i in range(len(row) - n):
+            if row[i : i + n] == opener:
+                j = i + n
+                while j < len(row) and row[j] not in quote_ids:
+                    mask[r, j] = True
+                    j += 1
+    return mask
+
+
+def tool_name_tokens(tokenizer: Any) -> tuple[list[int], set[int]]:
+    """The tokens that open a call up to its tool name, and every token that holds a quote (ends a name)."""
+    from recagent.agents.prompt_format import tool_call_prefix
+
+    opener = tool_call_prefix("NAME").split("NAME")[0]  # the renderer's and the grammar's own call start
+    quotes = {i for i in range(len(tokenizer)) if '"' in tokenizer.decode([i])}
+    return tokenizer.encode(opener, add_special_tokens=False), quotes
 
 
 def block_keys(input_ids: list[list[int]]) -> list[str]:
@@ -195,6 +230,12 @@ class SharedPrefixSFTTrainer(SFTTrainer):
                 model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
             )
         per_turn = getattr(self.args, "loss_per", "token") == "turn"
+        name_weight = getattr(self.args, "name_token_weight", 0.0)
+        names = None
+        if name_weight:
+            if not hasattr(self, "_name_tokens"):
+                self._name_tokens = tool_name_tokens(self.processing_class)
+            names = tool_name_mask(inputs["input_ids"], *self._name_tokens)
         loss, prefix = shared_prefix_loss(
             model,
             inputs["input_ids"],
@@ -203,6 +244,8 @@ class SharedPrefixSFTTrainer(SFTTrainer):
             num_items_in_batch,
             per_turn=per_turn,
             first_token_weight=getattr(self.args, "first_token_weight", 0.0),
+            name_mask=names,
+            name_token_weight=name_weight,
         )
         self._prefix_tokens = getattr(self, "_prefix_tokens", 0) + prefix
         if per_turn and self._trainer_skips_ga_division(num_items_in_batch):

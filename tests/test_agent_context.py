@@ -81,3 +81,10 @@ def test_a_trained_policy_may_write_several_calls_the_base_one(monkeypatch, tmp_
     assert make_policy(PolicyConfig()).parallel_tool_calls is True
     assert not PolicyConfig(parallel_tool_calls=False).parallel_calls(), "the setting wins"
     assert PolicyConfig(kind="openai", model="m").parallel_calls()
+
+
+def test_the_repeat_guard_is_on_by_default_and_can_be_turned_off():
+    from recagent.agents.config import PolicyConfig, make_policy
+
+    assert make_policy(PolicyConfig(adapter=None)).no_repeat_calls is True
+    assert make_policy(PolicyConfig(adapter=None, no_repeat_calls=False)).no_repeat_calls is False

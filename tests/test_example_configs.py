@@ -19,7 +19,9 @@ def data_dir(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("name", ["sft.yaml", "sft_decisions.yaml", "sft_turns.yaml", "sft_chains.yaml"])
+@pytest.mark.parametrize(
+    "name", ["sft.yaml", "sft_decisions.yaml", "sft_turns.yaml", "sft_chains.yaml", "sft_names.yaml"]
+)
 def test_sft_recipe_configs_load(name, data_dir):
     cfg = load_sft_config(RECIPE / name, [f"data_dir={data_dir}"])
     assert cfg.use_lora and cfg.shared_prefix and cfg.loss_per == "turn"
@@ -41,6 +43,17 @@ def test_chains_stage_keeps_the_long_later_turns(data_dir):
     cfg = load_sft_config(RECIPE / "sft_chains.yaml", [f"data_dir={data_dir}"])
     assert cfg.max_length > turns.max_length and cfg.later_decisions == 1
     assert cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps == 16, "16 rows an update, as before"
+
+
+def test_names_stage_is_the_chains_stage_with_the_tool_names_weighed(data_dir):
+    chains = load_sft_config(RECIPE / "sft_chains.yaml", [f"data_dir={data_dir}"])
+    cfg = load_sft_config(RECIPE / "sft_names.yaml", [f"data_dir={data_dir}"])
+    assert cfg.name_token_weight > 0 and chains.name_token_weight == 0
+    assert (cfg.max_length, cfg.later_decisions, cfg.lora_layers_from) == (
+        chains.max_length,
+        chains.later_decisions,
+        chains.lora_layers_from,
+    )
 
 
 def test_rl_and_synth_recipe_configs_load(data_dir):

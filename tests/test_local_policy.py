@@ -12,11 +12,12 @@ import hashlib
 import json
 
 import pytest
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from recagent.agents.local_model import SOURCE_RECORD, ensure_default_model, find_default_gguf
+from recagent.agents.policies.engines import DecodeResult
 from recagent.agents.policies.grammar import CitableItem, GrammarCache, tool_call_structural_tag
-from recagent.agents.policies.local import LocalChatModel
+from recagent.agents.policies.local import LocalChatModel, repeated_call_names
 from recagent.agents.prompt_format import parse_assistant_output, render_tool_call, tool_call_prefix
 from recagent.tools.recommender_tools import TOOL_FUNCTIONS
 from recagent.tools.toolkit import Tool, ToolRegistry
@@ -317,3 +318,72 @@ def test_lora_adapter_is_loaded_and_merged(checkpoint, tmp_path):
         assert torch.allclose(merged(ids).logits, expected, atol=1e-3)
     with pytest.raises(LocalModelError, match="no peft adapter"):
         load_causal_lm(checkpoint, adapter=tmp_path / "missing")
+
+
+HEAT = {"name": "get_item", "args": {"title": "Heat"}, "id": "c1", "type": "tool_call"}
+
+
+def _after_a_call(*later) -> list:
+    """A user asked about Heat, get_item(title=Heat) ran and returned; then ``later`` messages."""
+    return [
+        SystemMessage(SYSTEM),
+        HumanMessage("Tell me about Heat."),
+        AIMessage("", tool_calls=[HEAT]),
+        ToolMessage("[6] Heat (1995): Action, Crime, Thriller", tool_call_id="c1"),
+        *later,
+    ]
+
+
+def test_a_repeated_call_is_one_since_the_users_last_message_with_the_same_arguments():
+    again = [{"name": "get_item", "args": {"title": "Heat"}}]
+    assert repeated_call_names(again, _after_a_call()) == {"get_item"}
+    assert not repeated_call_names([{"name": "get_item", "args": {"title": "Heat (1995)"}}], _after_a_call())
+    assert not repeated_call_names([{"name": "rank_items", "args": {"title": "Heat"}}], _after_a_call())
+    assert not repeated_call_names(again, _after_a_call(HumanMessage("And Heat again, please?")))
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_reply_that_repeats_a_call_is_decoded_again_without_that_tool(policy, schemas, monkeypatch, streamed):
+    """The first decode is scripted to repeat get_item(Heat); the guard decodes again with get_item out of the
+    grammar (so the new reply answers or calls another tool); with the guard off the repeat stands."""
+    engine = policy.load()
+    real, jobs = engine.decode, []
+    repeat = engine.tokenizer.encode(render_tool_call("get_item", {"title": "Heat"}), add_special_tokens=False)
+
+    def first_repeats(job, on_token, cancel):
+        jobs.append(job)
+        if len(jobs) > 1:
+            return real(job, on_token, cancel)
+        for t in repeat if on_token else ():
+            on_token(t)
+        return DecodeResult(new_ids=list(repeat), reused=0)
+
+    monkeypatch.setattr(engine, "decode", first_repeats)
+    cache, grammar_tools = policy.grammars(), []
+    real_get = cache.get
+
+    def spy(tools, *args):
+        grammar_tools.append({t["function"]["name"] for t in tools})
+        return real_get(tools, *args)
+
+    monkeypatch.setattr(cache, "get", spy)
+
+    def reply(model):
+        bound = _calls(model).bind_tools(schemas, tool_choice="auto")
+        if not streamed:
+            return bound.invoke(_after_a_call())
+        chunks = list(bound.stream(_after_a_call()))
+        merged = chunks[0]
+        for c in chunks[1:]:
+            merged += c
+        return merged
+
+    guarded = reply(policy)
+    offered = {s["function"]["name"] for s in schemas}
+    assert len(jobs) == 2 and grammar_tools == [offered, offered - {"get_item"}]
+    assert all(c["name"] != "get_item" for c in guarded.tool_calls)
+    assert guarded.response_metadata["repeated_calls"] == ["get_item"]
+    jobs.clear()
+    kept = reply(policy.model_copy(update={"no_repeat_calls": False}))
+    assert len(jobs) == 1 and [(c["name"], c["args"]) for c in kept.tool_calls] == [("get_item", {"title": "Heat"})]
+    assert "repeated_calls" not in kept.response_metadata

@@ -416,6 +416,8 @@ def test_config_from_yaml_with_overrides_round_trips(data_dir, tmp_path):
         (["use_lora"], "must look like key=value"),
         (["first_token_weight=1"], "set loss_per=turn"),
         (["first_token_weight=-1"], "first_token_weight is a loss weight"),
+        (["name_token_weight=2"], "set loss_per=turn"),
+        (["name_token_weight=-1"], "name_token_weight is a loss weight"),
     ],
 )
 def test_bad_overrides_are_one_line_config_errors(data_dir, overrides, message):

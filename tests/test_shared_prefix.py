@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recagent.rl.shared_prefix import IGNORE, shared_prefix_length, shared_prefix_loss
+from recagent.rl.shared_prefix import (
+    IGNORE,
+    shared_prefix_length,
+    shared_prefix_loss,
+    tool_name_mask,
+    tool_name_tokens,
+)
 
 
 def tiny_lora_llama(seed: int = 0):
@@ -169,3 +175,43 @@ def test_first_token_weight_adds_each_turns_first_token_loss():
     assert torch.allclose(weighted, plain + 2.0 * torch.stack(firsts).mean(), atol=1e-5)
     with pytest.raises(ValueError, match="per_turn"):
         shared_prefix_loss(model, ids, labels, mask, first_token_weight=1.0)
+
+
+def test_name_token_weight_adds_each_turns_summed_name_token_loss():
+    """name_token_weight: each turn's loss + weight x the summed loss of its tool-name tokens (the tool choice)."""
+    model = tiny_lora_llama()
+    ids, mask, labels = batch_with_prefix(prefix=10, lengths=(14, 12))
+    labels[0, 10 + 6 : 10 + 8] = IGNORE  # row 0: two turns, row 1: one turn
+    names = torch.zeros_like(ids, dtype=torch.bool)
+    names[0, 10 + 3 : 10 + 5] = True  # two name tokens in row 0's first turn, one in row 1's turn, none in the third
+    names[1, 10 + 9] = True
+    plain, _ = shared_prefix_loss(model, ids, labels, mask, per_turn=True)
+    weighted, _ = shared_prefix_loss(model, ids, labels, mask, per_turn=True, name_mask=names, name_token_weight=3.0)
+    name_losses = []
+    for r in range(ids.shape[0]):
+        n = int(mask[r].sum())
+        token_loss = torch.nn.functional.cross_entropy(
+            model(input_ids=ids[r : r + 1, :n]).logits[0, :-1], labels[r, 1:n], ignore_index=IGNORE, reduction="none"
+        )
+        name_losses += [token_loss[t - 1] for t in range(1, n) if names[r, t]]  # position t-1 predicts token t
+    assert len(name_losses) == 3
+    assert torch.allclose(weighted, plain + 3.0 * torch.stack(name_losses).sum() / 3, atol=1e-5)  # 3 turns
+    with pytest.raises(ValueError, match="name_mask"):
+        shared_prefix_loss(model, ids, labels, mask, per_turn=True, name_token_weight=1.0)
+    with pytest.raises(ValueError, match="per_turn"):
+        shared_prefix_loss(model, ids, labels, mask, name_mask=names, name_token_weight=1.0)
+
+
+def test_tool_name_mask_marks_exactly_the_names_of_rendered_calls(smollm2_tokenizer):
+    """On SmolLM2's tokens, the mask covers each call's tool name and nothing of its arguments or of words."""
+    from recagent.agents.prompt_format import render_tool_call
+
+    text = (
+        "I can do that. The name of it: rank_items.\n"
+        + render_tool_call("rank_by_preference", {"user_id": "7", "name": "get_item"})
+        + "\n"
+        + render_tool_call("get_item", {"title": "Heat"})
+    )
+    ids = torch.tensor([smollm2_tokenizer.encode(text, add_special_tokens=False)])
+    mask = tool_name_mask(ids, *tool_name_tokens(smollm2_tokenizer))
+    assert smollm2_tokenizer.decode(ids[0, mask[0]]) == "rank_by_preferenceget_item"

@@ -16,6 +16,14 @@ list-wise answer: a JSON list of exactly min(k, n) distinct ids of those n items
 ``cite_items`` can only cite those items (see :mod:`.grammar`). ``call_ids`` (a :class:`~.grammar.CallIds`)
 narrows the calls' user- and item-id, saved-set and count arguments to what the conversation holds.
 
+**No repeated calls** (``no_repeat_calls``). A call equal to one made since the user's last message (same tool,
+same arguments) can only return the result already in the conversation; the reply is then decoded once more
+with that tool out of the grammar (the prompt unchanged), so the model answers or calls another tool
+(``response_metadata["repeated_calls"]`` names the tools left out). No synthesized
+gold call after a tool result calls that result's tool again (0 of 2,479 in synth4's train split,
+``benchmarks/tool_separability.py``), yet the trained adapters do: the guard fired on 5 of the shipped adapter's
+340 validation replies (``benchmarks/results/policy_checkpoints_sft_names.json``).
+
 **Streaming.** :meth:`LocalChatModel._stream` yields ``content`` text as it is decoded. Tool-call
 blocks are held back rather than streamed as text, so the concatenated content equals the
 non-streaming ``content``; the last chunk carries every call as ``tool_call_chunks`` (valid ones
@@ -34,14 +42,14 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr
@@ -127,6 +135,11 @@ class LocalChatModel(BaseChatModel):
         None, ge=1, description="CPU threads (llama.cpp: per engine; transformers: process-wide)"
     )
     n_ctx: int = Field(8192, ge=512, description="llama.cpp context window in tokens")
+    no_repeat_calls: bool = Field(
+        True,
+        description="decode again, without its tool, a reply whose call repeats one made since the user's last "
+        "message (same tool and arguments: its result is already there)",
+    )
     gguf_type: Literal["q8_0", "q4_1"] = Field(
         "q8_0", description="llama.cpp, default model: the shipped Q4_1 file or its Q8_0 copy (faster prefill on AVX2)"
     )
@@ -197,12 +210,19 @@ class LocalChatModel(BaseChatModel):
             seconds = time.perf_counter() - t0
         text = self._decode_text(engine, result.new_ids, job.decode.stop)
         parsed = parse_assistant_output(text, job.tool_names)
+        repeated = None
+        if retry := self._repeat_retry(engine, job, parsed, messages, stop, kwargs):
+            job, result, text, parsed, more_seconds, repeated = retry
+            seconds += more_seconds
+        meta = self._metadata(job, result, seconds, text)
+        if repeated:
+            meta["repeated_calls"] = repeated  # the guard decoded again without these tools
         message = AIMessage(
             content=parsed.content,
             tool_calls=parsed.tool_calls,
             invalid_tool_calls=parsed.invalid_tool_calls,
             usage_metadata=_usage(job, result),
-            response_metadata=self._metadata(job, result, seconds, text),
+            response_metadata=meta,
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -266,7 +286,15 @@ class LocalChatModel(BaseChatModel):
         text = self._decode_text(engine, out.new_ids, stops)
         rest = ("" if stopped else content.feed(text[fed:])) + content.finish()
         parsed = parse_assistant_output(text, job.tool_names)
+        repeated = None
+        if retry := self._repeat_retry(engine, job, parsed, messages, stop, kwargs):
+            # a reply of calls streamed no content (the grammar: words or calls), so the new reply goes out whole
+            job, out, text, parsed, more_seconds, repeated = retry
+            seconds += more_seconds
+            rest = parsed.content
         meta = self._metadata(job, out, seconds, text)
+        if repeated:
+            meta["repeated_calls"] = repeated
         if parsed.invalid_tool_calls:
             meta["invalid_tool_calls"] = parsed.invalid_tool_calls
         last = AIMessageChunk(
@@ -282,6 +310,28 @@ class LocalChatModel(BaseChatModel):
         yield chunk
 
     # -- internals ---------------------------------------------------------------------------------------------------
+
+    def _repeat_retry(
+        self,
+        engine: Engine,
+        job: _Job,
+        parsed: ParsedOutput,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict,
+    ) -> tuple[_Job, DecodeResult, str, ParsedOutput, float, list[str]] | None:
+        """The reply decoded again without the tools whose calls repeat earlier ones (see the module docstring);
+        None when no call repeats, the guard is off, or the caller required a call (a tool choice other than auto)."""
+        repeated = repeated_call_names(parsed.tool_calls, messages) if self.no_repeat_calls else set()
+        if not repeated or job.tool_choice not in (None, "auto"):
+            return None
+        with engine.lock:
+            retry = self._prepare(engine, messages, stop, kwargs, without=repeated)
+            t0 = time.perf_counter()
+            result = engine.decode(retry.decode, None, None)
+            seconds = time.perf_counter() - t0
+        text = self._decode_text(engine, result.new_ids, retry.decode.stop)
+        return retry, result, text, parse_assistant_output(text, retry.tool_names), seconds, sorted(repeated)
 
     def _get_slot(self) -> _Slot:
         key = (
@@ -316,7 +366,14 @@ class LocalChatModel(BaseChatModel):
         model, tokenizer = load_causal_lm(self.model_path, self.adapter_path, dtype)
         return engines.TransformersEngine(model, tokenizer)
 
-    def _prepare(self, engine: Engine, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict) -> _Job:
+    def _prepare(
+        self,
+        engine: Engine,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict,
+        without: Collection[str] = frozenset(),
+    ) -> _Job:
         tools = kwargs.get("tools") or None
         if tools:
             tools = [convert_to_openai_tool(t) for t in tools]  # a no-op for OpenAI schemas
@@ -335,6 +392,8 @@ class LocalChatModel(BaseChatModel):
         constrained = bool(self.constrained and (tools or answer is not None))
         # the prompt shows the tools as trained; only the grammar narrows their ids, sets and counts to the conversation
         grammar_tools = ground_call_arguments(tools or [], kwargs.get("call_ids"))
+        if without:  # tools whose call would repeat one made since the user's last message (no_repeat_calls)
+            grammar_tools = [t for t in grammar_tools if t["function"]["name"] not in without]
         grammar = self.grammars().get(grammar_tools, choice or "none", parallel, answer) if constrained else None
         budget = self.max_new_tokens
         if self.max_call_tokens and call_only and not parallel:
@@ -380,6 +439,18 @@ class LocalChatModel(BaseChatModel):
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
+
+
+def repeated_call_names(calls: Sequence[dict], messages: Sequence[BaseMessage]) -> set[str]:
+    """Names of ``calls`` equal (tool and arguments) to a call made since the conversation's last user message."""
+    last_user = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
+    made = [
+        (c["name"], c.get("args") or {})
+        for m in messages[last_user + 1 :]
+        if isinstance(m, AIMessage)
+        for c in m.tool_calls
+    ]
+    return {c["name"] for c in calls if (c["name"], c.get("args") or {}) in made}
 
 
 def _has_llama_cpp() -> bool:
