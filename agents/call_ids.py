@@ -16,21 +16,32 @@ split fit the grounded schemas, as do all of validation and test (``benchmarks/g
 of 100 or less is admitted as a count too: telling it from a count would need the request parsed, and the rule
 only has to keep out counts nobody wrote. The sft_chains adapter invented counts (15, 40, 50) and read sets nobody saved ("k",
 "pop").
+
+Release years too: a year argument is a year some message wrote or one either side of it ("after 1989" is from
+1990), or the first or last year of a decade written ("the 80s", "eighties", misspelt "eihties", as people and the
+synthesizer's typos write them), and with no year written a call has no year argument. The trained
+adapters invented ranges ("thrillers without any horror in them" became 1999 to 1999); every year argument of the
+12,374 gold calls fits, as does every year the hand-written requests accept (tested; a tool result's years count:
+"anything older than those?").
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from langchain_core.messages import BaseMessage
 
 from recagent.agents.policies.grammar import CallIds
-from recagent.tools.schemas import K_DEFAULT, K_MAX, POOL_K
+from recagent.tools.schemas import K_DEFAULT, K_MAX, POOL_K, YEAR_MAX, YEAR_MIN
 
 _DIGITS = re.compile(r"(?<!\d)\d{1,9}(?!\d)")
 _WORD = re.compile(r"[a-z]+")
 _DOZEN = ((re.compile(r"\bhalf an? dozen\b"), "six"), (re.compile(r"\b(?:an? )?dozen\b"), "twelve"))
+_YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
+# decades: "1980s", "80s", "'80s", "eighties" (a two-digit decade is of the 1900s: the catalogs end in 1998)
+_DECADE = re.compile(r"(?<!\d)(1[89]|20)?(\d)0'?s\b")
 # the line an item list's result text writes when the list was saved (ItemList.candidate_set, result_text)
 _SAVED_SET = re.compile(r"^candidate_set: (\S+)$", re.M)
 UNITS = {
@@ -41,6 +52,7 @@ UNITS = {
     )
 }
 TENS = {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)}
+DECADE_WORDS = {f"{w[:-1]}ies": TENS[w] for w in TENS}  # "twenties": 20, ..., "nineties": 90
 
 
 def number_words(text: str) -> list[int]:
@@ -91,6 +103,26 @@ def numbers_in(text: str) -> list[str]:
     return list(dict.fromkeys(n.lstrip("0") or "0" for n in found))
 
 
+def years_in(text: str) -> list[int]:
+    """The release years a call may take from ``text``: each year written and the years either side of it ("after
+    1989" is from 1990, "before 2000" to 1999), and the first and last year of each decade ("the 80s", "eighties",
+    misspelt "eihties": 1980-1989)."""
+    years: list[int] = []
+    for m in _YEAR.finditer(text):
+        y = int(m.group())
+        years += [y - 1, y, y + 1]
+    lower = text.lower()
+    starts = [int(c or "19") * 100 + int(d) * 10 for c, d in _DECADE.findall(lower)]
+    for word in _WORD.findall(lower):
+        # misspelt as people (and the synthesizer's typos) write them: "ninetes", "eihties"
+        close = difflib.get_close_matches(word, DECADE_WORDS, n=1, cutoff=0.8) if word.endswith("s") else []
+        if close and close[0][0] == word[0]:
+            starts.append(1900 + DECADE_WORDS[close[0]])
+    for start in starts:
+        years += [start, start + 9]
+    return [y for y in dict.fromkeys(years) if YEAR_MIN <= y <= YEAR_MAX]
+
+
 def conversation_call_ids(
     messages: Sequence[BaseMessage],
     user_ids: Mapping[str, int],
@@ -102,14 +134,17 @@ def conversation_call_ids(
     ids and the items tools returned; numbers of its system and user messages that are dataset user ids, and the
     session's user (the item ids of results and answers are no users: all 8,049 user arguments of two synthesized
     runs are numbers of system or user text); the sets tool results were saved under; the counts of system and
-    user text, the tools' default and the pool size."""
+    user text, the tools' default and the pool size; the release years any message wrote (:func:`years_in`: a tool
+    result's years too, for "anything more recent than that")."""
     numbers: list[str] = []
     said: list[str] = []
     sets: list[str] = []
+    years: list[int] = []
     for m in messages:
         content = m.content if isinstance(m.content, str) else str(m.content)
         found = numbers_in(content)
         numbers += found
+        years += years_in(content)
         if m.type in ("system", "human"):
             said += found
         if m.type == "tool":
@@ -124,4 +159,5 @@ def conversation_call_ids(
         items=tuple(dict.fromkeys(items)),
         sets=tuple(dict.fromkeys(sets)),
         counts=tuple(counts),
+        years=tuple(sorted(set(years))),
     )

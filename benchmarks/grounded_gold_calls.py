@@ -1,7 +1,8 @@
 """Do the synthesized gold calls fit the call grammar's grounded arguments? A rule that refuses a gold call caps AST.
 
-The local policy's grammar narrows a call's user and item ids, the candidate sets it reads and its counts to what
-the conversation holds (``recagent.agents.call_ids``, ``recagent.agents.policies.grammar.ground_call_arguments``).
+The local policy's grammar narrows a call's user and item ids, the candidate sets it reads, its counts and its
+years to what the conversation holds (``recagent.agents.call_ids``,
+``recagent.agents.policies.grammar.ground_call_arguments``).
 For every gold call of a synthesis run's dialogs, this grounds the offered tools in the conversation before the
 call (as the agent does) and validates the gold arguments against the grounded schemas (jsonschema); it reports
 the calls refused, by tool and argument, with the first few in full.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from recagent.agents.call_ids import conversation_call_ids, number_words, numbers_in
+from recagent.agents.call_ids import conversation_call_ids, number_words, numbers_in, years_in
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,47 @@ def test_a_call_may_read_the_sets_results_were_saved_under_and_the_counts_people
     # counts of results, not of the request
     assert ids.counts == (5, 6, 10, 12, 20)
     assert number_words("half a dozen or a dozen") == [6, 12]
+
+
+@pytest.mark.parametrize(
+    ("text", "years"),
+    [
+        ("war movies no older than 1980", [1979, 1980, 1981]),  # a year and either side ("after 1979" = from 1980)
+        ("80s adventure movies, no fantasy", [1980, 1989]),
+        ("'90s comedies or something from the fifties", [1990, 1999, 1950, 1959]),
+        ("the 1960s", [1959, 1960, 1961, 1960 + 9]),
+        ("made in the nienties, or the eihties", [1990, 1999, 1980, 1989]),  # misspelt decades
+        ("thrillers without any horror in them", []),
+        ("nineteen films from user 1995", [1994, 1995, 1996]),  # "nineteen" is no decade
+    ],
+)
+def test_years_a_call_may_take_are_the_years_and_decades_written(text, years):
+    assert sorted(years_in(text)) == sorted(set(years))
+
+
+def test_a_conversations_years_include_the_years_its_results_showed():
+    # "anything more recent than that?" after a result: the year comes from the items shown
+    messages = [
+        HumanMessage("a sci-fi movie please"),
+        AIMessage(""),
+        ToolMessage("items:\n[50] Star Wars (1977): Sci-Fi", tool_call_id="c1"),
+        HumanMessage("anything older than that?"),
+    ]
+    assert conversation_call_ids(messages, {}, {}).years == (1976, 1977, 1978)
+    assert conversation_call_ids(messages[-1:], {}, {}).years == ()
+
+
+def test_every_year_a_hand_written_request_accepts_is_one_the_grammar_admits():
+    # a grounding rule that refused an accepted first call would cap the hand-written score: the years of the
+    # request, its earlier turns included ("anything older than those?" after films of 1977), must cover them
+    from recagent.heldout_requests import never_trained_on
+
+    checked = 0
+    for request in never_trained_on():
+        admitted = set(years_in(" ".join([t.text for t in request.context] + [request.text])))
+        for accepted in request.accepted_first_calls:
+            for name in ("year_min", "year_max"):
+                if accepted.args.get(name) is not None:
+                    assert accepted.args[name] in admitted, (request.id, name, accepted.args[name])
+                    checked += 1
+    assert checked > 50, "the hand-written requests accept calls with years"

@@ -190,3 +190,24 @@ def test_set_and_count_arguments_take_only_saved_sets_and_the_conversations_coun
     nothing_saved = ground_call_arguments(tools, CallIds(users=("7",), counts=(10, 20)))
     assert not accepts(None, call(candidates="pool"), tools=nothing_saved, choice="required")
     assert accepts(None, call(item_ids=["1", "2"]), tools=nothing_saved, choice="required")
+
+
+def test_year_arguments_take_only_the_conversations_years_and_none_where_nobody_wrote_one(accepts, synthetic_env):
+    # "thrillers without any horror in them" became year_min 1999, year_max 1999 on a development request: a year
+    # nobody gave. The live filter_items schema: with years written, only those; with none, no year argument at all
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
+    from recagent.tools.recommender_tools import build_registry
+
+    tools = [t for t in build_registry(synthetic_env).openai_schemas() if t["function"]["name"] == "filter_items"]
+    eighties = ground_call_arguments(tools, CallIds(counts=(10, 20), years=(1980, 1989)))
+    none_written = ground_call_arguments(tools, CallIds(counts=(10, 20)))
+
+    def call(**args) -> str:
+        return render_tool_call("filter_items", {"genres": ["Thriller"], **args})
+
+    assert accepts(None, call(year_min=1980, year_max=1989), tools=eighties, choice="required")
+    assert accepts(None, call(), tools=none_written, choice="required")
+    for bad in ({"year_min": 1999, "year_max": 1999}, {"year_min": 1980, "year_max": 1990}):
+        assert accepts(None, call(**bad), tools=tools, choice="required"), bad
+        assert not accepts(None, call(**bad), tools=eighties, choice="required"), bad
+        assert not accepts(None, call(**bad), tools=none_written, choice="required"), bad

@@ -353,3 +353,22 @@ def test_every_saved_set_and_count_parameter_of_every_variant_is_grounded_by_the
                 assert narrowed["function"]["parameters"]["properties"][name] != schema, (v.name, name)
                 checked.add(v.core_param(name))
     assert checked == grounded_params, f"the pool offers every kind of set and count parameter: {checked}"
+
+
+def test_every_year_parameter_of_every_variant_is_grounded_by_the_local_grammar(pool):
+    # As counts: a variant's year parameters keep their type (schemas.Year) under any name, so the grammar can narrow
+    # them to the conversation's years, or leave them out where nobody wrote one
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
+
+    year_params = {"year_min", "year_max"}
+    checked = set()
+    for v in pool.all_variants():
+        props = v.schema["function"]["parameters"]["properties"]
+        narrowed = ground_call_arguments([v.schema], CallIds(years=(1980, 1989)))[0]["function"]["parameters"]
+        dropped = ground_call_arguments([v.schema], CallIds())[0]["function"]["parameters"]
+        for name, schema in props.items():
+            if v.core_param(name) in year_params:
+                assert narrowed["properties"][name] != schema, (v.name, name)
+                assert name not in dropped["properties"], (v.name, name)
+                checked.add(v.core_param(name))
+    assert checked == year_params, f"the pool offers every kind of year parameter: {checked}"

@@ -21,6 +21,7 @@ from recagent.tools.schemas import (
     SetName,
     ToolArgs,
     UserId,
+    Year,
     item_list,
 )
 
@@ -79,8 +80,8 @@ class RankByPreferenceArgs(_RankInput):
 
     prefer_genres: list[str] = Field(default_factory=list, max_length=10, description="genres the user wants")
     avoid_genres: list[str] = Field(default_factory=list, max_length=10, description="genres the user does not want")
-    year_min: int | None = Field(None, ge=1800, le=2100, description="start of the preferred era")
-    year_max: int | None = Field(None, ge=1800, le=2100, description="end of the preferred era")
+    year_min: Year | None = Field(None, description="start of the preferred era")
+    year_max: Year | None = Field(None, description="end of the preferred era")
     weight: float = Field(0.5, ge=0, le=1, description="0 = recommender only, 1 = preferences only")
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ from recagent.tools.schemas import (
     SetName,
     ToolArgs,
     UserId,
+    Year,
     item_list,
 )
 
@@ -49,8 +50,8 @@ class FilterItemsArgs(ToolArgs):
     genres: list[str] = Field(default_factory=list, max_length=10, description="genres to match (catalog spelling)")
     match: Literal["any", "all"] = Field("any", description="item needs any or all of the genres")
     exclude_genres: list[str] = Field(default_factory=list, max_length=10, description="drop items with any of these")
-    year_min: int | None = Field(None, ge=1800, le=2100, description="earliest release year")
-    year_max: int | None = Field(None, ge=1800, le=2100, description="latest release year")
+    year_min: Year | None = Field(None, description="earliest release year")
+    year_max: Year | None = Field(None, description="latest release year")
     exclude_seen_by: UserId | None = Field(None, description="drop items this user already interacted with")
     candidates: SavedSetName | None = Field(None, description="filter this candidate set instead of the whole catalog")
     sort_by: Literal["popularity", "year", "input"] = Field(

@@ -35,6 +35,10 @@ K = Annotated[int, Field(ge=1, le=K_MAX, description="number of items to return 
 # (synthesized chains ask for POOL_K): the counts a call may use that nobody wrote.
 K_DEFAULT = 10
 POOL_K = 20
+# A release year is an integer from YEAR_MIN to YEAR_MAX under any parameter name: the grammar grounds years by
+# these bounds (to years the conversation wrote, decades read), so every year argument is typed Year.
+YEAR_MIN, YEAR_MAX = 1800, 2100
+Year = Annotated[int, Field(ge=YEAR_MIN, le=YEAR_MAX)]
 ModelName = Literal["sasrec", "bpr", "itemknn", "pop"]
 _SET_NAME = {"min_length": 1, "max_length": 40, "pattern": r"^[A-Za-z0-9_\-]+$"}
 SetName = Annotated[str, Field(**_SET_NAME, description="candidate set name")]

@@ -118,18 +118,27 @@ class AnswerRule:
 @dataclass(frozen=True)
 class CallIds:
     """The values a call's grounded arguments may take (:mod:`recagent.agents.call_ids`): user and item ids, saved
-    candidate sets and counts; an empty kind stays free (but an optional set argument with no set saved is dropped)."""
+    candidate sets, counts and release years; an empty kind stays free, but an optional set argument with no set
+    saved, or year argument with no year written, is dropped."""
 
     users: tuple[str, ...] = ()
     items: tuple[str, ...] = ()
     sets: tuple[str, ...] = ()
     counts: tuple[int, ...] = ()
+    years: tuple[int, ...] = ()
 
 
 def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
-    """Copies of OpenAI ``tools`` whose id, saved-set and count arguments (found by the tools' argument types, under
-    any parameter name) can only take ``ids``; ``tools`` itself when there is nothing to narrow."""
-    from recagent.tools.schemas import ITEM_ID_DESCRIPTION, K_MAX, SAVED_SET_DESCRIPTION, USER_ID_DESCRIPTION
+    """Copies of OpenAI ``tools`` whose id, saved-set, count and year arguments (found by the tools' argument types,
+    under any parameter name) can only take ``ids``; ``tools`` itself when there is nothing to narrow."""
+    from recagent.tools.schemas import (
+        ITEM_ID_DESCRIPTION,
+        K_MAX,
+        SAVED_SET_DESCRIPTION,
+        USER_ID_DESCRIPTION,
+        YEAR_MAX,
+        YEAR_MIN,
+    )
 
     if ids is None:
         return tools
@@ -138,12 +147,20 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
     def is_count(node: dict) -> bool:  # schemas.K: a count under any name is an integer from 1 to K_MAX
         return node.get("type") == "integer" and node.get("minimum") == 1 and node.get("maximum") == K_MAX
 
-    def reads_set(node: Any) -> bool:
+    def is_year(node: dict) -> bool:  # schemas.Year: a release year under any name, an integer YEAR_MIN..YEAR_MAX
+        return node.get("type") == "integer" and node.get("minimum") == YEAR_MIN and node.get("maximum") == YEAR_MAX
+
+    def reads_set(node: dict) -> bool:
+        return node.get("type") == "string" and node.get("description") == SAVED_SET_DESCRIPTION
+
+    def holds(node: Any, kind: Any) -> bool:  # does this schema (or a part of it) hold an argument of that kind?
         if isinstance(node, dict):
-            if node.get("type") == "string" and node.get("description") == SAVED_SET_DESCRIPTION:
-                return True
-            return any(reads_set(v) for v in node.values())
-        return isinstance(node, list) and any(reads_set(v) for v in node)
+            return kind(node) or any(holds(v, kind) for v in node.values())
+        return isinstance(node, list) and any(holds(v, kind) for v in node)
+
+    # nothing to read: an optional argument of that kind can only fail (a set) or be made up (a year), so the call
+    # cannot write it
+    unwritable = [k for k, present in ((reads_set, ids.sets), (is_year, ids.years)) if not present]
 
     def narrow(node: Any) -> Any:
         if isinstance(node, list):
@@ -155,12 +172,15 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
             return {"type": "string", "enum": list(values), "description": node["description"]}
         if ids.counts and is_count(node):
             return {"type": "integer", "enum": list(ids.counts), "description": node.get("description", "")}
+        if ids.years and is_year(node):
+            return {"type": "integer", "enum": list(ids.years), "description": node.get("description", "")}
         out = {k: narrow(v) for k, v in node.items()}
-        if not ids.sets and isinstance(out.get("properties"), dict):
-            # no set was saved: an optional argument that reads one can only fail, so the call cannot write it
+        if unwritable and isinstance(out.get("properties"), dict):
             required = set(out.get("required") or ())
             props = out["properties"]
-            out["properties"] = {k: v for k, v in props.items() if k in required or not reads_set(v)}
+            out["properties"] = {
+                k: v for k, v in props.items() if k in required or not any(holds(v, kind) for kind in unwritable)
+            }
         return out
 
     grounded = [narrow(t) for t in tools]
