@@ -14,7 +14,7 @@ schemas), ``tool_choice``, ``parallel_tool_calls``; per call, ``cite_items`` (th
 conversation), ``cite_required`` (the answer cites at least one of them) and ``listwise_k`` (a
 list-wise answer: a JSON list of exactly min(k, n) distinct ids of those n items). An answer under
 ``cite_items`` can only cite those items (see :mod:`.grammar`). ``call_ids`` (a :class:`~.grammar.CallIds`)
-narrows the calls' user- and item-id, saved-set and count arguments to what the conversation holds.
+narrows the calls' user- and item-id, saved-set, count and year arguments to what the conversation holds.
 
 **No repeated calls** (``no_repeat_calls``). A call equal to one made since the user's last message (same tool,
 same arguments) can only return the result already in the conversation; the reply is then decoded once more
@@ -203,13 +203,7 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         engine = self.load()
-        with engine.lock:
-            job = self._prepare(engine, messages, stop, kwargs)
-            t0 = time.perf_counter()
-            result = engine.decode(job.decode, None, None)
-            seconds = time.perf_counter() - t0
-        text = self._decode_text(engine, result.new_ids, job.decode.stop)
-        parsed = parse_assistant_output(text, job.tool_names)
+        job, result, text, parsed, seconds = self._decode_reply(engine, messages, stop, kwargs)
         repeated = None
         if retry := self._repeat_retry(engine, job, parsed, messages, stop, kwargs):
             job, result, text, parsed, more_seconds, repeated = retry
@@ -325,13 +319,24 @@ class LocalChatModel(BaseChatModel):
         repeated = repeated_call_names(parsed.tool_calls, messages) if self.no_repeat_calls else set()
         if not repeated or job.tool_choice not in (None, "auto"):
             return None
+        return *self._decode_reply(engine, messages, stop, kwargs, without=repeated), sorted(repeated)
+
+    def _decode_reply(
+        self,
+        engine: Engine,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict,
+        without: Collection[str] = frozenset(),
+    ) -> tuple[_Job, DecodeResult, str, ParsedOutput, float]:
+        """One whole reply: its job, the engine's result, the text, the parsed reply and the decode seconds."""
         with engine.lock:
-            retry = self._prepare(engine, messages, stop, kwargs, without=repeated)
+            job = self._prepare(engine, messages, stop, kwargs, without)
             t0 = time.perf_counter()
-            result = engine.decode(retry.decode, None, None)
+            result = engine.decode(job.decode, None, None)
             seconds = time.perf_counter() - t0
-        text = self._decode_text(engine, result.new_ids, retry.decode.stop)
-        return retry, result, text, parse_assistant_output(text, retry.tool_names), seconds, sorted(repeated)
+        text = self._decode_text(engine, result.new_ids, job.decode.stop)
+        return job, result, text, parse_assistant_output(text, job.tool_names), seconds
 
     def _get_slot(self) -> _Slot:
         key = (
@@ -390,7 +395,7 @@ class LocalChatModel(BaseChatModel):
             else _answer_rule(kwargs.get("cite_items"), kwargs.get("listwise_k"), kwargs.get("cite_required"))
         )
         constrained = bool(self.constrained and (tools or answer is not None))
-        # the prompt shows the tools as trained; only the grammar narrows their ids, sets and counts to the conversation
+        # the prompt shows the tools as trained; only the grammar narrows their ids, sets, counts and years
         grammar_tools = ground_call_arguments(tools or [], kwargs.get("call_ids"))
         if without:  # tools whose call would repeat one made since the user's last message (no_repeat_calls)
             grammar_tools = [t for t in grammar_tools if t["function"]["name"] not in without]
