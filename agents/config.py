@@ -45,6 +45,14 @@ class PolicyConfig(JobConfig):
         description="local: a call that repeats one made since the user's last message (same tool and arguments) "
         "is decoded again without that tool",
     )
+    # off by default: k=1 won on validation dialogs and the development requests, not on the hand-written test
+    # (benchmarks/results/offline_policy_router.md; README, "A tool router")
+    router_top_k: int = Field(
+        0,
+        ge=0,
+        description="local: a call may name only the k tools the adapter's tool router (its folder's tool_router.npz) "
+        "ranks likeliest for the turn, and any tool it does not know; 0 = every offered tool; no effect without a router",
+    )
     # both sized from synthesized dialogs (benchmarks/token_budgets.py): the longest answer is 230 tokens, the
     # longest single call 83; a reply cut short is wasted, one that runs on past what it needs is too
     max_new_tokens: int = Field(240, ge=1, description="longest reply per policy call")
@@ -142,10 +150,13 @@ def make_policy(cfg: PolicyConfig):
 
         return openai_chat_model(cfg)
     from recagent.agents.policies.local import LocalChatModel
+    from recagent.agents.tool_router import router_file
 
+    adapter = cfg.adapter_folder()
+    router = router_file(adapter)
     return LocalChatModel(
         model_path=cfg.model,
-        adapter_path=cfg.adapter_folder(),
+        adapter_path=adapter,
         engine=cfg.engine,
         max_new_tokens=cfg.max_new_tokens,
         max_call_tokens=cfg.max_call_tokens,
@@ -153,6 +164,8 @@ def make_policy(cfg: PolicyConfig):
         constrained=cfg.constrained,
         jump_forward=cfg.jump_forward,
         no_repeat_calls=cfg.no_repeat_calls,
+        router_path=str(router) if router else None,
+        router_top_k=cfg.router_top_k,
         num_threads=cfg.num_threads,
         parallel_tool_calls=cfg.parallel_calls(),
     )

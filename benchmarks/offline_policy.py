@@ -39,7 +39,11 @@ def _ci(b: dict | None, digits: int = 3) -> str:
 
 def eval_config(name: str, adapter: str | None, a: argparse.Namespace):
     """The EvalConfig of one policy: the same users, seed, dialogs and requests for every policy."""
+    from recagent.config import apply_overrides
     from recagent.evaluation.config import EvalConfig
+
+    settings = [s.partition(":")[2] for s in a.policy_set if s.partition(":")[0] == name]
+    policy = apply_overrides({"adapter": adapter, "num_threads": a.threads}, settings)
 
     return EvalConfig.build(
         dataset="ml-100k",
@@ -50,7 +54,7 @@ def eval_config(name: str, adapter: str | None, a: argparse.Namespace):
         synth_dir=str(a.synth),
         tool_call_tasks=a.tool_call_tasks,
         simulator={"users": a.sim_users, "max_turns": 5},
-        agent={"policy": {"adapter": adapter, "num_threads": a.threads}},
+        agent={"policy": policy},
         chat_requests_file=a.chat_requests_file,
         out=str(a.runs / name),
     )
@@ -334,6 +338,12 @@ def main() -> None:
         action="append",
         required=True,
         help="NAME=ADAPTER_FOLDER, NAME=shipped (the installed policy) or NAME=none (the base)",
+    )
+    ap.add_argument(
+        "--policy-set",
+        action="append",
+        default=[],
+        help="NAME:FIELD=VALUE, a policy setting of the policy NAME (e.g. base:router_top_k=1); repeatable",
     )
     ap.add_argument("--protocols", nargs="+", default=PROTOCOLS, choices=PROTOCOLS)
     ap.add_argument("--users", type=int, default=200)

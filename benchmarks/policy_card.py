@@ -69,13 +69,19 @@ def handwritten_rows(agent: dict[str, Any], baseline: dict[str, Any] | None) -> 
     return rows
 
 
-def card_report(checkpoints: dict[str, Any], checkpoint: str, offline: dict[str, Any], training: str) -> dict:
+def card_report(
+    checkpoints: dict[str, Any], checkpoint: str, offline: dict[str, Any], training: str, policy: str | None = None
+) -> dict:
     """The ``--report`` JSON of ``recagent train ship``: metrics table, training summary, machine."""
     if checkpoint not in checkpoints["scores"]:
         raise SystemExit(f"{checkpoint} was not scored on validation; scored: {', '.join(checkpoints['scores'])}")
-    if len(offline["policies"]) != 1:
-        raise SystemExit(f"the offline results hold {len(offline['policies'])} policies; pass a file with one")
-    ((name, policy),) = offline["policies"].items()
+    policies = offline["policies"]
+    if policy is None and len(policies) != 1:
+        raise SystemExit(f"the offline results hold {len(policies)} policies; name the shipped one with --policy")
+    if policy is not None and policy not in policies:
+        raise SystemExit(f"--policy {policy} is not in the offline results: {', '.join(policies)}")
+    name = policy or next(iter(policies))
+    policy = policies[name]
     requests = policy["chat_requests"]
     lines = ["| measure | n | value [95% CI] |", "|---|---|---|"]
     lines += validation_rows(checkpoints["scores"][checkpoint])
@@ -83,7 +89,7 @@ def card_report(checkpoints: dict[str, Any], checkpoint: str, offline: dict[str,
     lines += [
         "",
         f"Validation: {checkpoints['scored_rows']} of the synthesis run, scored by `benchmarks/policy_checkpoints.py` "
-        f"on {checkpoints['machine']['date'][:10]} (the split the checkpoint was chosen on). Hand-written: the "
+        f"on {checkpoints['machine']['date'][:10]} (validation dialogs: never trained on, used to choose). Hand-written: the "
         f"{requests['agent']['n']} requests of `recagent/data/chat_requests_ml100k.yaml`, never trained on and never "
         f"used to choose, scored by `benchmarks/offline_policy.py` ({name}) on {offline['machine']['date'][:10]}: "
         f"greedy, llama.cpp Q8_0, {offline['machine']['cpu_count']} cores.",
@@ -96,11 +102,12 @@ def main() -> None:
     p.add_argument("--checkpoints", type=Path, required=True, help="policy_checkpoints.py results (validation)")
     p.add_argument("--checkpoint", required=True, help="the checkpoint shipped, as named in that file")
     p.add_argument("--offline", type=Path, required=True, help="offline_policy.py results of the shipped adapter")
+    p.add_argument("--policy", default=None, help="the shipped policy's NAME in --offline (needed if it holds several)")
     p.add_argument("--training", required=True, help="one line: updates, time and machine of the training")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
     report = card_report(
-        json.loads(a.checkpoints.read_text()), a.checkpoint, json.loads(a.offline.read_text()), a.training
+        json.loads(a.checkpoints.read_text()), a.checkpoint, json.loads(a.offline.read_text()), a.training, a.policy
     )
     a.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(report["metrics_markdown"])

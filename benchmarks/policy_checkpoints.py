@@ -225,6 +225,12 @@ def main() -> None:
     ap.add_argument("--answer-tasks", type=int, default=40, help="turns that answer a tool result (0: none)")
     ap.add_argument("--checkpoints", nargs="*", default=None, help="names to score (default: all, and the base)")
     ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: every core)")
+    ap.add_argument(
+        "--router-top-k",
+        type=int,
+        default=None,
+        help="policy.router_top_k for checkpoints whose folder holds a tool router (default: as served)",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "policy_checkpoints.json")
     ap.add_argument(
         "--training-rows",
@@ -252,6 +258,7 @@ def main() -> None:
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)
 
     from recagent.agents.config import PolicyConfig
+    from recagent.agents.tool_router import router_file
 
     saved = next((args.run / f for f in ("sft_config.yaml", "rl_config.yaml") if (args.run / f).is_file()), None)
     tokens_cfg = args.run / "train_tokens_config.json"  # rl/train_tokens.py: rows_from, its rows' SFT job config
@@ -304,12 +311,17 @@ def main() -> None:
     scores = results.setdefault("scores", {})
     for name in names:
         adapter = None if name == "base" else str(args.run / name)
+        served = PolicyConfig(adapter=adapter)
+        router = router_file(adapter)
         kwargs = {
             "adapter_path": adapter,
             "num_threads": args.threads,
-            "parallel_tool_calls": PolicyConfig(adapter=adapter).parallel_calls(),  # as served
+            "parallel_tool_calls": served.parallel_calls(),  # as served
+            "router_path": str(router) if router else None,
+            "router_top_k": served.router_top_k if args.router_top_k is None else args.router_top_k,
         }
         scores[name] = score(kwargs, tasks + answers, dataset)
+        scores[name]["router_top_k"] = kwargs["router_top_k"] if router else None  # None: no router in the folder
         print(name, json.dumps(scores[name]), flush=True)
         against = args.paired_against or names[0]
         if against in scores:

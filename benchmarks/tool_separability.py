@@ -25,28 +25,26 @@ def call_turns(rows: list[dict]) -> tuple[list[str], list[str], list[str], Count
     """(texts, gold labels, plans) of every call turn, and how many calls after a tool result repeat its tool."""
     from synth_first_calls import _json_field  # this folder: one reader of a row's meta fields
 
+    from recagent.agents.tool_router import Turn, router_text  # the router's features: one rule for both
+
     texts, labels, plans, repeats = [], [], [], Counter()
     for row in rows:
         variants = _json_field(row["meta"].get("tool_variants"))
+        core = {name: v.get("core") or name for name, v in variants.items()}
         plan = _json_field(row["meta"].get("extra")).get("plan") or row["meta"].get("kind")
-        msgs, users, previous = row["messages"], [], "none"
+        msgs, turns = row["messages"], []
         for j, m in enumerate(msgs):
-            if m["role"] == "user":
-                users.append(m["content"])
-            elif m["role"] == "assistant" and m.get("tool_calls"):
-                names = [c["function"]["name"] for c in m["tool_calls"]]
-                label = "+".join(sorted(variants.get(n, {}).get("core") or n for n in names))
-                texts.append(f"previous_{previous} " + " || ".join(users))
-                labels.append(label)
+            names = tuple(c["function"]["name"] for c in m.get("tool_calls") or [])
+            if m["role"] == "assistant" and names:
+                texts.append(router_text(turns, core))
+                labels.append("+".join(sorted(core.get(n, n) for n in names)))
                 plans.append(plan)
                 if msgs[j - 1]["role"] == "tool":  # a call right after a result: does it call that tool again?
                     before = next(msgs[k] for k in range(j - 1, -1, -1) if msgs[k].get("tool_calls"))
                     again = set(names) & {c["function"]["name"] for c in before["tool_calls"]}
                     repeats["calls after a tool result"] += 1
                     repeats["of them calling a tool of the call before"] += bool(again)
-                previous = label.replace("+", "_")
-            elif m["role"] == "assistant":
-                previous = "answered"  # the words after a result: the next call starts a new request
+            turns.append(Turn(m["role"], m.get("content") or "", names))
     return texts, labels, plans, repeats
 
 

@@ -22,6 +22,12 @@ MAX_ADAPTER_MB = 25.0  # what the package can carry: the issue's bound on shippe
 PORTABLE_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"  # recorded instead of this machine's cache path
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 LOSS_WINDOW = 20  # logged updates averaged for the card's first and last training loss
+ROUTER_LINE = (
+    "- **Tool router**: `tool_router.npz`, a TF-IDF + logistic-regression classifier fit on the same synthesized "
+    "training dialogs (`recagent train router`); with `policy.router_top_k` k > 0 the call grammar offers only its k "
+    "likeliest tools (the prompt still shows them all)."
+)
+METRICS_HEADING = "## Metrics (95% CIs)"
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,9 @@ def _training_record(adapter: Path) -> dict[str, Any]:
     }
 
 
-def _card(name: str, record: dict[str, Any], synth: dict[str, Any], report: dict[str, Any], command: str) -> str:
+def _card(
+    name: str, record: dict[str, Any], synth: dict[str, Any], report: dict[str, Any], command: str, router: bool
+) -> str:
     cfg = record["config"]
     per_update = (cfg.get("per_device_train_batch_size") or 1) * (cfg.get("gradient_accumulation_steps") or 1)
     lines = [
@@ -93,15 +101,13 @@ def _card(name: str, record: dict[str, Any], synth: dict[str, Any], report: dict
         f"({cfg.get('lr_scheduler_type')}), mean loss of the first / last {record['loss_window']} updates "
         f"{record['first_loss']} -> {record['last_loss']}.",
     ]
+    if router:
+        lines.append(ROUTER_LINE)
     if report.get("training"):
         t = report["training"]
         lines.append(f"- **Time and machine**: {t.get('summary')}")
     if report.get("machine"):
-        m = report["machine"]
-        lines.append(
-            f"- **Evaluated on**: {m.get('cpu')}, {m.get('cpu_count')} cores, flags {m.get('cpu_flags')}, "
-            f"torch {m.get('torch')}."
-        )
+        lines.append(_machine_line(report["machine"]))
     if report.get("metrics_markdown"):
         lines += ["", "## Metrics (95% CIs)", "", report["metrics_markdown"].rstrip()]
     lines += ["", "## Reproduce", "", "```bash", command.strip(), "```", ""]
@@ -115,8 +121,12 @@ def ship_adapter(
     report: Path | None = None,
     command: str = "",
     max_mb: float = MAX_ADAPTER_MB,
+    router: Path | None = None,
 ) -> ShippedPolicy:
-    """Copy ``adapter`` (a peft LoRA folder) into ``dest`` with a portable base name and a model card."""
+    """Copy ``adapter`` (a peft LoRA folder) into ``dest`` with a portable base name and a model card; a tool
+    router (``router``, else the adapter folder's own ``tool_router.npz``) ships beside it."""
+    from recagent.agents.tool_router import ROUTER_FILE, router_file
+
     missing = [f for f in ADAPTER_FILES if not (adapter / f).is_file()]
     if missing:
         raise RecagentError(f"{adapter} is not a LoRA adapter folder: {', '.join(missing)} missing")
@@ -129,6 +139,9 @@ def ship_adapter(
     config = json.loads((adapter / "adapter_config.json").read_text())
     if config.get("peft_type") != "LORA":
         raise RecagentError(f"{adapter} holds a {config.get('peft_type')} adapter; only LoRA adapters ship")
+    router = router or router_file(adapter)
+    if router is not None:
+        _checked_router(router)
     record = _training_record(adapter)
     synth = _read_yaml(synth_dir / "config.yaml") if synth_dir else {}
     rep = json.loads(report.read_text()) if report and report.is_file() else {}
@@ -138,8 +151,63 @@ def ship_adapter(
     tmp.mkdir(parents=True)
     shutil.copy2(adapter / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
     (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    card = _card(dest.name, record, synth, rep, command)
+    if router is not None:
+        shutil.copy2(router, tmp / ROUTER_FILE)
+    card = _card(dest.name, record, synth, rep, command, router is not None)
     (tmp / "README.md").write_text(card)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)  # never a half-written shipped folder
     return ShippedPolicy(dest, round(size_mb, 3), card)
+
+
+def _machine_line(m: dict[str, Any]) -> str:
+    return (
+        f"- **Evaluated on**: {m.get('cpu')}, {m.get('cpu_count')} cores, flags {m.get('cpu_flags')}, "
+        f"torch {m.get('torch')}."
+    )
+
+
+def _with_bullet(card: str, line: str) -> str:
+    """``card`` with ``line`` added at the end of the bullet list that starts it (before the metrics)."""
+    head, _, rest = card.partition(f"\n\n{METRICS_HEADING}")
+    return f"{head.rstrip()}\n{line}\n\n{METRICS_HEADING}{rest}" if rest else f"{card.rstrip()}\n{line}\n"
+
+
+def _checked_router(router: Path) -> None:
+    from recagent.agents.tool_router import ToolRouter
+
+    try:
+        ToolRouter.load(router)
+    except (OSError, KeyError, ValueError) as e:
+        raise RecagentError(f"{router} is not a tool router (recagent train router): {e}") from None
+
+
+def add_router(dest: Path, router: Path, report: Path | None = None, command: str = "") -> str:
+    """Install ``router`` beside the adapter already shipped in ``dest`` and bring its card up to date: the router
+    line, the metrics section and evaluation machine from ``report`` (policy_card.py's JSON) and ``command``
+    appended to Reproduce.
+    Returns the new card; the adapter's own training record stays as it was written."""
+    from recagent.agents.tool_router import ROUTER_FILE
+
+    if not all((dest / f).is_file() for f in (*ADAPTER_FILES, "README.md")):
+        raise RecagentError(f"{dest} holds no shipped adapter and card: ship one first (recagent train ship)")
+    _checked_router(router)
+    card = (dest / "README.md").read_text()
+    if ROUTER_LINE not in card:
+        card = _with_bullet(card, ROUTER_LINE)
+    rep = json.loads(report.read_text()) if report and report.is_file() else {}
+    if rep.get("machine"):  # the metrics below were measured there
+        kept = [line for line in card.split("\n") if not line.startswith("- **Evaluated on**:")]
+        card = _with_bullet("\n".join(kept), _machine_line(rep["machine"]))
+    if rep.get("metrics_markdown") and METRICS_HEADING in card:
+        before, _, after = card.partition(METRICS_HEADING)
+        tail = after[after.index("\n## ") :] if "\n## " in after else "\n"
+        card = f"{before}{METRICS_HEADING}\n\n{rep['metrics_markdown'].rstrip()}\n{tail}"
+    if command.strip() and "```bash" in card:
+        body, fence, _ = card.rpartition("```\n")
+        card = f"{body}{command.strip()}\n{fence}"
+    tmp = dest / f".{ROUTER_FILE}.tmp"
+    shutil.copy2(router, tmp)
+    tmp.replace(dest / ROUTER_FILE)  # never a half-written router
+    (dest / "README.md").write_text(card)
+    return card

@@ -334,6 +334,19 @@ def _after_a_call(*later) -> list:
     ]
 
 
+def _spy_grammar_tools(policy: LocalChatModel, monkeypatch) -> list[set[str]]:
+    """A list that collects the tool names of every call grammar the policy asks its grammar cache for."""
+    cache, grammar_tools = policy.grammars(), []
+    real_get = cache.get
+
+    def spy(tools, *args):
+        grammar_tools.append({t["function"]["name"] for t in tools})
+        return real_get(tools, *args)
+
+    monkeypatch.setattr(cache, "get", spy)
+    return grammar_tools
+
+
 def test_a_repeated_call_is_one_since_the_users_last_message_with_the_same_arguments():
     again = [{"name": "get_item", "args": {"title": "Heat"}}]
     assert repeated_call_names(again, _after_a_call()) == {"get_item"}
@@ -359,14 +372,7 @@ def test_a_reply_that_repeats_a_call_is_decoded_again_without_that_tool(policy, 
         return DecodeResult(new_ids=list(repeat), reused=0)
 
     monkeypatch.setattr(engine, "decode", first_repeats)
-    cache, grammar_tools = policy.grammars(), []
-    real_get = cache.get
-
-    def spy(tools, *args):
-        grammar_tools.append({t["function"]["name"] for t in tools})
-        return real_get(tools, *args)
-
-    monkeypatch.setattr(cache, "get", spy)
+    grammar_tools = _spy_grammar_tools(policy, monkeypatch)
 
     def reply(model):
         bound = _calls(model).bind_tools(schemas, tool_choice="auto")
@@ -387,3 +393,28 @@ def test_a_reply_that_repeats_a_call_is_decoded_again_without_that_tool(policy, 
     kept = reply(policy.model_copy(update={"no_repeat_calls": False}))
     assert len(jobs) == 1 and [(c["name"], c["args"]) for c in kept.tool_calls] == [("get_item", {"title": "Heat"})]
     assert "repeated_calls" not in kept.response_metadata
+
+
+def test_a_router_narrows_the_call_grammar_to_its_likeliest_tools(policy, schemas, registry, tmp_path, monkeypatch):
+    """A router whose scores favour retrieve_for_user, then popular_items: with top_k=1 the grammar offers only
+    retrieve_for_user (so a required call names it), with top_k=2 both; with top_k=0 the router is not consulted."""
+    import numpy as np
+
+    from recagent.agents.tool_router import FeatureBlock, ToolRouter
+
+    names = sorted(s["function"]["name"] for s in schemas)
+    bias = {"retrieve_for_user": 2.0, "popular_items": 1.0}
+    block = FeatureBlock("word", (1, 1), {}, np.ones(0))
+    router = ToolRouter([block], np.zeros((len(names), 0)), np.array([bias.get(n, 0.0) for n in names]), names)
+    path = router.save(tmp_path / "tool_router.npz")
+    grammar_tools = _spy_grammar_tools(policy, monkeypatch)
+    routed = _calls(policy).model_copy(update={"router_path": str(path), "router_top_k": 1})
+    ai = routed.bind_tools(schemas, tool_choice="required").invoke(_messages())
+    assert grammar_tools == [{"retrieve_for_user"}] and ai.response_metadata["routed_tools"] == ["retrieve_for_user"]
+    assert [c["name"] for c in ai.tool_calls] == ["retrieve_for_user"], ai.response_metadata["raw_output"]
+    _assert_valid_call(ai.tool_calls[0], registry)
+    two = routed.model_copy(update={"router_top_k": 2, "max_new_tokens": 4})
+    assert two.bind_tools(schemas).invoke(_messages()).response_metadata["routed_tools"] == sorted(bias)
+    assert grammar_tools[-1] == set(bias)
+    off = routed.model_copy(update={"router_top_k": 0, "max_new_tokens": 4}).bind_tools(schemas).invoke(_messages())
+    assert "routed_tools" not in off.response_metadata and grammar_tools[-1] == set(names)

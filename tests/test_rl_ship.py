@@ -93,3 +93,70 @@ def test_ship_refuses_what_cannot_ship_in_one_line(adapter, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is not a LoRA adapter folder: adapter_model.safetensors, adapter_config.json missing" in err
     assert "Traceback" not in err
+
+
+def test_a_tool_router_in_the_adapter_folder_ships_beside_it(adapter, tmp_path):
+    import numpy as np
+
+    from recagent.agents.tool_router import ROUTER_FILE, FeatureBlock, ToolRouter
+
+    block = FeatureBlock("word", (1, 1), {"comedy": 0}, np.ones(1))
+    router = ToolRouter([block], np.array([[1.0], [-1.0]]), np.zeros(2), ["filter_items", "popular_items"])
+    router.save(adapter / ROUTER_FILE)
+    dest = tmp_path / "dest"
+    ship_adapter(adapter, dest)
+    assert ToolRouter.load(dest / ROUTER_FILE).rank("comedy") == ["filter_items", "popular_items"]
+    assert "**Tool router**" in (dest / "README.md").read_text()
+    (adapter / ROUTER_FILE).write_bytes(b"not a router")
+    with pytest.raises(RecagentError, match="is not a tool router"):
+        ship_adapter(adapter, tmp_path / "dest2")
+    assert not (tmp_path / "dest2").exists()
+
+
+def test_a_router_added_to_a_shipped_adapter_updates_its_card_and_keeps_the_adapter(adapter, tmp_path, capsys):
+    import numpy as np
+
+    from recagent.agents.tool_router import ROUTER_FILE, FeatureBlock, ToolRouter
+    from recagent.rl.ship import ROUTER_LINE, add_router
+
+    dest = tmp_path / "dest"
+    report = tmp_path / "report.json"
+    report.write_text(
+        json.dumps({"metrics_markdown": "| metric | value |\n|---|---|\n| first call | 0.42 [0.3, 0.5] |"})
+    )
+    ship_adapter(adapter, dest, report=report, command="recagent train sft --config a.yaml")
+    weights = (dest / "adapter_model.safetensors").read_bytes()
+    block = FeatureBlock("word", (1, 1), {"comedy": 0}, np.ones(1))
+    router = ToolRouter([block], np.array([[1.0], [-1.0]]), np.zeros(2), ["filter_items", "popular_items"])
+    path = router.save(tmp_path / "r.npz")
+    machine = {"cpu": "AMD EPYC", "cpu_count": 2, "cpu_flags": ["avx512f"], "torch": "2.13.0+cpu"}
+    metrics = "| metric | value |\n|---|---|\n| first call | 0.61 [0.5, 0.7] |"
+    report.write_text(json.dumps({"metrics_markdown": metrics, "machine": machine}))
+    assert (
+        main(
+            [
+                "train",
+                "ship-router",
+                str(path),
+                "--dest",
+                str(dest),
+                "--report",
+                str(report),
+                "--command",
+                "recagent train router --data D --out R",
+            ]
+        )
+        == 0
+    )
+    card = (dest / "README.md").read_text()
+    assert ToolRouter.load(dest / ROUTER_FILE).rank("comedy")[0] == "filter_items"
+    assert (dest / "adapter_model.safetensors").read_bytes() == weights
+    assert card.count(ROUTER_LINE) == 1 and card.index(ROUTER_LINE) < card.index("## Metrics")
+    assert "0.61 [0.5, 0.7]" in card and "0.42" not in card and "40 updates of 8 dialogs" in card
+    assert "- **Evaluated on**: AMD EPYC, 2 cores" in card
+    assert "recagent train sft --config a.yaml\nrecagent train router --data D --out R\n```" in card
+    assert add_router(dest, path) == card  # again, with nothing new: the same card
+    assert main(["train", "ship-router", str(tmp_path / "report.json"), "--dest", str(dest)]) != 0
+    assert "is not a tool router" in capsys.readouterr().err
+    assert main(["train", "ship-router", str(path), "--dest", str(tmp_path / "empty")]) != 0
+    assert "holds no shipped adapter and card" in capsys.readouterr().err

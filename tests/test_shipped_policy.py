@@ -83,3 +83,20 @@ def _record_replies(engine, monkeypatch) -> list[list[int]]:
 
     monkeypatch.setattr(engine, "decode", decode)
     return replies
+
+
+def test_the_shipped_tool_router_loads_and_names_an_accepted_tool_for_the_five_requests():
+    """The router beside the adapter (opt-in, policy.router_top_k) reads as plain arrays and ranks an accepted
+    first tool first for the four fixed requests that need one."""
+    from recagent.agents.local_model import shipped_folder
+    from recagent.agents.tool_router import ToolRouter, Turn, router_file, router_text
+    from recagent.heldout_requests import load_chat_requests
+
+    path = router_file(shipped_folder())
+    assert path is not None, "tool_router.npz should ship beside the adapter"
+    router = ToolRouter.load(path)
+    requests = {r.id: r for r in load_chat_requests()}
+    for rid in FIXED[1:]:
+        req = requests[rid]
+        top = router.rank(router_text([Turn("user", req.text)]))[0]
+        assert top in {a.tool for a in req.accepted_first_calls}, (rid, top)

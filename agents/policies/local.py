@@ -73,6 +73,7 @@ from recagent.agents.prompt_format import (
     partial_suffix,
     tool_names_of,
 )
+from recagent.agents.tool_router import ToolRouter, turns_of_messages
 
 EngineName = Literal["auto", "llama_cpp", "transformers"]
 _SLOT_LOCK = threading.Lock()
@@ -96,6 +97,7 @@ class _Job:
     tool_choice: str | None
     constrained: bool
     engine: str
+    routed: list[str] | None = None  # the tools the router left in the grammar (None: no router ran)
 
 
 class LocalChatModel(BaseChatModel):
@@ -143,8 +145,17 @@ class LocalChatModel(BaseChatModel):
     gguf_type: Literal["q8_0", "q4_1"] = Field(
         "q8_0", description="llama.cpp, default model: the shipped Q4_1 file or its Q8_0 copy (faster prefill on AVX2)"
     )
+    router_path: str | None = Field(
+        None, description="a tool router file (tool_router.npz, recagent train router); None = no router"
+    )
+    router_top_k: int = Field(
+        0,
+        ge=0,
+        description="a call may name only the router's k likeliest offered tools (and any it does not know); 0 = all",
+    )
 
     _slot: Any = PrivateAttr(default=None)
+    _router: Any = PrivateAttr(default=None)
 
     @property
     def _llm_type(self) -> str:
@@ -184,6 +195,12 @@ class LocalChatModel(BaseChatModel):
                 slot.engine = self._build_engine()
                 slot.grammars = None
         return slot.engine
+
+    def tool_router(self) -> ToolRouter:
+        """The tool router at ``router_path``, loaded once."""
+        if self._router is None:
+            self._router = ToolRouter.load(self.router_path)
+        return self._router
 
     def grammars(self) -> GrammarCache:
         """The engine's compiled-grammar cache."""
@@ -397,8 +414,13 @@ class LocalChatModel(BaseChatModel):
         constrained = bool(self.constrained and (tools or answer is not None))
         # the prompt shows the tools as trained; only the grammar narrows their ids, sets, counts and years
         grammar_tools = ground_call_arguments(tools or [], kwargs.get("call_ids"))
-        if without:  # tools whose call would repeat one made since the user's last message (no_repeat_calls)
-            grammar_tools = [t for t in grammar_tools if t["function"]["name"] not in without]
+        keep = names - set(without)  # without: tools whose call would repeat one made since the user's last message
+        routed = None
+        if self.router_top_k and self.router_path and keep and choice in (None, "auto", "required"):
+            keep = self.tool_router().allowed(turns_of_messages(messages), keep, self.router_top_k)
+            routed = sorted(keep)
+        if keep != names:
+            grammar_tools = [t for t in grammar_tools if t["function"]["name"] in keep]
         grammar = self.grammars().get(grammar_tools, choice or "none", parallel, answer) if constrained else None
         budget = self.max_new_tokens
         if self.max_call_tokens and call_only and not parallel:
@@ -420,7 +442,7 @@ class LocalChatModel(BaseChatModel):
             end_redirect=_end_redirect(tok, answer) if constrained else [],
         )
         # with no tools the name set is empty: any <tool_call> block is reported as an invalid call
-        return _Job(decode, names, choice, constrained, self.resolved_engine())
+        return _Job(decode, names, choice, constrained, self.resolved_engine(), routed)
 
     def _decode_text(self, engine: Engine, new_ids: list[int], stop: list[str]) -> str:
         text = engine.tokenizer.decode(new_ids, skip_special_tokens=True)
@@ -440,7 +462,7 @@ class LocalChatModel(BaseChatModel):
             "prefix_tokens_reused": out.reused,
             "finish_reason": "length" if cut else "stop",
             "raw_output": text,
-        }
+        } | ({"routed_tools": job.routed} if job.routed is not None else {})
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ JOBS: dict[str, tuple[str, str]] = {
     "synth": ("recagent.synth.config", "SynthConfig"),
     "train sft": ("recagent.rl.sft", "SFTJobConfig"),
     "train rl": ("recagent.rl.train_rl", "RLJobConfig"),
+    "train router": ("recagent.rl.train_router", "RouterJobConfig"),
     "eval": ("recagent.evaluation.config", "EvalConfig"),
 }
 _MISSING = object()

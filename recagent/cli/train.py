@@ -120,6 +120,23 @@ def rl(
         console.print(f"[green]done[/]: policy in {final}; try it: recagent chat --model {final}")
 
 
+@app.command("router", epilog=config_epilog("train router"))
+def router(
+    data: Path = typer.Option(..., "--data", help="folder of a synthesis run (its train.jsonl call turns)"),
+    out: Path = typer.Option(..., "--out", help="folder for tool_router.npz (an adapter folder: it ships with it)"),
+    config: Path | None = typer.Option(None, "--config", help="YAML router config"),
+    override: list[str] = typer.Option([], "--set", "-o", help="override, e.g. -o C=4 -o min_df=3"),
+) -> None:
+    """Fit the tool router (words -> likeliest tools) that narrows the local policy's call grammar."""
+    from recagent.config import read_yaml_mapping
+    from recagent.rl.train_router import RouterJobConfig, train_router
+
+    values = read_yaml_mapping(config) if config else {}
+    cfg = RouterJobConfig.build(**{**values, "data_dir": str(data), "output_dir": str(out)}).with_overrides(override)
+    path = train_router(cfg)
+    console.print(f"[green]done[/]: tool router in {path}; scores in {path.parent / 'router_config.yaml'}")
+
+
 @app.command("ship")
 def ship(
     adapter: Path = typer.Argument(..., help="LoRA adapter folder to install (an SFT/RL final/ or checkpoint-N/)"),
@@ -133,13 +150,34 @@ def ship(
     dest: Path | None = typer.Option(
         None, "--dest", help="where to install (default: the package's shipped policy folder)"
     ),
+    router: Path | None = typer.Option(
+        None, "--router", help="tool router to ship beside it (default: the adapter folder's tool_router.npz)"
+    ),
 ) -> None:
     """Install a trained adapter as the default offline policy, with a model card from its run's files."""
     from recagent.agents.local_model import SHIPPED_ADAPTER, shipped_folder
     from recagent.rl.ship import ship_adapter
 
     target = dest or shipped_folder()
-    shipped = ship_adapter(adapter, target, synth, report, command)
+    shipped = ship_adapter(adapter, target, synth, report, command, router=router)
     console.print(
         f"[green]shipped[/] {SHIPPED_ADAPTER}: {shipped.adapter_mb} MB adapter and model card in {shipped.folder}"
     )
+
+
+@app.command("ship-router")
+def ship_router(
+    router: Path = typer.Argument(..., help="tool_router.npz to install beside the shipped adapter"),
+    report: Path | None = typer.Option(
+        None, "--report", help="policy_card.py JSON: its metrics replace the card's (measured with the router)"
+    ),
+    command: str = typer.Option("", "--command", help="the command that fit the router, appended to the card"),
+    dest: Path | None = typer.Option(None, "--dest", help="the shipped policy folder (default: the package's)"),
+) -> None:
+    """Install a tool router beside the shipped adapter (which stays as trained) and update the model card."""
+    from recagent.agents.local_model import shipped_folder
+    from recagent.rl.ship import add_router
+
+    target = dest or shipped_folder()
+    add_router(target, router, report, command)
+    console.print(f"[green]shipped[/] tool router in {target}; model card updated")

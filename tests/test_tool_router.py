@@ -1,0 +1,165 @@
+"""The tool router: features, numpy scores equal to sklearn's, the plain-array file, and the training job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recagent.agents.tool_router import (
+    ROUTER_FILE,
+    FeatureBlock,
+    ToolRouter,
+    Turn,
+    analyze,
+    router_file,
+    router_text,
+)
+from recagent.errors import ConfigError
+from recagent.rl.sft import SFTDataError
+from recagent.rl.train_router import RouterJobConfig, call_examples, fit_router, offered_tools, train_router
+
+
+@pytest.fixture(scope="module")
+def synth_run(synthetic_env, tmp_path_factory) -> Path:
+    """A programmatic synthesis run over the synthetic environment (train, validation and test splits)."""
+    from recagent.synth.config import SynthConfig
+    from recagent.synth.pipeline import synthesize
+
+    out = tmp_path_factory.mktemp("synth")
+    cfg = SynthConfig.build(n=40, test_fraction=0.2, validation_n=4, exports=[])
+    synthesize(cfg, out, env=synthetic_env, progress=False)
+    return out
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_features_are_the_user_turns_and_the_previous_calls_core_tools():
+    turns = [
+        Turn("system", "you recommend films"),
+        Turn("user", "Hi, I'm user 7"),
+        Turn("assistant", "", ("get_user_history", "history_v2")),
+        Turn("tool", "[1] Heat (1995)"),
+        Turn("user", "only comedies"),
+    ]
+    text = router_text(turns, core={"history_v2": "get_user_history"})
+    assert text == "previous_get_user_history Hi, I'm user 7 || only comedies"
+    assert router_text(turns[:2]).startswith("previous_none ")
+    assert router_text([*turns, Turn("assistant", "Here you go")]).startswith("previous_answered ")
+    assert analyze("Sci-Fi from the 80s!") == [
+        "sci",
+        "fi",
+        "from",
+        "the",
+        "80s",
+        "sci fi",
+        "fi from",
+        "from the",
+        "the 80s",
+    ]
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    for text in ("no  Fx", "war", "Sci-Fi's a\tBIG  one, innit?", "i"):
+        for analyzer, ngram in (("word", (1, 2)), ("word", (2, 3)), ("char_wb", (3, 5)), ("char_wb", (1, 2))):
+            expected = TfidfVectorizer(analyzer=analyzer, ngram_range=ngram).build_analyzer()(text)
+            assert sorted(analyze(text, analyzer, ngram)) == sorted(expected), (text, analyzer, ngram)
+
+
+def _one_word_router(coef: list[list[float]], intercept: list[float], tools: list[str]) -> ToolRouter:
+    block = FeatureBlock("word", (1, 1), {"comedies": 0}, np.ones(1))
+    return ToolRouter([block], np.array(coef), np.array(intercept), tools)
+
+
+def test_numpy_scores_equal_sklearns_and_survive_the_file(synth_run, tmp_path):
+    from scipy.sparse import hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    texts, labels = call_examples(_rows(synth_run / "train.jsonl"))
+    assert len(set(labels)) >= 3, "the run should call several tools"
+    cfg = RouterJobConfig.build(data_dir=str(synth_run), output_dir=str(tmp_path), min_df=1)
+    router = fit_router(texts, labels, cfg, never_called={"buy_item", labels[0]})
+    vecs = [
+        TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=1, sublinear_tf=True),
+    ]
+    clf = LogisticRegression(max_iter=3000, C=cfg.C).fit(hstack([v.fit_transform(texts) for v in vecs]), labels)
+    probe = [*texts[:20], "previous_none Nothing  the vocabulary knows: zzqx, Sci-Fi's a"]
+    expected = clf.decision_function(hstack([v.transform(probe) for v in vecs]))
+    ours = np.array([router.scores(t) for t in probe])
+    assert router.tools == [*clf.classes_, "buy_item"]  # a called tool stays a class; a never-called one comes last
+    np.testing.assert_allclose(ours[:, :-1], expected, rtol=1e-6, atol=1e-6)
+    assert all(router.rank(t)[-1] == "buy_item" for t in probe)
+    loaded = ToolRouter.load(router.save(tmp_path / ROUTER_FILE))
+    assert [loaded.rank(t) for t in probe] == [router.rank(t) for t in probe]
+    # it learnt the training turns' tools (a linear model on its own training words)
+    assert np.mean([router.rank(t)[0] == y for t, y in zip(texts, labels)]) > 0.8
+
+
+def test_allowed_keeps_the_k_likeliest_known_tools_and_every_unknown_one():
+    router = _one_word_router(
+        [[2.0], [0.0], [-1.0]], [0.0, 0.5, 0.1], ["filter_items", "popular_items", "search_items"]
+    )
+    turns = [Turn("user", "only comedies")]
+    offered = {"filter_items", "popular_items", "search_items", "find_films_v2"}
+    assert router.allowed(turns, offered, 1) == {"filter_items", "find_films_v2"}
+    assert router.allowed(turns, offered, 2) == {"filter_items", "popular_items", "find_films_v2"}
+    assert router.allowed([Turn("user", "hello")], offered - {"popular_items"}, 1) == {"search_items", "find_films_v2"}
+    assert router.rank("hello") == ["popular_items", "search_items", "filter_items"]
+
+
+def test_the_job_writes_the_router_with_its_config_and_validation_scores(synth_run, tmp_path):
+    path = train_router(RouterJobConfig.build(data_dir=str(synth_run), output_dir=str(tmp_path)))
+    assert path == router_file(tmp_path) and router_file(tmp_path / "nowhere") is None and router_file(None) is None
+    import yaml
+
+    written = yaml.safe_load((tmp_path / "router_config.yaml").read_text())
+    assert written["data_dir"] == str(synth_run) and written["scores"]["train_call_turns"] > 0
+    assert 0.0 <= written["scores"]["validation_top1"] <= written["scores"]["validation_top2"] <= 1.0
+    train = _rows(synth_run / "train.jsonl")
+    assert set(ToolRouter.load(path).tools) == offered_tools(train) | set(call_examples(train)[1])
+    assert set(call_examples(train)[1]) <= {
+        "filter_items",
+        "get_item",
+        "get_user_history",
+        "popular_items",
+        "rank_by_preference",
+        "rank_items",
+        "retrieve_for_user",
+        "search_items",
+        "similar_items",
+    }
+
+
+def test_bad_input_is_one_line_errors(synth_run, tmp_path):
+    with pytest.raises(SFTDataError, match="has no train.jsonl"):
+        train_router(RouterJobConfig.build(data_dir=str(tmp_path), output_dir=str(tmp_path / "out")))
+    with pytest.raises(ConfigError, match="C"):
+        RouterJobConfig.build(data_dir=str(synth_run), output_dir=str(tmp_path), C=0)
+    with pytest.raises(ConfigError, match="an n-gram range is"):
+        RouterJobConfig.build(data_dir=str(synth_run), output_dir=str(tmp_path), char_ngrams=(5, 3))
+    leaky = tmp_path / "leaky"
+    leaky.mkdir()
+    test = _rows(synth_run / "test.jsonl")
+    for name in ("train.jsonl", "test.jsonl", "validation.jsonl"):
+        (leaky / name).write_text((synth_run / name).read_text())
+    with (leaky / "train.jsonl").open("a") as f:
+        f.write(json.dumps(test[0]) + "\n")
+    with pytest.raises(SFTDataError, match="leaks test data"):
+        train_router(RouterJobConfig.build(data_dir=str(leaky), output_dir=str(tmp_path / "out")))
+
+
+def test_a_local_policy_uses_the_router_its_adapter_folder_holds(tmp_path):
+    from recagent.agents.config import PolicyConfig, make_policy
+
+    block = FeatureBlock("word", (1, 1), {"comedies": 0}, np.ones(1))
+    ToolRouter([block], np.zeros((2, 1)), np.zeros(2), ["filter_items", "get_item"]).save(tmp_path / ROUTER_FILE)
+    served = make_policy(PolicyConfig(adapter=str(tmp_path)))
+    assert served.router_path == str(tmp_path / ROUTER_FILE) and served.router_top_k == PolicyConfig().router_top_k
+    assert make_policy(PolicyConfig(adapter=str(tmp_path), router_top_k=0)).router_top_k == 0
+    assert make_policy(PolicyConfig(adapter=str(tmp_path / "elsewhere"))).router_path is None
+    assert make_policy(PolicyConfig(adapter=None)).router_path is None  # the untrained base: no router
