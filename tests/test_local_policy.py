@@ -418,3 +418,10 @@ def test_a_router_narrows_the_call_grammar_to_its_likeliest_tools(policy, schema
     assert grammar_tools[-1] == set(bias)
     off = routed.model_copy(update={"router_top_k": 0, "max_new_tokens": 4}).bind_tools(schemas).invoke(_messages())
     assert "routed_tools" not in off.response_metadata and grammar_tools[-1] == set(names)
+    other = ToolRouter(
+        [block], np.zeros((len(names), 0)), np.array([n == "popular_items" for n in names], float), names
+    )
+    elsewhere = two.model_copy(update={"router_path": str(other.save(tmp_path / "other.npz")), "router_top_k": 1})
+    assert elsewhere.bind_tools(schemas).invoke(_messages()).response_metadata["routed_tools"] == ["popular_items"]
+    free = routed.model_copy(update={"constrained": False, "max_new_tokens": 4}).bind_tools(schemas).invoke(_messages())
+    assert "routed_tools" not in free.response_metadata  # without a grammar the router narrows nothing

@@ -197,10 +197,10 @@ class LocalChatModel(BaseChatModel):
         return slot.engine
 
     def tool_router(self) -> ToolRouter:
-        """The tool router at ``router_path``, loaded once."""
-        if self._router is None:
-            self._router = ToolRouter.load(self.router_path)
-        return self._router
+        """The tool router at ``router_path``, loaded once (a copy with another path loads its own)."""
+        if self._router is None or self._router[0] != self.router_path:
+            self._router = (self.router_path, ToolRouter.load(self.router_path))
+        return self._router[1]
 
     def grammars(self) -> GrammarCache:
         """The engine's compiled-grammar cache."""
@@ -416,7 +416,8 @@ class LocalChatModel(BaseChatModel):
         grammar_tools = ground_call_arguments(tools or [], kwargs.get("call_ids"))
         keep = names - set(without)  # without: tools whose call would repeat one made since the user's last message
         routed = None
-        if self.router_top_k and self.router_path and keep and choice in (None, "auto", "required"):
+        # the router narrows the grammar only: unconstrained, the model may write any name it likes
+        if constrained and self.router_top_k and self.router_path and keep and choice in (None, "auto", "required"):
             keep = self.tool_router().allowed(turns_of_messages(messages), keep, self.router_top_k)
             routed = sorted(keep)
         if keep != names:
