@@ -161,16 +161,23 @@ class ToolRouter:
             return cls(blocks, z["coef"], z["intercept"].astype(np.float64), [str(t) for t in z["tools"]])
 
 
+def turns_of(messages: Sequence[Mapping]) -> list[Turn]:
+    """Router turns of OpenAI-format messages (a synthesized row's ``messages``)."""
+    return [
+        Turn(
+            m.get("role", ""),
+            m["content"] if isinstance(m.get("content"), str) else "",
+            tuple(c["function"]["name"] for c in m.get("tool_calls") or []),
+        )
+        for m in messages
+    ]
+
+
 def turns_of_messages(messages: Sequence[object]) -> list[Turn]:
-    """Router turns of langchain-core messages (human, ai with tool_calls, tool, system)."""
-    roles = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
-    out = []
-    for m in messages:
-        role = roles.get(getattr(m, "type", ""), "other")
-        calls = tuple(c["name"] for c in getattr(m, "tool_calls", None) or [])
-        content = m.content if isinstance(getattr(m, "content", None), str) else ""
-        out.append(Turn(role, content, calls))
-    return out
+    """Router turns of langchain-core messages, converted to OpenAI format by langchain-core as training rows are."""
+    from langchain_core.messages import convert_to_openai_messages
+
+    return turns_of(convert_to_openai_messages(list(messages)))
 
 
 def router_file(folder: str | Path | None) -> Path | None:

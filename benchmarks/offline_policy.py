@@ -378,6 +378,11 @@ def main() -> None:
     if shown is not None and shown.is_relative_to(RESULTS.parents[1]):  # the report names it as the repo does
         shown = shown.relative_to(RESULTS.parents[1])
 
+    names = {spec.partition("=")[0] for spec in a.policy}
+    for setting in a.policy_set:  # a typo would otherwise score a policy silently without its setting
+        name, _, field_value = setting.partition(":")
+        if name not in names or "=" not in field_value:
+            raise SystemExit(f"--policy-set {setting}: expected NAME:FIELD=VALUE with NAME one of {sorted(names)}")
     summary = {}
     for spec in a.policy:
         name, _, adapter = spec.partition("=")

@@ -253,6 +253,8 @@ def main() -> None:
     )
     ap.add_argument("--note", default=None, help="how these checkpoints were measured (default: keep the file's note)")
     args = ap.parse_args()
+    if args.router_top_k is not None and args.router_top_k < 0:
+        raise SystemExit(f"--router-top-k {args.router_top_k}: expected 0 (no router) or more tools")
 
     import yaml
     from machine import machine_info  # benchmarks/machine.py (this script's folder is on sys.path)

@@ -25,26 +25,25 @@ def call_turns(rows: list[dict]) -> tuple[list[str], list[str], list[str], Count
     """(texts, gold labels, plans) of every call turn, and how many calls after a tool result repeat its tool."""
     from synth_first_calls import _json_field  # this folder: one reader of a row's meta fields
 
-    from recagent.agents.tool_router import Turn, router_text  # the router's features: one rule for both
+    # the router's features and readers: one rule for the router and this bound on it
+    from recagent.agents.tool_router import router_text, turns_of
+    from recagent.rl.train_router import core_tool_names
 
     texts, labels, plans, repeats = [], [], [], Counter()
     for row in rows:
-        variants = _json_field(row["meta"].get("tool_variants"))
-        core = {name: v.get("core") or name for name, v in variants.items()}
+        core = core_tool_names(row)
         plan = _json_field(row["meta"].get("extra")).get("plan") or row["meta"].get("kind")
-        msgs, turns = row["messages"], []
-        for j, m in enumerate(msgs):
-            names = tuple(c["function"]["name"] for c in m.get("tool_calls") or [])
-            if m["role"] == "assistant" and names:
-                texts.append(router_text(turns, core))
-                labels.append("+".join(sorted(core.get(n, n) for n in names)))
-                plans.append(plan)
-                if msgs[j - 1]["role"] == "tool":  # a call right after a result: does it call that tool again?
-                    before = next(msgs[k] for k in range(j - 1, -1, -1) if msgs[k].get("tool_calls"))
-                    again = set(names) & {c["function"]["name"] for c in before["tool_calls"]}
-                    repeats["calls after a tool result"] += 1
-                    repeats["of them calling a tool of the call before"] += bool(again)
-            turns.append(Turn(m["role"], m.get("content") or "", names))
+        turns = turns_of(row["messages"])
+        for j, turn in enumerate(turns):
+            if turn.role != "assistant" or not turn.calls:
+                continue
+            texts.append(router_text(turns[:j], core))
+            labels.append("+".join(sorted(core.get(n, n) for n in turn.calls)))
+            plans.append(plan)
+            if turns[j - 1].role == "tool":  # a call right after a result: does it call that tool again?
+                before = next(turns[k] for k in range(j - 1, -1, -1) if turns[k].calls)
+                repeats["calls after a tool result"] += 1
+                repeats["of them calling a tool of the call before"] += bool(set(turn.calls) & set(before.calls))
     return texts, labels, plans, repeats
 
 

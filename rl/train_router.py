@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 from pydantic import Field, field_validator
 
-from recagent.agents.tool_router import ROUTER_FILE, FeatureBlock, ToolRouter, Turn, router_text
+from recagent.agents.tool_router import ROUTER_FILE, FeatureBlock, ToolRouter, router_text, turns_of
 from recagent.config import JobConfig
 
 
@@ -47,7 +47,8 @@ class RouterJobConfig(JobConfig):
         return value
 
 
-def _core_names(row: dict[str, Any]) -> dict[str, str]:
+def core_tool_names(row: dict[str, Any]) -> dict[str, str]:
+    """A synthesized row's offered tool names -> the core tool each renames (a distractor: its own name)."""
     variants = (row.get("meta") or {}).get("tool_variants") or {}
     if isinstance(variants, str):
         variants = json.loads(variants)
@@ -58,7 +59,7 @@ def offered_tools(rows: list[dict[str, Any]]) -> set[str]:
     """Every tool the rows offer (variants as their core tool), called or not."""
     names = set()
     for row in rows:
-        core = _core_names(row)
+        core = core_tool_names(row)
         names |= {core.get(n, n) for t in row.get("tools") or [] if (n := t.get("function", {}).get("name"))}
     return names
 
@@ -67,13 +68,11 @@ def call_examples(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """(features, label) of every call turn in ``rows``: the text before it and the first tool it calls (core)."""
     texts, labels = [], []
     for row in rows:
-        core, turns = _core_names(row), []
-        for m in row["messages"]:
-            calls = tuple(c["function"]["name"] for c in m.get("tool_calls") or [])
-            if m["role"] == "assistant" and calls:
-                texts.append(router_text(turns, core))
-                labels.append(core.get(calls[0], calls[0]))
-            turns.append(Turn(m["role"], m.get("content") or "", calls))
+        core, turns = core_tool_names(row), turns_of(row["messages"])
+        for i, turn in enumerate(turns):
+            if turn.role == "assistant" and turn.calls:
+                texts.append(router_text(turns[:i], core))
+                labels.append(core.get(turn.calls[0], turn.calls[0]))
     return texts, labels
 
 
@@ -140,4 +139,12 @@ def train_router(cfg: RouterJobConfig) -> Path:
     return out / ROUTER_FILE
 
 
-__all__ = ["RouterJobConfig", "accuracy", "call_examples", "fit_router", "offered_tools", "train_router"]
+__all__ = [
+    "RouterJobConfig",
+    "accuracy",
+    "call_examples",
+    "core_tool_names",
+    "fit_router",
+    "offered_tools",
+    "train_router",
+]
