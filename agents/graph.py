@@ -114,6 +114,7 @@ def _decoding_constraints(state: AgentState, ctx: AgentContext) -> dict:
         catalog.index_of,
         (state.get("user") or {}).get("user_id"),
         state.get("grounded_ids") or [],
+        catalog.all_genres,
     )
     if state.get("mode") == "listwise":
         return {"cite_items": items, "listwise_k": state.get("k", ctx.config.k), "call_ids": call_ids}

@@ -1,7 +1,8 @@
 """Do the synthesized gold calls fit the call grammar's grounded arguments? A rule that refuses a gold call caps AST.
 
-The local policy's grammar narrows a call's user and item ids, the candidate sets it reads, its counts and its
-years to what the conversation holds (``recagent.agents.call_ids``,
+The local policy's grammar narrows a call's user and item ids, the candidate sets it reads, its counts, its
+years (on the side the words give) and, right after a request, its genres to what the conversation holds
+(``recagent.agents.call_ids``,
 ``recagent.agents.policies.grammar.ground_call_arguments``).
 For every gold call of a synthesis run's dialogs, this grounds the offered tools in the conversation before the
 call (as the agent does) and validates the gold arguments against the grounded schemas (jsonschema); it reports
@@ -20,7 +21,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def check_file(path: Path, users: dict, items: dict) -> dict:
+def check_file(path: Path, users: dict, items: dict, genres: list[str]) -> dict:
     """Gold calls of one dialog file: how many, how many the grounded schemas refuse (by tool and argument)."""
     import jsonschema
     from langchain_core.messages import convert_to_messages
@@ -36,7 +37,7 @@ def check_file(path: Path, users: dict, items: dict) -> dict:
             if m["role"] != "assistant" or not m.get("tool_calls"):
                 continue
             before = [{k: v for k, v in x.items() if k != "artifact"} for x in messages[:t]]
-            ids = conversation_call_ids(convert_to_messages(before), users, items)
+            ids = conversation_call_ids(convert_to_messages(before), users, items, catalog_genres=genres)
             tools = {s["function"]["name"]: s for s in ground_call_arguments(row["tools"], ids)}
             for tc in m["tool_calls"]:
                 calls += 1
@@ -71,7 +72,8 @@ def main() -> None:
         path = args.data / f"{f}.jsonl"
         if not path.is_file():
             raise SystemExit(f"{path} does not exist (files are named without .jsonl: train, validation, test)")
-        out["files"][f] = check_file(path, dataset.users.index_of, dataset.items.index_of)
+        genres = list(dataset.items.all_genres)
+        out["files"][f] = check_file(path, dataset.users.index_of, dataset.items.index_of, genres)
         print(f, json.dumps(out["files"][f])[:300], flush=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
 

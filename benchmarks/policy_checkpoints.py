@@ -137,7 +137,9 @@ def score(policy_kwargs: dict, tasks: list[dict], dataset) -> dict:
     for t in tasks:
         bound = model.bind_tools(t["tools"], tool_choice="auto")
         messages = convert_to_messages(t["entry"]["question"])
-        ids = conversation_call_ids(messages, dataset.users.index_of, dataset.items.index_of)
+        ids = conversation_call_ids(
+            messages, dataset.users.index_of, dataset.items.index_of, catalog_genres=dataset.items.all_genres
+        )
         t0 = time.perf_counter()
         ai = bound.invoke(messages, call_ids=ids)
         seconds.append(time.perf_counter() - t0)
@@ -251,8 +253,22 @@ def main() -> None:
         default=None,
         help="checkpoint NAME the others are compared with, task by task (default: the first one named)",
     )
+    ap.add_argument(
+        "--compare-with",
+        type=Path,
+        default=None,
+        help="an earlier output of this script (other code, same tasks): its checkpoints join the paired comparison "
+        "as 'NAME (FILE)', e.g. --paired-against 'checkpoint-shipped (policy_checkpoints_router)'",
+    )
+    ap.add_argument(
+        "--paired-only",
+        action="store_true",
+        help="score nothing: compare the checkpoints already in --out (and --compare-with) task by task",
+    )
     ap.add_argument("--note", default=None, help="how these checkpoints were measured (default: keep the file's note)")
     args = ap.parse_args()
+    if args.compare_with is not None and not args.compare_with.is_file():
+        raise SystemExit(f"--compare-with {args.compare_with}: no such file")
     if args.router_top_k is not None and args.router_top_k < 0:
         raise SystemExit(f"--router-top-k {args.router_top_k}: expected 0 (no router) or more tools")
 
@@ -311,7 +327,20 @@ def main() -> None:
     if args.note or "note" not in results:  # one note for the file: scores of earlier calls keep theirs
         results["note"] = args.note or "latencies are clean only if nothing else ran on the machine"
     scores = results.setdefault("scores", {})
-    for name in names:
+    if args.compare_with is not None:  # scored by other code on the same tasks: compared task by task
+        earlier = json.loads(args.compare_with.read_text())
+        if earlier.get("tasks") != len(tasks) or earlier.get("scored_rows") != scored:
+            raise SystemExit(f"--compare-with {args.compare_with} scored other tasks ({earlier.get('tasks')} tasks)")
+        for name, s in earlier.get("scores", {}).items():
+            scores[f"{name} ({args.compare_with.stem})"] = s
+    if args.paired_only:
+        against = args.paired_against or next(iter(scores), None)
+        if against not in scores:
+            raise SystemExit(f"--paired-against {against!r}: not among the scores ({', '.join(scores)})")
+        results["paired"] = {"tasks": "call and no-tool tasks", **paired(scores, len(tasks), against)}
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(results["paired"], indent=1))
+        return
         adapter = None if name == "base" else str(args.run / name)
         served = PolicyConfig(adapter=adapter)
         router = router_file(adapter)

@@ -146,7 +146,11 @@ def conversation_ids(task: CallTask, env) -> CallIds:
 
     from recagent.agents.call_ids import conversation_call_ids
 
-    return conversation_call_ids(convert_to_messages(task.messages), env.dataset.users.index_of, env.catalog.index_of)
+    messages = convert_to_messages(task.messages)
+    catalog = env.catalog
+    return conversation_call_ids(
+        messages, env.dataset.users.index_of, catalog.index_of, catalog_genres=catalog.all_genres
+    )
 
 
 def evaluate_task(

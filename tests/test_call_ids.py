@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from recagent.agents.call_ids import conversation_call_ids, number_words, numbers_in, years_in
+from recagent.agents.call_ids import conversation_call_ids, number_words, numbers_in, year_bounds_in, years_in
 
 
 @pytest.mark.parametrize(
@@ -103,10 +103,84 @@ def test_every_year_a_hand_written_request_accepts_is_one_the_grammar_admits():
 
     checked = 0
     for request in never_trained_on():
-        admitted = set(years_in(" ".join([t.text for t in request.context] + [request.text])))
+        texts = [t.text for t in request.context] + [request.text]
+        admitted = {y for t in texts for y in years_in(t)}
+        # and on its side: "before 1960" is no earliest year, "nothing older than 1990" no latest one
+        sides = {"year_min": {y for t in texts for y in year_bounds_in(t)[0]}}
+        sides["year_max"] = {y for t in texts for y in year_bounds_in(t)[1]}
         for accepted in request.accepted_first_calls:
             for name in ("year_min", "year_max"):
                 if accepted.args.get(name) is not None:
-                    assert accepted.args[name] in admitted, (request.id, name, accepted.args[name])
+                    assert accepted.args[name] in admitted & sides[name], (request.id, name, accepted.args[name])
                     checked += 1
     assert checked > 50, "the hand-written requests accept calls with years"
+
+
+@pytest.mark.parametrize(
+    ("text", "earliest", "latest"),
+    [
+        ("an adventure movie made before 1960", [], [1959, 1960, 1961]),
+        ("fantasy films from 1985 or earlier", [], [1984, 1985, 1986]),
+        ("nothing released before 1990", [1989, 1990, 1991], []),  # a negation turns the cue around
+        ("no mvies from before 1990", [1989, 1990, 1991], []),  # two words between, a typo in them
+        ("sikp anything pre-1975", [1974, 1975, 1976], []),  # a misspelt negation
+        ("anything from before 1990?", [], [1989, 1990, 1991]),  # "anything" is no misspelt "nothing"
+        ("not older than 1995", [1994, 1995, 1996], []),
+        ("nothing too long, and made before 1960", [], [1959, 1960, 1961]),  # a negation of another clause
+        ("movies from 1990 onwards", [1989, 1990, 1991], []),
+        ("between 1985 and 1995", [1984, 1985, 1986], [1994, 1995, 1996]),
+        ("documentaries released 1990 through 1994", [1989, 1990, 1991], [1993, 1994, 1995]),
+        ("westerns from the sixties", [1960], [1969]),  # a decade: its first year earliest, its last latest
+        ("the 1940s", [1940], [1949]),
+        ("a drama from 1995", [1994, 1995, 1996], [1994, 1995, 1996]),  # no cue: either side
+        ("nothing older than the 80s", [1980], []),  # a decade's cue
+        ("nothing newer than the 80s", [], [1989]),
+        ("the nineties or laetr only", [1990], []),  # a misspelt cue
+        ("i'm after nineties sci-fi", [1990], [1999]),  # "i'm after" wants them
+    ],
+)
+def test_a_written_year_bounds_a_range_on_the_side_its_words_give(text, earliest, latest):
+    assert year_bounds_in(text) == (earliest, latest)
+
+
+def _year_tool(**described: str) -> dict:
+    """An OpenAI tool whose optional year parameters (schemas.Year) have these names and descriptions."""
+    from recagent.tools.schemas import YEAR_MAX, YEAR_MIN
+
+    year = {"anyOf": [{"type": "integer", "minimum": YEAR_MIN, "maximum": YEAR_MAX}, {"type": "null"}]}
+    properties = {name: {**year, "description": text} for name, text in described.items()}
+    return {
+        "type": "function",
+        "function": {"name": "filter_items", "parameters": {"type": "object", "properties": properties}},
+    }
+
+
+def test_a_year_argument_takes_the_years_of_its_side():
+    from recagent.agents.policies.grammar import ground_call_arguments
+
+    tool = _year_tool(year_min="earliest release year", to_year="end of the preferred era")
+    schema = ground_call_arguments([tool], conversation_call_ids([HumanMessage("a western made before 1960")], {}, {}))
+    props = schema[0]["function"]["parameters"]["properties"]
+    assert list(props) == ["to_year"]  # no earliest year was written: the call cannot write one
+    assert props["to_year"]["anyOf"][0]["enum"] == [1959, 1960, 1961]
+
+
+@pytest.mark.parametrize(
+    ("text", "decades_alone"),
+    [
+        ("westerns from the sixties", True),
+        ("a movie from the 80s or the nineties", True),
+        ("the 80s or later only", False),  # a cue: one side
+        ("nineties stuff, or a drama not older than 1990", False),  # a year besides
+        ("a comedy please", False),
+    ],
+)
+def test_a_request_bounded_by_decades_alone_asks_for_both_ends(text, decades_alone):
+    from recagent.agents.call_ids import asks_for_decades
+    from recagent.agents.policies.grammar import ground_call_arguments
+
+    assert asks_for_decades(text) is decades_alone
+    tool = _year_tool(year_min="earliest release year", year_max="latest release year")
+    ids = conversation_call_ids([HumanMessage(text)], {}, {})
+    required = ground_call_arguments([tool], ids)[0]["function"]["parameters"].get("required", [])
+    assert sorted(required) == (["year_max", "year_min"] if decades_alone else [])

@@ -211,3 +211,38 @@ def test_year_arguments_take_only_the_conversations_years_and_none_where_nobody_
         assert accepts(None, call(**bad), tools=tools, choice="required"), bad
         assert not accepts(None, call(**bad), tools=eighties, choice="required"), bad
         assert not accepts(None, call(**bad), tools=none_written, choice="required"), bad
+
+
+def test_the_first_call_after_a_request_must_name_the_genres_it_wants(accepts, synthetic_env):
+    # "westerns from the sixties" became year_min 1960 alone, "a western they have not watched" excluded Western and
+    # "a comedy but nothing romantic" also excluded War, on development requests: the grammar now holds the call to
+    # the request's genres
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from recagent.agents.call_ids import conversation_call_ids
+    from recagent.agents.policies.grammar import ground_call_arguments
+    from recagent.agents.prompt_format import render_tool_call
+    from recagent.tools.recommender_tools import build_registry
+
+    tools = [t for t in build_registry(synthetic_env).openai_schemas() if t["function"]["name"] == "filter_items"]
+    genres = synthetic_env.catalog.all_genres
+    wanted, other = genres[0], genres[1]
+    request = [HumanMessage(f"a {wanted.lower()} but nothing {other.lower()}")]
+    grounded = ground_call_arguments(tools, conversation_call_ids(request, {}, {}, catalog_genres=genres))
+
+    def call(**args) -> str:
+        return render_tool_call("filter_items", args)
+
+    assert accepts(None, call(genres=[wanted], exclude_genres=[other]), tools=grounded, choice="required")
+    assert accepts(None, call(genres=[wanted]), tools=grounded, choice="required")
+    for bad in (
+        {},
+        {"exclude_genres": [wanted]},
+        {"genres": [other]},
+        {"genres": [wanted], "exclude_genres": [genres[2]]},
+    ):
+        assert accepts(None, call(**bad), tools=tools, choice="required"), bad
+        assert not accepts(None, call(**bad), tools=grounded, choice="required"), bad
+    # after a tool result in the same turn the request has been read: the next call is free
+    later = [*request, AIMessage(""), ToolMessage("items:\n[1] A (1990)", tool_call_id="c1")]
+    assert conversation_call_ids(later, {}, {}, catalog_genres=genres).genres_wanted is None

@@ -86,7 +86,7 @@ def _record_replies(engine, monkeypatch) -> list[list[int]]:
 
 
 def test_the_shipped_tool_router_loads_and_names_an_accepted_tool_for_the_five_requests():
-    """The router beside the adapter (opt-in, policy.router_top_k) reads as plain arrays and ranks an accepted
+    """The router beside the adapter (on by default, policy.router_top_k) reads as plain arrays and ranks an accepted
     first tool first for the four fixed requests that need one."""
     from recagent.agents.local_model import shipped_folder
     from recagent.agents.tool_router import ToolRouter, Turn, router_file, router_text

@@ -126,11 +126,23 @@ class CallIds:
     sets: tuple[str, ...] = ()
     counts: tuple[int, ...] = ()
     years: tuple[int, ...] = ()
+    # the years an earliest-year and a latest-year argument may take (:func:`~recagent.agents.call_ids.year_bounds_in`);
+    # None: any of ``years``
+    years_from: tuple[int, ...] | None = None
+    years_to: tuple[int, ...] | None = None
+    # the genres a wanted-genres argument may take, one at least (:mod:`~recagent.agents.genre_mentions`), and those
+    # an unwanted-genres argument may take; None: free
+    genres_wanted: tuple[str, ...] | None = None
+    genres_unwanted: tuple[str, ...] | None = None
+    # the request bounds years by decades alone ("westerns from the sixties"): a call taking an earliest and a latest
+    # year writes both (:func:`~recagent.agents.call_ids.asks_for_decades`)
+    decade_range: bool = False
 
 
 def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
     """Copies of OpenAI ``tools`` whose id, saved-set, count and year arguments (found by the tools' argument types,
-    under any parameter name) can only take ``ids``; ``tools`` itself when there is nothing to narrow."""
+    under any parameter name; a year's side and a genre argument by its description) can only take ``ids``, with
+    the arguments a request asks for required; ``tools`` itself when there is nothing to narrow."""
     from recagent.tools.schemas import (
         ITEM_ID_DESCRIPTION,
         K_MAX,
@@ -162,9 +174,9 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
     # cannot write it
     unwritable = [k for k, present in ((reads_set, ids.sets), (is_year, ids.years)) if not present]
 
-    def narrow(node: Any) -> Any:
+    def narrow(node: Any, years: tuple[int, ...] = ids.years) -> Any:
         if isinstance(node, list):
-            return [narrow(v) for v in node]
+            return [narrow(v, years) for v in node]
         if not isinstance(node, dict):
             return node
         values = allowed.get(node.get("description")) if node.get("type") == "string" else None
@@ -173,18 +185,82 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
         if ids.counts and is_count(node):
             return {"type": "integer", "enum": list(ids.counts), "description": node.get("description", "")}
         if ids.years and is_year(node):
-            return {"type": "integer", "enum": list(ids.years), "description": node.get("description", "")}
-        out = {k: narrow(v) for k, v in node.items()}
-        if unwritable and isinstance(out.get("properties"), dict):
-            required = set(out.get("required") or ())
-            props = out["properties"]
-            out["properties"] = {
-                k: v for k, v in props.items() if k in required or not any(holds(v, kind) for kind in unwritable)
-            }
+            return {"type": "integer", "enum": list(years), "description": node.get("description", "")}
+        out = {k: narrow(v, years) for k, v in node.items() if k != "properties"}
+        if isinstance(node.get("properties"), dict):
+            required = set(node.get("required") or ())
+            props = {}
+            sides: dict[str, str] = {}  # "earliest"/"latest" -> the year parameter of that side
+            for name, prop in node["properties"].items():
+                side = year_side(name, prop) if ids.years and holds(prop, is_year) else ""
+                if side:
+                    sides[side] = name
+                side_years = {"earliest": ids.years_from, "latest": ids.years_to}.get(side)
+                side_years = ids.years if side_years is None else side_years
+                genres = {"wanted": ids.genres_wanted, "unwanted": ids.genres_unwanted}.get(genre_sense(prop))
+                if name not in required and (
+                    any(holds(prop, kind) for kind in unwritable)
+                    or (side and not side_years)
+                    or (genres is not None and not genres)
+                ):
+                    continue  # nothing it could hold was written: the call cannot write it
+                props[name] = narrow(prop, side_years)
+                if genres and genre_sense(prop) == "wanted":  # the request named genres it wants: the call names them
+                    props[name] = wanted_genres(props[name], genres)
+                    out["required"] = [*out.get("required", []), name]
+                elif genres and props[name].get("type") == "array":
+                    props[name] = unwanted_genres(props[name], genres)
+            if ids.decade_range and len(sides) == 2 and all(name in props for name in sides.values()):
+                out["required"] = [*out.get("required", []), *sides.values()]
+            out["properties"] = props
         return out
 
     grounded = [narrow(t) for t in tools]
     return tools if grounded == tools else grounded
+
+
+_EARLIEST = re.compile(r"earliest|start|after|from|\bmin")
+_LATEST = re.compile(r"latest|\bend\b|before|\bto\b|until|\bmax")
+
+
+def year_side(name: str, prop: dict) -> str:
+    """Whether a year parameter is a range's "earliest" or "latest" year, by its description ("earliest release
+    year", "end of the preferred era"), else its name ("year_min", "released_before"); "" when neither says."""
+    for words in (str(prop.get("description", "")), name.replace("_", " ")):
+        earliest, latest = bool(_EARLIEST.search(words.lower())), bool(_LATEST.search(words.lower()))
+        if earliest != latest:
+            return "earliest" if earliest else "latest"
+    return ""
+
+
+# genre parameters by their descriptions (the core tools' and every variant's, whose descriptions change only nouns)
+_UNWANTED_GENRES = re.compile(r"genres the user does not want|^drop \w+ with any of these$")
+_WANTED_GENRES = re.compile(r"genres to match|restrict to this genre|genres the user wants")
+
+
+def genre_sense(prop: dict) -> str:
+    """Whether a parameter takes genres a request "wanted" or "unwanted", by its description; "" for neither."""
+    description = str(prop.get("description", ""))
+    if _UNWANTED_GENRES.search(description):
+        return "unwanted"
+    return "wanted" if _WANTED_GENRES.search(description) else ""
+
+
+def wanted_genres(prop: dict, genres: tuple[str, ...]) -> dict:
+    """A wanted-genres parameter's schema: a list starting with ``genres`` in the request's order ("crime dramas"
+    wants both), then any other genre the parameter takes ("a fantasy film for my 8-year-old nephew" may add
+    Children's); a single genre is one of ``genres``."""
+    if prop.get("type") == "array":
+        prefix = [{"type": "string", "enum": [g]} for g in genres]
+        return {**prop, "prefixItems": prefix, "minItems": max(len(genres), prop.get("minItems", 0))}
+    return {"type": "string", "enum": list(genres), "description": prop.get("description", "")}
+
+
+def unwanted_genres(prop: dict, genres: tuple[str, ...]) -> dict:
+    """An unwanted-genres parameter's schema: a list of ``genres`` the request refused, each at most once in
+    count (the adapters repeated "Romance" to the token budget)."""
+    items = {**prop.get("items", {}), "type": "string", "enum": list(genres)}
+    return {**prop, "items": items, "maxItems": len(genres)}
 
 
 def normalize_tool_choice(tool_choice: Any, tool_names: set[str]) -> str:
