@@ -284,6 +284,7 @@ def conversation_call_ids(
         years_to=tuple(sorted(set(years_to))),
         genres_wanted=wanted,
         genres_unwanted=unwanted,
+        catalog_genres=tuple(catalog_genres),
         decade_range=request is not None and asks_for_decades(request),
     )
 

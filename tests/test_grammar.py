@@ -235,6 +235,10 @@ def test_the_first_call_after_a_request_must_name_the_genres_it_wants(accepts, s
 
     assert accepts(None, call(genres=[wanted], exclude_genres=[other]), tools=grounded, choice="required")
     assert accepts(None, call(genres=[wanted]), tools=grounded, choice="required")
+    # after the request's genres, at most one other genre of the catalog: the base model ran on with free strings
+    assert accepts(None, call(genres=[wanted, genres[3]]), tools=grounded, choice="required")
+    for bad in ([wanted, "Comedy_Aristotelous"], [wanted, genres[3], genres[4]], [genres[3], wanted]):
+        assert not accepts(None, call(genres=bad), tools=grounded, choice="required"), bad
     for bad in (
         {},
         {"exclude_genres": [wanted]},

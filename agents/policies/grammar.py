@@ -130,10 +130,12 @@ class CallIds:
     # None: any of ``years``
     years_from: tuple[int, ...] | None = None
     years_to: tuple[int, ...] | None = None
-    # the genres a wanted-genres argument may take, one at least (:mod:`~recagent.agents.genre_mentions`), and those
-    # an unwanted-genres argument may take; None: free
+    # the genres a wanted-genres argument must start with, all of them (a single genre: one of them), as the request
+    # named them (:mod:`~recagent.agents.genre_mentions`), and those an unwanted-genres argument may take; None: free
     genres_wanted: tuple[str, ...] | None = None
     genres_unwanted: tuple[str, ...] | None = None
+    # the catalog's genres: what a wanted-genres list may add after the request's own
+    catalog_genres: tuple[str, ...] = ()
     # the request bounds years by decades alone ("westerns from the sixties"): a call taking an earliest and a latest
     # year writes both (:func:`~recagent.agents.call_ids.asks_for_decades`)
     decade_range: bool = False
@@ -206,7 +208,7 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                     continue  # nothing it could hold was written: the call cannot write it
                 props[name] = narrow(prop, side_years)
                 if genres and genre_sense(prop) == "wanted":  # the request named genres it wants: the call names them
-                    props[name] = wanted_genres(props[name], genres)
+                    props[name] = wanted_genres(props[name], genres, ids.catalog_genres)
                     out["required"] = [*out.get("required", []), name]
                 elif genres and props[name].get("type") == "array":
                     props[name] = unwanted_genres(props[name], genres)
@@ -246,14 +248,19 @@ def genre_sense(prop: dict) -> str:
     return "wanted" if _WANTED_GENRES.search(description) else ""
 
 
-def wanted_genres(prop: dict, genres: tuple[str, ...]) -> dict:
+def wanted_genres(prop: dict, genres: tuple[str, ...], catalog: tuple[str, ...]) -> dict:
     """A wanted-genres parameter's schema: a list starting with ``genres`` in the request's order ("crime dramas"
-    wants both), then any other genre the parameter takes ("a fantasy film for my 8-year-old nephew" may add
-    Children's); a single genre is one of ``genres``."""
-    if prop.get("type") == "array":
-        prefix = [{"type": "string", "enum": [g]} for g in genres]
-        return {**prop, "prefixItems": prefix, "minItems": max(len(genres), prop.get("minItems", 0))}
-    return {"type": "string", "enum": list(genres), "description": prop.get("description", "")}
+    wants both), then at most one other ``catalog`` genre ("a fantasy film for my 8-year-old nephew" may add
+    Children's; with free strings there the 135M base ran on: "Comedy", "Comedy_Aristotelous", ...); a single genre
+    is one of ``genres``."""
+    if prop.get("type") != "array":
+        return {"type": "string", "enum": list(genres), "description": prop.get("description", "")}
+    prefix = [{"type": "string", "enum": [g]} for g in genres]
+    others = [g for g in catalog if g not in genres and g in prop.get("items", {}).get("enum", catalog)]
+    out = {**prop, "prefixItems": prefix, "minItems": max(len(genres), prop.get("minItems", 0))}
+    if not others:
+        return {**out, "maxItems": len(genres)}
+    return {**out, "items": {"type": "string", "enum": others}, "maxItems": len(genres) + 1}
 
 
 def unwanted_genres(prop: dict, genres: tuple[str, ...]) -> dict:
