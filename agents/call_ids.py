@@ -39,14 +39,13 @@ War II, plus the most popular drama movies": the drama call need not want War).
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from langchain_core.messages import BaseMessage
 
 from recagent.agents.genre_mentions import genre_mentions
-from recagent.agents.negation import ends_negated
+from recagent.agents.negation import ends_negated, misspelt_as
 from recagent.agents.policies.grammar import CallIds
 from recagent.tools.schemas import K_DEFAULT, K_MAX, POOL_K, YEAR_MAX, YEAR_MIN
 
@@ -143,9 +142,9 @@ def _decades(lower: str) -> list[tuple[int, int, int]]:
     for m in _WORD.finditer(lower):
         word = m.group()
         # misspelt as people (and the synthesizer's typos) write them: "ninetes", "eihties"
-        close = difflib.get_close_matches(word, DECADE_WORDS, n=1, cutoff=0.8) if word.endswith("s") else []
-        if close and close[0][0] == word[0]:
-            found.append((m.start(), m.end(), 1900 + DECADE_WORDS[close[0]]))
+        close = misspelt_as(word, DECADE_WORDS, cutoff=0.8) if word.endswith("s") else None
+        if close:
+            found.append((m.start(), m.end(), 1900 + DECADE_WORDS[close]))
     return found
 
 
@@ -181,9 +180,9 @@ def _year_side(text: str, start: int, end: int) -> str:
             return side
     m = _OR_WORD.search(after)
     if m:
-        close = difflib.get_close_matches(m.group(1), AFTER_CUES, n=1, cutoff=0.75)
-        if close and close[0][0] == m.group(1)[0]:
-            return AFTER_CUES[close[0]]
+        close = misspelt_as(m.group(1), AFTER_CUES, cutoff=0.75)
+        if close:
+            return AFTER_CUES[close]
     return "lower" if _LOWER_AFTER.search(after) else ""
 
 

@@ -17,12 +17,11 @@ call after that request takes genres.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from recagent.agents.negation import ends_negated, is_anything
+from recagent.agents.negation import ends_negated, is_anything, misspelt_as
 
 # word starts per catalog genre (ML-100K's spelling); a catalog without one of these genres never matches it
 GENRE_STEMS: dict[str, tuple[str, ...]] = {
@@ -97,9 +96,9 @@ def _genre_at(word: str) -> str | None:
             if word == stem or (stem not in WHOLE_WORDS and word.startswith(stem)):
                 return genre
     if len(word) >= 5:
-        close = difflib.get_close_matches(word, TYPO_WORDS, n=1, cutoff=0.8)
-        if close and close[0][0] == word[0]:
-            return TYPO_WORDS[close[0]]
+        close = misspelt_as(word, TYPO_WORDS, cutoff=0.8)
+        if close:
+            return TYPO_WORDS[close]
     return None
 
 
@@ -145,7 +144,7 @@ def genre_mentions(text: str, catalog_genres: Sequence[str]) -> GenreMentions:
         previous = (end, sense)
         if genre in catalog_genres:
             {"wanted": wanted, "unwanted": unwanted, "soft": soft}[sense].append(genre)
-    unwanted = [g for g in dict.fromkeys(unwanted)]
+    unwanted = list(dict.fromkeys(unwanted))
     return GenreMentions(
         wanted=tuple(g for g in dict.fromkeys(wanted) if g not in unwanted),
         unwanted=tuple(unwanted),

@@ -4,13 +4,15 @@ Call grounding reads it twice: a negation turns a year's cue around (:mod:`~reca
 before 1990" is an earliest year) and marks a genre unwanted (:mod:`~recagent.agents.genre_mentions`). Hand-written
 because it is a reading rule over a few dozen words, misspelt as people and the synthesizer's typos write them
 ("nothng", "sikp", "dorp"): a word within ``window`` words of the clause's end that is a negation or a typo of one
-keeping its first letter and about its length ("anything" is no "nothing").
+keeping its first letter and about its length ("anything" is no "nothing"). The typo rule itself
+(:func:`misspelt_as`) serves the decade, cue and genre words of those readers too.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 
 NEGATION_WORDS = (
     "no not nothing none never without except excluding exclude skip avoid hate drop remove nor besides isnt arent "
@@ -18,6 +20,13 @@ NEGATION_WORDS = (
 )
 NEGATION_PHRASES = re.compile(r"\b(?:other than|leave out|can'?t stand|no more)\b")  # and "anything but"
 _WORD = re.compile(r"[a-z']+")
+
+
+def misspelt_as(word: str, words: Iterable[str], cutoff: float) -> str | None:
+    """The one of ``words`` that ``word`` is, or is a typo of that keeps its first letter ("sikp" of "skip", "cmedy"
+    of "comedy", "eihties" of "eighties"), at ``cutoff`` difflib similarity; None if none."""
+    close = difflib.get_close_matches(word, list(words), n=1, cutoff=cutoff)
+    return close[0] if close and close[0][0] == word[:1] else None
 
 
 def is_negation(word: str) -> bool:
@@ -29,9 +38,9 @@ def is_negation(word: str) -> bool:
         return False
     if len(word) == 4:  # a short word's typo swaps letters ("sikp", "dorp"): "noir" is no "nor", "note" no "none"
         return any(sorted(word) == sorted(n) and word[0] == n[0] for n in NEGATION_WORDS)
-    close = difflib.get_close_matches(word, NEGATION_WORDS, n=1, cutoff=0.75)
-    # a typo keeps the first letter and about the length: "doesn" is no "doesnt", "exclusive" no "exclude"
-    return bool(close) and close[0][0] == word[0] and abs(len(close[0]) - len(word)) <= 1
+    close = misspelt_as(word, NEGATION_WORDS, cutoff=0.75)
+    # a typo keeps about the length too: "doesn" is no "doesnt", "exclusive" no "exclude"
+    return close is not None and abs(len(close) - len(word)) <= 1
 
 
 def is_anything(word: str) -> bool:
