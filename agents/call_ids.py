@@ -32,7 +32,7 @@ So an earliest-year argument takes only years its words do not bound from above 
 older than 1990"), a latest-year argument likewise; a request bounded by decades alone has a call with a year range
 write both ends (:func:`asks_for_decades`); and the genres a request names (:mod:`~recagent.agents.genre_mentions`)
 are the genres the first call after it wants, all of them, and the only ones it may exclude. Of the 12,374 gold
-calls, 15 no longer fit (``benchmarks/grounded_gold_calls.py``): misspellings the rules do not read ("funy",
+calls, 13 no longer fit (``benchmarks/grounded_gold_calls.py``): misspellings the rules do not read ("funy",
 "dama") and requests asking for two things at once whose first call serves one ("a story about soldiers in World
 War II, plus the most popular drama movies": the drama call need not want War).
 """
@@ -54,7 +54,7 @@ _WORD = re.compile(r"[a-z]+")
 _DOZEN = ((re.compile(r"\bhalf an? dozen\b"), "six"), (re.compile(r"\b(?:an? )?dozen\b"), "twelve"))
 _YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
 # decades: "1980s", "80s", "'80s", "eighties" (a two-digit decade is of the 1900s: the catalogs end in 1998)
-_DECADE = re.compile(r"(?<!\d)(1[89]|20)?(\d)0'?s\b")
+DECADE = re.compile(r"(?<!\d)(1[89]|20)?(\d)0'?s\b")
 # the line an item list's result text writes when the list was saved (ItemList.candidate_set, result_text)
 _SAVED_SET = re.compile(r"^candidate_set: (\S+)$", re.M)
 UNITS = {
@@ -136,9 +136,7 @@ def _decade_starts(lower: str) -> list[int]:
 
 def _decades(lower: str) -> list[tuple[int, int, int]]:
     """Where each decade written in ``lower`` starts and ends, and its first year."""
-    found = [
-        (m.start(), m.end(), int(m.group(1) or "19") * 100 + int(m.group(2)) * 10) for m in _DECADE.finditer(lower)
-    ]
+    found = [(m.start(), m.end(), int(m.group(1) or "19") * 100 + int(m.group(2)) * 10) for m in DECADE.finditer(lower)]
     for m in _WORD.finditer(lower):
         word = m.group()
         # misspelt as people (and the synthesizer's typos) write them: "ninetes", "eihties"

@@ -47,7 +47,8 @@ GENRE_STEMS: dict[str, tuple[str, ...]] = {
 }
 # stems that must be a whole word ("war" is not "warm", "kids" not "kidnap")
 WHOLE_WORDS = {"war", "wars", "kids", "kid's", "kids'", "anime", "comic"}
-# what "without violence" excludes, as the synthesizer's requests and people mean it
+# what "without violence" excludes, as the synthesizer's requests and people mean it; only a negated or soft
+# violence word names them: "lawyers fighting a case" or "something violent" does not want all four
 VIOLENT = ("Action", "Crime", "Horror", "War")
 _VIOLENCE = re.compile(r"\bviolen|\bblood and guns\b|\bfighting\b")
 # a soft ask names a genre the call may leave out but need not: "ideally not too much action", "less war"
@@ -125,6 +126,7 @@ def genre_mentions(text: str, catalog_genres: Sequence[str]) -> GenreMentions:
         genre = _genre_at(m.group().strip("'-"))
         if genre and not any(s <= m.start() < e for s, e, _ in found):
             found.append((m.start(), m.end(), genre))
+    violence = {m.start() for m in _VIOLENCE.finditer(lower)}
     found += [(m.start(), m.end(), g) for m in _VIOLENCE.finditer(lower) for g in VIOLENT]
     found.sort()
     wanted: list[str] = []
@@ -142,7 +144,7 @@ def genre_mentions(text: str, catalog_genres: Sequence[str]) -> GenreMentions:
         else:
             sense = "wanted"
         previous = (end, sense)
-        if genre in catalog_genres:
+        if genre in catalog_genres and not (sense == "wanted" and start in violence):
             {"wanted": wanted, "unwanted": unwanted, "soft": soft}[sense].append(genre)
     unwanted = list(dict.fromkeys(unwanted))
     return GenreMentions(

@@ -17,6 +17,13 @@ checks these scores equal sklearn's on real synthesized turns.
 Features of a call turn (:func:`router_text`): every user message so far, and a ``previous_<tools>`` word naming
 the last call's tools (``previous_none`` before any call, ``previous_answered`` after an answer), because what was
 just called decides much of what comes next (a filter is followed by a ranking, a history by a retrieval).
+
+A router fit with slots (``slots`` in its file) also reads :func:`request_slots` of the last user message: words
+for what the request holds (a genre wanted or not, a year bound, another number), read by the rules the call
+grammar uses (:mod:`~recagent.agents.genre_mentions`, :mod:`~recagent.agents.call_ids`). Words alone sent
+requests people wrote in words the synthesizer never used to the wrong tool ("90s horror, the cheesier the better",
+"anything except horror" and "user three hundred and ten wants a mystery" to ``get_item`` as titles); the slots
+carry what those requests ask for whatever their words.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import numpy as np
 ROUTER_FILE = "tool_router.npz"
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # sklearn's default token_pattern
 _SPACES = re.compile(r"\s\s+")  # sklearn's white-space normaliser for char_wb
+_TITLE_YEAR = re.compile(r"\(\d{4}\)")
 
 
 @dataclass(frozen=True)
@@ -44,8 +52,28 @@ class Turn:
     calls: tuple[str, ...] = ()
 
 
-def router_text(turns: Sequence[Turn], core: Mapping[str, str] | None = None) -> str:
-    """The features of the call that follows ``turns``: the user messages so far and the previous call's tools.
+def request_slots(text: str) -> list[str]:
+    """Words naming what a request's text holds, whatever it words it with: ``slot_genre`` per genre it wants,
+    ``slot_nogenre`` per genre it does not (or wants less of), ``slot_year`` when it bounds release years (a year
+    in brackets is a title's) and ``slot_number`` per other number (an id or a count, in digits or words)."""
+    from recagent.agents.call_ids import DECADE, numbers_in, years_in  # langchain-core: only routers with slots
+    from recagent.agents.genre_mentions import GENRE_STEMS, genre_mentions
+
+    text = _TITLE_YEAR.sub(" ", text)  # "Ben-Hur (1959)" names a film, not a release-year bound
+    genres = genre_mentions(text, list(GENRE_STEMS))
+    years = years_in(text)
+    others = [n for n in numbers_in(DECADE.sub(" ", text.lower())) if int(n) not in years]  # "90s" is no id
+    return (
+        ["slot_genre"] * len(genres.wanted)
+        + ["slot_nogenre"] * len(genres.unwanted + genres.soft)
+        + ["slot_year"] * bool(years)
+        + ["slot_number"] * len(others)
+    )
+
+
+def router_text(turns: Sequence[Turn], core: Mapping[str, str] | None = None, slots: bool = False) -> str:
+    """The features of the call that follows ``turns``: the user messages so far and the previous call's tools,
+    and with ``slots`` the :func:`request_slots` of the last user message.
 
     ``core`` maps tool variants to the core tool they rename (training data); unknown names stay as they are.
     """
@@ -58,7 +86,8 @@ def router_text(turns: Sequence[Turn], core: Mapping[str, str] | None = None) ->
             previous = "_".join(sorted({core.get(n, n) for n in t.calls}))
         elif t.role == "assistant":
             previous = "answered"  # the words after a result: the next call starts a new request
-    return f"previous_{previous} " + " || ".join(users)
+    request = " ".join(request_slots(users[-1])) + " " if slots and users else ""
+    return f"previous_{previous} {request}" + " || ".join(users)
 
 
 def analyze(text: str, analyzer: str = "word", ngram: tuple[int, int] = (1, 2)) -> list[str]:
@@ -108,6 +137,11 @@ class ToolRouter:
     coef: np.ndarray  # (n_tools, sum of the blocks' features), blocks side by side
     intercept: np.ndarray  # (n_tools,)
     tools: list[str]
+    slots: bool = False  # its features include the request's slots (router_text(..., slots=True))
+
+    def text(self, turns: Sequence[Turn]) -> str:
+        """The features this router reads for the call that follows ``turns``."""
+        return router_text(turns, slots=self.slots)
 
     def scores(self, text: str) -> np.ndarray:
         """Linear scores of each tool for ``text`` (higher = likelier; a softmax gives sklearn's probabilities)."""
@@ -126,7 +160,7 @@ class ToolRouter:
         """The offered tools a call may name: the router's k likeliest among those it knows, and every tool it does
         not know (a renamed variant keeps its place, since the router cannot judge it)."""
         offered = set(offered)
-        known = [t for t in self.rank(router_text(turns)) if t in offered]
+        known = [t for t in self.rank(self.text(turns)) if t in offered]
         return (offered - set(self.tools)) | set(known[:k])
 
     def save(self, path: str | Path) -> Path:
@@ -138,6 +172,7 @@ class ToolRouter:
             "tools": np.array(self.tools, dtype=str),
             "analyzers": np.array([b.analyzer for b in self.blocks], dtype=str),
             "ngrams": np.array([b.ngram for b in self.blocks], dtype=np.int64).reshape(-1, 2),
+            "slots": np.array(self.slots),
         }
         for i, b in enumerate(self.blocks):
             arrays[f"vocabulary{i}"] = np.array(sorted(b.vocabulary, key=b.vocabulary.get), dtype=str)
@@ -158,7 +193,8 @@ class ToolRouter:
                 )
                 for i, (a, (lo, hi)) in enumerate(zip(z["analyzers"], z["ngrams"]))
             ]
-            return cls(blocks, z["coef"], z["intercept"].astype(np.float64), [str(t) for t in z["tools"]])
+            slots = bool(z["slots"]) if "slots" in z.files else False  # routers saved before slots had none
+            return cls(blocks, z["coef"], z["intercept"].astype(np.float64), [str(t) for t in z["tools"]], slots)
 
 
 def turns_of(messages: Sequence[Mapping]) -> list[Turn]:
@@ -194,6 +230,7 @@ __all__ = [
     "ToolRouter",
     "Turn",
     "analyze",
+    "request_slots",
     "router_file",
     "router_text",
     "turns_of_messages",

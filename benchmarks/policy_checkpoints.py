@@ -341,6 +341,7 @@ def main() -> None:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps(results["paired"], indent=1))
         return
+    for name in names:
         adapter = None if name == "base" else str(args.run / name)
         served = PolicyConfig(adapter=adapter)
         router = router_file(adapter)

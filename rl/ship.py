@@ -12,21 +12,32 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from recagent.errors import RecagentError
 
+if TYPE_CHECKING:
+    from recagent.agents.tool_router import ToolRouter
+
 MAX_ADAPTER_MB = 25.0  # what the package can carry: the issue's bound on shipped weights
 PORTABLE_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"  # recorded instead of this machine's cache path
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 LOSS_WINDOW = 20  # logged updates averaged for the card's first and last training loss
-ROUTER_LINE = (
-    "- **Tool router**: `tool_router.npz`, a TF-IDF + logistic-regression classifier fit on the same synthesized "
-    "training dialogs (`recagent train router`); with `policy.router_top_k` k > 0 the call grammar offers only its k "
-    "likeliest tools (the prompt still shows them all)."
-)
+ROUTER_BULLET = "- **Tool router**:"
+
+
+def router_line(slots: bool) -> str:
+    """The card's line for a shipped router, with or without request slots (``ToolRouter.slots``)."""
+    reads = " over the user turns and the request's slots (genres wanted or not, years, other numbers)" if slots else ""
+    return (
+        f"{ROUTER_BULLET} `tool_router.npz`, a TF-IDF + logistic-regression classifier fit on the same synthesized "
+        f"training dialogs (`recagent train router`){reads}; with `policy.router_top_k` k > 0 the call grammar offers "
+        "only its k likeliest tools (the prompt still shows them all)."
+    )
+
+
 METRICS_HEADING = "## Metrics (95% CIs)"
 
 
@@ -80,7 +91,12 @@ def _training_record(adapter: Path) -> dict[str, Any]:
 
 
 def _card(
-    name: str, record: dict[str, Any], synth: dict[str, Any], report: dict[str, Any], command: str, router: bool
+    name: str,
+    record: dict[str, Any],
+    synth: dict[str, Any],
+    report: dict[str, Any],
+    command: str,
+    router: ToolRouter | None,
 ) -> str:
     cfg = record["config"]
     per_update = (cfg.get("per_device_train_batch_size") or 1) * (cfg.get("gradient_accumulation_steps") or 1)
@@ -101,8 +117,8 @@ def _card(
         f"({cfg.get('lr_scheduler_type')}), mean loss of the first / last {record['loss_window']} updates "
         f"{record['first_loss']} -> {record['last_loss']}.",
     ]
-    if router:
-        lines.append(ROUTER_LINE)
+    if router is not None:
+        lines.append(router_line(router.slots))
     if report.get("training"):
         t = report["training"]
         lines.append(f"- **Time and machine**: {t.get('summary')}")
@@ -140,8 +156,7 @@ def ship_adapter(
     if config.get("peft_type") != "LORA":
         raise RecagentError(f"{adapter} holds a {config.get('peft_type')} adapter; only LoRA adapters ship")
     router = router or router_file(adapter)
-    if router is not None:
-        _checked_router(router)
+    loaded = _checked_router(router) if router is not None else None
     record = _training_record(adapter)
     synth = _read_yaml(synth_dir / "config.yaml") if synth_dir else {}
     rep = json.loads(report.read_text()) if report and report.is_file() else {}
@@ -153,7 +168,7 @@ def ship_adapter(
     (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     if router is not None:
         shutil.copy2(router, tmp / ROUTER_FILE)
-    card = _card(dest.name, record, synth, rep, command, router is not None)
+    card = _card(dest.name, record, synth, rep, command, loaded)
     (tmp / "README.md").write_text(card)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)  # never a half-written shipped folder
@@ -173,11 +188,11 @@ def _with_bullet(card: str, line: str) -> str:
     return f"{head.rstrip()}\n{line}\n\n{METRICS_HEADING}{rest}" if rest else f"{card.rstrip()}\n{line}\n"
 
 
-def _checked_router(router: Path) -> None:
+def _checked_router(router: Path) -> ToolRouter:
     from recagent.agents.tool_router import ToolRouter
 
     try:
-        ToolRouter.load(router)
+        return ToolRouter.load(router)
     except (OSError, KeyError, ValueError) as e:
         raise RecagentError(f"{router} is not a tool router (recagent train router): {e}") from None
 
@@ -191,10 +206,10 @@ def add_router(dest: Path, router: Path, report: Path | None = None, command: st
 
     if not all((dest / f).is_file() for f in (*ADAPTER_FILES, "README.md")):
         raise RecagentError(f"{dest} holds no shipped adapter and card: ship one first (recagent train ship)")
-    _checked_router(router)
+    line = router_line(_checked_router(router).slots)
     card = (dest / "README.md").read_text()
-    if ROUTER_LINE not in card:
-        card = _with_bullet(card, ROUTER_LINE)
+    if line not in card:  # a router of other features replaces its line
+        card = _with_bullet("\n".join(x for x in card.split("\n") if not x.startswith(ROUTER_BULLET)), line)
     rep = json.loads(report.read_text()) if report and report.is_file() else {}
     if rep.get("machine"):  # the metrics below were measured there
         kept = [line for line in card.split("\n") if not line.startswith("- **Evaluated on**:")]

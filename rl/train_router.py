@@ -36,6 +36,13 @@ class RouterJobConfig(JobConfig):
     )
     min_df: int = Field(2, ge=1, description="drop n-grams seen in fewer training call turns than this")
     C: float = Field(10.0, gt=0, description="inverse L2 strength of the logistic regression")
+    slots: bool = Field(
+        True,
+        description="add the request's slots (genres wanted or not, years, other numbers: "
+        "recagent.agents.tool_router.request_slots) to its words, so that wordings the synthesizer never used "
+        "still route by what they ask for. Chosen on the development requests (router top-1 71 vs 67 of 76 "
+        "first turns; validation call turns 0.991 either way)",
+    )
 
     @field_validator("word_ngrams", "char_ngrams")
     @classmethod
@@ -64,14 +71,14 @@ def offered_tools(rows: list[dict[str, Any]]) -> set[str]:
     return names
 
 
-def call_examples(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+def call_examples(rows: list[dict[str, Any]], slots: bool = False) -> tuple[list[str], list[str]]:
     """(features, label) of every call turn in ``rows``: the text before it and the first tool it calls (core)."""
     texts, labels = [], []
     for row in rows:
         core, turns = core_tool_names(row), turns_of(row["messages"])
         for i, turn in enumerate(turns):
             if turn.role == "assistant" and turn.calls:
-                texts.append(router_text(turns[:i], core))
+                texts.append(router_text(turns[:i], core, slots))
                 labels.append(core.get(turn.calls[0], turn.calls[0]))
     return texts, labels
 
@@ -100,6 +107,7 @@ def fit_router(
         # far below any called tool's score: unit-norm feature blocks move a score by at most its weights' sum
         intercept=np.concatenate([clf.intercept_, np.full(len(extra), -(1e3 + np.abs(clf.coef_).sum()))]),
         tools=tools + extra,
+        slots=cfg.slots,
     )
 
 
@@ -119,7 +127,7 @@ def train_router(cfg: RouterJobConfig) -> Path:
     train = _read_rows(data / "train.jsonl")
     test = _read_rows(data / "test.jsonl") if (data / "test.jsonl").is_file() else []
     check_no_leakage(data, train, test)
-    texts, labels = call_examples(train)
+    texts, labels = call_examples(train, cfg.slots)
     if len(set(labels)) < 2:
         raise SFTDataError(f"{data / 'train.jsonl'} has call turns of {len(set(labels))} tool(s); a router needs 2+")
     router = fit_router(texts, labels, cfg, never_called=offered_tools(train))
@@ -128,7 +136,7 @@ def train_router(cfg: RouterJobConfig) -> Path:
     router.save(out / ROUTER_FILE)
     scores: dict[str, Any] = {"train_call_turns": len(texts), "features": sum(len(b.idf) for b in router.blocks)}
     if (data / "validation.jsonl").is_file():
-        vt, vl = call_examples(_read_rows(data / "validation.jsonl"))
+        vt, vl = call_examples(_read_rows(data / "validation.jsonl"), cfg.slots)
         scores |= {
             "validation_call_turns": len(vt),
             **{f"validation_top{k}": accuracy(router, vt, vl, k) for k in (1, 2)},

@@ -91,7 +91,6 @@ GENRE_NEG_WORDS = {
     "War": ["war", "war stuff"],
     "Western": ["westerns"],
 }
-VIOLENT = ["Action", "Crime", "Horror", "War"]  # what "without violence" excludes
 VIOLENCE_WORDS = ["violence", "violent stuff", "blood and guns", "fighting"]
 
 # Indirect asks: a situation or wish that names no genre but maps to exactly one catalog genre.

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from recagent.agents.genre_mentions import VIOLENT  # what "without violence" excludes: the grammar reads the same list
 from recagent.agents.prompts import CHAT, LISTWISE, LISTWISE_REQUEST, listwise_answer
 from recagent.synth import phrasing as ph
 from recagent.synth.builder import DialogBuilder, GenerationFailed
@@ -1204,8 +1205,8 @@ def s_filter(c: PlanContext) -> None:
 
 def _negatives(c: PlanContext, exclude_from: set[str]) -> tuple[list[str], str]:
     """Genres to exclude and how the user says it ('no horror', 'without violence')."""
-    if c.rng.random() < 0.2 and not exclude_from & set(ph.VIOLENT):
-        return list(ph.VIOLENT), c.rng.choice(ph.VIOLENCE_WORDS)
+    if c.rng.random() < 0.2 and not exclude_from & set(VIOLENT):
+        return list(VIOLENT), c.rng.choice(ph.VIOLENCE_WORDS)
     options = [g for g in c.catalog.all_genres if g not in exclude_from and g != "unknown"]
     xs = c.rng.sample(options, 2 if c.rng.random() < 0.2 and len(options) > 1 else 1)
     words = [ph.genre_neg_word(x, c.rng) for x in xs]
@@ -1631,10 +1632,10 @@ def c_refine(c: PlanContext) -> None:
         if c.answerable(c.preview_filter(pool, year_min=max(years) + 1)):
             options.append((c.pick_frame(NEWER_Q), {"year_min": max(years) + 1}, []))
     shown_genres = {g for it in shown for g in it.get("genres", [])}
-    violent = [x for x in ph.VIOLENT if x in shown_genres]
-    if violent and not target_genres & set(ph.VIOLENT) and c.answerable(c.preview_filter(pool, exclude=ph.VIOLENT)):
+    violent = [x for x in VIOLENT if x in shown_genres]
+    if violent and not target_genres & set(VIOLENT) and c.answerable(c.preview_filter(pool, exclude=VIOLENT)):
         options.append(
-            (c.pick_frame(EXCLUDE_Q, x=c.rng.choice(ph.VIOLENCE_WORDS)), {"exclude_genres": list(ph.VIOLENT)}, [])
+            (c.pick_frame(EXCLUDE_Q, x=c.rng.choice(ph.VIOLENCE_WORDS)), {"exclude_genres": list(VIOLENT)}, [])
         )
     xs = sorted(shown_genres - target_genres - {"unknown"})
     if xs:

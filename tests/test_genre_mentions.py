@@ -29,6 +29,9 @@ ML100K = (
         ("no singing and documentaries at all", [], ["Musical", "Documentary"], []),  # the list shares its "no"
         ("thrillers without any horror in them", ["Thriller"], ["Horror"], []),
         ("funny movies, nothing with violence", ["Comedy"], ["Action", "Crime", "Horror", "War"], []),
+        ("something violent and scary", ["Horror"], [], []),  # violence words only ever exclude
+        ("lawyers fighting a case in court", [], [], []),
+        ("a comedy, less violence please", ["Comedy"], [], ["Action", "Crime", "Horror", "War"]),
         ("Ideally not too much adventure", [], [], ["Adventure"]),
         ("three cmedy or crime movies", ["Comedy", "Crime"], [], []),  # a misspelt genre
         ("A few popular noir picks and a few crime ones", ["Film-Noir", "Crime"], [], []),  # "noir" is no "nor"

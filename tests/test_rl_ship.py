@@ -117,7 +117,7 @@ def test_a_router_added_to_a_shipped_adapter_updates_its_card_and_keeps_the_adap
     import numpy as np
 
     from recagent.agents.tool_router import ROUTER_FILE, FeatureBlock, ToolRouter
-    from recagent.rl.ship import ROUTER_LINE, add_router
+    from recagent.rl.ship import ROUTER_BULLET, add_router, router_line
 
     dest = tmp_path / "dest"
     report = tmp_path / "report.json"
@@ -151,11 +151,15 @@ def test_a_router_added_to_a_shipped_adapter_updates_its_card_and_keeps_the_adap
     card = (dest / "README.md").read_text()
     assert ToolRouter.load(dest / ROUTER_FILE).rank("comedy")[0] == "filter_items"
     assert (dest / "adapter_model.safetensors").read_bytes() == weights
-    assert card.count(ROUTER_LINE) == 1 and card.index(ROUTER_LINE) < card.index("## Metrics")
+    line = router_line(slots=False)
+    assert card.count(ROUTER_BULLET) == 1 and card.index(line) < card.index("## Metrics")
     assert "0.61 [0.5, 0.7]" in card and "0.42" not in card and "40 updates of 8 dialogs" in card
     assert "- **Evaluated on**: AMD EPYC, 2 cores" in card
     assert "recagent train sft --config a.yaml\nrecagent train router --data D --out R\n```" in card
     assert add_router(dest, path) == card  # again, with nothing new: the same card
+    router.slots = True  # a router that reads the request's slots replaces the line
+    card = add_router(dest, router.save(tmp_path / "s.npz"))
+    assert card.count(ROUTER_BULLET) == 1 and router_line(slots=True) in card and "request's slots" in card
     assert main(["train", "ship-router", str(tmp_path / "report.json"), "--dest", str(dest)]) != 0
     assert "is not a tool router" in capsys.readouterr().err
     assert main(["train", "ship-router", str(path), "--dest", str(tmp_path / "empty")]) != 0

@@ -89,7 +89,7 @@ def test_the_shipped_tool_router_loads_and_names_an_accepted_tool_for_the_five_r
     """The router beside the adapter (on by default, policy.router_top_k) reads as plain arrays and ranks an accepted
     first tool first for the four fixed requests that need one."""
     from recagent.agents.local_model import shipped_folder
-    from recagent.agents.tool_router import ToolRouter, Turn, router_file, router_text
+    from recagent.agents.tool_router import ToolRouter, Turn, router_file
     from recagent.heldout_requests import load_chat_requests
 
     path = router_file(shipped_folder())
@@ -98,5 +98,5 @@ def test_the_shipped_tool_router_loads_and_names_an_accepted_tool_for_the_five_r
     requests = {r.id: r for r in load_chat_requests()}
     for rid in FIXED[1:]:
         req = requests[rid]
-        top = router.rank(router_text([Turn("user", req.text)]))[0]
+        top = router.rank(router.text([Turn("user", req.text)]))[0]
         assert top in {a.tool for a in req.accepted_first_calls}, (rid, top)

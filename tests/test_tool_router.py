@@ -14,6 +14,7 @@ from recagent.agents.tool_router import (
     ToolRouter,
     Turn,
     analyze,
+    request_slots,
     router_file,
     router_text,
 )
@@ -67,6 +68,34 @@ def test_features_are_the_user_turns_and_the_previous_calls_core_tools():
         for analyzer, ngram in (("word", (1, 2)), ("word", (2, 3)), ("char_wb", (3, 5)), ("char_wb", (1, 2))):
             expected = TfidfVectorizer(analyzer=analyzer, ngram_range=ngram).build_analyzer()(text)
             assert sorted(analyze(text, analyzer, ngram)) == sorted(expected), (text, analyzer, ngram)
+
+
+@pytest.mark.parametrize(
+    ("text", "slots"),
+    [
+        ("whats a decent action flick", ["slot_genre"]),
+        ("anything except horror", ["slot_nogenre"]),
+        ("comedies or dramas from the 90s, nothing violent", ["slot_genre"] * 2 + ["slot_nogenre"] * 4 + ["slot_year"]),
+        ("films similar to 183", ["slot_number"]),  # a decade is no id: "90s" counts as years only
+        ("user three hundred and ten, rank 4 and 8 for me", ["slot_number"] * 3),
+        ("released after 1989 please", ["slot_year"]),
+        ("hello there", []),
+    ],
+)
+def test_request_slots_name_what_a_request_holds_however_it_is_worded(text, slots):
+    assert request_slots(text) == slots
+
+
+def test_a_router_with_slots_reads_them_from_the_last_request_and_keeps_them_in_its_file(tmp_path):
+    turns = [Turn("user", "hi, user 7 here"), Turn("assistant", "", ("get_user_history",)), Turn("user", "only 80s")]
+    assert router_text(turns, slots=True) == "previous_get_user_history slot_year hi, user 7 here || only 80s"
+    assert router_text(turns) == "previous_get_user_history hi, user 7 here || only 80s"
+    block = FeatureBlock("word", (1, 1), {"slot_genre": 0}, np.ones(1))
+    router = ToolRouter([block], np.array([[2.0], [0.0]]), np.array([0.0, 0.5]), ["filter_items", "search_items"], True)
+    assert router.rank(router.text([Turn("user", "some westerns")]))[0] == "filter_items"  # the slot, not the word
+    loaded = ToolRouter.load(router.save(tmp_path / ROUTER_FILE))
+    assert loaded.slots and not _one_word_router([[1.0]], [0.0], ["a"]).slots
+    assert loaded.allowed([Turn("user", "some westerns")], {"filter_items", "search_items"}, 1) == {"filter_items"}
 
 
 def _one_word_router(coef: list[list[float]], intercept: list[float], tools: list[str]) -> ToolRouter:
