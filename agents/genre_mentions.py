@@ -126,8 +126,8 @@ def genre_mentions(text: str, catalog_genres: Sequence[str]) -> GenreMentions:
         genre = _genre_at(m.group().strip("'-"))
         if genre and not any(s <= m.start() < e for s, e, _ in found):
             found.append((m.start(), m.end(), genre))
-    violence = {m.start() for m in _VIOLENCE.finditer(lower)}
-    found += [(m.start(), m.end(), g) for m in _VIOLENCE.finditer(lower) for g in VIOLENT]
+    violence = [(m.start(), m.end()) for m in _VIOLENCE.finditer(lower)]
+    found += [(s, e, g) for s, e in violence for g in VIOLENT]
     found.sort()
     wanted: list[str] = []
     unwanted: list[str] = []
@@ -144,7 +144,7 @@ def genre_mentions(text: str, catalog_genres: Sequence[str]) -> GenreMentions:
         else:
             sense = "wanted"
         previous = (end, sense)
-        if genre in catalog_genres and not (sense == "wanted" and start in violence):
+        if genre in catalog_genres and not (sense == "wanted" and (start, end) in violence):
             {"wanted": wanted, "unwanted": unwanted, "soft": soft}[sense].append(genre)
     unwanted = list(dict.fromkeys(unwanted))
     return GenreMentions(

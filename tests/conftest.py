@@ -181,3 +181,15 @@ def postgres_url(postgres_server) -> Iterator[str]:
 
     with fresh_database(postgres_server) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def synthetic_synth_run(synthetic_env, tmp_path_factory) -> Path:
+    """A programmatic synthesis run over the synthetic environment (train, validation and test splits); read only."""
+    from recagent.synth.config import SynthConfig
+    from recagent.synth.pipeline import synthesize
+
+    out = tmp_path_factory.mktemp("synth")
+    cfg = SynthConfig.build(n=40, test_fraction=0.2, validation_n=4, exports=[])
+    synthesize(cfg, out, env=synthetic_env, progress=False)
+    return out

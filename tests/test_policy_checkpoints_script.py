@@ -7,32 +7,17 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def synth_run(synthetic_env, tmp_path_factory) -> Path:
-    """A programmatic synthesis run with validation dialogs (users no training dialog has)."""
-    from recagent.synth.config import SynthConfig
-    from recagent.synth.pipeline import synthesize
-
-    out = tmp_path_factory.mktemp("synth")
-    synthesize(
-        SynthConfig.build(n=30, test_fraction=0.2, validation_n=6, exports=[]), out, env=synthetic_env, progress=False
-    )
-    return out
-
-
-def test_every_checkpoint_asked_for_is_scored_and_paired(synth_run, tmp_path, monkeypatch):
+def test_every_checkpoint_asked_for_is_scored_and_paired(synthetic_synth_run, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import policy_checkpoints
 
     run = tmp_path / "run"
     for name in ("checkpoint-a", "checkpoint-b"):
         (run / name).mkdir(parents=True)
-    (run / "sft_config.yaml").write_text(f"data_dir: {synth_run}\n")
+    (run / "sft_config.yaml").write_text(f"data_dir: {synthetic_synth_run}\n")
     scored: list[str | None] = []
 
     def fake_score(kwargs: dict, tasks: list[dict], dataset) -> dict:

@@ -23,18 +23,6 @@ from recagent.rl.sft import SFTDataError
 from recagent.rl.train_router import RouterJobConfig, call_examples, fit_router, offered_tools, train_router
 
 
-@pytest.fixture(scope="module")
-def synth_run(synthetic_env, tmp_path_factory) -> Path:
-    """A programmatic synthesis run over the synthetic environment (train, validation and test splits)."""
-    from recagent.synth.config import SynthConfig
-    from recagent.synth.pipeline import synthesize
-
-    out = tmp_path_factory.mktemp("synth")
-    cfg = SynthConfig.build(n=40, test_fraction=0.2, validation_n=4, exports=[])
-    synthesize(cfg, out, env=synthetic_env, progress=False)
-    return out
-
-
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -103,14 +91,14 @@ def _one_word_router(coef: list[list[float]], intercept: list[float], tools: lis
     return ToolRouter([block], np.array(coef), np.array(intercept), tools)
 
 
-def test_numpy_scores_equal_sklearns_and_survive_the_file(synth_run, tmp_path):
+def test_numpy_scores_equal_sklearns_and_survive_the_file(synthetic_synth_run, tmp_path):
     from scipy.sparse import hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    texts, labels = call_examples(_rows(synth_run / "train.jsonl"))
+    texts, labels = call_examples(_rows(synthetic_synth_run / "train.jsonl"))
     assert len(set(labels)) >= 3, "the run should call several tools"
-    cfg = RouterJobConfig.build(data_dir=str(synth_run), output_dir=str(tmp_path), min_df=1)
+    cfg = RouterJobConfig.build(data_dir=str(synthetic_synth_run), output_dir=str(tmp_path), min_df=1)
     router = fit_router(texts, labels, cfg, never_called={"buy_item", labels[0]})
     vecs = [
         TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
@@ -141,15 +129,15 @@ def test_allowed_keeps_the_k_likeliest_known_tools_and_every_unknown_one():
     assert router.rank("hello") == ["popular_items", "search_items", "filter_items"]
 
 
-def test_the_job_writes_the_router_with_its_config_and_validation_scores(synth_run, tmp_path):
-    path = train_router(RouterJobConfig.build(data_dir=str(synth_run), output_dir=str(tmp_path)))
+def test_the_job_writes_the_router_with_its_config_and_validation_scores(synthetic_synth_run, tmp_path):
+    path = train_router(RouterJobConfig.build(data_dir=str(synthetic_synth_run), output_dir=str(tmp_path)))
     assert path == router_file(tmp_path) and router_file(tmp_path / "nowhere") is None and router_file(None) is None
     import yaml
 
     written = yaml.safe_load((tmp_path / "router_config.yaml").read_text())
-    assert written["data_dir"] == str(synth_run) and written["scores"]["train_call_turns"] > 0
+    assert written["data_dir"] == str(synthetic_synth_run) and written["scores"]["train_call_turns"] > 0
     assert 0.0 <= written["scores"]["validation_top1"] <= written["scores"]["validation_top2"] <= 1.0
-    train = _rows(synth_run / "train.jsonl")
+    train = _rows(synthetic_synth_run / "train.jsonl")
     assert set(ToolRouter.load(path).tools) == offered_tools(train) | set(call_examples(train)[1])
     assert set(call_examples(train)[1]) <= {
         "filter_items",
@@ -164,18 +152,18 @@ def test_the_job_writes_the_router_with_its_config_and_validation_scores(synth_r
     }
 
 
-def test_bad_input_is_one_line_errors(synth_run, tmp_path):
+def test_bad_input_is_one_line_errors(synthetic_synth_run, tmp_path):
     with pytest.raises(SFTDataError, match="has no train.jsonl"):
         train_router(RouterJobConfig.build(data_dir=str(tmp_path), output_dir=str(tmp_path / "out")))
     with pytest.raises(ConfigError, match="C"):
-        RouterJobConfig.build(data_dir=str(synth_run), output_dir=str(tmp_path), C=0)
+        RouterJobConfig.build(data_dir=str(synthetic_synth_run), output_dir=str(tmp_path), C=0)
     with pytest.raises(ConfigError, match="an n-gram range is"):
-        RouterJobConfig.build(data_dir=str(synth_run), output_dir=str(tmp_path), char_ngrams=(5, 3))
+        RouterJobConfig.build(data_dir=str(synthetic_synth_run), output_dir=str(tmp_path), char_ngrams=(5, 3))
     leaky = tmp_path / "leaky"
     leaky.mkdir()
-    test = _rows(synth_run / "test.jsonl")
+    test = _rows(synthetic_synth_run / "test.jsonl")
     for name in ("train.jsonl", "test.jsonl", "validation.jsonl"):
-        (leaky / name).write_text((synth_run / name).read_text())
+        (leaky / name).write_text((synthetic_synth_run / name).read_text())
     with (leaky / "train.jsonl").open("a") as f:
         f.write(json.dumps(test[0]) + "\n")
     with pytest.raises(SFTDataError, match="leaks test data"):
