@@ -40,8 +40,8 @@ class RouterJobConfig(JobConfig):
         True,
         description="add the request's slots (genres wanted or not, years, other numbers: "
         "recagent.agents.tool_router.request_slots) to its words, so that wordings the synthesizer never used "
-        "still route by what they ask for. Chosen on the development requests (router top-1 71 vs 67 of 76 "
-        "first turns; validation call turns 0.991 either way)",
+        "still route by what they ask for. Chosen on the development requests (router top-1 72 vs 67 of 76, "
+        "benchmarks/results/router_dev_requests.json; validation call turns 0.991 either way)",
     )
 
     @field_validator("word_ngrams", "char_ngrams")
