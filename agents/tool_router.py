@@ -24,6 +24,21 @@ grammar uses (:mod:`~recagent.agents.genre_mentions`, :mod:`~recagent.agents.cal
 requests people wrote in words the synthesizer never used to the wrong tool ("90s horror, the cheesier the better",
 "anything except horror" and "user three hundred and ten wants a mystery" to ``get_item`` as titles); the slots
 carry what those requests ask for whatever their words.
+
+A router fit with answers also has a reply head: the same features, its classes the tools and ``ANSWER`` (every
+assistant turn that calls nothing), fit on every assistant turn, so it tells a call from an answer
+(:meth:`ToolRouter.reply`). After a tool result the policy chose that badly: the shipped adapter answered in words
+where a second call was due ("rank them for me" after a filter) on 51 of 281 validation call turns, 6 with the
+reply head deciding (``benchmarks/results/policy_checkpoints_router_chain.json``), whose top class picks call or
+answer right on 518 of the 527 turns after a result in synth4v's validation dialogs. After a user message it decides
+only an answer it is sure of (chit-chat), since there the model's own choice is mostly right.
+
+A tool it never saw counts as the core tool whose training schemas its description words match
+(:meth:`ToolRouter.reading`, cosine at least ``SCHEMA_MATCH``): renamed variants keep their descriptions' words
+("Browse the catalog by genre and era"), distractors ("Buy a copy of a movie") do not.
+
+A call of a tool variant is read as its core tool's where the router saw that variant in training (``aliases``), as
+its training turns were: by its own name the previous call was a word the router never learnt.
 """
 
 from __future__ import annotations
@@ -31,13 +46,17 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 ROUTER_FILE = "tool_router.npz"
+ANSWER = "(answer)"  # the class of assistant turns that call no tool (no function name has brackets)
+# cosine of a tool's description words to a core tool's, from which an unseen tool counts as that tool; on synth4v's
+# validation dialogs renamed variants score 0.7 and more, distractor tools (no core) 0.3 and less
+SCHEMA_MATCH = 0.5
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # sklearn's default token_pattern
 _SPACES = re.compile(r"\s\s+")  # sklearn's white-space normaliser for char_wb
 _TITLE_YEAR = re.compile(r"\(\d{4}\)")
@@ -50,6 +69,15 @@ class Turn:
     role: str
     content: str
     calls: tuple[str, ...] = ()
+
+
+def schema_text(schema: Mapping) -> str:
+    """The words an OpenAI tool schema describes its tool with: its description and its parameters'."""
+    f = schema.get("function", schema)
+    props = (f.get("parameters") or {}).get("properties") or {}
+    return " ".join(
+        [f.get("description") or ""] + [v.get("description") or "" for v in props.values() if isinstance(v, dict)]
+    )
 
 
 def request_slots(text: str) -> list[str]:
@@ -131,24 +159,57 @@ class FeatureBlock:
 
 @dataclass
 class ToolRouter:
-    """A fitted linear tool classifier over one or more feature blocks: one weight row per tool, and the names."""
+    """A fitted linear tool classifier over one or more feature blocks: one weight row per tool, and the names; with
+    answers a second head over the same features whose classes are the tools and ``ANSWER``."""
 
     blocks: list[FeatureBlock]
     coef: np.ndarray  # (n_tools, sum of the blocks' features), blocks side by side
     intercept: np.ndarray  # (n_tools,)
     tools: list[str]
     slots: bool = False  # its features include the request's slots (router_text(..., slots=True))
+    aliases: dict[str, str] = field(default_factory=dict)  # training's tool variants -> the core tool they rename
+    reply_coef: np.ndarray | None = None  # (n_reply_classes, n_features): call-or-answer head; None = none
+    reply_intercept: np.ndarray | None = None
+    reply_classes: list[str] = field(default_factory=list)  # the tools and ANSWER
+    schema_block: FeatureBlock | None = None  # words of the tool schemas seen in training (schema_text)
+    schema_vectors: np.ndarray | None = None  # (n_schemas, its features), L2-normalised, one per seen schema
+    schema_cores: list[str] = field(default_factory=list)  # the core tool each of those schemas is
+
+    def reading(self, schemas: Iterable[Mapping]) -> ToolRouter:
+        """This router reading the offered ``schemas``: a tool it never saw whose description words match a core
+        tool's seen in training (cosine >= ``SCHEMA_MATCH``) counts as that tool (ranked, allowed and read as a
+        previous call as it)."""
+        if self.schema_block is None:
+            return self
+        known = set(self.tools) | set(self.aliases)
+        matched = {}
+        for schema in schemas:
+            name = schema.get("function", schema).get("name")
+            if name and name not in known and (core := self.match(schema)):
+                matched[name] = core
+        return replace(self, aliases=self.aliases | matched) if matched else self
+
+    def match(self, schema: Mapping) -> str | None:
+        """The core tool whose training schemas ``schema``'s words match best, if at ``SCHEMA_MATCH`` or more."""
+        if self.schema_block is None or self.schema_vectors is None:
+            return None
+        idx, x = self.schema_block.vector(schema_text(schema))
+        sims = self.schema_vectors[:, idx] @ x
+        return self.schema_cores[int(sims.argmax())] if len(sims) and sims.max() >= SCHEMA_MATCH else None
 
     def text(self, turns: Sequence[Turn]) -> str:
         """The features this router reads for the call that follows ``turns``."""
-        return router_text(turns, slots=self.slots)
+        return router_text(turns, self.aliases, slots=self.slots)
 
     def scores(self, text: str) -> np.ndarray:
         """Linear scores of each tool for ``text`` (higher = likelier; a softmax gives sklearn's probabilities)."""
-        out, offset = self.intercept.astype(np.float64), 0
+        return self._linear(self.coef, self.intercept, text)
+
+    def _linear(self, coef: np.ndarray, intercept: np.ndarray, text: str) -> np.ndarray:
+        out, offset = intercept.astype(np.float64), 0
         for block in self.blocks:
             idx, x = block.vector(text)
-            out = out + self.coef[:, offset + idx].astype(np.float64) @ x
+            out = out + coef[:, offset + idx].astype(np.float64) @ x
             offset += len(block.idf)
         return out
 
@@ -156,12 +217,31 @@ class ToolRouter:
         """The tools, likeliest first."""
         return [self.tools[i] for i in np.argsort(-self.scores(text), kind="stable")]
 
+    def reply_probabilities(self, text: str) -> dict[str, float] | None:
+        """The reply head's probabilities of each tool and of ``ANSWER`` (softmax); None for a router without one."""
+        if self.reply_coef is None or self.reply_intercept is None:
+            return None
+        s = self._linear(self.reply_coef, self.reply_intercept, text)
+        p = np.exp(s - s.max())
+        return dict(zip(self.reply_classes, (p / p.sum()).tolist()))
+
+    def reply(self, turns: Sequence[Turn], answer_p: float) -> Literal["answer", "call"] | None:
+        """What the turn after ``turns`` has to be where this router decides it: after a tool result a call or an
+        answer, whichever the reply head's likeliest class is; after a user message an answer when answering has at
+        least ``answer_p`` probability; else None (the policy chooses; always for a router without a reply head)."""
+        p = self.reply_probabilities(self.text(turns)) if turns else None
+        if p is None:
+            return None
+        if turns[-1].role == "tool":
+            return "answer" if max(p, key=p.get) == ANSWER else "call"
+        return "answer" if p[ANSWER] >= answer_p else None
+
     def allowed(self, turns: Sequence[Turn], offered: Iterable[str], k: int) -> set[str]:
-        """The offered tools a call may name: the router's k likeliest among those it knows, and every tool it does
-        not know (a renamed variant keeps its place, since the router cannot judge it)."""
-        offered = set(offered)
-        known = [t for t in self.rank(self.text(turns)) if t in offered]
-        return (offered - set(self.tools)) | set(known[:k])
+        """The offered tools a call may name: those that are (or rename, ``aliases``) the router's k likeliest
+        tools among the offered ones, and every tool it does not know (it cannot judge them)."""
+        core = {t: self.aliases.get(t, t) for t in offered}
+        top = [t for t in self.rank(self.text(turns)) if t in core.values()][:k]
+        return {t for t, c in core.items() if c in top or c not in self.tools}
 
     def save(self, path: str | Path) -> Path:
         """Write the router as plain arrays (``np.load`` reads it without pickle)."""
@@ -173,7 +253,23 @@ class ToolRouter:
             "analyzers": np.array([b.analyzer for b in self.blocks], dtype=str),
             "ngrams": np.array([b.ngram for b in self.blocks], dtype=np.int64).reshape(-1, 2),
             "slots": np.array(self.slots),
+            "alias_names": np.array(list(self.aliases), dtype=str),
+            "alias_cores": np.array(list(self.aliases.values()), dtype=str),
         }
+        if self.schema_block is not None and self.schema_vectors is not None:
+            b = self.schema_block
+            arrays |= {
+                "schema_vocabulary": np.array(sorted(b.vocabulary, key=b.vocabulary.get), dtype=str),
+                "schema_idf": b.idf.astype(np.float32),
+                "schema_vectors": self.schema_vectors.astype(np.float32),
+                "schema_cores": np.array(self.schema_cores, dtype=str),
+            }
+        if self.reply_coef is not None and self.reply_intercept is not None:
+            arrays |= {
+                "reply_coef": self.reply_coef.astype(np.float32),
+                "reply_intercept": self.reply_intercept.astype(np.float32),
+                "reply_classes": np.array(self.reply_classes, dtype=str),
+            }
         for i, b in enumerate(self.blocks):
             arrays[f"vocabulary{i}"] = np.array(sorted(b.vocabulary, key=b.vocabulary.get), dtype=str)
             arrays[f"idf{i}"] = b.idf.astype(np.float32)
@@ -193,8 +289,32 @@ class ToolRouter:
                 )
                 for i, (a, (lo, hi)) in enumerate(zip(z["analyzers"], z["ngrams"]))
             ]
-            slots = bool(z["slots"]) if "slots" in z.files else False  # routers saved before slots had none
-            return cls(blocks, z["coef"], z["intercept"].astype(np.float64), [str(t) for t in z["tools"]], slots)
+            files = set(z.files)  # routers saved before slots, aliases or a reply head have none
+            reply = "reply_coef" in files
+            return cls(
+                blocks,
+                z["coef"],
+                z["intercept"].astype(np.float64),
+                [str(t) for t in z["tools"]],
+                slots=bool(z["slots"]) if "slots" in files else False,
+                aliases=dict(zip(map(str, z["alias_names"]), map(str, z["alias_cores"])))
+                if "alias_names" in files
+                else {},
+                reply_coef=z["reply_coef"] if reply else None,
+                reply_intercept=z["reply_intercept"].astype(np.float64) if reply else None,
+                reply_classes=[str(c) for c in z["reply_classes"]] if reply else [],
+                **(_schemas_of(z) if "schema_vectors" in files else {}),
+            )
+
+
+def _schemas_of(z: Mapping[str, np.ndarray]) -> dict:
+    """The schema matcher's fields of a loaded router file."""
+    vocabulary = {str(w): j for j, w in enumerate(z["schema_vocabulary"])}
+    return {
+        "schema_block": FeatureBlock("word", (1, 1), vocabulary, z["schema_idf"].astype(np.float64)),
+        "schema_vectors": z["schema_vectors"].astype(np.float64),
+        "schema_cores": [str(c) for c in z["schema_cores"]],
+    }
 
 
 def turns_of(messages: Sequence[Mapping]) -> list[Turn]:
@@ -225,7 +345,9 @@ def router_file(folder: str | Path | None) -> Path | None:
 
 
 __all__ = [
+    "ANSWER",
     "ROUTER_FILE",
+    "SCHEMA_MATCH",
     "FeatureBlock",
     "ToolRouter",
     "Turn",
@@ -233,5 +355,7 @@ __all__ = [
     "request_slots",
     "router_file",
     "router_text",
+    "schema_text",
+    "turns_of",
     "turns_of_messages",
 ]

@@ -1,8 +1,10 @@
 """Tool routers alone on the hand-written development requests: is the router's likeliest tool an accepted first tool?
 
 Each development request that needs a tool is one case: its earlier turns (if any) and its text, as the router reads
-them (``ToolRouter.text``: a router with slots also reads the request's slots). Development requests only: they
-exist to choose, and the test requests are never used to choose. No policy runs here, so it takes seconds.
+them (``ToolRouter.text``: a router with slots also reads the request's slots). A router with a reply head is also
+asked, at ``policy.router_answer_p``, which requests it answers without a tool: the no-tool ones should be, the
+others not. Development requests only: they exist to choose, and the test requests are never used to choose. No
+policy runs here, so it takes seconds.
 
     python benchmarks/router_dev_requests.py --router words=ROUTER.npz --router slots=OTHER.npz
 """
@@ -23,6 +25,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "router_dev_requests.json")
     args = ap.parse_args()
 
+    from recagent.agents.config import PolicyConfig
     from recagent.agents.tool_router import ToolRouter, Turn
     from recagent.heldout_requests import load_chat_requests, packaged_path
 
@@ -32,7 +35,9 @@ def main() -> None:
         if not sep or not Path(path).is_file():
             raise SystemExit(f"--router {spec!r}: expected NAME=PATH of an existing tool_router.npz")
         routers[name] = ToolRouter.load(path)
-    cases = [r for r in load_chat_requests(packaged_path(dev=True)) if not r.no_tool]
+    requests = load_chat_requests(packaged_path(dev=True))
+    cases = [r for r in requests if not r.no_tool]
+    answer_p = PolicyConfig().router_answer_p
     command = "python benchmarks/router_dev_requests.py " + " ".join(sys.argv[1:])
     results = {"what": __doc__.splitlines()[0], "command": command, "requests": len(cases), "routers": {}}
     for name, router in routers.items():
@@ -44,6 +49,21 @@ def main() -> None:
                 misses.append({"id": r.id, "text": r.text, "top": top})
         results["routers"][name] = {"slots": router.slots, "top1": len(cases) - len(misses), "misses": misses}
         print(f"{name}: {len(cases) - len(misses)} of {len(cases)}")
+        if router.reply_coef is not None:
+            answered = [
+                r
+                for r in requests
+                if router.reply([Turn(t.role, t.text) for t in r.context] + [Turn("user", r.text)], answer_p)
+                == "answer"
+            ]
+            no_tool = sum(r.no_tool for r in requests)
+            results["routers"][name]["answered_without_a_tool"] = {
+                "answer_p": answer_p,
+                "no_tool_requests": f"{sum(r.no_tool for r in answered)} of {no_tool}",
+                "tool_requests": f"{sum(not r.no_tool for r in answered)} of {len(cases)}",
+                "tool_requests_answered": [{"id": r.id, "text": r.text} for r in answered if not r.no_tool],
+            }
+            print(f"{name}: answers {sum(r.no_tool for r in answered)} of {no_tool} no-tool requests", flush=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 

@@ -192,6 +192,33 @@ def test_set_and_count_arguments_take_only_saved_sets_and_the_conversations_coun
     assert accepts(None, call(item_ids=["1", "2"]), tools=nothing_saved, choice="required")
 
 
+def test_a_call_after_a_result_that_saved_a_set_reads_that_set(accepts, synthetic_env):
+    # Made to call after a filter's result, the adapter wrote rank_items with a list of ids or no candidates at all;
+    # the chain's gold reads the set the filter just saved. Tools with no set argument (get_item) stay as they were
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
+    from recagent.tools.recommender_tools import build_registry
+
+    schemas = build_registry(synthetic_env).openai_schemas()
+    tools = [t for t in schemas if t["function"]["name"] in ("rank_items", "get_item")]
+    chained = ground_call_arguments(
+        tools, CallIds(users=("7",), items=("1", "2"), sets=("pool", "recs"), fresh_set="recs")
+    )
+    free = ground_call_arguments(tools, CallIds(users=("7",), items=("1", "2"), sets=("pool", "recs")))
+
+    def call(**args) -> str:
+        return render_tool_call("rank_items", {"user_id": "7", **args})
+
+    assert accepts(None, call(candidates="recs"), tools=chained, choice="required")
+    for other in ({"candidates": "pool"}, {"item_ids": ["1", "2"]}, {}, {"history": ["1"], "candidates": "recs"}):
+        assert accepts(None, call(**other), tools=free, choice="required"), other
+        assert not accepts(None, call(**other), tools=chained, choice="required"), other
+    get_item = render_tool_call("get_item", {"item_id": "1"})
+    assert accepts(None, get_item, tools=chained, choice="required")
+    assert [t for t in chained if t["function"]["name"] == "get_item"] == [
+        t for t in free if t["function"]["name"] == "get_item"
+    ]
+
+
 def test_year_arguments_take_only_the_conversations_years_and_none_where_nobody_wrote_one(accepts, synthetic_env):
     # "thrillers without any horror in them" became year_min 1999, year_max 1999 on a development request: a year
     # nobody gave. The live filter_items schema: with years written, only those; with none, no year argument at all

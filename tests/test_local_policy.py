@@ -425,3 +425,45 @@ def test_a_router_narrows_the_call_grammar_to_its_likeliest_tools(policy, schema
     assert elsewhere.bind_tools(schemas).invoke(_messages()).response_metadata["routed_tools"] == ["popular_items"]
     free = routed.model_copy(update={"constrained": False, "max_new_tokens": 4}).bind_tools(schemas).invoke(_messages())
     assert "routed_tools" not in free.response_metadata  # without a grammar the router narrows nothing
+
+
+def test_a_router_with_a_reply_head_decides_call_or_answer_where_the_caller_leaves_it_open(
+    policy, schemas, registry, tmp_path
+):
+    """After get_item's result a reply head that favours popular_items makes the reply a call (the caller's choice
+    stays auto); one that favours answering makes it words; after a user message it answers only when sure."""
+    import numpy as np
+
+    from recagent.agents.tool_router import ANSWER, FeatureBlock, ToolRouter
+
+    names = sorted(s["function"]["name"] for s in schemas)
+    block = FeatureBlock("word", (1, 1), {"previous_get_item": 0, "hello": 1}, np.ones(2))
+
+    def router(after_get_item: str) -> str:
+        classes = [ANSWER, *names]
+        coef = np.zeros((len(classes), 2))
+        coef[classes.index(after_get_item), 0] = 6.0
+        coef[0, 1] = 9.0  # "hello": answer
+        head = dict(reply_coef=coef, reply_intercept=np.zeros(len(classes)), reply_classes=classes)
+        bias = np.array([n == "popular_items" for n in names], float)
+        return str(
+            ToolRouter([block], np.zeros((len(names), 2)), bias, names, **head).save(tmp_path / f"{after_get_item}.npz")
+        )
+
+    calls = _calls(policy).model_copy(update={"router_path": router("popular_items"), "router_top_k": 1})
+    ai = calls.bind_tools(schemas).invoke(_after_a_call())
+    assert ai.response_metadata["router_reply"] == "call" and ai.response_metadata["tool_choice"] == "auto"
+    assert [c["name"] for c in ai.tool_calls] == ["popular_items"], ai.response_metadata["raw_output"]
+    _assert_valid_call(ai.tool_calls[0], registry)
+    words = calls.model_copy(update={"router_path": router(ANSWER), "max_new_tokens": 8})
+    ai = words.bind_tools(schemas).invoke(_after_a_call())
+    assert ai.response_metadata["router_reply"] == "answer" and not ai.tool_calls and ai.content
+    hello = words.bind_tools(schemas).invoke(_messages("hello"))
+    assert hello.response_metadata["router_reply"] == "answer" and not hello.tool_calls
+    unsure = words.bind_tools(schemas).invoke(_messages())  # p(answer) = 1/10: the policy chooses
+    assert "router_reply" not in unsure.response_metadata
+    required = words.bind_tools(schemas, tool_choice="required").invoke(_after_a_call())
+    # the caller's choice stands: a call (cut short at 8 tokens)
+    assert "router_reply" not in required.response_metadata and required.invalid_tool_calls
+    off = words.model_copy(update={"router_reply": False}).bind_tools(schemas).invoke(_messages("hello"))
+    assert "router_reply" not in off.response_metadata

@@ -160,6 +160,9 @@ def test_a_router_added_to_a_shipped_adapter_updates_its_card_and_keeps_the_adap
     router.slots = True  # a router that reads the request's slots replaces the line
     card = add_router(dest, router.save(tmp_path / "s.npz"))
     assert card.count(ROUTER_BULLET) == 1 and router_line(slots=True) in card and "request's slots" in card
+    router.reply_coef, router.reply_intercept, router.reply_classes = np.zeros((2, 1)), np.zeros(2), ["(answer)", "x"]
+    card = add_router(dest, router.save(tmp_path / "r.npz"))  # one with a reply head: the line says what it decides
+    assert card.count(ROUTER_BULLET) == 1 and router_line(True, replies=True) in card and "reply head" in card
     assert main(["train", "ship-router", str(tmp_path / "report.json"), "--dest", str(dest)]) != 0
     assert "is not a tool router" in capsys.readouterr().err
     assert main(["train", "ship-router", str(path), "--dest", str(tmp_path / "empty")]) != 0

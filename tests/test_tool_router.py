@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from recagent.agents.config import PolicyConfig
 from recagent.agents.tool_router import (
+    ANSWER,
     ROUTER_FILE,
     FeatureBlock,
     ToolRouter,
@@ -17,10 +20,21 @@ from recagent.agents.tool_router import (
     request_slots,
     router_file,
     router_text,
+    schema_text,
+    turns_of,
 )
 from recagent.errors import ConfigError
 from recagent.rl.sft import SFTDataError
-from recagent.rl.train_router import RouterJobConfig, call_examples, fit_router, offered_tools, train_router
+from recagent.rl.train_router import (
+    RouterJobConfig,
+    call_examples,
+    core_schemas,
+    fit_router,
+    fit_schema_matcher,
+    offered_tools,
+    train_router,
+    variant_aliases,
+)
 
 
 def _rows(path: Path) -> list[dict]:
@@ -129,6 +143,91 @@ def test_allowed_keeps_the_k_likeliest_known_tools_and_every_unknown_one():
     assert router.rank("hello") == ["popular_items", "search_items", "filter_items"]
 
 
+def _reply_router(answer_bias: float) -> ToolRouter:
+    """One-word routers: the tool head favours filter_items; the reply head answers "thanks" and, after a
+    filter_items result, leans to ``answer_bias`` (positive: answer, negative: call rank_items)."""
+    block = FeatureBlock("word", (1, 1), {"thanks": 0, "previous_filter_items": 1}, np.ones(2))
+    return ToolRouter(
+        [block],
+        np.array([[0.0, 1.0], [0.0, 0.0]]),
+        np.array([0.5, 0.0]),
+        ["filter_items", "rank_items"],
+        aliases={"browse_movies": "filter_items"},
+        reply_coef=np.array([[8.0, answer_bias], [0.0, 0.0], [0.0, 0.0]]),
+        reply_intercept=np.array([-1.0, 0.0, 0.0]),
+        reply_classes=[ANSWER, "filter_items", "rank_items"],
+    )
+
+
+def test_the_reply_head_decides_call_or_answer_after_a_result_and_only_sure_answers_after_a_user(tmp_path):
+    answers, calls = _reply_router(5.0), _reply_router(-5.0)
+    after = [Turn("user", "comedies"), Turn("assistant", "", ("filter_items",)), Turn("tool", "items: ...")]
+    assert answers.reply(after, 0.9) == "answer" and calls.reply(after, 0.9) == "call"
+    # a variant seen in training reads as its core tool; one the router never saw is just a word
+    renamed = [after[0], Turn("assistant", "", ("browse_movies",)), after[2]]
+    assert answers.text(renamed).startswith("previous_filter_items") and answers.reply(renamed, 0.9) == "answer"
+    unseen = [after[0], Turn("assistant", "", ("films_v9",)), after[2]]
+    assert answers.text(unseen).startswith("previous_films_v9") and answers.reply(unseen, 0.9) == "call"
+    assert answers.reply([Turn("user", "thanks")], 0.9) == "answer"  # p(answer) = e^7 / (e^7 + 2) > 0.99
+    assert answers.reply([Turn("user", "thanks")], 1.0) is None  # 1: never after a user message
+    assert answers.reply([Turn("user", "comedies")], 0.9) is None  # e^-1 / (e^-1 + 2) = 0.16: the policy chooses
+    assert answers.rank("previous_none comedies") == ["filter_items", "rank_items"]  # answering is no tool
+    loaded = ToolRouter.load(answers.save(tmp_path / ROUTER_FILE))
+    assert loaded.aliases == answers.aliases and loaded.reply_classes == answers.reply_classes
+    assert loaded.reply(after, 0.9) == "answer" and loaded.reply(renamed, 0.9) == "answer"
+    plain = ToolRouter.load(
+        ToolRouter(answers.blocks, answers.coef, answers.intercept, answers.tools).save(tmp_path / "p.npz")
+    )
+    assert plain.reply(after, 0.9) is None and plain.aliases == {} and plain.reply_probabilities("thanks") is None
+
+
+def _schema(name: str, description: str, **params: str) -> dict:
+    props = {p: {"type": "string", "description": d} for p, d in params.items()}
+    return {
+        "type": "function",
+        "function": {"name": name, "description": description, "parameters": {"properties": props}},
+    }
+
+
+def test_an_unseen_tool_whose_words_match_a_core_tools_is_read_as_it():
+    seen = {
+        schema_text(
+            _schema("filter_items", "Filter the catalog by genre and release year", genres="genres to match")
+        ): ("filter_items"),
+        schema_text(_schema("get_item", "Look up one item by its title or id", title="the title to find")): "get_item",
+    }
+    router = _one_word_router([[2.0], [0.0]], [0.0, 0.5], ["filter_items", "get_item"])
+    router = replace(router, **fit_schema_matcher(seen))
+    offered = [
+        _schema("browse_films", "Browse the catalog of films by genre and release year", tags="genres to match"),
+        _schema("buy_item", "Buy a copy", quantity="how many"),
+        _schema("get_item", "Look up one item by its title or id", title="the title to find"),
+    ]
+    reading = router.reading(offered)
+    assert reading.aliases == {"browse_films": "filter_items"} and router.aliases == {}  # a copy; buy_item: no match
+    names = [s["function"]["name"] for s in offered]
+    assert reading.allowed([Turn("user", "only comedies")], names, 1) == {"browse_films", "buy_item"}
+    # not reading the schemas, filter_items is not offered: get_item is the likeliest offered tool, the rest unknown
+    assert router.allowed([Turn("user", "only comedies")], names, 1) == {"browse_films", "buy_item", "get_item"}
+    assert reading.allowed([Turn("user", "heat")], names, 1) == {"get_item", "buy_item"}  # browse_films is a filter
+    assert router.allowed([Turn("user", "heat")], names, 1) == {"get_item", "buy_item", "browse_films"}
+    after = [Turn("user", "x"), Turn("assistant", "", ("browse_films",)), Turn("tool", "items")]
+    assert reading.text(after).startswith("previous_filter_items")
+    assert router.reading([]) is router and _one_word_router([[1.0]], [0.0], ["a"]).reading(offered).aliases == {}
+
+
+def test_variant_aliases_map_each_training_variant_to_its_one_core_tool(synthetic_synth_run):
+    train = _rows(synthetic_synth_run / "train.jsonl")
+    aliases = variant_aliases(train)
+    assert aliases, "the synthetic run offers renamed variants"
+    assert set(aliases.values()) <= offered_tools(train) and not set(aliases) & set(aliases.values())
+    doubled = [
+        {"meta": {"tool_variants": {"find": {"core": "get_item"}, "browse": {"core": "filter_items"}}}},
+        {"meta": {"tool_variants": {"find": {"core": "search_items"}}}},
+    ]
+    assert variant_aliases(doubled) == {"browse": "filter_items"}  # "find" renames two tools: not read as either
+
+
 def test_the_job_writes_the_router_with_its_config_and_validation_scores(synthetic_synth_run, tmp_path):
     path = train_router(RouterJobConfig.build(data_dir=str(synthetic_synth_run), output_dir=str(tmp_path)))
     assert path == router_file(tmp_path) and router_file(tmp_path / "nowhere") is None and router_file(None) is None
@@ -137,7 +236,33 @@ def test_the_job_writes_the_router_with_its_config_and_validation_scores(synthet
     written = yaml.safe_load((tmp_path / "router_config.yaml").read_text())
     assert written["data_dir"] == str(synthetic_synth_run) and written["scores"]["train_call_turns"] > 0
     assert 0.0 <= written["scores"]["validation_top1"] <= written["scores"]["validation_top2"] <= 1.0
+    reply = written["scores"]["validation_reply"]
+    assert reply["after_result_turns"] > 0 and 0.0 <= reply["after_result_right"] <= 1.0  # 8 turns: too few to judge
+    assert written["scores"]["train_answer_turns"] > 0 and reply["answer_p"] == PolicyConfig().router_answer_p
+    assert set(written["scores"]["validation_unseen_tools"]) == {
+        "variants_read_as_their_core",
+        "distractors_read_as_a_tool",
+    }
     train = _rows(synthetic_synth_run / "train.jsonl")
+    router = ToolRouter.load(path)
+    assert ANSWER in router.reply_classes and ANSWER not in router.tools and router.aliases == variant_aliases(train)
+    assert set(router.schema_cores) <= set(router.tools) and router.schema_vectors.shape[0] == len(router.schema_cores)
+    # each training schema is read as its own core tool (an unseen name with the same words)
+    for text, core in list(core_schemas(train).items())[:20]:
+        assert router.reading([{"name": "never_seen", "description": text}]).aliases["never_seen"] == core
+    texts, labels = call_examples(train, router.slots, answers=True)
+    assert ANSWER in labels and [y for y in labels if y != ANSWER] == call_examples(train, router.slots)[1]
+    # the reply head learnt the training turns: after their results it both calls and answers
+    decided = set()
+    for row in train:
+        turns = turns_of(row["messages"])
+        decided |= {router.reply(turns[:i], 0.9) for i in range(1, len(turns)) if turns[i - 1].role == "tool"}
+    assert decided == {"answer", "call"}
+    plain = train_router(
+        RouterJobConfig.build(data_dir=str(synthetic_synth_run), output_dir=str(tmp_path / "plain"), answers=False)
+    )
+    assert ToolRouter.load(plain).reply_coef is None
+    assert "validation_reply" not in yaml.safe_load((tmp_path / "plain" / "router_config.yaml").read_text())["scores"]
     assert set(ToolRouter.load(path).tools) == offered_tools(train) | set(call_examples(train)[1])
     assert set(call_examples(train)[1]) <= {
         "filter_items",

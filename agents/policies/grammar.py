@@ -139,6 +139,9 @@ class CallIds:
     # the request bounds years by decades alone ("westerns from the sixties"): a call taking an earliest and a latest
     # year writes both (:func:`~recagent.agents.call_ids.asks_for_decades`)
     decade_range: bool = False
+    # the set the turn's last tool result saved, where the next call follows it in the same turn: a call that can read
+    # a saved set reads this one, instead of listing item ids (a chain's ranking of what its first call found)
+    fresh_set: str | None = None
 
 
 def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
@@ -167,6 +170,9 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
     def reads_set(node: dict) -> bool:
         return node.get("type") == "string" and node.get("description") == SAVED_SET_DESCRIPTION
 
+    def lists_items(node: dict) -> bool:
+        return node.get("type") == "array" and (node.get("items") or {}).get("description") == ITEM_ID_DESCRIPTION
+
     def holds(node: Any, kind: Any) -> bool:  # does this schema (or a part of it) hold an argument of that kind?
         if isinstance(node, dict):
             return kind(node) or any(holds(v, kind) for v in node.values())
@@ -192,6 +198,7 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
         if isinstance(node.get("properties"), dict):
             required = set(node.get("required") or ())
             props = {}
+            chained = bool(ids.fresh_set) and any(holds(p, reads_set) for p in node["properties"].values())
             sides: dict[str, str] = {}  # "earliest"/"latest" -> the year parameter of that side
             for name, prop in node["properties"].items():
                 side = year_side(name, prop) if ids.years and holds(prop, is_year) else ""
@@ -200,6 +207,16 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                 side_years = {"earliest": ids.years_from, "latest": ids.years_to}.get(side)
                 side_years = ids.years if side_years is None else side_years
                 genres = {"wanted": ids.genres_wanted, "unwanted": ids.genres_unwanted}.get(genre_sense(prop))
+                if chained and holds(prop, reads_set):
+                    props[name] = {
+                        "type": "string",
+                        "enum": [ids.fresh_set],
+                        "description": prop.get("description", ""),
+                    }
+                    out["required"] = [*out.get("required", []), name]
+                    continue
+                if chained and name not in required and holds(prop, lists_items):
+                    continue  # the set just saved holds the candidates: no id list beside it
                 if name not in required and (
                     any(holds(prop, kind) for kind in unwritable)
                     or (side and not side_years)

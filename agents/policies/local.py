@@ -98,6 +98,7 @@ class _Job:
     constrained: bool
     engine: str
     routed: list[str] | None = None  # the tools the router left in the grammar (None: no router ran)
+    decided: str | None = None  # the router's call or answer (None: the policy chose)
 
 
 class LocalChatModel(BaseChatModel):
@@ -152,6 +153,15 @@ class LocalChatModel(BaseChatModel):
         0,
         ge=0,
         description="a call may name only the router's k likeliest offered tools (and any it does not know); 0 = all",
+    )
+
+    router_reply: bool = Field(
+        True,
+        description="a router fit with answers decides call or answer after a tool result, and an answer after a user "
+        "message it is sure of (router_answer_p); no effect without such a router or a grammar",
+    )
+    router_answer_p: float = Field(
+        0.9, ge=0.0, le=1.0, description="after a user message: answer when the router gives answering this probability"
     )
 
     _slot: Any = PrivateAttr(default=None)
@@ -405,6 +415,16 @@ class LocalChatModel(BaseChatModel):
         parallel = self.parallel_tool_calls if parallel is None else bool(parallel)
         tok = engine.tokenizer
         ids = encode_prompt(tok, format_prompt(tok, messages, tools))  # data text can never become a special token
+        asked = choice
+        routing = self.router_path and (self.router_top_k or self.router_reply)
+        router = self.tool_router().reading(tools or []) if routing else None  # unseen tools read by their words
+        turns = turns_of_messages(messages) if routing else []
+        decided = None
+        # the router's call-or-answer only where the caller left it open and no repeated call was just taken out
+        if self.constrained and self.router_reply and self.router_path and tools and not without:
+            if choice in (None, "auto"):
+                decided = router.reply(turns, self.router_answer_p)
+                choice = {"answer": "none", "call": "required"}.get(decided or "", choice)
         call_only = choice not in (None, "auto", "none")  # required or a named tool: the reply is calls
         answer = (
             None
@@ -418,7 +438,7 @@ class LocalChatModel(BaseChatModel):
         routed = None
         # the router narrows the grammar only: unconstrained, the model may write any name it likes
         if constrained and self.router_top_k and self.router_path and keep and choice in (None, "auto", "required"):
-            keep = self.tool_router().allowed(turns_of_messages(messages), keep, self.router_top_k)
+            keep = router.allowed(turns, keep, self.router_top_k)
             routed = sorted(keep)
         if keep != names:
             grammar_tools = [t for t in grammar_tools if t["function"]["name"] in keep]
@@ -443,7 +463,7 @@ class LocalChatModel(BaseChatModel):
             end_redirect=_end_redirect(tok, answer) if constrained else [],
         )
         # with no tools the name set is empty: any <tool_call> block is reported as an invalid call
-        return _Job(decode, names, choice, constrained, self.resolved_engine(), routed)
+        return _Job(decode, names, asked, constrained, self.resolved_engine(), routed, decided)
 
     def _decode_text(self, engine: Engine, new_ids: list[int], stop: list[str]) -> str:
         text = engine.tokenizer.decode(new_ids, skip_special_tokens=True)
@@ -452,18 +472,22 @@ class LocalChatModel(BaseChatModel):
     def _metadata(self, job: _Job, out: DecodeResult, seconds: float, text: str) -> dict:
         ids = out.new_ids
         cut = len(ids) >= job.decode.max_new_tokens and (not ids or ids[-1] not in job.decode.eos_ids)
-        return {
-            "model_name": self.model_path or "smollm2-135m-instruct",
-            "engine": job.engine,
-            "generation_seconds": round(seconds, 4),
-            "prefill_seconds": round(out.prefill_seconds, 4),
-            "tokens_per_second": round(len(ids) / out.decode_seconds, 2) if out.decode_seconds > 0 else None,
-            "constrained": job.constrained,
-            "tool_choice": job.tool_choice,
-            "prefix_tokens_reused": out.reused,
-            "finish_reason": "length" if cut else "stop",
-            "raw_output": text,
-        } | ({"routed_tools": job.routed} if job.routed is not None else {})
+        return (
+            {
+                "model_name": self.model_path or "smollm2-135m-instruct",
+                "engine": job.engine,
+                "generation_seconds": round(seconds, 4),
+                "prefill_seconds": round(out.prefill_seconds, 4),
+                "tokens_per_second": round(len(ids) / out.decode_seconds, 2) if out.decode_seconds > 0 else None,
+                "constrained": job.constrained,
+                "tool_choice": job.tool_choice,
+                "prefix_tokens_reused": out.reused,
+                "finish_reason": "length" if cut else "stop",
+                "raw_output": text,
+            }
+            | ({"routed_tools": job.routed} if job.routed is not None else {})
+            | ({"router_reply": job.decided} if job.decided else {})
+        )
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
