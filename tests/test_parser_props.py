@@ -144,6 +144,15 @@ def test_strict_calls_are_accepted_unchanged(name, args):
     assert not out.invalid_tool_calls and out.tool_calls[0]["args"] == args
 
 
+def test_a_value_that_holds_the_closing_tag_does_not_close_the_call():
+    # found by the property above: {"": "</tool_call>"} was cut at the tag inside its string
+    args = {"title": "</tool_call> and </b>"}
+    text = render_tool_call("get_item", args)
+    assert text.count("</tool_call>") == 1 and text.endswith("</tool_call>")
+    out = parse_assistant_output(text, NAMES)
+    assert not out.invalid_tool_calls and out.tool_calls[0]["args"] == args and out.content == ""
+
+
 @FUZZ
 @given(st.sampled_from(NON_STRICT), st.integers(0, 3))
 def test_non_strict_json_is_rejected_at_any_depth(token, depth):

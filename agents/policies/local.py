@@ -161,7 +161,10 @@ class LocalChatModel(BaseChatModel):
         "message it is sure of (router_answer_p); no effect without such a router or a grammar",
     )
     router_answer_p: float = Field(
-        0.9, ge=0.0, le=1.0, description="after a user message: answer when the router gives answering this probability"
+        0.9,
+        ge=0.0,
+        le=1.0,
+        description="after a user message: answer when the router gives answering at least this probability",
     )
 
     _slot: Any = PrivateAttr(default=None)
