@@ -205,8 +205,7 @@ def render_tool_call(name: str, args: dict[str, Any], schema: dict | None = None
     if schema is not None:
         order = {key: i for i, key in enumerate(schema.get("properties") or {})}
         args = dict(sorted(args.items(), key=lambda kv: order.get(kv[0], len(order))))
-    # "</" is written "<\/" (the same JSON string): a value holding "</tool_call>" must not close the block early
-    return tool_call_prefix(name) + json.dumps(args, ensure_ascii=False).replace("</", "<\\/") + TOOL_CALL_SUFFIX
+    return tool_call_prefix(name) + json.dumps(args, ensure_ascii=False) + TOOL_CALL_SUFFIX
 
 
 def render_tools(tools: Sequence[dict]) -> str:
