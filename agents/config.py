@@ -68,6 +68,13 @@ class PolicyConfig(JobConfig):
         description="local: after a user message the reply is an answer (no tool) when the router gives answering at "
         "least this probability; 1 = never",
     )
+    router_save_p: float = Field(
+        0.8,
+        ge=0.5,
+        le=1.0,
+        description="local: a router fit with saves requires a call's save argument where it gives saving at least "
+        "this probability, and drops it where it gives at most 1 minus this; 1 = never decides",
+    )
     # both sized from synthesized dialogs (benchmarks/token_budgets.py): the longest answer is 230 tokens, the
     # longest single call 83; a reply cut short is wasted, one that runs on past what it needs is too
     max_new_tokens: int = Field(240, ge=1, description="longest reply per policy call")
@@ -183,6 +190,7 @@ def make_policy(cfg: PolicyConfig):
         router_top_k=cfg.router_top_k,
         router_reply=cfg.router_reply,
         router_answer_p=cfg.router_answer_p,
+        router_save_p=cfg.router_save_p,
         num_threads=cfg.num_threads,
         parallel_tool_calls=cfg.parallel_calls(),
     )

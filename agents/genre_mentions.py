@@ -52,7 +52,7 @@ WHOLE_WORDS = {"war", "wars", "kids", "kid's", "kids'", "anime", "comic"}
 VIOLENT = ("Action", "Crime", "Horror", "War")
 _VIOLENCE = re.compile(r"\bviolen|\bblood and guns\b|\bfighting\b")
 # a soft ask names a genre the call may leave out but need not: "ideally not too much action", "less war"
-_SOFT = re.compile(r"\b(?:not too much|not much|less|fewer|light on|push)\b")
+_SOFT = re.compile(r"\b(?:not too much|not much|less|fewer|light on|push|not (?:a |the )?(?:big |huge )?fan of)\b")
 _CLAUSE_END = re.compile(r"[.;:!?()]|\s[-–]\s")
 _BUT = re.compile(r"\bbut\b")
 # words that keep a list going after a negated genre: "nothing with kids' stuff or animation"

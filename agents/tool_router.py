@@ -37,6 +37,12 @@ A tool it never saw counts as the core tool whose training schemas its descripti
 (:meth:`ToolRouter.reading`, cosine at least ``SCHEMA_MATCH``): renamed variants keep their descriptions' words
 ("Browse the catalog by genre and era"), distractors ("Buy a copy of a movie") do not.
 
+A router fit with saves also has a save head: the same features and the called (core) tool as one more, fit
+on the call turns of tools that can save their result, whether the call saves it (``save_as``) for a later tool.
+The policy mixed that up both ways: a ranking for a user saved a pool of 20 that nothing read ("which of #382,
+#193, #436 would I like most?"), a search to be ranked by taste ("got ten movies? rank them for me") returned ten
+and saved nothing (:meth:`ToolRouter.saves`; the grammar then requires or drops the call's save argument).
+
 A call of a tool variant is read as its core tool's where the router saw that variant in training (``aliases``), as
 its training turns were: by its own name the previous call was a word the router never learnt.
 """
@@ -174,6 +180,9 @@ class ToolRouter:
     schema_block: FeatureBlock | None = None  # words of the tool schemas seen in training (schema_text)
     schema_vectors: np.ndarray | None = None  # (n_schemas, its features), L2-normalised, one per seen schema
     schema_cores: list[str] = field(default_factory=list)  # the core tool each of those schemas is
+    save_coef: np.ndarray | None = None  # (n_features,): does the call save its result? None = no save head
+    save_tool_coef: dict[str, float] = field(default_factory=dict)  # its weight of the called (core) tool
+    save_intercept: float = 0.0
 
     def reading(self, schemas: Iterable[Mapping]) -> ToolRouter:
         """This router reading the offered ``schemas``: a tool it never saw whose description words match a core
@@ -236,6 +245,25 @@ class ToolRouter:
             return "answer" if max(p, key=p.get) == ANSWER else "call"
         return "answer" if p[ANSWER] >= answer_p else None
 
+    def save_probability(self, turns: Sequence[Turn], tool: str) -> float | None:
+        """The save head's probability that a call of ``tool`` after ``turns`` saves its result; None without one."""
+        return None if self.save_coef is None else self._save_score(self.text(turns), tool)
+
+    def _save_score(self, text: str, tool: str) -> float:
+        """The save head's probability for the router text ``text`` and a call of ``tool`` (a variant: its core)."""
+        assert self.save_coef is not None
+        score = self._linear(self.save_coef[None, :], np.array([self.save_intercept]), text)[0]
+        score += self.save_tool_coef.get(self.aliases.get(tool, tool), 0.0)
+        return float(1.0 / (1.0 + np.exp(-score)))
+
+    def saves(self, turns: Sequence[Turn], tool: str, sure: float) -> bool | None:
+        """Whether a call of ``tool`` after ``turns`` saves its result, where the save head is at least ``sure`` of
+        it either way; else None (the policy chooses; always for a router without a save head)."""
+        p = self.save_probability(turns, tool)
+        if p is None:
+            return None
+        return True if p >= sure else False if p <= 1.0 - sure else None
+
     def allowed(self, turns: Sequence[Turn], offered: Iterable[str], k: int) -> set[str]:
         """The offered tools a call may name: those that are (or rename, ``aliases``) the router's k likeliest
         tools among the offered ones, and every tool it does not know (it cannot judge them)."""
@@ -269,6 +297,13 @@ class ToolRouter:
                 "reply_coef": self.reply_coef.astype(np.float32),
                 "reply_intercept": self.reply_intercept.astype(np.float32),
                 "reply_classes": np.array(self.reply_classes, dtype=str),
+            }
+        if self.save_coef is not None:
+            arrays |= {
+                "save_coef": self.save_coef.astype(np.float32),
+                "save_intercept": np.array(self.save_intercept),
+                "save_tools": np.array(list(self.save_tool_coef), dtype=str),
+                "save_tool_coef": np.array(list(self.save_tool_coef.values()), dtype=np.float64),
             }
         for i, b in enumerate(self.blocks):
             arrays[f"vocabulary{i}"] = np.array(sorted(b.vocabulary, key=b.vocabulary.get), dtype=str)
@@ -304,6 +339,11 @@ class ToolRouter:
                 reply_intercept=z["reply_intercept"].astype(np.float64) if reply else None,
                 reply_classes=[str(c) for c in z["reply_classes"]] if reply else [],
                 **(_schemas_of(z) if "schema_vectors" in files else {}),
+                save_coef=z["save_coef"] if "save_coef" in files else None,
+                save_intercept=float(z["save_intercept"]) if "save_intercept" in files else 0.0,
+                save_tool_coef=dict(zip(map(str, z["save_tools"]), map(float, z["save_tool_coef"])))
+                if "save_tools" in files
+                else {},
             )
 
 

@@ -28,9 +28,9 @@ LOSS_WINDOW = 20  # logged updates averaged for the card's first and last traini
 ROUTER_BULLET = "- **Tool router**:"
 
 
-def router_line(slots: bool, replies: bool = False) -> str:
-    """The card's line for a shipped router, with or without request slots (``ToolRouter.slots``) and a reply head
-    (``ToolRouter.reply_coef``)."""
+def router_line(slots: bool, replies: bool = False, saves: bool = False) -> str:
+    """The card's line for a shipped router, with or without request slots (``ToolRouter.slots``), a reply head
+    (``ToolRouter.reply_coef``) and a save head (``ToolRouter.save_coef``)."""
     reads = " over the user turns and the request's slots (genres wanted or not, years, other numbers)" if slots else ""
     decides = (
         "; with `policy.router_reply` its reply head decides whether the reply calls a tool or answers after a tool "
@@ -38,10 +38,16 @@ def router_line(slots: bool, replies: bool = False) -> str:
         if replies
         else ""
     )
+    stores = (
+        "; its save head decides, where it is sure (`policy.router_save_p`), whether a call stores its result for a "
+        "later tool (the grammar then requires or drops the call's save argument)"
+        if saves
+        else ""
+    )
     return (
         f"{ROUTER_BULLET} `tool_router.npz`, a TF-IDF + logistic-regression classifier fit on the same synthesized "
         f"training dialogs (`recagent train router`){reads}; with `policy.router_top_k` k > 0 the call grammar offers "
-        f"only its k likeliest tools (the prompt still shows them all){decides}."
+        f"only its k likeliest tools (the prompt still shows them all){decides}{stores}."
     )
 
 
@@ -125,7 +131,7 @@ def _card(
         f"{record['first_loss']} -> {record['last_loss']}.",
     ]
     if router is not None:
-        lines.append(router_line(router.slots, router.reply_coef is not None))
+        lines.append(router_line(router.slots, router.reply_coef is not None, router.save_coef is not None))
     if report.get("training"):
         t = report["training"]
         lines.append(f"- **Time and machine**: {t.get('summary')}")
@@ -214,7 +220,7 @@ def add_router(dest: Path, router: Path, report: Path | None = None, command: st
     if not all((dest / f).is_file() for f in (*ADAPTER_FILES, "README.md")):
         raise RecagentError(f"{dest} holds no shipped adapter and card: ship one first (recagent train ship)")
     checked = _checked_router(router)
-    line = router_line(checked.slots, checked.reply_coef is not None)
+    line = router_line(checked.slots, checked.reply_coef is not None, checked.save_coef is not None)
     card = (dest / "README.md").read_text()
     if line not in card:  # a router of other features replaces its line
         card = _with_bullet("\n".join(x for x in card.split("\n") if not x.startswith(ROUTER_BULLET)), line)

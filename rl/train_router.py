@@ -4,7 +4,9 @@ scikit-learn fits it (TF-IDF over words and word pairs, multinomial logistic reg
 the fitted arrays. Every call turn of ``train.jsonl`` is one example: its features are the user turns so far and
 the previous call's tools (:func:`~recagent.agents.tool_router.router_text`), its label the first tool it calls,
 with renamed variants mapped to their core tool (the router judges the core tools only). With ``answers`` every
-assistant turn that calls nothing is an example too, labelled ``ANSWER``, so the router tells a call from an answer. The training rows pass
+assistant turn that calls nothing is an example too, labelled ``ANSWER``, so the router tells a call from an
+answer. With ``saves`` a save head learns, from the call turns of tools that can save, whether the call does.
+The training rows pass
 the SFT data's leakage checks first (test and validation dialogs, held-out chat requests). Accuracy is reported on
 the run's ``validation.jsonl`` call turns, never on its test split.
 """
@@ -60,6 +62,12 @@ class RouterJobConfig(JobConfig):
         "(policy.router_reply). Validation turns after a tool result: call or answer right on 518 of 527 (synth4v)",
     )
 
+    saves: bool = Field(
+        True,
+        description="also learn whether a call saves its result for a later tool (policy.router_save_p): the "
+        "grammar then requires or drops the call's save argument",
+    )
+
     @field_validator("word_ngrams", "char_ngrams")
     @classmethod
     def _ngram_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -95,6 +103,26 @@ def call_examples(
         texts.append(router_text(turns[:i], core, slots))
         labels.append(core.get(turns[i].calls[0], turns[i].calls[0]) if turns[i].calls else ANSWER)
     return texts, labels
+
+
+def save_examples(rows: list[dict[str, Any]], slots: bool = False) -> tuple[list[str], list[str], list[bool]]:
+    """(features, core tool, saves) of every call turn in ``rows`` whose first call's tool can save its result:
+    the router's text, the tool it calls and whether that call saves its result."""
+    from recagent.agents.policies.grammar import saves_result
+
+    texts, tools, labels = [], [], []
+    for row, turns, i in _assistant_turns(rows, False):
+        core = core_tool_names(row)
+        call = row["messages"][i]["tool_calls"][0]["function"]  # turns_of keeps one turn per message
+        schema = next((t["function"] for t in row.get("tools") or [] if t["function"]["name"] == call["name"]), {})
+        params = [k for k, v in (schema.get("parameters") or {}).get("properties", {}).items() if saves_result(v)]
+        if not params:
+            continue
+        args = json.loads(call["arguments"]) if isinstance(call["arguments"], str) else call["arguments"]
+        texts.append(router_text(turns[:i], core, slots))
+        tools.append(core.get(call["name"], call["name"]))
+        labels.append(any(args.get(p) for p in params))
+    return texts, tools, labels
 
 
 def _assistant_turns(rows: list[dict[str, Any]], answers: bool) -> Iterable[tuple[dict[str, Any], list[Turn], int]]:
@@ -154,6 +182,19 @@ def reply_scores(router: ToolRouter, rows: list[dict[str, Any]], answer_p: float
     }
 
 
+def save_scores(router: ToolRouter, rows: list[dict[str, Any]], sure: float, slots: bool) -> dict[str, Any]:
+    """How :meth:`ToolRouter.saves` decides the call turns of ``rows`` whose tool can save: the share it decides
+    (at least ``sure`` either way) and the share of those it gets right."""
+    texts, tools, labels = save_examples(rows, slots)
+    decided = right = 0
+    for row_text, tool, saved in zip(texts, tools, labels):
+        p = router._save_score(row_text, tool)
+        says = True if p >= sure else False if p <= 1 - sure else None
+        decided += says is not None
+        right += says is saved
+    return {"turns": len(labels), "decided": decided, "decided_right": right, "save_p": sure}
+
+
 def fit_router(
     texts: list[str],
     labels: list[str],
@@ -161,11 +202,12 @@ def fit_router(
     never_called: Iterable[str] = (),
     aliases: dict[str, str] | None = None,
     schemas: dict[str, str] | None = None,
+    saves: tuple[list[str], list[str], list[bool]] | None = None,
 ) -> ToolRouter:
     """A router fit on (features, label) examples; ``never_called`` tools (offered in training, never called) rank
     after every called one, so the grammar does not fall back on a tool the policy never learnt to call. Examples
-    labelled ``ANSWER`` fit the reply head only: the tool head learns from call turns alone (on synth4v's validation
-    call turns one head for both named the right tool of 0.977, two heads 0.989)."""
+    labelled ``ANSWER`` fit the reply head only: the tool head learns from call turns alone, so the tools it ranks
+    are never crowded by answers. ``saves`` (texts, core tools, labels: :func:`save_examples`) fit the save head."""
     from scipy.sparse import hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -179,6 +221,17 @@ def fit_router(
     reply = LogisticRegression(max_iter=3000, C=cfg.C).fit(features, y) if not calls.all() else None
     tools = [str(c) for c in clf.classes_]
     extra = sorted(set(never_called) - set(tools))
+    save, save_tools = None, []
+    if saves and len(set(saves[2])) == 2:  # the same features and a one-hot of the called (core) tool
+        from scipy.sparse import csr_matrix
+
+        save_tools = sorted(set(saves[1]))
+        onehot = csr_matrix(
+            (np.ones(len(saves[1])), ([*range(len(saves[1]))], [save_tools.index(t) for t in saves[1]])),
+            shape=(len(saves[1]), len(save_tools)),
+        )
+        save_features = hstack([*(v.transform(saves[0]) for v in vecs), onehot]).tocsr()
+        save = LogisticRegression(max_iter=3000, C=cfg.C).fit(save_features, np.array(saves[2]))
     return ToolRouter(
         blocks=[
             FeatureBlock(a, tuple(n), {w: int(i) for w, i in v.vocabulary_.items()}, v.idf_)
@@ -194,6 +247,9 @@ def fit_router(
         reply_intercept=reply.intercept_ if reply is not None else None,
         reply_classes=[str(c) for c in reply.classes_] if reply is not None else [],
         **(fit_schema_matcher(schemas) if schemas else {}),
+        save_coef=save.coef_[0, : features.shape[1]] if save is not None else None,
+        save_tool_coef=dict(zip(save_tools, save.coef_[0, features.shape[1] :].tolist())) if save is not None else {},
+        save_intercept=float(save.intercept_[0]) if save is not None else 0.0,
     )
 
 
@@ -261,7 +317,8 @@ def train_router(cfg: RouterJobConfig) -> Path:
     check_no_leakage(data, train, test)
     texts, labels = call_examples(train, cfg.slots, cfg.answers)
     if len(set(labels) - {ANSWER}) < 2:
-        raise SFTDataError(f"{data / 'train.jsonl'} has call turns of {len(set(labels))} tool(s); a router needs 2+")
+        tools = len(set(labels) - {ANSWER})
+        raise SFTDataError(f"{data / 'train.jsonl'} has call turns of {tools} tool(s); a router needs 2+")
     router = fit_router(
         texts,
         labels,
@@ -269,6 +326,7 @@ def train_router(cfg: RouterJobConfig) -> Path:
         never_called=offered_tools(train),
         aliases=variant_aliases(train),
         schemas=core_schemas(train),
+        saves=save_examples(train, cfg.slots) if cfg.saves else None,
     )
     out = Path(cfg.output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -299,6 +357,10 @@ def train_router(cfg: RouterJobConfig) -> Path:
             from recagent.agents.config import PolicyConfig
 
             scores["validation_reply"] = reply_scores(router, validation, PolicyConfig().router_answer_p)
+        if cfg.saves and router.save_coef is not None:
+            from recagent.agents.config import PolicyConfig
+
+            scores["validation_saves"] = save_scores(router, validation, PolicyConfig().router_save_p, cfg.slots)
     (out / "router_config.yaml").write_text(
         yaml.safe_dump({**cfg.model_dump(mode="json"), "scores": scores}, sort_keys=False)
     )
@@ -315,6 +377,8 @@ __all__ = [
     "fit_router",
     "offered_tools",
     "reply_scores",
+    "save_examples",
+    "save_scores",
     "schema_scores",
     "train_router",
     "variant_aliases",

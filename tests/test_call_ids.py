@@ -25,13 +25,8 @@ def test_number_words(text, numbers):
 
 
 def test_numbers_in_reads_digits_and_words_once_each():
-    assert numbers_in("User 88, #500 and 007: two hundred and thirty four, 1990s, 88") == [
-        "88",
-        "500",
-        "7",
-        "1990",
-        "234",
-    ]
+    # "1990s" is a decade (years_in reads it), no number an id or count could be
+    assert numbers_in("User 88, #500 and 007: two hundred and thirty four, 1990s, 88") == ["88", "500", "7", "234"]
 
 
 def test_conversation_ids_are_numbers_that_name_users_or_items_plus_the_session_user_and_returned_items():
@@ -190,3 +185,62 @@ def test_a_request_bounded_by_decades_alone_asks_for_both_ends(text, decades_alo
     ids = conversation_call_ids([HumanMessage(text)], {}, {})
     required = ground_call_arguments([tool], ids)[0]["function"]["parameters"].get("required", [])
     assert sorted(required) == (["year_max", "year_min"] if decades_alone else [])
+
+
+def test_a_number_inside_a_word_is_no_id():
+    # the system prompt's "ml-100k" gave every conversation a user 100: the adapters looked user 100 up for requests
+    # that named no user
+    users = {str(u): u for u in range(1, 944)}
+    messages = [SystemMessage("You recommend films from the ml-100k catalog."), HumanMessage("find Amadeus, 2nd try")]
+    assert numbers_in("the ml-100k catalog, 2nd try") == []
+    assert conversation_call_ids(messages, users, {}).users == ()
+    assert conversation_call_ids([HumanMessage("user 100 here")], users, {}).users == ("100",)
+
+
+def test_title_spans_are_runs_of_the_users_words_and_titles_tools_returned():
+    from recagent.agents.call_ids import title_spans
+
+    spans = set(title_spans(["Oh, Heavy Metal!"], ["items:\n[31] Crimson Tide (1995): Drama, Thriller"]))
+    # with and without the sentence's punctuation ("Airplane!" keeps its own), a title with and without its year
+    assert {"Heavy Metal", "Heavy Metal!", "Oh, Heavy Metal", "Crimson Tide", "Crimson Tide (1995)"} <= spans
+    assert not spans & {"Heavy Meta", "Heavy Metal movies", "Crimson", "Drama"}  # nothing made up, cut, or a genre
+
+
+@pytest.mark.parametrize(
+    ("text", "unseen"),
+    [
+        ("crime movies from the seventies that I haven't watched", True),
+        ("can u suggest eight nineties drama films that i havent sen thx", True),
+        ("skkip what ive already watched", True),
+        ("Nothing I've listened to already.", True),
+        ("good dramas that are new to me", True),
+        ("i have seen star wars, what else?", False),
+        ("the best film I've seen", False),
+        ("I watched Fargo, more like it", False),
+    ],
+)
+def test_a_request_to_leave_out_what_the_user_has_seen(text, unseen):
+    from recagent.agents.call_ids import asks_unseen
+
+    assert asks_unseen(text) is unseen
+
+
+def test_a_chained_call_reads_the_request_not_the_first_calls_result():
+    # validation: after retrieve_for_user saved a shortlist, the chained filter wrote genres Action and years
+    # 1995-1996 (from the result) for "I'm in a romance mood"; the gold filter wants Romance and leaves out what
+    # the user has seen
+    users = {str(u): u for u in range(1, 944)}
+    genres = ["Action", "Drama", "Romance", "War"]
+    request = HumanMessage("I'm user 155. romance movies for my taste, nothing I've seen")
+    first = AIMessage("", tool_calls=[{"name": "retrieve_for_user", "args": {"user_id": "155"}, "id": "c1"}])
+    result = ToolMessage("candidate_set: shortlist\nitems:\n[322] Murder at 1600 (1997): Mystery", tool_call_id="c1")
+    chained = conversation_call_ids([request, first, result], users, {}, catalog_genres=genres)
+    assert chained.fresh_set == "shortlist" and chained.genres_wanted == ("Romance",)
+    assert chained.years == () and chained.unseen_by == ("155",)
+    assert not chained.genres_written
+    # words the turn looked up as a title are no genre: "star wars" names no War
+    ask = HumanMessage("more like star wars, from 1989 or earlier")
+    lookup = AIMessage("", tool_calls=[{"name": "get_item", "args": {"title": "star wars"}, "id": "c2"}])
+    found = ToolMessage("candidate_set: matches\nitems:\n[50] Star Wars (1977): War", tool_call_id="c2")
+    assert conversation_call_ids([ask, lookup, found], users, {}, catalog_genres=genres).genres_wanted is None
+    assert conversation_call_ids([ask], users, {}, catalog_genres=genres).genres_wanted == ("War",)  # unread yet

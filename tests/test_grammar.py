@@ -261,11 +261,12 @@ def test_the_first_call_after_a_request_must_name_the_genres_it_wants(accepts, s
         return render_tool_call("filter_items", args)
 
     assert accepts(None, call(genres=[wanted], exclude_genres=[other]), tools=grounded, choice="required")
-    assert accepts(None, call(genres=[wanted]), tools=grounded, choice="required")
+    # "nothing X" refuses X outright: the call has to drop it (validation: "nothing with dramas" was left out)
+    assert not accepts(None, call(genres=[wanted]), tools=grounded, choice="required")
     # after the request's genres, at most one other genre of the catalog: the base model ran on with free strings
-    assert accepts(None, call(genres=[wanted, genres[3]]), tools=grounded, choice="required")
+    assert accepts(None, call(genres=[wanted, genres[3]], exclude_genres=[other]), tools=grounded, choice="required")
     for bad in ([wanted, "Comedy_Aristotelous"], [wanted, genres[3], genres[4]], [genres[3], wanted]):
-        assert not accepts(None, call(genres=bad), tools=grounded, choice="required"), bad
+        assert not accepts(None, call(genres=bad, exclude_genres=[other]), tools=grounded, choice="required"), bad
     for bad in (
         {},
         {"exclude_genres": [wanted]},
@@ -277,3 +278,62 @@ def test_the_first_call_after_a_request_must_name_the_genres_it_wants(accepts, s
     # after a tool result in the same turn the request has been read: the next call is free
     later = [*request, AIMessage(""), ToolMessage("items:\n[1] A (1990)", tool_call_id="c1")]
     assert conversation_call_ids(later, {}, {}, catalog_genres=genres).genres_wanted is None
+
+
+def test_a_call_takes_titles_the_user_wrote_and_the_requests_seen_and_order_rules(accepts, synthetic_env):
+    # validation: get_item wrote "conspiracy theory movies" for "oh, conspiracy theory!" and a second title nobody
+    # wrote; a chained filter left the seen items in and re-sorted the ranked shortlist by popularity
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
+    from recagent.tools.recommender_tools import build_registry
+
+    schemas = build_registry(synthetic_env).openai_schemas()
+    get_item = [t for t in schemas if t["function"]["name"] == "get_item"]
+    titled = ground_call_arguments(get_item, CallIds(titles=("conspiracy theory", "oh, conspiracy theory")))
+    assert accepts(None, render_tool_call("get_item", {"title": "conspiracy theory"}), tools=titled, choice="required")
+    for bad in ("conspiracy theory movies", "pirates movies"):
+        assert not accepts(None, render_tool_call("get_item", {"title": bad}), tools=titled, choice="required")
+        assert accepts(None, render_tool_call("get_item", {"title": bad}), tools=get_item, choice="required")
+
+    filters = [t for t in schemas if t["function"]["name"] == "filter_items"]
+    chained = ground_call_arguments(
+        filters, CallIds(users=("7",), sets=("pool",), fresh_set="pool", unseen_by=("7",), request_read=True)
+    )
+    plain = ground_call_arguments(filters, CallIds(users=("7",), sets=("pool",), request_read=True))
+
+    def call(**args) -> str:
+        return render_tool_call("filter_items", args)
+
+    good = {"exclude_seen_by": "7", "candidates": "pool", "sort_by": "input"}
+    assert accepts(None, call(**good), tools=chained, choice="required")
+    for left_out in ("exclude_seen_by", "sort_by"):
+        bad = {k: v for k, v in good.items() if k != left_out}
+        assert not accepts(None, call(**bad), tools=chained, choice="required"), left_out
+    assert not accepts(None, call(**{**good, "sort_by": "popularity"}), tools=chained, choice="required")
+    # no "nothing I've seen" in the request: the call leaves nobody's seen items out
+    assert accepts(None, call(candidates="pool"), tools=plain, choice="required")
+    assert not accepts(None, call(candidates="pool", exclude_seen_by="7"), tools=plain, choice="required")
+
+
+def test_the_save_decision_requires_or_drops_the_save_argument_and_the_unsaid_pool(accepts, synthetic_env):
+    # validation: "which of #382, #193, #436 would I like most?" saved a ranking as a pool of 20 nobody read, and
+    # "got ten movies? rank them for me" searched ten and saved nothing for the ranking
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
+    from recagent.tools.recommender_tools import build_registry
+
+    search = [t for t in build_registry(synthetic_env).openai_schemas() if t["function"]["name"] == "search_items"]
+    saves = ground_call_arguments(search, CallIds(counts=(10, 20), unsaid_pool=20, saves=True))
+    keeps = ground_call_arguments(search, CallIds(counts=(10, 20), unsaid_pool=20, saves=False))
+    free = ground_call_arguments(search, CallIds(counts=(10, 20), unsaid_pool=20))
+
+    def call(**args) -> str:
+        return render_tool_call("search_items", {"query": "cosy films", **args})
+
+    assert accepts(None, call(k=20, save_as="pool"), tools=saves, choice="required")
+    assert not accepts(None, call(k=20), tools=saves, choice="required")  # a pool for the ranking is saved
+    assert accepts(None, call(k=10), tools=keeps, choice="required")
+    assert accepts(None, call(), tools=keeps, choice="required")
+    for bad in ({"k": 20}, {"save_as": "pool"}, {"k": 10, "save_as": "pool"}):
+        assert not accepts(None, call(**bad), tools=keeps, choice="required"), bad
+        assert accepts(None, call(**bad), tools=free, choice="required"), bad  # undecided: the policy chooses
+    said = ground_call_arguments(search, CallIds(counts=(10, 20), saves=False))  # the user wrote 20
+    assert accepts(None, call(k=20), tools=said, choice="required")

@@ -163,6 +163,9 @@ def test_a_router_added_to_a_shipped_adapter_updates_its_card_and_keeps_the_adap
     router.reply_coef, router.reply_intercept, router.reply_classes = np.zeros((2, 1)), np.zeros(2), ["(answer)", "x"]
     card = add_router(dest, router.save(tmp_path / "r.npz"))  # one with a reply head: the line says what it decides
     assert card.count(ROUTER_BULLET) == 1 and router_line(True, replies=True) in card and "reply head" in card
+    router.save_coef, router.save_tool_coef = np.zeros(1), {"x": 0.0}
+    card = add_router(dest, router.save(tmp_path / "v.npz"))  # and a save head
+    assert card.count(ROUTER_BULLET) == 1 and router_line(True, True, saves=True) in card and "save head" in card
     assert main(["train", "ship-router", str(tmp_path / "report.json"), "--dest", str(dest)]) != 0
     assert "is not a tool router" in capsys.readouterr().err
     assert main(["train", "ship-router", str(path), "--dest", str(tmp_path / "empty")]) != 0

@@ -32,6 +32,7 @@ from recagent.rl.train_router import (
     fit_router,
     fit_schema_matcher,
     offered_tools,
+    save_examples,
     train_router,
     variant_aliases,
 )
@@ -181,6 +182,32 @@ def test_the_reply_head_decides_call_or_answer_after_a_result_and_only_sure_answ
     assert plain.reply(after, 0.9) is None and plain.aliases == {} and plain.reply_probabilities("thanks") is None
 
 
+def test_the_save_head_decides_whether_a_call_saves_only_where_it_is_sure(tmp_path):
+    # "rank them for me" leans to saving a pool for the ranking; the tool says more: rank_items never saves
+    block = FeatureBlock("word", (1, 2), {"rank them": 0, "hello": 1}, np.ones(2))
+    router = ToolRouter(
+        [block],
+        np.zeros((2, 2)),
+        np.zeros(2),
+        ["search_items", "rank_items"],
+        aliases={"find_films": "search_items"},
+        save_coef=np.array([4.0, 0.0]),
+        save_tool_coef={"search_items": 0.0, "rank_items": -8.0},
+        save_intercept=-1.0,
+    )
+    ask = [Turn("user", "cosy films, rank them for me")]
+    assert router.saves(ask, "search_items", 0.8) is True  # p = 1 / (1 + e^-3) = 0.95
+    assert router.saves(ask, "find_films", 0.8) is True  # a variant: its core tool's weight
+    assert router.saves(ask, "rank_items", 0.8) is False  # e^-5: sure it does not
+    assert router.saves([Turn("user", "cosy films")], "search_items", 0.8) is None  # 0.27: the policy chooses
+    assert router.saves([Turn("user", "cosy films")], "search_items", 0.7) is False  # at 0.7 that is sure
+    assert router.saves(ask, "search_items", 1.0) is None  # 1: never decides
+    loaded = ToolRouter.load(router.save(tmp_path / ROUTER_FILE))
+    assert loaded.save_tool_coef == router.save_tool_coef and loaded.saves(ask, "rank_items", 0.8) is False
+    plain = ToolRouter.load(ToolRouter([block], router.coef, router.intercept, router.tools).save(tmp_path / "p.npz"))
+    assert plain.save_probability(ask, "search_items") is None and plain.saves(ask, "search_items", 0.8) is None
+
+
 def _schema(name: str, description: str, **params: str) -> dict:
     props = {p: {"type": "string", "description": d} for p, d in params.items()}
     return {
@@ -258,10 +285,17 @@ def test_the_job_writes_the_router_with_its_config_and_validation_scores(synthet
         turns = turns_of(row["messages"])
         decided |= {router.reply(turns[:i], 0.9) for i in range(1, len(turns)) if turns[i - 1].role == "tool"}
     assert decided == {"answer", "call"}
+    # the save head learnt which calls save: of the training turns whose tool can, it says so for some, not others
+    save_texts, save_tools, saved = save_examples(train, router.slots)
+    assert set(saved) == {True, False} and set(save_tools) <= set(router.tools)
+    said = {router._save_score(t, tool) >= 0.5 for t, tool in zip(save_texts, save_tools)}
+    assert said == {True, False} and written["scores"]["validation_saves"]["save_p"] == PolicyConfig().router_save_p
     plain = train_router(
-        RouterJobConfig.build(data_dir=str(synthetic_synth_run), output_dir=str(tmp_path / "plain"), answers=False)
+        RouterJobConfig.build(
+            data_dir=str(synthetic_synth_run), output_dir=str(tmp_path / "plain"), answers=False, saves=False
+        )
     )
-    assert ToolRouter.load(plain).reply_coef is None
+    assert ToolRouter.load(plain).reply_coef is None and ToolRouter.load(plain).save_coef is None
     assert "validation_reply" not in yaml.safe_load((tmp_path / "plain" / "router_config.yaml").read_text())["scores"]
     assert set(ToolRouter.load(path).tools) == offered_tools(train) | set(call_examples(train)[1])
     assert set(call_examples(train)[1]) <= {
@@ -303,5 +337,7 @@ def test_a_local_policy_uses_the_router_its_adapter_folder_holds(tmp_path):
     served = make_policy(PolicyConfig(adapter=str(tmp_path)))
     assert served.router_path == str(tmp_path / ROUTER_FILE) and served.router_top_k == PolicyConfig().router_top_k
     assert make_policy(PolicyConfig(adapter=str(tmp_path), router_top_k=0)).router_top_k == 0
+    assert served.router_save_p == PolicyConfig().router_save_p
+    assert make_policy(PolicyConfig(adapter=str(tmp_path), router_save_p=1.0)).router_save_p == 1.0
     assert make_policy(PolicyConfig(adapter=str(tmp_path / "elsewhere"))).router_path is None
     assert make_policy(PolicyConfig(adapter=None)).router_path is None  # the untrained base: no router

@@ -134,6 +134,12 @@ class CallIds:
     # named them (:mod:`~recagent.agents.genre_mentions`), and those an unwanted-genres argument may take; None: free
     genres_wanted: tuple[str, ...] | None = None
     genres_unwanted: tuple[str, ...] | None = None
+    # the request refused genres outright ("no horror"), not only would rather have less of them ("less fantasy if
+    # possible", which a ranking weighs): a call with an unwanted-genres argument writes it
+    genres_refused: bool = False
+    # a call earlier in this turn already wrote genres (a chain's filter, then its ranking): the request's genres
+    # stay the only ones a call may take, but a later call need not repeat them
+    genres_written: bool = False
     # the catalog's genres: what a wanted-genres list may add after the request's own
     catalog_genres: tuple[str, ...] = ()
     # the request bounds years by decades alone ("westerns from the sixties"): a call taking an earliest and a latest
@@ -142,6 +148,19 @@ class CallIds:
     # the set the turn's last tool result saved, where the next call follows it in the same turn: a call that can read
     # a saved set reads this one, instead of listing item ids (a chain's ranking of what its first call found)
     fresh_set: str | None = None
+    # the users whose seen items the request leaves out ("nothing I've seen already"): a call that can drop a user's
+    # items drops one of theirs; with no such request it drops none (empty)
+    unseen_by: tuple[str, ...] = ()
+    # the router's save head (ToolRouter.saves): the call stores its result for a later tool (True: its save argument
+    # is required and its count may be the pool size), or does not (False: no save argument, no unsaid pool size);
+    # None: the policy chooses
+    saves: bool | None = None
+    # the pool size where ``counts`` holds it though nobody wrote it: a call that saves nothing cannot ask for it
+    unsaid_pool: int | None = None
+    # the call follows the user's request (first or chained in the same turn), whose words the rules above read
+    request_read: bool = False
+    # the strings a title argument may take: spans of the user's words and titles tools returned (empty: free)
+    titles: tuple[str, ...] = ()
 
 
 def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
@@ -170,6 +189,17 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
     def reads_set(node: dict) -> bool:
         return node.get("type") == "string" and node.get("description") == SAVED_SET_DESCRIPTION
 
+    def is_title(node: dict) -> bool:  # a free string (or null) the description calls a title ("title to match")
+        strings = [node, *node.get("anyOf", [])]
+        free = any(n.get("type") == "string" and "enum" not in n for n in strings)
+        return free and bool(_TITLE.search(node.get("description", "")))
+
+    def keeps_order(node: dict) -> bool:  # an order argument that can keep the candidates' own ("input")
+        return KEEP_ORDER in (node.get("enum") or ()) and KEEP_ORDER in node.get("description", "")
+
+    def drops_seen(node: dict) -> bool:  # "drop items this user already interacted with", any noun
+        return _SEEN.search(str(node.get("description", ""))) is not None
+
     def lists_items(node: dict) -> bool:
         return node.get("type") == "array" and (node.get("items") or {}).get("description") == ITEM_ID_DESCRIPTION
 
@@ -191,7 +221,8 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
         if values:
             return {"type": "string", "enum": list(values), "description": node["description"]}
         if ids.counts and is_count(node):
-            return {"type": "integer", "enum": list(ids.counts), "description": node.get("description", "")}
+            counts = [c for c in ids.counts if not (ids.saves is False and c == ids.unsaid_pool)]
+            return {"type": "integer", "enum": counts, "description": node.get("description", "")}
         if ids.years and is_year(node):
             return {"type": "integer", "enum": list(years), "description": node.get("description", "")}
         out = {k: narrow(v, years) for k, v in node.items() if k != "properties"}
@@ -217,6 +248,26 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                     continue
                 if chained and name not in required and holds(prop, lists_items):
                     continue  # the set just saved holds the candidates: no id list beside it
+                if chained and keeps_order(prop):  # a chain keeps the order the set was ranked in
+                    props[name] = {**prop, "enum": [KEEP_ORDER]}
+                    out["required"] = [*out.get("required", []), name]
+                    continue
+                if ids.titles and is_title(prop):
+                    props[name] = {"type": "string", "enum": list(ids.titles), "description": prop["description"]}
+                    continue
+                if ids.saves is not None and name not in required and saves_result(prop):
+                    if not ids.saves:
+                        continue  # the router is sure nothing reads the result later: nothing to save
+                    out["required"] = [*out.get("required", []), name]
+                if ids.request_read and name not in required and _MATCH_ALL.search(str(prop.get("description", ""))):
+                    if len(ids.genres_wanted or ()) < 2:
+                        continue  # any or all of one genre (or none): no synthesized call writes it
+                if drops_seen(prop) and ids.request_read:
+                    if not ids.unseen_by:
+                        continue  # the request did not ask to leave seen items out
+                    props[name] = {"type": "string", "enum": list(ids.unseen_by), "description": prop["description"]}
+                    out["required"] = [*out.get("required", []), name]
+                    continue
                 if name not in required and (
                     any(holds(prop, kind) for kind in unwritable)
                     or (side and not side_years)
@@ -226,9 +277,12 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                 props[name] = narrow(prop, side_years)
                 if genres and genre_sense(prop) == "wanted":  # the request named genres it wants: the call names them
                     props[name] = wanted_genres(props[name], genres, ids.catalog_genres)
-                    out["required"] = [*out.get("required", []), name]
+                    if not ids.genres_written:
+                        out["required"] = [*out.get("required", []), name]
                 elif genres and props[name].get("type") == "array":
                     props[name] = unwanted_genres(props[name], genres)
+                    if ids.genres_refused and not ids.genres_written:  # the request refused them: the call does
+                        out["required"] = [*out.get("required", []), name]
             if ids.decade_range and len(sides) == 2 and all(name in props for name in sides.values()):
                 out["required"] = [*out.get("required", []), *sides.values()]
             out["properties"] = props
@@ -238,6 +292,18 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
     return tools if grounded == tools else grounded
 
 
+_SAVES_RESULT = re.compile(r"^store the (?:full result|whole ranking) under this candidate set name")
+
+
+def saves_result(prop: dict) -> bool:
+    """Is this parameter a call's "store the result under this candidate set name" (any parameter name)?"""
+    return _SAVES_RESULT.search(str(prop.get("description", ""))) is not None
+
+
+_MATCH_ALL = re.compile(r"\bany or all\b")  # filter_items' match: "item needs any or all of the genres"
+_SEEN = re.compile(r"already interacted with")
+KEEP_ORDER = "input"  # filter_items' sort_by value that keeps a candidate set's order (and its variants')
+_TITLE = re.compile(r"\btitle\b", re.I)
 _EARLIEST = re.compile(r"earliest|start|after|from|\bmin")
 _LATEST = re.compile(r"latest|\bend\b|before|\bto\b|until|\bmax")
 
@@ -498,6 +564,7 @@ __all__ = [
     "answer_format",
     "ground_call_arguments",
     "normalize_tool_choice",
+    "saves_result",
     "tool_call_structural_tag",
     "xgrammar_schema",
 ]

@@ -43,7 +43,7 @@ import queue
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -165,6 +165,13 @@ class LocalChatModel(BaseChatModel):
         ge=0.0,
         le=1.0,
         description="after a user message: answer when the router gives answering at least this probability",
+    )
+    router_save_p: float = Field(
+        0.8,
+        ge=0.5,
+        le=1.0,
+        description="a router fit with saves decides whether a call saves its result where it is this sure either "
+        "way (the grammar requires or drops the save argument); 1 = never",
     )
 
     _slot: Any = PrivateAttr(default=None)
@@ -424,7 +431,7 @@ class LocalChatModel(BaseChatModel):
         turns = turns_of_messages(messages) if routing else []
         decided = None
         # the router's call-or-answer only where the caller left it open and no repeated call was just taken out
-        if self.constrained and self.router_reply and self.router_path and tools and not without:
+        if self.constrained and self.router_reply and router is not None and tools and not without:
             if choice in (None, "auto"):
                 decided = router.reply(turns, self.router_answer_p)
                 choice = {"answer": "none", "call": "required"}.get(decided or "", choice)
@@ -436,13 +443,17 @@ class LocalChatModel(BaseChatModel):
         )
         constrained = bool(self.constrained and (tools or answer is not None))
         # the prompt shows the tools as trained; only the grammar narrows their ids, sets, counts and years
-        grammar_tools = ground_call_arguments(tools or [], kwargs.get("call_ids"))
+        call_ids = kwargs.get("call_ids")
         keep = names - set(without)  # without: tools whose call would repeat one made since the user's last message
         routed = None
         # the router narrows the grammar only: unconstrained, the model may write any name it likes
-        if constrained and self.router_top_k and self.router_path and keep and choice in (None, "auto", "required"):
+        if constrained and self.router_top_k and router is not None and keep and choice in (None, "auto", "required"):
             keep = router.allowed(turns, keep, self.router_top_k)
             routed = sorted(keep)
+        if call_ids is not None and router is not None and routed and len(routed) == 1 and self.router_save_p < 1:
+            # one tool left: the save head says whether its call stores the result for a later tool
+            call_ids = replace(call_ids, saves=router.saves(turns, routed[0], self.router_save_p))
+        grammar_tools = ground_call_arguments(tools or [], call_ids)
         if keep != names:
             grammar_tools = [t for t in grammar_tools if t["function"]["name"] in keep]
         grammar = self.grammars().get(grammar_tools, choice or "none", parallel, answer) if constrained else None
