@@ -252,6 +252,7 @@ _RESULT_TITLE = re.compile(r"^\[\d+\] (.+?)(?: \((\d{4})\))?(?::|$)", re.M)
 _SPAN_EDGE = "\"'“”‘’*"  # quotes around a title people write are not part of it
 _SPAN_END = ",;:!?."  # nor the punctuation of the sentence after it ("Oh, Heavy Metal!" names "Heavy Metal")
 TITLE_WORDS = 16  # the longest span a title may be: the longest gold title is 14 words
+TITLE_REQUESTS = 2  # the user messages, last first, whose words a title may take
 
 
 def title_spans(texts: Iterable[str], results: Iterable[str] = ()) -> list[str]:
@@ -373,7 +374,9 @@ def conversation_call_ids(
         unsaid_pool=POOL_K if POOL_K in counts and POOL_K not in written else None,
         unseen_by=tuple(dict.fromkeys(users)) if requests and (request or fresh) and asks_unseen(requests[-1]) else (),
         request_read=bool(requests) and bool(request or fresh),
-        titles=tuple(title_spans(requests, results)),
+        # every gold title is a run of the last user message's words or a result's title: the last two messages bound
+        # the grammar's size however long the chat
+        titles=tuple(title_spans(requests[-TITLE_REQUESTS:], results)),
     )
 
 
@@ -420,9 +423,10 @@ def _wrote_genres(messages: Sequence[BaseMessage], catalog_genres: Sequence[str]
 def _request_genres(
     request: str | None, catalog_genres: Sequence[str]
 ) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None, bool]:
-    """The genres the first call after a request must want (some of) and may exclude, from the request's words
-    (:func:`~recagent.agents.genre_mentions.genre_mentions`); (None, None) where nothing is read: no request to read
-    (:func:`_request`) or one that names no genre ("something to cheer me up")."""
+    """The genres the calls serving a request must want (some of) and may exclude, from the request's words
+    (:func:`~recagent.agents.genre_mentions.genre_mentions`), and whether it refuses a genre outright ("no horror",
+    not "less horror"); (None, None, False) where nothing is read: no request to read or one that names no genre
+    ("something to cheer me up")."""
     if request is None or not catalog_genres:
         return None, None, False
     said = genre_mentions(request, catalog_genres)

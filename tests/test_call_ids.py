@@ -244,3 +244,16 @@ def test_a_chained_call_reads_the_request_not_the_first_calls_result():
     found = ToolMessage("candidate_set: matches\nitems:\n[50] Star Wars (1977): War", tool_call_id="c2")
     assert conversation_call_ids([ask, lookup, found], users, {}, catalog_genres=genres).genres_wanted is None
     assert conversation_call_ids([ask], users, {}, catalog_genres=genres).genres_wanted == ("War",)  # unread yet
+
+
+def test_a_title_is_taken_from_the_last_two_user_messages_and_every_result():
+    # every gold title is in the last user message or a result; older messages would only grow the grammar
+    messages = [
+        HumanMessage("loved Heat"),
+        AIMessage("Anything else?"),
+        HumanMessage("and Fargo"),
+        ToolMessage("items:\n[50] Star Wars (1977): Action", tool_call_id="c1"),
+        HumanMessage("what about Vertigo?"),
+    ]
+    titles = set(conversation_call_ids(messages, {}, {}).titles)
+    assert {"Vertigo", "Fargo", "Star Wars", "Star Wars (1977)"} <= titles and "Heat" not in titles

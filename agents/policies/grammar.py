@@ -262,7 +262,7 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                 if ids.request_read and name not in required and _MATCH_ALL.search(str(prop.get("description", ""))):
                     if len(ids.genres_wanted or ()) < 2:
                         continue  # any or all of one genre (or none): no synthesized call writes it
-                if drops_seen(prop) and ids.request_read:
+                if drops_seen(prop) and ids.request_read and (ids.unseen_by or name not in required):
                     if not ids.unseen_by:
                         continue  # the request did not ask to leave seen items out
                     props[name] = {"type": "string", "enum": list(ids.unseen_by), "description": prop["description"]}
