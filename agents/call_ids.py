@@ -344,8 +344,11 @@ def conversation_call_ids(
             results.append(content)
     request = _request(messages)
     fresh = _fresh_set(messages) if request is None else None
+    # the call serves the user's last request: the first call since it, or one chained after its result
+    serving = requests[-1] if requests and (request or fresh) else None
+    turn = messages[last_human + 1 :]  # this turn's calls and results
     # a chained call serves the same request as the first: its genres too (a ranking of what a retrieval found)
-    read = _without_looked_up(requests[-1], messages[last_human + 1 :]) if requests and (request or fresh) else None
+    read = _without_looked_up(serving, turn) if serving is not None else None
     wanted, unwanted, refused = _request_genres(read, catalog_genres)
     users = [n for n in said if n in user_ids]
     if session_user is not None and str(session_user) in user_ids:
@@ -367,13 +370,13 @@ def conversation_call_ids(
         genres_wanted=wanted,
         genres_unwanted=unwanted,
         genres_refused=refused,
-        genres_written=_wrote_genres(messages[last_human + 1 :], catalog_genres),
+        genres_written=_wrote_genres(turn, catalog_genres),
         catalog_genres=tuple(catalog_genres),
         decade_range=request is not None and asks_for_decades(request),
         fresh_set=fresh,
         unsaid_pool=POOL_K if POOL_K in counts and POOL_K not in written else None,
-        unseen_by=tuple(dict.fromkeys(users)) if requests and (request or fresh) and asks_unseen(requests[-1]) else (),
-        request_read=bool(requests) and bool(request or fresh),
+        unseen_by=tuple(dict.fromkeys(users)) if serving is not None and asks_unseen(serving) else (),
+        request_read=serving is not None,
         # every gold title is a run of the last user message's words or a result's title: the last two messages bound
         # the grammar's size however long the chat
         titles=tuple(title_spans(requests[-TITLE_REQUESTS:], results)),
@@ -399,25 +402,26 @@ def _fresh_set(messages: Sequence[BaseMessage]) -> str | None:
     return saved[-1] if saved else None
 
 
-def _without_looked_up(request: str, turn: Sequence[BaseMessage]) -> str:
-    """``request`` without the text this turn's calls looked up as titles: "more like star wars" names no War."""
+def _turn_arguments(turn: Sequence[BaseMessage]) -> Iterable[object]:
+    """Every argument value of the tool calls among ``turn``'s messages."""
     for m in turn:
         for call in getattr(m, "tool_calls", None) or []:
-            for value in (call.get("args") or {}).values():
-                if isinstance(value, str) and len(value) > 3:
-                    request = re.sub(re.escape(value), " ", request, flags=re.I)
+            yield from (call.get("args") or {}).values()
+
+
+def _without_looked_up(request: str, turn: Sequence[BaseMessage]) -> str:
+    """``request`` without the text this turn's calls looked up as titles: "more like star wars" names no War."""
+    for value in _turn_arguments(turn):
+        if isinstance(value, str) and len(value) > 3:
+            request = re.sub(re.escape(value), " ", request, flags=re.I)
     return request
 
 
-def _wrote_genres(messages: Sequence[BaseMessage], catalog_genres: Sequence[str]) -> bool:
-    """Does a tool call among ``messages`` write a catalog genre (as a value or in a list)?"""
+def _wrote_genres(turn: Sequence[BaseMessage], catalog_genres: Sequence[str]) -> bool:
+    """Does a tool call among ``turn``'s messages write a catalog genre (as a value or in a list)?"""
     known = set(catalog_genres)
-    for m in messages:
-        for call in getattr(m, "tool_calls", None) or []:
-            for value in (call.get("args") or {}).values():
-                if any(v in known for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)):
-                    return True
-    return False
+    values = (v for value in _turn_arguments(turn) for v in (value if isinstance(value, list) else [value]))
+    return any(isinstance(v, str) and v in known for v in values)
 
 
 def _request_genres(

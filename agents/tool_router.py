@@ -105,6 +105,11 @@ def request_slots(text: str) -> list[str]:
     )
 
 
+def sure_of(p: float, sure: float) -> bool | None:
+    """True where probability ``p`` is at least ``sure``, False where it is at most 1 - ``sure``, else None."""
+    return True if p >= sure else False if p <= 1.0 - sure else None
+
+
 def router_text(turns: Sequence[Turn], core: Mapping[str, str] | None = None, slots: bool = False) -> str:
     """The features of the call that follows ``turns``: the user messages so far and the previous call's tools,
     and with ``slots`` the :func:`request_slots` of the last user message.
@@ -247,9 +252,9 @@ class ToolRouter:
 
     def save_probability(self, turns: Sequence[Turn], tool: str) -> float | None:
         """The save head's probability that a call of ``tool`` after ``turns`` saves its result; None without one."""
-        return None if self.save_coef is None else self._save_score(self.text(turns), tool)
+        return None if self.save_coef is None else self.save_score(self.text(turns), tool)
 
-    def _save_score(self, text: str, tool: str) -> float:
+    def save_score(self, text: str, tool: str) -> float:
         """The save head's probability for the router text ``text`` and a call of ``tool`` (a variant: its core)."""
         assert self.save_coef is not None
         score = self._linear(self.save_coef[None, :], np.array([self.save_intercept]), text)[0]
@@ -260,9 +265,7 @@ class ToolRouter:
         """Whether a call of ``tool`` after ``turns`` saves its result, where the save head is at least ``sure`` of
         it either way; else None (the policy chooses; always for a router without a save head)."""
         p = self.save_probability(turns, tool)
-        if p is None:
-            return None
-        return True if p >= sure else False if p <= 1.0 - sure else None
+        return None if p is None else sure_of(p, sure)
 
     def allowed(self, turns: Sequence[Turn], offered: Iterable[str], k: int) -> set[str]:
         """The offered tools a call may name: those that are (or rename, ``aliases``) the router's k likeliest
@@ -396,6 +399,7 @@ __all__ = [
     "router_file",
     "router_text",
     "schema_text",
+    "sure_of",
     "turns_of",
     "turns_of_messages",
 ]

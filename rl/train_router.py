@@ -30,6 +30,7 @@ from recagent.agents.tool_router import (
     Turn,
     router_text,
     schema_text,
+    sure_of,
     turns_of,
 )
 from recagent.config import JobConfig
@@ -188,8 +189,7 @@ def save_scores(router: ToolRouter, rows: list[dict[str, Any]], sure: float, slo
     texts, tools, labels = save_examples(rows, slots)
     decided = right = 0
     for row_text, tool, saved in zip(texts, tools, labels):
-        p = router._save_score(row_text, tool)
-        says = True if p >= sure else False if p <= 1 - sure else None
+        says = sure_of(router.save_score(row_text, tool), sure)
         decided += says is not None
         right += says is saved
     return {"turns": len(labels), "decided": decided, "decided_right": right, "save_p": sure}

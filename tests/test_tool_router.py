@@ -288,7 +288,7 @@ def test_the_job_writes_the_router_with_its_config_and_validation_scores(synthet
     # the save head learnt which calls save: of the training turns whose tool can, it says so for some, not others
     save_texts, save_tools, saved = save_examples(train, router.slots)
     assert set(saved) == {True, False} and set(save_tools) <= set(router.tools)
-    said = {router._save_score(t, tool) >= 0.5 for t, tool in zip(save_texts, save_tools)}
+    said = {router.save_score(t, tool) >= 0.5 for t, tool in zip(save_texts, save_tools)}
     assert said == {True, False} and written["scores"]["validation_saves"]["save_p"] == PolicyConfig().router_save_p
     plain = train_router(
         RouterJobConfig.build(
