@@ -239,16 +239,19 @@ class ToolRouter:
         p = np.exp(s - s.max())
         return dict(zip(self.reply_classes, (p / p.sum()).tolist()))
 
-    def reply(self, turns: Sequence[Turn], answer_p: float) -> Literal["answer", "call"] | None:
+    def reply(self, turns: Sequence[Turn], answer_p: float, call_p: float = 0.0) -> Literal["answer", "call"] | None:
         """What the turn after ``turns`` has to be where this router decides it: after a tool result a call or an
         answer, whichever the reply head's likeliest class is; after a user message an answer when answering has at
-        least ``answer_p`` probability; else None (the policy chooses; always for a router without a reply head)."""
+        least ``answer_p`` probability, a call when it has at most ``call_p``; else None (the policy chooses;
+        always for a router without a reply head)."""
         p = self.reply_probabilities(self.text(turns)) if turns else None
         if p is None:
             return None
         if turns[-1].role == "tool":
             return "answer" if max(p, key=p.get) == ANSWER else "call"
-        return "answer" if p[ANSWER] >= answer_p else None
+        if p[ANSWER] >= answer_p:
+            return "answer"
+        return "call" if p[ANSWER] <= call_p else None
 
     def save_probability(self, turns: Sequence[Turn], tool: str) -> float | None:
         """The save head's probability that a call of ``tool`` after ``turns`` saves its result; None without one."""

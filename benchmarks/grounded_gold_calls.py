@@ -6,7 +6,9 @@ years (on the side the words give) and, right after a request, its genres to wha
 ``recagent.agents.policies.grammar.ground_call_arguments``).
 For every gold call of a synthesis run's dialogs, this grounds the offered tools in the conversation before the
 call (as the agent does) and validates the gold arguments against the grounded schemas (jsonschema); it reports
-the calls refused, by tool and argument, with the first few in full.
+the calls refused, by tool and argument, with the first few in full. A call to a tool that requires a user id
+where the conversation names no known user is refused too (the policy's ``ask_for_user``), and the replies made
+where that rule can fire (no user known, such a tool offered) are counted: answers, calls.
 
     python benchmarks/grounded_gold_calls.py --data ~/.cache/recagent/runs/policy/synth4 --files train validation
 """
@@ -27,21 +29,32 @@ def check_file(path: Path, users: dict, items: dict, genres: list[str]) -> dict:
     from langchain_core.messages import convert_to_messages
 
     from recagent.agents.call_ids import conversation_call_ids
-    from recagent.agents.policies.grammar import ground_call_arguments
+    from recagent.agents.policies.grammar import ground_call_arguments, needs_user
 
     calls, refused, examples = 0, Counter(), []
+    nameless = Counter()  # replies where no user is known and a tool that needs one is offered
     for line in path.read_text().splitlines():
         row = json.loads(line)
         messages = row["messages"]
+        need_user = {s["function"]["name"] for s in row["tools"] if needs_user(s)}
         for t, m in enumerate(messages):
-            if m["role"] != "assistant" or not m.get("tool_calls"):
+            if m["role"] != "assistant":
                 continue
             before = [{k: v for k, v in x.items() if k != "artifact"} for x in messages[:t]]
             ids = conversation_call_ids(convert_to_messages(before), users, items, catalog_genres=genres)
+            if need_user and not ids.users:
+                nameless["calls" if m.get("tool_calls") else "answers"] += 1
+            if not m.get("tool_calls"):
+                continue
             tools = {s["function"]["name"]: s for s in ground_call_arguments(row["tools"], ids)}
             for tc in m["tool_calls"]:
                 calls += 1
                 name, args = tc["function"]["name"], json.loads(tc["function"]["arguments"])
+                if name in need_user and not ids.users:
+                    refused[f"{name} (no user known)"] += 1
+                    if len(examples) < 10:
+                        examples.append({"dialog": row["id"], "call": {name: args}, "error": "no user known"})
+                    continue
                 try:
                     jsonschema.validate(args, tools[name]["function"]["parameters"])
                 except jsonschema.ValidationError as e:
@@ -52,6 +65,7 @@ def check_file(path: Path, users: dict, items: dict, genres: list[str]) -> dict:
         "gold_calls": calls,
         "refused": sum(refused.values()),
         "refused_by_argument": dict(refused),
+        "replies_with_no_user_known": dict(nameless),
         "examples": examples,
     }
 

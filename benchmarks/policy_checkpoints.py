@@ -353,7 +353,9 @@ def main() -> None:
             "router_top_k": served.router_top_k if args.router_top_k is None else args.router_top_k,
             "router_reply": served.router_reply,
             "router_answer_p": served.router_answer_p,
+            "router_call_p": served.router_call_p,
             "router_save_p": served.router_save_p,
+            "ask_for_user": served.ask_for_user,
         }
         scores[name] = score(kwargs, tasks + answers, dataset)
         scores[name]["router_top_k"] = kwargs["router_top_k"] if router else None  # None: no router in the folder

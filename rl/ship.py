@@ -34,7 +34,8 @@ def router_line(slots: bool, replies: bool = False, saves: bool = False) -> str:
     reads = " over the user turns and the request's slots (genres wanted or not, years, other numbers)" if slots else ""
     decides = (
         "; with `policy.router_reply` its reply head decides whether the reply calls a tool or answers after a tool "
-        "result, and answers a user message it is sure needs no tool (`policy.router_answer_p`)"
+        "result, answers a user message it is sure needs no tool (`policy.router_answer_p`) and calls for one it is sure "
+        "needs a tool (`policy.router_call_p`)"
         if replies
         else ""
     )

@@ -159,27 +159,35 @@ def schema_scores(router: ToolRouter, rows: list[dict[str, Any]], train: list[di
     }
 
 
-def reply_scores(router: ToolRouter, rows: list[dict[str, Any]], answer_p: float) -> dict[str, Any]:
+def reply_scores(
+    router: ToolRouter, rows: list[dict[str, Any]], answer_p: float, call_p: float = 0.0
+) -> dict[str, Any]:
     """How :meth:`ToolRouter.reply` decides the assistant turns of ``rows``: after a tool result the share it
-    gets right (call or answer); after a user message the answers it decides and the calls it wrongly answers."""
-    after_result = right = answers = answered = calls = lost = 0
+    gets right (call or answer); after a user message the answers and calls it decides, and those it gets wrong."""
+    after_result = right = answers = answered = calls = lost = made_calls = called_wrongly = 0
     for row, turns, i in _assistant_turns(rows, True):
-        decided, called = router.reading(row.get("tools") or []).reply(turns[:i], answer_p), bool(turns[i].calls)
+        reading = router.reading(row.get("tools") or [])
+        decided, called = reading.reply(turns[:i], answer_p, call_p), bool(turns[i].calls)
         if turns[i - 1].role == "tool":
             after_result += 1
             right += (decided == "call") == called
         elif called:
             calls += 1
             lost += decided == "answer"
+            made_calls += decided == "call"
         else:
             answers += 1
             answered += decided == "answer"
+            called_wrongly += decided == "call"
     return {
         "after_result_right": right / max(after_result, 1),
         "after_result_turns": after_result,
         "after_user_answers_decided": f"{answered} of {answers}",
         "after_user_calls_answered": f"{lost} of {calls}",
+        "after_user_calls_decided": f"{made_calls} of {calls}",
+        "after_user_answers_called": f"{called_wrongly} of {answers}",
         "answer_p": answer_p,
+        "call_p": call_p,
     }
 
 
@@ -356,7 +364,8 @@ def train_router(cfg: RouterJobConfig) -> Path:
         if cfg.answers:
             from recagent.agents.config import PolicyConfig
 
-            scores["validation_reply"] = reply_scores(router, validation, PolicyConfig().router_answer_p)
+            served = PolicyConfig()
+            scores["validation_reply"] = reply_scores(router, validation, served.router_answer_p, served.router_call_p)
         if cfg.saves and router.save_coef is not None:
             from recagent.agents.config import PolicyConfig
 

@@ -122,6 +122,8 @@ def test_the_dev_set_is_apart_from_the_test_set_and_kept_out_of_training_like_it
     assert not {r.id for r in dev} & {r.id for r in requests}
     assert not find_request_leaks([r.text for r in dev], requests), "no dev request copies a test request"
     assert not find_request_leaks([r.text for r in requests], dev), "nor the other way round"
+    for r in dev:  # a request written twice would count twice
+        assert not find_request_leaks([r.text], [d for d in dev if d.id != r.id]), f"{r.id} repeats a dev request"
     copied = f"hey there! {dev[12].text}"
     assert [x.request_id for x in RequestLeakIndex().find([copied])] == [dev[12].id], "the default index has both"
 

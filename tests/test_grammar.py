@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from recagent.agents.grounding import citation
@@ -337,3 +339,14 @@ def test_the_save_decision_requires_or_drops_the_save_argument_and_the_unsaid_po
         assert accepts(None, call(**bad), tools=free, choice="required"), bad  # undecided: the policy chooses
     said = ground_call_arguments(search, CallIds(counts=(10, 20), saves=False))  # the user wrote 20
     assert accepts(None, call(k=20), tools=said, choice="required")
+
+
+def test_a_tool_needs_a_user_where_a_required_parameter_is_a_dataset_user_id(synthetic_env):
+    # the live schemas: retrieve_for_user and get_user_history require one; rank_items takes one optionally
+    from recagent.agents.policies.grammar import needs_user
+    from recagent.tools.recommender_tools import build_registry
+
+    schemas = {t["function"]["name"]: t for t in build_registry(synthetic_env).openai_schemas()}
+    assert {n for n, t in schemas.items() if needs_user(t)} == {"retrieve_for_user", "get_user_history"}
+    renamed = json.loads(json.dumps(schemas["retrieve_for_user"]).replace('"user_id"', '"viewer"'))
+    assert needs_user(renamed)  # found by the id's description, under any parameter name

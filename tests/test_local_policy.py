@@ -462,8 +462,41 @@ def test_a_router_with_a_reply_head_decides_call_or_answer_where_the_caller_leav
     assert hello.response_metadata["router_reply"] == "answer" and not hello.tool_calls
     unsure = words.bind_tools(schemas).invoke(_messages())  # p(answer) = 1/10: the policy chooses
     assert "router_reply" not in unsure.response_metadata
+    sure = words.model_copy(update={"router_call_p": 0.2, "max_new_tokens": 96}).bind_tools(schemas).invoke(_messages())
+    assert sure.response_metadata["router_reply"] == "call" and sure.response_metadata["tool_choice"] == "auto"
+    assert [c["name"] for c in sure.tool_calls] == ["popular_items"], sure.response_metadata["raw_output"]
     required = words.bind_tools(schemas, tool_choice="required").invoke(_after_a_call())
     # the caller's choice stands: a call (cut short at 8 tokens)
     assert "router_reply" not in required.response_metadata and required.invalid_tool_calls
     off = words.model_copy(update={"router_reply": False}).bind_tools(schemas).invoke(_messages("hello"))
     assert "router_reply" not in off.response_metadata
+
+
+def test_a_tool_that_needs_a_user_is_left_out_while_no_user_is_known(policy, schemas, tmp_path):
+    """A router that favours retrieve_for_user (then popular_items): with no user id in the conversation the reply
+    under tool choice auto answers (top_k=1) or calls the other tool (top_k=2); a known user, a caller's required
+    choice or ask_for_user off leave retrieve_for_user in."""
+    import numpy as np
+
+    from recagent.agents.policies.grammar import CallIds
+    from recagent.agents.tool_router import FeatureBlock, ToolRouter
+
+    names = sorted(s["function"]["name"] for s in schemas)
+    bias = {"retrieve_for_user": 2.0, "popular_items": 1.0}
+    block = FeatureBlock("word", (1, 1), {}, np.ones(0))
+    router = ToolRouter([block], np.zeros((len(names), 0)), np.array([bias.get(n, 0.0) for n in names]), names)
+    routed = _calls(policy).model_copy(
+        update={"router_path": str(router.save(tmp_path / "tool_router.npz")), "router_top_k": 1, "max_new_tokens": 8}
+    )
+    nobody, known = CallIds(), CallIds(users=("1",))
+    ai = routed.bind_tools(schemas).invoke(_messages(), call_ids=nobody)
+    assert not ai.tool_calls and ai.response_metadata["router_reply"] == "answer" and ai.content
+    assert ai.response_metadata["routed_tools"] == []
+    with_user = routed.bind_tools(schemas).invoke(_messages(), call_ids=known).response_metadata
+    assert with_user["routed_tools"] == ["retrieve_for_user"] and "router_reply" not in with_user
+    two = routed.model_copy(update={"router_top_k": 2}).bind_tools(schemas).invoke(_messages(), call_ids=nobody)
+    assert two.response_metadata["routed_tools"] == ["popular_items"] and "router_reply" not in two.response_metadata
+    forced = routed.bind_tools(schemas, tool_choice="required").invoke(_messages(), call_ids=nobody)
+    assert forced.response_metadata["routed_tools"] == ["retrieve_for_user"]
+    off = routed.model_copy(update={"ask_for_user": False}).bind_tools(schemas).invoke(_messages(), call_ids=nobody)
+    assert off.response_metadata["routed_tools"] == ["retrieve_for_user"]

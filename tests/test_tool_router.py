@@ -172,6 +172,9 @@ def test_the_reply_head_decides_call_or_answer_after_a_result_and_only_sure_answ
     assert answers.reply([Turn("user", "thanks")], 0.9) == "answer"  # p(answer) = e^7 / (e^7 + 2) > 0.99
     assert answers.reply([Turn("user", "thanks")], 1.0) is None  # 1: never after a user message
     assert answers.reply([Turn("user", "comedies")], 0.9) is None  # e^-1 / (e^-1 + 2) = 0.16: the policy chooses
+    assert answers.reply([Turn("user", "comedies")], 0.9, 0.2) == "call"  # 0.16 <= 0.2: sure it is a call
+    assert answers.reply([Turn("user", "thanks")], 0.999, 0.2) is None  # > 0.99 but < 0.999: neither side
+    assert answers.reply(after, 0.9, 0.2) == "answer"  # after a result the likeliest class decides, as before
     assert answers.rank("previous_none comedies") == ["filter_items", "rank_items"]  # answering is no tool
     loaded = ToolRouter.load(answers.save(tmp_path / ROUTER_FILE))
     assert loaded.aliases == answers.aliases and loaded.reply_classes == answers.reply_classes

@@ -292,6 +292,19 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
     return tools if grounded == tools else grounded
 
 
+def needs_user(tool: dict) -> bool:
+    """Does this OpenAI tool require a dataset user id (a required parameter of that kind, any name)?"""
+    from recagent.tools.schemas import USER_ID_DESCRIPTION
+
+    params = tool.get("function", tool).get("parameters") or {}
+    props = params.get("properties") or {}
+    for name in params.get("required") or ():
+        prop = props.get(name) or {}
+        if any(n.get("description") == USER_ID_DESCRIPTION for n in [prop, *prop.get("anyOf", [])]):
+            return True
+    return False
+
+
 _SAVES_RESULT = re.compile(r"^store the (?:full result|whole ranking) under this candidate set name")
 
 

@@ -62,6 +62,7 @@ from recagent.agents.policies.grammar import (
     GrammarCache,
     answer_filter,
     ground_call_arguments,
+    needs_user,
     normalize_tool_choice,
 )
 from recagent.agents.prompt_format import (
@@ -166,12 +167,24 @@ class LocalChatModel(BaseChatModel):
         le=1.0,
         description="after a user message: answer when the router gives answering at least this probability",
     )
+    router_call_p: float = Field(
+        0.05,
+        ge=0.0,
+        le=0.5,
+        description="after a user message: call when the router gives answering at most this probability; 0 = never",
+    )
     router_save_p: float = Field(
         0.8,
         ge=0.5,
         le=1.0,
         description="a router fit with saves decides whether a call saves its result where it is this sure either "
         "way (the grammar requires or drops the save argument); 1 = never",
+    )
+
+    ask_for_user: bool = Field(
+        True,
+        description="with tool choice auto, a tool that requires a user id is left out while the conversation names "
+        "no known user; with no tool left the reply is an answer (which asks for the id)",
     )
 
     _slot: Any = PrivateAttr(default=None)
@@ -433,8 +446,26 @@ class LocalChatModel(BaseChatModel):
         # the router's call-or-answer only where the caller left it open and no repeated call was just taken out
         if self.constrained and self.router_reply and router is not None and tools and not without:
             if choice in (None, "auto"):
-                decided = router.reply(turns, self.router_answer_p)
+                decided = router.reply(turns, self.router_answer_p, self.router_call_p)
                 choice = {"answer": "none", "call": "required"}.get(decided or "", choice)
+        # the prompt shows the tools as trained; only the grammar narrows their ids, sets, counts and years
+        call_ids = kwargs.get("call_ids")
+        keep = names - set(without)  # without: tools whose call would repeat one made since the user's last message
+        routed = None
+        # the router narrows the grammar only: unconstrained, the model may write any name it likes
+        narrows = bool(self.constrained and tools)
+        if narrows and self.router_top_k and router is not None and keep and choice in (None, "auto", "required"):
+            keep = router.allowed(turns, keep, self.router_top_k)
+            routed = sorted(keep)
+        if narrows and self.ask_for_user and call_ids is not None and not call_ids.users and asked in (None, "auto"):
+            # a call cannot name a user nobody gave: such a tool is left out, and with none left the reply answers
+            # (in synthesized dialogs the reply then asks for the id; no gold call names a user nobody gave)
+            nameless = keep & {t["function"]["name"] for t in tools or [] if needs_user(t)}
+            keep = keep - nameless
+            if routed is not None:
+                routed = sorted(keep)
+            if nameless and not keep and choice != "none":
+                choice, decided = "none", "answer"
         call_only = choice not in (None, "auto", "none")  # required or a named tool: the reply is calls
         answer = (
             None
@@ -442,14 +473,6 @@ class LocalChatModel(BaseChatModel):
             else _answer_rule(kwargs.get("cite_items"), kwargs.get("listwise_k"), kwargs.get("cite_required"))
         )
         constrained = bool(self.constrained and (tools or answer is not None))
-        # the prompt shows the tools as trained; only the grammar narrows their ids, sets, counts and years
-        call_ids = kwargs.get("call_ids")
-        keep = names - set(without)  # without: tools whose call would repeat one made since the user's last message
-        routed = None
-        # the router narrows the grammar only: unconstrained, the model may write any name it likes
-        if constrained and self.router_top_k and router is not None and keep and choice in (None, "auto", "required"):
-            keep = router.allowed(turns, keep, self.router_top_k)
-            routed = sorted(keep)
         if call_ids is not None and router is not None and routed and len(routed) == 1 and self.router_save_p < 1:
             # one tool left: the save head says whether its call stores the result for a later tool
             call_ids = replace(call_ids, saves=router.saves(turns, routed[0], self.router_save_p))
