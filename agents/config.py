@@ -57,7 +57,8 @@ class PolicyConfig(JobConfig):
     router_reply: bool = Field(
         True,
         description="local: a router fit with answers (recagent train router) decides whether the reply calls or "
-        "answers after a tool result, and answers a user message it is sure needs no tool (router_answer_p)",
+        "answers after a tool result, and after a user message answers where it is sure no tool is needed "
+        "(router_answer_p) and calls where it is sure one is (router_call_p)",
     )
     # on the synth4v validation dialogs 0.9 decided 115 of 158 answers after a user message and answered 2 of 383
     # calls (router_config.yaml, validation_reply); 0.5 answered 21 of the calls
@@ -89,8 +90,9 @@ class PolicyConfig(JobConfig):
     # ones (results/user_id_asks.json); no gold call names a user nobody gave (results/grounded_gold_calls.json)
     ask_for_user: bool = Field(
         True,
-        description="local: with tool choice auto, a tool that requires a user id is left out while the conversation "
-        "names no known user; with no tool left the reply is an answer (which asks for the id)",
+        description="local, with a grammar: under tool choice auto, a tool that requires a user id is left out while "
+        "the conversation names no known user; where that was the router's tool (or all there was) the reply is an "
+        "answer, which asks for the id",
     )
     # both sized from synthesized dialogs (benchmarks/token_budgets.py): the longest answer is 230 tokens, the
     # longest single call 83; a reply cut short is wasted, one that runs on past what it needs is too

@@ -251,7 +251,7 @@ class ToolRouter:
             return "answer" if max(p, key=p.get) == ANSWER else "call"
         if p[ANSWER] >= answer_p:
             return "answer"
-        return "call" if p[ANSWER] <= call_p else None
+        return "call" if call_p > 0 and p[ANSWER] <= call_p else None  # 0: never, even where p rounds to 0
 
     def save_probability(self, turns: Sequence[Turn], tool: str) -> float | None:
         """The save head's probability that a call of ``tool`` after ``turns`` saves its result; None without one."""
@@ -270,12 +270,16 @@ class ToolRouter:
         p = self.save_probability(turns, tool)
         return None if p is None else sure_of(p, sure)
 
+    def knows(self, tool: str) -> bool:
+        """Does the router judge this tool (one of its tools, or a name it reads as one, ``aliases``)?"""
+        return self.aliases.get(tool, tool) in self.tools
+
     def allowed(self, turns: Sequence[Turn], offered: Iterable[str], k: int) -> set[str]:
         """The offered tools a call may name: those that are (or rename, ``aliases``) the router's k likeliest
         tools among the offered ones, and every tool it does not know (it cannot judge them)."""
         core = {t: self.aliases.get(t, t) for t in offered}
         top = [t for t in self.rank(self.text(turns)) if t in core.values()][:k]
-        return {t for t, c in core.items() if c in top or c not in self.tools}
+        return {t for t, c in core.items() if c in top or not self.knows(t)}
 
     def save(self, path: str | Path) -> Path:
         """Write the router as plain arrays (``np.load`` reads it without pickle)."""

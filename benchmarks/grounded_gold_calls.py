@@ -29,20 +29,20 @@ def check_file(path: Path, users: dict, items: dict, genres: list[str]) -> dict:
     from langchain_core.messages import convert_to_messages
 
     from recagent.agents.call_ids import conversation_call_ids
-    from recagent.agents.policies.grammar import ground_call_arguments, needs_user
+    from recagent.agents.policies.grammar import ground_call_arguments, left_out_for_user
 
     calls, refused, examples = 0, Counter(), []
     nameless = Counter()  # replies where no user is known and a tool that needs one is offered
     for line in path.read_text().splitlines():
         row = json.loads(line)
         messages = row["messages"]
-        need_user = {s["function"]["name"] for s in row["tools"] if needs_user(s)}
         for t, m in enumerate(messages):
             if m["role"] != "assistant":
                 continue
             before = [{k: v for k, v in x.items() if k != "artifact"} for x in messages[:t]]
             ids = conversation_call_ids(convert_to_messages(before), users, items, catalog_genres=genres)
-            if need_user and not ids.users:
+            nameless_tools = left_out_for_user(row["tools"], ids)
+            if nameless_tools:
                 nameless["calls" if m.get("tool_calls") else "answers"] += 1
             if not m.get("tool_calls"):
                 continue
@@ -50,7 +50,7 @@ def check_file(path: Path, users: dict, items: dict, genres: list[str]) -> dict:
             for tc in m["tool_calls"]:
                 calls += 1
                 name, args = tc["function"]["name"], json.loads(tc["function"]["arguments"])
-                if name in need_user and not ids.users:
+                if name in nameless_tools:
                     refused[f"{name} (no user known)"] += 1
                     if len(examples) < 10:
                         examples.append({"dialog": row["id"], "call": {name: args}, "error": "no user known"})

@@ -3,8 +3,9 @@
 Each development request that needs a tool is one case: its earlier turns (if any) and its text, as the router reads
 them (``ToolRouter.text``: a router with slots also reads the request's slots). A router with a reply head is also
 asked, at ``policy.router_answer_p``, which requests it answers without a tool: the no-tool ones should be, the
-others not; and, at ``policy.router_call_p``, which it calls a tool for: none of the no-tool ones. Development requests only: they exist to choose, and the test requests are never used to choose. No
-policy runs here, so it takes seconds.
+others not; and, at ``policy.router_call_p``, which it calls a tool for: none of the no-tool ones. Development
+requests only: they exist to choose, and the test requests are never used to choose. No policy runs here, so it
+takes seconds.
 
     python benchmarks/router_dev_requests.py --router words=ROUTER.npz --router slots=OTHER.npz
 """

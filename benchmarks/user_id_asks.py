@@ -1,11 +1,11 @@
 """Where the router's tool needs a user id nobody gave, what do the synthesized replies do: ask, or call?
 
 The local policy leaves a tool that requires a dataset user id out of the call grammar while the conversation names
-no known user (``policy.ask_for_user``); with the router's one tool gone the reply is an answer. This counts, over a
-synthesis run's dialogs, the assistant replies where that rule fires as served (a tool needing a user offered, no
-user known, the router's likeliest tool is one of them, and the router did not already decide an answer) and what
-the gold reply is: an answer (the synthesized assistant asks for the id) or a call, by tool; and which tool the router
-would name next. No policy runs here, so it takes a minute.
+no known user (``policy.ask_for_user``); where the router's tool was one of them the reply is an answer. This
+counts, over a synthesis run's dialogs, the assistant replies where that rule makes the reply an answer as served
+(``leave_out_for_user`` on the router's tools, where the router did not already decide an answer) and what the gold
+reply is: an answer (the synthesized assistant asks for the id) or a call, by tool; and which tool the router would
+name next. No policy runs here, so it takes a minute.
 
     python benchmarks/user_id_asks.py --data ~/.cache/recagent/runs/policy/synth --files train validation
 """
@@ -25,15 +25,13 @@ def count_file(path: Path, router, served, users: dict, items: dict, genres: lis
     from langchain_core.messages import convert_to_messages
 
     from recagent.agents.call_ids import conversation_call_ids
-    from recagent.agents.policies.grammar import needs_user
+    from recagent.agents.policies.grammar import left_out_for_user
+    from recagent.agents.policies.local import leave_out_for_user
     from recagent.agents.tool_router import turns_of_messages
 
     gold, following, examples = Counter(), Counter(), []
     for line in path.read_text().splitlines():
         row = json.loads(line)
-        need = {s["function"]["name"] for s in row["tools"] if needs_user(s)}
-        if not need:
-            continue
         offered = {s["function"]["name"] for s in row["tools"]}
         reading = router.reading(row["tools"])
         messages = row["messages"]
@@ -41,13 +39,15 @@ def count_file(path: Path, router, served, users: dict, items: dict, genres: lis
             if m["role"] != "assistant":
                 continue
             before = convert_to_messages([{k: v for k, v in x.items() if k != "artifact"} for x in messages[:t]])
-            if conversation_call_ids(before, users, items, catalog_genres=genres).users:
+            need = left_out_for_user(row["tools"], conversation_call_ids(before, users, items, catalog_genres=genres))
+            if not need:
                 continue
             turns = turns_of_messages(before)
-            if not reading.allowed(turns, offered, served.router_top_k) & need:
-                continue
             if reading.reply(turns, served.router_answer_p, served.router_call_p) == "answer":
                 continue  # answered already, without this rule
+            routed = reading.allowed(turns, offered, served.router_top_k) if served.router_top_k else offered
+            if not leave_out_for_user(routed, routed & need, reading if served.router_top_k else None)[1]:
+                continue  # a tool is left to call
             calls = m.get("tool_calls") or []
             gold["answer" if not calls else "+".join(c["function"]["name"] for c in calls)] += 1
             following["+".join(sorted(reading.allowed(turns, offered - need, served.router_top_k)))] += 1

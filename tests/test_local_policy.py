@@ -473,30 +473,48 @@ def test_a_router_with_a_reply_head_decides_call_or_answer_where_the_caller_leav
 
 
 def test_a_tool_that_needs_a_user_is_left_out_while_no_user_is_known(policy, schemas, tmp_path):
-    """A router that favours retrieve_for_user (then popular_items): with no user id in the conversation the reply
-    under tool choice auto answers (top_k=1) or calls the other tool (top_k=2); a known user, a caller's required
-    choice or ask_for_user off leave retrieve_for_user in."""
+    """A router sure of a call, favouring retrieve_for_user (then popular_items): with no user id in the conversation
+    the reply under tool choice auto answers (top_k=1, also with a tool the router does not know offered) or may
+    call the other tool (top_k=2); a known user, a caller's required choice or ask_for_user off leave
+    retrieve_for_user in; without a router only the tools needing a user are left out."""
     import numpy as np
 
     from recagent.agents.policies.grammar import CallIds
-    from recagent.agents.tool_router import FeatureBlock, ToolRouter
+    from recagent.agents.tool_router import ANSWER, FeatureBlock, ToolRouter
 
     names = sorted(s["function"]["name"] for s in schemas)
     bias = {"retrieve_for_user": 2.0, "popular_items": 1.0}
     block = FeatureBlock("word", (1, 1), {}, np.ones(0))
-    router = ToolRouter([block], np.zeros((len(names), 0)), np.array([bias.get(n, 0.0) for n in names]), names)
+    classes = [ANSWER, *names]
+    sure_call = dict(  # p(answer) ~ e^-12: the reply head is sure the reply is a call
+        reply_coef=np.zeros((len(classes), 0)),
+        reply_intercept=np.array([-12.0] + [0.0] * len(names)),
+        reply_classes=classes,
+    )
+    router = ToolRouter(
+        [block], np.zeros((len(names), 0)), np.array([bias.get(n, 0.0) for n in names]), names, **sure_call
+    )
     routed = _calls(policy).model_copy(
         update={"router_path": str(router.save(tmp_path / "tool_router.npz")), "router_top_k": 1, "max_new_tokens": 8}
     )
     nobody, known = CallIds(), CallIds(users=("1",))
     ai = routed.bind_tools(schemas).invoke(_messages(), call_ids=nobody)
-    assert not ai.tool_calls and ai.response_metadata["router_reply"] == "answer" and ai.content
-    assert ai.response_metadata["routed_tools"] == []
+    assert not ai.tool_calls and ai.content and ai.response_metadata["left_out_for_user"] == ["retrieve_for_user"]
+    assert ai.response_metadata["routed_tools"] == [] and "router_reply" not in ai.response_metadata
+    unknown = {"type": "function", "function": {"name": "book_tickets", "description": "book seats", "parameters": {}}}
+    stranger = routed.bind_tools([*schemas, unknown]).invoke(_messages(), call_ids=nobody)
+    assert stranger.response_metadata["routed_tools"] == ["book_tickets"]  # kept in the grammar, but the reply answers
+    assert not stranger.tool_calls and not stranger.invalid_tool_calls and stranger.content
     with_user = routed.bind_tools(schemas).invoke(_messages(), call_ids=known).response_metadata
-    assert with_user["routed_tools"] == ["retrieve_for_user"] and "router_reply" not in with_user
+    assert with_user["routed_tools"] == ["retrieve_for_user"] and with_user["router_reply"] == "call"
+    assert "left_out_for_user" not in with_user
     two = routed.model_copy(update={"router_top_k": 2}).bind_tools(schemas).invoke(_messages(), call_ids=nobody)
-    assert two.response_metadata["routed_tools"] == ["popular_items"] and "router_reply" not in two.response_metadata
+    assert (
+        two.response_metadata["routed_tools"] == ["popular_items"] and two.response_metadata["router_reply"] == "call"
+    )
     forced = routed.bind_tools(schemas, tool_choice="required").invoke(_messages(), call_ids=nobody)
     assert forced.response_metadata["routed_tools"] == ["retrieve_for_user"]
     off = routed.model_copy(update={"ask_for_user": False}).bind_tools(schemas).invoke(_messages(), call_ids=nobody)
     assert off.response_metadata["routed_tools"] == ["retrieve_for_user"]
+    free = routed.model_copy(update={"router_path": None}).bind_tools(schemas).invoke(_messages(), call_ids=nobody)
+    assert free.response_metadata["left_out_for_user"] == ["get_user_history", "retrieve_for_user"]

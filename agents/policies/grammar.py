@@ -293,7 +293,7 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
 
 
 def needs_user(tool: dict) -> bool:
-    """Does this OpenAI tool require a dataset user id (a required parameter of that kind, any name)?"""
+    """Does this OpenAI tool require a dataset user id (a required top-level parameter of that kind, any name)?"""
     from recagent.tools.schemas import USER_ID_DESCRIPTION
 
     params = tool.get("function", tool).get("parameters") or {}
@@ -303,6 +303,14 @@ def needs_user(tool: dict) -> bool:
         if any(n.get("description") == USER_ID_DESCRIPTION for n in [prop, *prop.get("anyOf", [])]):
             return True
     return False
+
+
+def left_out_for_user(tools: list[dict], ids: CallIds | None) -> set[str]:
+    """The offered tools a call cannot name for want of a user: those that require a user id while the conversation
+    names no known user (none where ``ids`` is None: nothing was grounded)."""
+    if ids is None or ids.users:
+        return set()
+    return {t["function"]["name"] for t in tools if needs_user(t)}
 
 
 _SAVES_RESULT = re.compile(r"^store the (?:full result|whole ranking) under this candidate set name")

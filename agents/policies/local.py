@@ -62,7 +62,7 @@ from recagent.agents.policies.grammar import (
     GrammarCache,
     answer_filter,
     ground_call_arguments,
-    needs_user,
+    left_out_for_user,
     normalize_tool_choice,
 )
 from recagent.agents.prompt_format import (
@@ -89,6 +89,17 @@ class _Slot:
     grammars: GrammarCache | None = None
 
 
+def leave_out_for_user(keep: set[str], nameless: set[str], router: ToolRouter | None) -> tuple[set[str], bool]:
+    """The tools a call may still name once ``nameless`` (tools needing a user nobody gave) are out, and whether the
+    reply must answer: none is left, or (where ``router`` narrowed the grammar) none the router judges, as the tool it
+    chose was one of them. Synthesized replies there ask for the id (benchmarks/user_id_asks.py)."""
+    if not nameless:
+        return keep, False
+    left = keep - nameless
+    judged = {t for t in left if router.knows(t)} if router is not None else left
+    return left, not judged
+
+
 @dataclass
 class _Job:
     """One prepared reply: the decode job plus what the parser and metadata need."""
@@ -100,6 +111,7 @@ class _Job:
     engine: str
     routed: list[str] | None = None  # the tools the router left in the grammar (None: no router ran)
     decided: str | None = None  # the router's call or answer (None: the policy chose)
+    left_out: list[str] | None = None  # tools the grammar left out for want of a user id (ask_for_user)
 
 
 class LocalChatModel(BaseChatModel):
@@ -158,8 +170,8 @@ class LocalChatModel(BaseChatModel):
 
     router_reply: bool = Field(
         True,
-        description="a router fit with answers decides call or answer after a tool result, and an answer after a user "
-        "message it is sure of (router_answer_p); no effect without such a router or a grammar",
+        description="a router fit with answers decides call or answer after a tool result, and after a user message an "
+        "answer or a call it is sure of (router_answer_p, router_call_p); no effect without such a router or a grammar",
     )
     router_answer_p: float = Field(
         0.9,
@@ -183,8 +195,9 @@ class LocalChatModel(BaseChatModel):
 
     ask_for_user: bool = Field(
         True,
-        description="with tool choice auto, a tool that requires a user id is left out while the conversation names "
-        "no known user; with no tool left the reply is an answer (which asks for the id)",
+        description="with a grammar and call ids, under tool choice auto: a tool that requires a user id is left out "
+        "while the conversation names no known user; where that was the router's tool (or all there was) the reply is "
+        "an answer, which asks for the id",
     )
 
     _slot: Any = PrivateAttr(default=None)
@@ -457,15 +470,14 @@ class LocalChatModel(BaseChatModel):
         if narrows and self.router_top_k and router is not None and keep and choice in (None, "auto", "required"):
             keep = router.allowed(turns, keep, self.router_top_k)
             routed = sorted(keep)
-        if narrows and self.ask_for_user and call_ids is not None and not call_ids.users and asked in (None, "auto"):
-            # a call cannot name a user nobody gave: such a tool is left out, and with none left the reply answers
-            # (in synthesized dialogs the reply then asks for the id; no gold call names a user nobody gave)
-            nameless = keep & {t["function"]["name"] for t in tools or [] if needs_user(t)}
-            keep = keep - nameless
+        nameless: set[str] = set()
+        if narrows and self.ask_for_user and asked in (None, "auto") and choice != "none":
+            nameless = keep & left_out_for_user(tools or [], call_ids)
+            keep, answers = leave_out_for_user(keep, nameless, router if routed is not None else None)
             if routed is not None:
                 routed = sorted(keep)
-            if nameless and not keep and choice != "none":
-                choice, decided = "none", "answer"
+            if answers:  # even where the router was sure of a call: the one it meant needs the user
+                choice, decided = "none", None
         call_only = choice not in (None, "auto", "none")  # required or a named tool: the reply is calls
         answer = (
             None
@@ -500,7 +512,9 @@ class LocalChatModel(BaseChatModel):
             end_redirect=_end_redirect(tok, answer) if constrained else [],
         )
         # with no tools the name set is empty: any <tool_call> block is reported as an invalid call
-        return _Job(decode, names, asked, constrained, self.resolved_engine(), routed, decided)
+        return _Job(
+            decode, names, asked, constrained, self.resolved_engine(), routed, decided, sorted(nameless) or None
+        )
 
     def _decode_text(self, engine: Engine, new_ids: list[int], stop: list[str]) -> str:
         text = engine.tokenizer.decode(new_ids, skip_special_tokens=True)
@@ -524,6 +538,7 @@ class LocalChatModel(BaseChatModel):
             }
             | ({"routed_tools": job.routed} if job.routed is not None else {})
             | ({"router_reply": job.decided} if job.decided else {})
+            | ({"left_out_for_user": job.left_out} if job.left_out else {})
         )
 
 
