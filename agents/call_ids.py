@@ -375,6 +375,7 @@ def conversation_call_ids(
         decade_range=request is not None and asks_for_decades(request),
         fresh_set=fresh,
         unsaid_pool=POOL_K if POOL_K in counts and POOL_K not in written else None,
+        saved_pool=POOL_K if request is not None else None,
         unseen_by=tuple(dict.fromkeys(users)) if serving is not None and asks_unseen(serving) else (),
         request_read=serving is not None,
         # every gold title is a run of the last user message's words or a result's title: the last two messages bound

@@ -8,7 +8,9 @@ For every gold call of a synthesis run's dialogs, this grounds the offered tools
 call (as the agent does) and validates the gold arguments against the grounded schemas (jsonschema); it reports
 the calls refused, by tool and argument, with the first few in full. A call to a tool that requires a user id
 where the conversation names no known user is refused too (the policy's ``ask_for_user``), and the replies made
-where that rule can fire (no user known, such a tool offered) are counted: answers, calls.
+where that rule can fire (no user known, such a tool offered) are counted: answers, calls. Each call is checked
+twice: as grounded where the router's save head is unsure (``saves`` None), and where it is sure and right (``saves``
+as the gold call: does it write a save-the-result argument?), which the save rules narrow further.
 
     python benchmarks/grounded_gold_calls.py --data ~/.cache/recagent/runs/policy/synth4 --files train validation
 """
@@ -25,13 +27,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def check_file(path: Path, users: dict, items: dict, genres: list[str]) -> dict:
     """Gold calls of one dialog file: how many, how many the grounded schemas refuse (by tool and argument)."""
+    from dataclasses import replace
+
     import jsonschema
     from langchain_core.messages import convert_to_messages
 
     from recagent.agents.call_ids import conversation_call_ids
-    from recagent.agents.policies.grammar import ground_call_arguments, left_out_for_user
+    from recagent.agents.policies.grammar import ground_call_arguments, left_out_for_user, saves_result
 
     calls, refused, examples = 0, Counter(), []
+    refused_sure = Counter()  # as grounded where the save head is sure and right
     nameless = Counter()  # replies where no user is known and a tool that needs one is offered
     for line in path.read_text().splitlines():
         row = json.loads(line)
@@ -61,10 +66,24 @@ def check_file(path: Path, users: dict, items: dict, genres: list[str]) -> dict:
                     refused[f"{name}.{'.'.join(map(str, list(e.path)[:1]))}"] += 1
                     if len(examples) < 10:
                         examples.append({"dialog": row["id"], "call": {name: args}, "error": e.message[:200]})
+                offered = next(s for s in row["tools"] if s["function"]["name"] == name)
+                props = offered["function"]["parameters"].get("properties") or {}
+                saving = [p for p, prop in props.items() if saves_result(prop)]
+                sure = replace(ids, saves=any(p in args for p in saving)) if saving else ids
+                try:
+                    jsonschema.validate(args, ground_call_arguments([offered], sure)[0]["function"]["parameters"])
+                except jsonschema.ValidationError as e:
+                    refused_sure[f"{name}.{'.'.join(map(str, list(e.path)[:1]))}"] += 1
+                    if len(examples) < 20:
+                        examples.append(
+                            {"dialog": row["id"], "call": {name: args}, "error": e.message[:200], "saves_sure": True}
+                        )
     return {
         "gold_calls": calls,
         "refused": sum(refused.values()),
         "refused_by_argument": dict(refused),
+        "refused_where_the_save_head_is_sure": sum(refused_sure.values()),
+        "refused_where_the_save_head_is_sure_by_argument": dict(refused_sure),
         "replies_with_no_user_known": dict(nameless),
         "examples": examples,
     }

@@ -3,7 +3,7 @@
 The local policy leaves a tool that requires a dataset user id out of the call grammar while the conversation names
 no known user (``policy.ask_for_user``); where the router's tool was one of them the reply is an answer. This
 counts, over a synthesis run's dialogs, the assistant replies where that rule makes the reply an answer as served
-(``leave_out_for_user`` on the router's tools, where the router did not already decide an answer) and what the gold
+(``narrow_for_missing_user`` on the router's tools, where the router did not already decide an answer) and what the gold
 reply is: an answer (the synthesized assistant asks for the id) or a call, by tool; and which tool the router would
 name next. No policy runs here, so it takes a minute.
 
@@ -26,7 +26,7 @@ def count_file(path: Path, router, served, users: dict, items: dict, genres: lis
 
     from recagent.agents.call_ids import conversation_call_ids
     from recagent.agents.policies.grammar import left_out_for_user
-    from recagent.agents.policies.local import leave_out_for_user
+    from recagent.agents.policies.local import narrow_for_missing_user
     from recagent.agents.tool_router import turns_of_messages
 
     gold, following, examples = Counter(), Counter(), []
@@ -46,7 +46,7 @@ def count_file(path: Path, router, served, users: dict, items: dict, genres: lis
             if reading.reply(turns, served.router_answer_p, served.router_call_p) == "answer":
                 continue  # answered already, without this rule
             routed = reading.allowed(turns, offered, served.router_top_k) if served.router_top_k else offered
-            if not leave_out_for_user(routed, routed & need, reading if served.router_top_k else None)[1]:
+            if not narrow_for_missing_user(routed, routed & need, reading if served.router_top_k else None)[1]:
                 continue  # a tool is left to call
             calls = m.get("tool_calls") or []
             gold["answer" if not calls else "+".join(c["function"]["name"] for c in calls)] += 1

@@ -61,6 +61,8 @@ def test_a_call_may_read_the_sets_results_were_saved_under_and_the_counts_people
     chained = conversation_call_ids(messages[:-1], users, items)
     assert chained.fresh_set == "pool"  # the next call follows "pool" in the same turn
     assert chained.counts == (5, 6, 10, 12)  # and asks for no pool of 20: only a first retrieval does
+    assert chained.saved_pool is None and ids.saved_pool is None  # nor saves one
+    assert conversation_call_ids(messages[:2], users, items).saved_pool == 20  # the turn's first call may
     follow_up = conversation_call_ids([*messages[:-1], HumanMessage("only older ones")], users, items)
     assert follow_up.fresh_set is None and follow_up.sets == ("pool",)  # a new request: any saved set, none forced
     # 6 and 12 are the request's, 5 the system text's, 10 and 20 the tools' default and pool size; 40 and 30 are

@@ -341,6 +341,32 @@ def test_the_save_decision_requires_or_drops_the_save_argument_and_the_unsaid_po
     assert accepts(None, call(k=20), tools=said, choice="required")
 
 
+def test_a_first_call_saving_for_a_later_tool_asks_for_the_pool_unless_it_retrieves_for_a_user(accepts, synthetic_env):
+    # validation: "gve me movies only 1980 or later Five would be eough rank them for me" filtered ten and saved them
+    # for the ranking; every synthesized first call that saves, to a tool taking no user, asks for the pool of 20
+    from dataclasses import replace
+
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
+    from recagent.tools.recommender_tools import build_registry
+
+    schemas = {t["function"]["name"]: t for t in build_registry(synthetic_env).openai_schemas()}
+    ids = CallIds(users=("7",), counts=(5, 10, 20), unsaid_pool=20, saves=True, saved_pool=20)
+    search = ground_call_arguments([schemas["search_items"]], ids)
+
+    def call(**args) -> str:
+        return render_tool_call("search_items", {"query": "cosy films", **args})
+
+    assert accepts(None, call(k=20, save_as="pool"), tools=search, choice="required")
+    for bad in ({"k": 5, "save_as": "pool"}, {"k": 10, "save_as": "pool"}, {"save_as": "pool"}):
+        assert not accepts(None, call(**bad), tools=search, choice="required"), bad
+    for free in (replace(ids, saved_pool=None), replace(ids, saves=None)):  # chained, or the save head unsure
+        grounded = ground_call_arguments([schemas["search_items"]], free)
+        assert accepts(None, call(k=5, save_as="pool"), tools=grounded, choice="required")
+    mine = ground_call_arguments([schemas["retrieve_for_user"]], ids)  # a user's own retrieval: what they asked
+    five = render_tool_call("retrieve_for_user", {"user_id": "7", "k": 5, "save_as": "pool"})
+    assert accepts(None, five, tools=mine, choice="required")
+
+
 def test_a_tool_needs_a_user_where_a_required_parameter_is_a_dataset_user_id(synthetic_env):
     # the live schemas: retrieve_for_user and get_user_history require one; rank_items takes one optionally
     from recagent.agents.policies.grammar import needs_user

@@ -157,6 +157,11 @@ class CallIds:
     saves: bool | None = None
     # the pool size where ``counts`` holds it though nobody wrote it: a call that saves nothing cannot ask for it
     unsaid_pool: int | None = None
+    # the count the turn's first call writes where it saves its result for a later tool (``saves`` True) and takes no
+    # user: the pool a later ranking reads, whatever count the user asked of the ranking ("five would be enough,
+    # rank them for me"); every synthesized call of that kind asks for it (707 of 707 in synth4v's train and
+    # validation splits, ``benchmarks/saved_pools.py``), while one retrieving for a user asks what the user wrote
+    saved_pool: int | None = None
     # the call follows the user's request (first or chained in the same turn), whose words the rules above read
     request_read: bool = False
     # the strings a title argument may take: spans of the user's words and titles tools returned (empty: free)
@@ -285,6 +290,15 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                         out["required"] = [*out.get("required", []), name]
             if ids.decade_range and len(sides) == 2 and all(name in props for name in sides.values()):
                 out["required"] = [*out.get("required", []), *sides.values()]
+            if ids.saves and ids.saved_pool is not None and not requires_user(node):
+                if any(saves_result(p) for p in props.values()):
+                    for name in [n for n, p in node["properties"].items() if is_count(p) and n in props]:
+                        props[name] = {
+                            "type": "integer",
+                            "enum": [ids.saved_pool],
+                            "description": props[name].get("description", ""),
+                        }
+                        out["required"] = [*out.get("required", []), name]
             out["properties"] = props
         return out
 
@@ -294,9 +308,13 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
 
 def needs_user(tool: dict) -> bool:
     """Does this OpenAI tool require a dataset user id (a required top-level parameter of that kind, any name)?"""
+    return requires_user(tool["function"].get("parameters") or {})
+
+
+def requires_user(params: dict) -> bool:
+    """Does this parameters object require a dataset user id (a required parameter of that kind, any name)?"""
     from recagent.tools.schemas import USER_ID_DESCRIPTION
 
-    params = tool.get("function", tool).get("parameters") or {}
     props = params.get("properties") or {}
     for name in params.get("required") or ():
         prop = props.get(name) or {}

@@ -89,7 +89,7 @@ class _Slot:
     grammars: GrammarCache | None = None
 
 
-def leave_out_for_user(keep: set[str], nameless: set[str], router: ToolRouter | None) -> tuple[set[str], bool]:
+def narrow_for_missing_user(keep: set[str], nameless: set[str], router: ToolRouter | None) -> tuple[set[str], bool]:
     """The tools a call may still name once ``nameless`` (tools needing a user nobody gave) are out, and whether the
     reply must answer: none is left, or (where ``router`` narrowed the grammar) none the router judges, as the tool it
     chose was one of them. Synthesized replies there ask for the id (benchmarks/user_id_asks.py)."""
@@ -473,7 +473,7 @@ class LocalChatModel(BaseChatModel):
         nameless: set[str] = set()
         if narrows and self.ask_for_user and asked in (None, "auto") and choice != "none":
             nameless = keep & left_out_for_user(tools or [], call_ids)
-            keep, answers = leave_out_for_user(keep, nameless, router if routed is not None else None)
+            keep, answers = narrow_for_missing_user(keep, nameless, router if routed is not None else None)
             if routed is not None:
                 routed = sorted(keep)
             if answers:  # even where the router was sure of a call: the one it meant needs the user
