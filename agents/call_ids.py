@@ -12,7 +12,7 @@ Candidate sets and counts are grounded the same way. Every set a gold call reads
 (its ``candidate_set:`` line), and 3,028 of the 3,139 gold ``k`` arguments (under that name) are a number of
 the system or user text, the tools' default (K_DEFAULT) or the pool size a chain narrows (POOL_K); nearly all of
 the rest were "half a dozen" and "a dozen", which :func:`number_words` reads. All 10,665 gold calls of the train
-split fit the grounded schemas, as do all of validation and test (``benchmarks/grounded_gold_calls.py``). A user id
+split fit these id, set and count rules, as do all of validation and test (``benchmarks/grounded_gold_calls.py``). A user id
 of 100 or less is admitted as a count too: telling it from a count would need the request parsed, and the rule
 only has to keep out counts nobody wrote. The sft_chains adapter invented counts (15, 40, 50) and read sets nobody saved ("k",
 "pop").

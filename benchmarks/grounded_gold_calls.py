@@ -36,8 +36,17 @@ def check_file(path: Path, users: dict, items: dict, genres: list[str]) -> dict:
     from recagent.agents.policies.grammar import ground_call_arguments, left_out_for_user, saves_result
 
     calls, refused, examples = 0, Counter(), []
-    refused_sure = Counter()  # as grounded where the save head is sure and right
+    refused_sure, examples_sure = Counter(), []  # as grounded where the save head is sure and right
     nameless = Counter()  # replies where no user is known and a tool that needs one is offered
+
+    def check(args: dict, schema: dict, name: str, dialog: str, counts: Counter, found: list) -> None:
+        try:
+            jsonschema.validate(args, schema["function"]["parameters"])
+        except jsonschema.ValidationError as e:
+            counts[f"{name}.{'.'.join(map(str, list(e.path)[:1]))}"] += 1
+            if len(found) < 10:
+                found.append({"dialog": dialog, "call": {name: args}, "error": e.message[:200]})
+
     for line in path.read_text().splitlines():
         row = json.loads(line)
         messages = row["messages"]
@@ -55,29 +64,18 @@ def check_file(path: Path, users: dict, items: dict, genres: list[str]) -> dict:
             for tc in m["tool_calls"]:
                 calls += 1
                 name, args = tc["function"]["name"], json.loads(tc["function"]["arguments"])
-                if name in nameless_tools:
-                    refused[f"{name} (no user known)"] += 1
-                    if len(examples) < 10:
-                        examples.append({"dialog": row["id"], "call": {name: args}, "error": "no user known"})
+                if name in nameless_tools:  # refused whatever the save head decides
+                    for counts, found in ((refused, examples), (refused_sure, examples_sure)):
+                        counts[f"{name} (no user known)"] += 1
+                        if len(found) < 10:
+                            found.append({"dialog": row["id"], "call": {name: args}, "error": "no user known"})
                     continue
-                try:
-                    jsonschema.validate(args, tools[name]["function"]["parameters"])
-                except jsonschema.ValidationError as e:
-                    refused[f"{name}.{'.'.join(map(str, list(e.path)[:1]))}"] += 1
-                    if len(examples) < 10:
-                        examples.append({"dialog": row["id"], "call": {name: args}, "error": e.message[:200]})
+                check(args, tools[name], name, row["id"], refused, examples)
                 offered = next(s for s in row["tools"] if s["function"]["name"] == name)
                 props = offered["function"]["parameters"].get("properties") or {}
                 saving = [p for p, prop in props.items() if saves_result(prop)]
                 sure = replace(ids, saves=any(p in args for p in saving)) if saving else ids
-                try:
-                    jsonschema.validate(args, ground_call_arguments([offered], sure)[0]["function"]["parameters"])
-                except jsonschema.ValidationError as e:
-                    refused_sure[f"{name}.{'.'.join(map(str, list(e.path)[:1]))}"] += 1
-                    if len(examples) < 20:
-                        examples.append(
-                            {"dialog": row["id"], "call": {name: args}, "error": e.message[:200], "saves_sure": True}
-                        )
+                check(args, ground_call_arguments([offered], sure)[0], name, row["id"], refused_sure, examples_sure)
     return {
         "gold_calls": calls,
         "refused": sum(refused.values()),
@@ -86,6 +84,7 @@ def check_file(path: Path, users: dict, items: dict, genres: list[str]) -> dict:
         "refused_where_the_save_head_is_sure_by_argument": dict(refused_sure),
         "replies_with_no_user_known": dict(nameless),
         "examples": examples,
+        "examples_where_the_save_head_is_sure": examples_sure,
     }
 
 

@@ -365,6 +365,21 @@ def test_a_first_call_saving_for_a_later_tool_asks_for_the_pool_unless_it_retrie
     mine = ground_call_arguments([schemas["retrieve_for_user"]], ids)  # a user's own retrieval: what they asked
     five = render_tool_call("retrieve_for_user", {"user_id": "7", "k": 5, "save_as": "pool"})
     assert accepts(None, five, tools=mine, choice="required")
+    # a user id the tool takes but does not require (drop what they saw) is no user's own retrieval: the pool
+    filtered = ground_call_arguments([schemas["filter_items"]], ids)
+
+    def drops(k: int) -> str:  # the arguments in the schema's order, as the grammar wants them
+        return render_tool_call("filter_items", {"genres": ["Drama"], "exclude_seen_by": "7", "k": k, "save_as": "p"})
+
+    assert accepts(None, drops(20), tools=filtered, choice="required")
+    assert not accepts(None, drops(5), tools=filtered, choice="required")
+    # a tool that cannot save keeps its count, as does a call the save head is sure saves nothing
+    unsaved = ground_call_arguments([schemas["get_candidates"]], ids)
+    name = schemas["get_candidates"]["function"]["parameters"]["required"][0]
+    listed = render_tool_call("get_candidates", {name: "pool", "k": 5})
+    assert accepts(None, listed, tools=unsaved, choice="required")
+    kept = ground_call_arguments([schemas["search_items"]], replace(ids, saves=False))
+    assert accepts(None, call(k=5), tools=kept, choice="required")
 
 
 def test_a_tool_needs_a_user_where_a_required_parameter_is_a_dataset_user_id(synthetic_env):

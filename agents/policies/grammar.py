@@ -152,15 +152,16 @@ class CallIds:
     # items drops one of theirs; with no such request it drops none (empty)
     unseen_by: tuple[str, ...] = ()
     # the router's save head (ToolRouter.saves): the call stores its result for a later tool (True: its save argument
-    # is required and its count may be the pool size), or does not (False: no save argument, no unsaid pool size);
-    # None: the policy chooses
+    # is required and its count may be the pool size, or must be: ``saved_pool``), or does not (False: no save
+    # argument, no unsaid pool size); None: the policy chooses
     saves: bool | None = None
     # the pool size where ``counts`` holds it though nobody wrote it: a call that saves nothing cannot ask for it
     unsaid_pool: int | None = None
-    # the count the turn's first call writes where it saves its result for a later tool (``saves`` True) and takes no
-    # user: the pool a later ranking reads, whatever count the user asked of the ranking ("five would be enough,
-    # rank them for me"); every synthesized call of that kind asks for it (707 of 707 in synth4v's train and
-    # validation splits, ``benchmarks/saved_pools.py``), while one retrieving for a user asks what the user wrote
+    # the count the turn's first call writes where it saves its result for a later tool (``saves`` True) and does not
+    # require a user id: the pool a later ranking reads, whatever count the user asked of the ranking ("five would be
+    # enough, rank them for me"). Every synthesized call of that kind asks for it (benchmarks/grounded_gold_calls.py
+    # grounds each gold call as a sure, right save head would: none refused), while a user's own retrieval
+    # (retrieve_for_user) asks for 20, for the user's count or for none, so it stays free
     saved_pool: int | None = None
     # the call follows the user's request (first or chained in the same turn), whose words the rules above read
     request_read: bool = False
@@ -292,13 +293,14 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                 out["required"] = [*out.get("required", []), *sides.values()]
             if ids.saves and ids.saved_pool is not None and not requires_user(node):
                 if any(saves_result(p) for p in props.values()):
-                    for name in [n for n, p in node["properties"].items() if is_count(p) and n in props]:
+                    for name in [n for n, p in node["properties"].items() if holds(p, is_count) and n in props]:
                         props[name] = {
                             "type": "integer",
                             "enum": [ids.saved_pool],
                             "description": props[name].get("description", ""),
                         }
-                        out["required"] = [*out.get("required", []), name]
+                        if name not in out.get("required", []):
+                            out["required"] = [*out.get("required", []), name]
             out["properties"] = props
         return out
 
