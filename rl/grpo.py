@@ -33,9 +33,18 @@ from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 from trl.models.utils import unwrap_model_for_generation
 
+from recagent.errors import RecagentError
 from recagent.rl.advantages import step_advantages_for_groups, token_advantages
 from recagent.rl.rewards import RewardWeights
-from recagent.rl.rollout import Episode, GenerateBatch, RolloutEnvironment, Task, generate_turns, run_episodes
+from recagent.rl.rollout import (
+    Constrain,
+    Episode,
+    GenerateBatch,
+    RolloutEnvironment,
+    Task,
+    generate_turns,
+    run_episodes,
+)
 from recagent.rl.vllm_turns import VLLMTurns
 
 _REWARD_WEIGHTS = {f.name: f for f in fields(RewardWeights)}
@@ -143,8 +152,20 @@ class SaveConfigWithCheckpoints(TrainerCallback):
 class StepGRPOTrainer(GRPOTrainer):
     """GRPO with StepTool's step-grained advantages over real tool episodes."""
 
-    def __init__(self, model, args: StepGRPOConfig, train_dataset, processing_class, tool_env, **kwargs: Any):
+    def __init__(
+        self,
+        model,
+        args: StepGRPOConfig,
+        train_dataset,
+        processing_class,
+        tool_env,
+        constrain: Constrain | None = None,
+        **kwargs: Any,
+    ):
         self.tool_env = tool_env
+        self.constrain = constrain  # each turn's grammar (rl.served_grammar.ServedGrammar), or None: sample freely
+        if constrain is not None and args.use_vllm:
+            raise RecagentError("served-grammar rollouts decode with transformers: set use_vllm=false")
         self.rollout_environments: list[RolloutEnvironment] = []  # one per episode of the latest batch
         self._rows: list[dict[str, Any]] = []
         self.episodes: list[Episode] = []  # the latest batch, for inspection and tests
@@ -220,6 +241,7 @@ class StepGRPOTrainer(GRPOTrainer):
                     self.args.max_episode_steps,
                     self.args.reward_weights_(),
                     fixed_rounds=self._vllm_lockstep(),
+                    constrain=self.constrain,
                 )
         finally:
             self.model.train(was_training)

@@ -99,7 +99,7 @@ def collate(episodes: list[Episode], pad_id: int) -> Batch:
 class StepPPOTrainer:
     """PPO with a value head over real multi-step tool episodes."""
 
-    def __init__(self, model, args: StepPPOConfig, train_dataset, processing_class, tool_env):
+    def __init__(self, model, args: StepPPOConfig, train_dataset, processing_class, tool_env, constrain=None):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # nothing here synchronises processes: refuse, do not diverge
             raise RecagentError(
                 "PPO runs in one process (it has no distributed update); for several GPUs use "
@@ -108,6 +108,7 @@ class StepPPOTrainer:
         self.model, self.args, self.tok = model, args, processing_class
         self.rows = list(train_dataset)
         self.tool_env = tool_env
+        self.constrain = constrain  # each turn's grammar (rl.served_grammar.ServedGrammar), or None: sample freely
         self.value_head = ValueHead(model.config.hidden_size)
         params = list(model.parameters()) + list(self.value_head.parameters())
         self.optimizer = torch.optim.AdamW(params, lr=args.learning_rate)
@@ -117,8 +118,8 @@ class StepPPOTrainer:
 
     # -- rollouts ----------------------------------------------------------------------------------------------
 
-    def generate_batch(self, inputs: list[list[int]]) -> list[list[int]]:
-        """One sampled policy turn per live episode, batched."""
+    def generate_batch(self, inputs: list[list[int]], constraints=None) -> list[list[int]]:
+        """One sampled policy turn per live episode, batched (each under its grammar where ``constraints`` says)."""
         a = self.args
         return generate_turns(
             self.model,
@@ -128,6 +129,7 @@ class StepPPOTrainer:
             temperature=a.temperature,
             top_p=a.top_p,
             batch_size=a.rollout_batch_size,
+            constraints=constraints,
         )
 
     def collect(self) -> list[Episode]:
@@ -144,6 +146,7 @@ class StepPPOTrainer:
                 group,
                 self.args.max_episode_steps,
                 self.args.reward_weights_(),
+                constrain=self.constrain,
             )
         finally:
             self.model.train()

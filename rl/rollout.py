@@ -123,8 +123,19 @@ class Generated:
     logprobs: list[float] | None = None
 
 
+@dataclass(frozen=True)
+class TurnConstraint:
+    """What one turn is decoded under: a compiled xgrammar grammar and the ids that end a turn."""
+
+    grammar: Any
+    eos_ids: frozenset[int]
+
+
 # A batch of policy turns: the token ids each active episode has so far -> one turn for each, in the same order.
-GenerateBatch = Callable[[list[list[int]]], Sequence["Generated | list[int]"]]
+# A generator that decodes under grammars also takes ``constraints=`` (one TurnConstraint or None per input).
+GenerateBatch = Callable[..., Sequence["Generated | list[int]"]]
+# The grammar of an episode's next turn: (its messages, its offered tools, its token ids so far) -> the constraint.
+Constrain = Callable[[list[dict[str, Any]], list[dict[str, Any]], list[int]], TurnConstraint | None]
 
 
 def generate_turns(
@@ -136,21 +147,44 @@ def generate_turns(
     temperature: float = 1.0,
     top_p: float = 1.0,
     batch_size: int | None = None,
+    constraints: Sequence[TurnConstraint | None] | None = None,
 ) -> list[list[int]]:
     """One policy turn for each input with batched transformers ``generate`` (left-padded), each cut after its EOS.
 
     ``batch_size`` caps the rows per ``generate`` call (None: all at once). Identical inputs (a GRPO group's
     first turn) are generated together from one prompt forward (:func:`_generate_from_one_prompt`).
+    ``constraints`` (one per input) decode each turn under its grammar; distinct prompts then decode one by one
+    (the CPU recipe's ``rollout_batch_size`` is 1 anyway: batching distinct prompts only pads).
     """
     import torch
 
     if not inputs:
         return []
+    if constraints is not None and len(constraints) != len(inputs):
+        raise ValueError(f"{len(constraints)} constraints for {len(inputs)} inputs")
     rows_of: dict[tuple[int, ...], list[int]] = {}
     for i, x in enumerate(inputs):
         rows_of.setdefault(tuple(x), []).append(i)
-    if len(rows_of) < len(inputs):
+    if constraints is not None and any(c is not None for c in constraints):
+        # one grammar per prompt (the same messages give the same grammar): each prompt decodes on its own
         out: list[list[int] | None] = [None] * len(inputs)
+        for prompt, rows in rows_of.items():
+            turns = _generate_from_one_prompt(
+                model,
+                tokenizer,
+                list(prompt),
+                len(rows),
+                max_new_tokens,
+                sample,
+                temperature,
+                top_p,
+                constraints[rows[0]],
+            )
+            for i, row in zip(rows, turns):
+                out[i] = row
+        return out  # type: ignore[return-value]
+    if len(rows_of) < len(inputs):
+        out = [None] * len(inputs)
         alone = [rows[0] for rows in rows_of.values() if len(rows) == 1]
         single = generate_turns(
             model, tokenizer, [inputs[i] for i in alone], max_new_tokens, sample, temperature, top_p, batch_size
@@ -186,10 +220,19 @@ def generate_turns(
 
 
 def _generate_rows(
-    model, tokenizer, ids, mask, max_new_tokens: int, sample: bool, temperature: float, top_p: float, cache=None
+    model,
+    tokenizer,
+    ids,
+    mask,
+    max_new_tokens: int,
+    sample: bool,
+    temperature: float,
+    top_p: float,
+    cache=None,
+    constraint: TurnConstraint | None = None,
 ) -> list[list[int]]:
-    """transformers ``generate`` on a batch of equal-width rows (``cache``: their prompt's, already computed);
-    each row's new tokens, cut after its EOS."""
+    """transformers ``generate`` on a batch of equal-width rows (``cache``: their prompt's, already computed;
+    ``constraint``: every row's grammar); each row's new tokens, cut after its EOS."""
     import torch
 
     eos = tokenizer.eos_token_id
@@ -199,6 +242,7 @@ def _generate_rows(
             input_ids=ids,
             attention_mask=mask,
             **({"cache": cache} if cache is not None else {}),
+            **({"logits_processor": _grammar_processors(constraint, eos, ids.shape[0])} if constraint else {}),
             max_new_tokens=max_new_tokens,
             do_sample=sample,
             **({"temperature": temperature, "top_p": top_p} if sample else {}),
@@ -209,8 +253,36 @@ def _generate_rows(
     return [row[: row.index(eos) + 1] if eos in row else row for row in rows]
 
 
+def _grammar_processors(constraint: TurnConstraint, eos: int, rows: int):
+    """xgrammar's transformers processor (a new one per ``generate``: its matchers keep state) for ``rows`` rows,
+    and the served engine's rule that a turn ends only where the grammar lets it (:func:`ends_follow_grammar`)."""
+    import xgrammar as xgr
+    from transformers import LogitsProcessorList
+
+    from recagent.agents.policies.engines import ends_follow_grammar
+
+    stops = list(constraint.grammar.tokenizer_info.stop_token_ids)
+    others = [e for e in constraint.eos_ids if e != eos]  # generate stops at eos only: a turn ends with it
+
+    def ends(input_ids, scores):
+        for row in scores:
+            ends_follow_grammar(row, set(constraint.eos_ids), stops)
+            row[[e for e in others if e < row.shape[0]]] = float("-inf")
+        return scores
+
+    return LogitsProcessorList([xgr.contrib.hf.LogitsProcessor([constraint.grammar] * rows), ends])
+
+
 def _generate_from_one_prompt(
-    model, tokenizer, prompt: list[int], n: int, max_new_tokens: int, sample: bool, temperature: float, top_p: float
+    model,
+    tokenizer,
+    prompt: list[int],
+    n: int,
+    max_new_tokens: int,
+    sample: bool,
+    temperature: float,
+    top_p: float,
+    constraint: TurnConstraint | None = None,
 ) -> list[list[int]]:
     """``n`` turns from one prompt: its forward runs once and the key/value cache is repeated ``n`` times.
 
@@ -229,7 +301,7 @@ def _generate_from_one_prompt(
     cache.batch_repeat_interleave(n)
     mask = torch.ones((n, len(prompt)), dtype=torch.long, device=device)
     return _generate_rows(
-        model, tokenizer, ids.repeat(n, 1), mask, max_new_tokens, sample, temperature, top_p, cache=cache
+        model, tokenizer, ids.repeat(n, 1), mask, max_new_tokens, sample, temperature, top_p, cache, constraint
     )
 
 
@@ -390,12 +462,14 @@ def run_episodes(
     max_steps: int = 4,
     weights: RewardWeights | None = None,
     fixed_rounds: bool = False,
+    constrain: Constrain | None = None,
 ) -> list[Episode]:
     """Play one episode per task in lock-step: each round, one batched policy call writes a turn for every live episode.
 
     Episodes finish at different turns; a finished one leaves the batch. ``fixed_rounds`` calls the generator
     every round even with nothing left to play (an empty batch), for backends whose call is a collective across
-    processes and must happen as often on each of them. Each episode needs its own environment.
+    processes and must happen as often on each of them. Each episode needs its own environment. ``constrain``
+    gives each turn's grammar (:class:`~recagent.rl.served_grammar.ServedGrammar`), passed to the generator.
     """
     if len(environments) != len(tasks) or len({id(e) for e in environments}) != len(environments):
         raise ValueError("run_episodes needs one environment of its own per task")
@@ -405,7 +479,15 @@ def run_episodes(
         live = [p for p in plays if not p.done]
         if not live and not fixed_rounds:
             break
-        turns = list(generate_batch([p.input_ids() for p in live]))
+        inputs = [p.input_ids() for p in live]
+        if constrain is None:
+            turns = list(generate_batch(inputs))
+        else:
+            turns = list(
+                generate_batch(
+                    inputs, constraints=[constrain(p.messages, p.task.tools, x) for p, x in zip(live, inputs)]
+                )
+            )
         if len(turns) != len(live):
             raise RuntimeError(f"the generator returned {len(turns)} turns for {len(live)} episodes")
         for play, turn in zip(live, turns):

@@ -60,6 +60,13 @@ class RLJobConfig(StepPPOConfig):
             "after them are validation dialogs (as SFT's max_samples), never trained on"
         },
     )
+    served_grammar: bool = field(
+        default=False,
+        metadata={
+            "help": "sample each turn under the grammar the served policy decodes under (base_model's tool router, "
+            "grounded ids; rl/served_grammar.py) instead of freely; transformers generation only"
+        },
+    )
 
     def __post_init__(self) -> None:
         from recagent.rl.config_io import resolve_device
@@ -76,6 +83,11 @@ class RLJobConfig(StepPPOConfig):
             raise ConfigError(
                 "use_vllm applies to algo=grpo (TRL's vLLM backend); PPO generates with transformers: "
                 "drop use_vllm or use algo=grpo"
+            )
+        if self.use_vllm and self.served_grammar:
+            raise ConfigError(
+                "served_grammar samples with transformers under xgrammar, not vLLM: set use_vllm=false or "
+                "served_grammar=false"
             )
         resolve_device(self)
         super().__post_init__()
@@ -171,20 +183,27 @@ def train_rl(cfg: RLJobConfig, tool_env=None) -> Path:
     dataset = _tasks(cfg)
     env = tool_env or _tool_env(cfg)
     model, tok = _load_policy(cfg)
+    constrain = None
+    if cfg.served_grammar:
+        from recagent.rl.served_grammar import ServedGrammar
+
+        constrain = ServedGrammar.for_policy(cfg.base_model, model, tok, env)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / RL_CONFIG_FILE)
     if cfg.algo == "ppo":
         from recagent.rl.ppo import StepPPOTrainer
 
-        trainer = StepPPOTrainer(model, cfg, dataset, tok, env)
+        trainer = StepPPOTrainer(model, cfg, dataset, tok, env, constrain)
         has_ckpt = any(out.glob("checkpoint-*/ppo_state.pt"))
         trainer.train(resume_from_checkpoint=True if has_ckpt else None)
         history = trainer.log_history
     else:
         from recagent.rl.grpo import StepGRPOTrainer
 
-        trainer = StepGRPOTrainer(model=model, args=cfg, train_dataset=dataset, processing_class=tok, tool_env=env)
+        trainer = StepGRPOTrainer(
+            model=model, args=cfg, train_dataset=dataset, processing_class=tok, tool_env=env, constrain=constrain
+        )
         ckpt = latest_checkpoint(out)
         if ckpt is not None:
             logger.info("resuming from %s", ckpt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 
@@ -213,6 +214,67 @@ def test_identical_prompts_share_one_prompt_forward_and_still_sample_apart(smoll
     torch.manual_seed(1)
     sampled = generate_turns(model, tok, [group] * 4, 6, sample=True, temperature=1.0)
     assert len({tuple(t) for t in sampled}) > 1, "the rows of a shared prompt sample independently"
+
+
+def _served_grammar(tok, model, env):
+    """The served chat model's grammar (the shipped tool router, narrowing to one tool) over ``model``."""
+    from recagent.agents.local_model import shipped_folder
+    from recagent.agents.policies.engines import TransformersEngine
+    from recagent.agents.policies.local import LocalChatModel
+    from recagent.rl.served_grammar import ServedGrammar
+
+    chat = LocalChatModel(
+        engine="transformers", router_path=str(shipped_folder() / "tool_router.npz"), router_top_k=1
+    ).attach(TransformersEngine(model, tok))
+    return ServedGrammar(chat, env.dataset.users.index_of, env.catalog.index_of, env.catalog.all_genres)
+
+
+def _accepted(grammar, ids: list[int]) -> int:
+    """How many of ``ids`` (from the start) the grammar accepts."""
+    import xgrammar as xgr
+
+    matcher = xgr.GrammarMatcher(grammar)
+    for n, t in enumerate(ids):
+        if not matcher.accept_token(t):
+            return n
+    return len(ids)
+
+
+def test_served_grammar_rollouts_sample_only_what_the_served_policy_could_decode(
+    smollm2_tokenizer, tiny_llama, ml100k_env, task
+):
+    """A random model under the served grammar writes a turn the grammar accepts token by token (the router is sure
+    of a call here, so it opens a call); sampled freely, the same model leaves that grammar within a few tokens."""
+    import torch
+
+    tok = smollm2_tokenizer
+    served = _served_grammar(tok, tiny_llama, ml100k_env)
+    generate = partial(generate_turns, tiny_llama, tok, max_new_tokens=40, temperature=1.0)
+    torch.manual_seed(0)
+    eps = run_episodes(
+        generate, tok, [RolloutEnvironment(ml100k_env) for _ in range(3)], [task] * 3, max_steps=1, constrain=served
+    )
+    grammar = served(task.messages, task.tools, eps[0].prompt_ids).grammar
+    for ep in eps:
+        assert _accepted(grammar, ep.completion_ids) == len(ep.completion_ids) > 0
+        assert tok.decode(ep.completion_ids).startswith("<tool_call>")
+    torch.manual_seed(0)
+    free = run_episodes(generate, tok, [RolloutEnvironment(ml100k_env) for _ in range(3)], [task] * 3, max_steps=1)
+    assert all(_accepted(grammar, ep.completion_ids) < len(ep.completion_ids) for ep in free)
+
+
+def test_served_grammar_refuses_a_prompt_that_is_not_the_served_one(smollm2_tokenizer, tiny_llama, ml100k_env, task):
+    served = _served_grammar(smollm2_tokenizer, tiny_llama, ml100k_env)
+    with pytest.raises(RuntimeError, match="not the served prompt"):
+        served(task.messages, task.tools, [1, 2, 3])
+    # after a sampled turn the tokens may differ from the served rendering (JSON spacing): that turn samples freely
+    later = [*task.messages, {"role": "assistant", "content": "Here you go."}, {"role": "user", "content": "more"}]
+    assert served(later, task.tools, [1, 2, 3]) is None
+
+
+def test_constraints_must_match_the_inputs(smollm2_tokenizer, tiny_llama):
+    with pytest.raises(ValueError, match="2 constraints for 1 inputs"):
+        generate_turns(tiny_llama, smollm2_tokenizer, [[1, 2]], 4, constraints=[None, None])
 
 
 class FakeVLLMGeneration:

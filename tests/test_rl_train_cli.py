@@ -125,11 +125,21 @@ def test_vllm_settings_that_cannot_run_are_one_line(capsys, tmp_path):
         )
         err = capsys.readouterr().err
         assert "needs vLLM, which is not installed" in err and "recagent[vllm]" in err and "Traceback" not in err
+    assert main(["train", "rl", "--data", str(data), "-o", "use_vllm=true", "-o", "served_grammar=true"]) == 2
+    err = capsys.readouterr().err
+    assert "served_grammar samples with transformers" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("with_tokenizer", [True, False], ids=["sft-final", "shipped-adapter-only"])
-def test_train_rl_keeps_training_an_sft_adapter(with_tokenizer, dataset_dir, tiny_base, tmp_path, capsys):
-    """base_model = a peft adapter folder (with its tokenizer, or the adapter alone as shipped): GRPO trains it."""
+@pytest.mark.parametrize(
+    ("with_tokenizer", "served_grammar"),
+    [(True, False), (False, False), (False, True)],
+    ids=["sft-final", "shipped-adapter-only", "served-grammar"],
+)
+def test_train_rl_keeps_training_an_sft_adapter(
+    with_tokenizer, served_grammar, dataset_dir, tiny_base, tmp_path, capsys, monkeypatch
+):
+    """base_model = a peft adapter folder (with its tokenizer, or the adapter alone as shipped): GRPO trains it,
+    sampling freely or under the grammar the adapter is served with."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from safetensors.torch import load_file
@@ -199,9 +209,19 @@ def test_train_rl_keeps_training_an_sft_adapter(with_tokenizer, dataset_dir, tin
         "activation_checkpointing=false",
         "-o",
         "save_strategy=no",
+        "-o",
+        f"served_grammar={str(served_grammar).lower()}",
     ]
+    from recagent.rl.served_grammar import ServedGrammar
+
+    grammars = []  # the constraints the rollouts asked for
+    ask = ServedGrammar.__call__
+    monkeypatch.setattr(ServedGrammar, "__call__", lambda self, *a: grammars.append(ask(self, *a)) or grammars[-1])
     assert main(args) == 0, capsys.readouterr().err
     final = out / "final"
+    assert ("served_grammar: true" in (final / "rl_config.yaml").read_text()) == served_grammar  # default omitted
+    # 2 rollouts x their turns: each first turn decoded under a compiled grammar; sampling freely asks for none
+    assert (len(grammars) >= 2 and all(g is not None for g in grammars[:2])) if served_grammar else not grammars
     assert not (final / "model.safetensors").exists()  # the adapter, not a merged full model
     before, after = load_file(sft / "adapter_model.safetensors"), load_file(final / "adapter_model.safetensors")
     assert sorted(before) == sorted(after) and len(after) == 4  # the same LoRA pairs (q, v of one layer)

@@ -242,6 +242,17 @@ class LocalChatModel(BaseChatModel):
                 slot.grammars = None
         return slot.engine
 
+    def attach(self, engine: Engine) -> LocalChatModel:
+        """Use ``engine`` (say, over a model being trained) instead of loading the configured weights; returns self."""
+        slot = self._get_slot()
+        with _SLOT_LOCK:
+            slot.engine, slot.grammars = engine, None
+        return self
+
+    def decode_job(self, messages: Sequence[BaseMessage], **kwargs: Any) -> DecodeJob:
+        """The decode job (prompt ids, grammar, budget) of the reply to ``messages`` under call-time ``kwargs``."""
+        return self._prepare(self.load(), list(messages), None, kwargs).decode
+
     def tool_router(self) -> ToolRouter:
         """The tool router at ``router_path``, loaded once (a copy with another path loads its own)."""
         if self._router is None or self._router[0] != self.router_path:
