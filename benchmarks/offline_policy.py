@@ -183,7 +183,7 @@ def paired(runs: Path, names: list[str], against: str) -> dict[str, dict[str, An
 
 
 def rl_curves(rl_run: Path) -> dict[str, Any]:
-    """Reward per update and the share of GRPO groups whose rewards were all equal (zero advantage)."""
+    """Reward per update, the share of GRPO groups whose rewards were all equal (zero advantage), step components."""
     state = rl_run / "trainer_state.json"
     log = json.loads(state.read_text())["log_history"] if state.is_file() else []
     if not log and (rl_run / "rl_run.json").is_file():
@@ -195,7 +195,8 @@ def rl_curves(rl_run: Path) -> dict[str, Any]:
         "zero_std_groups": [h.get("frac_reward_zero_std") for h in rows],
         "step_time_s": [h.get("step_time") for h in rows],
         "components": {
-            k: [h.get(k) for h in rows] for k in sorted({k for h in rows for k in h if k.startswith("rewards/")})
+            k: [h.get(k) for h in rows]
+            for k in sorted({k for h in rows for k in h if k.startswith(("rewards/step/", "tools/", "groups/"))})
         },
     }
 
@@ -324,7 +325,24 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             + f"; mean reward of the first / last {tenth} updates: {mean(r['reward'][:tenth])} / "
             f"{mean(r['reward'][-tenth:])}; share of zero-advantage groups (mean): {mean(zero)}.",
             "",
+            f"Reward curve, {tenth} updates per row (means; zero-advantage: the share of groups whose rollouts all "
+            "earned the same reward):",
+            "",
+            "| updates | reward | zero-advantage groups | "
+            + " | ".join(k.rpartition("/")[2] for k in r["components"])
+            + " |",
+            "|---|---|---|" + "---|" * len(r["components"]),
         ]
+        for start in range(0, len(r["reward"]), tenth):
+            block = slice(start, start + tenth)
+            comps = [mean([v for v in vs[block] if v is not None]) for vs in r["components"].values()]
+            lines.append(
+                f"| {r['steps'][start]}-{r['steps'][min(start + tenth, len(r['steps'])) - 1]} | "
+                f"{mean(r['reward'][block])} | {mean([z for z in r['zero_std_groups'][block] if z is not None])} | "
+                + " | ".join(str(c) for c in comps)
+                + " |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 

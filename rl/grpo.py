@@ -20,6 +20,7 @@ rate and episode length.
 from __future__ import annotations
 
 import json
+import random
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.models.utils import unwrap_model_for_generation
 
 from recagent.errors import RecagentError
-from recagent.rl.advantages import step_advantages_for_groups, token_advantages
+from recagent.rl.advantages import discounted_returns, step_advantages_for_groups, token_advantages
 from recagent.rl.rewards import RewardWeights
 from recagent.rl.rollout import (
     Constrain,
@@ -79,6 +80,14 @@ class StepGRPOConfig(GRPOConfig):
             "CPU, where prefilling the tool prompt dominates; see benchmarks/rollout_throughput.py)"
         },
     )
+    redraw_uniform_groups: int = field(
+        default=0,
+        metadata={
+            "help": "times a group whose step returns are all equal (zero advantage on every token: it teaches "
+            "nothing, yet costs a backward pass) is replaced by the rollouts of another training task drawn at "
+            "random (DAPO's dynamic sampling); 0: keep every group as drawn"
+        },
+    )
     # one field per RewardWeights component (so `-o reward_task=3` works); defaults and help come from there
     reward_success: float = reward_weight_field("success")
     reward_contribution: float = reward_weight_field("contribution")
@@ -94,6 +103,8 @@ class StepGRPOConfig(GRPOConfig):
             raise ValueError(f"step_gamma must be in [0, 1], got {self.step_gamma}")
         if self.max_episode_steps < 1:
             raise ValueError("max_episode_steps must be at least 1 (one turn: answer directly)")
+        if self.redraw_uniform_groups < 0:
+            raise ValueError(f"redraw_uniform_groups must be 0 or more, got {self.redraw_uniform_groups}")
         if self.rollout_batch_size is not None and self.rollout_batch_size < 1:
             raise ValueError(
                 f"rollout_batch_size must be at least 1 or None (all live episodes), got {self.rollout_batch_size}"
@@ -107,6 +118,13 @@ class StepGRPOConfig(GRPOConfig):
 def episode_reward(completions, episode_total=None, **_: Any) -> list[float]:
     """The scalar reward TRL logs and normalises (its advantages are replaced by the step-grained ones)."""
     return [float(x) for x in episode_total]
+
+
+def _uniform(group: list[Episode], gamma: float) -> bool:
+    """Whether every step return of every rollout in a group is equal, so that every step advantage is zero."""
+    # advantages normalise the returns of all steps of the group together (rl.advantages.group_normalised), so
+    # rollouts with equal rewards per step still teach something when their steps' returns differ
+    return len({round(g, 9) for ep in group for g in discounted_returns([r.total for r in ep.rewards], gamma)}) <= 1
 
 
 def task_row(task: Task) -> dict[str, Any]:
@@ -167,6 +185,7 @@ class StepGRPOTrainer(GRPOTrainer):
         if constrain is not None and args.use_vllm:
             raise RecagentError("served-grammar rollouts decode with transformers: set use_vllm=false")
         self.rollout_environments: list[RolloutEnvironment] = []  # one per episode of the latest batch
+        self._uniform_groups: tuple[int, int] = (0, 0)  # (uniform as first drawn, uniform after redraws) of the batch
         self._rows: list[dict[str, Any]] = []
         self.episodes: list[Episode] = []  # the latest batch, for inspection and tests
         with warnings.catch_warnings():  # rollout_func is "experimental" in TRL 1.16; we depend on it knowingly
@@ -181,6 +200,9 @@ class StepGRPOTrainer(GRPOTrainer):
                 callbacks=[*(kwargs.pop("callbacks", None) or []), SaveConfigWithCheckpoints()],
                 **kwargs,
             )
+        if args.redraw_uniform_groups and self.accelerator.num_processes > 1:
+            # a task's G rollouts may sit on several processes, which would each redraw on their own
+            raise RecagentError("redraw_uniform_groups needs one process: set it to 0 for a multi-process run")
 
     # -- generation ----------------------------------------------------------------------------------------------
 
@@ -243,6 +265,7 @@ class StepGRPOTrainer(GRPOTrainer):
                     fixed_rounds=self._vllm_lockstep(),
                     constrain=self.constrain,
                 )
+                eps = self._redraw_uniform(generate, rows, eps, training=was_training)
         finally:
             self.model.train(was_training)
         self.episodes = eps
@@ -269,6 +292,56 @@ class StepGRPOTrainer(GRPOTrainer):
             "step_rewards": totals,
             "step_spans": [[list(s) for s in ep.spans] for ep in eps],
         }
+
+    def _redraw_uniform(
+        self, generate: GenerateBatch, rows: list[dict[str, Any]], eps: list[Episode], training: bool
+    ) -> list[Episode]:
+        """Replace each group whose step returns are all equal by another training task's rollouts, up to N times.
+
+        The replacement is one of the trainer's own (leakage-checked) training rows not in the batch nor tried, and
+        takes the group's rows in place (``rows`` is TRL's ``inputs``), so the rewards and advantages are those of
+        the task played; TRL's completion log keeps the prompt it drew (it reads prompts before the rollout).
+        Uniformity is judged before the rollout cuts episodes to ``max_completion_length``. Evaluation batches
+        are only counted, never redrawn.
+        """
+        group = self.num_generations if training else self.num_generations_eval
+        tries = self.args.redraw_uniform_groups if training else 0
+        gamma = self.args.step_gamma
+        # seeded by the update and the generation within it: a resumed run draws the same tasks
+        rng = random.Random(f"{self.args.seed}/{self.state.global_step}/{self._step}")
+        task_ids = self.train_dataset["task_id"] if tries else []
+        before = after = 0
+        for g in range(0, len(eps), group):
+            uniform = _uniform(eps[g : g + group], gamma)
+            before += uniform
+            tried = {r["task_id"] for r in rows[g : g + group]}
+            for _ in range(tries if uniform else 0):
+                playing = tried | {r["task_id"] for r in rows}
+                choices = [i for i, t in enumerate(task_ids) if t not in playing]
+                if not choices:  # every training task is in this batch or was tried for this group
+                    break
+                row = dict(self.train_dataset[rng.choice(choices)])
+                tried.add(row["task_id"])
+                envs = [RolloutEnvironment(self.tool_env) for _ in range(group)]
+                eps[g : g + group] = run_episodes(
+                    generate,
+                    self.processing_class,
+                    envs,
+                    [task_of(row)] * group,
+                    self.args.max_episode_steps,
+                    self.args.reward_weights_(),
+                    constrain=self.constrain,
+                )
+                self.rollout_environments[g : g + group] = envs
+                for r in rows[g : g + group]:
+                    r.clear()
+                    r.update(row)
+                uniform = _uniform(eps[g : g + group], gamma)
+                if not uniform:
+                    break
+            after += uniform
+        self._uniform_groups = (before, after)
+        return eps
 
     # -- step-grained advantages ---------------------------------------------------------------------------------
 
@@ -308,5 +381,10 @@ class StepGRPOTrainer(GRPOTrainer):
         calls = [c for ep in eps for s in ep.steps for c in s.calls]
         if calls:
             metrics["tools/call_validity"].append(sum(c.valid for c in calls) / len(calls))
+        if self.accelerator.num_processes == 1:  # with several, a process's slice need not hold whole groups
+            groups = max(1, len(eps) // (self.num_generations if mode == "train" else self.num_generations_eval))
+            first, last = self._uniform_groups
+            metrics["groups/uniform_drawn"].append(first / groups)  # before any redraw
+            metrics["groups/uniform_kept"].append(last / groups)
         metrics["episode/steps"].append(sum(len(ep.steps) for ep in eps) / len(eps))
         metrics["episode/return"].append(sum(ep.total_reward for ep in eps) / len(eps))

@@ -165,36 +165,22 @@ def generate_turns(
     rows_of: dict[tuple[int, ...], list[int]] = {}
     for i, x in enumerate(inputs):
         rows_of.setdefault(tuple(x), []).append(i)
-    if constraints is not None and any(c is not None for c in constraints):
-        # one grammar per prompt (the same messages give the same grammar): each prompt decodes on its own
+    # one grammar per prompt (the same messages give the same grammar), so a constrained prompt decodes on its own
+    constrained = constraints is not None and any(c is not None for c in constraints)
+    if constrained or len(rows_of) < len(inputs):
         out: list[list[int] | None] = [None] * len(inputs)
-        for prompt, rows in rows_of.items():
-            turns = _generate_from_one_prompt(
-                model,
-                tokenizer,
-                list(prompt),
-                len(rows),
-                max_new_tokens,
-                sample,
-                temperature,
-                top_p,
-                constraints[rows[0]],
+        alone = [] if constrained else [rows[0] for rows in rows_of.values() if len(rows) == 1]
+        if alone:  # distinct unconstrained prompts still share one left-padded batch
+            single = generate_turns(
+                model, tokenizer, [inputs[i] for i in alone], max_new_tokens, sample, temperature, top_p, batch_size
             )
-            for i, row in zip(rows, turns):
+            for i, row in zip(alone, single):
                 out[i] = row
-        return out  # type: ignore[return-value]
-    if len(rows_of) < len(inputs):
-        out = [None] * len(inputs)
-        alone = [rows[0] for rows in rows_of.values() if len(rows) == 1]
-        single = generate_turns(
-            model, tokenizer, [inputs[i] for i in alone], max_new_tokens, sample, temperature, top_p, batch_size
-        )
-        for i, row in zip(alone, single):
-            out[i] = row
         for prompt, rows in rows_of.items():
-            if len(rows) > 1:
+            if constrained or len(rows) > 1:
+                constraint = constraints[rows[0]] if constrained else None  # type: ignore[index]
                 turns = _generate_from_one_prompt(
-                    model, tokenizer, list(prompt), len(rows), max_new_tokens, sample, temperature, top_p
+                    model, tokenizer, list(prompt), len(rows), max_new_tokens, sample, temperature, top_p, constraint
                 )
                 for i, row in zip(rows, turns):
                     out[i] = row

@@ -84,6 +84,11 @@ class RLJobConfig(StepPPOConfig):
                 "use_vllm applies to algo=grpo (TRL's vLLM backend); PPO generates with transformers: "
                 "drop use_vllm or use algo=grpo"
             )
+        if self.algo == "ppo" and self.redraw_uniform_groups:
+            raise ConfigError(
+                "redraw_uniform_groups replaces GRPO groups of equal rewards; PPO has no groups: set it to 0 or "
+                "use algo=grpo"
+            )
         if self.use_vllm and self.served_grammar:
             raise ConfigError(
                 "served_grammar samples with transformers under xgrammar, not vLLM: set use_vllm=false or "
@@ -100,7 +105,8 @@ def load_rl_config(path: str | Path | None = None, overrides: list[str] | None =
     return load_config(RLJobConfig, path, overrides, {k: v for k, v in values.items() if v is not None})
 
 
-def _tasks(cfg: RLJobConfig):
+def rl_tasks(cfg: RLJobConfig):
+    """The job's tasks as a dataset of rows: first turns of train.jsonl's first max_samples rows, leakage-checked."""
     from datasets import Dataset
 
     from recagent.rl.grpo import task_row
@@ -121,7 +127,8 @@ def _tasks(cfg: RLJobConfig):
     return Dataset.from_list([task_row(t) for t in tasks])
 
 
-def _tool_env(cfg: RLJobConfig):
+def rl_tool_env(cfg: RLJobConfig):
+    """The tool environment the synthesis run in data_dir was made with (its config.yaml's tools)."""
     import yaml
 
     from recagent.tools.env import ToolEnv, ToolEnvConfig
@@ -146,7 +153,7 @@ def _adapter_base(adapter: Path) -> Path:
     return ensure_default_model(progress=False)
 
 
-def _load_policy(cfg: RLJobConfig):
+def load_policy(cfg: RLJobConfig):
     """(model, tokenizer): a full model folder as is, or an adapter folder on its base with the adapter trainable."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -180,9 +187,9 @@ def train_rl(cfg: RLJobConfig, tool_env=None) -> Path:
             "use_vllm=true needs vLLM, which is not installed: on a CUDA machine run "
             "`pip install 'recagent[vllm]'`, or set use_vllm=false"
         )
-    dataset = _tasks(cfg)
-    env = tool_env or _tool_env(cfg)
-    model, tok = _load_policy(cfg)
+    dataset = rl_tasks(cfg)
+    env = tool_env or rl_tool_env(cfg)
+    model, tok = load_policy(cfg)
     constrain = None
     if cfg.served_grammar:
         from recagent.rl.served_grammar import ServedGrammar

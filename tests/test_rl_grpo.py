@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 
 import pytest
 import torch
@@ -46,7 +46,7 @@ def tiny_model(smollm2_tokenizer):
     return LlamaForCausalLM(cfg)
 
 
-def make_trainer(model, tok, env, out_dir, **overrides):
+def make_trainer(model, tok, env, out_dir, other_ids=(), **overrides):
     tools = [t for t in build_registry(env).openai_schemas() if t["function"]["name"] in ("popular_items", "get_item")]
     task = Task(
         "t1",
@@ -58,7 +58,8 @@ def make_trainer(model, tok, env, out_dir, **overrides):
         {},
         target=top_horror(env)[0],
     )
-    data = Dataset.from_list([task_row(task)] * 4)
+    # other_ids: the same task under other ids, so that the dataset holds several tasks
+    data = Dataset.from_list([task_row(replace(task, task_id=t)) for t in ("t1", *other_ids) for _ in range(4)])
     settings = dict(
         output_dir=str(out_dir),
         per_device_train_batch_size=2,
@@ -187,3 +188,64 @@ def test_a_resumed_run_continues_from_its_checkpoint(smollm2_tokenizer, syntheti
     # every checkpoint carries the config of the run that wrote it
     saved = [yaml.safe_load((tmp_path / f"checkpoint-{n}" / RL_CONFIG_FILE).read_text()) for n in (1, 2)]
     assert [s["max_steps"] for s in saved] == [1, 2] and saved[1]["reward_task"] == first.args.reward_task
+
+
+BAD2 = '<tool_call>{"name": "popular_items", "arguments": {"genre": "Opera"}}</tool_call>'
+
+
+@pytest.mark.parametrize("redraws", [0, 1, 2])
+def test_a_group_of_equal_returns_is_redrawn_from_other_training_tasks(
+    redraws, tiny_model, smollm2_tokenizer, synthetic_env, tmp_path, monkeypatch
+):
+    tok, env = smollm2_tokenizer, synthetic_env
+    trainer = make_trainer(
+        tiny_model, tok, env, tmp_path, other_ids=("t2", "t3"), max_steps=1, redraw_uniform_groups=redraws
+    )
+    # two different invalid calls, both rewarded 0 at every step (zero advantage), twice; then a good and a bad call
+    uniform = [[BAD, "Sorry."], [BAD2, "No."]]
+    trainer.policy = ScriptedBatchPolicy(tok, [*uniform, *uniform, [CALL, top_horror(env)[1]], [BAD, "No."]])
+    drawn = []
+    rollout = trainer.rollout
+
+    def spy(prompts, t):
+        drawn.append([r["task_id"] for r in trainer._rows])
+        return rollout(prompts, t)
+
+    monkeypatch.setattr(trainer, "rollout_func", spy)
+    trainer.train()
+    totals = [[r.total for r in ep.rewards] for ep in trainer.episodes]
+    logged = {k: v for h in trainer.state.log_history for k, v in h.items() if k.startswith("groups/")}
+    played = {ep.task.task_id for ep in trainer.episodes}
+    assert drawn and len(set(drawn[0])) == 1
+    if redraws == 2:  # redrawn once (still uniform), then again: its returns differ, so it is kept
+        assert trainer.policy.started == 6 and totals == [[1.5, 2.0], [0.0, 0.0]]
+        assert trainer.last_batch["advantages"].abs().sum() > 0
+        assert logged == {"groups/uniform_drawn": 1.0, "groups/uniform_kept": 0.0}
+    else:  # no redraw, or one that is uniform too: the group teaches nothing
+        assert trainer.policy.started == 2 + 2 * redraws and totals == [[0.0, 0.0], [0.0, 0.0]]
+        assert trainer.last_batch["advantages"].abs().sum() == 0
+        assert logged == {"groups/uniform_drawn": 1.0, "groups/uniform_kept": 1.0}
+    # a replacement is another training task (never one playing or tried), in the rows TRL scores too
+    assert len(played) == 1 and (played != set(drawn[0]) if redraws else played == set(drawn[0]))
+    assert {r["task_id"] for r in trainer._rows} == played
+    assert len(trainer.rollout_environments) == len(trainer.episodes) == 2
+
+
+def test_uniform_means_equal_returns_over_every_step_of_the_group():
+    from recagent.rl.grpo import _uniform
+    from recagent.rl.rewards import StepReward
+    from recagent.rl.rollout import Episode
+
+    def ep(*rewards):
+        return Episode(Task("t", [], [], {}), [], rewards=[StepReward(r, {}) for r in rewards])
+
+    assert _uniform([ep(0.0, 0.0), ep(0.0, 0.0)], gamma=0.5)
+    assert _uniform([ep(1.0), ep(1.0)], gamma=0.5)
+    # equal rewards per step, yet the first step's return (0.25) beats the second's (0): advantages are not zero
+    assert not _uniform([ep(0.25, 0.0), ep(0.25, 0.0)], gamma=0.5)
+    assert not _uniform([ep(1.0), ep(0.0)], gamma=0.5)
+
+
+def test_redraws_need_grpo_and_a_count(tmp_path):
+    with pytest.raises(ValueError, match="redraw_uniform_groups must be 0 or more"):
+        StepGRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], redraw_uniform_groups=-1)

@@ -128,6 +128,9 @@ def test_vllm_settings_that_cannot_run_are_one_line(capsys, tmp_path):
     assert main(["train", "rl", "--data", str(data), "-o", "use_vllm=true", "-o", "served_grammar=true"]) == 2
     err = capsys.readouterr().err
     assert "served_grammar samples with transformers" in err and "Traceback" not in err
+    assert main(["train", "rl", "--data", str(data), "--algo", "ppo", "-o", "redraw_uniform_groups=2"]) == 2
+    err = capsys.readouterr().err
+    assert "PPO has no groups" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(
@@ -231,7 +234,7 @@ def test_train_rl_keeps_training_an_sft_adapter(
 
 def test_rl_tasks_never_come_from_rows_after_max_samples(dataset_dir, tmp_path, capsys):
     """The rows after max_samples are SFT's validation dialogs: RL reads only the rows before them."""
-    from recagent.rl.train_rl import _tasks, load_rl_config
+    from recagent.rl.train_rl import load_rl_config, rl_tasks
 
     data = tmp_path / "synth"
     assert (
@@ -255,8 +258,8 @@ def test_rl_tasks_never_come_from_rows_after_max_samples(dataset_dir, tmp_path, 
     )
     rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
     assert len(rows) >= 5
-    every = _tasks(load_rl_config(None, ["use_cpu=true"], data_dir=str(data)))
-    some = _tasks(load_rl_config(None, ["use_cpu=true", "max_samples=3"], data_dir=str(data)))
+    every = rl_tasks(load_rl_config(None, ["use_cpu=true"], data_dir=str(data)))
+    some = rl_tasks(load_rl_config(None, ["use_cpu=true", "max_samples=3"], data_dir=str(data)))
     assert len(every) == len(rows) and some["task_id"] == [r["id"] for r in rows[:3]]
     assert main(["train", "rl", "--data", str(data), "-o", "max_samples=0"]) == 2
     assert "max_samples must be at least 1" in capsys.readouterr().err
