@@ -248,6 +248,25 @@ def test_a_chained_call_reads_the_request_not_the_first_calls_result():
     assert conversation_call_ids([ask], users, {}, catalog_genres=genres).genres_wanted == ("War",)  # unread yet
 
 
+@pytest.mark.parametrize(
+    ("text", "counts"),
+    [
+        ("ooh the last one looks good, more like that", []),  # development: became similar_items k=1
+        ("which one should i watch first", []),
+        ("that one, but older", []),
+        ("just one please", [1]),
+        ("only the best one", [1]),  # synthesized rankings ask for k=1 so
+        ("user one here", [1]),
+    ],
+)
+def test_one_as_a_pronoun_is_no_count_or_id(text, counts):
+    from recagent.tools.schemas import K_DEFAULT, POOL_K
+
+    ids = conversation_call_ids([HumanMessage(text)], {"1": 1}, {"1": 1})
+    assert [c for c in ids.counts if c not in (K_DEFAULT, POOL_K)] == counts
+    assert list(ids.items) == [str(c) for c in counts] and list(ids.users) == [str(c) for c in counts]
+
+
 def test_a_title_is_taken_from_the_last_two_user_messages_and_every_result():
     # every gold title is in the last user message or a result; older messages would only grow the grammar
     messages = [

@@ -282,6 +282,42 @@ def test_the_first_call_after_a_request_must_name_the_genres_it_wants(accepts, s
     assert conversation_call_ids(later, {}, {}, catalog_genres=genres).genres_wanted is None
 
 
+def test_a_request_that_only_refuses_genres_has_a_first_call_that_wants_none(accepts, synthetic_env):
+    # development: "anything but westerns or war films" became genres [War], exclude_genres [Western]; the
+    # wanted-genres argument was free where the request wanted none
+    from langchain_core.messages import HumanMessage
+
+    from recagent.agents.call_ids import conversation_call_ids
+    from recagent.agents.policies.grammar import ground_call_arguments
+    from recagent.agents.prompt_format import render_tool_call
+    from recagent.tools.recommender_tools import build_registry
+
+    tools = [t for t in build_registry(synthetic_env).openai_schemas() if t["function"]["name"] == "filter_items"]
+    genres = synthetic_env.catalog.all_genres
+    one, two = genres[0], genres[1]
+    refused = [HumanMessage(f"anything but {one.lower()} or {two.lower()}")]
+    ids = conversation_call_ids(refused, {}, {}, catalog_genres=genres)
+    assert ids.genres_wanted == () and ids.genres_unwanted == ids.genres_refused == (one, two)
+    grounded = ground_call_arguments(tools, ids)
+
+    def call(**args) -> str:
+        return render_tool_call("filter_items", args)
+
+    assert accepts(None, call(exclude_genres=[one, two]), tools=grounded, choice="required")
+    # and it excludes every genre refused outright (the adapter then wrote exclude_genres [War] alone)
+    for bad in (
+        {"genres": [two], "exclude_genres": [one]},
+        {"genres": [genres[2]], "exclude_genres": [one, two]},
+        {"exclude_genres": [two]},
+        {"exclude_genres": [one, two, one]},
+    ):
+        assert accepts(None, call(**bad), tools=tools, choice="required"), bad
+        assert not accepts(None, call(**bad), tools=grounded, choice="required"), bad
+    # "less X if possible" refuses nothing outright: the wanted genres stay free
+    soft = [HumanMessage(f"less {one.lower()} if possible")]
+    assert conversation_call_ids(soft, {}, {}, catalog_genres=genres).genres_wanted is None
+
+
 def test_a_call_takes_titles_the_user_wrote_and_the_requests_seen_and_order_rules(accepts, synthetic_env):
     # validation: get_item wrote "conspiracy theory movies" for "oh, conspiracy theory!" and a second title nobody
     # wrote; a chained filter left the seen items in and re-sorted the ranked shortlist by popularity

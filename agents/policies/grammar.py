@@ -134,9 +134,9 @@ class CallIds:
     # named them (:mod:`~recagent.agents.genre_mentions`), and those an unwanted-genres argument may take; None: free
     genres_wanted: tuple[str, ...] | None = None
     genres_unwanted: tuple[str, ...] | None = None
-    # the request refused genres outright ("no horror"), not only would rather have less of them ("less fantasy if
-    # possible", which a ranking weighs): a call with an unwanted-genres argument writes it
-    genres_refused: bool = False
+    # the genres the request refused outright ("no horror"), not only would rather have less of ("less fantasy if
+    # possible", which a ranking weighs): a call with an unwanted-genres argument writes them, all of them
+    genres_refused: tuple[str, ...] = ()
     # a call earlier in this turn already wrote genres (a chain's filter, then its ranking): the request's genres
     # stay the only ones a call may take, but a later call need not repeat them
     genres_written: bool = False
@@ -286,8 +286,9 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                     if not ids.genres_written:
                         out["required"] = [*out.get("required", []), name]
                 elif genres and props[name].get("type") == "array":
-                    props[name] = unwanted_genres(props[name], genres)
-                    if ids.genres_refused and not ids.genres_written:  # the request refused them: the call does
+                    refuses = ids.genres_refused if not ids.genres_written else ()
+                    props[name] = unwanted_genres(props[name], genres, refuses)
+                    if refuses:  # the request refused them: the call does
                         out["required"] = [*out.get("required", []), name]
             if ids.decade_range and len(sides) == 2 and all(name in props for name in sides.values()):
                 out["required"] = [*out.get("required", []), *sides.values()]
@@ -387,11 +388,18 @@ def wanted_genres(prop: dict, genres: tuple[str, ...], catalog: tuple[str, ...])
     return {**out, "items": {"type": "string", "enum": others}, "maxItems": len(genres) + 1}
 
 
-def unwanted_genres(prop: dict, genres: tuple[str, ...]) -> dict:
-    """An unwanted-genres parameter's schema: a list of ``genres`` the request refused, each at most once in
-    count (the adapters repeated "Romance" to the token budget)."""
+def unwanted_genres(prop: dict, genres: tuple[str, ...], refused: tuple[str, ...] = ()) -> dict:
+    """An unwanted-genres parameter's schema: a list of ``genres`` the request refused or would rather not have,
+    each at most once in count (the adapters repeated "Romance" to the token budget), starting with the ``refused``
+    ones, all of them ("anything but westerns or war films" excluded War alone)."""
     items = {**prop.get("items", {}), "type": "string", "enum": list(genres)}
-    return {**prop, "items": items, "maxItems": len(genres)}
+    out = {**prop, "items": items, "maxItems": len(genres)}
+    if not refused:
+        return out
+    prefix = [{"type": "string", "enum": [g]} for g in refused]
+    others = [g for g in genres if g not in refused]
+    out |= {"prefixItems": prefix, "minItems": max(len(refused), prop.get("minItems", 0))}
+    return out | ({"items": {**items, "enum": others}} if others else {"maxItems": len(refused)})
 
 
 def normalize_tool_choice(tool_choice: Any, tool_names: set[str]) -> str:
