@@ -257,13 +257,16 @@ def test_a_chained_call_reads_the_request_not_the_first_calls_result():
         ("just one please", [1]),
         ("only the best one", [1]),  # synthesized rankings ask for k=1 so
         ("user one here", [1]),
+        ("the one hundred and two", [102]),
+        ("the first one hundred", [100]),
     ],
 )
 def test_one_as_a_pronoun_is_no_count_or_id(text, counts):
-    from recagent.tools.schemas import K_DEFAULT, POOL_K
+    from recagent.tools.schemas import K_DEFAULT, K_MAX, POOL_K
 
-    ids = conversation_call_ids([HumanMessage(text)], {"1": 1}, {"1": 1})
-    assert [c for c in ids.counts if c not in (K_DEFAULT, POOL_K)] == counts
+    known = {str(i): i for i in range(1, 200)}
+    ids = conversation_call_ids([HumanMessage(text)], known, known)
+    assert [c for c in ids.counts if c not in (K_DEFAULT, POOL_K)] == [c for c in counts if c <= K_MAX]
     assert list(ids.items) == [str(c) for c in counts] and list(ids.users) == [str(c) for c in counts]
 
 

@@ -282,40 +282,75 @@ def test_the_first_call_after_a_request_must_name_the_genres_it_wants(accepts, s
     assert conversation_call_ids(later, {}, {}, catalog_genres=genres).genres_wanted is None
 
 
-def test_a_request_that_only_refuses_genres_has_a_first_call_that_wants_none(accepts, synthetic_env):
-    # development: "anything but westerns or war films" became genres [War], exclude_genres [Western]; the
-    # wanted-genres argument was free where the request wanted none
-    from langchain_core.messages import HumanMessage
+def test_a_genre_the_request_refuses_is_never_wanted_and_always_excluded(accepts, synthetic_env):
+    # development: "anything but westerns or war films" became genres [War], exclude_genres [Western]: the
+    # wanted-genres argument was free where the request wanted none, and the exclusion could drop a refused genre
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
     from recagent.agents.call_ids import conversation_call_ids
     from recagent.agents.policies.grammar import ground_call_arguments
     from recagent.agents.prompt_format import render_tool_call
     from recagent.tools.recommender_tools import build_registry
 
-    tools = [t for t in build_registry(synthetic_env).openai_schemas() if t["function"]["name"] == "filter_items"]
+    schemas = build_registry(synthetic_env).openai_schemas()
+    tools = [t for t in schemas if t["function"]["name"] == "filter_items"]
+    popular = [t for t in schemas if t["function"]["name"] == "popular_items"]
     genres = synthetic_env.catalog.all_genres
-    one, two = genres[0], genres[1]
+    one, two, free = genres[0], genres[1], genres[2]
     refused = [HumanMessage(f"anything but {one.lower()} or {two.lower()}")]
     ids = conversation_call_ids(refused, {}, {}, catalog_genres=genres)
-    assert ids.genres_wanted == () and ids.genres_unwanted == ids.genres_refused == (one, two)
+    assert ids.genres_wanted is None and ids.genres_unwanted == ids.genres_refused == (one, two)
     grounded = ground_call_arguments(tools, ids)
 
     def call(**args) -> str:
         return render_tool_call("filter_items", args)
 
-    assert accepts(None, call(exclude_genres=[one, two]), tools=grounded, choice="required")
-    # and it excludes every genre refused outright (the adapter then wrote exclude_genres [War] alone)
+    for good in ({"exclude_genres": [one, two]}, {"genres": [free], "exclude_genres": [one, two]}):
+        assert accepts(None, call(**good), tools=grounded, choice="required"), good
     for bad in (
-        {"genres": [two], "exclude_genres": [one]},
-        {"genres": [genres[2]], "exclude_genres": [one, two]},
-        {"exclude_genres": [two]},
+        {"genres": [two], "exclude_genres": [one, two]},
+        {"exclude_genres": [one]},
+        {"exclude_genres": [two, one]},
         {"exclude_genres": [one, two, one]},
     ):
         assert accepts(None, call(**bad), tools=tools, choice="required"), bad
         assert not accepts(None, call(**bad), tools=grounded, choice="required"), bad
-    # "less X if possible" refuses nothing outright: the wanted genres stay free
-    soft = [HumanMessage(f"less {one.lower()} if possible")]
-    assert conversation_call_ids(soft, {}, {}, catalog_genres=genres).genres_wanted is None
+    # a single-genre argument (or null) cannot take a refused genre either
+    one_genre = ground_call_arguments(popular, ids)
+    for genre, ok in ((free, True), (one, False)):
+        text = render_tool_call("popular_items", {"genre": genre})
+        assert accepts(None, text, tools=one_genre, choice="required") is ok, genre
+    # a request that wants a genre and refuses others: the one genre it may add is never a refused one
+    both = conversation_call_ids([HumanMessage(f"{free.lower()}, but no {one.lower()}")], {}, {}, catalog_genres=genres)
+    assert both.genres_wanted == (free,) and both.genres_refused == (one,)
+    wants = ground_call_arguments(tools, both)
+    assert accepts(None, call(genres=[free, two], exclude_genres=[one]), tools=wants, choice="required")
+    assert not accepts(None, call(genres=[free, one], exclude_genres=[one]), tools=wants, choice="required")
+    # refused first, then what it would rather not have: "no X, and less Y if possible"
+    mixed = ground_call_arguments(
+        tools,
+        conversation_call_ids(
+            [HumanMessage(f"no {one.lower()}, and less {two.lower()} if possible")], {}, {}, catalog_genres=genres
+        ),
+    )
+    assert accepts(None, call(exclude_genres=[one, two]), tools=mixed, choice="required")
+    assert accepts(None, call(exclude_genres=[one]), tools=mixed, choice="required")
+    assert not accepts(None, call(exclude_genres=[two, one]), tools=mixed, choice="required")
+    # a call chained after the turn's first (genres written) need not exclude them, but where it does, all of them
+    written = [
+        *refused,
+        AIMessage("", tool_calls=[{"name": "filter_items", "args": {"exclude_genres": [one, two]}, "id": "c1"}]),
+        ToolMessage("candidate_set: pool\nitems:\n[1] A (1990)", tool_call_id="c1"),
+    ]
+    later = conversation_call_ids(written, {}, {}, catalog_genres=genres)
+    assert later.genres_written
+    chained = ground_call_arguments(tools, later)
+    reads = {
+        "candidates": "pool",
+        "sort_by": "input",
+    }  # a chained call reads the set just saved (after, in schema order)
+    for args, ok in (({}, True), ({"exclude_genres": [one, two]}, True), ({"exclude_genres": [two]}, False)):
+        assert accepts(None, call(**args, **reads), tools=chained, choice="required") is ok, args
 
 
 def test_a_call_takes_titles_the_user_wrote_and_the_requests_seen_and_order_rules(accepts, synthetic_env):

@@ -282,13 +282,16 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                     continue  # nothing it could hold was written: the call cannot write it
                 props[name] = narrow(prop, side_years)
                 if genres and genre_sense(prop) == "wanted":  # the request named genres it wants: the call names them
-                    props[name] = wanted_genres(props[name], genres, ids.catalog_genres)
+                    # the one other genre it may add is never one the request refused
+                    others = tuple(g for g in ids.catalog_genres if g not in ids.genres_refused)
+                    props[name] = wanted_genres(props[name], genres, others)
                     if not ids.genres_written:
                         out["required"] = [*out.get("required", []), name]
+                elif genre_sense(prop) == "wanted" and ids.genres_refused:  # wants none named: any but the refused
+                    props[name] = without_genres(props[name], ids.genres_refused, ids.catalog_genres)
                 elif genres and props[name].get("type") == "array":
-                    refuses = ids.genres_refused if not ids.genres_written else ()
-                    props[name] = unwanted_genres(props[name], genres, refuses)
-                    if refuses:  # the request refused them: the call does
+                    props[name] = unwanted_genres(props[name], genres, ids.genres_refused)
+                    if ids.genres_refused and not ids.genres_written:  # the request refused them: the call does
                         out["required"] = [*out.get("required", []), name]
             if ids.decade_range and len(sides) == 2 and all(name in props for name in sides.values()):
                 out["required"] = [*out.get("required", []), *sides.values()]
@@ -386,6 +389,26 @@ def wanted_genres(prop: dict, genres: tuple[str, ...], catalog: tuple[str, ...])
     if not others:
         return {**out, "maxItems": len(genres)}
     return {**out, "items": {"type": "string", "enum": others}, "maxItems": len(genres) + 1}
+
+
+def without_genres(prop: dict, refused: tuple[str, ...], catalog: tuple[str, ...]) -> dict:
+    """A wanted-genres parameter's schema (a list, one genre, or one genre or null) whose genres are the ``catalog``'s
+    but the ``refused`` ones: a request that refuses some and names none it wants ("anything but westerns or war
+    films" wanted War) leaves the others free."""
+    allowed = [g for g in catalog if g not in refused]
+    if not allowed:
+        return prop
+
+    def narrowed(node: dict) -> dict:
+        if node.get("type") == "array" and isinstance(node.get("items"), dict):
+            return {**node, "items": {**node["items"], "type": "string", "enum": allowed}}
+        if node.get("type") == "string":
+            return {**node, "enum": allowed}
+        return node
+
+    if isinstance(prop.get("anyOf"), list):
+        return {**prop, "anyOf": [narrowed(n) if isinstance(n, dict) else n for n in prop["anyOf"]]}
+    return narrowed(prop)
 
 
 def unwanted_genres(prop: dict, genres: tuple[str, ...], refused: tuple[str, ...] = ()) -> dict:
