@@ -73,7 +73,8 @@ _WORD = re.compile(r"[a-z]+")
 _DOZEN = ((re.compile(r"\bhalf an? dozen\b"), "six"), (re.compile(r"\b(?:an? )?dozen\b"), "twelve"))
 # "one" as a pronoun is no number: "the last one looks good, more like that" made a count of 1 and item 1 (the
 # adapter asked similar_items for k=1); "just one", "user one", "only the best one" (a count in synthesized
-# rankings) and "the one hundred and two" stay numbers
+# rankings) and "the one hundred and two" stay numbers. Read here, for the grammar's ids and counts, not in numbers_in:
+# the tool router's slots (request_slots) read numbers_in as the shipped router was fit on them
 _PRONOUN_ONE = re.compile(
     r"\b(the|this|that|last|first|second|third|next|which|each|every|no|other|same)\s+one\b(?![\s-]+(?:hundred|thousand))",
     re.I,

@@ -281,14 +281,14 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                 ):
                     continue  # nothing it could hold was written: the call cannot write it
                 props[name] = narrow(prop, side_years)
+                # a genre the request refused is never wanted: not the one other genre a call may add, nor any
+                wantable = tuple(g for g in ids.catalog_genres if g not in ids.genres_refused)
                 if genres and genre_sense(prop) == "wanted":  # the request named genres it wants: the call names them
-                    # the one other genre it may add is never one the request refused
-                    others = tuple(g for g in ids.catalog_genres if g not in ids.genres_refused)
-                    props[name] = wanted_genres(props[name], genres, others)
+                    props[name] = wanted_genres(props[name], genres, wantable)
                     if not ids.genres_written:
                         out["required"] = [*out.get("required", []), name]
                 elif genre_sense(prop) == "wanted" and ids.genres_refused:  # wants none named: any but the refused
-                    props[name] = without_genres(props[name], ids.genres_refused, ids.catalog_genres)
+                    props[name] = any_of_genres(props[name], wantable)
                 elif genres and props[name].get("type") == "array":
                     props[name] = unwanted_genres(props[name], genres, ids.genres_refused)
                     if ids.genres_refused and not ids.genres_written:  # the request refused them: the call does
@@ -391,11 +391,11 @@ def wanted_genres(prop: dict, genres: tuple[str, ...], catalog: tuple[str, ...])
     return {**out, "items": {"type": "string", "enum": others}, "maxItems": len(genres) + 1}
 
 
-def without_genres(prop: dict, refused: tuple[str, ...], catalog: tuple[str, ...]) -> dict:
-    """A wanted-genres parameter's schema (a list, one genre, or one genre or null) whose genres are the ``catalog``'s
-    but the ``refused`` ones: a request that refuses some and names none it wants ("anything but westerns or war
-    films" wanted War) leaves the others free."""
-    allowed = [g for g in catalog if g not in refused]
+def any_of_genres(prop: dict, allowed: tuple[str, ...]) -> dict:
+    """A wanted-genres parameter's schema (a list, one genre, or one genre or null) that takes only ``allowed``
+    genres: a request that refuses some and names none it wants ("anything but westerns or war films" wanted War)
+    leaves the catalog's others free."""
+    allowed = list(allowed)
     if not allowed:
         return prop
 
