@@ -50,7 +50,11 @@ What else a request says binds its calls too, measured on the validation calls t
 - a genre the request refuses outright is one no call serving it wants, and an unwanted-genres argument excludes
   every such genre; "one" after "the", "that", "last", "which"... is a pronoun, no count or id (development
   requests: "anything but westerns or war films" wanted War and excluded Western alone, "the last one looks good,
-  more like that" asked for k=1).
+  more like that" asked for k=1);
+- the one count a request states (:func:`stated_count`: "two westerns please", "top 5", "half a dozen") is the
+  count of its first call where that call saves nothing (development: "two westerns please" listed ten); every
+  synthesized first call of that kind writes it (``benchmarks/grounded_gold_calls.py``: no gold call refused; a first
+  reader's exceptions were misread counts it now leaves out: "Two things: ...", "One thing: no musicals").
 With these, 15 of the 12,374 gold calls are refused (13 before; the two titles above).
 """
 
@@ -61,7 +65,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from langchain_core.messages import BaseMessage
 
-from recagent.agents.genre_mentions import genre_mentions
+from recagent.agents.genre_mentions import genre_at, genre_mentions
 from recagent.agents.negation import ends_negated, misspelt_as
 from recagent.agents.policies.grammar import CallIds
 from recagent.tools.schemas import K_DEFAULT, K_MAX, POOL_K, YEAR_MAX, YEAR_MIN
@@ -76,7 +80,7 @@ _DOZEN = ((re.compile(r"\bhalf an? dozen\b"), "six"), (re.compile(r"\b(?:an? )?d
 # rankings) and "the one hundred and two" stay numbers. Read here, for the grammar's ids and counts, not in numbers_in:
 # the tool router's slots (request_slots) read numbers_in as the shipped router was fit on them
 _PRONOUN_ONE = re.compile(
-    r"\b(the|this|that|last|first|second|third|next|which|each|every|no|other|same)\s+one\b(?![\s-]+(?:hundred|thousand))",
+    r"\b(the|this|that|last|first|second|third|fourth|fifth|sixth|next|which|each|every|no|other|same)\s+one\b(?![\s-]+(?:hundred|thousand))",
     re.I,
 )
 _YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
@@ -135,6 +139,77 @@ def number_words(text: str) -> list[int]:
             flush()
     flush()
     return out
+
+
+# a count a request asks for: a number before what it counts ("two westerns", "10 scary movies", "five more") or
+# after a word that asks for that many ("top 5", "just three", "max five"), number words read whole ("twenty five")
+_COUNTED = re.compile(
+    r"(?:movies?|films?|flicks?|picks?|suggestions?|recommendations?|recs|titles?|options?|ones|items|more|shows?"
+    r"|books?|tracks?|songs?|albums?|classics|hits|gems|favou?rites)"
+)
+# words next to a number that make it no count ("10 years of comedy", "max 2 hours", "two things: the top ...",
+# "twelve monkeys style films": a title)
+_NOT_COUNTED = frozenset(
+    "of for to the a and or in on at from with by my is are year years hour hours minutes stars thing things times "
+    "people friends kids children list lists kinds types sorts questions requests style type like kind sort esque".split()
+)
+# a number that counts what the user saw or was shown, not what they ask for ("the first 2 movies you gave", "i've
+# seen 4 films by kubrick", "my last 3 movies": a history's, not a list's)
+_NOT_ASKED = re.compile(r"\b(?:those|these|first|last|watched|seen|saw|loved|liked|hated|enjoyed|rated|read|heard)\s+$")
+# what a number after "max"/"just" counts where it is no count of items ("max 2 hours", "just one thing")
+_UNITS_NOT_ITEMS = frozenset(
+    "year years hour hours minutes stars thing things times people friends kids questions requests".split()
+)
+_ASKS_FOR = r"(?:top|give me|just|only|max|at most|up to|no more than|show me|another)"
+_NUMBER_WORD = "|".join(sorted([*UNITS, *TENS, "hundred", "thousand"], key=len, reverse=True))
+_NUMBER_WORDS = re.compile(rf"\b(?:{_NUMBER_WORD})(?:[\s-]+(?:and\s+)?(?:{_NUMBER_WORD}))*\b")  # "two hundred and ten"
+_COUNT_BEFORE = re.compile(r"\b(\d{1,3})\b((?:\s+(?:[a-z'\-]+|\d0'?s)){1,4})")  # "ten 80s action movies"
+_COUNT_AFTER = re.compile(rf"\b{_ASKS_FOR}\s+(\d{{1,3}})\b(?![\s,]*\d)(\s+[a-z'\-]+)?")
+_RANGE = re.compile(r"\b(\d{1,3})\s*(?:or|-|–|to)\s*(\d{1,3})\b")
+# an id list or an id's noun before the number ("user 5", "movie 12, 40 and 7", "#12")
+_BEFORE_AN_ID = re.compile(
+    r"(?:\b(?:user|id|item|items|movie|movies|film|films|number|no\.?|account)\s*|#|\d\s*(?:,|and|&)\s*)$"
+)
+
+
+def _in_digits(text: str) -> str:
+    """``text`` with each run of number words as its digits ("twenty-five" -> "25", "a dozen" -> "12")."""
+    for pattern, words in _DOZEN:
+        text = pattern.sub(words, text)
+    return _NUMBER_WORDS.sub(lambda m: " ".join(map(str, number_words(m.group()))), text)
+
+
+def _counts_before(text: str) -> list[int]:
+    """Numbers before what they count, an adjective or two between ("two westerns", "5 scary movies", "five more")."""
+    found = []
+    for m in _COUNT_BEFORE.finditer(text):
+        before = text[: m.start(1)]
+        if _BEFORE_AN_ID.search(before) or _NOT_ASKED.search(before):
+            continue
+        words = m.group(2).split()
+        counted = next((i for i, w in enumerate(words) if _COUNTED.fullmatch(w) or genre_at(w)), None)
+        if counted is None or any(w in _NOT_COUNTED for w in words[: counted + 1]):
+            continue
+        if words[counted] == "more" and counted + 1 < len(words) and words[counted + 1] in _UNITS_NOT_ITEMS:
+            continue  # "one more thing", "two more questions"
+        if m.group(1) == "1" and counted:
+            continue  # "one movie", not "which one first movies 188, 29"
+        found.append(int(m.group(1)))
+    return found
+
+
+def _counts_after(text: str) -> list[int]:
+    """Numbers after a word that asks for that many ("top 5", "just three"), not "max 2 hours" or "just one thing"."""
+    return [int(m.group(1)) for m in _COUNT_AFTER.finditer(text) if (m.group(2) or "").strip() not in _UNITS_NOT_ITEMS]
+
+
+def stated_count(text: str) -> int | None:
+    """The one count ``text`` asks for ("two westerns please", "top 5", "just three", "half a dozen"), or None where
+    it states none or several ("3 or 4 thrillers"); "the last one" and "which one" are no count (:data:`_PRONOUN_ONE`)."""
+    low = _in_digits(_PRONOUN_ONE.sub(r"\1", text.lower()))
+    counted = {n for n in [*_counts_before(low), *_counts_after(low)] if 1 <= n <= K_MAX}
+    ranges = {int(n) for m in _RANGE.finditer(low) for n in m.groups() if int(n) <= K_MAX}  # "2-3 comedies"
+    return next(iter(counted)) if len(counted) == 1 and ranges <= counted else None
 
 
 def numbers_in(text: str) -> list[str]:
@@ -389,6 +464,8 @@ def conversation_call_ids(
         unsaid_pool=POOL_K if POOL_K in counts and POOL_K not in written else None,
         saved_pool=POOL_K if request is not None else None,
         unseen_by=tuple(dict.fromkeys(users)) if serving is not None and asks_unseen(serving) else (),
+        count_stated=stated_count(request) if request is not None else None,
+        indexed=bool(user_ids) and bool(item_ids),
         request_read=serving is not None,
         # every gold title is a run of the last user message's words or a result's title: the last two messages bound
         # the grammar's size however long the chat

@@ -88,7 +88,7 @@ class GenreMentions:
     soft: tuple[str, ...] = ()
 
 
-def _genre_at(word: str) -> str | None:
+def genre_at(word: str) -> str | None:
     """The genre a word starts with (``GENRE_STEMS``), or the genre of a misspelt stem ("cmedy", "mytsery")."""
     for genre, stems in GENRE_STEMS.items():
         for stem in stems:
@@ -123,7 +123,7 @@ def genre_mentions(text: str, catalog_genres: Sequence[str]) -> GenreMentions:
             if " " in stem:
                 found += [(m.start(), m.end(), genre) for m in re.finditer(rf"\b{re.escape(stem)}\w*", lower)]
     for m in _WORDS.finditer(lower):
-        genre = _genre_at(m.group().strip("'-"))
+        genre = genre_at(m.group().strip("'-"))
         if genre and not any(s <= m.start() < e for s, e, _ in found):
             found.append((m.start(), m.end(), genre))
     violence = [(m.start(), m.end()) for m in _VIOLENCE.finditer(lower)]

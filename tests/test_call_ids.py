@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from recagent.agents.call_ids import conversation_call_ids, number_words, numbers_in, year_bounds_in, years_in
+from recagent.agents.call_ids import (
+    conversation_call_ids,
+    number_words,
+    numbers_in,
+    stated_count,
+    year_bounds_in,
+    years_in,
+)
 
 
 @pytest.mark.parametrize(
@@ -254,6 +261,7 @@ def test_a_chained_call_reads_the_request_not_the_first_calls_result():
         ("ooh the last one looks good, more like that", []),  # development: became similar_items k=1
         ("which one should i watch first", []),
         ("that one, but older", []),
+        ("the fifth one looks great", []),  # synthesized: "the fifth one looks great more like that"
         ("just one please", [1]),
         ("only the best one", [1]),  # synthesized rankings ask for k=1 so
         ("user one here", [1]),
@@ -281,3 +289,47 @@ def test_a_title_is_taken_from_the_last_two_user_messages_and_every_result():
     ]
     titles = set(conversation_call_ids(messages, {}, {}).titles)
     assert {"Vertigo", "Fargo", "Star Wars", "Star Wars (1977)"} <= titles and "Heat" not in titles
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        ("two westerns please", 2),  # development: popular_items(genre=Western) listed ten
+        ("give me 4 mysteries", 4),
+        ("Looking for a high-octane track made in the nineties. Max five. Thx!", 5),  # validation: k left out
+        ("Um Im looking for ten mystery tracks Oh and no kids stuff at all", 10),
+        ("Just three, the ones that fit me best", 3),
+        ("i'm user 303, list 5 films", 5),
+        ("what's trending? just give me 7", 7),
+        ("user 5 wants 10 comedies", 10),
+        # ids, lists, years and pronouns are no count
+        ("movies 12, 40 and 7 - which first?", None),
+        ("Two things the top fantasy movies and the top action movies", None),
+        ("so i need two lists popular romance and popuular comedies", None),
+        ("10 years of comedy", None),
+        ("the fifth one looks great, more like that", None),
+        ("Wihch one fist movies 188, 29, 11, 53 and 17?", None),  # synthesized typos: which first?
+        ("family movies I trust you One thing no musicals at all", None),
+        ("just one movie please", 1),
+        ("three or four comedies", None),  # two counts: none is the one
+        ("3 or 4 thrillers", None),
+        ("2-3 comedies", None),
+        ("something funny", None),
+        # number words read whole, dozens too
+        ("twenty-five comedies", 25),
+        ("thirty two westerns", 32),
+        ("half a dozen drama tracks", 6),
+        ("Anything similar? Only a dozen.", 12),
+        ("ten 80s action movies", 10),
+        # a number next to what is no list of items: hours, things, a title, children, what the user saw
+        ("a comedy, max 2 hours", None),
+        ("one more thing: no horror", None),
+        ("twelve monkeys style films", None),
+        ("toy story 2 style movies", None),
+        ("my two children love cartoons", None),
+        ("i've seen 4 films by kubrick", None),
+        ("what were the last five movies i watched", None),  # a history's count, not a list's
+    ],
+)
+def test_the_one_count_a_request_states(text, count):
+    assert stated_count(text) == count

@@ -312,6 +312,8 @@ def test_a_genre_the_request_refuses_is_never_wanted_and_always_excluded(accepts
         {"exclude_genres": [one]},
         {"exclude_genres": [two, one]},
         {"exclude_genres": [one, two, one]},
+        # development: the free list then ran to five genres the request never named ([Action, Documentary, ...])
+        {"genres": [free, genres[3]], "exclude_genres": [one, two]},
     ):
         assert accepts(None, call(**bad), tools=tools, choice="required"), bad
         assert not accepts(None, call(**bad), tools=grounded, choice="required"), bad
@@ -451,6 +453,64 @@ def test_a_first_call_saving_for_a_later_tool_asks_for_the_pool_unless_it_retrie
     assert accepts(None, listed, tools=unsaved, choice="required")
     kept = ground_call_arguments([schemas["search_items"]], replace(ids, saves=False))
     assert accepts(None, call(k=5), tools=kept, choice="required")
+
+
+def test_a_first_call_that_saves_nothing_lists_as_many_as_the_request_asked(accepts, synthetic_env):
+    # development: "two westerns please" listed ten; every synthesized first call that saves nothing writes the one
+    # count its request stated (benchmarks/grounded_gold_calls.py), a history's count aside (a lookup, mostly)
+    from dataclasses import replace
+
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
+    from recagent.tools.recommender_tools import build_registry
+
+    schemas = {t["function"]["name"]: t for t in build_registry(synthetic_env).openai_schemas()}
+    ids = CallIds(users=("7",), counts=(2, 10, 20), count_stated=2, request_read=True, saves=False)
+    popular = ground_call_arguments([schemas["popular_items"]], ids)  # it saves nothing: its list is the answer
+    assert accepts(None, render_tool_call("popular_items", {"k": 2}), tools=popular, choice="required")
+    for bad in ({"k": 10}, {}):
+        assert accepts(
+            None, render_tool_call("popular_items", bad), tools=[schemas["popular_items"]], choice="required"
+        )
+        assert not accepts(None, render_tool_call("popular_items", bad), tools=popular, choice="required"), bad
+
+    def search(saves: bool | None, **args) -> tuple[str, list[dict]]:
+        grounded = ground_call_arguments([schemas["search_items"]], replace(ids, saves=saves))
+        return render_tool_call("search_items", {"query": "cosy films", **args}), grounded
+
+    assert accepts(None, *search(False, k=2), choice="required")
+    assert not accepts(None, *search(False, k=10), choice="required")
+    assert accepts(None, *search(None, k=10), choice="required")  # it may save a pool for a ranking: the policy's
+    unwritten = ground_call_arguments([schemas["popular_items"]], replace(ids, count_stated=3))  # not in counts
+    assert accepts(None, render_tool_call("popular_items", {"k": 10}), tools=unwritten, choice="required")
+    history = ground_call_arguments([schemas["get_user_history"]], replace(ids, counts=(2, 5, 10, 20)))
+    for args in ({"user_id": "7"}, {"user_id": "7", "last_n": 5}):  # a lookup, mostly: its count stays free
+        assert accepts(None, render_tool_call("get_user_history", args), tools=history, choice="required"), args
+
+
+def test_an_optional_id_argument_is_dropped_where_the_conversation_holds_no_dataset_id(accepts, synthetic_env):
+    # validation: "find Dante's Peak for me" became get_item(item_id="Dante's Peak"), with no item id to name
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
+    from recagent.tools.recommender_tools import build_registry
+
+    tools = [t for t in build_registry(synthetic_env).openai_schemas() if t["function"]["name"] == "get_item"]
+    by_title = render_tool_call("get_item", {"title": "Dante's Peak"})
+    by_id = render_tool_call("get_item", {"item_id": "Dante's Peak"})
+    grounded = ground_call_arguments(tools, CallIds(users=("7",), indexed=True))
+    assert accepts(None, by_title, tools=grounded, choice="required")
+    assert accepts(None, by_id, tools=tools, choice="required")
+    assert not accepts(None, by_id, tools=grounded, choice="required")
+    # ids of a catalog the policy cannot look up stay free
+    assert accepts(None, by_id, tools=ground_call_arguments(tools, CallIds(users=("7",))), choice="required")
+    known = ground_call_arguments(tools, CallIds(items=("50",), indexed=True))  # an id to name: the argument stays
+    assert accepts(None, render_tool_call("get_item", {"item_id": "50"}), tools=known, choice="required")
+    # users too: rank_items takes one optionally (dropped with none named), a tool requiring one keeps it free
+    schemas = {t["function"]["name"]: t for t in build_registry(synthetic_env).openai_schemas()}
+    no_user = CallIds(items=("50", "181"), indexed=True)
+    ranked = ground_call_arguments([schemas["rank_items"]], no_user)
+    assert "user_id" not in ranked[0]["function"]["parameters"]["properties"]
+    assert accepts(None, render_tool_call("rank_items", {"item_ids": ["50", "181"]}), tools=ranked, choice="required")
+    retrieved = ground_call_arguments([schemas["retrieve_for_user"]], no_user)
+    assert "user_id" in retrieved[0]["function"]["parameters"]["properties"]
 
 
 def test_a_tool_needs_a_user_where_a_required_parameter_is_a_dataset_user_id(synthetic_env):

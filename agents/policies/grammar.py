@@ -163,6 +163,13 @@ class CallIds:
     # grounds each gold call as a sure, right save head would: none refused), while a user's own retrieval
     # (retrieve_for_user) asks for 20, for the user's count or for none, so it stays free
     saved_pool: int | None = None
+    # the one count the request asks for ("two westerns please", "top 5": :func:`~recagent.agents.call_ids.stated_count`),
+    # set for the turn's first call only: if that call saves nothing, its list is what the user gets, so every count
+    # argument it has (a history's aside) takes this count and is required
+    count_stated: int | None = None
+    # the dataset's id maps were given, so empty ``users`` or ``items`` means the conversation names no id of that
+    # kind: an optional argument of that kind is dropped (it could only be made up)
+    indexed: bool = False
     # the call follows the user's request (first or chained in the same turn), whose words the rules above read
     request_read: bool = False
     # the strings a title argument may take: spans of the user's words and titles tools returned (empty: free)
@@ -192,8 +199,10 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
     def is_year(node: dict) -> bool:  # schemas.Year: a release year under any name, an integer YEAR_MIN..YEAR_MAX
         return node.get("type") == "integer" and node.get("minimum") == YEAR_MIN and node.get("maximum") == YEAR_MAX
 
-    def reads_set(node: dict) -> bool:
-        return node.get("type") == "string" and node.get("description") == SAVED_SET_DESCRIPTION
+    def described(description: str) -> Callable[[dict], bool]:  # a string argument of that kind, under any name
+        return lambda node: node.get("type") == "string" and node.get("description") == description
+
+    reads_set, is_item, is_user = map(described, (SAVED_SET_DESCRIPTION, ITEM_ID_DESCRIPTION, USER_ID_DESCRIPTION))
 
     def is_title(node: dict) -> bool:  # a free string (or null) the description calls a title ("title to match")
         strings = [node, *node.get("anyOf", [])]
@@ -214,9 +223,12 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
             return kind(node) or any(holds(v, kind) for v in node.values())
         return isinstance(node, list) and any(holds(v, kind) for v in node)
 
-    # nothing to read: an optional argument of that kind can only fail (a set) or be made up (a year), so the call
-    # cannot write it
-    unwritable = [k for k, present in ((reads_set, ids.sets), (is_year, ids.years)) if not present]
+    # nothing to read: an optional argument of that kind can only fail (a set) or be made up (a year; an id where the
+    # dataset's ids are known: "find Dante's Peak" wrote item_id "Dante's Peak"), so the call cannot write it
+    kinds = [(reads_set, ids.sets), (is_year, ids.years)]
+    if ids.indexed:
+        kinds += [(is_item, ids.items), (is_user, ids.users)]
+    unwritable = [kind for kind, present in kinds if not present]
 
     def narrow(node: Any, years: tuple[int, ...] = ids.years) -> Any:
         if isinstance(node, list):
@@ -295,16 +307,27 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                         out["required"] = [*out.get("required", []), name]
             if ids.decade_range and len(sides) == 2 and all(name in props for name in sides.values()):
                 out["required"] = [*out.get("required", []), *sides.values()]
+
+            def pin(names: list[str], count: int) -> None:  # these count arguments take ``count`` and are written
+                for name in names:
+                    props[name] = {
+                        "type": "integer",
+                        "enum": [count],
+                        "description": props[name].get("description", ""),
+                    }
+                    if name not in out.get("required", []):
+                        out["required"] = [*out.get("required", []), name]
+
+            counts = [n for n, p in node["properties"].items() if holds(p, is_count) and n in props]
             if ids.saves and ids.saved_pool is not None and not requires_user(node):
                 if any(saves_result(p) for p in props.values()):
-                    for name in [n for n, p in node["properties"].items() if holds(p, is_count) and n in props]:
-                        props[name] = {
-                            "type": "integer",
-                            "enum": [ids.saved_pool],
-                            "description": props[name].get("description", ""),
-                        }
-                        if name not in out.get("required", []):
-                            out["required"] = [*out.get("required", []), name]
+                    pin(counts, ids.saved_pool)
+            saving = any(saves_result(p) for p in node["properties"].values() if isinstance(p, dict))
+            if ids.count_stated in ids.counts and (ids.saves is False or not saving):
+                # a first call that saves nothing lists what the user gets: as many as the request asked for (every
+                # synthesized call of that kind does); a history's count aside, a lookup before the list mostly
+                lists = [n for n in counts if not _RECENT.search(str(node["properties"][n].get("description", "")))]
+                pin(lists, ids.count_stated)
             out["properties"] = props
         return out
 
@@ -347,6 +370,7 @@ def saves_result(prop: dict) -> bool:
 
 _MATCH_ALL = re.compile(r"\bany or all\b")  # filter_items' match: "item needs any or all of the genres"
 _SEEN = re.compile(r"already interacted with")
+_RECENT = re.compile(r"\bmost recent\b")  # a history's count ("how many of the most recent interactions")
 KEEP_ORDER = "input"  # filter_items' sort_by value that keeps a candidate set's order (and its variants')
 _TITLE = re.compile(r"\btitle\b", re.I)
 _EARLIEST = re.compile(r"earliest|start|after|from|\bmin")
@@ -393,15 +417,17 @@ def wanted_genres(prop: dict, genres: tuple[str, ...], catalog: tuple[str, ...])
 
 def any_of_genres(prop: dict, allowed: tuple[str, ...]) -> dict:
     """A wanted-genres parameter's schema (a list, one genre, or one genre or null) that takes only ``allowed``
-    genres: a request that refuses some and names none it wants ("anything but westerns or war films" wanted War)
-    leaves the catalog's others free."""
+    genres, a list at most one of them: a request that refuses some and names none it wants ("anything but
+    westerns or war films" wanted War) leaves one of the catalog's others free (a free list had run to five:
+    Action, Documentary, Horror, Romance, Thriller)."""
     allowed = list(allowed)
     if not allowed:
         return prop
 
     def narrowed(node: dict) -> dict:
         if node.get("type") == "array" and isinstance(node.get("items"), dict):
-            return {**node, "items": {**node["items"], "type": "string", "enum": allowed}}
+            items = {**node["items"], "type": "string", "enum": allowed}
+            return {**node, "items": items, "maxItems": min(1, node.get("maxItems", 1))}
         if node.get("type") == "string":
             return {**node, "enum": allowed}
         return node
