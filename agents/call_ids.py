@@ -147,18 +147,18 @@ _COUNTED = re.compile(
     r"(?:movies?|films?|flicks?|picks?|suggestions?|recommendations?|recs|titles?|options?|ones|items|more|shows?"
     r"|books?|tracks?|songs?|albums?|classics|hits|gems|favou?rites)"
 )
-# words next to a number that make it no count ("10 years of comedy", "max 2 hours", "two things: the top ...",
-# "twelve monkeys style films": a title)
-_NOT_COUNTED = frozenset(
-    "of for to the a and or in on at from with by my is are year years hour hours minutes stars thing things times "
-    "people friends kids children list lists kinds types sorts questions requests style type like kind sort esque".split()
-)
 # a number that counts what the user saw or was shown, not what they ask for ("the first 2 movies you gave", "i've
 # seen 4 films by kubrick", "my last 3 movies": a history's, not a list's)
 _NOT_ASKED = re.compile(r"\b(?:those|these|first|last|watched|seen|saw|loved|liked|hated|enjoyed|rated|read|heard)\s+$")
 # what a number after "max"/"just" counts where it is no count of items ("max 2 hours", "just one thing")
 _UNITS_NOT_ITEMS = frozenset(
     "year years hour hours minutes stars thing things times people friends kids questions requests".split()
+)
+# words next to a number that make it no count ("10 years of comedy", "two things: the top ...", "twelve monkeys style
+# films": a title)
+_NOT_COUNTED = _UNITS_NOT_ITEMS | frozenset(
+    "of for to the a and or in on at from with by my is are children list lists kinds types sorts style type like kind "
+    "sort esque".split()
 )
 _ASKS_FOR = r"(?:top|give me|just|only|max|at most|up to|no more than|show me|another)"
 _NUMBER_WORD = "|".join(sorted([*UNITS, *TENS, "hundred", "thousand"], key=len, reverse=True))

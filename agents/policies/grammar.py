@@ -319,11 +319,10 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                         out["required"] = [*out.get("required", []), name]
 
             counts = [n for n, p in node["properties"].items() if holds(p, is_count) and n in props]
-            if ids.saves and ids.saved_pool is not None and not requires_user(node):
-                if any(saves_result(p) for p in props.values()):
-                    pin(counts, ids.saved_pool)
-            saving = any(saves_result(p) for p in node["properties"].values() if isinstance(p, dict))
-            if ids.count_stated in ids.counts and (ids.saves is False or not saving):
+            saves = any(saves_result(p) for p in props.values())  # a sure "no save" dropped the save argument
+            if ids.saves and ids.saved_pool is not None and not requires_user(node) and saves:
+                pin(counts, ids.saved_pool)
+            if ids.count_stated in ids.counts and not saves:
                 # a first call that saves nothing lists what the user gets: as many as the request asked for (every
                 # synthesized call of that kind does); a history's count aside, a lookup before the list mostly
                 lists = [n for n in counts if not _RECENT.search(str(node["properties"][n].get("description", "")))]
