@@ -54,13 +54,31 @@ What else a request says binds its calls too, measured on the validation calls t
 - the one count a request states (:func:`stated_count`: "two westerns please", "top 5", "half a dozen") is the
   count of its first call where that call saves nothing (development: "two westerns please" listed ten); every
   synthesized first call of that kind writes it (``benchmarks/grounded_gold_calls.py``: no gold call refused; a first
-  reader's exceptions were misread counts it now leaves out: "Two things: ...", "One thing: no musicals").
-With these, 15 of the 12,374 gold calls are refused (13 before; the two titles above).
+  reader's exceptions were misread counts it now leaves out: "Two things: ...", "One thing: no musicals"), and of a
+  call chained after a result in the same turn that saves nothing (a ranking of what the first call found: all 414
+  synthesized ones write it; in validation a ranking after a retrieval listed 10 where the request asked for 5);
+  "5 would be enough" and "i'd like 4 of them" state counts too;
+- a request pointing at an item of the assistant's last answer by its place (:func:`pointed_item`: "more like the
+  second one", "the last one looks great", "number 4", "#2") and naming no id of its own has a first call whose item
+  ids are that item alone (validation: "i like the third one, anything similar" listed eight ids, none the third;
+  the synthesized calls of all 128 call turns after such a request fit);
+- a request that writes years bounds every call of its turn by its own years, and a side it leaves open by the
+  user's earlier ones, not a listed film's (development: "anything from before 1970 instead?" after a list of 1990s
+  westerns wrote 1989 to 1990; all 2,190 synthesized year arguments after such a request are its own years);
+- the count a request asks for, written once, is no user id ("what's trending? just give me 7" asked user 7's
+  taste), a number written only as a user's ("list the films user 303 has rated") no item id, and a number the user
+  wrote alone no title ("films similar to 183" looked the title "183" up);
+- a ranking's optional "rank for this known user" argument is written, as a user the conversation gives as theirs
+  (the session's, "i'm user 42", "#780" in reply to a question about the user), unless the request speaks of liked
+  items ("based on [250] and [405]"): all 1,721 synthesized rankings where that holds write such a user, 42 of the
+  other 258 write none.
+With these, 15 of the 12,374 gold calls are refused (13 before the title rule; the two titles above).
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 from langchain_core.messages import BaseMessage
@@ -165,6 +183,14 @@ _NUMBER_WORD = "|".join(sorted([*UNITS, *TENS, "hundred", "thousand"], key=len, 
 _NUMBER_WORDS = re.compile(rf"\b(?:{_NUMBER_WORD})(?:[\s-]+(?:and\s+)?(?:{_NUMBER_WORD}))*\b")  # "two hundred and ten"
 _COUNT_BEFORE = re.compile(r"\b(\d{1,3})\b((?:\s+(?:[a-z'\-]+|\d0'?s)){1,4})")  # "ten 80s action movies"
 _COUNT_AFTER = re.compile(rf"\b{_ASKS_FOR}\s+(\d{{1,3}})\b(?![\s,]*\d)(\s+[a-z'\-]+)?")
+# a count said as enough or asked as a share of the list, as the synthesizer's count clauses write it ("... 5 would
+# be enough", "three will do", "i'd like 4 of them"); not "pg-13 is fine", "movie 12 would be fine", "either one will
+# do" (:func:`_counts_enough`)
+_COUNT_ENOUGH = re.compile(
+    r"\b(\d{1,3})\s+(?:would|will|should)\s+(?:be\s+)?(?:enough|plenty|fine|do)\b"
+    r"|\b(?:i'?d like|i would like|i want|i'll take)\s+(\d{1,3})\s+of\s+(?:them|those|these)\b"
+)
+_CLAUSE_START = re.compile(r"(?:^|[.,;:!?]|\b(?:and|but|so|ok|okay|maybe))\s*$")
 _RANGE = re.compile(r"\b(\d{1,3})\s*(?:or|-|–|to)\s*(\d{1,3})\b")
 # an id list or an id's noun before the number ("user 5", "movie 12, 40 and 7", "#12")
 _BEFORE_AN_ID = re.compile(
@@ -198,6 +224,20 @@ def _counts_before(text: str) -> list[int]:
     return found
 
 
+def _counts_enough(text: str) -> list[int]:
+    """Counts said as enough at a clause's start ("... 5 would be enough", "three will do") or as a share of the list
+    ("i'd like 4 of them"); not ids ("movie 12 would be fine"), titles ("toy story 2 would be fine"), ratings ("pg
+    13") nor a pronoun's one ("either one will do")."""
+    found = []
+    for m in _COUNT_ENOUGH.finditer(text):
+        if m.group(2):
+            found.append(int(m.group(2)))
+            continue
+        if _CLAUSE_START.search(text[: m.start(1)]):  # not "pg 13", "toy story 2", "either one", "'95 would be fine"
+            found.append(int(m.group(1)))
+    return found
+
+
 def _counts_after(text: str) -> list[int]:
     """Numbers after a word that asks for that many ("top 5", "just three"), not "max 2 hours" or "just one thing"."""
     return [int(m.group(1)) for m in _COUNT_AFTER.finditer(text) if (m.group(2) or "").strip() not in _UNITS_NOT_ITEMS]
@@ -207,9 +247,63 @@ def stated_count(text: str) -> int | None:
     """The one count ``text`` asks for ("two westerns please", "top 5", "just three", "half a dozen"), or None where
     it states none or several ("3 or 4 thrillers"); "the last one" and "which one" are no count (:data:`_PRONOUN_ONE`)."""
     low = _in_digits(_PRONOUN_ONE.sub(r"\1", text.lower()))
-    counted = {n for n in [*_counts_before(low), *_counts_after(low)] if 1 <= n <= K_MAX}
+    counted = {n for n in [*_counts_before(low), *_counts_after(low), *_counts_enough(low)] if 1 <= n <= K_MAX}
     ranges = {int(n) for m in _RANGE.finditer(low) for n in m.groups() if int(n) <= K_MAX}  # "2-3 comedies"
     return next(iter(counted)) if len(counted) == 1 and ranges <= counted else None
+
+
+# a request pointing at an item of the assistant's last list by its place ("more like the second one", "the last one
+# looks great", "number 4", "#2"); not "the second-to-last one", "the first movie ever made", "the last film by
+# kubrick", "the last movie we watched" (no place in the list), "#1 movie of 1995", "my number 1 genre"
+_ORDINALS = {w: i for i, w in enumerate("first second third fourth fifth sixth seventh eighth ninth tenth".split(), 1)}
+_ORDINALS |= {f"{i}{s}": i for i, s in enumerate("st nd rd th th th th th th th".split(), 1)} | {"last": -1}
+_ORDINAL = "|".join(_ORDINALS)
+_POINTS_AT = re.compile(
+    rf"(?<!to )(?<!-)\b({_ORDINAL})\s+(?:one|movie|film|item|title|pick|suggestion|book|track|song)\b"
+    r"(?!\s+(?:ever|of|by|in|from|that|we|i|my|he|she|they|you'?d)\b)"
+    r"|(?<![\w#])(?:number\s*|#)(\d{1,2})(?=\s*(?:[?.!,;)]|$|(?:please|pls|plz|too|instead|again|then|and|or)\b))"
+)
+_DISLIKED = re.compile(
+    r"(?:\b(?:didn'?t|did not|hated?|disliked|wasn'?t|not a fan of|neither)\b(?:\s+[\w']+){0,3}\s*$)"
+)
+# what follows a place that turns it down: "the first one isn't my style", "the second one was awful"
+_TURNED_DOWN = re.compile(
+    r"^(?:\s+[\w']+){0,2}?\s+(?:isn'?t|wasn'?t|was awful|was boring|was bad|sucked|is awful|is bad)\b"
+)
+_PLACES_JOINED = re.compile(rf"\b(?:{_ORDINAL})\s*(?:and|or|&|,)\s*(?:the\s+)?(?:{_ORDINAL})\b")
+# the items a reply cites ("[31] Crimson Tide (1995)", result_text.answer_line's shape), in order; those heading the
+# lines of a list ("1. [93] ...", "- [93] ...") where it has one: "since you liked [50], try: 1. [93] ..." counts from 93
+_CITED = re.compile(r"\[(\d+)\]")
+_LISTED = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*\[(\d+)\]", re.M)
+_NUMBERED = re.compile(r"^\s*\d+[.)]\s", re.M)
+
+
+def pointed_item(request: str, reply: str) -> str | None:
+    """The item id of ``reply`` (the assistant's last answer, items cited as "[id]") that ``request`` points at by
+    its place ("more like the second one", "the last one looks great"; "number 4", "#2" where the reply numbers its
+    list), or None where it points at none, at several, past the list, negated ("i didn't like the first one") or
+    beside ids of its own ("the first one and 50")."""
+    cited = list(dict.fromkeys(_LISTED.findall(reply) or _CITED.findall(reply)))
+    low = request.lower()
+    places = []
+    for m in _POINTS_AT.finditer(low):
+        if m.group(2) is not None and (_BEFORE_AN_ID.search(low[: m.start()]) or not _NUMBERED.search(reply)):
+            continue  # "user number 4", "movie #2": an id; "#2" after a list not numbered
+        if (
+            ends_negated(low[: m.start()], window=4)
+            or _DISLIKED.search(low[: m.start()])
+            or _TURNED_DOWN.match(low[m.end() :])
+        ):
+            continue  # "not the first one", "i didn't really like the first one", "the second one was awful"
+        places.append(_ORDINALS[m.group(1)] if m.group(1) else int(m.group(2)))
+    if len(set(places)) != 1 or not cited or _PLACES_JOINED.search(low):
+        return None
+    # another number than the place and the count asked for is an id the request names itself
+    own = {m.group() for m in _DIGITS.finditer(low)} - {str(places[0]), str(stated_count(request))}
+    place = places[0]
+    if own or not (place == -1 or 1 <= place <= len(cited)):
+        return None
+    return cited[place - 1] if place > 0 else cited[-1]
 
 
 def numbers_in(text: str) -> list[str]:
@@ -336,6 +430,7 @@ def asks_for_decades(text: str) -> bool:
 
 # an item line of a tool result: "[31] Crimson Tide (1995): Drama, Thriller" (result_text.answer_line's shape)
 _RESULT_TITLE = re.compile(r"^\[\d+\] (.+?)(?: \((\d{4})\))?(?::|$)", re.M)
+_BARE_NUMBER = re.compile(r"^[#\[(]*\d{1,3}[\])]*$")  # "183", "#183"; not "1941" (a title and a year)
 _SPAN_EDGE = "\"'“”‘’*"  # quotes around a title people write are not part of it
 _SPAN_END = ",;:!?."  # nor the punctuation of the sentence after it ("Oh, Heavy Metal!" names "Heavy Metal")
 TITLE_WORDS = 16  # the longest span a title may be: the longest gold title is 14 words
@@ -356,6 +451,9 @@ def title_spans(texts: Iterable[str], results: Iterable[str] = ()) -> list[str]:
                 while span and span[-1] in _SPAN_END:  # "Sunset Blvd.;" -> "Sunset Blvd." -> "Sunset Blvd"
                     span = span[:-1].strip(_SPAN_EDGE)
                     spans.append(span)
+    # a number the user wrote alone is no title: "films similar to 183" looked the title "183" up (no gold title is
+    # one; a tool's "[330] 187 (1997)" stays one)
+    spans = [s for s in spans if not _BARE_NUMBER.match(s)]
     for result in results:
         for m in _RESULT_TITLE.finditer(result):
             spans += [m.group(1)] + ([f"{m.group(1)} ({m.group(2)})"] if m.group(2) else [])
@@ -386,6 +484,58 @@ def asks_unseen(text: str) -> bool:
     return False
 
 
+# a request that speaks of what the user liked ("based on [250] and [405]", "i loved movie 323", "big fan of #12"):
+# the ranking may read that history instead of the user
+_LIKED_NAMED = re.compile(
+    r"\b(?:based on|loved|liked|enjoyed|fan of|favou?rites?|given that|knowing|had a great time|really into)\b"
+    r"|(?<!would )(?<!do )\bi (?:really )?(?:love|like|enjoy)\b",  # not "which would i like"
+    re.I,
+)
+# a number written as a user's ("user 303", "user id: 12", "user #5", "user number 7", the system prompt's "the user is
+# user_id 303"): no item id unless written elsewhere too ("list the films user 303 has rated" looked item 303 up)
+_AFTER_USER = re.compile(r"\buser(?:[\s_]*id)?\s*(?:is|:)?\s*(?:#|number|no\.?)?\s*$", re.I)
+# a number a user gives as theirs, the forms above and "i'm 42", "my id's 42", "it's #42", "account 42"
+# ("i'm 16" is an age, "it's 15 again" maybe: only "i'm #42", "it's user 42")
+_NAMES_USER = re.compile(
+    r"(?:\buser|\bi'?m\s*#|\bi am\s*#|\bmy id|\bid|\buid|\bthis is|\bit'?s\s*#|\baccount|\bcustomer)[\s_]*"
+    r"(?:(?:id|number|no\.?|#|is|:|'s)\s*)*$",
+    re.I,
+)
+# a reply this short with a number in it, to an answer that asked about the user, gives the user's id ("#780",
+# "385, thanks" after "what's your user id?"), not "top 5" or "5 more please"
+_SHORT_REPLY = 3
+_ASKED_ABOUT_USER = re.compile(r"\b(?:user|id|account)\b", re.I)
+
+
+def _number_uses(messages: Sequence[BaseMessage]) -> tuple[Counter[str], set[str], set[str]]:
+    """How often each number is written in the system and user messages (digits and words), the numbers written
+    only as a user's (:data:`_AFTER_USER`), and those given as a user's (:data:`_NAMES_USER`, a short reply to an
+    answer that asked about the user)."""
+    times: Counter[str] = Counter()
+    as_user: set[str] = set()
+    other: set[str] = set()
+    given: set[str] = set()
+    answer = ""  # the assistant's last words before the message
+    for message in messages:
+        if message.type == "ai":
+            answer = _text(message)
+        if message.type not in ("system", "human"):
+            continue
+        text = _text(message)
+        short = message.type == "human" and len(text.split()) <= _SHORT_REPLY and bool(_ASKED_ABOUT_USER.search(answer))
+        for m in _DIGITS.finditer(text):
+            n = m.group().lstrip("0") or "0"
+            times[n] += 1
+            before = text[max(0, m.start() - 25) : m.start()]
+            (as_user if _AFTER_USER.search(before) else other).add(n)
+            if short or _NAMES_USER.search(before):
+                given.add(n)
+        for n in number_words(text):
+            times[str(n)] += 1
+            other.add(str(n))
+    return times, as_user - other, given
+
+
 def conversation_call_ids(
     messages: Sequence[BaseMessage],
     user_ids: Mapping[str, int],
@@ -402,6 +552,7 @@ def conversation_call_ids(
     result's years too, for "anything more recent than that")."""
     numbers: list[str] = []
     said: list[str] = []
+    shown: set[str] = set()  # numbers of tool results and answers: items the conversation showed
     sets: list[str] = []
     years: list[int] = []
     years_from: list[int] = []
@@ -410,9 +561,11 @@ def conversation_call_ids(
     results: list[str] = []
     last_human = max((i for i, m in enumerate(messages) if m.type == "human"), default=-1)
     for at, m in enumerate(messages):
-        content = m.content if isinstance(m.content, str) else str(m.content)
+        content = _text(m)
         found = numbers_in(_PRONOUN_ONE.sub(r"\1", content))
         numbers += found
+        if m.type in ("tool", "ai"):
+            shown.update(found)
         if m.type == "tool" and at > last_human:
             # this turn's own results: a chained call bounds years as the request did, not by what the first found
             sets += _SAVED_SET.findall(content)
@@ -431,16 +584,39 @@ def conversation_call_ids(
             results.append(content)
     request = _request(messages)
     fresh = _fresh_set(messages) if request is None else None
+    if requests and years_in(requests[-1]):
+        # a request that writes years bounds every call of its turn by them, and on a side it leaves open by what
+        # the user wrote before ("only the ones after 1993" after "between 1990 and 1995"), not by the years of
+        # listed films: "anything from before 1970 instead?" after a list of 1990s westerns wrote 1989 to 1990.
+        # All 2,190 synthesized year arguments after such a request are its own years
+        earlier = [year_bounds_in(r) for r in requests[:-1]]
+        asked_from, asked_to = year_bounds_in(requests[-1])
+        years_from = asked_from or [y for e, _ in earlier for y in e]
+        years_to = asked_to or [y for _, t in earlier for y in t]
+        years = sorted({*years_in(requests[-1]), *years_from, *years_to})
+    reply = _last_reply(messages[: last_human + 1]) if request is not None else ""
+    pointed = pointed_item(request, reply) if request is not None and reply else None
     # the call serves the user's last request: the first call since it, or one chained after its result
     serving = requests[-1] if requests and (request or fresh) else None
     turn = messages[last_human + 1 :]  # this turn's calls and results
     # a chained call serves the same request as the first: its genres too (a ranking of what a retrieval found)
     read = _without_looked_up(serving, turn) if serving is not None else None
     wanted, unwanted, refused = _request_genres(read, catalog_genres)
-    users = [n for n in said if n in user_ids]
+    times, as_user, given = _number_uses(messages)
+    asked = stated_count(requests[-1]) if requests else None
+    # the count a request asks for, written once and not as a user's, is no user: "what's trending? just give me 7"
+    # asked user 7's taste (of the 903 synthesized user-id arguments after a request stating a count, none is that
+    # count written once)
+    count_only = str(asked) if asked is not None and times[str(asked)] == 1 and str(asked) not in given else None
+    users = [n for n in said if n in user_ids and n != count_only]
+    named = [n for n in users if n in given]  # users the conversation gives as theirs, not any number in range
     if session_user is not None and str(session_user) in user_ids:
         users.insert(0, str(session_user))
-    items = [n for n in numbers if n in item_ids] + [str(i) for i in returned_items]
+        named.insert(0, str(session_user))
+    # a number a result or answer showed is an item whatever the user wrote
+    items = [n for n in numbers if n in item_ids and (n not in as_user or n in shown)] + [
+        str(i) for i in returned_items
+    ]
     # the pool size is a first retrieval's: a synthesized call after a result that saved a set asks for it only where
     # the user wrote it (every gold call fits: benchmarks/grounded_gold_calls.py)
     fixed = {K_DEFAULT} if fresh else {K_DEFAULT, POOL_K}
@@ -464,8 +640,14 @@ def conversation_call_ids(
         unsaid_pool=POOL_K if POOL_K in counts and POOL_K not in written else None,
         saved_pool=POOL_K if request is not None else None,
         unseen_by=tuple(dict.fromkeys(users)) if serving is not None and asks_unseen(serving) else (),
-        count_stated=stated_count(request) if request is not None else None,
+        # a chained call that saves nothing lists what the user gets too (a ranking of what the first call found):
+        # all 414 synthesized ones write the request's count
+        count_stated=stated_count(serving) if serving is not None else None,
+        pointed=pointed if pointed is not None and (pointed in item_ids or not item_ids) else None,
         indexed=bool(user_ids) and bool(item_ids),
+        # every synthesized ranking where this holds writes one of them (1,721 calls); of the 258 where it does not, 42
+        # leave the user out (they rank by the liked items)
+        ranking_users=tuple(dict.fromkeys(named)) if requests and not _LIKED_NAMED.search(requests[-1]) else (),
         request_read=serving is not None,
         # every gold title is a run of the last user message's words or a result's title: the last two messages bound
         # the grammar's size however long the chat
@@ -479,7 +661,20 @@ def _request(messages: Sequence[BaseMessage]) -> str | None:
     last = next((m for m in reversed(messages) if m.type in ("human", "tool")), None)
     if last is None or last.type != "human":
         return None
-    return last.content if isinstance(last.content, str) else str(last.content)
+    return _text(last)
+
+
+def _text(m: BaseMessage) -> str:
+    """A message's text."""
+    return m.content if isinstance(m.content, str) else str(m.content)
+
+
+def _last_reply(messages: Sequence[BaseMessage]) -> str:
+    """The text of the assistant's last answer among ``messages`` (not a tool call's), or ""."""
+    for m in reversed(messages):
+        if m.type == "ai" and not getattr(m, "tool_calls", None) and m.content:
+            return _text(m)
+    return ""
 
 
 def _fresh_set(messages: Sequence[BaseMessage]) -> str | None:
@@ -487,8 +682,7 @@ def _fresh_set(messages: Sequence[BaseMessage]) -> str | None:
     last = messages[-1] if messages else None
     if last is None or last.type != "tool":
         return None
-    content = last.content if isinstance(last.content, str) else str(last.content)
-    saved = _SAVED_SET.findall(content)
+    saved = _SAVED_SET.findall(_text(last))
     return saved[-1] if saved else None
 
 

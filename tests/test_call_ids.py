@@ -9,6 +9,7 @@ from recagent.agents.call_ids import (
     conversation_call_ids,
     number_words,
     numbers_in,
+    pointed_item,
     stated_count,
     year_bounds_in,
     years_in,
@@ -262,7 +263,7 @@ def test_a_chained_call_reads_the_request_not_the_first_calls_result():
         ("which one should i watch first", []),
         ("that one, but older", []),
         ("the fifth one looks great", []),  # synthesized: "the fifth one looks great more like that"
-        ("just one please", [1]),
+        ("just one please", [1]),  # a count: no user (below)
         ("only the best one", [1]),  # synthesized rankings ask for k=1 so
         ("user one here", [1]),
         ("the one hundred and two", [102]),
@@ -275,7 +276,9 @@ def test_one_as_a_pronoun_is_no_count_or_id(text, counts):
     known = {str(i): i for i in range(1, 200)}
     ids = conversation_call_ids([HumanMessage(text)], known, known)
     assert [c for c in ids.counts if c not in (K_DEFAULT, POOL_K)] == [c for c in counts if c <= K_MAX]
-    assert list(ids.items) == [str(c) for c in counts] and list(ids.users) == [str(c) for c in counts]
+    assert list(ids.items) == [str(c) for c in counts]
+    # the count a request asks for, written once, is no user
+    assert list(ids.users) == ([] if text == "just one please" else [str(c) for c in counts])
 
 
 def test_a_title_is_taken_from_the_last_two_user_messages_and_every_result():
@@ -311,6 +314,16 @@ def test_a_title_is_taken_from_the_last_two_user_messages_and_every_result():
         ("Wihch one fist movies 188, 29, 11, 53 and 17?", None),  # synthesized typos: which first?
         ("family movies I trust you One thing no musicals at all", None),
         ("just one movie please", 1),
+        ("More like that. 4 would be enough.", 4),  # the synthesizer's count clauses
+        ("rank them for me, I'd like three of them", 3),
+        ("five will do", 5),
+        ("3 of them were great", None),
+        ("pg-13 is fine", None),
+        ("movie 12 would be fine", None),
+        ("either one will do", None),
+        ("I like 2 of these, anything similar?", None),
+        ("toy story 2 would be fine", None),
+        ("pg 13 would be fine", None),
         ("three or four comedies", None),  # two counts: none is the one
         ("3 or 4 thrillers", None),
         ("2-3 comedies", None),
@@ -333,3 +346,126 @@ def test_a_title_is_taken_from_the_last_two_user_messages_and_every_result():
 )
 def test_the_one_count_a_request_states(text, count):
     assert stated_count(text) == count
+
+
+REPLY = (
+    "Here you go:\n1. [93] Welcome to the Dollhouse (1995)\n2. [475] Trainspotting (1996)\n3. [25] Birdcage, The (1996)"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "item"),
+    [
+        ("the third one looks great. more like that?", "25"),  # validation: similar_items wrote item 3 and others
+        ("ooh the second one! siimlar onnes?", "475"),
+        ("The last one looks great More like that", "25"),
+        ("can you find more like number 2? max 4.", "475"),
+        ("More like #1?", "93"),
+        ("tell me about the 2nd movie", "475"),
+        # no place, several, past the list, an id, a history's
+        ("more like trainspotting", None),
+        ("the first and the second one", None),
+        ("the fifth one", None),
+        ("user number 2 here, more like those", None),
+        ("what is movie #2 about", None),
+        ("the last movie i watched was great", None),
+        ("the last movie we watched was scary", None),
+        ("the second-to-last one", None),
+        ("what was the first movie ever made?", None),
+        ("the last film by kubrick", None),
+        ("the #1 movie of 1995", None),
+        ("i didn't like the first one", None),
+        ("more like the first one and 50", None),  # an id of its own: not the place's alone
+        ("more like movies #2 and #3", None),
+        ("i didn't really like the first one", None),
+        ("the second one was awful, anything else?", None),
+        ("not a fan of the second one", None),
+        ("what's the first movie you'd recommend?", None),
+    ],
+)
+def test_a_request_points_at_an_item_of_the_last_answer_by_its_place(text, item):
+    assert pointed_item(text, REPLY) == item
+
+
+def test_places_count_the_lines_of_a_list_and_a_hash_needs_a_numbered_one():
+    reply = "Since you liked [50] Star Wars, try:\n1. [93] Welcome to the Dollhouse\n2. [475] Trainspotting"
+    assert pointed_item("more like the first one", reply) == "93"
+    assert pointed_item("more like #2?", reply) == "475"
+    assert pointed_item("more like #2?", "Try [93] Welcome to the Dollhouse or [475] Trainspotting.") is None
+
+
+def test_the_pointed_item_is_read_from_the_last_answer_for_the_first_call_only():
+    known = {str(i): i for i in range(1, 500)}
+    ask = HumanMessage("more like the second one, 4 would be enough")
+    messages = [HumanMessage("what's popular?"), AIMessage(REPLY), ask]
+    ids = conversation_call_ids(messages, known, known)
+    assert ids.pointed == "475" and ids.count_stated == 4
+    lookup = AIMessage("", tool_calls=[{"name": "get_item", "args": {"item_id": "475"}, "id": "c1"}])
+    found = ToolMessage("item: [475] Trainspotting (1996): Drama", tool_call_id="c1")
+    assert conversation_call_ids([*messages, lookup, found], known, known).pointed is None
+    assert conversation_call_ids([ask], known, known).pointed is None  # no list to point into
+    assert conversation_call_ids(messages, known, {"93": 1}).pointed is None  # no catalog item
+
+
+def test_a_chained_call_reads_the_count_its_request_states():
+    # validation: a ranking after a saved retrieval listed 10 where the request asked for 5; all 414 synthesized chained calls
+    # that save nothing write the request's one count
+    users = {str(u): u for u in range(1, 944)}
+    request = HumanMessage("I'm user 155. top 5 romance movies for me")
+    first = AIMessage("", tool_calls=[{"name": "retrieve_for_user", "args": {"user_id": "155"}, "id": "c1"}])
+    result = ToolMessage("candidate_set: shortlist\nitems:\n[322] Murder at 1600 (1997): Mystery", tool_call_id="c1")
+    assert conversation_call_ids([request], users, {}).count_stated == 5
+    assert conversation_call_ids([request, first, result], users, {}).count_stated == 5
+
+
+def test_a_request_that_writes_years_bounds_its_calls_by_them_alone():
+    # development: "anything from before 1970 instead?" after a list of 1990s westerns wrote 1989 to 1990
+    reply = AIMessage("Here you go: [203] Unforgiven (1992), [97] Dances with Wolves (1990).")
+    ids = conversation_call_ids(
+        [HumanMessage("some westerns please"), reply, HumanMessage("anything before 1970?")], {}, {}
+    )
+    assert ids.years_from == () and set(ids.years_to) == {1969, 1970, 1971}
+    # a side the request leaves open keeps what the user wrote before
+    narrowed = conversation_call_ids(
+        [HumanMessage("comedies between 1990 and 1995"), reply, HumanMessage("only the ones after 1993")], {}, {}
+    )
+    assert set(narrowed.years_from) == {1992, 1993, 1994} and 1995 in narrowed.years_to
+    older = conversation_call_ids(
+        [HumanMessage("some westerns please"), reply, HumanMessage("anything older?")], {}, {}
+    )
+    assert 1990 in older.years  # no year written: the list's years stay ("older than those")
+
+
+def test_a_count_written_once_is_no_user_and_a_users_number_no_item():
+    # development: "what's trending? just give me 7" asked user 7's taste; "list the films user 303 has rated"
+    # looked item 303 up
+    known = {str(i): i for i in range(1, 944)}
+    assert conversation_call_ids([HumanMessage("what's trending? just give me 7")], known, known).users == ()
+    assert conversation_call_ids([HumanMessage("i'm user 7, just give me 7")], known, known).users == ("7",)
+    assert conversation_call_ids([HumanMessage("user 5 wants 10 comedies")], known, known).users == ("5",)
+    rated = conversation_call_ids([HumanMessage("list the films user 303 has rated")], known, known)
+    assert rated.users == ("303",) and rated.items == ()
+    both = conversation_call_ids([HumanMessage("user 303 here, is movie 303 any good?")], known, known)
+    assert both.items == ("303",)
+    # a short reply gives a user only where the answer before asked about one
+    listed = AIMessage("1. [93] Welcome to the Dollhouse (1995)\n2. [50] Star Wars (1977)")
+    more = conversation_call_ids([HumanMessage("comedies please"), listed, HumanMessage("5 more please")], known, known)
+    assert more.users == () and more.ranking_users == ()
+    asked = AIMessage("Sure - what's your user id?")
+    reply = conversation_call_ids([HumanMessage("rank 50 and 93 for me"), asked, HumanMessage("#780")], known, known)
+    assert reply.ranking_users == ("780",)
+    # a count written once in digits and once in words is the user's too; the system prompt's user is one
+    assert conversation_call_ids([HumanMessage("I am user 5. give me five")], known, known).users == ("5",)
+    prompt = SystemMessage("You are a recommender; the user is user_id 303 of the dataset")
+    assert conversation_call_ids([prompt, HumanMessage("what did i rate?")], known, known).items == ()
+    shown = ToolMessage("items:\n[303] Fall (1997): Romance", tool_call_id="c1")
+    assert "303" in conversation_call_ids([prompt, shown, HumanMessage("more like it")], known, known).items
+
+
+def test_a_number_the_user_wrote_alone_is_no_title():
+    # development: "films similar to 183" looked up the title "183"
+    titles = conversation_call_ids([HumanMessage("films similar to 183")], {}, {}).titles
+    assert "183" not in titles and "films similar to 183" in titles
+    # a title a tool returned stays one ("[330] 187 (1997)")
+    result = ToolMessage("items:\n[330] 187 (1997): Drama", tool_call_id="c1")
+    assert "187" in conversation_call_ids([HumanMessage("is 187 good?"), result], {}, {}).titles

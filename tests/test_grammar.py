@@ -513,6 +513,51 @@ def test_an_optional_id_argument_is_dropped_where_the_conversation_holds_no_data
     assert "user_id" in retrieved[0]["function"]["parameters"]["properties"]
 
 
+def test_a_call_after_a_request_pointing_at_an_item_names_that_item_alone(accepts, synthetic_env):
+    # validation: "i like the third one, anything similar" became similar_items over eight ids, none the third
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
+    from recagent.tools.recommender_tools import build_registry
+
+    schemas = {t["function"]["name"]: t for t in build_registry(synthetic_env).openai_schemas()}
+    ids = CallIds(items=("50", "181", "752"), pointed="752", request_read=True)
+    similar = ground_call_arguments([schemas["similar_items"]], ids)
+    lookup = ground_call_arguments([schemas["get_item"]], ids)
+    assert accepts(None, render_tool_call("similar_items", {"item_ids": ["752"]}), tools=similar, choice="required")
+    assert accepts(None, render_tool_call("get_item", {"item_id": "752"}), tools=lookup, choice="required")
+    for bad in (["50"], ["752", "181"], ["752", "752"]):
+        call = render_tool_call("similar_items", {"item_ids": bad})
+        assert accepts(None, call, tools=[schemas["similar_items"]], choice="required")
+        assert not accepts(None, call, tools=similar, choice="required"), bad
+    assert not accepts(None, render_tool_call("get_item", {"item_id": "181"}), tools=lookup, choice="required")
+
+
+def test_a_ranking_names_the_known_user_unless_the_request_names_liked_items(accepts, synthetic_env):
+    # validation: rank_films left its uid out after the user's own retrieval; every synthesized ranking with a user
+    # known writes it, but where the request names liked items ("based on [250] and [405]")
+    from langchain_core.messages import HumanMessage
+
+    from recagent.agents.call_ids import conversation_call_ids
+    from recagent.agents.policies.grammar import ground_call_arguments
+    from recagent.tools.recommender_tools import build_registry
+
+    schemas = {t["function"]["name"]: t for t in build_registry(synthetic_env).openai_schemas()}
+    known = {str(i): i for i in range(1, 500)}
+    mine = render_tool_call("rank_items", {"item_ids": ["50", "181"]})
+    cases = (
+        ("i'm user 7, which of 50 or 181 would i like?", ("7",)),  # the user given, not the other numbers in range
+        ("i'm user 7. based on 12, rank 50 and 181", ()),  # the liked item's history may stand for the user
+        ("which of 50 or 181 is more popular?", ()),  # numbers in range, but no user given
+    )
+    for text, ranking_users in cases:
+        ids = conversation_call_ids([HumanMessage(text)], known, known)
+        assert ids.users and ids.ranking_users == ranking_users
+        ranked = ground_call_arguments([schemas["rank_items"]], ids)
+        assert accepts(None, mine, tools=ranked, choice="required") is not ranking_users, text
+        for user in ids.users:
+            call = render_tool_call("rank_items", {"user_id": user, "item_ids": ["50", "181"]})
+            assert accepts(None, call, tools=ranked, choice="required") is (not ranking_users or user in ranking_users)
+
+
 def test_a_tool_needs_a_user_where_a_required_parameter_is_a_dataset_user_id(synthetic_env):
     # the live schemas: retrieve_for_user and get_user_history require one; rank_items takes one optionally
     from recagent.agents.policies.grammar import needs_user

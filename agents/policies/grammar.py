@@ -164,9 +164,16 @@ class CallIds:
     # (retrieve_for_user) asks for 20, for the user's count or for none, so it stays free
     saved_pool: int | None = None
     # the one count the request asks for ("two westerns please", "top 5": :func:`~recagent.agents.call_ids.stated_count`),
-    # set for the turn's first call only: if that call saves nothing, its list is what the user gets, so every count
-    # argument it has (a history's aside) takes this count and is required
+    # for the calls serving it (the first and those chained after its results): one that saves nothing lists what the
+    # user gets, so every count argument it has (a history's aside) takes this count and is required
     count_stated: int | None = None
+    # the item of the assistant's last answer the request points at by its place ("more like the second one":
+    # :func:`~recagent.agents.call_ids.pointed_item`), for the turn's first call: its item ids are that item alone
+    pointed: str | None = None
+    # the users the conversation gives as theirs (the session's, "i'm user 42") where the request speaks of no liked
+    # items: a ranking's optional "rank for this known user" argument is written, one of them (validation: rank_films
+    # without its uid after the user's own retrieval); empty: free
+    ranking_users: tuple[str, ...] = ()
     # the dataset's id maps were given, so empty ``users`` or ``items`` means the conversation names no id of that
     # kind: an optional argument of that kind is dropped (it could only be made up)
     indexed: bool = False
@@ -191,7 +198,8 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
 
     if ids is None:
         return tools
-    allowed = {USER_ID_DESCRIPTION: ids.users, ITEM_ID_DESCRIPTION: ids.items, SAVED_SET_DESCRIPTION: ids.sets}
+    items = (ids.pointed,) if ids.pointed else ids.items
+    allowed = {USER_ID_DESCRIPTION: ids.users, ITEM_ID_DESCRIPTION: items, SAVED_SET_DESCRIPTION: ids.sets}
 
     def is_count(node: dict) -> bool:  # schemas.K: a count under any name is an integer from 1 to K_MAX
         return node.get("type") == "integer" and node.get("minimum") == 1 and node.get("maximum") == K_MAX
@@ -244,6 +252,8 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
         if ids.years and is_year(node):
             return {"type": "integer", "enum": list(years), "description": node.get("description", "")}
         out = {k: narrow(v, years) for k, v in node.items() if k != "properties"}
+        if ids.pointed and lists_items(node):  # the one item the request points at
+            out["maxItems"] = 1
         if isinstance(node.get("properties"), dict):
             required = set(node.get("required") or ())
             props = {}
@@ -280,6 +290,15 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                 if ids.request_read and name not in required and _MATCH_ALL.search(str(prop.get("description", ""))):
                     if len(ids.genres_wanted or ()) < 2:
                         continue  # any or all of one genre (or none): no synthesized call writes it
+                if ids.ranking_users and _FOR_USER.search(str(prop.get("description", ""))):
+                    # a user, not null: the null branch would leave it out all the same
+                    props[name] = {
+                        "type": "string",
+                        "enum": list(ids.ranking_users),
+                        "description": prop["description"],
+                    }
+                    out["required"] = [*out.get("required", []), name]
+                    continue
                 if drops_seen(prop) and ids.request_read and (ids.unseen_by or name not in required):
                     if not ids.unseen_by:
                         continue  # the request did not ask to leave seen items out
@@ -323,7 +342,7 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
             if ids.saves and ids.saved_pool is not None and not requires_user(node) and saves:
                 pin(counts, ids.saved_pool)
             if ids.count_stated in ids.counts and not saves:
-                # a first call that saves nothing lists what the user gets: as many as the request asked for (every
+                # a call that saves nothing lists what the user gets: as many as the request asked for (every
                 # synthesized call of that kind does); a history's count aside, a lookup before the list mostly
                 lists = [n for n in counts if not _RECENT.search(str(node["properties"][n].get("description", "")))]
                 pin(lists, ids.count_stated)
@@ -369,6 +388,7 @@ def saves_result(prop: dict) -> bool:
 
 _MATCH_ALL = re.compile(r"\bany or all\b")  # filter_items' match: "item needs any or all of the genres"
 _SEEN = re.compile(r"already interacted with")
+_FOR_USER = re.compile(r"^rank for this known user")  # a ranking's optional user (rank_tools.RankItemsArgs.user_id)
 _RECENT = re.compile(r"\bmost recent\b")  # a history's count ("how many of the most recent interactions")
 KEEP_ORDER = "input"  # filter_items' sort_by value that keeps a candidate set's order (and its variants')
 _TITLE = re.compile(r"\btitle\b", re.I)
