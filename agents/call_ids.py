@@ -642,7 +642,7 @@ def conversation_call_ids(
         unseen_by=tuple(dict.fromkeys(users)) if serving is not None and asks_unseen(serving) else (),
         # a chained call that saves nothing lists what the user gets too (a ranking of what the first call found):
         # all 414 synthesized ones write the request's count
-        count_stated=stated_count(serving) if serving is not None else None,
+        count_stated=asked if serving is not None else None,  # serving is the last request
         pointed=pointed if pointed is not None and (pointed in item_ids or not item_ids) else None,
         indexed=bool(user_ids) and bool(item_ids),
         # every synthesized ranking where this holds writes one of them (1,721 calls); of the 258 where it does not, 42

@@ -245,7 +245,7 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
             return node
         values = allowed.get(node.get("description")) if node.get("type") == "string" else None
         if values:
-            return {"type": "string", "enum": list(values), "description": node["description"]}
+            return one_of(values, node)
         if ids.counts and is_count(node):
             counts = [c for c in ids.counts if not (ids.saves is False and c == ids.unsaid_pool)]
             return {"type": "integer", "enum": counts, "description": node.get("description", "")}
@@ -267,11 +267,7 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                 side_years = ids.years if side_years is None else side_years
                 genres = {"wanted": ids.genres_wanted, "unwanted": ids.genres_unwanted}.get(genre_sense(prop))
                 if chained and holds(prop, reads_set):
-                    props[name] = {
-                        "type": "string",
-                        "enum": [ids.fresh_set],
-                        "description": prop.get("description", ""),
-                    }
+                    props[name] = one_of([ids.fresh_set], prop)
                     out["required"] = [*out.get("required", []), name]
                     continue
                 if chained and name not in required and holds(prop, lists_items):
@@ -281,7 +277,7 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                     out["required"] = [*out.get("required", []), name]
                     continue
                 if ids.titles and is_title(prop):
-                    props[name] = {"type": "string", "enum": list(ids.titles), "description": prop["description"]}
+                    props[name] = one_of(ids.titles, prop)
                     continue
                 if ids.saves is not None and name not in required and saves_result(prop):
                     if not ids.saves:
@@ -292,17 +288,13 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                         continue  # any or all of one genre (or none): no synthesized call writes it
                 if ids.ranking_users and _FOR_USER.search(str(prop.get("description", ""))):
                     # a user, not null: the null branch would leave it out all the same
-                    props[name] = {
-                        "type": "string",
-                        "enum": list(ids.ranking_users),
-                        "description": prop["description"],
-                    }
+                    props[name] = one_of(ids.ranking_users, prop)
                     out["required"] = [*out.get("required", []), name]
                     continue
                 if drops_seen(prop) and ids.request_read and (ids.unseen_by or name not in required):
                     if not ids.unseen_by:
                         continue  # the request did not ask to leave seen items out
-                    props[name] = {"type": "string", "enum": list(ids.unseen_by), "description": prop["description"]}
+                    props[name] = one_of(ids.unseen_by, prop)
                     out["required"] = [*out.get("required", []), name]
                     continue
                 if name not in required and (
@@ -351,6 +343,11 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
 
     grounded = [narrow(t) for t in tools]
     return tools if grounded == tools else grounded
+
+
+def one_of(values: Sequence[str], prop: dict) -> dict:
+    """A string argument that takes one of ``values``, described as ``prop`` is (no null, no other string)."""
+    return {"type": "string", "enum": list(values), "description": prop.get("description", "")}
 
 
 def needs_user(tool: dict) -> bool:
@@ -425,7 +422,7 @@ def wanted_genres(prop: dict, genres: tuple[str, ...], catalog: tuple[str, ...])
     Children's; with free strings there the 135M base ran on: "Comedy", "Comedy_Aristotelous", ...); a single genre
     is one of ``genres``."""
     if prop.get("type") != "array":
-        return {"type": "string", "enum": list(genres), "description": prop.get("description", "")}
+        return one_of(genres, prop)
     prefix = [{"type": "string", "enum": [g]} for g in genres]
     others = [g for g in catalog if g not in genres and g in prop.get("items", {}).get("enum", catalog)]
     out = {**prop, "prefixItems": prefix, "minItems": max(len(genres), prop.get("minItems", 0))}
