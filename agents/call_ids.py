@@ -102,10 +102,31 @@ _PRONOUN_ONE = re.compile(
     re.I,
 )
 _YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
+TITLE_YEAR = re.compile(r"\(\d{4}\)")  # "Ben-Hur (1959)" names a film, not a release-year bound
 # decades: "1980s", "80s", "'80s", "eighties" (a two-digit decade is of the 1900s: the catalogs end in 1998)
 DECADE = re.compile(r"(?<!\d)(1[89]|20)?(\d)0'?s\b")
 # the line an item list's result text writes when the list was saved (ItemList.candidate_set, result_text)
 _SAVED_SET = re.compile(r"^candidate_set: (\S+)$", re.M)
+_RATED = re.compile(
+    r"^\[(\d+)\][^\n]*\| rating: (\d+(?:\.\d+)?)", re.M
+)  # a history's line: "[155] ... | rating: 4 | ..."
+_FRACTION = re.compile(r"(?<![\d.])(?:[01]?\.\d+|\d{1,3}\s*(?:%|percent\b))")  # "0.7", "1.0", "70%": a stated weight
+SEEDS_MAX = 3
+# a cue starting a second request in the same message ("... Thanks! And separately: the most popular crime movies",
+# "Any ideas Oh and popular dramas too", "... please. Plus the top comedies"): "and separately" and "oh and" anywhere,
+# "also" and "plus" after a clause's stop (or a capital one after a space: the synthesizer's and people's dropped
+# stops), not inside a clause ("comedies that are also romantic", "Tom Hanks plus Meg Ryan") nor opening a message
+_SECOND_REQUEST = re.compile(
+    r"(?i:(?:^|[.,;:!?]\s*|\s)(?:and separately|oh,? and)\b)|(?i:[.,;:!?]\s*(?:also|plus)\b)|\s(?:Also|Plus)\b"
+)
+# what follows a cue without starting a request: a liking ("... also liked what?") or a refinement of the first
+# ("..., also nothing i've seen", ", oh and make it 5", "also only from the 90s")
+_NO_REQUEST = re.compile(
+    r"(?:liked|like|loved|enjoyed|watched|seen|make|nothing|none|only|just|no|not|without|from|before|after|sorted|"
+    r"ranked|ordered|thanks?|thx)\b",
+    re.I,
+)
+_REQUEST_WORDS = 2  # the fewest words a second request has ("popular dramas")  # the most items a call chained after a user's history lists (every synthesized one lists 1 to 3)
 UNITS = {
     w: i
     for i, w in enumerate(
@@ -602,6 +623,22 @@ def conversation_call_ids(
     # a chained call serves the same request as the first: its genres too (a ranking of what a retrieval found)
     read = _without_looked_up(serving, turn) if serving is not None else None
     wanted, unwanted, refused = _request_genres(read, catalog_genres)
+    if fresh and read is not None and second_request(read) is not None:
+        # a chain in a message making two requests: whose genres it serves is not known, so it reads none
+        wanted, unwanted, refused = None, None, ()
+    elif fresh and wanted is None and _lists_items(turn, item_ids):
+        # a chain from given items (similar items, then a filter by years): the seeds carry the genres, so a call
+        # wants none the request did not name (none of 201 synthesized ones does; the model had written Action)
+        wanted = ()
+    # the sides a call must bound years on: a first call both where the request bounds them by decades alone
+    # ("westerns from the sixties"), a chained one those the request bounds; none where it makes a second request,
+    # whose years may not be the first one's
+    years_bounded: tuple[str, ...] = ()
+    if read is not None and second_request(read) is None:
+        if request is not None and asks_for_decades(request):
+            years_bounded = ("earliest", "latest")
+        elif fresh:
+            years_bounded = _sides_bounded(read)
     times, as_user, given = _number_uses(messages)
     asked = stated_count(requests[-1]) if requests else None
     # the count a request asks for, written once and not as a user's, is no user: "what's trending? just give me 7"
@@ -617,10 +654,19 @@ def conversation_call_ids(
     items = [n for n in numbers if n in item_ids and (n not in as_user or n in shown)] + [
         str(i) for i in returned_items
     ]
+    # the items the last request names itself: numbers of item ids it writes, not after "user" nor as its count
+    named_items = [
+        n
+        for n in (numbers_in(requests[-1]) if requests else [])
+        if n in item_ids and n not in as_user and n != str(asked)
+    ]
     # the pool size is a first retrieval's: a synthesized call after a result that saved a set asks for it only where
     # the user wrote it (every gold call fits: benchmarks/grounded_gold_calls.py)
     fixed = {K_DEFAULT} if fresh else {K_DEFAULT, POOL_K}
-    written = {int(n) for n in said if 1 <= int(n) <= K_MAX}
+    # a number written once, as the user's, is no count: "I'm user 58" asked similar_items for k 58
+    # (written after "user", not in a short reply: "15 please" after an answer that spoke of the user is a count)
+    users_only = {n for n in as_user if times[n] == 1 and n != str(asked)}
+    written = {int(n) for n in said if 1 <= int(n) <= K_MAX and n not in users_only}
     counts = sorted(written | fixed)
     return CallIds(
         users=tuple(dict.fromkeys(users)),
@@ -633,9 +679,11 @@ def conversation_call_ids(
         genres_wanted=wanted,
         genres_unwanted=unwanted,
         genres_refused=refused,
-        genres_written=_wrote_genres(turn, catalog_genres),
         catalog_genres=tuple(catalog_genres),
-        decade_range=request is not None and asks_for_decades(request),
+        years_bounded=years_bounded,
+        # a history's result saves no set: the chained call follows the result itself
+        # where the request names no item of its own ("more like item 3 i haven't seen" seeds from item 3)
+        seeds=best_rated(_text(messages[-1])) if messages and messages[-1].type == "tool" and not named_items else (),
         fresh_set=fresh,
         unsaid_pool=POOL_K if POOL_K in counts and POOL_K not in written else None,
         saved_pool=POOL_K if request is not None else None,
@@ -649,6 +697,7 @@ def conversation_call_ids(
         # leave the user out (they rank by the liked items)
         ranking_users=tuple(dict.fromkeys(named)) if requests and not _LIKED_NAMED.search(requests[-1]) else (),
         request_read=serving is not None,
+        fraction_written=serving is not None and _FRACTION.search(serving) is not None,
         # every gold title is a run of the last user message's words or a result's title: the last two messages bound
         # the grammar's size however long the chat
         titles=tuple(title_spans(requests[-TITLE_REQUESTS:], results)),
@@ -701,11 +750,38 @@ def _without_looked_up(request: str, turn: Sequence[BaseMessage]) -> str:
     return request
 
 
-def _wrote_genres(turn: Sequence[BaseMessage], catalog_genres: Sequence[str]) -> bool:
-    """Does a tool call among ``turn``'s messages write a catalog genre (as a value or in a list)?"""
-    known = set(catalog_genres)
-    values = (v for value in _turn_arguments(turn) for v in (value if isinstance(value, list) else [value]))
-    return any(isinstance(v, str) and v in known for v in values)
+def second_request(text: str) -> str | None:
+    """The second request a user message makes after a cue ("... And separately: the most popular crime movies from
+    the 90s", "Oh, and popular dramas too"): the words after the first cue that starts one; None where it makes none."""
+    for cue in _SECOND_REQUEST.finditer(text):
+        after = text[cue.end() :].strip(" ,.:;!?-")
+        if not _NO_REQUEST.match(after) and len(after.split()) >= _REQUEST_WORDS:
+            return after
+    return None
+
+
+def best_rated(result: str) -> tuple[str, ...]:
+    """The items of a user's history (a tool result whose lines carry "| rating: N") the user rated highest, best
+    first and in the history's order among equals, at most :data:`SEEDS_MAX`; () for any other result."""
+    rated = [(item, float(rating)) for item, rating in _RATED.findall(result)]
+    return tuple(item for item, _ in sorted(rated, key=lambda r: -r[1])[:SEEDS_MAX])
+
+
+def _lists_items(turn: Sequence[BaseMessage], item_ids: Mapping[str, int]) -> bool:
+    """Does the call whose result ends ``turn`` list items (a search from given items: similar_items' item_ids)?"""
+    answered = getattr(turn[-1], "tool_call_id", None) if turn else None
+    calls = [c for m in turn for c in getattr(m, "tool_calls", None) or [] if c.get("id") == answered]
+    args = (calls[-1].get("args") or {}).values() if calls else ()
+    return any(isinstance(v, list) and v and all(str(i) in item_ids for i in v) for v in args)
+
+
+def _sides_bounded(request: str) -> tuple[str, ...]:
+    """The sides ("earliest", "latest") ``request`` bounds release years on (:func:`year_bounds_in`), where its words
+    say which and make one range; a title's "(1978)" bounds none."""
+    earliest, latest = year_bounds_in(TITLE_YEAR.sub(" ", request))
+    if set(earliest) == set(latest) or (earliest and latest and min(earliest) > max(latest)):
+        return ()  # a year of no side ("released afer 1959"), or two ranges ("before 1960 or after 1990")
+    return ("earliest",) * bool(earliest) + ("latest",) * bool(latest)
 
 
 def _request_genres(

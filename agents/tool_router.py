@@ -65,7 +65,6 @@ ANSWER = "(answer)"  # the class of assistant turns that call no tool (no functi
 SCHEMA_MATCH = 0.5
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # sklearn's default token_pattern
 _SPACES = re.compile(r"\s\s+")  # sklearn's white-space normaliser for char_wb
-_TITLE_YEAR = re.compile(r"\(\d{4}\)")
 
 
 @dataclass(frozen=True)
@@ -90,10 +89,15 @@ def request_slots(text: str) -> list[str]:
     """Words naming what a request's text holds, whatever it words it with: ``slot_genre`` per genre it wants,
     ``slot_nogenre`` per genre it does not (or wants less of), ``slot_year`` when it bounds release years (a year
     in brackets is a title's) and ``slot_number`` per other number (an id or a count, in digits or words)."""
-    from recagent.agents.call_ids import DECADE, numbers_in, years_in  # langchain-core: only routers with slots
+    from recagent.agents.call_ids import (  # langchain-core: only routers with slots
+        DECADE,
+        TITLE_YEAR,
+        numbers_in,
+        years_in,
+    )
     from recagent.agents.genre_mentions import GENRE_STEMS, genre_mentions
 
-    text = _TITLE_YEAR.sub(" ", text)  # "Ben-Hur (1959)" names a film, not a release-year bound
+    text = TITLE_YEAR.sub(" ", text)
     genres = genre_mentions(text, list(GENRE_STEMS))
     years = years_in(text)
     others = [n for n in numbers_in(DECADE.sub(" ", text.lower())) if int(n) not in years]  # "90s" is no id
@@ -273,6 +277,23 @@ class ToolRouter:
     def knows(self, tool: str) -> bool:
         """Does the router judge this tool (one of its tools, or a name it reads as one, ``aliases``)?"""
         return self.aliases.get(tool, tool) in self.tools
+
+    def second_request_tools(self, turns: Sequence[Turn], offered: Iterable[str], dated: Iterable[str]) -> set[str]:
+        """The offered tools that are (or rename) the likeliest tool of the second request the last user message
+        makes (:func:`~recagent.agents.call_ids.second_request`), read alone; where it bounds release years, the
+        likeliest of those taking years (``dated``): no synthesized request asks for popular items by years alone,
+        so read alone it went to popular_items, which cannot bound them. Empty where the message makes none."""
+        from recagent.agents.call_ids import TITLE_YEAR, second_request, years_in
+
+        request = second_request(turns[-1].content or "") if turns and turns[-1].role == "user" else None
+        if request is None:
+            return set()
+        core = {t: self.aliases.get(t, t) for t in offered}
+        if years_in(TITLE_YEAR.sub(" ", request)):
+            dated = set(dated)
+            core = {t: c for t, c in core.items() if t in dated}
+        ranked = [t for t in self.rank(self.text([*turns[:-1], Turn("user", request)])) if t in core.values()]
+        return {t for t, c in core.items() if ranked and c == ranked[0]}
 
     def allowed(self, turns: Sequence[Turn], offered: Iterable[str], k: int) -> set[str]:
         """The offered tools a call may name: those that are (or rename, ``aliases``) the router's k likeliest

@@ -68,14 +68,14 @@ def test_a_call_may_read_the_sets_results_were_saved_under_and_the_counts_people
     assert ids.fresh_set is None  # the last result saved nothing
     chained = conversation_call_ids(messages[:-1], users, items)
     assert chained.fresh_set == "pool"  # the next call follows "pool" in the same turn
-    assert chained.counts == (5, 6, 10, 12)  # and asks for no pool of 20: only a first retrieval does
+    assert chained.counts == (6, 10, 12)  # and asks for no pool of 20: only a first retrieval does
     assert chained.saved_pool is None and ids.saved_pool is None  # nor saves one
     assert conversation_call_ids(messages[:2], users, items).saved_pool == 20  # the turn's first call may
     follow_up = conversation_call_ids([*messages[:-1], HumanMessage("only older ones")], users, items)
     assert follow_up.fresh_set is None and follow_up.sets == ("pool",)  # a new request: any saved set, none forced
-    # 6 and 12 are the request's, 5 the system text's, 10 and 20 the tools' default and pool size; 40 and 30 are
-    # counts of results, not of the request
-    assert ids.counts == (5, 6, 10, 12, 20)
+    # 6 and 12 are the request's, 10 and 20 the tools' default and pool size; 40 and 30 are counts of results, not
+    # of the request, and 5 the user's id (written once, as the user's)
+    assert ids.counts == (6, 10, 12, 20)
     assert number_words("half a dozen or a dozen") == [6, 12]
 
 
@@ -247,7 +247,6 @@ def test_a_chained_call_reads_the_request_not_the_first_calls_result():
     chained = conversation_call_ids([request, first, result], users, {}, catalog_genres=genres)
     assert chained.fresh_set == "shortlist" and chained.genres_wanted == ("Romance",)
     assert chained.years == () and chained.unseen_by == ("155",)
-    assert not chained.genres_written
     # words the turn looked up as a title are no genre: "star wars" names no War
     ask = HumanMessage("more like star wars, from 1989 or earlier")
     lookup = AIMessage("", tool_calls=[{"name": "get_item", "args": {"title": "star wars"}, "id": "c2"}])
@@ -279,6 +278,26 @@ def test_one_as_a_pronoun_is_no_count_or_id(text, counts):
     assert list(ids.items) == [str(c) for c in counts]
     # the count a request asks for, written once, is no user
     assert list(ids.users) == ([] if text == "just one please" else [str(c) for c in counts])
+
+
+def test_a_number_written_once_as_the_users_is_no_count():
+    # validation: after "I'm user 58", similar_items asked for 58 items
+    known = {str(i): i for i in range(1, 200)}
+    for text, user, counts in (
+        ("i'm user 58. more like item 7", "58", {7}),
+        ("i'm user 5, give me 5 westerns", "5", {5}),
+    ):
+        ids = conversation_call_ids([HumanMessage(text)], known, known)
+        assert user in ids.users and set(ids.counts) - {10, 20} == counts, text
+    # a count given in a short reply to an answer that spoke of the user stays a count
+    reply = [
+        HumanMessage("westerns for user 42"),
+        AIMessage("Here are westerns user 42 may like. More?"),
+        HumanMessage("yes, 15 more"),
+    ]
+    for said in ("yes, 15 more", "15 please", "make it 15"):
+        ids = conversation_call_ids([*reply[:2], HumanMessage(said)], known, known)
+        assert 15 in ids.counts, said
 
 
 def test_a_title_is_taken_from_the_last_two_user_messages_and_every_result():

@@ -338,21 +338,136 @@ def test_a_genre_the_request_refuses_is_never_wanted_and_always_excluded(accepts
     assert accepts(None, call(exclude_genres=[one, two]), tools=mixed, choice="required")
     assert accepts(None, call(exclude_genres=[one]), tools=mixed, choice="required")
     assert not accepts(None, call(exclude_genres=[two, one]), tools=mixed, choice="required")
-    # a call chained after the turn's first (genres written) need not exclude them, but where it does, all of them
+    # a call chained after the turn's first excludes them too, all of them (all 55 synthesized ones do)
     written = [
         *refused,
         AIMessage("", tool_calls=[{"name": "filter_items", "args": {"exclude_genres": [one, two]}, "id": "c1"}]),
         ToolMessage("candidate_set: pool\nitems:\n[1] A (1990)", tool_call_id="c1"),
     ]
     later = conversation_call_ids(written, {}, {}, catalog_genres=genres)
-    assert later.genres_written
     chained = ground_call_arguments(tools, later)
     reads = {
         "candidates": "pool",
         "sort_by": "input",
     }  # a chained call reads the set just saved (after, in schema order)
-    for args, ok in (({}, True), ({"exclude_genres": [one, two]}, True), ({"exclude_genres": [two]}, False)):
+    for args, ok in (({}, False), ({"exclude_genres": [one, two]}, True), ({"exclude_genres": [two]}, False)):
         assert accepts(None, call(**args, **reads), tools=chained, choice="required") is ok, args
+
+
+def test_a_chained_call_repeats_the_requests_genres_and_bounded_years_and_excludes_only_named_genres(
+    accepts, synthetic_env
+):
+    # validation: the ranking chained after a filter for "4 1980s drama movies that suit me" wrote neither Drama nor
+    # the 1980s (every synthesized ranking there repeats both), and a filter chained after similar_items for "more
+    # like Toy Story, from the 1970s" wanted Action and excluded Comedy, which no synthesized chained call does
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from recagent.agents.call_ids import conversation_call_ids
+    from recagent.agents.policies.grammar import ground_call_arguments
+    from recagent.tools.recommender_tools import build_registry
+
+    schemas = {t["function"]["name"]: t for t in build_registry(synthetic_env).openai_schemas()}
+    genres = synthetic_env.catalog.all_genres
+    wanted, other = genres[0], genres[1]
+
+    def chain(request: str, first: str, args: dict) -> list:
+        return [
+            HumanMessage(request),
+            AIMessage("", tool_calls=[{"name": first, "args": args, "id": "c1"}]),
+            ToolMessage("candidate_set: mine\nitems:\n[1] A (1985)", tool_call_id="c1"),
+        ]
+
+    ranking = chain(
+        f"i'm user 7. 1980s {wanted.lower()} movies that suit me",
+        "filter_items",
+        {"genres": [wanted], "year_min": 1980, "year_max": 1989, "k": 20, "save_as": "mine"},
+    )
+    ids = conversation_call_ids(ranking, {"7": 7}, {}, catalog_genres=genres)
+    assert ids.years_bounded == ("earliest", "latest")
+    ranked = ground_call_arguments([schemas["rank_by_preference"]], ids)
+    full = {"user_id": "7", "candidates": "mine", "prefer_genres": [wanted], "year_min": 1980, "year_max": 1989}
+    assert accepts(None, render_tool_call("rank_by_preference", full), tools=ranked, choice="required")
+    for left_out in ("prefer_genres", "year_min", "year_max"):
+        call = render_tool_call("rank_by_preference", {k: v for k, v in full.items() if k != left_out})
+        assert accepts(None, call, tools=[schemas["rank_by_preference"]], choice="required")
+        assert not accepts(None, call, tools=ranked, choice="required"), left_out
+    # a blend's weight stays at its default unless the request writes one (the model wrote 1: preferences only)
+    weighted = render_tool_call("rank_by_preference", {**full, "weight": 1.0})
+    assert accepts(None, weighted, tools=[schemas["rank_by_preference"]], choice="required")
+    assert not accepts(None, weighted, tools=ranked, choice="required")
+    stated = conversation_call_ids(
+        [HumanMessage(ranking[0].content + ", weigh my taste 0.7"), *ranking[1:]], {"7": 7}, {}
+    )
+    assert stated.fraction_written and not ids.fraction_written
+    written = render_tool_call("rank_by_preference", {**full, "weight": 0.7})
+    assert accepts(
+        None, written, tools=ground_call_arguments([schemas["rank_by_preference"]], stated), choice="required"
+    )
+    # two ranges ("before 1960 or after 1990") or a second request ("... and separately: ...") bound no side for sure
+    for text in (
+        f"{wanted.lower()} movies before 1960 or after 1990",
+        f"my picks. and separately: {wanted} from the 80s",
+    ):
+        assert conversation_call_ids(chain(text, "filter_items", {"k": 20}), {}, {}).years_bounded == (), text
+    # nor does a chain in a message making two requests read either's genres
+    both = chain(f"{wanted} please. And separately: the most popular {other} films", "filter_items", {"k": 20})
+    assert conversation_call_ids(both, {}, {}, catalog_genres=genres).genres_wanted is None
+    # one side bounded ("from 1989 or earlier"), no genre named: that side written, no genre excluded
+    similar = chain("more like item 1, from 1989 or earlier", "similar_items", {"item_ids": ["1"], "save_as": "mine"})
+    ids = conversation_call_ids(similar, {}, {"1": 1}, catalog_genres=genres)
+    assert ids.years_bounded == ("latest",)
+    filtered = ground_call_arguments([schemas["filter_items"]], ids)
+    reads = {"candidates": "mine", "sort_by": "input"}
+    for args, ok in (
+        ({"year_max": 1989}, True),
+        ({}, False),
+        ({"exclude_genres": [other], "year_max": 1989}, False),
+        ({"genres": [wanted], "year_max": 1989}, False),  # the seed carries its genres: none the request did not name
+    ):
+        call = render_tool_call("filter_items", {**args, **reads})
+        assert accepts(None, call, tools=filtered, choice="required") is ok, args
+    # a title's year in brackets bounds nothing, nor a year the words leave on either side ("released afer 1959")
+    for text, sides in (
+        ("more like Grease (1978), from after 1990", ("earliest",)),
+        ("more like 1, released afer 1959", ()),
+    ):
+        assert conversation_call_ids(chain(text, "similar_items", {"item_ids": ["1"]}), {}, {}).years_bounded == sides
+
+
+def test_a_call_after_a_users_history_lists_the_best_rated_items_first(accepts, synthetic_env):
+    # validation: after get_user_history, "more like what I've watched lately" became similar_items over an item the
+    # user rated 1, or twenty ids; every synthesized call there lists the first one to three of the best-rated items
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from recagent.agents.call_ids import conversation_call_ids
+    from recagent.agents.policies.grammar import ground_call_arguments
+    from recagent.tools.recommender_tools import build_registry
+
+    schemas = {t["function"]["name"]: t for t in build_registry(synthetic_env).openai_schemas()}
+    history = "\n".join(
+        f"[{i}] Film {i} (1995): Drama | rating: {r} | date: 1997-11-1{n}"
+        for n, (i, r) in enumerate([(5, 3), (9, 5), (2, 1), (7, 4), (4, 5), (8, 4)])
+    )
+    messages = [
+        HumanMessage("i'm user 7. more like what i've watched lately"),
+        AIMessage("", tool_calls=[{"name": "get_user_history", "args": {"user_id": "7"}, "id": "c1"}]),
+        ToolMessage(f"user_id: 7\ntotal_interactions: 6\nitems:\n{history}", tool_call_id="c1"),
+    ]
+    known = {str(i): i for i in range(1, 10)}
+    ids = conversation_call_ids(messages, known, known)
+    assert ids.seeds == ("9", "4", "7")  # rated 5, 5, then the first of the 4s
+    similar = ground_call_arguments([schemas["similar_items"]], ids)
+    cases = ((["9"], True), (["9", "4"], True), (["9", "4", "7"], True), (["4"], False), (["2"], False))
+    for items, ok in (*cases, (["4", "9"], False), (["9", "4", "7", "8"], False)):
+        call = render_tool_call("similar_items", {"item_ids": items})
+        assert accepts(None, call, tools=similar, choice="required") is ok, items
+    assert conversation_call_ids(messages[:1], known, known).seeds == ()  # no history shown yet
+    # a request naming an item of its own seeds from it, not from the history
+    for text in ("i'm user 7. more like item 3 that i haven't seen", "i'm user 7. more like movie id 3"):
+        assert conversation_call_ids([HumanMessage(text), *messages[1:]], known, known).seeds == (), text
+    # a ranking's candidates stay free: only the list a search starts from takes the favourites
+    ranking = render_tool_call("rank_items", {"user_id": "7", "item_ids": ["2", "5", "8", "9"]})
+    assert accepts(None, ranking, tools=ground_call_arguments([schemas["rank_items"]], ids), choice="required")
 
 
 def test_a_call_takes_titles_the_user_wrote_and_the_requests_seen_and_order_rules(accepts, synthetic_env):

@@ -425,6 +425,19 @@ def test_a_router_narrows_the_call_grammar_to_its_likeliest_tools(policy, schema
     assert elsewhere.bind_tools(schemas).invoke(_messages()).response_metadata["routed_tools"] == ["popular_items"]
     free = routed.model_copy(update={"constrained": False, "max_new_tokens": 4}).bind_tools(schemas).invoke(_messages())
     assert "routed_tools" not in free.response_metadata  # without a grammar the router narrows nothing
+    # a second request after a cue adds its likeliest tool where the reply may hold several calls; one taking years
+    # where it bounds them (here every other tool scores 0: the first such name)
+    from recagent.agents.policies.grammar import takes_years
+
+    dated = next(s["function"]["name"] for s in sorted(schemas, key=lambda s: s["function"]["name"]) if takes_years(s))
+    text = "my usual picks, please. And separately: the most popular films from the 1990s"
+    several = routed.model_copy(update={"parallel_tool_calls": True, "max_new_tokens": 4})
+    assert several.bind_tools(schemas).invoke(_messages(text)).response_metadata["routed_tools"] == sorted(
+        {"retrieve_for_user", dated}
+    )
+    assert grammar_tools[-1] == {"retrieve_for_user", dated}  # the grammar offers both
+    one = routed.model_copy(update={"max_new_tokens": 4}).bind_tools(schemas).invoke(_messages(text))
+    assert one.response_metadata["routed_tools"] == ["retrieve_for_user"]
 
 
 def test_a_router_with_a_reply_head_decides_call_or_answer_where_the_caller_leaves_it_open(

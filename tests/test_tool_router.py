@@ -144,6 +144,53 @@ def test_allowed_keeps_the_k_likeliest_known_tools_and_every_unknown_one():
     assert router.rank("hello") == ["popular_items", "search_items", "filter_items"]
 
 
+@pytest.mark.parametrize(
+    ("text", "second"),
+    [
+        ("a movie about pirates. And separately: the most popular thrillers", "the most popular thrillers"),
+        ("something about pirates Oh and popular dramas from the 90s too", "popular dramas from the 90s too"),
+        ("pirates please. Plus the top 5 comedies, please.", "the top 5 comedies, please"),
+        ("life in New York Thats my thing Also what are the top dramas", "what are the top dramas"),  # no stop
+        ("pirates. And separately: popular films that are also dramas", "popular films that are also dramas"),
+        ("any ideas? oh and popular dramas", "popular dramas"),
+        ("show me movies that people who liked #3 also liked", None),  # "also" inside one request
+        ("comedies that are also romantic and from the 90s", None),
+        ("movies starring Tom Hanks plus Meg Ryan in them", None),
+        ("the best-known dramas and comedies, separately", None),  # one request for two lists
+        ("westerns from the 60s", None),
+        ("Also, westerns from the sixties", None),  # a message does not open with its second request
+        ("westerns from the sixties, also nothing i've seen please", None),  # a refinement of the first
+        ("dramas please, oh and make it 5", None),
+    ],
+)
+def test_a_second_request_is_the_words_after_a_cue_at_a_clause_start(text, second):
+    from recagent.agents.call_ids import second_request
+
+    assert second_request(text) == second
+
+
+def test_a_second_request_adds_its_likeliest_tool_one_that_takes_years_where_it_bounds_them():
+    # validation: "a movie about pirates. and separately: the most popular thriller movies from the 90s" called
+    # search_items twice: the router's one tool was the first request's, and read alone the second went to
+    # popular_items, which takes no years (no synthesized request asks for popular items by years alone)
+    block = FeatureBlock("word", (1, 1), {"pirates": 0, "popular": 1}, np.ones(2))
+    coef = np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 1.0]])
+    router = ToolRouter([block], coef, np.zeros(3), ["search_items", "popular_items", "filter_items"])
+    offered = {"search_items", "popular_items", "filter_items"}
+    dated = {"search_items", "filter_items"}
+
+    def second(text: str) -> set[str]:
+        return router.second_request_tools([Turn("user", text)], offered, dated)
+
+    assert second("a movie about pirates. And separately: the most popular thrillers, please") == {"popular_items"}
+    assert second("a movie about pirates. And separately: the most popular thrillers from the 90s") == {"filter_items"}
+    assert second("a movie about pirates. Also popular ones like Heat (1995)") == {"popular_items"}  # a title's year
+    assert second("a movie about pirates from the 90s") == set()
+    assert router.allowed([Turn("user", "a movie about pirates. Also the most popular ones")], offered, 1) == {
+        "search_items"
+    }
+
+
 def _reply_router(answer_bias: float) -> ToolRouter:
     """One-word routers: the tool head favours filter_items; the reply head answers "thanks" and, after a
     filter_items result, leans to ``answer_bias`` (positive: answer, negative: call rank_items)."""

@@ -137,14 +137,16 @@ class CallIds:
     # the genres the request refused outright ("no horror"), not only would rather have less of ("less fantasy if
     # possible", which a ranking weighs): a call with an unwanted-genres argument writes them, all of them
     genres_refused: tuple[str, ...] = ()
-    # a call earlier in this turn already wrote genres (a chain's filter, then its ranking): the request's genres
-    # stay the only ones a call may take, but a later call need not repeat them
-    genres_written: bool = False
     # the catalog's genres: what a wanted-genres list may add after the request's own
     catalog_genres: tuple[str, ...] = ()
-    # the request bounds years by decades alone ("westerns from the sixties"): a call taking an earliest and a latest
-    # year writes both (:func:`~recagent.agents.call_ids.asks_for_decades`)
-    decade_range: bool = False
+    # the sides ("earliest", "latest") a call with a year argument on that side writes: for a first call both where
+    # the request bounds years by decades alone ("westerns from the sixties"), for a chained one those the request
+    # bounds (validation: a chain's ranking of "4 1980s drama movies" wrote neither its genre nor its years)
+    years_bounded: tuple[str, ...] = ()
+    # the items a call chained right after a user's history may list (:func:`~recagent.agents.call_ids.best_rated`):
+    # the best-rated first, as a list of its first one, two or three (validation: "more like what I've watched
+    # lately" listed an item the user rated 1, or twenty ids); empty: no such result
+    seeds: tuple[str, ...] = ()
     # the set the turn's last tool result saved, where the next call follows it in the same turn: a call that can read
     # a saved set reads this one, instead of listing item ids (a chain's ranking of what its first call found)
     fresh_set: str | None = None
@@ -179,6 +181,10 @@ class CallIds:
     indexed: bool = False
     # the call follows the user's request (first or chained in the same turn), whose words the rules above read
     request_read: bool = False
+    # the request writes a fraction ("0.7", "70%"): an optional fractional argument (a blend's weight, "0 =
+    # recommender only, 1 = preferences only") may take one; else it stays at its default (validation: a ranking
+    # wrote weight 1, dropping the recommender; no synthesized call writes one)
+    fraction_written: bool = False
     # the strings a title argument may take: spans of the user's words and titles tools returned (empty: free)
     titles: tuple[str, ...] = ()
 
@@ -192,8 +198,6 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
         K_MAX,
         SAVED_SET_DESCRIPTION,
         USER_ID_DESCRIPTION,
-        YEAR_MAX,
-        YEAR_MIN,
     )
 
     if ids is None:
@@ -203,9 +207,6 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
 
     def is_count(node: dict) -> bool:  # schemas.K: a count under any name is an integer from 1 to K_MAX
         return node.get("type") == "integer" and node.get("minimum") == 1 and node.get("maximum") == K_MAX
-
-    def is_year(node: dict) -> bool:  # schemas.Year: a release year under any name, an integer YEAR_MIN..YEAR_MAX
-        return node.get("type") == "integer" and node.get("minimum") == YEAR_MIN and node.get("maximum") == YEAR_MAX
 
     def described(description: str) -> Callable[[dict], bool]:  # a string argument of that kind, under any name
         return lambda node: node.get("type") == "string" and node.get("description") == description
@@ -225,11 +226,6 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
 
     def lists_items(node: dict) -> bool:
         return node.get("type") == "array" and (node.get("items") or {}).get("description") == ITEM_ID_DESCRIPTION
-
-    def holds(node: Any, kind: Any) -> bool:  # does this schema (or a part of it) hold an argument of that kind?
-        if isinstance(node, dict):
-            return kind(node) or any(holds(v, kind) for v in node.values())
-        return isinstance(node, list) and any(holds(v, kind) for v in node)
 
     # nothing to read: an optional argument of that kind can only fail (a set) or be made up (a year; an id where the
     # dataset's ids are known: "find Dante's Peak" wrote item_id "Dante's Peak"), so the call cannot write it
@@ -251,6 +247,13 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
             return {"type": "integer", "enum": counts, "description": node.get("description", "")}
         if ids.years and is_year(node):
             return {"type": "integer", "enum": list(years), "description": node.get("description", "")}
+        if ids.seeds and lists_items(node) and _SEEDED.search(str(node.get("description", ""))):
+            # the items a search starts from ("items to find neighbours of", a liked history): the history's
+            # best-rated, best first; a ranking's candidates stay free
+            # each list spelled out item by item (an enum of lists would be written without the spaces trained on)
+            first = [[{"type": "string", "enum": [i]} for i in ids.seeds[:n]] for n in range(1, len(ids.seeds) + 1)]
+            lists = [{"type": "array", "prefixItems": p, "minItems": len(p), "maxItems": len(p)} for p in first]
+            return {"anyOf": lists, "description": node.get("description", "")}
         out = {k: narrow(v, years) for k, v in node.items() if k != "properties"}
         if ids.pointed and lists_items(node):  # the one item the request points at
             out["maxItems"] = 1
@@ -286,6 +289,8 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                 if ids.request_read and name not in required and _MATCH_ALL.search(str(prop.get("description", ""))):
                     if len(ids.genres_wanted or ()) < 2:
                         continue  # any or all of one genre (or none): no synthesized call writes it
+                if ids.request_read and name not in required and not ids.fraction_written and holds(prop, is_fraction):
+                    continue
                 if ids.ranking_users and _FOR_USER.search(str(prop.get("description", ""))):
                     # a user, not null: the null branch would leave it out all the same
                     props[name] = one_of(ids.ranking_users, prop)
@@ -301,23 +306,26 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                     any(holds(prop, kind) for kind in unwritable)
                     or (side and not side_years)
                     or (genres is not None and not genres)
+                    # a chained call excludes only genres the request named: none of 535 synthesized ones does else
+                    or (genre_sense(prop) == "unwanted" and genres is None and ids.request_read and bool(ids.fresh_set))
                 ):
                     continue  # nothing it could hold was written: the call cannot write it
                 props[name] = narrow(prop, side_years)
                 # a genre the request refused is never wanted: not the one other genre a call may add, nor any
                 wantable = tuple(g for g in ids.catalog_genres if g not in ids.genres_refused)
                 if genres and genre_sense(prop) == "wanted":  # the request named genres it wants: the call names them
+                    # a chained call too: every synthesized one repeats them (191 after a call that wrote them)
                     props[name] = wanted_genres(props[name], genres, wantable)
-                    if not ids.genres_written:
-                        out["required"] = [*out.get("required", []), name]
+                    out["required"] = [*out.get("required", []), name]
                 elif genre_sense(prop) == "wanted" and ids.genres_refused:  # wants none named: any but the refused
                     props[name] = any_of_genres(props[name], wantable)
                 elif genres and props[name].get("type") == "array":
                     props[name] = unwanted_genres(props[name], genres, ids.genres_refused)
-                    if ids.genres_refused and not ids.genres_written:  # the request refused them: the call does
+                    if ids.genres_refused:  # the request refused them: the call does, chained or not
                         out["required"] = [*out.get("required", []), name]
-            if ids.decade_range and len(sides) == 2 and all(name in props for name in sides.values()):
-                out["required"] = [*out.get("required", []), *sides.values()]
+            bounded = [sides[side] for side in ids.years_bounded if sides.get(side) in props]
+            if bounded:
+                out["required"] = [*out.get("required", []), *(n for n in bounded if n not in out.get("required", []))]
 
             def pin(names: list[str], count: int) -> None:  # these count arguments take ``count`` and are written
                 for name in names:
@@ -343,6 +351,33 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
 
     grounded = [narrow(t) for t in tools]
     return tools if grounded == tools else grounded
+
+
+def is_year(node: dict) -> bool:
+    """Is this schema node a release year under any name (schemas.Year: an integer YEAR_MIN..YEAR_MAX)?"""
+    from recagent.tools.schemas import YEAR_MAX, YEAR_MIN
+
+    return node.get("type") == "integer" and node.get("minimum") == YEAR_MIN and node.get("maximum") == YEAR_MAX
+
+
+def holds(node: Any, kind: Callable[[dict], bool]) -> bool:
+    """Does this schema (or a part of it) hold an argument of that kind?"""
+    if isinstance(node, dict):
+        return kind(node) or any(holds(v, kind) for v in node.values())
+    return isinstance(node, list) and any(holds(v, kind) for v in node)
+
+
+_SEEDED = re.compile(r"\bneighbou?rs of\b|\bliked\b")  # an item list a search starts from
+
+
+def is_fraction(node: dict) -> bool:
+    """Is this schema node a fraction from 0 to 1 (a blend's weight)?"""
+    return node.get("type") == "number" and node.get("minimum") == 0 and node.get("maximum") == 1
+
+
+def takes_years(tool: dict) -> bool:
+    """Can a call of this OpenAI tool bound release years (an argument of schemas.Year)?"""
+    return holds(tool.get("function", tool).get("parameters") or {}, is_year)
 
 
 def one_of(values: Sequence[str], prop: dict) -> dict:

@@ -64,6 +64,7 @@ from recagent.agents.policies.grammar import (
     ground_call_arguments,
     left_out_for_user,
     normalize_tool_choice,
+    takes_years,
 )
 from recagent.agents.prompt_format import (
     ContentStreamFilter,
@@ -479,7 +480,11 @@ class LocalChatModel(BaseChatModel):
         # the router narrows the grammar only: unconstrained, the model may write any name it likes
         narrows = bool(self.constrained and tools)
         if narrows and self.router_top_k and router is not None and keep and choice in (None, "auto", "required"):
-            keep = router.allowed(turns, keep, self.router_top_k)
+            offered = keep
+            keep = router.allowed(turns, offered, self.router_top_k)
+            if parallel:  # "... And separately: popular dramas from the 90s" needs a second tool beside the first
+                dated = {t["function"]["name"] for t in tools or [] if takes_years(t)}
+                keep |= router.second_request_tools(turns, offered, dated)
             routed = sorted(keep)
         nameless: set[str] = set()
         if narrows and self.ask_for_user and asked in (None, "auto") and choice != "none":
