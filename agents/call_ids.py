@@ -107,11 +107,10 @@ TITLE_YEAR = re.compile(r"\(\d{4}\)")  # "Ben-Hur (1959)" names a film, not a re
 DECADE = re.compile(r"(?<!\d)(1[89]|20)?(\d)0'?s\b")
 # the line an item list's result text writes when the list was saved (ItemList.candidate_set, result_text)
 _SAVED_SET = re.compile(r"^candidate_set: (\S+)$", re.M)
-_RATED = re.compile(
-    r"^\[(\d+)\][^\n]*\| rating: (\d+(?:\.\d+)?)", re.M
-)  # a history's line: "[155] ... | rating: 4 | ..."
+# a history's line: "[155] ... | rating: 4 | ..."
+_RATED = re.compile(r"^\[(\d+)\][^\n]*\| rating: (\d+(?:\.\d+)?)", re.M)
 _FRACTION = re.compile(r"(?<![\d.])(?:[01]?\.\d+|\d{1,3}\s*(?:%|percent\b))")  # "0.7", "1.0", "70%": a stated weight
-SEEDS_MAX = 3
+SEEDS_MAX = 3  # the most items a call chained after a user's history lists (every synthesized one lists 1 to 3)
 # a cue starting a second request in the same message ("... Thanks! And separately: the most popular crime movies",
 # "Any ideas Oh and popular dramas too", "... please. Plus the top comedies"): "and separately" and "oh and" anywhere,
 # "also" and "plus" after a clause's stop (or a capital one after a space: the synthesizer's and people's dropped
@@ -126,7 +125,7 @@ _NO_REQUEST = re.compile(
     r"ranked|ordered|thanks?|thx)\b",
     re.I,
 )
-_REQUEST_WORDS = 2  # the fewest words a second request has ("popular dramas")  # the most items a call chained after a user's history lists (every synthesized one lists 1 to 3)
+_REQUEST_WORDS = 2  # the fewest words a second request has ("popular dramas")
 UNITS = {
     w: i
     for i, w in enumerate(
@@ -623,7 +622,9 @@ def conversation_call_ids(
     # a chained call serves the same request as the first: its genres too (a ranking of what a retrieval found)
     read = _without_looked_up(serving, turn) if serving is not None else None
     wanted, unwanted, refused = _request_genres(read, catalog_genres)
-    if fresh and read is not None and second_request(read) is not None:
+    # a message making two requests: a call cannot know which one's genres and years it serves
+    two_requests = read is not None and second_request(read) is not None
+    if fresh and two_requests:
         # a chain in a message making two requests: whose genres it serves is not known, so it reads none
         wanted, unwanted, refused = None, None, ()
     elif fresh and wanted is None and _lists_items(turn, item_ids):
@@ -634,7 +635,7 @@ def conversation_call_ids(
     # ("westerns from the sixties"), a chained one those the request bounds; none where it makes a second request,
     # whose years may not be the first one's
     years_bounded: tuple[str, ...] = ()
-    if read is not None and second_request(read) is None:
+    if read is not None and not two_requests:
         if request is not None and asks_for_decades(request):
             years_bounded = ("earliest", "latest")
         elif fresh:
