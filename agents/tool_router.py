@@ -23,7 +23,9 @@ for what the request holds (a genre wanted or not, a year bound, another number)
 grammar uses (:mod:`~recagent.agents.genre_mentions`, :mod:`~recagent.agents.call_ids`). Words alone sent
 requests people wrote in words the synthesizer never used to the wrong tool ("90s horror, the cheesier the better",
 "anything except horror" and "user three hundred and ten wants a mystery" to ``get_item`` as titles); the slots
-carry what those requests ask for whatever their words.
+carry what those requests ask for whatever their words. A number the request likens its wish to ("films similar to
+183", "stuff like item 96") is a slot of its own: the synthesizer writes "similar to" before titles (a look-up comes
+first) as well as before ids, so words and a bare number sent both requests to ``get_item``.
 
 A router fit with answers also has a reply head: the same features, its classes the tools and ``ANSWER`` (every
 assistant turn that calls nothing), fit on every assistant turn, so it tells a call from an answer
@@ -65,6 +67,17 @@ ANSWER = "(answer)"  # the class of assistant turns that call no tool (no functi
 SCHEMA_MATCH = 0.5
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # sklearn's default token_pattern
 _SPACES = re.compile(r"\s\s+")  # sklearn's white-space normaliser for char_wb
+# a number a request likens its wish to ("films similar to 183", "stuff like item 96", "same vein as ids: 3 & 9"): an
+# item id, not a count. After "like" only an item word, "#" or "[" makes the number an id ("i'd like 5", "like 5 more",
+# "like top 5" are counts); after "similar to" and its kin a bare number is one too. The number ends the clause or is
+# followed by a word that cannot be its noun ("like 5 horror movies", "like 12 angry men" are no ids); titles with a
+# number ("like Apollo 13") have no item word before it.
+_ITEM_WORD = r"(?:the\s+)?(?:(?:movie|film|book|album|track|song|item|title|number|numer)s?|ids?:?|no\.|with)"
+_LIKENED_ID = re.compile(
+    r"(?i:\b(?:similar(?:\s+\w+)?\s+to|close\s+to|akin\s+to|reminiscent\s+of|in\s+the\s+style\s+of|same\s+vein\s+as"
+    rf"|lines\s+of)\s+(?:{_ITEM_WORD}\s*)*|\blike\s+(?:{_ITEM_WORD}\s*)+(?=[#\[\d])|\blike\s+(?=[#\[]))"
+    r"[#\[]?(\d+)\]?(?=\s*$|\s*[^\w\s]|\s+(?i:and|or|pls|plz|please|thanks|thank|thx|too|as|then|again|but|from|for)\b)"
+)
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,9 @@ def schema_text(schema: Mapping) -> str:
 def request_slots(text: str) -> list[str]:
     """Words naming what a request's text holds, whatever it words it with: ``slot_genre`` per genre it wants,
     ``slot_nogenre`` per genre it does not (or wants less of), ``slot_year`` when it bounds release years (a year
-    in brackets is a title's) and ``slot_number`` per other number (an id or a count, in digits or words)."""
+    in brackets is a title's), ``slot_number`` per other number (an id or a count, in digits or words) and
+    ``slot_likeid`` when it likens its wish to an item by id, which the other slots cannot tell from a title
+    ("films similar to 183": a similar-items search, where "films similar to Heat" looks the title up first)."""
     from recagent.agents.call_ids import (  # langchain-core: only routers with slots
         DECADE,
         TITLE_YEAR,
@@ -106,6 +121,7 @@ def request_slots(text: str) -> list[str]:
         + ["slot_nogenre"] * len(genres.unwanted + genres.soft)
         + ["slot_year"] * bool(years)
         + ["slot_number"] * len(others)
+        + ["slot_likeid"] * any(int(n) not in years for n in _LIKENED_ID.findall(text))
     )
 
 

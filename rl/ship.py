@@ -31,7 +31,12 @@ ROUTER_BULLET = "- **Tool router**:"
 def router_line(slots: bool, replies: bool = False, saves: bool = False) -> str:
     """The card's line for a shipped router, with or without request slots (``ToolRouter.slots``), a reply head
     (``ToolRouter.reply_coef``) and a save head (``ToolRouter.save_coef``)."""
-    reads = " over the user turns and the request's slots (genres wanted or not, years, other numbers)" if slots else ""
+    reads = (
+        " over the user turns and the request's slots (genres wanted or not, years, other numbers, an item id it likens"
+        " its wish to)"
+        if slots
+        else ""
+    )
     decides = (
         "; with `policy.router_reply` its reply head decides whether the reply calls a tool or answers after a tool "
         "result, answers a user message it is sure needs no tool (`policy.router_answer_p`) and calls for one it is sure "
@@ -46,7 +51,7 @@ def router_line(slots: bool, replies: bool = False, saves: bool = False) -> str:
         else ""
     )
     return (
-        f"{ROUTER_BULLET} `tool_router.npz`, a TF-IDF + logistic-regression classifier fit on the same synthesized "
+        f"{ROUTER_BULLET} `tool_router.npz`, a TF-IDF + logistic-regression classifier fit on the synthesized "
         f"training dialogs (`recagent train router`){reads}; with `policy.router_top_k` k > 0 the call grammar offers "
         f"only its k likeliest tools (the prompt still shows them all){decides}{stores}."
     )

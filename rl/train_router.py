@@ -51,7 +51,8 @@ class RouterJobConfig(JobConfig):
     C: float = Field(10.0, gt=0, description="inverse L2 strength of the logistic regression")
     slots: bool = Field(
         True,
-        description="add the request's slots (genres wanted or not, years, other numbers: "
+        description="add the request's slots (genres wanted or not, years, other numbers, an item id it likens its "
+        "wish to: "
         "recagent.agents.tool_router.request_slots) to its words, so that wordings the synthesizer never used "
         "still route by what they ask for. Chosen on the development requests (router top-1 72 vs 67 of 76, "
         "benchmarks/results/router_dev_requests.json; validation call turns 0.991 either way)",

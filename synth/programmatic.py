@@ -134,6 +134,14 @@ OUT_OF_SCOPE: dict[str, list[str]] = {
         "Fix my SQL query, please.",
         "Explain recursion to me.",
     ],
+    "writing": [
+        "Write me a poem about the sea.",
+        "Can you write a short story for my daughter?",
+        "Help me write an email to my landlord.",
+        "Write a haiku about autumn.",
+        "Draft a birthday message for my mum.",
+        "Compose a limerick about a dog.",
+    ],
     "travel": [
         "Book me a flight to Lisbon.",
         "Find a hotel in Rome for next week.",
@@ -277,6 +285,9 @@ INFO_Q = [
     "Is {t} in your catalog?",
     "Find {t} for me.",
     "Have you heard of {t}?",
+    "Do you have {t}?",
+    "Have you got {t} in there?",
+    "Is {t} available here?",
 ]
 TWO_ITEMS_Q = [
     "Which is older, {a} or {b}?",
@@ -329,6 +340,10 @@ HISTORY_Q = [
     "What have I been {ving}?",
     "List my latest {n}.",
     "Can you check what I {ved} recently?",
+    "Which {n} have I rated?",
+    "List the {n} I've rated.",
+    "Show me everything I {ved}.",
+    "What's on my record?",
 ]
 ASK_ID = [
     "Sure! What is your user id?",
@@ -598,6 +613,8 @@ GREETING = [
     "Hi, who are you?",
     "Hey there, what's this app for?",
     "hiya",
+    "what's up?",
+    "sup",
     "Good evening! What do you offer?",
     "What kind of questions can you answer?",
     "Can you tell me what you're for?",
@@ -728,6 +745,9 @@ SIMILAR_IDS_Q = [
     "If I liked {r}, what should I {verb} next?",
     "Show me {n} that people who liked {r} also liked.",
     "something like {r} pls",
+    "Stuff like {r}?",
+    "Any {n} similar to {r}?",
+    "anything along the lines of {r}",
     "I'm after more {n} like {r}.",
 ]
 INFO_ID_Q = [
@@ -770,6 +790,13 @@ POPULAR_ALL_Q = [
     "What are people {ving} the most?",
     "top {n} overall?",
     "List the most popular {n}, please.",
+    "What's trending?",
+    "What's hot at the moment?",
+    "What is everyone {ving} these days?",
+    "what's big right now",
+    "Which {n} is everybody talking about?",
+    "Show me the trending {n}.",
+    "what are the hits lately",
 ]
 POPULAR_ALL_K = [
     "What are {k} of the most popular {n} overall?",
@@ -777,6 +804,8 @@ POPULAR_ALL_K = [
     "Give me {k} of the biggest hits.",
     "List {k} of the most {ved} {n}, please.",
     "Show me {k} crowd favourites, any genre.",
+    "{k} trending {n}, please.",
+    "What are the {k} hottest {n} at the moment?",
 ]
 YEAR_ASK_FRAMES = ["{ask} {C}.", "{ask} But {c}.", "{ask} Oh, and {c}, please.", "{C}. {ask}", "{ask} One thing: {c}."]
 YEAR_ONLY_FRAMES = [

@@ -126,6 +126,30 @@ def test_a_whole_citation_ends_its_line_or_goes_on_with_a_colon_as_in_every_synt
     assert not both("[50] Star Wars (1977), Action, Adventure, Romance, Sci-Fi")
 
 
+def test_an_answer_cites_an_item_once_per_section_and_never_runs_on():
+    # measured on the development requests: a look-up's citation repeated to the token budget, "Drama: Drama: ..."
+    # after a citation, a list's fifth line citing its third item (no synthesized answer does any of these)
+    heat = CitableItem("273", "Heat (1995)", ("Action", "Crime", "Thriller"))
+    kids = CitableItem("772", "Kids (1995)", ("Drama",))
+    once = answer_filter(AnswerRule((heat, kids)))
+    lines = "Here:\n1. [273] Heat (1995), Action, Crime, Thriller\n2. [772] Kids (1995), Drama\n3. "
+    assert once(lines) and not once(lines + "[")  # every item cited: no citation can open
+    assert once(lines[:-3] + "\n\nAlso popular:\n- [273] Heat")  # a new section (a grouped answer) may cite it again
+    only_heat = "Here:\n1. [273] Heat (1995), Action, Crime, Thriller\n2. ["
+    assert once(only_heat) and once(only_heat + "7") and not once(only_heat + "2")  # "[2" can only become Heat
+    assert not answer_filter(AnswerRule((heat,)))("[273] Heat (1995), Action, Crime, Thriller: [")
+    run_on = answer_filter(AnswerRule((kids,)))
+    assert run_on("[772] Kids (1995), Drama: Drama: Drama") and not run_on("[772] Kids (1995), Drama: Drama: Drama:")
+    assert run_on("[772] Kids (1995), Drama: a drama from 1995... with 73 interactions.")  # "..." is no run-on
+    # a title may repeat itself or hold a "[", and a token may end inside a character: none of that stops a citation
+    tora = CitableItem("1204", "Tora! Tora! Tora! (1970)", ("War",))
+    rec = CitableItem("9", "[REC] (2007)", ("Horror",))
+    titles = answer_filter(AnswerRule((tora, rec, CitableItem("1633", "Á köldum klaka (1994)"))))
+    assert titles("[1204] Tora! Tora! Tora!") and titles("[9] [") and titles("[1633] \ufffd")
+    both = "[1204] Tora! Tora! Tora! (1970), War\n[9] [REC] (2007), Horror"
+    assert titles(both) and titles(both + "\n[1633]") and not titles(both + "\n[1204]")
+
+
 def test_auto_choice_allows_a_call_or_a_grounded_answer_never_tags_in_text(accepts):
     rule = AnswerRule(ITEMS)
     call = render_tool_call("popular_items", {"k": 5})

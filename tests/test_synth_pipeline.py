@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -99,6 +100,27 @@ def test_leakage_check_catches_a_training_answer_with_the_users_test_item(run, m
     moved_copy = Sample.from_row(moved.to_row())
     moved_copy.split = "train"
     assert any("appear in both train and test" in line for line in find_leaks([moved_copy], test, ml100k_split))
+
+
+def test_every_synthesized_answer_passes_the_answer_filter_as_it_is_written(run, ml100k_env):
+    # the filter the local policy decodes answers under (cite each item once per section, never run on, end a
+    # citation's line) must let every synthesized answer through, prefix by prefix, citing only the items it cites
+    from recagent.agents.policies.grammar import AnswerRule, CitableItem, answer_filter
+
+    out, _ = run
+    catalog, answers = ml100k_env.catalog, 0
+    for row in rows(out / "train.jsonl") + rows(out / "test.jsonl"):
+        for m in row["messages"]:
+            text = m.get("content") or ""
+            ids = list(dict.fromkeys(re.findall(r"\[(\d+)\] ", text)))
+            if m["role"] != "assistant" or m.get("tool_calls") or not ids:
+                continue
+            answers += 1
+            rows_of = [catalog.index_of[i] for i in ids]
+            items = tuple(CitableItem(i, catalog.display(j), tuple(catalog.genres[j])) for i, j in zip(ids, rows_of))
+            lines_end = answer_filter(AnswerRule(items))
+            assert all(lines_end(text[:end]) for end in range(1, len(text) + 1)), text
+    assert answers > 50
 
 
 def test_exports_and_report(run):

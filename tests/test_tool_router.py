@@ -79,7 +79,17 @@ def test_features_are_the_user_turns_and_the_previous_calls_core_tools():
         ("whats a decent action flick", ["slot_genre"]),
         ("anything except horror", ["slot_nogenre"]),
         ("comedies or dramas from the 90s, nothing violent", ["slot_genre"] * 2 + ["slot_nogenre"] * 4 + ["slot_year"]),
-        ("films similar to 183", ["slot_number"]),  # a decade is no id: "90s" counts as years only
+        ("films similar to 183", ["slot_number", "slot_likeid"]),
+        ("something in the same vein as movie #12?", ["slot_number", "slot_likeid"]),
+        ("Anything in the same vein as ids: 328 & 491?", ["slot_number"] * 2 + ["slot_likeid"]),
+        ("films like #183 pls", ["slot_number", "slot_likeid"]),
+        ("i'd like 5 comedies", ["slot_genre", "slot_number"]),  # a count after "like", no likened id
+        ("give me like 5 new movies", ["slot_number"]),
+        ("like 5 horror movies please", ["slot_genre", "slot_number"]),
+        ("show me like top 5", ["slot_number"]),
+        ("more like apollo 13", ["slot_number"]),  # a title's number
+        ("something like 12 angry men", ["slot_number"]),
+        ("like 3 of them, from the 90s", ["slot_year", "slot_number"]),  # a decade is no id: "90s" is years only
         ("user three hundred and ten, rank 4 and 8 for me", ["slot_number"] * 3),
         ("released after 1989 please", ["slot_year"]),
         ("hello there", []),

@@ -181,7 +181,7 @@ class LocalChatModel(BaseChatModel):
         description="after a user message: answer when the router gives answering at least this probability",
     )
     router_call_p: float = Field(
-        0.05,
+        0.03,
         ge=0.0,
         le=0.5,
         description="after a user message: call when the router gives answering at most this probability; 0 = never",
