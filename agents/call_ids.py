@@ -109,14 +109,22 @@ DECADE = re.compile(r"(?<!\d)(1[89]|20)?(\d)0'?s\b")
 _SAVED_SET = re.compile(r"^candidate_set: (\S+)$", re.M)
 # a history's line: "[155] ... | rating: 4 | ..."
 _RATED = re.compile(r"^\[(\d+)\][^\n]*\| rating: (\d+(?:\.\d+)?)", re.M)
+# a request naming a recommender ("what would pop pick for me? and BPR-MF?", "by text similarity"): only then does a
+# synthesized call choose one (556 of 12,374 gold calls, each after such a request)
+_MODEL_NAMED = re.compile(
+    r"sas-?\s?rec|\bbpr|knn\b|k-nn|nearest neighbou?r|co-?consumption|\bpop\b(?! (?:tracks?|songs?|music))|popularity"
+    r"|matrix factori|collaborative|sequential|text similarity|(?:by|similar|matching) (?:the )?(?:descriptions?|plots?)",
+    re.I,
+)
 _FRACTION = re.compile(r"(?<![\d.])(?:[01]?\.\d+|\d{1,3}\s*(?:%|percent\b))")  # "0.7", "1.0", "70%": a stated weight
 SEEDS_MAX = 3  # the most items a call chained after a user's history lists (every synthesized one lists 1 to 3)
 # a cue starting a second request in the same message ("... Thanks! And separately: the most popular crime movies",
 # "Any ideas Oh and popular dramas too", "... please. Plus the top comedies"): "and separately" and "oh and" anywhere,
 # "also" and "plus" after a clause's stop (or a capital one after a space: the synthesizer's and people's dropped
-# stops), not inside a clause ("comedies that are also romantic", "Tom Hanks plus Meg Ryan") nor opening a message
+# stops; "puls" is a typo two synthesized requests make), not inside a clause ("comedies that are also romantic", "Tom
+# Hanks plus Meg Ryan") nor opening a message
 _SECOND_REQUEST = re.compile(
-    r"(?i:(?:^|[.,;:!?]\s*|\s)(?:and separately|oh,? and)\b)|(?i:[.,;:!?]\s*(?:also|plus)\b)|\s(?:Also|Plus)\b"
+    r"(?i:(?:^|[.,;:!?]\s*|\s)(?:and separately|oh,? and)\b)|(?i:[.,;:!?]\s*(?:also|plus|puls)\b)|\s(?:Also|Plus|Puls)\b"
 )
 # what follows a cue without starting a request: a liking ("... also liked what?") or a refinement of the first
 # ("..., also nothing i've seen", ", oh and make it 5", "also only from the 90s")
@@ -485,7 +493,12 @@ def title_spans(texts: Iterable[str], results: Iterable[str] = ()) -> list[str]:
 _SEEN_VERBS = ("seen", "watched", "read", "heard", "listened", "played")
 _NOT_YET = ("havent", "hasnt", "never", "not")  # "have not", "not seen", "not yet watched"
 _LEAVE_OUT = ("nothing", "skip", "none", "except", "without")  # "... what I've already seen"
-_NEW_TO_ME = re.compile(r"\bnew to me\b|\bunseen\b", re.I)
+# "new to me", "unseen", "crime films i missed", "what i might've missed" (a dev request left what user 655 had seen in)
+_NEW_TO_ME = re.compile(
+    r"\bnew to me\b|\bunseen\b|\bi(?:'?ve| have| might(?:'?ve| have)| may have)? missed\b"
+    r"(?!\s+(?:you|your|that|it|this|these|those|what|the point|watching))",  # not "i missed your question"
+    re.I,
+)
 
 
 def asks_unseen(text: str) -> bool:
@@ -621,24 +634,34 @@ def conversation_call_ids(
     turn = messages[last_human + 1 :]  # this turn's calls and results
     # a chained call serves the same request as the first: its genres too (a ranking of what a retrieval found)
     read = _without_looked_up(serving, turn) if serving is not None else None
-    wanted, unwanted, refused = _request_genres(read, catalog_genres)
+    wanted, unwanted, refused, either = _request_genres(read, catalog_genres)
     # a message making two requests: a call cannot know which one's genres and years it serves
     two_requests = read is not None and second_request(read) is not None
     if fresh and two_requests:
         # a chain in a message making two requests: whose genres it serves is not known, so it reads none
-        wanted, unwanted, refused = None, None, ()
+        wanted, unwanted, refused, either = None, None, (), False
     elif fresh and wanted is None and _lists_items(turn, item_ids):
         # a chain from given items (similar items, then a filter by years): the seeds carry the genres, so a call
         # wants none the request did not name (none of 201 synthesized ones does; the model had written Action)
         wanted = ()
-    # the sides a call must bound years on: a first call both where the request bounds them by decades alone
-    # ("westerns from the sixties"), a chained one those the request bounds; none where it makes a second request,
-    # whose years may not be the first one's
+    elif request is not None and wanted is None and not sets and _moves_years(request, requests):
+        # a follow-up that only moves the years ("anything from before 1970 instead?" after "some westerns please",
+        # "same but 70s", then "same but 80s"), with no saved set to filter: the new call wants what the last request
+        # that named genres wanted, and refuses what it refused unless the follow-up refuses its own
+        earlier = next((r for r in reversed(requests[:-1]) if _request_genres(r, catalog_genres)[0]), None)
+        if earlier is not None:
+            wanted, earlier_unwanted, earlier_refused, either = _request_genres(earlier, catalog_genres)
+            if unwanted is None:
+                unwanted, refused = earlier_unwanted, earlier_refused
+    # the sides a call must bound years on: both where the request bounds them by decades alone ("westerns from the
+    # sixties"), else those the request bounds (a dev request's "romantic comedies between 1985 and 1995" wrote
+    # none once the call had to write match); none where it makes a second request, whose years may not be the first
+    # one's
     years_bounded: tuple[str, ...] = ()
     if read is not None and not two_requests:
         if request is not None and asks_for_decades(request):
             years_bounded = ("earliest", "latest")
-        elif fresh:
+        else:
             years_bounded = _sides_bounded(read)
     times, as_user, given = _number_uses(messages)
     asked = stated_count(requests[-1]) if requests else None
@@ -680,6 +703,8 @@ def conversation_call_ids(
         genres_wanted=wanted,
         genres_unwanted=unwanted,
         genres_refused=refused,
+        # not in a message making two requests: "any good comedies? oh and popular dramas too" wants no comedy-drama
+        genres_together=bool(wanted) and len(wanted) > 1 and not either and not two_requests,
         catalog_genres=tuple(catalog_genres),
         years_bounded=years_bounded,
         # a history's result saves no set: the chained call follows the result itself
@@ -699,6 +724,7 @@ def conversation_call_ids(
         ranking_users=tuple(dict.fromkeys(named)) if requests and not _LIKED_NAMED.search(requests[-1]) else (),
         request_read=serving is not None,
         fraction_written=serving is not None and _FRACTION.search(serving) is not None,
+        model_named=serving is not None and _MODEL_NAMED.search(serving) is not None,
         # every gold title is a run of the last user message's words or a result's title: the last two messages bound
         # the grammar's size however long the chat
         titles=tuple(title_spans(requests[-TITLE_REQUESTS:], results)),
@@ -785,20 +811,32 @@ def _sides_bounded(request: str) -> tuple[str, ...]:
     return ("earliest",) * bool(earliest) + ("latest",) * bool(latest)
 
 
+# words of a request that refers back to the one before it ("... instead?", "same but 70s", "any older ones?")
+# ("those", "them" are too common: "forget those, something from 1994?" is a new request)
+_REFERS_BACK = re.compile(r"\b(?:instead|same but|same again|older|newer|more recent)\b", re.I)
+
+
+def _moves_years(request: str, requests: Sequence[str]) -> bool:
+    """Does ``request``, the last of ``requests``, move the years of the request before it: it writes years and
+    refers back (the caller checks that it names no genre)?"""
+    return len(requests) > 1 and bool(years_in(request)) and _REFERS_BACK.search(request) is not None
+
+
 def _request_genres(
     request: str | None, catalog_genres: Sequence[str]
-) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None, tuple[str, ...]]:
+) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None, tuple[str, ...], bool]:
     """The genres the calls serving a request must want (some of) and may exclude, from the request's words
-    (:func:`~recagent.agents.genre_mentions.genre_mentions`), and those it refuses outright ("no horror", not "less
-    horror"); (None, None, ()) where nothing is read: no request to read or one that names no genre ("something to
-    cheer me up")."""
+    (:func:`~recagent.agents.genre_mentions.genre_mentions`), those it refuses outright ("no horror", not "less
+    horror"), and whether it offers the wanted ones as alternatives ("comedy or drama"); (None, None, (), False) where
+    nothing is read: no request to read or one that names no genre ("something to cheer me up")."""
     if request is None or not catalog_genres:
-        return None, None, ()
+        return None, None, (), False
     said = genre_mentions(request, catalog_genres)
     if not (said.wanted or said.unwanted or said.soft):
-        return None, None, ()
+        return None, None, (), False
     return (
         (said.wanted or None),
         tuple(dict.fromkeys(said.unwanted + said.soft)),
         tuple(dict.fromkeys(said.unwanted)),
+        said.either,
     )

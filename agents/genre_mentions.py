@@ -12,7 +12,9 @@ them ("cmedy", "mytsery"; "family" only of a film: "family movies", not "family 
 with kids' stuff or animation": the negation carries over a list). Soft asks ("ideally not too much action", "less
 war") name a genre the call may exclude, not one it wants. The stems are matched on word starts, so "romantic" is
 Romance and "kids'" Children's; a genre word inside a title ("Star Wars") would count too, which matters only where a
-call after that request takes genres.
+call after that request takes genres. A comma before "just" or "only" ends a refusal ("no sci-fi, just a good
+adventure"), and wanted genres with an "or" between them are alternatives (``either``: "comedy or drama"), not wanted
+together ("crime dramas", "action and comedy movies").
 """
 
 from __future__ import annotations
@@ -53,8 +55,12 @@ VIOLENT = ("Action", "Crime", "Horror", "War")
 _VIOLENCE = re.compile(r"\bviolen|\bblood and guns\b|\bfighting\b")
 # a soft ask names a genre the call may leave out but need not: "ideally not too much action", "less war"
 _SOFT = re.compile(r"\b(?:not too much|not much|less|fewer|light on|push|not (?:a |the )?(?:big |huge )?fan of)\b")
-_CLAUSE_END = re.compile(r"[.;:!?()]|\s[-–]\s")
+# a clause ends at a sentence mark, a dash, or a comma before "just"/"only" ("no sci-fi, no fantasy, just a good
+# adventure": a dev request's adventure was read as refused)
+_CLAUSE_END = re.compile(r"[.;:!?()]|\s[-–]\s|,\s*(?=(?:just|only)\b)")
 _BUT = re.compile(r"\bbut\b")
+# an "or" offering alternatives, not "a film or two", "1990 or so", "90s or 2000s", "or later"
+_OR = re.compile(r"\bor\b(?!\s+(?:\d|(?:two|three|so|more|less|later|earlier|newer|older|after|before)\b))")
 # words that keep a list going after a negated genre: "nothing with kids' stuff or animation"
 _LIST_GLUE = re.compile(r"^(?:\s|,|/|&|\bor\b|\band\b|\bnor\b|\bstuff\b|\bmovies?\b|\bfilms?\b|\bones\b)*$")
 _WORDS = re.compile(r"[a-z][a-z'-]*")
@@ -86,6 +92,9 @@ class GenreMentions:
     wanted: tuple[str, ...] = ()
     unwanted: tuple[str, ...] = ()
     soft: tuple[str, ...] = ()
+    # the wanted genres are offered as alternatives ("comedy or drama"), not wanted together ("crime dramas",
+    # "action and comedy movies"): every synthesized call with two wanted genres and no "or" between them wants all
+    either: bool = False
 
 
 def genre_at(word: str) -> str | None:
@@ -133,6 +142,7 @@ def genre_mentions(text: str, catalog_genres: Sequence[str]) -> GenreMentions:
     unwanted: list[str] = []
     soft: list[str] = []
     previous: tuple[int, str] | None = None  # where the last genre ended and how it was meant
+    either = False
     for start, end, genre in found:
         clause = _clause(lower[max(0, start - 80) : start])
         if previous and _LIST_GLUE.match(lower[previous[0] : start]):
@@ -143,6 +153,10 @@ def genre_mentions(text: str, catalog_genres: Sequence[str]) -> GenreMentions:
             sense = "unwanted"
         else:
             sense = "wanted"
+        # alternatives: an "or" between two wanted genres next to each other ("comedy or drama"), not one inside a
+        # refused list between them ("comedies, not musicals or westerns, with some romance")
+        if sense == "wanted" and previous and previous[1] == "wanted" and _OR.search(lower[previous[0] : start]):
+            either = True
         previous = (end, sense)
         if genre in catalog_genres and not (sense == "wanted" and (start, end) in violence):
             {"wanted": wanted, "unwanted": unwanted, "soft": soft}[sense].append(genre)
@@ -151,4 +165,5 @@ def genre_mentions(text: str, catalog_genres: Sequence[str]) -> GenreMentions:
         wanted=tuple(g for g in dict.fromkeys(wanted) if g not in unwanted),
         unwanted=tuple(unwanted),
         soft=tuple(dict.fromkeys(soft)),
+        either=either,
     )

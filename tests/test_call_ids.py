@@ -177,16 +177,20 @@ def test_a_year_argument_takes_the_years_of_its_side():
 
 
 @pytest.mark.parametrize(
-    ("text", "decades_alone"),
+    ("text", "decades_alone", "bounded"),
     [
-        ("westerns from the sixties", True),
-        ("a movie from the 80s or the nineties", True),
-        ("the 80s or later only", False),  # a cue: one side
-        ("nineties stuff, or a drama not older than 1990", False),  # a year besides
-        ("a comedy please", False),
+        ("westerns from the sixties", True, ["year_max", "year_min"]),
+        ("a movie from the 80s or the nineties", True, ["year_max", "year_min"]),
+        ("the 80s or later only", False, ["year_min"]),  # a cue: one side
+        ("nineties stuff, or a drama not older than 1990", False, ["year_max", "year_min"]),  # a year besides
+        ("romantic comedies between 1985 and 1995", False, ["year_max", "year_min"]),  # a range of years
+        ("a western made before 1960", False, ["year_max"]),
+        ("Heat (1995) but newer", False, []),  # a title's year bounds nothing
+        ("a comedy please", False, []),
     ],
 )
-def test_a_request_bounded_by_decades_alone_asks_for_both_ends(text, decades_alone):
+def test_a_first_call_bounds_the_years_the_request_bounds_and_both_ends_of_decades(text, decades_alone, bounded):
+    # a dev request's "romantic comedies between 1985 and 1995" wrote no years once the call had to write match
     from recagent.agents.call_ids import asks_for_decades
     from recagent.agents.policies.grammar import ground_call_arguments
 
@@ -194,7 +198,7 @@ def test_a_request_bounded_by_decades_alone_asks_for_both_ends(text, decades_alo
     tool = _year_tool(year_min="earliest release year", year_max="latest release year")
     ids = conversation_call_ids([HumanMessage(text)], {}, {})
     required = ground_call_arguments([tool], ids)[0]["function"]["parameters"].get("required", [])
-    assert sorted(required) == (["year_max", "year_min"] if decades_alone else [])
+    assert sorted(required) == bounded
 
 
 def test_a_number_inside_a_word_is_no_id():
@@ -224,6 +228,10 @@ def test_title_spans_are_runs_of_the_users_words_and_titles_tools_returned():
         ("skkip what ive already watched", True),
         ("Nothing I've listened to already.", True),
         ("good dramas that are new to me", True),
+        ("this is 655 again, got any crime films for me that i missed?", True),
+        ("anything good i might've missed?", True),
+        ("sorry i missed your question, user 5, comedies", False),
+        ("i've missed these kinds of films, more westerns please", False),
         ("i have seen star wars, what else?", False),
         ("the best film I've seen", False),
         ("I watched Fargo, more like it", False),
@@ -488,3 +496,71 @@ def test_a_number_the_user_wrote_alone_is_no_title():
     # a title a tool returned stays one ("[330] 187 (1997)")
     result = ToolMessage("items:\n[330] 187 (1997): Drama", tool_call_id="c1")
     assert "187" in conversation_call_ids([HumanMessage("is 187 good?"), result], {}, {}).titles
+
+
+def test_a_follow_up_that_only_moves_the_years_wants_the_genres_of_the_request_before_it():
+    # development: "anything from before 1970 instead?" after "some westerns please" filtered by years alone, and
+    # listed six films none of which is a western
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from recagent.agents.call_ids import conversation_call_ids
+
+    genres = ["Comedy", "Western"]
+    before = [HumanMessage("some westerns please"), AIMessage("Here you go: [203] Unforgiven (1992).")]
+
+    def wanted(*messages):
+        return conversation_call_ids([*before, *messages], {}, {}, catalog_genres=genres).genres_wanted
+
+    assert wanted(HumanMessage("anything from before 1970 instead?")) == ("Western",)
+    assert wanted(HumanMessage("same but 70s")) == ("Western",)
+    assert wanted(HumanMessage("only comedies from before 1970 instead")) == ("Comedy",)  # it names its own
+    assert wanted(HumanMessage("what was big in 1965?")) is None  # a new request, no reference back
+    assert wanted(HumanMessage("forget those. something from 1994 for date night?")) is None  # "those" is too common
+    # a follow-up of a follow-up reaches back to the request that named genres; a refusal of its own is kept
+    later = [HumanMessage("same but 70s"), AIMessage("Sure: [1] A (1975)."), HumanMessage("same but 80s")]
+    assert wanted(*later) == ("Western",)
+    ids = conversation_call_ids(
+        [*before, HumanMessage("same but 70s, no musicals")], {}, {}, catalog_genres=[*genres, "Musical"]
+    )
+    assert ids.genres_wanted == ("Western",) and ids.genres_refused == ("Musical",)
+    assert wanted(HumanMessage("anything older?")) is None  # no years: nothing to carry the genres with
+    # a saved set holds the earlier results: the synthesized follow-up filters it by years alone
+    saved = [AIMessage(""), ToolMessage("candidate_set: recs\nitems:\n[203] Unforgiven (1992)", tool_call_id="c1")]
+    assert (
+        conversation_call_ids(
+            [before[0], *saved, before[1], HumanMessage("anything from before 1970 instead?")],
+            {},
+            {},
+            catalog_genres=genres,
+        ).genres_wanted
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("which movies would pop pick for me? and BPR-MF?", True),
+        ("use kNN for user 5", True),
+        ("SAS-Rec picks please", True),
+        ("films similar by plot to 50", True),
+        ("movies like The Matrix", False),
+        ("give me a short description of each", False),
+        ("some pop tracks please", False),
+        ("i'm user 5, recommend me something", False),
+    ],
+)
+def test_a_request_names_a_recommender_only_in_its_words_for_one(text, named):
+    from langchain_core.messages import HumanMessage
+
+    from recagent.agents.call_ids import conversation_call_ids
+
+    assert conversation_call_ids([HumanMessage(text)], {}, {}).model_named is named
+
+
+def test_a_second_request_cue_may_be_misspelt_puls():
+    from recagent.agents.call_ids import second_request
+
+    text = "Any twisty movies from the 1970s? Puls the top comedy movies from before 1980, please."
+    assert second_request(text) == "the top comedy movies from before 1980, please"
+    assert second_request("Tom Hanks plus Meg Ryan films") is None

@@ -25,6 +25,9 @@ ML100K = (
         ("Anything but war stuff released after 1989.", [], ["War"], []),
         ("Aynthing but acion?", [], ["Action"], []),  # misspelt, "anything but" too
         ("no horror but i love comedies", ["Comedy"], ["Horror"], []),  # "but" ends the negated clause
+        ("no sci-fi, no fantasy, just a good adventure", ["Adventure"], ["Sci-Fi", "Fantasy"], []),  # so does ", just"
+        ("nothing scary, only comedies", ["Comedy"], ["Horror"], []),
+        ("no horror, romance or war", [], ["Horror", "Romance", "War"], []),  # a list after a comma stays negated
         ("nothing with kids' stuff or animation, and some good comedies", ["Comedy"], ["Children's", "Animation"], []),
         ("no singing and documentaries at all", [], ["Musical", "Documentary"], []),  # the list shares its "no"
         ("thrillers without any horror in them", ["Thriller"], ["Horror"], []),
@@ -42,7 +45,28 @@ ML100K = (
     ],
 )
 def test_a_request_wants_the_genres_it_names_and_not_those_it_negates(text, wanted, unwanted, soft):
-    assert genre_mentions(text, ML100K) == GenreMentions(tuple(wanted), tuple(unwanted), tuple(soft))
+    said = genre_mentions(text, ML100K)
+    assert (said.wanted, said.unwanted, said.soft) == (tuple(wanted), tuple(unwanted), tuple(soft))
+
+
+@pytest.mark.parametrize(
+    ("text", "either"),
+    [
+        ("crime dramas pls", False),
+        ("i want a mystery thriller", False),
+        ("romantic comedies between 1985 and 1995", False),  # "and" joins the years, the genres stand together
+        ("some action and comedy movies", False),
+        ("three cmedy or crime movies", True),
+        ("a comedy, or maybe a drama", True),
+        ("a western or something", False),  # one wanted genre: nothing to choose between
+        ("no horror or war, just comedies and dramas", False),  # the "or" joins the refused genres
+        ("comedies, not musicals or westerns, with some romance", False),  # an "or" inside a refused list between
+        ("recommend a sci-fi film or two with lots of action", False),  # a count's "or"
+        ("a thriller, 90s or 2000s, with some romance", False),  # the years' "or"
+    ],
+)
+def test_wanted_genres_are_alternatives_only_where_an_or_stands_between_them(text, either):
+    assert genre_mentions(text, ML100K).either is either
 
 
 def test_only_the_catalogs_genres_are_read():

@@ -306,6 +306,41 @@ def test_the_first_call_after_a_request_must_name_the_genres_it_wants(accepts, s
     assert conversation_call_ids(later, {}, {}, catalog_genres=genres).genres_wanted is None
 
 
+def test_genres_wanted_together_are_all_asked_for_and_alternatives_any(accepts, synthetic_env):
+    # development: "crime dramas pls" and "romantic comedies between 1985 and 1995" filtered with the default match
+    # (any), so half the films had one of the two genres only
+    from langchain_core.messages import HumanMessage
+
+    from recagent.agents.call_ids import conversation_call_ids
+    from recagent.agents.policies.grammar import ground_call_arguments
+    from recagent.agents.prompt_format import render_tool_call
+    from recagent.tools.recommender_tools import build_registry
+
+    tools = [t for t in build_registry(synthetic_env).openai_schemas() if t["function"]["name"] == "filter_items"]
+    genres = synthetic_env.catalog.all_genres
+    one, two = genres[0], genres[1]
+
+    def grounded(text: str) -> list[dict]:
+        return ground_call_arguments(tools, conversation_call_ids([HumanMessage(text)], {}, {}, catalog_genres=genres))
+
+    def call(**args) -> str:
+        return render_tool_call("filter_items", {"genres": [one, two], **args})
+
+    together, either = grounded(f"{one.lower()} and {two.lower()} films"), grounded(f"{one.lower()} or {two.lower()}")
+    assert accepts(None, call(match="all"), tools=together, choice="required")
+    for bad in ({}, {"match": "any"}):
+        assert accepts(None, call(**bad), tools=tools, choice="required"), bad
+        assert not accepts(None, call(**bad), tools=together, choice="required"), bad
+    assert accepts(None, call(), tools=either, choice="required")
+    assert not accepts(None, call(match="all"), tools=either, choice="required")
+    # wanted together, the list adds no other genre: "all" would make every item have it too
+    assert not accepts(None, call(match="all", genres=[one, two, genres[2]]), tools=together, choice="required")
+    # a message making two requests wants neither genre with the other ("comedies? oh and popular dramas too")
+    two_asks = grounded(f"any good {one.lower()} films? Oh and popular {two.lower()} films too")
+    assert not accepts(None, call(match="all"), tools=two_asks, choice="required")
+    assert accepts(None, call(), tools=two_asks, choice="required")
+
+
 def test_a_genre_the_request_refuses_is_never_wanted_and_always_excluded(accepts, synthetic_env):
     # development: "anything but westerns or war films" became genres [War], exclude_genres [Western]: the
     # wanted-genres argument was free where the request wanted none, and the exclusion could drop a refused genre
@@ -706,3 +741,29 @@ def test_a_tool_needs_a_user_where_a_required_parameter_is_a_dataset_user_id(syn
     assert {n for n, t in schemas.items() if needs_user(t)} == {"retrieve_for_user", "get_user_history"}
     renamed = json.loads(json.dumps(schemas["retrieve_for_user"]).replace('"user_id"', '"viewer"'))
     assert needs_user(renamed)  # found by the id's description, under any parameter name
+
+
+def test_a_call_chooses_a_recommender_only_where_the_request_names_one(accepts, synthetic_env):
+    # validation: "oh right, it's 368" and "#392" got retrieve_for_user with model "pop"; no synthesized call chooses a
+    # recommender unless the request names one ("which movies would pop pick for me? and BPR-MF?")
+    from langchain_core.messages import HumanMessage
+
+    from recagent.agents.call_ids import conversation_call_ids
+    from recagent.agents.policies.grammar import ground_call_arguments
+    from recagent.agents.prompt_format import render_tool_call
+    from recagent.tools.recommender_tools import build_registry
+
+    tools = [t for t in build_registry(synthetic_env).openai_schemas() if t["function"]["name"] == "retrieve_for_user"]
+    users = {"5": 0}
+
+    def grounded(text: str) -> list[dict]:
+        return ground_call_arguments(tools, conversation_call_ids([HumanMessage(text)], users, {}))
+
+    def call(**args) -> str:
+        return render_tool_call("retrieve_for_user", {"user_id": "5", **args})
+
+    unnamed, named = grounded("i'm user 5, recommend me something"), grounded("user 5: what would bpr pick for me?")
+    assert accepts(None, call(), tools=unnamed, choice="required")
+    assert accepts(None, call(model="pop"), tools=tools, choice="required")
+    assert not accepts(None, call(model="pop"), tools=unnamed, choice="required")
+    assert accepts(None, call(model="bpr"), tools=named, choice="required")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -40,6 +40,8 @@ POOL_K = 20
 YEAR_MIN, YEAR_MAX = 1800, 2100
 Year = Annotated[int, Field(ge=YEAR_MIN, le=YEAR_MAX)]
 ModelName = Literal["sasrec", "bpr", "itemknn", "pop"]
+# every recommender a tool may be told to use: the models above and similar_items' description-text similarity
+MODEL_CHOICES = frozenset(get_args(ModelName)) | {"text"}
 _SET_NAME = {"min_length": 1, "max_length": 40, "pattern": r"^[A-Za-z0-9_\-]+$"}
 SetName = Annotated[str, Field(**_SET_NAME, description="candidate set name")]
 # A set an argument reads (not one it saves): only names earlier results were saved under exist, so a grammar

@@ -148,11 +148,16 @@ class CallIds:
     # the genres the request refused outright ("no horror"), not only would rather have less of ("less fantasy if
     # possible", which a ranking weighs): a call with an unwanted-genres argument writes them, all of them
     genres_refused: tuple[str, ...] = ()
+    # the request wants its two or more wanted genres together ("crime dramas", "action and comedy films"), not as
+    # alternatives ("comedy or drama"): a call that can ask for all of them does (all 19 synthesized calls with two
+    # wanted genres and no "or" between them ask for all; the 135M model left it out on "romantic comedies"), and
+    # one that serves any other read request leaves the choice at its default, any
+    genres_together: bool = False
     # the catalog's genres: what a wanted-genres list may add after the request's own
     catalog_genres: tuple[str, ...] = ()
-    # the sides ("earliest", "latest") a call with a year argument on that side writes: for a first call both where
-    # the request bounds years by decades alone ("westerns from the sixties"), for a chained one those the request
-    # bounds (validation: a chain's ranking of "4 1980s drama movies" wrote neither its genre nor its years)
+    # the sides ("earliest", "latest") a call with a year argument on that side writes: both where the request bounds
+    # years by decades alone ("westerns from the sixties"), else those the request bounds (validation: a chain's
+    # ranking of "4 1980s drama movies" wrote neither its genre nor its years)
     years_bounded: tuple[str, ...] = ()
     # the items a call chained right after a user's history may list (:func:`~recagent.agents.call_ids.best_rated`):
     # the best-rated first, as a list of its first one, two or three (validation: "more like what I've watched
@@ -196,6 +201,10 @@ class CallIds:
     # recommender only, 1 = preferences only") may take one; else it stays at its default (validation: a ranking
     # wrote weight 1, dropping the recommender; no synthesized call writes one)
     fraction_written: bool = False
+    # the request names a recommender ("what would pop pick for me?"): an optional choice of recommender may be written;
+    # else it stays at its default (validation: five calls wrote model "pop" or "sasrec" unasked; no synthesized call
+    # chooses one unasked)
+    model_named: bool = False
     # the strings a title argument may take: spans of the user's words and titles tools returned (empty: free)
     titles: tuple[str, ...] = ()
 
@@ -298,9 +307,16 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                         continue  # the router is sure nothing reads the result later: nothing to save
                     out["required"] = [*out.get("required", []), name]
                 if ids.request_read and name not in required and _MATCH_ALL.search(str(prop.get("description", ""))):
-                    if len(ids.genres_wanted or ()) < 2:
-                        continue  # any or all of one genre (or none): no synthesized call writes it
+                    if ids.genres_together:
+                        props[name] = one_of(["all"], prop)
+                        out["required"] = [*out.get("required", []), name]
+                        continue
+                    # any or all of one genre (or none), or any of alternatives (the default): no synthesized call
+                    # writes it
+                    continue
                 if ids.request_read and name not in required and not ids.fraction_written and holds(prop, is_fraction):
+                    continue
+                if ids.request_read and name not in required and not ids.model_named and holds(prop, is_model_choice):
                     continue
                 if ids.ranking_users and _FOR_USER.search(str(prop.get("description", ""))):
                     # a user, not null: the null branch would leave it out all the same
@@ -326,7 +342,8 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                 wantable = tuple(g for g in ids.catalog_genres if g not in ids.genres_refused)
                 if genres and genre_sense(prop) == "wanted":  # the request named genres it wants: the call names them
                     # a chained call too: every synthesized one repeats them (191 after a call that wrote them)
-                    props[name] = wanted_genres(props[name], genres, wantable)
+                    # genres wanted together: no other one, which "all" would add to what each item must have
+                    props[name] = wanted_genres(props[name], genres, () if ids.genres_together else wantable)
                     out["required"] = [*out.get("required", []), name]
                 elif genre_sense(prop) == "wanted" and ids.genres_refused:  # wants none named: any but the refused
                     props[name] = any_of_genres(props[name], wantable)
@@ -384,6 +401,14 @@ _SEEDED = re.compile(r"\bneighbou?rs of\b|\bliked\b")  # an item list a search s
 def is_fraction(node: dict) -> bool:
     """Is this schema node a fraction from 0 to 1 (a blend's weight)?"""
     return node.get("type") == "number" and node.get("minimum") == 0 and node.get("maximum") == 1
+
+
+def is_model_choice(node: dict) -> bool:
+    """Is this schema node a choice of recommender (an enum of model names: schemas.ModelName, "text")?"""
+    from recagent.tools.schemas import MODEL_CHOICES
+
+    enum = node.get("enum")
+    return isinstance(enum, list) and len(enum) > 1 and set(enum) <= MODEL_CHOICES
 
 
 def takes_years(tool: dict) -> bool:
