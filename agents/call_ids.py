@@ -71,7 +71,19 @@ What else a request says binds its calls too, measured on the validation calls t
 - a ranking's optional "rank for this known user" argument is written, as a user the conversation gives as theirs
   (the session's, "i'm user 42", "#780" in reply to a question about the user), unless the request speaks of liked
   items ("based on [250] and [405]"): all 1,721 synthesized rankings where that holds write such a user, 42 of the
-  other 258 write none.
+  other 258 write none;
+- with the catalog given, a title argument is a run of the user's words that names a catalog title
+  (:meth:`~recagent.agents.title_match.TitleIndex.names`: exactly, closely, or a short misspelt one: all 1,491 gold
+  title arguments do), and a look-up with neither a title nor an item id to write is left out of the offer
+  (:func:`~recagent.agents.policies.grammar.left_out_for_lookup`; development: "popular stuff from the 90s" and "yo
+  whats good" looked up the titles "popular" and "good", "info on movie 300" the title "movie 300");
+- a request that likens its wish to items it names by id in digits, naming no title ("more like 22 and 96", "item 12
+  was great. what's comparable?"), wants similar items: look-ups are left out, and those ids are no users unless
+  given as one; a question whether the catalog holds a title it names ("is the godfather on here?",
+  :func:`asks_for_title`) is answered with a call;
+- a year of its own ("a crime film from 1994", "a 1994 movie") bounds both sides to itself (no synthesized request
+  for films writes one; the policy wrote year_min alone), and a follow-up that asks again for other genres ("ok now
+  the same for comedies" after "horror from the 80s") keeps the years the last request that wrote some asked for.
 With these, 15 of the 12,374 gold calls are refused (13 before the title rule; the two titles above).
 """
 
@@ -79,13 +91,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from langchain_core.messages import BaseMessage
 
 from recagent.agents.genre_mentions import genre_at, genre_mentions
 from recagent.agents.negation import ends_negated, misspelt_as
 from recagent.agents.policies.grammar import CallIds
+from recagent.agents.title_match import title_index
+from recagent.tools.data.schema import ItemCatalog
 from recagent.tools.schemas import K_DEFAULT, K_MAX, POOL_K, YEAR_MAX, YEAR_MIN
 
 # a number on its own, not part of a word: the system prompt's "ml-100k" is no user 100 (the adapters looked user 100 up
@@ -383,7 +397,10 @@ _LOWER_BEFORE = re.compile(
 )
 # "1985 or earlier", "the nineties or laetr" (misspelt), "1990 onwards", "1990+"
 _OR_WORD = re.compile(r"^\s*(?:or|and)\s+([a-z]+)")
-_LOWER_AFTER = re.compile(r"^\s*(?:or more recent\b|on\b|onwards?\b|\+)")
+_LOWER_AFTER = re.compile(
+    r"^\s*(?:or more recent\b|on\b|onwards?\b|\+|plus\b|upwards?\b|forwards?\b|and (?:up|later|after)\b"
+    r"|(?:till|until|to|through) (?:now|today|the present|present|date)\b)"
+)
 AFTER_CUES = {"earlier": "upper", "older": "upper", "before": "upper", "later": "lower", "newer": "lower"}
 AFTER_CUES |= {"after": "lower", "up": "lower"}
 _CLAUSE_END = re.compile(r"[,.;:!?()]|\s[-–]\s")
@@ -408,9 +425,26 @@ def _year_side(text: str, start: int, end: int) -> str:
     return "lower" if _LOWER_AFTER.search(after) else ""
 
 
+# a year of its own, no side: "a crime film from 1994", "made in 1975", "a 1994 movie" (no synthesized request for
+# films writes one; the policy wrote only year_min 1994 for the first, a dev request)
+_PIN_BEFORE = re.compile(r"(?<!born )(?<!since )\b(?:from|in|of)\s+(?:the\s+year\s+)?$")
+_PIN_AFTER = re.compile(r"^\s*(?:films?|movies?|flicks?|releases?|ones?)\b")
+
+
+# the words after a year that give it a side, misspelt ("from 1990 onwads"): no year of its own
+_CUES_AFTER = (*AFTER_CUES, "onwards", "onward", "upwards", "forwards")
+
+
+def _misspelt_cue_after(after: str) -> bool:
+    """Does the word after a year read as a misspelt cue of a side ("from 1990 onwads": no year of its own)?"""
+    word = re.match(r"\s*(?:or\s+|and\s+)?([a-z]+)", after)
+    return word is not None and misspelt_as(word.group(1), _CUES_AFTER, cutoff=0.75) is not None
+
+
 def _year_mentions(lower: str) -> list[tuple[int, int, str, bool]]:
     """Each year or decade written in ``lower``: its first and last year, the side its words give (:func:`_year_side`:
-    "lower", "upper" or "" for either) and whether it is a decade."""
+    "lower", "upper", "" for either, or "exact" for a year of its own: :data:`_PIN_BEFORE`) and whether it is a
+    decade."""
     side_of: dict[int, str] = {}  # where a year starts -> its side
     for m in _YEAR_RANGE.finditer(lower):
         side_of[m.start(1)], side_of[m.start(2)] = "lower", "upper"
@@ -419,7 +453,11 @@ def _year_mentions(lower: str) -> list[tuple[int, int, str, bool]]:
         if re.match(r"'?s\b", lower[m.end() :]):  # "1980s": a decade, read below
             continue
         y = int(m.group())
-        out.append((y, y, side_of.get(m.start()) or _year_side(lower, m.start(), m.end()), False))
+        side = side_of.get(m.start()) or _year_side(lower, m.start(), m.end())
+        pinned = _PIN_BEFORE.search(lower[: m.start()]) or _PIN_AFTER.match(lower[m.end() :])
+        if not side and pinned and not _misspelt_cue_after(lower[m.end() :]):
+            side = "exact"
+        out.append((y, y, side, False))
     for start, end, first in _decades(lower):
         out.append((first, first + 9, _year_side(lower, start, end), True))
     return out
@@ -430,10 +468,15 @@ def year_bounds_in(text: str) -> tuple[list[int], list[int]]:
     on the side its words give ("before 1960", "1985 or earlier" and the second year of "between 1970 and 1975"
     only latest; "after 1989", "nothing older than 1990" only earliest; a year with no cue either, and the year
     either side of it), a decade's first year only earliest and its last only latest ("nothing older than the 80s"
-    only 1980, "nothing newer than the 80s" only 1989)."""
+    only 1980, "nothing newer than the 80s" only 1989), a year of its own ("a crime film from 1994") only itself
+    either side."""
     earliest: list[int] = []
     latest: list[int] = []
     for first, last, side, decade in _year_mentions(text.lower()):
+        if side == "exact":
+            earliest.append(first)
+            latest.append(first)
+            continue
         if decade:
             earliest += [first] if side != "upper" else []
             latest += [last] if side != "lower" else []
@@ -465,10 +508,13 @@ TITLE_WORDS = 16  # the longest span a title may be: the longest gold title is 1
 TITLE_REQUESTS = 2  # the user messages, last first, whose words a title may take
 
 
-def title_spans(texts: Iterable[str], results: Iterable[str] = ()) -> list[str]:
+def title_spans(
+    texts: Iterable[str], results: Iterable[str] = (), names: Callable[[str], bool] | None = None
+) -> list[str]:
     """The strings a title argument may take: every run of up to :data:`TITLE_WORDS` words of ``texts`` (what the
-    user wrote), with and without each mark of the sentence punctuation after it, and each item title of tool
-    ``results``, with and without its year ("more like the second one" names a title a tool returned)."""
+    user wrote), with and without each mark of the sentence punctuation after it, that ``names`` a catalog title
+    (:meth:`~recagent.agents.title_match.TitleIndex.names`; None: any), and each item title of tool ``results``,
+    with and without its year ("more like the second one" names a title a tool returned)."""
     spans: list[str] = []
     for text in texts:
         words = [m.span() for m in re.finditer(r"\S+", text)]
@@ -482,6 +528,9 @@ def title_spans(texts: Iterable[str], results: Iterable[str] = ()) -> list[str]:
     # a number the user wrote alone is no title: "films similar to 183" looked the title "183" up (no gold title is
     # one; a tool's "[330] 187 (1997)" stays one)
     spans = [s for s in spans if not _BARE_NUMBER.match(s)]
+    if names is not None:
+        # "popular stuff from the 90s" looked up the title "popular", "info on movie 300" the title "movie 300"
+        spans = [s for s in dict.fromkeys(spans) if s and names(s)]
     for result in results:
         for m in _RESULT_TITLE.finditer(result):
             spans += [m.group(1)] + ([f"{m.group(1)} ({m.group(2)})"] if m.group(2) else [])
@@ -576,13 +625,15 @@ def conversation_call_ids(
     session_user: str | None = None,
     returned_items: Iterable[str] = (),
     catalog_genres: Sequence[str] = (),
+    catalog: ItemCatalog | None = None,
 ) -> CallIds:
     """The users and items a call in this conversation may name: numbers of its messages that are catalog item
     ids and the items tools returned; numbers of its system and user messages that are dataset user ids, and the
     session's user (the item ids of results and answers are no users: all 8,049 user arguments of two synthesized
     runs are numbers of system or user text); the sets tool results were saved under; the counts of system and
     user text, the tools' default and the pool size; the release years any message wrote (:func:`years_in`: a tool
-    result's years too, for "anything more recent than that")."""
+    result's years too, for "anything more recent than that"); the titles the user's words name in ``catalog`` (None:
+    any run of them)."""
     numbers: list[str] = []
     said: list[str] = []
     shown: set[str] = set()  # numbers of tool results and answers: items the conversation showed
@@ -617,6 +668,7 @@ def conversation_call_ids(
             results.append(content)
     request = _request(messages)
     fresh = _fresh_set(messages) if request is None else None
+    names = title_index(catalog).names if catalog is not None else None
     if requests and years_in(requests[-1]):
         # a request that writes years bounds every call of its turn by them, and on a side it leaves open by what
         # the user wrote before ("only the ones after 1993" after "between 1990 and 1995"), not by the years of
@@ -648,9 +700,10 @@ def conversation_call_ids(
         # a follow-up that only moves the years ("anything from before 1970 instead?" after "some westerns please",
         # "same but 70s", then "same but 80s"), with no saved set to filter: the new call wants what the last request
         # that named genres wanted, and refuses what it refused unless the follow-up refuses its own
-        earlier = next((r for r in reversed(requests[:-1]) if _request_genres(r, catalog_genres)[0]), None)
+        readings = (_request_genres(r, catalog_genres) for r in reversed(requests[:-1]))
+        earlier = next((g for g in readings if g[0]), None)
         if earlier is not None:
-            wanted, earlier_unwanted, earlier_refused, either = _request_genres(earlier, catalog_genres)
+            wanted, earlier_unwanted, earlier_refused, either = earlier
             if unwanted is None:
                 unwanted, refused = earlier_unwanted, earlier_refused
     # the sides a call must bound years on: both where the request bounds them by decades alone ("westerns from the
@@ -663,6 +716,15 @@ def conversation_call_ids(
             years_bounded = ("earliest", "latest")
         else:
             years_bounded = _sides_bounded(read)
+    if request is not None and wanted and not sets and _moves_genres(request, requests):
+        # a follow-up that only changes the genres ("ok now the same for comedies" after "horror from the 80s"), with
+        # no saved set to filter: the new call keeps the years the request before it asked for, as it bounded them
+        # (the policy wrote 1980 to 1987, the last year of the answer's films)
+        dated = TITLE_YEAR.sub(" ", requests[-2])  # "something like Heat (1995) from the 80s": Heat's year bounds none
+        if years_in(dated):
+            years_from, years_to = year_bounds_in(dated)
+            years = sorted({*years_from, *years_to})
+            years_bounded = ("earliest", "latest") if asks_for_decades(dated) else _sides_bounded(dated)
     times, as_user, given = _number_uses(messages)
     asked = stated_count(requests[-1]) if requests else None
     # the count a request asks for, written once and not as a user's, is no user: "what's trending? just give me 7"
@@ -684,6 +746,13 @@ def conversation_call_ids(
         for n in (numbers_in(requests[-1]) if requests else [])
         if n in item_ids and n not in as_user and n != str(asked)
     ]
+    # the last request likens its wish to items it names by id ("more like 22 and 96", "item 12 was great. what's
+    # comparable?" looked items 22 and 12 up): a search for similar items, not a look-up of them, and those items are
+    # no users unless given as one (the second then retrieved for user 12)
+    # ("I'm #768. Hi! Give me anything similar to The Princess Bride (1987)": #768 is the user, given as theirs)
+    likened = [n for n in likened_ids(request) if n in named_items and n not in given] if request is not None else []
+    if likened:
+        users = [n for n in users if n not in likened or n == str(session_user)]
     # the pool size is a first retrieval's: a synthesized call after a result that saved a set asks for it only where
     # the user wrote it (every gold call fits: benchmarks/grounded_gold_calls.py)
     fixed = {K_DEFAULT} if fresh else {K_DEFAULT, POOL_K}
@@ -704,7 +773,7 @@ def conversation_call_ids(
         genres_unwanted=unwanted,
         genres_refused=refused,
         # not in a message making two requests: "any good comedies? oh and popular dramas too" wants no comedy-drama
-        genres_together=bool(wanted) and len(wanted) > 1 and not either and not two_requests,
+        genres_together=len(wanted or ()) > 1 and not either and not two_requests,
         catalog_genres=tuple(catalog_genres),
         years_bounded=years_bounded,
         # a history's result saves no set: the chained call follows the result itself
@@ -727,7 +796,12 @@ def conversation_call_ids(
         model_named=serving is not None and _MODEL_NAMED.search(serving) is not None,
         # every gold title is a run of the last user message's words or a result's title: the last two messages bound
         # the grammar's size however long the chat
-        titles=tuple(title_spans(requests[-TITLE_REQUESTS:], results)),
+        titles=tuple(title_spans(requests[-TITLE_REQUESTS:], results, names)),
+        titles_known=names is not None,
+        likens_named_items=bool(likened),
+        asks_for_title=request is not None
+        and catalog is not None
+        and asks_for_title(request, title_index(catalog).exact),
     )
 
 
@@ -805,10 +879,65 @@ def _lists_items(turn: Sequence[BaseMessage], item_ids: Mapping[str, int]) -> bo
 def _sides_bounded(request: str) -> tuple[str, ...]:
     """The sides ("earliest", "latest") ``request`` bounds release years on (:func:`year_bounds_in`), where its words
     say which and make one range; a title's "(1978)" bounds none."""
-    earliest, latest = year_bounds_in(TITLE_YEAR.sub(" ", request))
+    unmarked = TITLE_YEAR.sub(" ", request)
+    mentions = _year_mentions(unmarked.lower())
+    if mentions and all(side == "exact" for _, _, side, _ in mentions):
+        return ("earliest", "latest")  # "a crime film from 1994": that year alone
+    earliest, latest = year_bounds_in(unmarked)
     if set(earliest) == set(latest) or (earliest and latest and min(earliest) > max(latest)):
         return ()  # a year of no side ("released afer 1959"), or two ranges ("before 1960 or after 1990")
     return ("earliest",) * bool(earliest) + ("latest",) * bool(latest)
+
+
+# a request that wants items like some it names ("more like 22 and 96", "item 12 was great. what's comparable?")
+# ids a request likens its wish to: a list of them right after a cue ("more like 22 and 96", "similar to #5, #9",
+# "i liked 7 and 89"; after a bare "like" not "i'd like 5", "would like 3"), ending its clause or followed by a word
+# that cannot be its noun ("similar to 12 angry men" names a title); or an id marked as an item ("item 12", "#12")
+# where the request asks for what is like it ("item 12 was great. what's comparable?")
+_ID_LIST = (
+    r"(?:(?:the\s+)?(?:items?|movies?|films?|ids?|numbers?)\s*)?[#\[]?\d+\]?(?:\s*(?:,|and|&|or|\+)\s*[#\[]?\d+\]?)*"
+)
+_LIKENED_LIST = re.compile(
+    r"(?:\b(?:more like|similar to|close to|comparable to|akin to|liked|loved|enjoyed)|(?<!'d )(?<!would )(?<!i )"
+    rf"(?<!we )(?<!you )\blike)\s+({_ID_LIST})(?=\s*$|\s*[^\w\s\]]|\s+(?:and|or|pls|plz|please|thanks|thx|too|but|for|so)\b)",
+    re.I,
+)
+_MARKED_ID = re.compile(r"(?:\b(?:item|movie|film)\s+#?|#)(\d+)\b", re.I)
+_LIKE_IT = re.compile(
+    r"\b(?:comparable|similar|more like (?:it|that|this|those|these|them)|along (?:those|the same) lines"
+    r"|in (?:that|the same) vein)\b",
+    re.I,
+)
+
+
+def likened_ids(request: str) -> list[str]:
+    """The numbers ``request`` likens its wish to (see :data:`_LIKENED_LIST`), as written; the caller keeps those
+    that are item ids."""
+    found = [n for m in _LIKENED_LIST.finditer(request) for n in re.findall(r"\d+", m.group(1))]
+    if _LIKE_IT.search(request):
+        found += _MARKED_ID.findall(request)
+    return list(dict.fromkeys(found))
+
+
+# a question whether the catalog holds a title ("do you have Trainspotting?", "is the godfather on here?", "is glory in
+# your catalog"): the title is the run of words between the cue and the end of its clause, or the availability words
+_HAS_TITLE = re.compile(r"\b(?:do (?:you|u|you guys) have|have you got|you got|got)\s+(.+?)\s*(?:[?.!,;]|$)", re.I)
+_TITLE_AVAILABLE = re.compile(
+    r"\b(?:is|are)\s+(.+?)\s+(?:on here|in there|available|in (?:your|the|ur) (?:catalog(?:ue)?|library|collection"
+    r"|database|list|system|selection))\b",
+    re.I,
+)
+
+
+def asks_for_title(request: str, names_exactly: Callable[[str], object]) -> bool:
+    """Does ``request`` ask whether the catalog holds a title it names (``names_exactly``: a catalog title's exact
+    words)? "is the godfather on here?", "do you have Trainspotting?", "is glory in your catalog"; not "is star wars on
+    netflix?" (every synthesized question of this kind is answered with a look-up; dev: two were answered without)."""
+    for pattern in (_HAS_TITLE, _TITLE_AVAILABLE):
+        for m in pattern.finditer(request):
+            if names_exactly(m.group(1).strip(_SPAN_EDGE + _SPAN_END + " ")):
+                return True
+    return False
 
 
 # words of a request that refers back to the one before it ("... instead?", "same but 70s", "any older ones?")
@@ -820,6 +949,28 @@ def _moves_years(request: str, requests: Sequence[str]) -> bool:
     """Does ``request``, the last of ``requests``, move the years of the request before it: it writes years and
     refers back (the caller checks that it names no genre)?"""
     return len(requests) > 1 and bool(years_in(request)) and _REFERS_BACK.search(request) is not None
+
+
+# a follow-up that asks the request before it again for other genres ("ok now the same for comedies", "dramas
+# instead", "westerns too?"), and words that ask for other years or anything new ("now show me some recent comedies",
+# "comedies too, any decade is fine", "cool. now something totally different: a comedy")
+_AGAIN_FOR = re.compile(
+    r"\bthe same\b|\bsame (?:for|but|thing|again)\b|\binstead\b|\b(?:too|as well)\s*[?.!]*\s*$", re.I
+)
+_OTHER_YEARS = re.compile(
+    r"\b(?:recent|newer|older|latest|new|old|classic|any (?:decade|year|era|time)|different|else|right now)\b", re.I
+)
+
+
+def _moves_genres(request: str, requests: Sequence[str]) -> bool:
+    """Does ``request``, the last of ``requests``, ask the one just before it again for other genres: it writes no
+    years, refers back and asks for no other years (the caller checks that it names genres)?"""
+    return (
+        len(requests) > 1
+        and not years_in(request)
+        and _AGAIN_FOR.search(request) is not None
+        and _OTHER_YEARS.search(request) is None
+    )
 
 
 def _request_genres(

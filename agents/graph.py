@@ -94,7 +94,7 @@ def _decoding_constraints(state: AgentState, ctx: AgentContext) -> dict:
     if not ctx.grounded_decoding():
         return {}
     from recagent.agents.call_ids import conversation_call_ids
-    from recagent.agents.policies.grammar import CitableItem
+    from recagent.agents.policies.grammar import citable_items
 
     catalog = ctx.env.catalog
     if state.get("mode") == "listwise":
@@ -103,11 +103,7 @@ def _decoding_constraints(state: AgentState, ctx: AgentContext) -> dict:
         # after this turn's calls returned items, the answer cites those: an earlier turn's sci-fi films are no
         # answer to "3 comedies" (the shipped policy cited one; none of 7,047 synthesized answers after results does)
         allowed = _turn_item_ids(state) or list(dict.fromkeys(state.get("grounded_ids") or []))
-    items = [
-        CitableItem(i, catalog.display(j), tuple(catalog.genres[j]))
-        for i in allowed
-        if (j := catalog.index_of.get(i)) is not None
-    ]
+    items = list(citable_items(allowed, catalog))
     call_ids = conversation_call_ids(
         state["messages"],
         ctx.env.dataset.users.index_of,
@@ -115,6 +111,7 @@ def _decoding_constraints(state: AgentState, ctx: AgentContext) -> dict:
         (state.get("user") or {}).get("user_id"),
         state.get("grounded_ids") or [],
         catalog.all_genres,
+        catalog,
     )
     if state.get("mode") == "listwise":
         return {"cite_items": items, "listwise_k": state.get("k", ctx.config.k), "call_ids": call_ids}

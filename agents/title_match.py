@@ -69,6 +69,15 @@ MASKED = "\x1f"  # the caller's mask for text already read (a "Title (Year)" cit
 FUZZY_MIN_RATIO = 0.88  # "blade runer" ~ "blade runner" scores 0.96; "watch blade runner" 0.80
 FUZZY_MIN_CHARS = 8
 MAX_TITLE_WORDS = 14  # the longest sub-span tried as a title (ML-100K's longest titles have ~12 words)
+# a short misspelt title a request may name ("frago", "glry", "tiatnic", "hery v"): one word besides numbers and single
+# letters, at least this many characters, this close to a title of at most two such words (no synthesized title is
+# further off; two words of a request, "in there", "king in", are too often close to some title: "Being There")
+SHORT_TITLE_CHARS = 4
+PARTIAL_TITLE_WORDS = 3
+PARTIAL_TITLE_RATIO = 0.8  # "monty python holy grail" ~ "monty python and the holy grail" scores 0.85
+SHORT_TITLE_RATIO = 0.8
+NAMES_CACHED = 100_000  # spans whose reading is kept (each turn reads every run of words of the last two requests)
+_WRITTEN_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")  # "Postino, Il (1994)": the year a title argument may carry
 
 # a word: letters/digits with inner apostrophes, hyphens, slashes, dots, stars ("Sci-Fi", "Face/Off", "L.A", "M*A*S*H")
 _TOKEN = re.compile(r"[^\W_](?:[^\W_]|['’])*(?:[-/.*][^\W_](?:[^\W_]|['’])*)*")
@@ -294,6 +303,11 @@ def numbers(key: str) -> set[str]:
     return {w for w in key.split() if w.isdigit() or w in _ROMAN}
 
 
+def _words(key: str) -> list[str]:
+    """The words of a normalised title besides numbers and single letters ("henry v" -> ["henry"])."""
+    return [w for w in key.split() if len(w) > 1 and w not in numbers(key)]
+
+
 def trigrams(key: str) -> set[str]:
     """Character trigrams of a padded key (the fuzzy index's terms)."""
     padded = f" {key} "
@@ -311,6 +325,9 @@ class TitleIndex:
                 self.by_key.setdefault(key, []).append(i)
         self.max_words = min(MAX_TITLE_WORDS, max(len(k.split()) for k in self.by_key))
         self.genre_words = {w for g in catalog.all_genres for w in re.split(r"[^\w]+", g.lower()) if w}
+        short = {drop_article(k) for k in self.by_key}
+        self._short_keys = sorted(k for k in short if len(_words(k)) <= 2)
+        self._named: dict[str, bool] = {}  # spans already read: a conversation's turns read its last requests again
         self._postings: dict[str, list[str]] = {}
         for key in self.by_key:
             if key == drop_article(key):  # article-less keys suffice: queries drop the article too
@@ -325,14 +342,36 @@ class TitleIndex:
             hits = self.by_key.get(key[:-2])
         return list(hits or [])
 
-    def fuzzy(self, text: str, year: int | None = None) -> list[int]:
+    def names(self, text: str) -> bool:
+        """Does ``text``, a title argument, name a catalog title: exactly, closely (:meth:`fuzzy`), or as a short
+        misspelt title (:data:`SHORT_TITLE_RATIO`)? Each of the 1,491 gold title arguments of the synthesized dialogs
+        does (benchmarks/grounded_gold_calls.py); "popular stuff", "7 and 89" and "movie 300" do not."""
+        named = self._named.get(text)
+        if named is None:
+            if len(self._named) >= NAMES_CACHED:  # a long-running server meets ever new words
+                self._named.clear()
+            named = self._named[text] = self._names(_WRITTEN_YEAR.sub("", text))
+        return named
+
+    def _names(self, text: str) -> bool:
+        query = drop_article(normalise_title(text))
+        # a title of three words or more written with one left out ("monty python holy grail", a test request)
+        ratio = PARTIAL_TITLE_RATIO if len(query.split()) >= PARTIAL_TITLE_WORDS else FUZZY_MIN_RATIO
+        if self.exact(text) or self.fuzzy(text, min_ratio=ratio):
+            return True
+        words = _words(query)
+        if len(query) < SHORT_TITLE_CHARS or len(words) > 1 or set(words) & self.genre_words:
+            return False  # "action" is a genre, no misspelt "Action Jackson"
+        return bool(difflib.get_close_matches(query, self._short_keys, n=1, cutoff=SHORT_TITLE_RATIO))
+
+    def fuzzy(self, text: str, year: int | None = None, min_ratio: float = FUZZY_MIN_RATIO) -> list[int]:
         """Catalog positions of the closest title to ``text`` if it is close enough (see module docstring)."""
         query = drop_article(normalise_title(text))
         if len(query) < FUZZY_MIN_CHARS:
             return []
         grams = trigrams(query)
         shared = Counter(k for g in grams for k in self._postings.get(g, ()))
-        best, best_ratio = None, FUZZY_MIN_RATIO
+        best, best_ratio = None, min_ratio
         for key, n in shared.most_common(20):
             if n < len(grams) / 2 or numbers(key) != numbers(query):
                 continue

@@ -5,7 +5,8 @@ on with ``:``, an item is cited once per section, no stretch is written three ti
 prefix of a synthesized answer would keep the trained policy from writing what it was trained on. For every answer of
 a synthesis run that cites items, this builds the filter with exactly the items it cites (the strictest case: the
 agent offers every item of the turn's results) and checks every prefix of its text; it reports the answers checked,
-the ones rejected (with the first few, cut where rejected) and the mean time of one check.
+the ones rejected (with the first few, cut where rejected) and the mean time of one check (building the filter
+included).
 
     python benchmarks/answer_filter_fit.py --data ~/.cache/recagent/runs/policy/synth4 --files train validation test
 """
@@ -14,18 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CITED_ID = re.compile(r"\[([^\]\s]+)\] ")  # the id of a citation, "[id] Title (Year)"
 SHOWN = 5  # rejected answers written out in full
 
 
 def check_file(path: Path, catalog) -> dict:
     """Answers of one dialog file that cite items: how many, which prefixes the filter rejects, checks and time."""
-    from recagent.agents.policies.grammar import AnswerRule, CitableItem, answer_filter
+    from recagent.agents.policies.grammar import cited_items, filter_cut
 
     answers, rejected, checks, seconds = 0, [], 0, 0.0
     for line in path.open():
@@ -33,15 +32,12 @@ def check_file(path: Path, catalog) -> dict:
             text = m.get("content") or ""
             if m["role"] != "assistant" or m.get("tool_calls"):
                 continue
-            ids = [i for i in dict.fromkeys(CITED_ID.findall(text)) if i in catalog.index_of]
-            if not ids:
+            items = cited_items(text, catalog)
+            if not items:
                 continue
             answers += 1
-            rows = [catalog.index_of[i] for i in ids]
-            items = tuple(CitableItem(i, catalog.display(j), tuple(catalog.genres[j])) for i, j in zip(ids, rows))
-            passes = answer_filter(AnswerRule(items))
             start = time.perf_counter()
-            cut = next((end for end in range(1, len(text) + 1) if not passes(text[:end])), None)
+            cut = filter_cut(text, items)
             seconds += time.perf_counter() - start
             checks += cut or len(text)
             if cut is not None:

@@ -8,7 +8,8 @@ For every gold call of a synthesis run's dialogs, this grounds the offered tools
 call (as the agent does) and validates the gold arguments against the grounded schemas (jsonschema); it reports
 the calls refused, by tool and argument, with the first few in full. A call to a tool that requires a user id
 where the conversation names no known user is refused too (the policy's ``ask_for_user``), and the replies made
-where that rule can fire (no user known, such a tool offered) are counted: answers, calls. Each call is checked
+where that rule can fire (no user known, such a tool offered) are counted: answers, calls; so is a look-up where
+the user's words name no catalog title and no item id can be written (``left_out_for_lookup``). Each call is checked
 twice: as grounded where the router's save head is unsure (``saves`` None), and where it is sure and right (``saves``
 as the gold call: does it write a save-the-result argument?), which the save rules narrow further.
 
@@ -25,7 +26,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def check_file(path: Path, users: dict, items: dict, genres: list[str]) -> dict:
+def check_file(path: Path, users: dict, items: dict, genres: list[str], catalog=None) -> dict:
     """Gold calls of one dialog file: how many, how many the grounded schemas refuse (by tool and argument)."""
     from dataclasses import replace
 
@@ -33,7 +34,12 @@ def check_file(path: Path, users: dict, items: dict, genres: list[str]) -> dict:
     from langchain_core.messages import convert_to_messages
 
     from recagent.agents.call_ids import conversation_call_ids
-    from recagent.agents.policies.grammar import ground_call_arguments, left_out_for_user, saves_result
+    from recagent.agents.policies.grammar import (
+        ground_call_arguments,
+        left_out_for_lookup,
+        left_out_for_user,
+        saves_result,
+    )
 
     calls, refused, examples = 0, Counter(), []
     refused_sure, examples_sure = Counter(), []  # as grounded where the save head is sure and right
@@ -54,8 +60,11 @@ def check_file(path: Path, users: dict, items: dict, genres: list[str]) -> dict:
             if m["role"] != "assistant":
                 continue
             before = [{k: v for k, v in x.items() if k != "artifact"} for x in messages[:t]]
-            ids = conversation_call_ids(convert_to_messages(before), users, items, catalog_genres=genres)
+            ids = conversation_call_ids(
+                convert_to_messages(before), users, items, catalog_genres=genres, catalog=catalog
+            )
             nameless_tools = left_out_for_user(row["tools"], ids)
+            nothing_to_look_up = left_out_for_lookup(row["tools"], ids)
             if nameless_tools:
                 nameless["calls" if m.get("tool_calls") else "answers"] += 1
             if not m.get("tool_calls"):
@@ -64,11 +73,18 @@ def check_file(path: Path, users: dict, items: dict, genres: list[str]) -> dict:
             for tc in m["tool_calls"]:
                 calls += 1
                 name, args = tc["function"]["name"], json.loads(tc["function"]["arguments"])
-                if name in nameless_tools:  # refused whatever the save head decides
+                left_out = (
+                    "no user known"
+                    if name in nameless_tools
+                    else "no title or item id to look up"
+                    if name in nothing_to_look_up
+                    else None
+                )
+                if left_out:  # refused whatever the save head decides
                     for counts, found in ((refused, examples), (refused_sure, examples_sure)):
-                        counts[f"{name} (no user known)"] += 1
+                        counts[f"{name} ({left_out})"] += 1
                         if len(found) < 10:
-                            found.append({"dialog": row["id"], "call": {name: args}, "error": "no user known"})
+                            found.append({"dialog": row["id"], "call": {name: args}, "error": left_out})
                     continue
                 check(args, tools[name], name, row["id"], refused, examples)
                 offered = next(s for s in row["tools"] if s["function"]["name"] == name)
@@ -105,7 +121,7 @@ def main() -> None:
         if not path.is_file():
             raise SystemExit(f"{path} does not exist (files are named without .jsonl: train, validation, test)")
         genres = list(dataset.items.all_genres)
-        out["files"][f] = check_file(path, dataset.users.index_of, dataset.items.index_of, genres)
+        out["files"][f] = check_file(path, dataset.users.index_of, dataset.items.index_of, genres, dataset.items)
         print(f, json.dumps(out["files"][f])[:300], flush=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
 

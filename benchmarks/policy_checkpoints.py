@@ -138,7 +138,11 @@ def score(policy_kwargs: dict, tasks: list[dict], dataset) -> dict:
         bound = model.bind_tools(t["tools"], tool_choice="auto")
         messages = convert_to_messages(t["entry"]["question"])
         ids = conversation_call_ids(
-            messages, dataset.users.index_of, dataset.items.index_of, catalog_genres=dataset.items.all_genres
+            messages,
+            dataset.users.index_of,
+            dataset.items.index_of,
+            catalog_genres=dataset.items.all_genres,
+            catalog=dataset.items,
         )
         t0 = time.perf_counter()
         ai = bound.invoke(messages, call_ids=ids)

@@ -149,7 +149,7 @@ def conversation_ids(task: CallTask, env) -> CallIds:
     messages = convert_to_messages(task.messages)
     catalog = env.catalog
     return conversation_call_ids(
-        messages, env.dataset.users.index_of, catalog.index_of, catalog_genres=catalog.all_genres
+        messages, env.dataset.users.index_of, catalog.index_of, catalog_genres=catalog.all_genres, catalog=catalog
     )
 
 

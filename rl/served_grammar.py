@@ -30,6 +30,7 @@ class ServedGrammar:
     users: dict[str, int]
     items: dict[str, int]
     genres: Any
+    catalog: Any = None  # the item catalog whose titles a title argument may name (None: any words of the user)
 
     @classmethod
     def for_policy(cls, start: str | None, model: Any, tokenizer: Any, env: Any) -> ServedGrammar:
@@ -47,7 +48,7 @@ class ServedGrammar:
             engine="transformers",
         )
         chat = make_policy(served).attach(TransformersEngine(model, tokenizer))
-        return cls(chat, env.dataset.users.index_of, env.catalog.index_of, env.catalog.all_genres)
+        return cls(chat, env.dataset.users.index_of, env.catalog.index_of, env.catalog.all_genres, env.catalog)
 
     def __call__(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], ids: list[int]
@@ -59,7 +60,7 @@ class ServedGrammar:
         from recagent.agents.call_ids import conversation_call_ids
 
         lc = convert_to_messages(messages)
-        call_ids = conversation_call_ids(lc, self.users, self.items, catalog_genres=self.genres)
+        call_ids = conversation_call_ids(lc, self.users, self.items, catalog_genres=self.genres, catalog=self.catalog)
         job = self.chat.decode_job(lc, tools=tools, tool_choice="auto", call_ids=call_ids)
         if job.ids != list(ids):
             if any(m.get("role") == "assistant" for m in messages):

@@ -143,7 +143,9 @@ def test_every_year_a_hand_written_request_accepts_is_one_the_grammar_admits():
         ("documentaries released 1990 through 1994", [1989, 1990, 1991], [1993, 1994, 1995]),
         ("westerns from the sixties", [1960], [1969]),  # a decade: its first year earliest, its last latest
         ("the 1940s", [1940], [1949]),
-        ("a drama from 1995", [1994, 1995, 1996], [1994, 1995, 1996]),  # no cue: either side
+        ("a drama made around 1995", [1994, 1995, 1996], [1994, 1995, 1996]),  # no cue: either side
+        ("a drama from 1995", [1995], [1995]),  # a year of its own: itself either side
+        ("dramas from 1990 onwads", [1989, 1990, 1991], [1989, 1990, 1991]),  # a misspelt cue: no year of its own
         ("nothing older than the 80s", [1980], []),  # a decade's cue
         ("nothing newer than the 80s", [], [1989]),
         ("the nineties or laetr only", [1990], []),  # a misspelt cue

@@ -7,7 +7,14 @@ import json
 import pytest
 
 from recagent.agents.grounding import citation
-from recagent.agents.policies.grammar import AnswerRule, CitableItem, GrammarCache, answer_filter
+from recagent.agents.policies.grammar import (
+    AnswerRule,
+    CitableItem,
+    GrammarCache,
+    answer_filter,
+    cited_items,
+    filter_cut,
+)
 from recagent.agents.prompt_format import render_tool_call
 
 ITEMS = (
@@ -148,6 +155,29 @@ def test_an_answer_cites_an_item_once_per_section_and_never_runs_on():
     assert titles("[1204] Tora! Tora! Tora!") and titles("[9] [") and titles("[1633] \ufffd")
     both = "[1204] Tora! Tora! Tora! (1970), War\n[9] [REC] (2007), Horror"
     assert titles(both) and titles(both + "\n[1633]") and not titles(both + "\n[1204]")
+
+
+def test_filter_cut_finds_where_a_written_answer_breaks_the_filter_citing_the_items_it_cites():
+    # the check benchmarks/answer_filter_fit.py runs over every synthesized answer, on a catalog of three items
+    class Catalog:
+        index_of = {"273": 0, "772": 1, "5": 2}
+        genres = [("Action", "Crime"), ("Drama",), ("Thriller",)]
+
+        def display(self, row):
+            return ["Heat (1995)", "Kids (1995)", "Copycat (1995)"][row]
+
+    written = "Try:\n1. [273] Heat (1995), Action, Crime\n2. [999] Unknown\n3. [772] Kids (1995), Drama"
+    items = cited_items(written, Catalog())
+    assert [(i.item_id, i.display, i.genres) for i in items] == [
+        ("273", "Heat (1995)", ("Action", "Crime")),
+        ("772", "Kids (1995)", ("Drama",)),
+    ]
+    answer = written.replace("[999] Unknown", "and then")  # "[999]" is no citation the grammar would open
+    assert filter_cut(answer, items) is None
+    twice = answer + "\n4. [273] Heat (1995)"
+    assert filter_cut(twice, items) == twice.rindex("[273]") + 1  # both items cited: no citation can open
+    assert filter_cut("no citation at all", items) is None
+    assert filter_cut("[273] Heat (1995), Action, Crime: a heist film: a heist film: a heist film", items) is not None
 
 
 def test_auto_choice_allows_a_call_or_a_grounded_answer_never_tags_in_text(accepts):

@@ -531,3 +531,35 @@ def test_a_tool_that_needs_a_user_is_left_out_while_no_user_is_known(policy, sch
     assert off.response_metadata["routed_tools"] == ["retrieve_for_user"]
     free = routed.model_copy(update={"router_path": None}).bind_tools(schemas).invoke(_messages(), call_ids=nobody)
     assert free.response_metadata["left_out_for_user"] == ["get_user_history", "retrieve_for_user"]
+
+
+def test_a_lookup_with_nothing_to_look_up_is_left_out_and_a_question_of_the_catalog_gets_a_call(
+    policy, schemas, tmp_path
+):
+    """A router favouring get_item, then popular_items: where the conversation names no catalog title and no id the
+    router offers popular_items (the look-up is left out), with a title get_item; a named get_item stays the caller's;
+    a question whether the catalog holds a title it names makes the reply a call where the router is unsure."""
+    import numpy as np
+
+    from recagent.agents.policies.grammar import CallIds
+    from recagent.agents.tool_router import FeatureBlock, ToolRouter
+
+    names = sorted(s["function"]["name"] for s in schemas)
+    bias = {"get_item": 2.0, "popular_items": 1.0}
+    block = FeatureBlock("word", (1, 1), {}, np.ones(0))
+    router = ToolRouter([block], np.zeros((len(names), 0)), np.array([bias.get(n, 0.0) for n in names]), names)
+    routed = _calls(policy).model_copy(
+        update={"router_path": str(router.save(tmp_path / "tool_router.npz")), "router_top_k": 1, "max_new_tokens": 8}
+    )
+    nothing = CallIds(titles_known=True, indexed=True)  # "popular stuff from the 90s": no title, no id
+    titled = CallIds(titles_known=True, indexed=True, titles=("Heat",))
+    required = routed.bind_tools(schemas, tool_choice="required")
+    assert required.invoke(_messages(), call_ids=nothing).response_metadata["routed_tools"] == ["popular_items"]
+    assert required.invoke(_messages(), call_ids=titled).response_metadata["routed_tools"] == ["get_item"]
+    whole = routed.model_copy(update={"max_new_tokens": 48})  # room for a whole call
+    named = whole.bind_tools(schemas, tool_choice="get_item").invoke(_messages(), call_ids=nothing)
+    assert [c["name"] for c in named.tool_calls + named.invalid_tool_calls] == ["get_item"]
+    asks = CallIds(titles_known=True, titles=("Heat",), asks_for_title=True)  # "do you have Heat?"
+    ai = routed.bind_tools(schemas).invoke(_messages("do you have Heat?"), call_ids=asks)
+    assert ai.tool_calls or ai.invalid_tool_calls, ai.response_metadata["raw_output"]  # a call (cut at 8 tokens)
+    assert ai.response_metadata["tool_choice"] == "auto" and not ai.content

@@ -105,21 +105,21 @@ def test_leakage_check_catches_a_training_answer_with_the_users_test_item(run, m
 def test_every_synthesized_answer_passes_the_answer_filter_as_it_is_written(run, ml100k_env):
     # the filter the local policy decodes answers under (cite each item once per section, never run on, end a
     # citation's line) must let every synthesized answer through, prefix by prefix, citing only the items it cites
-    from recagent.agents.policies.grammar import AnswerRule, CitableItem, answer_filter
+    from recagent.agents.policies.grammar import cited_items, filter_cut
 
     out, _ = run
     catalog, answers = ml100k_env.catalog, 0
     for row in rows(out / "train.jsonl") + rows(out / "test.jsonl"):
         for m in row["messages"]:
             text = m.get("content") or ""
-            ids = list(dict.fromkeys(re.findall(r"\[(\d+)\] ", text)))
-            if m["role"] != "assistant" or m.get("tool_calls") or not ids:
+            if m["role"] != "assistant" or m.get("tool_calls"):
+                continue
+            items = cited_items(text, catalog)
+            if not items:
                 continue
             answers += 1
-            rows_of = [catalog.index_of[i] for i in ids]
-            items = tuple(CitableItem(i, catalog.display(j), tuple(catalog.genres[j])) for i, j in zip(ids, rows_of))
-            lines_end = answer_filter(AnswerRule(items))
-            assert all(lines_end(text[:end]) for end in range(1, len(text) + 1)), text
+            assert len(items) == len(set(re.findall(r"\[(\d+)\] ", text))), text  # every cited id is a catalog item
+            assert filter_cut(text, items) is None, text
     assert answers > 50
 
 

@@ -94,6 +94,7 @@ AFTER_CITATION = ("\n", ":")
 # ..." after a citation, a list's fifth line citing its third item.
 SECTION_BREAK = "\n\n"
 _RUN_ON = re.compile(r"(.{3,}?)\1\1$", re.S)
+_WRITTEN_ID = re.compile(r"\[([^\]\s]+)\] ")  # the id of a written citation, "[id] Title (Year)"
 RUN_ON_WINDOW = 240  # the tail read for a run-on: enough for three copies of a long citation line
 
 
@@ -205,8 +206,16 @@ class CallIds:
     # else it stays at its default (validation: five calls wrote model "pop" or "sasrec" unasked; no synthesized call
     # chooses one unasked)
     model_named: bool = False
-    # the strings a title argument may take: spans of the user's words and titles tools returned (empty: free)
+    # the strings a title argument may take: spans of the user's words and titles tools returned (empty: free, unless
+    # titles_known)
     titles: tuple[str, ...] = ()
+    # the spans were checked against the catalog's titles: none left, no title argument can be written ("popular stuff
+    # from the 90s" looked up the title "popular")
+    titles_known: bool = False
+    # the request likens its wish to items it names by id and names no title: a look-up of them is no answer
+    likens_named_items: bool = False
+    # the request asks whether the catalog holds a title it names ("is the godfather on here?"): a look-up answers it
+    asks_for_title: bool = False
 
 
 def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
@@ -233,11 +242,6 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
 
     reads_set, is_item, is_user = map(described, (SAVED_SET_DESCRIPTION, ITEM_ID_DESCRIPTION, USER_ID_DESCRIPTION))
 
-    def is_title(node: dict) -> bool:  # a free string (or null) the description calls a title ("title to match")
-        strings = [node, *node.get("anyOf", [])]
-        free = any(n.get("type") == "string" and "enum" not in n for n in strings)
-        return free and bool(_TITLE.search(node.get("description", "")))
-
     def keeps_order(node: dict) -> bool:  # an order argument that can keep the candidates' own ("input")
         return KEEP_ORDER in (node.get("enum") or ()) and KEEP_ORDER in node.get("description", "")
 
@@ -250,6 +254,8 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
     # nothing to read: an optional argument of that kind can only fail (a set) or be made up (a year; an id where the
     # dataset's ids are known: "find Dante's Peak" wrote item_id "Dante's Peak"), so the call cannot write it
     kinds = [(reads_set, ids.sets), (is_year, ids.years)]
+    if ids.titles_known:
+        kinds.append((is_title, ids.titles))
     if ids.indexed:
         kinds += [(is_item, ids.items), (is_user, ids.users)]
     unwritable = [kind for kind, present in kinds if not present]
@@ -379,6 +385,31 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
 
     grounded = [narrow(t) for t in tools]
     return tools if grounded == tools else grounded
+
+
+def is_title(node: dict) -> bool:
+    """Is this schema node a free string (or null) its description calls a title ("title to match")?"""
+    strings = [node, *node.get("anyOf", [])]
+    free = any(n.get("type") == "string" and "enum" not in n for n in strings)
+    return free and bool(_TITLE.search(node.get("description", "")))
+
+
+def left_out_for_lookup(tools: list[dict], ids: CallIds | None) -> set[str]:
+    """The offered look-ups (tools with a title argument) a call should not make: the user's words name no catalog
+    title and no item id can be written, so it would look nothing up, or the request likens its wish to items it names
+    by id (:attr:`CallIds.likens_named_items`: similar items, not those); none where ``ids`` is None or its titles were
+    not checked against a catalog. Dev: "popular stuff from the 90s" looked up the title "popular", "more like 22 and
+    96" item 22."""
+    if ids is None or not ids.titles_known or (ids.titles and not ids.likens_named_items):
+        return set()
+    lookups = [t for t in tools if holds(t["function"].get("parameters") or {}, is_title)]
+    if ids.likens_named_items:
+        return {t["function"]["name"] for t in lookups}
+    return {
+        t["function"]["name"]
+        for t, g in zip(lookups, ground_call_arguments(lookups, ids))
+        if not (g["function"].get("parameters") or {}).get("properties")
+    }
 
 
 def is_year(node: dict) -> bool:
@@ -623,6 +654,26 @@ def answer_format(rule: AnswerRule | None) -> Any:
     return text
 
 
+def citable_items(ids: Sequence[str], catalog: Any) -> tuple[CitableItem, ...]:
+    """The items of ``ids`` that ``catalog`` (a :class:`~recagent.tools.data.Catalog`) holds, as an answer cites them."""
+    rows = [(i, j) for i in ids if (j := catalog.index_of.get(i)) is not None]
+    return tuple(CitableItem(i, catalog.display(j), tuple(catalog.genres[j])) for i, j in rows)
+
+
+def cited_items(text: str, catalog: Any) -> tuple[CitableItem, ...]:
+    """The catalog items a written chat answer cites (``[id] Title``), first cited first."""
+    return citable_items(list(dict.fromkeys(_WRITTEN_ID.findall(text))), catalog)
+
+
+def filter_cut(text: str, items: Sequence[CitableItem]) -> int | None:
+    """The length of the shortest prefix of the chat answer ``text`` that :func:`answer_filter` rejects when the
+    answer may cite ``items`` (None: it passes whole)."""
+    passes = answer_filter(AnswerRule(tuple(items)))
+    if passes is None:
+        return None
+    return next((end for end in range(1, len(text) + 1) if not passes(text[:end])), None)
+
+
 def answer_filter(rule: AnswerRule | None) -> Callable[[str], bool] | None:
     """A check of a reply prefix, False once it breaks a rule no grammar here states (None: nothing to check).
 
@@ -660,9 +711,17 @@ def answer_filter(rule: AnswerRule | None) -> Callable[[str], bool] | None:
 
 def _cites_once(text: str, item_of: Mapping[str, str], by_head: Mapping[str, Sequence[str]]) -> bool:
     """True if no item is cited twice in the section ``text`` ends in (the text after its last blank line), the
-    citation being written included as soon as every item it can still become was cited before, and, outside a
-    citation, the text does not run on (:func:`_runs_on`; a title may repeat itself: "Tora! Tora! Tora!")."""
+    citation being written included as soon as every item it can still become was cited before, and, unless a
+    citation is being written (a title may repeat itself: "Tora! Tora! Tora!"), ``text`` does not run on."""
     text = text.rstrip("\ufffd")  # a token holding part of a character decodes to U+FFFD until the rest comes
+    twice, open_citation = _section_citations(text, item_of, by_head)
+    return not twice and (open_citation or not _runs_on(text))
+
+
+def _section_citations(
+    text: str, item_of: Mapping[str, str], by_head: Mapping[str, Sequence[str]]
+) -> tuple[bool, bool]:
+    """Whether the section ``text`` ends in cites an item twice, and whether it ends inside a citation."""
     section = text[text.rfind(SECTION_BREAK) + len(SECTION_BREAK) :] if SECTION_BREAK in text else text
     cited: set[str] = set()
     at, end = section.find(CITATION_OPEN), 0
@@ -674,13 +733,13 @@ def _cites_once(text: str, item_of: Mapping[str, str], by_head: Mapping[str, Seq
             if whole is None:  # the citation being written: it ends the text
                 written = section[at:]
                 ids = {i for c, i in item_of.items() if c.startswith(written)}
-                return not ids or bool(ids - cited)
+                return bool(ids) and not (ids - cited), True
             if item_of[whole] in cited:
-                return False
+                return True, False
             cited.add(item_of[whole])
             end = at + len(whole)
         at = section.find(CITATION_OPEN, at + 1)
-    return not _runs_on(text)
+    return False, False
 
 
 def _runs_on(text: str) -> bool:

@@ -62,6 +62,7 @@ from recagent.agents.policies.grammar import (
     GrammarCache,
     answer_filter,
     ground_call_arguments,
+    left_out_for_lookup,
     left_out_for_user,
     normalize_tool_choice,
     takes_years,
@@ -475,7 +476,15 @@ class LocalChatModel(BaseChatModel):
                 choice = {"answer": "none", "call": "required"}.get(decided or "", choice)
         # the prompt shows the tools as trained; only the grammar narrows their ids, sets, counts and years
         call_ids = kwargs.get("call_ids")
+        if self.constrained and tools and decided is None and choice in (None, "auto") and not without:
+            # "is the godfather on here?": the router unsure, the model answered from what it knew; a look-up knows
+            if getattr(call_ids, "asks_for_title", False):
+                choice = "required"
         keep = names - set(without)  # without: tools whose call would repeat one made since the user's last message
+        if self.constrained and choice in (None, "auto", "required"):
+            # a look-up with nothing to look up is no choice, for the router or the model ("popular stuff from the
+            # 90s" looked up the title "popular"); a named tool stays the caller's
+            keep = (keep - left_out_for_lookup(tools or [], call_ids)) or keep
         routed = None
         # the router narrows the grammar only: unconstrained, the model may write any name it likes
         narrows = bool(self.constrained and tools)
