@@ -73,17 +73,17 @@ What else a request says binds its calls too, measured on the validation calls t
   items ("based on [250] and [405]"): all 1,721 synthesized rankings where that holds write such a user, 42 of the
   other 258 write none;
 - with the catalog given, a title argument is a run of the user's words that names a catalog title
-  (:meth:`~recagent.agents.title_match.TitleIndex.names`: exactly, closely, or a short misspelt one: all 1,491 gold
-  title arguments do), and a look-up with neither a title nor an item id to write is left out of the offer
+  (:meth:`~recagent.agents.title_match.TitleIndex.names`: exactly, closely, with words left out, or a short misspelt
+  one: all 1,491 gold title arguments do), and a look-up with neither a title nor an item id to write is left out of the offer
   (:func:`~recagent.agents.policies.grammar.left_out_for_lookup`; development: "popular stuff from the 90s" and "yo
   whats good" looked up the titles "popular" and "good", "info on movie 300" the title "movie 300");
-- a request that likens its wish to items it names by id in digits, naming no title ("more like 22 and 96", "item 12
-  was great. what's comparable?"), wants similar items: look-ups are left out, and those ids are no users unless
-  given as one; a question whether the catalog holds a title it names ("is the godfather on here?",
+- a request that likens its wish to items it names by id (:func:`likened_ids`: "more like 22 and 96", "item 12 was
+  great. what's comparable?") wants similar items: look-ups are left out, and those ids are no users unless given as
+  the user's; a question whether the catalog holds a title it names ("is the godfather on here?",
   :func:`asks_for_title`) is answered with a call;
 - a year of its own ("a crime film from 1994", "a 1994 movie") bounds both sides to itself (no synthesized request
   for films writes one; the policy wrote year_min alone), and a follow-up that asks again for other genres ("ok now
-  the same for comedies" after "horror from the 80s") keeps the years the last request that wrote some asked for.
+  the same for comedies" after "horror from the 80s") keeps the years the request just before it asked for.
 With these, 15 of the 12,374 gold calls are refused (13 before the title rule; the two titles above).
 """
 
@@ -668,7 +668,8 @@ def conversation_call_ids(
             results.append(content)
     request = _request(messages)
     fresh = _fresh_set(messages) if request is None else None
-    names = title_index(catalog).names if catalog is not None else None
+    index = title_index(catalog) if catalog is not None else None
+    names = index.names if index is not None else None
     if requests and years_in(requests[-1]):
         # a request that writes years bounds every call of its turn by them, and on a side it leaves open by what
         # the user wrote before ("only the ones after 1993" after "between 1990 and 1995"), not by the years of
@@ -799,9 +800,7 @@ def conversation_call_ids(
         titles=tuple(title_spans(requests[-TITLE_REQUESTS:], results, names)),
         titles_known=names is not None,
         likens_named_items=bool(likened),
-        asks_for_title=request is not None
-        and catalog is not None
-        and asks_for_title(request, title_index(catalog).exact),
+        asks_for_title=request is not None and index is not None and asks_for_title(request, index.exact),
     )
 
 
@@ -889,7 +888,6 @@ def _sides_bounded(request: str) -> tuple[str, ...]:
     return ("earliest",) * bool(earliest) + ("latest",) * bool(latest)
 
 
-# a request that wants items like some it names ("more like 22 and 96", "item 12 was great. what's comparable?")
 # ids a request likens its wish to: a list of them right after a cue ("more like 22 and 96", "similar to #5, #9",
 # "i liked 7 and 89"; after a bare "like" not "i'd like 5", "would like 3"), ending its clause or followed by a word
 # that cannot be its noun ("similar to 12 angry men" names a title); or an id marked as an item ("item 12", "#12")

@@ -478,7 +478,7 @@ class LocalChatModel(BaseChatModel):
         call_ids = kwargs.get("call_ids")
         if self.constrained and tools and decided is None and choice in (None, "auto") and not without:
             # "is the godfather on here?": the router unsure, the model answered from what it knew; a look-up knows
-            if getattr(call_ids, "asks_for_title", False):
+            if call_ids is not None and call_ids.asks_for_title:
                 choice = "required"
         keep = names - set(without)  # without: tools whose call would repeat one made since the user's last message
         if self.constrained and choice in (None, "auto", "required"):
