@@ -80,7 +80,10 @@ What else a request says binds its calls too, measured on the validation calls t
 - a request that likens its wish to items it names by id (:func:`likened_ids`: "more like 22 and 96", "item 12 was
   great. what's comparable?") wants similar items: look-ups are left out, and those ids are no users unless given as
   the user's; a question whether the catalog holds a title it names ("is the godfather on here?",
-  :func:`asks_for_title`) is answered with a call;
+  :func:`asks_for_title`) or a request to find one ("find Amaeus for me", misspelt titles too) is answered with a
+  call where the router is unsure (validation: two "find X for me" were answered as out of scope);
+- a number that opens the message as who writes ("77 here, any comedy i haven't got round to?") is the user's: no
+  item, no count (development: it was written as ``k=77``);
 - a year of its own ("a crime film from 1994", "a 1994 movie") bounds both sides to itself (no synthesized request
   for films writes one; the policy wrote year_min alone), and a follow-up that asks again for other genres ("ok now
   the same for comedies" after "horror from the 80s") keeps the years the request just before it asked for.
@@ -587,12 +590,16 @@ _NAMES_USER = re.compile(
 # "385, thanks" after "what's your user id?"), not "top 5" or "5 more please"
 _SHORT_REPLY = 3
 _ASKED_ABOUT_USER = re.compile(r"\b(?:user|id|account)\b", re.I)
+# a number that opens the message as who is writing ("77 here, any comedy i haven't seen?", "hey, 42 here"), not
+# "item 77 here" or "is 77 here?"
+_OPENS_AS_WRITER = re.compile(r"\s*(?:(?:hi|hey|hello|hiya|yo|ok|okay|right|so)\b[\s,.!:;-]*)*", re.I)  # no "#2 here"
+_HERE_AFTER = re.compile(r"\s*here\b", re.I)
 
 
 def _number_uses(messages: Sequence[BaseMessage]) -> tuple[Counter[str], set[str], set[str]]:
     """How often each number is written in the system and user messages (digits and words), the numbers written
-    only as a user's (:data:`_AFTER_USER`), and those given as a user's (:data:`_NAMES_USER`, a short reply to an
-    answer that asked about the user)."""
+    only as a user's (:data:`_AFTER_USER`, "77 here" opening a message), and those given as a user's
+    (:data:`_NAMES_USER`, "77 here", a short reply to an answer that asked about the user)."""
     times: Counter[str] = Counter()
     as_user: set[str] = set()
     other: set[str] = set()
@@ -609,8 +616,9 @@ def _number_uses(messages: Sequence[BaseMessage]) -> tuple[Counter[str], set[str
             n = m.group().lstrip("0") or "0"
             times[n] += 1
             before = text[max(0, m.start() - 25) : m.start()]
-            (as_user if _AFTER_USER.search(before) else other).add(n)
-            if short or _NAMES_USER.search(before):
+            writer = _OPENS_AS_WRITER.fullmatch(text[: m.start()]) and _HERE_AFTER.match(text, m.end())
+            (as_user if writer or _AFTER_USER.search(before) else other).add(n)
+            if short or writer or _NAMES_USER.search(before):
                 given.add(n)
         for n in number_words(text):
             times[str(n)] += 1
@@ -800,7 +808,7 @@ def conversation_call_ids(
         titles=tuple(title_spans(requests[-TITLE_REQUESTS:], results, names)),
         titles_known=names is not None,
         likens_named_items=bool(likened),
-        asks_for_title=request is not None and index is not None and asks_for_title(request, index.exact),
+        asks_for_title=request is not None and index is not None and asks_for_title(request, index.exact, index.names),
     )
 
 
@@ -927,13 +935,30 @@ _TITLE_AVAILABLE = re.compile(
 )
 
 
-def asks_for_title(request: str, names_exactly: Callable[[str], object]) -> bool:
+# a request to find a title it names ("Hello find Absolute Power for me Thank you", "find Amaeus for me": validation,
+# both answered as out of scope): the title is the run of words up to "for me", "please", "thanks" or the clause's end
+_FIND_TITLE = re.compile(
+    r"\b(?:find|look up|lookup|search for|pull up|track down)\s+(?:me\s+)?(.+?)\s*"
+    r"(?:\bfor me\b|\bplease\b|\bpls\b|\bthank|[?.!,;]|$)",
+    re.I,
+)
+_WHERE_TO = re.compile(r"\bwhere\s+(?:can|could|do|should|would)\s+(?:i|you|we|u)\s*$", re.I)
+
+
+def asks_for_title(
+    request: str, names_exactly: Callable[[str], object], names: Callable[[str], object] | None = None
+) -> bool:
     """Does ``request`` ask whether the catalog holds a title it names (``names_exactly``: a catalog title's exact
     words)? "is the godfather on here?", "do you have Trainspotting?", "is glory in your catalog"; not "is star wars on
-    netflix?" (every synthesized question of this kind is answered with a look-up; dev: two were answered without)."""
-    for pattern in (_HAS_TITLE, _TITLE_AVAILABLE):
+    netflix?" (every synthesized question of this kind is answered with a look-up; dev: two were answered without).
+    Or does it ask to find a title it names (``names``: exactly or misspelt, :meth:`TitleIndex.names`), "find Amaeus
+    for me"?"""
+    asks = [(_HAS_TITLE, names_exactly), (_TITLE_AVAILABLE, names_exactly), (_FIND_TITLE, names or names_exactly)]
+    for pattern, named in asks:
         for m in pattern.finditer(request):
-            if names_exactly(m.group(1).strip(_SPAN_EDGE + _SPAN_END + " ")):
+            if pattern is _FIND_TITLE and _WHERE_TO.search(request, 0, m.start()):
+                continue  # "where can i find fargo" asks where to watch it: out of scope
+            if named(m.group(1).strip(_SPAN_EDGE + _SPAN_END + " ")):
                 return True
     return False
 

@@ -18,6 +18,8 @@ NEGATION_WORDS = (
     "no not nothing none never without except excluding exclude skip avoid hate drop remove nor besides isnt arent "
     "dont doesnt".split()
 )
+# read only as written: their near misses are common words ("minds", "mines", "menus")
+EXACT_NEGATIONS = ("minus", "zero")  # "funny stuff, zero romance", "sci fi minus the horror"
 NEGATION_PHRASES = re.compile(r"\b(?:other than|leave out|can'?t stand|no more)\b")  # and "anything but"
 _WORD = re.compile(r"[a-z']+")
 
@@ -32,7 +34,7 @@ def misspelt_as(word: str, words: Iterable[str], cutoff: float) -> str | None:
 def is_negation(word: str) -> bool:
     """Is ``word`` a negation word or a typo of one that keeps its first letter ("sikp", "nothng")?"""
     word = word.replace("'", "")
-    if word in NEGATION_WORDS:
+    if word in NEGATION_WORDS or word in EXACT_NEGATIONS:
         return True
     if len(word) < 4:
         return False

@@ -623,7 +623,8 @@ GREETING = [
     "Hey! First time here. What can I ask?",
     "Hello there, what are my options?",
 ]
-# small talk that needs no tool: (user phrasings, replies); "{n}"/"{s}" are the domain nouns
+# small talk that needs no tool: (user phrasings, replies); "{n}"/"{s}" are the domain nouns, "{g}"/"{ga}"/"{g2}"
+# genres (noun, word before a noun, another genre), "{d}" a decade, "{t}" a title the user liked
 SMALL_TALK: list[tuple[list[str], list[str]]] = [
     (
         ["How are you today?", "how's it going?", "Hey, how are you doing?", "You doing ok?"],
@@ -677,6 +678,83 @@ SMALL_TALK: list[tuple[list[str], list[str]]] = [
         [
             "Sure, happy to chat! When you want {n}, just tell me what you like.",
             "Hi! Whenever you feel like some {n}, I can help.",
+        ],
+    ),
+    # questions about {n} that name a genre ({g} as a noun, {ga} as a word before a noun), a decade or a title but ask
+    # for no items: a genre or a year in a request is no call by itself
+    (
+        [
+            "What counts as {g}, anyway?",
+            "what does {g} even mean as a label",
+            "How would you describe {g} to a friend?",
+            "What makes a {s} {ga}, exactly?",
+            "Is there a real difference between {g} and {g2}?",
+            "explain {g} to me like I'm five",
+            "Where does the label {g} come from?",
+        ],
+        [
+            "It's a label for a kind of {s}; my tools can't explain it in depth, but I can find you some {ga} {n} to "
+            "try. Want that?",
+            "Genre labels are loose, and my tools only find {n}. Shall I look up some {ga} ones for you?",
+        ],
+    ),
+    (
+        [
+            "Were the {d} a good time for {n}?",
+            "Are people too hard on {g}, honestly?",
+            "Which decade had the best {n}, in your opinion?",
+            "do you reckon {n} were better in the {d}?",
+            "Are {ga} {n} getting worse these days?",
+            "Honestly, is {t} as good as people say?",
+            "What do you think of {t}?",
+        ],
+        [
+            "I don't have opinions of my own, but I can find well-liked {n} from any decade or genre. Want some?",
+            "Tastes differ, and I have none of my own. Tell me what you like and I'll find {n} to match.",
+        ],
+    ),
+    (
+        [
+            "Tell me something interesting about {n}.",
+            "Got any trivia about {t}?",
+            "Share a random fact about {ga} {n}.",
+            "what's the longest {s} ever",
+            "How many {n} come out each year?",
+            "Give me a fun fact, anything about {n}.",
+        ],
+        [
+            "I don't have trivia to hand: my tools find {n} in this catalog. Shall I look some up for you?",
+            "Facts like that are outside what my tools cover, sorry. I can recommend {n} though. Want some?",
+        ],
+    ),
+    (
+        [
+            "How do I delete my profile?",
+            "Do you remember what I tell you?",
+            "Is my data shared with anyone?",
+            "Can I switch the language to German?",
+            "Does this have a dark mode?",
+            "Can I use this on my phone?",
+            "Is this service free?",
+            "how do I log out",
+        ],
+        [
+            "I can't help with accounts or settings here; I only recommend {n}. Want some suggestions?",
+            "That's outside what I can answer, sorry. I'm here to recommend {n} when you want them.",
+        ],
+    ),
+    (
+        [
+            "Any podcasts worth a listen?",
+            "Recommend me a video game.",
+            "Suggest a board game for four people.",
+            "What should I cook for dinner?",
+            "Which phone should I buy?",
+            "Know a good app for learning guitar?",
+        ],
+        [
+            "Sorry, I only know {n} from this catalog, so I can't help with that. Want some {n} instead?",
+            "That's outside my catalog: I recommend {n}. Shall I suggest some?",
         ],
     ),
 ]
@@ -1826,8 +1904,17 @@ def n_greeting(c: PlanContext) -> None:
 
 def n_smalltalk(c: PlanContext) -> None:
     asks, replies = c.rng.choice(SMALL_TALK)
-    c.user(c.pick_frame(asks))
-    c.b.say(c.pick_frame(replies))
+    genre = c.target_genres(1)[0]
+    other = [g for g in ph.GENRE_NOUNS if g in c.catalog.all_genres and g != genre] or [genre]
+    slots = {
+        "g": ph.genre_noun(genre, c.rng),
+        "ga": ph.genre_word(genre, c.rng),
+        "g2": ph.genre_noun(c.rng.choice(other), c.rng),
+        "d": ph.decade_word(ph.decade(int(c.catalog.years[c.task.target]) or 1990), c.rng),
+        "t": c.title(c.similar_title()),
+    }
+    c.user(c.pick_frame(asks, **slots), keep=[slots["t"]])
+    c.b.say(c.pick_frame(replies, **slots))
 
 
 # -- plans that open with what the base plans never open with ---------------------------------------------------------

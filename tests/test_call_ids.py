@@ -299,6 +299,13 @@ def test_a_number_written_once_as_the_users_is_no_count():
     ):
         ids = conversation_call_ids([HumanMessage(text)], known, known)
         assert user in ids.users and set(ids.counts) - {10, 20} == counts, text
+    # a number opening the message as who writes ("77 here") is the user's: no count, no item; elsewhere it is both
+    for text in ("77 here, any comedy i haven't got round to?", "hey, 77 here. anything new?"):
+        ids = conversation_call_ids([HumanMessage(text)], known, known)
+        assert (ids.users, ids.items, ids.ranking_users, 77 in ids.counts) == (("77",), (), ("77",), False), text
+    for text in ("is 77 here?", "item 77 here please", "#77 here looks good"):
+        ids = conversation_call_ids([HumanMessage(text)], known, known)
+        assert ("77" in ids.items, 77 in ids.counts, ids.ranking_users) == (True, True, ()), text
     # a count given in a short reply to an answer that spoke of the user stays a count
     reply = [
         HumanMessage("westerns for user 42"),

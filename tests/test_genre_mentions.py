@@ -42,6 +42,10 @@ ML100K = (
         ("warm and cozy please", [], [], []),  # "war" only as a word
         ("that was fantastic, more please", [], [], []),  # no fantasy
         ("a family night film please", [], [], []),  # "family" only of a film: no Children's
+        ("funny stuff, zero romance", ["Comedy"], ["Romance"], []),  # "zero" and "minus" negate too, as written
+        ("sci fi minus the horror", ["Sci-Fi"], ["Horror"], []),
+        ("movies for curious minds, documentaries maybe", ["Documentary"], [], []),  # "minds" is no "minus"
+        ("a movie to hold the kids' attention", ["Children's"], [], []),
     ],
 )
 def test_a_request_wants_the_genres_it_names_and_not_those_it_negates(text, wanted, unwanted, soft):
@@ -76,6 +80,7 @@ def test_only_the_catalogs_genres_are_read():
 def test_a_negation_is_a_word_or_a_typo_that_keeps_its_first_letter_and_length():
     assert [w for w in ["sikp", "dorp", "nothng", "notihng", "dont"] if not is_negation(w)] == []
     assert [w for w in ["anything", "noir", "note", "ones", "does", "exclusive", "something"] if is_negation(w)] == []
+    assert [w for w in ["minds", "mines", "menus", "zeros", "hero"] if is_negation(w)] == []
     assert ends_negated("nothing released", window=3)
     assert not ends_negated("nothing at all, i mean really released", window=3)
 

@@ -127,6 +127,11 @@ def test_a_title_that_names_nothing_cannot_be_written_so_an_id_is_looked_up(ml10
         ("do you have a name or are you just 'bot'?", False),
         ("my favourite is Heat. I have watched it twice", False),  # no question of the catalog
         ("is titanic in your opinion overrated?", False),
+        ("Hello find Absolute Power for me Thank you", True),  # validation: answered as out of scope
+        ("Hey, find Amaeus for me.", True),  # misspelt
+        ("find me a good comedy please", False),  # no title
+        ("can you find something like heat for me", False),
+        ("where can i find fargo", False),  # where to watch it: out of scope
     ],
 )
 def test_a_question_whether_the_catalog_holds_a_title_it_names(ml100k_env, text, asks):

@@ -18,20 +18,25 @@ def synth(ml100k_env):
     return Synthesizer(SynthConfig.build(seed=11, test_fraction=0.0), ml100k_env)
 
 
+def generated(synth, attempts: int = 2000):
+    """The dialogs the generator makes for the first ``attempts`` requests (those it gives up on left out)."""
+    from recagent.synth.builder import GenerationFailed
+
+    for attempt in range(attempts):
+        try:
+            yield synth.generator.generate(synth.request(attempt))
+        except GenerationFailed:
+            continue
+
+
 @pytest.fixture(scope="module")
 def by_plan(synth):
     """One verified dialog per generation plan (base and first-call plans)."""
-    from recagent.synth.builder import GenerationFailed
     from recagent.synth.programmatic import all_plan_names
 
     found: dict[str, Sample] = {}
     names = all_plan_names()
-    for attempt in range(2000):
-        req = synth.request(attempt)
-        try:
-            s = synth.generator.generate(req)
-        except GenerationFailed:
-            continue
+    for s in generated(synth):
         plan = s.extra["plan"]
         if plan not in found and verify(s, synth.vctx).passed:
             found[plan] = s
@@ -349,3 +354,24 @@ def test_listwise_answers_are_checked_for_grounding_and_leakage_like_cited_ones(
     held = ds.items.ids[int(ml100k_split.test.items[ml100k_split.test.users == ds.users.index_of[s.user_id]][0])]
     s.messages[-1]["content"] = listwise_answer([*map(str, listed[:-1]), held])
     assert f"held-out items ['{held}']" in failed(s, synth)["no_leakage"]
+
+
+def test_small_talk_that_names_a_genre_decade_or_title_fills_its_slots_and_calls_nothing(synth):
+    # "what counts as film noir, anyway?", "were the 80s a good time for movies?": a genre or year in a question is no
+    # call by itself
+    import re
+
+    talk = []
+    for s in generated(synth):
+        if s.extra["plan"] == "smalltalk":
+            talk.append(s)
+        if len(talk) == 30:
+            break
+    asks = [next(m["content"] for m in s.messages if m["role"] == "user") for s in talk]
+    assert len(talk) == 30 and [a for a in asks if "{" in a or "}" in a] == []
+    assert [s for s in talk if any(m.get("tool_calls") for m in s.messages)] == []
+    assert [s for s in talk if not verify(s, synth.vctx).passed] == []
+    new_topics = re.compile(
+        r"\b(?:anyway|label|describe|difference|five|too hard|good time|decade|better in the|worse)\b"
+    )
+    assert any(new_topics.search(a.lower()) for a in asks), asks

@@ -214,7 +214,8 @@ class CallIds:
     titles_known: bool = False
     # the request likens its wish to items it names by id and names no title: a look-up of them is no answer
     likens_named_items: bool = False
-    # the request asks whether the catalog holds a title it names ("is the godfather on here?"): a look-up answers it
+    # the request asks whether the catalog holds a title it names ("is the godfather on here?") or to find one ("find
+    # Amaeus for me"): a look-up answers it
     asks_for_title: bool = False
 
 

@@ -477,7 +477,8 @@ class LocalChatModel(BaseChatModel):
         # the prompt shows the tools as trained; only the grammar narrows their ids, sets, counts and years
         call_ids = kwargs.get("call_ids")
         if self.constrained and tools and decided is None and choice in (None, "auto") and not without:
-            # "is the godfather on here?": the router unsure, the model answered from what it knew; a look-up knows
+            # "is the godfather on here?", "find Amaeus for me": the router unsure, the model answered from what it
+            # knew or as out of scope; a look-up knows
             if call_ids is not None and call_ids.asks_for_title:
                 choice = "required"
         keep = names - set(without)  # without: tools whose call would repeat one made since the user's last message
