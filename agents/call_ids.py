@@ -86,7 +86,15 @@ What else a request says binds its calls too, measured on the validation calls t
   item, no count (development: it was written as ``k=77``);
 - a year of its own ("a crime film from 1994", "a 1994 movie") bounds both sides to itself (no synthesized request
   for films writes one; the policy wrote year_min alone), and a follow-up that asks again for other genres ("ok now
-  the same for comedies" after "horror from the 80s") keeps the years the request just before it asked for.
+  the same for comedies" after "horror from the 80s") keeps the years the request just before it asked for;
+- a request that turns down the films shown (:func:`turns_down_shown`: "none of those", "not those", "seen all of
+  those", "those are too recent", "different ones"; not with "instead", "forget", "something else entirely", "the
+  same for") keeps the wish they served: its calls want the genres the requests back to the one it narrows wanted
+  (together with its own) and, where it writes no years, keep their years or write none (not those of the films
+  turned down, unless it turns their years down: "too old"); the answer cites none of the items turned down while
+  the turn's calls returned others (:func:`turned_down_items`; simulated users: "None of those is what I have in
+  mind. It should be a children's film." after "an adventure film" filtered children's films alone, and a film
+  turned down was shown again).
 With these, 15 of the 12,374 gold calls are refused (13 before the title rule; the two titles above).
 """
 
@@ -98,6 +106,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from langchain_core.messages import BaseMessage
 
+from recagent.agents.context import FEEDBACK
 from recagent.agents.genre_mentions import genre_at, genre_mentions
 from recagent.agents.negation import ends_negated, misspelt_as
 from recagent.agents.policies.grammar import CallIds
@@ -731,9 +740,21 @@ def conversation_call_ids(
         # (the policy wrote 1980 to 1987, the last year of the answer's films)
         dated = TITLE_YEAR.sub(" ", requests[-2])  # "something like Heat (1995) from the 80s": Heat's year bounds none
         if years_in(dated):
-            years_from, years_to = year_bounds_in(dated)
-            years = sorted({*years_from, *years_to})
-            years_bounded = ("earliest", "latest") if asks_for_decades(dated) else _sides_bounded(dated)
+            years_from, years_to, years, years_bounded = _kept_years(dated)
+    if serving is not None and not two_requests and turns_down_shown(requests):
+        # a request that turns down the films shown keeps the wish they served and adds its own: "None of those is
+        # what I have in mind. It should be a children's film." after "an adventure film" (the simulated users'
+        # words) had the policy filter children's films alone, then musicals alone
+        kept_wanted, kept_unwanted, kept_refused, kept_either, dated = _turned_down_wish(requests, catalog_genres)
+        if kept_wanted or kept_unwanted:
+            refused = tuple(dict.fromkeys([*(g for g in kept_refused if g not in (wanted or ())), *refused]))
+            wanted = tuple(g for g in dict.fromkeys([*kept_wanted, *(wanted or ())]) if g not in refused) or None
+            unwanted = tuple(g for g in dict.fromkeys([*kept_unwanted, *(unwanted or ())]) if g not in (wanted or ()))
+            either = either or kept_either
+        if not years_in(requests[-1]) and not _YEARS_TURNED_DOWN.search(requests[-1]):
+            # the wish's years or none, not those of the films turned down ("not those please. ones with some comedy
+            # in them" after a list of westerns from 1990 and 1992 wrote 1990 to 1992)
+            years_from, years_to, years, years_bounded = _kept_years(dated) if dated is not None else ([], [], [], ())
     times, as_user, given = _number_uses(messages)
     asked = stated_count(requests[-1]) if requests else None
     # the count a request asks for, written once and not as a user's, is no user: "what's trending? just give me 7"
@@ -994,6 +1015,90 @@ def _moves_genres(request: str, requests: Sequence[str]) -> bool:
         and _AGAIN_FOR.search(request) is not None
         and _OTHER_YEARS.search(request) is None
     )
+
+
+# a request that turns down the films just shown ("none of those grab me", "not those", "already watched every one
+# of those", "not feeling any of these", "they're a bit too old", "know those three", "different ones"), not one that
+# has not seen them ("i haven't seen any of those before, which first?", "i've seen none of those") nor praise ("they
+# were great too"); words that drop the wish they served start a new one ("forget comedies", "horror instead",
+# "something else entirely", "the same for comedies"), not "anything else?"
+_TURNS_DOWN = re.compile(
+    r"(?<!seen )(?<!watched )\bnone of (?:those|these|them|the above)\b|\bnot (?:those|these|them)\b"
+    r"|(?<!n't )(?<!not )(?<!never )(?<!havent )\b(?:seen|watched|had) (?:all |every one |each )?(?:of )?"
+    r"(?:those|these|them|'em)\b(?! (?:are|were|look|sound|yet))"
+    r"|\bknow (?:those|these|them|'em) (?:all|already|ones|two|three|four|five)\b"
+    r"|\bdifferent ones\b|\bnot (?:really )?feeling (?:any of )?(?:those|these|them)\b"
+    r"|\b(?:those|these|they)(?: ones)?(?:\s+(?:are|were|r)|['’]re) (?:\w+ ){0,2}too\s+[a-z]",
+    re.I,
+)
+_NEW_WISH = re.compile(r"\b(?:instead|forget|entirely|completely|totally|the same for)\b", re.I)
+# words that turn the years shown down too ("those are too old, anything newer?"): the years are not kept
+_YEARS_TURNED_DOWN = re.compile(
+    r"\b(?:too (?:old|recent|new|dated)|older|newer|more recent|recent|latest|classic)\b", re.I
+)
+
+
+def turns_down_shown(requests: Sequence[str]) -> bool:
+    """Does the last of ``requests`` turn down the films shown after the one before it, keeping the wish they served
+    (the simulated users' "None of those is what I have in mind. It should be a children's film.")?"""
+    return len(requests) > 1 and _TURNS_DOWN.search(requests[-1]) is not None and not _NEW_WISH.search(requests[-1])
+
+
+def _narrowed(requests: Sequence[str]) -> int:
+    """The index of the request a turn-down (the last of ``requests``) narrows: the last one before it that turned
+    nothing down ("an adventure film", then "none of those. a children's film", then "none of those. a musical one"
+    narrows the first)."""
+    at = len(requests) - 2
+    while at > 0 and turns_down_shown(requests[: at + 1]):
+        at -= 1
+    return at
+
+
+def _turned_down_wish(
+    requests: Sequence[str], catalog_genres: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], bool, str | None]:
+    """What the wish a turn-down keeps asked for: the genres the requests from the one it narrows on wanted, would
+    rather not have and refused (oldest first: "an adventure film", then "it should be a children's film", then "a
+    musical one" wants all three), whether one offered its genres as alternatives, and the latest of them that wrote
+    years (its titles' years taken out). A narrowed request that was a follow-up itself keeps what it kept ("westerns",
+    "anything from the 60s instead?", "none of those grab me" wants westerns)."""
+    base = _narrowed(requests)
+    readings = [_request_genres(r, catalog_genres) for r in requests[base:-1]]
+    if not any(w for w, *_ in readings) and _moves_years(requests[base], requests[: base + 1]):
+        named = (_request_genres(r, catalog_genres) for r in reversed(requests[:base]))
+        readings.insert(0, next((g for g in named if g[0]), (None, None, (), False)))
+    dated = next(
+        (TITLE_YEAR.sub(" ", r) for r in reversed(requests[base:-1]) if years_in(TITLE_YEAR.sub(" ", r))), None
+    )
+    if dated is None and base > 0 and _moves_genres(requests[base], requests[: base + 1]):
+        dated = TITLE_YEAR.sub(" ", requests[base - 1]) if years_in(TITLE_YEAR.sub(" ", requests[base - 1])) else None
+    return (
+        tuple(dict.fromkeys(g for w, *_ in readings for g in w or ())),
+        tuple(dict.fromkeys(g for _, u, *_ in readings for g in u or ())),
+        tuple(dict.fromkeys(g for _, _, r, _ in readings for g in r)),
+        any(e for *_, e in readings),
+        dated,
+    )
+
+
+def _kept_years(dated: str) -> tuple[list[int], list[int], list[int], tuple[str, ...]]:
+    """The years a follow-up keeps from the earlier request ``dated`` (its titles' years taken out): the years calls
+    may start and end at, all of them, and the sides a call must bound."""
+    years_from, years_to = year_bounds_in(dated)
+    bounded = ("earliest", "latest") if asks_for_decades(dated) else _sides_bounded(dated)
+    return years_from, years_to, sorted({*years_from, *years_to}), bounded
+
+
+def turned_down_items(messages: Sequence[BaseMessage]) -> tuple[str, ...]:
+    """The ids the assistant's answers cited since the request the user's last message narrows, where that message
+    turns them down (an answer to it shows others); () otherwise. The answer check's messages are no requests."""
+    asked = [i for i, m in enumerate(messages) if m.type == "human" and not m.additional_kwargs.get(FEEDBACK)]
+    requests = [_text(messages[i]) for i in asked]
+    if not turns_down_shown(requests):
+        return ()
+    since = asked[_narrowed(requests)]
+    answers = (m for m in messages[since : asked[-1]] if m.type == "ai" and not getattr(m, "tool_calls", None))
+    return tuple(dict.fromkeys(i for m in answers for i in _CITED.findall(_text(m))))
 
 
 def _request_genres(

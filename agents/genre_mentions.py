@@ -14,7 +14,9 @@ war") name a genre the call may exclude, not one it wants. The stems are matched
 Romance and "kids'" Children's; a genre word inside a title ("Star Wars") would count too, which matters only where a
 call after that request takes genres. A comma before "just" or "only" ends a refusal ("no sci-fi, just a good
 adventure"), and wanted genres with an "or" between them are alternatives (``either``: "comedy or drama"), not wanted
-together ("crime dramas", "action and comedy movies").
+together ("crime dramas", "action and comedy movies"). A negation of the films just shown negates no genre after it
+("not those either, a kids film"), and a genre right after words that drop it is refused ("forget comedies, what
+about a good western?", "done with dramas", "tired of horror").
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ _SOFT = re.compile(r"\b(?:not too much|not much|less|fewer|light on|push|not (?:
 # adventure": a dev request's adventure was read as refused)
 _CLAUSE_END = re.compile(r"[.;:!?()]|\s[-–]\s|,\s*(?=(?:just|only)\b)")
 _BUT = re.compile(r"\bbut\b")
+# a negation of the films just shown, not of a genre after it: "not those either, a kids film", "none of those, a
+# comedy" (a simulated user's turn-down had refused the genre it asked for)
+_SHOWN_NEGATED = re.compile(
+    r"\b(?:none|not|no)(?: (?:one|any|all))?(?: of)? (?:those|these|them)\b(?: (?:ones|either|please|pls|plz))?(?=\s*[,.;:!?])"
+)
+# a genre the user drops, right after the words that drop it: "forget comedies, what about a good western?", "done
+# with dramas", "tired of horror" (not "forget it, a comedy", "can't forget horror from the 80s")
+_DROPPED = re.compile(
+    r"(?<!n't )(?<!not )(?<!never )\b(?:forget(?: about)?|done with|(?:tired|sick) of)(?: all)?(?: (?:the|those|these))?\s*$"
+)
 # an "or" offering alternatives, not "a film or two", "1990 or so", "90s or 2000s", "or later"
 _OR = re.compile(r"\bor\b(?!\s+(?:\d|(?:two|three|so|more|less|later|earlier|newer|older|after|before)\b))")
 # words that keep a list going after a negated genre: "nothing with kids' stuff or animation"
@@ -144,12 +156,12 @@ def genre_mentions(text: str, catalog_genres: Sequence[str]) -> GenreMentions:
     previous: tuple[int, str] | None = None  # where the last genre ended and how it was meant
     either = False
     for start, end, genre in found:
-        clause = _clause(lower[max(0, start - 80) : start])
+        clause = _SHOWN_NEGATED.sub(" ", _clause(lower[max(0, start - 80) : start]))
         if previous and _LIST_GLUE.match(lower[previous[0] : start]):
             sense = previous[1]  # "no singing and documentaries": the list shares its negation
         elif _SOFT.search(clause):
             sense = "soft"
-        elif ends_negated(clause, NEGATION_WINDOW):
+        elif ends_negated(clause, NEGATION_WINDOW) or _DROPPED.search(clause):
             sense = "unwanted"
         else:
             sense = "wanted"

@@ -93,7 +93,7 @@ def _decoding_constraints(state: AgentState, ctx: AgentContext) -> dict:
     ids its calls may name."""
     if not ctx.grounded_decoding():
         return {}
-    from recagent.agents.call_ids import conversation_call_ids
+    from recagent.agents.call_ids import conversation_call_ids, turned_down_items
     from recagent.agents.policies.grammar import citable_items
 
     catalog = ctx.env.catalog
@@ -102,7 +102,13 @@ def _decoding_constraints(state: AgentState, ctx: AgentContext) -> dict:
     else:
         # after this turn's calls returned items, the answer cites those: an earlier turn's sci-fi films are no
         # answer to "3 comedies" (the shipped policy cited one; none of 7,047 synthesized answers after results does)
-        allowed = _turn_item_ids(state) or list(dict.fromkeys(state.get("grounded_ids") or []))
+        this_turn = _turn_item_ids(state)
+        allowed = this_turn or list(dict.fromkeys(state.get("grounded_ids") or []))
+        if this_turn:
+            # and none of those the user just turned down ("none of those ..."), while others are left: simulated
+            # users were shown Willy Wonka again two turns after turning it down
+            turned_down = set(turned_down_items(state["messages"]))
+            allowed = [i for i in allowed if i not in turned_down] or allowed
     items = list(citable_items(allowed, catalog))
     call_ids = conversation_call_ids(
         state["messages"],

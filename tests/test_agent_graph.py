@@ -313,6 +313,40 @@ def test_after_this_turns_results_an_answer_cites_only_them_and_later_turns_all_
     assert set(cited[4]) == {*top3, other}, "without calls of its own, a turn may cite any item of the conversation"
 
 
+def test_an_answer_to_a_turn_down_cites_none_of_the_items_turned_down_while_others_are_left(env, tmp_path):
+    # simulated users were shown Willy Wonka again two turns after "None of those is what I have in mind."
+    from recagent.agents.config import PolicyConfig
+    from recagent.tools.recommender_tools import build_registry
+
+    top = [it["item_id"] for it in build_registry(env.session()).call("popular_items", {"k": 5}).result["items"]]
+    policy = ConstrainedScriptedPolicy(
+        script=[
+            tool_calls(call("popular_items", {"k": 3}, "c1")),
+            last_tool_items,
+            tool_calls(call("popular_items", {"k": 5}, "c2")),
+            last_tool_items,
+            tool_calls(call("popular_items", {"k": 3}, "c3")),  # only items turned down come back
+            last_tool_items,
+            tool_calls(call("popular_items", {"k": 5}, "c4")),
+            last_tool_items,
+            AIMessage("That is all I have."),  # a turn-down answered without a call of its own
+        ]
+    )
+    config = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), policy=PolicyConfig(kind="local"))
+    agent = Agent.from_config(config, policy=policy, env=env, db_path=tmp_path / "sessions.sqlite")
+    agent.chat("something good", session="s")
+    agent.chat("none of those grab me, got others?", session="s")
+    agent.chat("hmm, not those either", session="s")
+    agent.chat("more of the popular ones please", session="s")  # turns nothing down: any of them again
+    agent.chat("none of those either", session="s")
+    cited = [[c.item_id for c in r["cite_items"]] for r in policy.rules]
+    assert cited[1] == top[:3]
+    assert cited[3] == top[3:], "the three turned down are no answer to 'none of those'"
+    assert cited[5] == top[:3], "with nothing else left, the answer may cite what the tool returned"
+    assert cited[7] == top
+    assert set(cited[8]) == set(top), "without results of its own, the answer may cite any item of the conversation"
+
+
 def test_calls_may_name_the_conversations_users_and_items_only(env, tmp_path):
     from recagent.agents.config import PolicyConfig
 

@@ -546,6 +546,103 @@ def test_a_follow_up_that_only_moves_the_years_wants_the_genres_of_the_request_b
     )
 
 
+def test_a_request_that_turns_down_the_films_shown_keeps_the_wish_they_served():
+    # simulated users: "None of those is what I have in mind. It should be a children's film." after "an adventure
+    # film" filtered children's films alone; then "Something from the 1970s." dropped every genre
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from recagent.agents.call_ids import conversation_call_ids
+
+    genres = ["Adventure", "Children's", "Comedy", "Horror", "Musical", "Sci-Fi", "Western"]
+    shown = AIMessage("Try these:\n[151] Willy Wonka and the Chocolate Factory (1971), Adventure\n[8] Babe (1995)")
+
+    def ids(*texts):
+        messages = [m for t in texts for m in (HumanMessage(t), shown)][:-1]
+        return conversation_call_ids(messages, {}, {}, catalog_genres=genres)
+
+    adventure = "can you recommend an adventure film?"
+    kids = ids(adventure, "none of those is what i have in mind. it should be a children's film.")
+    assert kids.genres_wanted == ("Adventure", "Children's") and kids.genres_together
+    chain = ids(adventure, "not those either, a kids film", "nah, not those. a musical one")
+    assert chain.genres_wanted == ("Adventure", "Children's", "Musical") and chain.genres_together
+    seventies = ids(adventure, "none of those. it should be a children's film", "different ones pls, from the 1970s")
+    assert seventies.genres_wanted == ("Adventure", "Children's") and seventies.genres_together
+    decade = (seventies.years_from, seventies.years_to, seventies.years_bounded)
+    assert decade == ((1970,), (1979,), ("earliest", "latest"))
+    # the years an earlier request asked for are kept by a turn-down that writes none, unless it turns them down
+    kept = ids("westerns from the 60s", "seen all of those. funny ones?")
+    assert kept.genres_wanted == ("Western", "Comedy") and kept.years_bounded == ("earliest", "latest")
+    assert (kept.years_from, kept.years_to) == ((1960,), (1969,))
+    too_old = ids("westerns from the 60s", "they're a bit too old, anything newer?")
+    assert too_old.genres_wanted == ("Western",) and too_old.years_bounded == ()
+    assert 1971 in too_old.years_from  # "newer" than the films shown (Willy Wonka, 1971): their years are writable
+    # where neither asked for years, the years of the films turned down are none to write
+    funny = ids("sci-fi please", "not those please, a funny one")
+    assert funny.genres_wanted == ("Sci-Fi", "Comedy") and (funny.years, funny.years_from, funny.years_to) == (
+        (),
+        (),
+        (),
+    )
+    assert ids("some comedies", "those are too recent. 70s maybe?").genres_wanted == ("Comedy",)
+    # a narrowed request that was a follow-up itself keeps what it kept
+    assert ids("westerns", "anything from the 60s instead?", "none of those grab me").genres_wanted == ("Western",)
+    again = ids("horror from the 80s", "ok now the same for comedies", "none of those")
+    assert again.genres_wanted == ("Comedy",) and (again.years_from, again.years_to) == ((1980,), (1989,))
+    # a genre the turn-down refuses is not kept
+    assert ids("any horror or sci-fi?", "none of those, and no horror").genres_wanted == ("Sci-Fi",)
+    # a new wish keeps nothing ("instead", "forget", "something else entirely", "the same for"); "anything else?" does
+    assert ids("sci-fi please", "nope. westerns instead").genres_wanted == ("Western",)
+    assert ids("sci-fi please", "none of those, forget it, something else entirely").genres_wanted is None
+    assert ids("horror from the 80s", "not those. the same for comedies").genres_wanted == ("Comedy",)
+    assert ids("sci-fi please", "none of those, got anything else?").genres_wanted == ("Sci-Fi",)
+    assert ids("sci-fi please", "thanks! now a horror film").genres_wanted == ("Horror",)
+
+
+@pytest.mark.parametrize(
+    ("text", "turns_down"),
+    [
+        ("none of those grab me", True),
+        ("already watched every one of those", True),
+        ("they’re too old", True),
+        ("those are a bit too violent for me", True),
+        ("know those three. any others?", True),
+        ("not feeling any of these", True),
+        ("can you show me different ones?", True),
+        # not a turn-down: not seen yet, praise, a question about them
+        ("i haven't seen any of those before, which first?", False),
+        ("never seen those, tell me about the first one", False),
+        ("i've seen none of those", False),
+        ("i haven't watched them yet", False),
+        ("they were great too, now some dramas", False),
+        ("i know those are great, thanks", False),
+        ("do you know those actors?", False),
+        ("what about the other ones you mentioned earlier?", False),
+    ],
+)
+def test_a_turn_down_is_told_from_a_request_about_the_films_shown(text, turns_down):
+    from recagent.agents.call_ids import turns_down_shown
+
+    assert turns_down_shown(["sci-fi please", text]) is turns_down
+    assert not turns_down_shown([text])  # nothing was asked for before it
+
+
+def test_the_items_a_turn_down_turns_down_are_those_answers_cited_since_the_request_it_narrows():
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from recagent.agents.call_ids import turned_down_items
+    from recagent.agents.context import FEEDBACK
+
+    liked = [HumanMessage("what's popular?"), AIMessage("Popular: [50] Star Wars (1977)")]
+    shown = [HumanMessage("sci-fi please"), AIMessage("Try [151] Willy Wonka (1971)\n[8] Babe (1995)")]
+    assert turned_down_items([*liked, *shown, HumanMessage("none of those")]) == ("151", "8")
+    more = [HumanMessage("not those either"), AIMessage("Then [9] Dead Man Walking (1995)")]
+    assert turned_down_items([*liked, *shown, *more, HumanMessage("different ones?")]) == ("151", "8", "9")
+    assert turned_down_items([*shown, HumanMessage("tell me about the first")]) == ()
+    # the answer check's message after a rejected answer is no request: the turn-down still holds
+    check = HumanMessage("Your answer cited no item.", additional_kwargs={FEEDBACK: True})
+    assert turned_down_items([*shown, HumanMessage("none of those"), AIMessage("hm"), check]) == ("151", "8")
+
+
 @pytest.mark.parametrize(
     ("text", "named"),
     [

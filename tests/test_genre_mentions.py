@@ -44,6 +44,16 @@ ML100K = (
         ("a family night film please", [], [], []),  # "family" only of a film: no Children's
         ("funny stuff, zero romance", ["Comedy"], ["Romance"], []),  # "zero" and "minus" negate too, as written
         ("sci fi minus the horror", ["Sci-Fi"], ["Horror"], []),
+        # a turn-down of the films shown negates them, not the genre after it
+        ("not those either, a kids film", ["Children's"], [], []),
+        ("none of those, a comedy", ["Comedy"], [], []),
+        ("not those kinds of horror films", [], ["Horror"], []),  # a negation of a genre's films stays one
+        ("none of those, and no horror", [], ["Horror"], []),
+        # a genre dropped right after the words that drop it; "forget it" drops none
+        ("forget musicals, how about a thriller?", ["Thriller"], ["Musical"], []),
+        ("can't forget horror from the 80s", ["Horror"], [], []),
+        ("done with dramas, give me a comedy", ["Comedy"], ["Drama"], []),
+        ("forget it, a comedy", ["Comedy"], [], []),
         ("movies for curious minds, documentaries maybe", ["Documentary"], [], []),  # "minds" is no "minus"
         ("a movie to hold the kids' attention", ["Children's"], [], []),
     ],
