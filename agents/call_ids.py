@@ -741,7 +741,8 @@ def conversation_call_ids(
         dated = TITLE_YEAR.sub(" ", requests[-2])  # "something like Heat (1995) from the 80s": Heat's year bounds none
         if years_in(dated):
             years_from, years_to, years, years_bounded = _kept_years(dated)
-    if serving is not None and not two_requests and turns_down_shown(requests):
+    turns_down = serving is not None and not two_requests and turns_down_shown(requests)
+    if turns_down:
         # a request that turns down the films shown keeps the wish they served and adds its own: "None of those is
         # what I have in mind. It should be a children's film." after "an adventure film" (the simulated users'
         # words) had the policy filter children's films alone, then musicals alone
@@ -829,6 +830,7 @@ def conversation_call_ids(
         titles=tuple(title_spans(requests[-TITLE_REQUESTS:], results, names)),
         titles_known=names is not None,
         likens_named_items=bool(likened),
+        turns_down=turns_down,
         asks_for_title=request is not None and index is not None and asks_for_title(request, index.exact, index.names),
     )
 
@@ -1087,6 +1089,12 @@ def _kept_years(dated: str) -> tuple[list[int], list[int], list[int], tuple[str,
     years_from, years_to = year_bounds_in(dated)
     bounded = ("earliest", "latest") if asks_for_decades(dated) else _sides_bounded(dated)
     return years_from, years_to, sorted({*years_from, *years_to}), bounded
+
+
+def asked_count(messages: Sequence[BaseMessage]) -> int | None:
+    """The count the user's last request states (:func:`stated_count`; the answer check's messages are none)."""
+    last = next((m for m in reversed(messages) if m.type == "human" and not m.additional_kwargs.get(FEEDBACK)), None)
+    return stated_count(_text(last)) if last is not None else None
 
 
 def turned_down_items(messages: Sequence[BaseMessage]) -> tuple[str, ...]:

@@ -8,7 +8,8 @@ test request (its context and text), a digest of the constraints the agent hands
 :class:`~recagent.agents.policies.grammar.CallIds` of the conversation and the items its answer may not cite
 (``turned_down_items``, where the version has it). Run it under each version, the second with ``--compare`` the
 first's file: the turns whose digests differ are those the change reads differently, and only those can score
-differently (``--report`` writes the comparison as JSON).
+differently (``--report`` writes the comparison as JSON). Run this script (not each version's copy) under both: a
+field at its default is left out of the digest, so a field one version lacks differs only where the other sets it.
 
     python benchmarks/decoding_constraints.py --data ~/.cache/recagent/runs/policy/synth4 --out /tmp/before.txt
     # (check out the change)
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from dataclasses import fields
 from pathlib import Path
 
 
@@ -31,9 +33,12 @@ def digest(messages, dataset, genres: list[str]) -> str:
     ids = call_ids.conversation_call_ids(
         messages, dataset.users.index_of, dataset.items.index_of, catalog_genres=genres, catalog=dataset.items
     )
+    # fields at their defaults are left out: a version without a field reads those turns as a version with it at its
+    # default does (run both versions with this script)
+    kept = {f.name: getattr(ids, f.name) for f in fields(ids) if getattr(ids, f.name) != f.default}
     # a version without the turn-down rule hides no item from an answer
     hidden = call_ids.turned_down_items(messages) if hasattr(call_ids, "turned_down_items") else ()
-    return hashlib.sha1((repr(ids) + repr(tuple(hidden))).encode()).hexdigest()[:16]
+    return hashlib.sha1((repr(sorted(kept.items())) + repr(tuple(hidden))).encode()).hexdigest()[:16]
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ from recagent.synth.sample import Sample
 from recagent.synth.tasks import UserTask
 from recagent.synth.tool_pool import DOMAIN_NOUNS, OfferedTools, ToolPool, ToolVariant
 from recagent.tools.env import ToolEnv
-from recagent.tools.result_text import answer_line, display_title
+from recagent.tools.result_text import ANSWER_SHOWS, answer_line, display_title
 from recagent.tools.schemas import POOL_K
 from recagent.tools.toolkit import ToolRegistry
 
@@ -1274,7 +1274,7 @@ def s_search(c: PlanContext) -> None:
     text = c.indirect_request(genres[0], lo, hi, kw) or ""  # never empty: the genre has wishes (checked above)
     c.user(text, keep=[kw])
     res = c.b.call(("search_items", {"query": _query(c, genres, lo, hi), "k": k}))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def s_filter(c: PlanContext) -> None:
@@ -1307,7 +1307,7 @@ def s_filter(c: PlanContext) -> None:
         "k": k,
     }
     res = c.b.call(("filter_items", args))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def _negatives(c: PlanContext, exclude_from: set[str]) -> tuple[list[str], str]:
@@ -1353,7 +1353,7 @@ def s_filter_neg(c: PlanContext) -> None:
         "k": k,
     }
     res = c.b.call(("filter_items", args))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def s_popular(c: PlanContext) -> None:
@@ -1375,7 +1375,7 @@ def s_popular(c: PlanContext) -> None:
         text = c.dress(text)
     c.user(text, keep=[kw])
     res = c.b.call(("popular_items", {"genre": g, "k": k}))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def _personal_request(c: PlanContext, k: int | None, kw: str) -> str:
@@ -1392,7 +1392,7 @@ def s_retrieve(c: PlanContext) -> None:
     k, kw = c.stated_k()
     c.user(c.with_uid(_personal_request(c, k, kw)), keep=[kw])
     res = c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "k": k}))
-    c.answer(c.pick(res, k or 5), lead=f"Based on your history, you might enjoy these {c.nouns}:")
+    c.answer(c.pick(res, k or ANSWER_SHOWS), lead=f"Based on your history, you might enjoy these {c.nouns}:")
 
 
 def s_get_item(c: PlanContext) -> None:
@@ -1590,7 +1590,7 @@ def c_similar(c: PlanContext, rank: bool = False) -> None:
     )
     if rank:
         res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": name, "k": k}))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def c_similar_rank(c: PlanContext) -> None:
@@ -1630,7 +1630,7 @@ def c_retrieve_filter(c: PlanContext) -> None:
     if not c.answerable(c.preview_filter(pool, genres), k or 10):
         raise GenerationFailed(f"no {g} items among the user's recommendations")
     res = c.b.call(("filter_items", {"genres": genres, "candidates": name, "sort_by": "input", "k": k}))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def c_search_prefer(c: PlanContext) -> None:
@@ -1664,7 +1664,7 @@ def c_search_prefer(c: PlanContext) -> None:
             },
         )
     )
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def c_history_similar(c: PlanContext) -> None:
@@ -1679,7 +1679,7 @@ def c_history_similar(c: PlanContext) -> None:
     hist = c.b.call(("get_user_history", {"user_id": c.task.user_id}))[0]
     best = sorted(hist["items"], key=lambda it: -it["rating"])[: c.rng.choice([1, 2, 3])]
     res = c.b.call(("similar_items", {"item_ids": [it["item_id"] for it in best], "k": k}))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def c_deep(c: PlanContext) -> None:
@@ -1702,7 +1702,7 @@ def c_deep(c: PlanContext) -> None:
         ("filter_items", {"candidates": s1, "year_min": lo, "year_max": hi, "sort_by": "input", "k": 10, "save_as": s2})
     )
     res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": s2, "k": k}))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def _shown_years(c: PlanContext, shown: list[dict[str, Any]]) -> list[int]:
@@ -1754,7 +1754,7 @@ def c_refine(c: PlanContext) -> None:
     text, args, keep = c.rng.choice(options)
     c.user(text, keep=keep)
     res = c.b.call(("filter_items", {**args, "candidates": name, "sort_by": "input"}))
-    c.answer(c.pick(res, 5), lead=c.rng.choice(FOLLOW_LEADS))
+    c.answer(c.pick(res, ANSWER_SHOWS), lead=c.rng.choice(FOLLOW_LEADS))
 
 
 def c_refine_like(c: PlanContext) -> None:
@@ -1787,7 +1787,7 @@ def c_refine_like(c: PlanContext) -> None:
         text += ph.count_clause(kw2, c.nouns, c.rng)
     c.user(text, keep=keep)
     res = c.b.call(("similar_items", {"item_ids": [shown[j]["item_id"]], "k": k2}))
-    c.answer(c.pick(res, k2 or 5), lead=c.rng.choice(FOLLOW_LEADS))
+    c.answer(c.pick(res, k2 or ANSWER_SHOWS), lead=c.rng.choice(FOLLOW_LEADS))
 
 
 def c_refine_rank(c: PlanContext) -> None:
@@ -1844,7 +1844,7 @@ def cl_user(c: PlanContext) -> None:
     c.b.say(c.rng.choice(ASK_ID))
     c.user(ph.uid_reply(c.task.user_id, c.rng))
     res = c.b.call(("retrieve_for_user", {"user_id": c.task.user_id, "k": k}))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def cl_title(c: PlanContext) -> None:
@@ -1858,7 +1858,7 @@ def cl_title(c: PlanContext) -> None:
     c.user(c.pick_frame(TITLE_REPLY, t=t), keep=[t])
     found = c.b.call(("get_item", {"title": t}))[0]
     res = c.b.call(("similar_items", {"item_ids": [found["item"]["item_id"]], "k": None}))
-    c.answer(c.pick(res, 5))
+    c.answer(c.pick(res, ANSWER_SHOWS))
 
 
 def cl_history(c: PlanContext) -> None:
@@ -1986,7 +1986,7 @@ def s_similar_ids(c: PlanContext) -> None:
         text += ph.count_clause(kw, c.nouns, c.rng)
     c.user(c.dress(text), keep=[r, kw])
     res = c.b.call(("similar_items", {"item_ids": [c.catalog.ids[i] for i in liked], "k": k}))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def s_item_by_id(c: PlanContext) -> None:
@@ -2037,7 +2037,7 @@ def s_mood(c: PlanContext) -> None:
     text, query = _theme_request(c, kw, lo, hi)
     c.user(text, keep=[kw])
     res = c.b.call(("search_items", {"query": query, "k": k}))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def _year_limits(c: PlanContext, year: int) -> tuple[int | None, int | None]:
@@ -2104,7 +2104,7 @@ def s_filter_years(c: PlanContext) -> None:
     text, args = _year_limited(c, k, kw)
     c.user(text, keep=[kw])
     res = c.b.call(("filter_items", {**args, "k": k}))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def c_filter_rank(c: PlanContext) -> None:
@@ -2116,7 +2116,7 @@ def c_filter_rank(c: PlanContext) -> None:
     name = c.set_name()
     c.b.call(("filter_items", {**args, "k": POOL_K, "save_as": name}))
     res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": name, "k": k}))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def s_popular_all(c: PlanContext) -> None:
@@ -2126,7 +2126,7 @@ def s_popular_all(c: PlanContext) -> None:
     c.user(c.dress(text), keep=[kw])
     res = c.b.call(("popular_items", {"k": k}))
     c.answer(
-        c.pick(res, k or 5),
+        c.pick(res, k or ANSWER_SHOWS),
         lead=c.rng.choice(
             [f"The most popular {c.nouns} overall:", "Crowd favourites:", f"These {c.nouns} have the most fans:"]
         ),
@@ -2154,7 +2154,7 @@ def c_similar_ids_rank(c: PlanContext) -> None:
     name = c.set_name()
     c.b.call(("similar_items", {"item_ids": [c.catalog.ids[i] for i in liked], "k": POOL_K, "save_as": name}))
     res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": name, "k": k}))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def c_item_id_similar(c: PlanContext) -> None:
@@ -2168,7 +2168,7 @@ def c_item_id_similar(c: PlanContext) -> None:
     text = c.pick_frame(LIKE_IT_Q) + (ph.count_clause(kw, c.nouns, c.rng) if kw else "")
     c.user(text, keep=[kw])
     out = c.b.call(("similar_items", {"item_ids": [res["item"]["item_id"]], "k": k}))
-    c.answer(c.pick(out, k or 5), lead=c.rng.choice(FOLLOW_LEADS))
+    c.answer(c.pick(out, k or ANSWER_SHOWS), lead=c.rng.choice(FOLLOW_LEADS))
 
 
 def c_mood_rank(c: PlanContext) -> None:
@@ -2179,7 +2179,7 @@ def c_mood_rank(c: PlanContext) -> None:
     name = c.set_name()
     c.b.call(("search_items", {"query": query, "k": max(POOL_K, k or 0), "save_as": name}))
     res = c.b.call(("rank_items", {"user_id": c.task.user_id, "candidates": name, "k": k}))
-    c.answer(c.pick(res, k or 5))
+    c.answer(c.pick(res, k or ANSWER_SHOWS))
 
 
 def cl_rank(c: PlanContext) -> None:

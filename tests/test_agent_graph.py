@@ -282,9 +282,28 @@ def test_an_answer_right_after_a_tools_items_is_required_to_cite_one_of_them(env
     first = agent.chat("something good", session="s")
     agent.chat("any jazz films?", session="s")
     popular = [s for s in first.trace if s.kind == "tool_call"][0].result_item_ids
-    assert [r["cite_required"] for r in policy.rules] == [False, True, False, False]
+    assert [r["cite_required"] for r in policy.rules] == [0, 3, 0, 0]  # all three: fewer than an answer shows
     assert [c.item_id for c in policy.rules[1]["cite_items"]] == popular  # what it must cite from
     assert len(policy.rules[2]["cite_items"]) == 3  # the conversation's items stay citable, just not required
+
+
+def test_an_answer_cites_as_many_items_as_the_user_asked_for_else_as_many_as_a_synthesized_answer_shows(env, tmp_path):
+    from recagent.agents.config import PolicyConfig
+    from recagent.tools.result_text import ANSWER_SHOWS
+
+    policy = ConstrainedScriptedPolicy(
+        script=[
+            tool_calls(call("popular_items", {"k": 10}, "c1")),
+            last_tool_items,
+            tool_calls(call("popular_items", {"k": 10}, "c2")),
+            last_tool_items,
+        ]
+    )
+    config = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), policy=PolicyConfig(kind="local"))
+    agent = Agent.from_config(config, policy=policy, env=env, db_path=tmp_path / "sessions.sqlite")
+    agent.chat("two popular ones please", session="s")
+    agent.chat("something else entirely", session="s")
+    assert [r["cite_required"] for r in policy.rules] == [0, 2, 0, ANSWER_SHOWS]
 
 
 def test_after_this_turns_results_an_answer_cites_only_them_and_later_turns_all_the_conversations(env, tmp_path):
@@ -383,3 +402,23 @@ def test_a_call_repeated_within_the_turn_makes_the_next_step_answer(env, tmp_pat
     agent.chat("and again", session="s")
     assert [r["tool_choice"] for r in policy.rules] == ["auto", "auto", "auto", "none", "auto", "auto"]
     assert first.policy_answer is not None and first.recommended  # it answered from the repeated call's items
+
+
+def test_a_listwise_answer_may_cite_the_tools_items_in_their_order_latest_result_first(env, tmp_path):
+    from recagent.agents.config import PolicyConfig
+
+    policy = ConstrainedScriptedPolicy(
+        script=[
+            tool_calls(call("retrieve_for_user", {"user_id": 7, "k": 6}, "c1")),
+            tool_calls(call("popular_items", {"k": 6}, "c2")),
+            AIMessage("[]"),
+        ]
+    )
+    config = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), policy=PolicyConfig(kind="local"), max_steps=3)
+    agent = Agent.from_config(config, policy=policy, env=env, db_path=tmp_path / "sessions.sqlite")
+    r = agent.recommend("7", k=5)
+    retrieved, popular = [s.result_item_ids for s in r.trace if s.kind == "tool_call"][:2]
+    seen = {env.catalog.ids[i] for i in env.seen(env.user("7"))}
+    expected = [i for i in dict.fromkeys([*popular, *retrieved]) if i not in seen]
+    assert set(popular) - set(retrieved) and set(retrieved) - set(popular)  # two rankings to put in order
+    assert [c.item_id for c in policy.rules[-1]["cite_items"]] == expected and policy.rules[-1]["listwise_k"] == 5

@@ -95,6 +95,14 @@ def test_an_answer_after_a_tools_items_cites_at_least_one_of_them_anywhere(accep
     assert accepts(rule, render_tool_call("popular_items", {"k": 5}), tools=[TOOL], choice="auto")  # or call again
 
 
+def test_an_answer_may_have_to_cite_several_items_in_its_first_section(accepts):
+    rule = AnswerRule(ITEMS, cite_required=2)
+    assert accepts(rule, "Here they are:\n1. [50] Star Wars (1977)\n2. [5] Copycat (1995)\nEnjoy!")
+    assert accepts(rule, "Here they are:\n[50] Star Wars (1977)\n[181] Return of the Jedi (1983)\n[5] Copycat (1995)")
+    assert not accepts(rule, "Here they are:\n[50] Star Wars (1977)")  # one of two
+    assert not accepts(rule, "Here they are:\n[50] Star Wars (1977)\n\nAlso:\n[5] Copycat (1995)")  # two sections
+
+
 def test_listwise_answers_are_lists_of_exactly_k_allowed_ids(accepts):
     rule = AnswerRule(ITEMS, listwise_k=2)
     assert accepts(rule, "[50, 181]") and accepts(rule, "[5, 50]")
@@ -105,13 +113,18 @@ def test_listwise_answers_are_lists_of_exactly_k_allowed_ids(accepts):
     assert accepts(AnswerRule(ITEMS, listwise_k=10), "[5, 181, 50]")  # k beyond the citable items: all of them
 
 
-def test_the_listwise_filter_rejects_a_repeated_id_as_soon_as_it_is_complete():
-    distinct = answer_filter(AnswerRule((*ITEMS, CitableItem("500", "Fargo (1996)")), listwise_k=3))
-    assert all(distinct(t) for t in ["", "[", "[5", "[50", "[50,", "[50, ", "[50, 5", "[50, 500, 5]"])
-    assert distinct("[5, 50")  # "5" is used, "50" is not: a different id sharing its first digit
-    assert not distinct("[50, 50,") and not distinct("[50, 50]") and not distinct("[5, 500, 5]")
-    assert not distinct("[50, 181, 7")  # an id no tool returned
-    assert distinct('<tool_call>{"name"')  # a call is the grammar's business
+def test_the_listwise_filter_keeps_the_ids_in_the_order_of_the_citable_items():
+    # ITEMS are 50, 181, 5 in that order; 500 comes last
+    in_order = answer_filter(AnswerRule((*ITEMS, CitableItem("500", "Fargo (1996)")), listwise_k=3))
+    assert all(in_order(t) for t in ["", "[", "[5", "[50", "[50,", "[50, ", "[50, 5", "[50, 181, 500]", "[50, 5, 500]"])
+    assert in_order("[181, 5")  # "5" after "181", and "500" can still follow
+    assert not in_order("[50, 50,") and not in_order("[50, 50]")  # twice
+    assert not in_order("[181, 50")  # 50 is listed ahead of 181
+    assert not in_order("[5, 181")  # 5 is listed after 181 (and only 500 is left after 5: no room for three)
+    assert not in_order("[50, 500,")  # 500 is the last: no third id can follow it
+    assert not in_order("[500")  # nor can a list of three open with it
+    assert not in_order("[50, 181, 7")  # an id no tool returned
+    assert in_order('<tool_call>{"name"')  # a call is the grammar's business
     assert answer_filter(AnswerRule(())) is None and answer_filter(None) is None  # nothing citable: nothing to check
 
 

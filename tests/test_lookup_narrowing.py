@@ -85,6 +85,34 @@ def test_a_lookup_is_left_out_with_nothing_to_look_up_or_where_the_request_liken
 
 
 @pytest.mark.parametrize(
+    ("reply", "left_out"),
+    [
+        ("None of those is what I have in mind. A well-known one.", {"get_item"}),  # simulated users: looked up Fargo
+        ("not those, something older", {"get_item"}),
+        ("none of those. is the godfather on here?", set()),  # a title to look up
+        ("tell me more about fargo", set()),  # no turn-down
+        ("what year is the first one from?", set()),
+    ],
+)
+def test_a_request_that_turns_the_films_shown_down_looks_nothing_up_unless_it_names_a_title(
+    ml100k_env, tools, reply, left_out
+):
+    from langchain_core.messages import AIMessage
+
+    shown = "Here they come:\n[100] Fargo (1996), Crime, Drama, Thriller\n[127] Godfather, The (1972), Action, Crime"
+    messages = [HumanMessage("Can you recommend a drama film?"), AIMessage(shown), HumanMessage(reply)]
+    catalog = ml100k_env.catalog
+    ids = conversation_call_ids(
+        messages,
+        ml100k_env.dataset.users.index_of,
+        catalog.index_of,
+        catalog_genres=catalog.all_genres,
+        catalog=catalog,
+    )
+    assert left_out_for_lookup(tools, ids) == left_out
+
+
+@pytest.mark.parametrize(
     ("text", "users"),
     [
         ("item 12 was great. what's comparable?", ()),  # dev: retrieved for user 12 once the look-up was out

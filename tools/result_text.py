@@ -33,6 +33,7 @@ from typing import Any
 HIDDEN_ITEM_FIELDS = ("rank", "score")  # the order is the rank; scores are model internals
 ITEM_CORE_FIELDS = ("item_id", "title", "year", "genres")
 ANSWER_GENRES = 3  # genres an answer line shows after the citation (the result line shows them all)
+ANSWER_SHOWS = 5  # items an answer shows from a tool's list where the user asked for no count
 
 
 def citation(item_id: str, display: str) -> str:

@@ -28,17 +28,20 @@ the citation ends its line or is followed by ``:`` (:func:`answer_filter`: a mod
 genres of its own); the same filter lets an answer cite an item once per section and never write one stretch three
 times running (a look-up's citation repeated to the token budget). With no citable item, ``[`` cannot be written at all.
 An answer right after a tool returned items (:attr:`AnswerRule.cite_required`) cites at least one of
-them: measured on simulated users, the shipped policy's answers after a result were often an empty
-"Here they are:" or prose about its tools, recommending nothing. Where the model would end such an
+them (as many as the agent asks for, in one section): measured on simulated users, the shipped policy's answers after a
+result were often an empty "Here they are:" or prose about its tools, recommending nothing, and later one item of
+ten where a synthesized answer shows five. Where the model would end such an
 answer before citing, the engines write ``\\n[`` instead (``DecodeJob.end_redirect``): the grammar
 alone only refuses the end, and the model then runs on to its token budget. Outside citations the
 text cannot open a parenthesised year (``(1``, ``(2``), so it cannot name an item as ``Title (Year)``
 without citing it. A list-wise answer is a JSON list of exactly min(k, n) distinct ids of the n
-citable items: the grammar fixes the count and the id set, and :func:`answer_filter` rejects a
-repeated id token by token (distinctness over n ids is no context-free rule a grammar compiler can
-afford; the engines apply the filter after the grammar's mask). Measured before:
-allowed 1..k ids, the shipped policy wrote one id and stopped; forced to k ids without the filter, it
-repeated one id k times. Tool-call and tool-response tags can never appear in an answer, nor can a call
+citable items: the grammar fixes the count and the id set, and :func:`answer_filter` keeps the ids in
+the order of the citable items, token by token, so none repeats (the agent lists them in the tools'
+order, latest result first: the tools rank, the policy picks tools and items; order over n ids is no
+context-free rule a grammar compiler can afford; the engines apply the filter after the grammar's mask).
+Measured before: allowed 1..k ids, the shipped policy wrote one id and stopped; forced to k ids without
+the filter, it repeated one id k times; with distinct ids in any order, it reordered SASRec's list and
+lost NDCG@10 against SASRec alone. Tool-call and tool-response tags can never appear in an answer, nor can a call
 written as text: answer text has no ``<``, ``>``, ``{`` or ``}`` (no synthesized answer has one).
 
 xgrammar (pinned, >= 0.2.8) rather than outlines or lm-format-enforcer: it is actively
@@ -119,7 +122,9 @@ class AnswerRule:
 
     items: tuple[CitableItem, ...] = ()
     listwise_k: int | None = None  # list-wise: a JSON list of exactly min(k, n) distinct ids of the n ``items``
-    cite_required: bool = False  # a chat answer cites at least one of ``items`` (it follows a tool's items)
+    # a chat answer cites at least this many of ``items``, one section running (it follows a tool's items: as many
+    # as the user asked for or a synthesized answer shows, :data:`~recagent.tools.result_text.ANSWER_SHOWS`)
+    cite_required: int = 0
 
     def key(self) -> str:
         """A stable cache key."""
@@ -214,6 +219,10 @@ class CallIds:
     titles_known: bool = False
     # the request likens its wish to items it names by id and names no title: a look-up of them is no answer
     likens_named_items: bool = False
+    # the request turns down the films shown (:func:`~recagent.agents.call_ids.turns_down_shown`): it wants others,
+    # so where it names no title a look-up is no answer (simulated users' "None of those ... A well-known one."
+    # looked up a film just turned down)
+    turns_down: bool = False
     # the request asks whether the catalog holds a title it names ("is the godfather on here?") or to find one ("find
     # Amaeus for me"): a look-up answers it
     asks_for_title: bool = False
@@ -398,13 +407,13 @@ def is_title(node: dict) -> bool:
 def left_out_for_lookup(tools: list[dict], ids: CallIds | None) -> set[str]:
     """The offered look-ups (tools with a title argument) a call should not make: the user's words name no catalog
     title and no item id can be written, so it would look nothing up, or the request likens its wish to items it names
-    by id (:attr:`CallIds.likens_named_items`: similar items, not those); none where ``ids`` is None or its titles were
-    not checked against a catalog. Dev: "popular stuff from the 90s" looked up the title "popular", "more like 22 and
-    96" item 22."""
+    by id (:attr:`CallIds.likens_named_items`: similar items, not those) or turns down the films shown
+    (:attr:`CallIds.turns_down`: it wants others); none where ``ids`` is None or its titles were not checked against a
+    catalog. Dev: "popular stuff from the 90s" looked up the title "popular", "more like 22 and 96" item 22."""
     if ids is None or not ids.titles_known or (ids.titles and not ids.likens_named_items):
         return set()
     lookups = [t for t in tools if holds(t["function"].get("parameters") or {}, is_title)]
-    if ids.likens_named_items:
+    if ids.likens_named_items or ids.turns_down:
         return {t["function"]["name"] for t in lookups}
     return {
         t["function"]["name"]
@@ -650,8 +659,11 @@ def answer_format(rule: AnswerRule | None) -> Any:
     text = TriggeredTagsFormat(triggers=[CITATION_OPEN], tags=[tag], excludes=free_text_excludes)
     if rule.cite_required:  # text up to a first citation, then text as usual (xgrammar's at_least_one would
         # make the answer open with the citation, which no synthesized answer does)
-        # ("[" is excluded from the text before it, or "[Insert a title]" would pass for free text)
-        return SequenceFormat(elements=[AnyTextFormat(excludes=[*free_text_excludes, CITATION_OPEN]), tag, text])
+        # ("[" is excluded from the text before it, or "[Insert a title]" would pass for free text); the citations
+        # still required follow within the section (answer_filter: an item once per section, so they are distinct)
+        first = [AnyTextFormat(excludes=[*free_text_excludes, CITATION_OPEN]), tag]
+        more = [AnyTextFormat(excludes=[*free_text_excludes, CITATION_OPEN, SECTION_BREAK]), tag]
+        return SequenceFormat(elements=[*first, *more * (rule.cite_required - 1), text])
     return text
 
 
@@ -678,7 +690,7 @@ def filter_cut(text: str, items: Sequence[CitableItem]) -> int | None:
 def answer_filter(rule: AnswerRule | None) -> Callable[[str], bool] | None:
     """A check of a reply prefix, False once it breaks a rule no grammar here states (None: nothing to check).
 
-    List-wise: an id is repeated. Chat: a whole citation is followed by anything but the end of its line or
+    List-wise: an id comes before one listed ahead of it in ``rule.items`` (so none repeats). Chat: a whole citation is followed by anything but the end of its line or
     ``:`` (see :data:`AFTER_CITATION`), an item is cited twice in a section, or a stretch is written three times
     running (see :data:`SECTION_BREAK`).
     """
@@ -702,12 +714,13 @@ def answer_filter(rule: AnswerRule | None) -> Callable[[str], bool] | None:
 
         return lines_end
     options = tuple(dict.fromkeys(json_id(i.item_id) for i in rule.items))
+    k = min(rule.listwise_k, len(options))
 
-    def distinct(text: str) -> bool:
+    def in_order(text: str) -> bool:
         # a tool call (or anything but a list) is the grammar's business alone
-        return not text.startswith("[") or _extends_to_distinct(text[1:], options, frozenset())
+        return not text.startswith("[") or _extends_in_order(text[1:], options, 0, k)
 
-    return distinct
+    return in_order
 
 
 def _cites_once(text: str, item_of: Mapping[str, str], by_head: Mapping[str, Sequence[str]]) -> bool:
@@ -760,19 +773,19 @@ def _citations_end_lines(text: str, cites: tuple[str, ...]) -> bool:
     return True
 
 
-def _extends_to_distinct(rest: str, options: tuple[str, ...], used: frozenset[str]) -> bool:
-    """True if ``rest`` (a list's text after ``[``) can still be read as distinct ids of ``options``."""
-    for option in options:
-        if option in used:
-            continue
-        if option.startswith(rest):  # an unused id being written (or none started yet)
+def _extends_in_order(rest: str, options: tuple[str, ...], start: int, left: int) -> bool:
+    """True if ``rest`` (a list's text after ``[``) can still be read as ``left`` ids of ``options[start:]``, each
+    after the one before it in ``options`` (so none twice), with room left for the ids still to come."""
+    for j in range(start, len(options) - left + 1):
+        option = options[j]
+        if option.startswith(rest):  # an id being written (or none started yet)
             return True
         if rest.startswith(option):
             after = rest[len(option) :]
             if after == "]" or LIST_SEPARATOR.startswith(after):  # closed, or the separator being written
                 return True
-            if after.startswith(LIST_SEPARATOR) and _extends_to_distinct(
-                after[len(LIST_SEPARATOR) :], options, used | {option}
+            if after.startswith(LIST_SEPARATOR) and _extends_in_order(
+                after[len(LIST_SEPARATOR) :], options, j + 1, left - 1
             ):
                 return True
     return False

@@ -11,7 +11,7 @@ cache and the lock that serialises decoding.
 Call-time keywords (usually set once with :meth:`LocalChatModel.bind_tools`): ``tools`` (OpenAI
 schemas), ``tool_choice``, ``parallel_tool_calls``; per call, ``cite_items`` (the
 :class:`~.grammar.CitableItem` s an answer may cite: every item a tool returned in this
-conversation), ``cite_required`` (the answer cites at least one of them) and ``listwise_k`` (a
+conversation), ``cite_required`` (the answer cites at least this many of them) and ``listwise_k`` (a
 list-wise answer: a JSON list of exactly min(k, n) distinct ids of those n items). An answer under
 ``cite_items`` can only cite those items (see :mod:`.grammar`). ``call_ids`` (a :class:`~.grammar.CallIds`)
 narrows the calls' user- and item-id, saved-set, count and year arguments to what the conversation holds.
@@ -617,7 +617,8 @@ def _answer_rule(cite_items: Any, listwise_k: Any, cite_required: Any = False) -
     if cite_items is None and listwise_k is None:
         return None
     items = tuple(i if isinstance(i, CitableItem) else CitableItem(*i) for i in (cite_items or ()))
-    return AnswerRule(items=items, listwise_k=listwise_k, cite_required=bool(cite_required and items))
+    distinct = len({i.item_id for i in items})
+    return AnswerRule(items=items, listwise_k=listwise_k, cite_required=min(int(cite_required or 0), distinct))
 
 
 def _end_redirect(tok: Any, answer: AnswerRule | None) -> list[int]:
