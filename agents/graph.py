@@ -28,6 +28,7 @@ from recagent.agents.prompts import listwise_feedback, listwise_ids, system_prom
 from recagent.agents.state import AgentState
 from recagent.agents.steps import FALLBACK_CALL_ID, StepRecord, summarise_result
 from recagent.tools.result_text import ANSWER_SHOWS, result_text
+from recagent.tools.schemas import K_DEFAULT
 
 FALLBACK = "recagent_fallback"  # marks answers written by the fallback, not by the policy
 
@@ -101,8 +102,13 @@ def _decoding_constraints(state: AgentState, ctx: AgentContext) -> dict:
         # in the tools' order, which the answer keeps (grammar.answer_filter): the ranking is the tools' job, the
         # policy's is which tools and which of their items (reordering SASRec's list, the shipped policy lost
         # NDCG@10 against SASRec alone)
-        rank = {i: n for n, i in enumerate(_latest_results_first(state))}
-        allowed = sorted(listwise_allowed(state, ctx), key=lambda i: rank.get(i, len(rank)))
+        # given candidates no tool returned follow, best first by the default recommender: their given order must not
+        # decide the list (the candidate protocols put the target first or last)
+        may = listwise_allowed(state, ctx)
+        may_set = set(may)
+        returned = [i for i in _latest_results_first(state) if i in may_set]
+        seen = set(returned)
+        allowed = returned + _by_default_model(state, ctx, [i for i in may if i not in seen])
     else:
         # after this turn's calls returned items, the answer cites those: an earlier turn's sci-fi films are no
         # answer to "3 comedies" (the shipped policy cited one; none of 7,047 synthesized answers after results does)
@@ -125,7 +131,7 @@ def _decoding_constraints(state: AgentState, ctx: AgentContext) -> dict:
     )
     if state.get("mode") == "listwise":
         return {"cite_items": items, "listwise_k": state.get("k", ctx.config.k), "call_ids": call_ids}
-    return {"cite_items": items, "cite_required": _citations_needed(state, allowed), "call_ids": call_ids}
+    return {"cite_items": items, "cite_required": _citations_needed(state, allowed, ctx), "call_ids": call_ids}
 
 
 def _latest_results_first(state: AgentState) -> list[str]:
@@ -160,25 +166,31 @@ def _call_key(step: StepRecord) -> str:
     return json.dumps([step.tool, step.arguments], sort_keys=True, default=str)
 
 
-def _citations_needed(state: AgentState, allowed: list[str]) -> int:
+def _citations_needed(state: AgentState, allowed: list[str], ctx: AgentContext) -> int:
     """How many items an answer right after the policy's previous step's calls returned some cites (0: it follows
     none): as many as the request asked for, else as many as a synthesized answer shows, at most those of them it may
-    cite. Measured on simulated users: after turning a list down they were shown one film of the ten found."""
+    cite, and at most the tools' default count (a longer answer runs past the token budget); a look-up counts its one
+    item, not the near titles it offers besides. Measured on simulated users: after turning a list down they were
+    shown one film of the ten found."""
     from recagent.agents.call_ids import asked_count
+    from recagent.agents.policies.grammar import holds, is_title
 
     turn, previous = state.get("turn", 0), state.get("steps", 0) - 1
     if not isinstance(state["messages"][-1], ToolMessage):
         return 0
+    lookups = {
+        t["function"]["name"] for t in ctx.tool_schemas if holds(t["function"].get("parameters") or {}, is_title)
+    }
     returned = {
         i
         for s in state.get("trace") or []
         if s.kind == "tool_call" and s.valid and s.turn == turn and s.index == previous
-        for i in s.result_item_ids
+        for i in (s.result_item_ids[:1] if s.tool in lookups else s.result_item_ids)
     }
     if not returned:
         return 0
     citable = len(returned & set(allowed)) or 1  # all turned down: one of the turn's others
-    return min(citable, asked_count(state["messages"]) or ANSWER_SHOWS)
+    return min(citable, asked_count(state["messages"]) or ANSWER_SHOWS, K_DEFAULT)
 
 
 def listwise_allowed(state: AgentState, ctx: AgentContext) -> list[str]:
@@ -337,23 +349,38 @@ def _finish(
         # still short (no usable tool result): the default recommender completes the list, counted in `filled`;
         # over given candidates it ranks exactly those, so the order they were listed in cannot matter
         pool = state.get("pool") or []
-        env, user = ctx.env, (state.get("user") or {}).get("user_id")
-        u = env.dataset.users.index_of.get(str(user)) if user is not None else None
-        hist = env.history(u) if u is not None else env.split.train_sequences[0][:0]
+        env, (u, hist) = ctx.env, _user_history(state, ctx)
         if pool:
-            idx = np.asarray([env.catalog.index_of[i] for i in pool], dtype=np.int64)
-            scores = env.score(None, u, hist)[idx].astype(np.float64)
-            top = idx[np.lexsort((idx, -scores))]
+            ranked = _by_default_model(state, ctx, pool)
         else:
             top, _ = env.model(None).topk(
                 env.query(u, hist), k + len(ids), exclude=env.seen(u) if u is not None else hist
             )
-        for i in (env.catalog.ids[j] for j in top):
+            ranked = [env.catalog.ids[j] for j in top]
+        for i in ranked:
             if len(ids) < k and i not in ids:
                 ids.append(i)
                 filled += 1
     record = StepRecord(turn=turn, index=index, kind="answer", result_item_ids=list(ids), result_summary=text[:200])
     return {"answer": text, "recommended": ids, "filled": filled, "trace": [record]}
+
+
+def _user_history(state: AgentState, ctx: AgentContext) -> tuple[int | None, np.ndarray]:
+    """The session user's index (None: no known user) and the history the tools see for them (empty without one)."""
+    env, user = ctx.env, (state.get("user") or {}).get("user_id")
+    u = env.dataset.users.index_of.get(str(user)) if user is not None else None
+    return u, env.history(u) if u is not None else env.split.train_sequences[0][:0]
+
+
+def _by_default_model(state: AgentState, ctx: AgentContext, ids: list[str]) -> list[str]:
+    """``ids`` best first by the default recommender for the session user, ties by catalog index (so the order they
+    came in cannot matter)."""
+    if not ids:
+        return []
+    env, (u, hist) = ctx.env, _user_history(state, ctx)
+    idx = np.asarray([env.catalog.index_of[i] for i in ids], dtype=np.int64)
+    scores = env.score(None, u, hist)[idx].astype(np.float64)
+    return [env.catalog.ids[j] for j in idx[np.lexsort((idx, -scores))]]
 
 
 def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict:

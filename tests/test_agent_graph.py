@@ -422,3 +422,31 @@ def test_a_listwise_answer_may_cite_the_tools_items_in_their_order_latest_result
     expected = [i for i in dict.fromkeys([*popular, *retrieved]) if i not in seen]
     assert set(popular) - set(retrieved) and set(retrieved) - set(popular)  # two rankings to put in order
     assert [c.item_id for c in policy.rules[-1]["cite_items"]] == expected and policy.rules[-1]["listwise_k"] == 5
+
+
+def test_given_candidates_no_tool_returned_are_citable_in_an_order_their_given_order_cannot_change(env, tmp_path):
+    from recagent.agents.config import PolicyConfig
+
+    pool = [env.catalog.ids[i] for i in range(20, 32)]
+    orders = []
+    for given in (pool, pool[::-1]):
+        policy = ConstrainedScriptedPolicy(script=[AIMessage("[]"), AIMessage("[]")])
+        config = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), policy=PolicyConfig(kind="local"), max_steps=2)
+        agent = Agent.from_config(config, policy=policy, env=env, db_path=tmp_path / f"s{len(orders)}.sqlite")
+        agent.recommend("7", k=3, candidates=given)
+        orders.append([c.item_id for c in policy.rules[0]["cite_items"]])
+    assert sorted(orders[0]) == sorted(pool) and orders[0] == orders[1]
+
+
+def test_a_look_up_answer_has_to_cite_the_item_looked_up_not_the_near_titles_offered_besides(env, tmp_path):
+    from recagent.agents.config import PolicyConfig
+
+    policy = ConstrainedScriptedPolicy(
+        script=[tool_calls(call("get_item", {"title": "Horror Stroy"}, "c1")), AIMessage("It is there.")]
+    )
+    config = AgentConfig(tools=ToolEnvConfig(dataset="synthetic"), policy=PolicyConfig(kind="local"))
+    agent = Agent.from_config(config, policy=policy, env=env, db_path=tmp_path / "sessions.sqlite")
+    r = agent.chat("tell me about that one film", session="s")
+    looked_up = [s for s in r.trace if s.kind == "tool_call"][0]
+    assert len(looked_up.result_item_ids) > 1  # the item and near titles
+    assert policy.rules[1]["cite_required"] == 1

@@ -124,6 +124,7 @@ def test_the_listwise_filter_keeps_the_ids_in_the_order_of_the_citable_items():
     assert not in_order("[50, 500,")  # 500 is the last: no third id can follow it
     assert not in_order("[500")  # nor can a list of three open with it
     assert not in_order("[50, 181, 7")  # an id no tool returned
+    assert not in_order("[50, 181, 500, 5")  # a fourth id of three
     assert in_order('<tool_call>{"name"')  # a call is the grammar's business
     assert answer_filter(AnswerRule(())) is None and answer_filter(None) is None  # nothing citable: nothing to check
 

@@ -278,6 +278,18 @@ def test_a_required_citation_is_written_even_where_the_model_would_cite_nothing(
 
 
 @pytest.mark.parametrize("engine", ["policy", "hf_policy"])
+def test_required_citations_are_all_written_each_on_a_line_of_its_own(engine, request):
+    import re
+
+    items = [CitableItem("50", "Star Wars (1977)"), CitableItem("181", "Return of the Jedi (1983)")]
+    model = request.getfixturevalue(engine).model_copy(update={"max_new_tokens": 96})
+    steer = [SystemMessage("You are a friendly assistant."), HumanMessage("Say hello in one sentence.")]
+    cited = model.invoke(steer, cite_items=items, cite_required=2).content
+    # where the model would stop after a line's end, "\n[" would open a new section: the redirect writes "[" there
+    assert set(re.findall(r"\[(50|181)\]", cited)) == {"50", "181"}, cited
+
+
+@pytest.mark.parametrize("engine", ["policy", "hf_policy"])
 def test_listwise_answer_is_k_distinct_allowed_ids_even_when_the_model_repeats_itself(engine, request):
     items = [CitableItem(str(i), f"Film {i} (1990)") for i in (50, 181, 1, 7, 5)]
     steer = [SystemMessage("Answer with a JSON list of item ids."), HumanMessage("Repeat after me: [50, 50, 50, 50]")]

@@ -232,9 +232,9 @@ class LlamaCppEngine:
             wants_end = bool(job.end_redirect) and int(logits.argmax()) in job.eos_ids
             if masker is not None:
                 masker.mask(logits, job.eos_ids)
-            if wants_end and masker is not None and _redirect(masker, job, logits):
-                self._emit(job.end_redirect, new_ids, on_token)
-                self._eval(job.end_redirect)
+            if wants_end and masker is not None and (redirect := _redirect(masker, job, logits)):
+                self._emit(redirect, new_ids, on_token)
+                self._eval(redirect)
                 continue
             token = _pick_allowed(logits, job, rng, new_ids, self.tokenizer)
             if token is None:
@@ -314,10 +314,19 @@ def _jump_forward(masker: _Masker, job: DecodeJob, new_ids: list[int], tokenizer
     return forced
 
 
-def _redirect(masker: _Masker, job: DecodeJob, masked_logits: Any) -> bool:
-    """True (and the grammar advanced) when the model's wish to end is refused and ``job.end_redirect`` fits."""
+def _redirect(masker: _Masker, job: DecodeJob, masked_logits: Any) -> list[int]:
+    """The tokens written (and the grammar advanced by) where the model's wish to end is refused: ``job.end_redirect``,
+    or its tail where the whole does not fit (``"\\n["`` right after a line's end would open a new section, which a
+    required citation's text may not); none where neither fits."""
     # (after ends_follow_grammar, every turn end is refused exactly where the grammar refuses its own)
-    return _all_refused(masked_logits, sorted(job.eos_ids)) and masker.accept_all(job.end_redirect)
+    if not _all_refused(masked_logits, sorted(job.eos_ids)):
+        return []
+    return next((r for r in _redirects(job) if masker.accept_all(r)), [])
+
+
+def _redirects(job: DecodeJob) -> list[list[int]]:
+    """``job.end_redirect``, then its tail without the first token (a citation's opening without its newline)."""
+    return [r for r in (job.end_redirect, job.end_redirect[1:]) if r]
 
 
 def _pick_allowed(logits: Any, job: DecodeJob, rng: Any, new_ids: list[int], tokenizer: Any) -> int | None:
@@ -374,7 +383,8 @@ class _Redirect:
     def force(self, input_ids: Any, scores: Any) -> Any:
         row = scores[0]
         if not self.pending and self.wants_end and _all_refused(row, self.eos):
-            self.pending = list(self.job.end_redirect)
+            # the first redirect whose first token the grammar allows here (a token at a time, as _redirects says)
+            self.pending = next((list(r) for r in _redirects(self.job) if row[r[0]] > float("-inf")), [])
         if self.pending and row[self.pending[0]] > float("-inf"):
             token = self.pending.pop(0)
             keep = row[token].clone()

@@ -776,6 +776,8 @@ def _citations_end_lines(text: str, cites: tuple[str, ...]) -> bool:
 def _extends_in_order(rest: str, options: tuple[str, ...], start: int, left: int) -> bool:
     """True if ``rest`` (a list's text after ``[``) can still be read as ``left`` ids of ``options[start:]``, each
     after the one before it in ``options`` (so none twice), with room left for the ids still to come."""
+    if left <= 0:  # a separator after the last id: more ids than the list holds
+        return False
     for j in range(start, len(options) - left + 1):
         option = options[j]
         if option.startswith(rest):  # an id being written (or none started yet)
