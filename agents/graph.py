@@ -173,14 +173,12 @@ def _citations_needed(state: AgentState, allowed: list[str], ctx: AgentContext) 
     item, not the near titles it offers besides. Measured on simulated users: after turning a list down they were
     shown one film of the ten found."""
     from recagent.agents.call_ids import asked_count
-    from recagent.agents.policies.grammar import holds, is_title
+    from recagent.agents.policies.grammar import lookup_names
 
     turn, previous = state.get("turn", 0), state.get("steps", 0) - 1
     if not isinstance(state["messages"][-1], ToolMessage):
         return 0
-    lookups = {
-        t["function"]["name"] for t in ctx.tool_schemas if holds(t["function"].get("parameters") or {}, is_title)
-    }
+    lookups = lookup_names(ctx.tool_schemas)
     returned = {
         i
         for s in state.get("trace") or []

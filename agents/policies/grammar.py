@@ -404,6 +404,11 @@ def is_title(node: dict) -> bool:
     return free and bool(_TITLE.search(node.get("description", "")))
 
 
+def lookup_names(tools: Sequence[dict]) -> set[str]:
+    """The look-ups among OpenAI ``tools``: those with a title argument (one item, and near titles besides)."""
+    return {t["function"]["name"] for t in tools if holds(t["function"].get("parameters") or {}, is_title)}
+
+
 def left_out_for_lookup(tools: list[dict], ids: CallIds | None) -> set[str]:
     """The offered look-ups (tools with a title argument) a call should not make: the user's words name no catalog
     title and no item id can be written, so it would look nothing up, or the request likens its wish to items it names
@@ -412,7 +417,8 @@ def left_out_for_lookup(tools: list[dict], ids: CallIds | None) -> set[str]:
     catalog. Dev: "popular stuff from the 90s" looked up the title "popular", "more like 22 and 96" item 22."""
     if ids is None or not ids.titles_known or (ids.titles and not ids.likens_named_items):
         return set()
-    lookups = [t for t in tools if holds(t["function"].get("parameters") or {}, is_title)]
+    names = lookup_names(tools)
+    lookups = [t for t in tools if t["function"]["name"] in names]
     if ids.likens_named_items or ids.turns_down:
         return {t["function"]["name"] for t in lookups}
     return {
