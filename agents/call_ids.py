@@ -94,8 +94,12 @@ What else a request says binds its calls too, measured on the validation calls t
   turned down, unless it turns their years down: "too old"); the answer cites none of the items turned down while
   the turn's calls returned others (:func:`turned_down_items`; simulated users: "None of those is what I have in
   mind. It should be a children's film." after "an adventure film" filtered children's films alone, and a film
-  turned down was shown again).
-With these, 15 of the 12,374 gold calls are refused (13 before the title rule; the two titles above).
+  turned down was shown again), and its calls list the items turned down and as many again as the answer shows
+  (:func:`turned_down_floor`: "Can you show me different ones?" repeated the call that had found the films just
+  turned down and was shown them again); unless it asks for a title or names an item, it is answered with a call that
+  neither looks an item up nor ranks given ones (:func:`~recagent.agents.policies.grammar.left_out_for_turn_down`).
+With these, 18 of the 12,374 gold calls are refused (13 before the title rule; the two titles above; three train calls
+after a synthesized turn-down leave k at its default, below the turn-down's count).
 """
 
 from __future__ import annotations
@@ -112,6 +116,7 @@ from recagent.agents.negation import ends_negated, misspelt_as
 from recagent.agents.policies.grammar import CallIds
 from recagent.agents.title_match import title_index
 from recagent.tools.data.schema import ItemCatalog
+from recagent.tools.result_text import ANSWER_SHOWS
 from recagent.tools.schemas import K_DEFAULT, K_MAX, POOL_K, YEAR_MAX, YEAR_MIN
 
 # a number on its own, not part of a word: the system prompt's "ml-100k" is no user 100 (the adapters looked user 100 up
@@ -756,6 +761,7 @@ def conversation_call_ids(
             # the wish's years or none, not those of the films turned down ("not those please. ones with some comedy
             # in them" after a list of westerns from 1990 and 1992 wrote 1990 to 1992)
             years_from, years_to, years, years_bounded = _kept_years(dated) if dated is not None else ([], [], [], ())
+    finds_title = request is not None and index is not None and asks_for_title(request, index.exact, index.names)
     times, as_user, given = _number_uses(messages)
     asked = stated_count(requests[-1]) if requests else None
     # the count a request asks for, written once and not as a user's, is no user: "what's trending? just give me 7"
@@ -830,9 +836,20 @@ def conversation_call_ids(
         titles=tuple(title_spans(requests[-TITLE_REQUESTS:], results, names)),
         titles_known=names is not None,
         likens_named_items=bool(likened),
-        turns_down=turns_down,
-        asks_for_title=request is not None and index is not None and asks_for_title(request, index.exact, index.names),
+        # where it asks for a title ("none of those. is Heat on here?") a look-up answers it, and items it names (by id
+        # or place: "not those. more like the second one") are its to give; a title it names otherwise is no look-up
+        # ("Can you show me different ones?" names the film "Show, The")
+        # ("A well-known one." names no item 1: an id given alone is written in digits)
+        turns_down=turns_down and not finds_title and not _in_digits_named(named_items, requests) and pointed is None,
+        count_floor=turned_down_floor(messages, asked) if turns_down else None,
+        asks_for_title=finds_title,
     )
+
+
+def _in_digits_named(named_items: Sequence[str], requests: Sequence[str]) -> list[str]:
+    """The items of ``named_items`` the last of ``requests`` writes in digits."""
+    written = set(re.findall(r"\d+", requests[-1])) if requests else set()
+    return [n for n in named_items if n in written]
 
 
 def _request(messages: Sequence[BaseMessage]) -> str | None:
@@ -1107,6 +1124,15 @@ def turned_down_items(messages: Sequence[BaseMessage]) -> tuple[str, ...]:
     since = asked[_narrowed(requests)]
     answers = (m for m in messages[since : asked[-1]] if m.type == "ai" and not getattr(m, "tool_calls", None))
     return tuple(dict.fromkeys(i for m in answers for i in _CITED.findall(_text(m))))
+
+
+def turned_down_floor(messages: Sequence[BaseMessage], asked: int | None) -> int | None:
+    """The fewest items a call serving a turn-down lists: the items turned down (:func:`turned_down_items`) and as
+    many again as its answer shows (the count ``asked`` for, else ANSWER_SHOWS), so others are left once those are
+    taken out; at most K_MAX, None where nothing was turned down. Simulated users: "Can you show me different ones?"
+    repeated the call that had found the films just turned down, k 10, and was shown them again."""
+    turned_down = turned_down_items(messages)
+    return min(K_MAX, len(turned_down) + (asked or ANSWER_SHOWS)) if turned_down else None
 
 
 def _request_genres(

@@ -643,6 +643,28 @@ def test_the_items_a_turn_down_turns_down_are_those_answers_cited_since_the_requ
     assert turned_down_items([*shown, HumanMessage("none of those"), AIMessage("hm"), check]) == ("151", "8")
 
 
+def test_a_turn_downs_calls_list_the_items_turned_down_and_as_many_again_as_its_answer_shows():
+    # simulated users: "Can you show me different ones?" repeated the call that had found the films just turned down,
+    # k 10, and was shown them again
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from recagent.agents.call_ids import conversation_call_ids
+    from recagent.tools.result_text import ANSWER_SHOWS
+    from recagent.tools.schemas import K_MAX
+
+    shown = [HumanMessage("sci-fi please"), AIMessage("Try [151] Willy Wonka (1971)\n[8] Babe (1995)\n[9] Heat (1995)")]
+
+    def floor(text: str, answers: list = shown) -> int | None:
+        return conversation_call_ids([*answers, HumanMessage(text)], {}, {}).count_floor
+
+    assert floor("None of those is what I have in mind. Can you show me different ones?") == 3 + ANSWER_SHOWS
+    assert floor("not those, show me 2 others") == 3 + 2  # the count asked for
+    assert floor("tell me more about the first one") is None  # no turn-down
+    assert floor("none of those", [HumanMessage("sci-fi please"), AIMessage("I found nothing.")]) is None
+    many = AIMessage(" ".join(f"[{i}] Film {i} (1995)" for i in range(1, 120)))
+    assert floor("different ones?", [HumanMessage("sci-fi please"), many]) == K_MAX
+
+
 @pytest.mark.parametrize(
     ("text", "named"),
     [

@@ -705,6 +705,25 @@ def test_a_first_call_that_saves_nothing_lists_as_many_as_the_request_asked(acce
         assert accepts(None, render_tool_call("get_user_history", args), tools=history, choice="required"), args
 
 
+def test_a_turn_downs_calls_list_at_least_its_floor_of_items(accepts, synthetic_env):
+    # simulated users: the same call, k 10, found the films just turned down again; a history's count stays free
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
+    from recagent.tools.recommender_tools import build_registry
+
+    schemas = {t["function"]["name"]: t for t in build_registry(synthetic_env).openai_schemas()}
+    ids = CallIds(users=("7",), counts=(2, 10, 20), request_read=True, turns_down=True, count_floor=13)
+    popular = ground_call_arguments([schemas["popular_items"]], ids)
+    for k in (13, 20):  # 2 and 10 rise to the floor, 20 stays
+        assert accepts(None, render_tool_call("popular_items", {"k": k}), tools=popular, choice="required"), k
+    for bad in ({"k": 10}, {"k": 2}, {}):  # the tool's default count (10) is below the floor: k is written
+        assert not accepts(None, render_tool_call("popular_items", bad), tools=popular, choice="required"), bad
+    stated = ground_call_arguments([schemas["popular_items"]], CallIds(counts=(2, 10), count_stated=2, count_floor=7))
+    assert accepts(None, render_tool_call("popular_items", {"k": 7}), tools=stated, choice="required")
+    assert not accepts(None, render_tool_call("popular_items", {"k": 2}), tools=stated, choice="required")
+    history = ground_call_arguments([schemas["get_user_history"]], ids)
+    assert accepts(None, render_tool_call("get_user_history", {"user_id": "7"}), tools=history, choice="required")
+
+
 def test_an_optional_id_argument_is_dropped_where_the_conversation_holds_no_dataset_id(accepts, synthetic_env):
     # validation: "find Dante's Peak for me" became get_item(item_id="Dante's Peak"), with no item id to name
     from recagent.agents.policies.grammar import CallIds, ground_call_arguments

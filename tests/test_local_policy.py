@@ -575,3 +575,46 @@ def test_a_lookup_with_nothing_to_look_up_is_left_out_and_a_question_of_the_cata
     ai = routed.bind_tools(schemas).invoke(_messages("do you have Heat?"), call_ids=asks)
     assert ai.tool_calls or ai.invalid_tool_calls, ai.response_metadata["raw_output"]  # a call (cut at 8 tokens)
     assert ai.response_metadata["tool_choice"] == "auto" and not ai.content
+
+
+def test_a_request_that_turns_the_films_shown_down_gets_a_call_even_where_the_router_would_answer(
+    policy, schemas, tmp_path
+):
+    """A reply head sure of an answer, a router favouring rank_items, then get_item, then popular_items: after "None
+    of those ... Can you show me different ones?" (CallIds.turns_down) the reply is a call, since only a call finds
+    others (simulated users were shown a film they had turned down again), and neither a ranking of given items nor a
+    look-up (they could only name films turned down); not after the answer check's message, nor where the caller
+    asked for no call."""
+    import numpy as np
+
+    from recagent.agents.context import FEEDBACK
+    from recagent.agents.policies.grammar import CallIds
+    from recagent.agents.tool_router import ANSWER, FeatureBlock, ToolRouter
+
+    names = sorted(s["function"]["name"] for s in schemas)
+    block = FeatureBlock("word", (1, 1), {}, np.ones(0))
+    classes = [ANSWER, *names]
+    sure_answer = dict(
+        reply_coef=np.zeros((len(classes), 0)),
+        reply_intercept=np.array([12.0] + [0.0] * len(names)),
+        reply_classes=classes,
+    )
+    bias = {"rank_items": 3.0, "get_item": 2.0, "popular_items": 1.0}
+    biases = np.array([bias.get(n, 0.0) for n in names])
+    router = ToolRouter([block], np.zeros((len(names), 0)), biases, names, **sure_answer)
+    routed = _calls(policy).model_copy(
+        update={"router_path": str(router.save(tmp_path / "tool_router.npz")), "router_top_k": 1, "max_new_tokens": 8}
+    )
+    down = CallIds(turns_down=True, titles_known=True)
+    asked = _messages("None of those is what I have in mind. Can you show me different ones?")
+    ai = routed.bind_tools(schemas).invoke(asked, call_ids=down)
+    assert ai.tool_calls or ai.invalid_tool_calls, ai.response_metadata["raw_output"]  # a call (cut at 8 tokens)
+    assert not ai.content and ai.response_metadata["tool_choice"] == "auto"
+    assert ai.response_metadata["routed_tools"] == ["popular_items"]
+    answered = routed.bind_tools(schemas).invoke(asked, call_ids=CallIds())  # no turn-down: the router answers
+    assert answered.response_metadata["router_reply"] == "answer" and not answered.tool_calls
+    check = HumanMessage("Your answer cited no item.", additional_kwargs={FEEDBACK: True})
+    after_check = routed.bind_tools(schemas).invoke([*asked, AIMessage("hm"), check], call_ids=down)
+    assert not after_check.tool_calls and not after_check.invalid_tool_calls
+    none = routed.bind_tools(schemas, tool_choice="none").invoke(asked, call_ids=down)
+    assert not none.tool_calls and not none.invalid_tool_calls

@@ -7,7 +7,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from recagent.agents.call_ids import conversation_call_ids, title_spans
-from recagent.agents.policies.grammar import ground_call_arguments, left_out_for_lookup
+from recagent.agents.policies.grammar import ground_call_arguments, left_out_for_lookup, left_out_for_turn_down
 from recagent.agents.title_match import title_index
 
 
@@ -84,6 +84,28 @@ def test_a_lookup_is_left_out_with_nothing_to_look_up_or_where_the_request_liken
     assert left_out_for_lookup(tools, ids_of(text, ml100k_env)) == left_out
 
 
+def _after_a_list(env, reply: str, with_result: bool):
+    """The call ids after "Can you recommend a drama film?", a list of Fargo and The Godfather (the tool's result in
+    the conversation or not), and ``reply``."""
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    found = "items:\n[100] Fargo (1996): Crime, Drama, Thriller\n[127] Godfather, The (1972): Action, Crime"
+    shown = "Here they come:\n[100] Fargo (1996), Crime, Drama, Thriller\n[127] Godfather, The (1972), Action, Crime"
+    call = AIMessage("", tool_calls=[{"name": "filter_items", "args": {}, "id": "c1"}])
+    asked = [
+        HumanMessage("Can you recommend a drama film?"),
+        *([call, ToolMessage(found, tool_call_id="c1")] * with_result),
+    ]
+    catalog = env.catalog
+    return conversation_call_ids(
+        [*asked, AIMessage(shown), HumanMessage(reply)],
+        env.dataset.users.index_of,
+        catalog.index_of,
+        catalog_genres=catalog.all_genres,
+        catalog=catalog,
+    )
+
+
 @pytest.mark.parametrize(
     ("reply", "left_out"),
     [
@@ -92,24 +114,37 @@ def test_a_lookup_is_left_out_with_nothing_to_look_up_or_where_the_request_liken
         ("none of those. is the godfather on here?", set()),  # a title to look up
         ("tell me more about fargo", set()),  # no turn-down
         ("what year is the first one from?", set()),
+        # "Show, The" is a catalog title, but the request asks for none
+        ("None of those is what I have in mind. Can you show me different ones?", {"get_item"}),
+        ("none of those. what about 50?", set()),  # an item to look up
     ],
 )
-def test_a_request_that_turns_the_films_shown_down_looks_nothing_up_unless_it_names_a_title(
+@pytest.mark.parametrize("with_result", [False, True])  # the tool's result names titles of its own
+def test_a_request_that_turns_the_films_shown_down_looks_nothing_up_unless_it_asks_for_a_title(
+    ml100k_env, tools, reply, left_out, with_result
+):
+    assert left_out_for_lookup(tools, _after_a_list(ml100k_env, reply, with_result)) == left_out
+
+
+@pytest.mark.parametrize(
+    ("reply", "left_out"),
+    [
+        # simulated users: "A well-known one." ranked Fargo alone ("one" names no item 1)
+        (
+            "None of those is what I have in mind. A well-known one.",
+            {"rank_items", "rank_by_preference", "similar_items"},
+        ),
+        ("different ones please", {"rank_items", "rank_by_preference", "similar_items"}),
+        ("not those. more like the second one", set()),  # an item of its own, by its place
+        ("none of those. anything like 50?", set()),  # by its id
+        ("none of those. is the godfather on here?", set()),  # a title to look up
+        ("tell me more about fargo", set()),  # no turn-down
+    ],
+)
+def test_a_request_that_turns_the_films_shown_down_ranks_no_given_items_unless_it_names_its_own(
     ml100k_env, tools, reply, left_out
 ):
-    from langchain_core.messages import AIMessage
-
-    shown = "Here they come:\n[100] Fargo (1996), Crime, Drama, Thriller\n[127] Godfather, The (1972), Action, Crime"
-    messages = [HumanMessage("Can you recommend a drama film?"), AIMessage(shown), HumanMessage(reply)]
-    catalog = ml100k_env.catalog
-    ids = conversation_call_ids(
-        messages,
-        ml100k_env.dataset.users.index_of,
-        catalog.index_of,
-        catalog_genres=catalog.all_genres,
-        catalog=catalog,
-    )
-    assert left_out_for_lookup(tools, ids) == left_out
+    assert left_out_for_turn_down(tools, _after_a_list(ml100k_env, reply, True)) == left_out
 
 
 @pytest.mark.parametrize(

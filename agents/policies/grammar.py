@@ -191,6 +191,10 @@ class CallIds:
     # for the calls serving it (the first and those chained after its results): one that saves nothing lists what the
     # user gets, so every count argument it has (a history's aside) takes this count and is required
     count_stated: int | None = None
+    # the fewest items a call serving a turn-down lists (:func:`~recagent.agents.call_ids.turned_down_floor`): the
+    # items turned down and as many again as its answer shows, so others are left once those are taken out (simulated
+    # users were shown the same five films again: the same call, k 10, returned only films they had turned down)
+    count_floor: int | None = None
     # the item of the assistant's last answer the request points at by its place ("more like the second one":
     # :func:`~recagent.agents.call_ids.pointed_item`), for the turn's first call: its item ids are that item alone
     pointed: str | None = None
@@ -219,9 +223,10 @@ class CallIds:
     titles_known: bool = False
     # the request likens its wish to items it names by id and names no title: a look-up of them is no answer
     likens_named_items: bool = False
-    # the request turns down the films shown (:func:`~recagent.agents.call_ids.turns_down_shown`): it wants others,
-    # so where it names no title a look-up is no answer (simulated users' "None of those ... A well-known one."
-    # looked up a film just turned down)
+    # the request turns down the films shown (:func:`~recagent.agents.call_ids.turns_down_shown`), asks for no title
+    # and names no item: it wants others, so a look-up or a ranking of given items is no answer (simulated users'
+    # "None of those ... A well-known one." looked up a film just turned down, then ranked one), and only a call finds
+    # them ("Can you show me different ones?" was answered from the films shown, one of them again)
     turns_down: bool = False
     # the request asks whether the catalog holds a title it names ("is the godfather on here?") or to find one ("find
     # Amaeus for me"): a look-up answers it
@@ -234,6 +239,7 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
     the arguments a request asks for required; ``tools`` itself when there is nothing to narrow."""
     from recagent.tools.schemas import (
         ITEM_ID_DESCRIPTION,
+        K_DEFAULT,
         K_MAX,
         SAVED_SET_DESCRIPTION,
         USER_ID_DESCRIPTION,
@@ -258,9 +264,6 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
     def drops_seen(node: dict) -> bool:  # "drop items this user already interacted with", any noun
         return _SEEN.search(str(node.get("description", ""))) is not None
 
-    def lists_items(node: dict) -> bool:
-        return node.get("type") == "array" and (node.get("items") or {}).get("description") == ITEM_ID_DESCRIPTION
-
     # nothing to read: an optional argument of that kind can only fail (a set) or be made up (a year; an id where the
     # dataset's ids are known: "find Dante's Peak" wrote item_id "Dante's Peak"), so the call cannot write it
     kinds = [(reads_set, ids.sets), (is_year, ids.years)]
@@ -283,7 +286,7 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
             return {"type": "integer", "enum": counts, "description": node.get("description", "")}
         if ids.years and is_year(node):
             return {"type": "integer", "enum": list(years), "description": node.get("description", "")}
-        if ids.seeds and lists_items(node) and _SEEDED.search(str(node.get("description", ""))):
+        if ids.seeds and _lists_item_ids(node) and _SEEDED.search(str(node.get("description", ""))):
             # the items a search starts from ("items to find neighbours of", a liked history): the history's
             # best-rated, best first; a ranking's candidates stay free
             # each list spelled out item by item (an enum of lists would be written without the spaces trained on)
@@ -291,7 +294,7 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
             lists = [{"type": "array", "prefixItems": p, "minItems": len(p), "maxItems": len(p)} for p in first]
             return {"anyOf": lists, "description": node.get("description", "")}
         out = {k: narrow(v, years) for k, v in node.items() if k != "properties"}
-        if ids.pointed and lists_items(node):  # the one item the request points at
+        if ids.pointed and _lists_item_ids(node):  # the one item the request points at
             out["maxItems"] = 1
         if isinstance(node.get("properties"), dict):
             required = set(node.get("required") or ())
@@ -309,7 +312,7 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                     props[name] = one_of([ids.fresh_set], prop)
                     out["required"] = [*out.get("required", []), name]
                     continue
-                if chained and name not in required and holds(prop, lists_items):
+                if chained and name not in required and holds(prop, _lists_item_ids):
                     continue  # the set just saved holds the candidates: no id list beside it
                 if chained and keeps_order(prop):  # a chain keeps the order the set was ranked in
                     props[name] = {**prop, "enum": [KEEP_ORDER]}
@@ -390,6 +393,18 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                 # synthesized call of that kind does); a history's count aside, a lookup before the list mostly
                 lists = [n for n in counts if not _RECENT.search(str(node["properties"][n].get("description", "")))]
                 pin(lists, ids.count_stated)
+            if ids.count_floor is not None:
+                for name in counts:
+                    if _RECENT.search(str(node["properties"][name].get("description", ""))):
+                        continue  # a history's count reads what the user did, not what they get
+                    values = props[name].get("enum") or [K_DEFAULT]
+                    props[name] = {
+                        "type": "integer",
+                        "enum": sorted({min(K_MAX, max(v, ids.count_floor)) for v in values}),
+                        "description": props[name].get("description", ""),
+                    }
+                    if name not in out.get("required", []):
+                        out["required"] = [*out.get("required", []), name]
             out["properties"] = props
         return out
 
@@ -415,7 +430,7 @@ def left_out_for_lookup(tools: list[dict], ids: CallIds | None) -> set[str]:
     by id (:attr:`CallIds.likens_named_items`: similar items, not those) or turns down the films shown
     (:attr:`CallIds.turns_down`: it wants others); none where ``ids`` is None or its titles were not checked against a
     catalog. Dev: "popular stuff from the 90s" looked up the title "popular", "more like 22 and 96" item 22."""
-    if ids is None or not ids.titles_known or (ids.titles and not ids.likens_named_items):
+    if ids is None or not ids.titles_known or (ids.titles and not (ids.likens_named_items or ids.turns_down)):
         return set()
     names = lookup_names(tools)
     lookups = [t for t in tools if t["function"]["name"] in names]
@@ -426,6 +441,23 @@ def left_out_for_lookup(tools: list[dict], ids: CallIds | None) -> set[str]:
         for t, g in zip(lookups, ground_call_arguments(lookups, ids))
         if not (g["function"].get("parameters") or {}).get("properties")
     }
+
+
+def left_out_for_turn_down(tools: list[dict], ids: CallIds | None) -> set[str]:
+    """The offered tools that rank or extend given items (an item-id list argument: a ranking, similar items) where the
+    request turns the films shown down and names no item of its own (:attr:`CallIds.turns_down`): the only items it
+    could give are those turned down (simulated users: "None of those ... A well-known one." ranked one film just
+    turned down, alone)."""
+    if ids is None or not ids.turns_down:
+        return set()
+    return {t["function"]["name"] for t in tools if holds(t["function"].get("parameters") or {}, _lists_item_ids)}
+
+
+def _lists_item_ids(node: dict) -> bool:
+    """Is this schema node a list of item ids (schemas.ItemId items)?"""
+    from recagent.tools.schemas import ITEM_ID_DESCRIPTION
+
+    return node.get("type") == "array" and (node.get("items") or {}).get("description") == ITEM_ID_DESCRIPTION
 
 
 def is_year(node: dict) -> bool:

@@ -54,15 +54,18 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr
 
+from recagent.agents.context import FEEDBACK
 from recagent.agents.policies.engines import DecodeJob, DecodeResult, Engine
 from recagent.agents.policies.grammar import (
     CITATION_ON_ITS_OWN_LINE,
     AnswerRule,
+    CallIds,
     CitableItem,
     GrammarCache,
     answer_filter,
     ground_call_arguments,
     left_out_for_lookup,
+    left_out_for_turn_down,
     left_out_for_user,
     normalize_tool_choice,
     takes_years,
@@ -481,11 +484,23 @@ class LocalChatModel(BaseChatModel):
             # knew or as out of scope; a look-up knows
             if call_ids is not None and call_ids.asks_for_title:
                 choice = "required"
+        if (
+            self.constrained
+            and tools
+            and asked in (None, "auto")
+            and not without
+            and _first_turn_down(messages, call_ids)
+        ):
+            # "None of those ... Can you show me different ones?": the films shown were turned down, so only a call
+            # finds others (the router read it as an answer, which showed a film turned down again)
+            choice, decided = "required", None
         keep = names - set(without)  # without: tools whose call would repeat one made since the user's last message
         if self.constrained and choice in (None, "auto", "required"):
             # a look-up with nothing to look up is no choice, for the router or the model ("popular stuff from the
             # 90s" looked up the title "popular"); a named tool stays the caller's
-            keep = (keep - left_out_for_lookup(tools or [], call_ids)) or keep
+            # nor, after a turn-down, one that could only rank or look up the films turned down
+            left_out = left_out_for_lookup(tools or [], call_ids) | left_out_for_turn_down(tools or [], call_ids)
+            keep = (keep - left_out) or keep
         routed = None
         # the router narrows the grammar only: unconstrained, the model may write any name it likes
         narrows = bool(self.constrained and tools)
@@ -611,6 +626,19 @@ def _adapter_gguf(adapter: str, base: Path) -> Path:
     from recagent.agents.lora_gguf import cached_adapter_gguf
 
     return cached_adapter_gguf(Path(adapter).expanduser(), base_gguf=base)
+
+
+def _first_turn_down(messages: Sequence[BaseMessage], call_ids: CallIds | None) -> bool:
+    """Is the next step the first since a request that turns the films shown down and asks for no title
+    (:attr:`CallIds.turns_down`)?"""
+    last = messages[-1] if messages else None
+    return bool(
+        call_ids is not None
+        and call_ids.turns_down
+        and last is not None
+        and last.type == "human"
+        and not last.additional_kwargs.get(FEEDBACK)
+    )
 
 
 def _answer_rule(cite_items: Any, listwise_k: Any, cite_required: Any = False) -> AnswerRule | None:
