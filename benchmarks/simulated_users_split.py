@@ -41,7 +41,8 @@ def group(agent: list[dict], baseline: dict[str, dict], against: dict[str, dict]
         return {"mean": round(mean, 3), "ci_low": round(low, 3), "ci_high": round(high, 3), "n": len(a)}
 
     users = [r["key"] for r in agent if r["key"] in baseline]
-    own = {r["key"]: float(r["success"]) for r in agent}
+    kept = [r for r in agent if r["key"] in baseline]
+    own = {r["key"]: float(r["success"]) for r in kept}
     base = [float(baseline[u]["success"]) for u in users]
     out = {
         "users": len(users),
@@ -50,7 +51,7 @@ def group(agent: list[dict], baseline: dict[str, dict], against: dict[str, dict]
         "sasrec_only": ci(base),
         "sasrec_only_successes": int(sum(base)),
         "minus_sasrec_only": paired([own[u] for u in users], base),
-        "s_per_turn": round(sum(r["latency_s"] for r in agent) / max(sum(r["turns"] for r in agent), 1), 2),
+        "s_per_turn": round(sum(r["latency_s"] for r in kept) / max(sum(r["turns"] for r in kept), 1), 2),
     }
     if against is not None:
         both = [u for u in users if u in against]
@@ -71,6 +72,8 @@ def main() -> None:
         raise SystemExit(f"--paired-against {against_name!r} is not one of --policies")
     runs = {name: episodes(args.runs / name) for name in args.policies}
     orders = [[r["key"] for r in agent] for agent, _ in runs.values()]
+    if any(len(set(o)) != len(o) for o in orders):
+        raise SystemExit("a run holds two episodes of one user: its records are not one evaluation")
     n = min(len(o) for o in orders)
     if any(o[:n] != orders[0][:n] for o in orders):
         raise SystemExit("the runs talked to their users in different orders: not the same evaluation")

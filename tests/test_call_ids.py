@@ -665,6 +665,31 @@ def test_a_turn_downs_calls_list_the_items_turned_down_and_as_many_again_as_its_
     assert floor("different ones?", [HumanMessage("sci-fi please"), many]) == K_MAX
 
 
+def test_a_turn_down_holds_after_the_answer_check_and_leaves_a_chained_call_its_tools():
+    # review: the answer check's message was read as the request, so the retry lost the floor; a chained call ranking
+    # the set the first one saved must keep the rankings
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from recagent.agents.call_ids import conversation_call_ids
+    from recagent.agents.context import FEEDBACK
+
+    items = {str(i): i for i in range(1, 200)}
+    shown = [HumanMessage("sci-fi please"), AIMessage("Try [151] Willy Wonka (1971)\n[8] Babe (1995)\n[9] Heat (1995)")]
+    down = HumanMessage("None of those is what I have in mind. Can you show me different ones?")
+    first = conversation_call_ids([*shown, down], {}, items)
+    assert first.turns_down and first.count_floor == 8
+    check = HumanMessage("Your answer cited [77], which no tool returned.", additional_kwargs={FEEDBACK: True})
+    retry = conversation_call_ids([*shown, down, AIMessage("Try [77] Nope (1990)"), check], {}, items)
+    assert retry.turns_down and retry.count_floor == 8
+    call = AIMessage("", tool_calls=[{"name": "filter_items", "args": {"save_as": "pool"}, "id": "c1"}])
+    saved = ToolMessage("candidate_set: pool\nitems:\n[20] Film (1990): Sci-Fi", tool_call_id="c1")
+    chained = conversation_call_ids([*shown, down, call, saved], {}, items)
+    assert not chained.turns_down and chained.count_floor == 8  # its tools stay offered; it still lists past the floor
+    # items of its own in digits switch the look-up and ranking rules off; one it turns down does not
+    assert not conversation_call_ids([*shown, HumanMessage("none of those. anything like 042?")], {}, items).turns_down
+    assert conversation_call_ids([*shown, HumanMessage("none of those, and not 151 again")], {}, items).turns_down
+
+
 @pytest.mark.parametrize(
     ("text", "named"),
     [

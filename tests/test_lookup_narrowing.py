@@ -117,6 +117,7 @@ def _after_a_list(env, reply: str, with_result: bool):
         # "Show, The" is a catalog title, but the request asks for none
         ("None of those is what I have in mind. Can you show me different ones?", {"get_item"}),
         ("none of those. what about 50?", set()),  # an item to look up
+        ("none of those, and not 100 again", {"get_item"}),  # the item it names is one it turns down
     ],
 )
 @pytest.mark.parametrize("with_result", [False, True])  # the tool's result names titles of its own
@@ -137,6 +138,7 @@ def test_a_request_that_turns_the_films_shown_down_looks_nothing_up_unless_it_as
         ("different ones please", {"rank_items", "rank_by_preference", "similar_items"}),
         ("not those. more like the second one", set()),  # an item of its own, by its place
         ("none of those. anything like 50?", set()),  # by its id
+        ("none of those, and not 100 again", {"rank_items", "rank_by_preference", "similar_items"}),  # turned down
         ("none of those. is the godfather on here?", set()),  # a title to look up
         ("tell me more about fargo", set()),  # no turn-down
     ],
