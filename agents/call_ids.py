@@ -764,6 +764,7 @@ def conversation_call_ids(
             # the wish's years or none, not those of the films turned down ("not those please. ones with some comedy
             # in them" after a list of westerns from 1990 and 1992 wrote 1990 to 1992)
             years_from, years_to, years, years_bounded = _kept_years(dated) if dated is not None else ([], [], [], ())
+    turned_down = turned_down_items(messages) if turns_down else ()
     finds_title = request is not None and index is not None and asks_for_title(request, index.exact, index.names)
     times, as_user, given = _number_uses(messages)
     asked = stated_count(requests[-1]) if requests else None
@@ -839,28 +840,24 @@ def conversation_call_ids(
         titles=tuple(title_spans(requests[-TITLE_REQUESTS:], results, names)),
         titles_known=names is not None,
         likens_named_items=bool(likened),
-        # where it asks for a title ("none of those. is Heat on here?") a look-up answers it, and items it names (by id
-        # or place: "not those. more like the second one") are its to give; a title it names otherwise is no look-up
-        # ("Can you show me different ones?" names the film "Show, The")
-        # ("A well-known one." names no item 1: an id given alone is written in digits); at the first step since the
-        # request only: a chained call ranks the set the first one saved
+        # at the first step since the request only (a chained call ranks the set the first one saved), and not where
+        # it asks for a title ("none of those. is Heat on here?": a look-up answers it) or names items of its own (in
+        # digits or by place: "not those. more like the second one"); a title it names otherwise is no look-up ("Can
+        # you show me different ones?" names the film "Show, The"), nor "one" an id ("A well-known one.")
         turns_down=turns_down
         and request is not None
         and not finds_title
-        and not _own_items_in_digits(named_items, requests, messages)
+        and not _own_items_in_digits(named_items, requests, turned_down)
         and pointed is None,
-        count_floor=turned_down_floor(messages, asked) if turns_down else None,
+        count_floor=turned_down_floor(turned_down, asked) if turns_down else None,
         asks_for_title=finds_title,
     )
 
 
-def _own_items_in_digits(
-    named_items: Sequence[str], requests: Sequence[str], messages: Sequence[BaseMessage]
-) -> list[str]:
-    """The items of ``named_items`` the last of ``requests`` writes in digits, but for those it turns down ("not 50,
-    something else")."""
+def _own_items_in_digits(named_items: Sequence[str], requests: Sequence[str], turned_down: Sequence[str]) -> list[str]:
+    """The items of ``named_items`` the last of ``requests`` writes in digits, but for those ``turned_down`` ("none
+    of those, and not 50 again")."""
     written = {str(int(n)) for n in re.findall(r"\d+", requests[-1])} if requests else set()
-    turned_down = set(turned_down_items(messages))
     return [n for n in named_items if n in written and n not in turned_down]
 
 
@@ -1138,12 +1135,11 @@ def turned_down_items(messages: Sequence[BaseMessage]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for m in answers for i in _CITED.findall(_text(m))))
 
 
-def turned_down_floor(messages: Sequence[BaseMessage], asked: int | None) -> int | None:
-    """The fewest items a call serving a turn-down lists: the items turned down (:func:`turned_down_items`) and as
+def turned_down_floor(turned_down: Sequence[str], asked: int | None) -> int | None:
+    """The fewest items a call serving a turn-down lists: the items ``turned_down`` (:func:`turned_down_items`) and as
     many again as its answer shows (the count ``asked`` for, else ANSWER_SHOWS), so others are left once those are
     taken out; at most K_MAX, None where nothing was turned down. Simulated users: "Can you show me different ones?"
     repeated the call that had found the films just turned down, k 10, and was shown them again."""
-    turned_down = turned_down_items(messages)
     return min(K_MAX, len(turned_down) + (asked or ANSWER_SHOWS)) if turned_down else None
 
 

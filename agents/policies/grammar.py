@@ -374,37 +374,25 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
             if bounded:
                 out["required"] = [*out.get("required", []), *(n for n in bounded if n not in out.get("required", []))]
 
-            def pin(names: list[str], count: int) -> None:  # these count arguments take ``count`` and are written
+            def pin(names: list[str], values: list[int]) -> None:  # these count arguments take ``values``, written
                 for name in names:
-                    props[name] = {
-                        "type": "integer",
-                        "enum": [count],
-                        "description": props[name].get("description", ""),
-                    }
+                    props[name] = {"type": "integer", "enum": values, "description": props[name].get("description", "")}
                     if name not in out.get("required", []):
                         out["required"] = [*out.get("required", []), name]
 
             counts = [n for n, p in node["properties"].items() if holds(p, is_count) and n in props]
+            # what the user gets, a history's count aside (it reads what the user did)
+            lists = [n for n in counts if not _RECENT.search(str(node["properties"][n].get("description", "")))]
             saves = any(saves_result(p) for p in props.values())  # a sure "no save" dropped the save argument
             if ids.saves and ids.saved_pool is not None and not requires_user(node) and saves:
-                pin(counts, ids.saved_pool)
+                pin(counts, [ids.saved_pool])
             if ids.count_stated in ids.counts and not saves:
                 # a call that saves nothing lists what the user gets: as many as the request asked for (every
-                # synthesized call of that kind does); a history's count aside, a lookup before the list mostly
-                lists = [n for n in counts if not _RECENT.search(str(node["properties"][n].get("description", "")))]
-                pin(lists, ids.count_stated)
-            if ids.count_floor is not None:
-                for name in counts:
-                    if _RECENT.search(str(node["properties"][name].get("description", ""))):
-                        continue  # a history's count reads what the user did, not what they get
-                    values = props[name].get("enum") or [K_DEFAULT]
-                    props[name] = {
-                        "type": "integer",
-                        "enum": sorted({min(K_MAX, max(v, ids.count_floor)) for v in values}),
-                        "description": props[name].get("description", ""),
-                    }
-                    if name not in out.get("required", []):
-                        out["required"] = [*out.get("required", []), name]
+                # synthesized call of that kind does); a lookup before the list mostly
+                pin(lists, [ids.count_stated])
+            for name in lists if ids.count_floor is not None else ():
+                values = props[name].get("enum") or [K_DEFAULT]
+                pin([name], sorted({min(K_MAX, max(v, ids.count_floor)) for v in values}))
             out["properties"] = props
         return out
 
