@@ -112,7 +112,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from langchain_core.messages import BaseMessage
 
-from recagent.agents.context import FEEDBACK
+from recagent.agents.context import FEEDBACK, turn_starts
 from recagent.agents.genre_mentions import genre_at, genre_mentions
 from recagent.agents.negation import ends_negated, misspelt_as
 from recagent.agents.policies.grammar import CallIds
@@ -350,11 +350,7 @@ def pointed_item(request: str, reply: str) -> str | None:
     for m in _POINTS_AT.finditer(low):
         if m.group(2) is not None and (_BEFORE_AN_ID.search(low[: m.start()]) or not _NUMBERED.search(reply)):
             continue  # "user number 4", "movie #2": an id; "#2" after a list not numbered
-        if (
-            ends_negated(low[: m.start()], window=4)
-            or _DISLIKED.search(low[: m.start()])
-            or _TURNED_DOWN.match(low[m.end() :])
-        ):
+        if _turned_away(low, m.start(), m.end()):
             continue  # "not the first one", "i didn't really like the first one", "the second one was awful"
         places.append(_ORDINALS[m.group(1)] if m.group(1) else int(m.group(2)))
     if len(set(places)) != 1 or not cited or _PLACES_JOINED.search(low):
@@ -365,6 +361,41 @@ def pointed_item(request: str, reply: str) -> str | None:
     if own or not (place == -1 or 1 <= place <= len(cited)):
         return None
     return cited[place - 1] if place > 0 else cited[-1]
+
+
+def _turned_away(low: str, start: int, end: int) -> bool:
+    """Is the mention at ``low[start:end]`` (lower-case text) negated or turned down: "not the first one", "i didn't
+    really like star wars", "the second one was awful"?"""
+    return bool(ends_negated(low[:start], window=4) or _DISLIKED.search(low[:start]) or _TURNED_DOWN.match(low[end:]))
+
+
+# an answer's citation with its title: "[50] Star Wars (1977)", "[186] Blues Brothers, The (1980)"
+_CITED_TITLE = re.compile(r"\[(\d+)\]\s+([^\n\[\]]+?)\s+\(\d{4}\)")
+_ARTICLE_LAST = re.compile(r"^(.*), (the|a|an|la|le|les|il|el|der|die|das)$")
+_ALSO_KNOWN_AS = re.compile(r"\s*\([^)]*\)")  # "Seven (Se7en)": the request writes one of them
+
+
+def titled_item(request: str, reply: str) -> str | None:
+    """The item id of ``reply`` (the assistant's last answer) whose title ``request`` names, where it names one alone,
+    does not turn it down and names no id of its own: "Star Wars sounds good. Anything similar?" points at Star Wars
+    (every synthesized follow-up of that kind, 54, lists that item alone; validation: similar items of six films
+    shown). A one-word title counts where the request capitalises it or likens its wish ("something for the kids"
+    names no film "Kids")."""
+    low = request.lower()
+    if {m.group() for m in _DIGITS.finditer(low)} - {str(stated_count(request))}:
+        return None  # "more like star wars and 172": ids of its own
+    named = set()
+    for item, written in _CITED_TITLE.findall(reply):
+        title = _ALSO_KNOWN_AS.sub("", written).lower()
+        if m := _ARTICLE_LAST.match(title):
+            title = m.group(1)  # "blues brothers, the": the request may write the article or not
+        found = re.search(rf"(?<!\w){re.escape(title)}(?!\w)", low) if len(title) > 3 else None
+        if found is None or _turned_away(low, found.start(), found.end()):
+            continue  # "not star wars again", "star wars was awful"
+        if " " not in title and not request[found.start()].isupper() and not _LIKENS.search(_plain(request)):
+            continue
+        named.add(item)
+    return named.pop() if len(named) == 1 else None
 
 
 def numbers_in(text: str) -> list[str]:
@@ -655,7 +686,8 @@ def conversation_call_ids(
     ids and the items tools returned; numbers of its system and user messages that are dataset user ids, and the
     session's user (the item ids of results and answers are no users: all 8,049 user arguments of two synthesized
     runs are numbers of system or user text); the sets tool results were saved under; the counts of system and
-    user text, the tools' default and the pool size; the release years any message wrote (:func:`years_in`: a tool
+    user text (after an answer that listed items, the new request's alone, unless it keeps the earlier wish), the
+    tools' default and the pool size; the release years any message wrote (:func:`years_in`: a tool
     result's years too, for "anything more recent than that"); the titles the user's words name in ``catalog`` (None:
     any run of them)."""
     numbers: list[str] = []
@@ -668,6 +700,14 @@ def conversation_call_ids(
     requests: list[str] = []
     results: list[str] = []
     last_human = max((i for i, m in enumerate(messages) if m.type == "human"), default=-1)
+    # a request after an answer that listed items is a new wish: the counts earlier requests stated are not its own
+    # ("more like the first one" after "8 war films" asked similar_items for 8; none of 93 synthesized calls of that
+    # kind writes one), while a reply to a question ("what's your user id?" - "529") keeps the request's count
+    starts = turn_starts(list(messages))
+    asked_at = starts[-1] if starts else -1  # the user's last message (the answer check's are none)
+    answer = _answer_before(messages, asked_at)
+    after_list = answer is not None and _CITED.search(answer) is not None
+    counted: list[str] = []  # the numbers of system text and of the request after a list: its counts hold
     for at, m in enumerate(messages):
         content = _text(m)
         found = numbers_in(_PRONOUN_ONE.sub(r"\1", content))
@@ -685,6 +725,8 @@ def conversation_call_ids(
         years_to += latest
         if m.type in ("system", "human"):
             said += found
+            if m.type == "system" or at >= asked_at:
+                counted += found  # earlier requests' counts are added below where the request keeps their wish
         if m.type == "human" and not m.additional_kwargs.get(FEEDBACK):
             # the answer check's message is no request: the call after a rejected answer serves the user's
             requests.append(content)
@@ -692,7 +734,7 @@ def conversation_call_ids(
             sets += _SAVED_SET.findall(content)
             results.append(content)
     request = _request(messages)
-    fresh = _fresh_set(messages) if request is None else None
+    fresh = set_just_saved(messages) if request is None else None
     index = title_index(catalog) if catalog is not None else None
     names = index.names if index is not None else None
     if requests and years_in(requests[-1]):
@@ -700,13 +742,17 @@ def conversation_call_ids(
         # the user wrote before ("only the ones after 1993" after "between 1990 and 1995"), not by the years of
         # listed films: "anything from before 1970 instead?" after a list of 1990s westerns wrote 1989 to 1990.
         # All 2,190 synthesized year arguments after such a request are its own years
+        # ("more like Men in Black (1997), made in the 1970s" bounds by the 70s alone: the title's year had the
+        # policy write 1996 to 1997; a title's year alone still bounds: "newer than Heat (1995)")
+        untitled = TITLE_YEAR.sub(" ", requests[-1])
+        own = untitled if years_in(untitled) else requests[-1]
         earlier = [year_bounds_in(r) for r in requests[:-1]]
-        asked_from, asked_to = year_bounds_in(requests[-1])
+        asked_from, asked_to = year_bounds_in(own)
         years_from = asked_from or [y for e, _ in earlier for y in e]
         years_to = asked_to or [y for _, t in earlier for y in t]
-        years = sorted({*years_in(requests[-1]), *years_from, *years_to})
+        years = sorted({*years_in(own), *years_from, *years_to})
     reply = _last_reply(messages[: last_human + 1]) if request is not None else ""
-    pointed = pointed_item(request, reply) if request is not None and reply else None
+    pointed = (pointed_item(request, reply) or titled_item(request, reply)) if request is not None and reply else None
     # the call serves the user's last request: the first call since it, or one chained after its result
     serving = requests[-1] if requests and (request or fresh) else None
     turn = messages[last_human + 1 :]  # this turn's calls and results
@@ -765,6 +811,17 @@ def conversation_call_ids(
             # in them" after a list of westerns from 1990 and 1992 wrote 1990 to 1992)
             years_from, years_to, years, years_bounded = _kept_years(dated) if dated is not None else ([], [], [], ())
     turned_down = turned_down_items(messages) if turns_down else ()
+    # the set the last answer drew from, where a follow-up refines it: the last result before the request saved it;
+    # not where it asks for a new wish ("forget those, westerns instead") or another order ("sort them by year")
+    answered = max((i for i in range(max(asked_at, 0)) if messages[i].type == "tool"), default=-1)
+    shown_saved = set_just_saved(messages[: answered + 1]) if answered >= 0 else None
+    refines = (
+        request is not None
+        and len(requests) > 1
+        and not turns_down
+        and not _NEW_WISH.search(requests[-1])
+        and not _ASKS_ORDER.search(requests[-1])
+    )
     finds_title = request is not None and index is not None and asks_for_title(request, index.exact, index.names)
     times, as_user, given = _number_uses(messages)
     asked = stated_count(requests[-1]) if requests else None
@@ -800,7 +857,12 @@ def conversation_call_ids(
     # a number written once, as the user's, is no count: "I'm user 58" asked similar_items for k 58
     # (written after "user", not in a short reply: "15 please" after an answer that spoke of the user is a count)
     users_only = {n for n in as_user if times[n] == 1 and n != str(asked)}
-    written = {int(n) for n in said if 1 <= int(n) <= K_MAX and n not in users_only}
+    # a follow-up that keeps the wish ("ok now the same for comedies", "anything older?", a turn-down) keeps its count
+    keeps_wish = bool(requests) and (
+        turns_down or _moves_genres(requests[-1], requests) or _moves_years(requests[-1], requests)
+    )
+    written = {int(n) for n in (counted if after_list and not keeps_wish else said) if 1 <= int(n) <= K_MAX}
+    written -= {int(n) for n in users_only}
     counts = sorted(written | fixed)
     return CallIds(
         users=tuple(dict.fromkeys(users)),
@@ -821,6 +883,7 @@ def conversation_call_ids(
         # where the request names no item of its own ("more like item 3 i haven't seen" seeds from item 3)
         seeds=best_rated(_text(messages[-1])) if messages and messages[-1].type == "tool" and not named_items else (),
         fresh_set=fresh,
+        shown_set=shown_saved if refines else None,
         unsaid_pool=POOL_K if POOL_K in counts and POOL_K not in written else None,
         saved_pool=POOL_K if request is not None else None,
         unseen_by=tuple(dict.fromkeys(users)) if serving is not None and asks_unseen(serving) else (),
@@ -883,7 +946,7 @@ def _last_reply(messages: Sequence[BaseMessage]) -> str:
     return ""
 
 
-def _fresh_set(messages: Sequence[BaseMessage]) -> str | None:
+def set_just_saved(messages: Sequence[BaseMessage]) -> str | None:
     """The set the last tool result saved, where it follows the conversation's last user message; else None."""
     last = messages[-1] if messages else None
     if last is None or last.type != "tool":
@@ -963,6 +1026,43 @@ _LIKE_IT = re.compile(
     r"|in (?:that|the same) vein)\b",
     re.I,
 )
+
+
+# a wish likened to something ("movies like Heat", "similar to one i loved", "in the vein of", "along those lines");
+# not "i'd like", "would i like", "like to", "i don't like horror", "sounds like fun", "what is Fargo like?"
+_LIKENS = re.compile(
+    r"\b(?:simi\w*|siml\w*|comparable|more like|in the (?:same )?vein|along (?:those|the same|these) lines"
+    r"|feels? like|reminds? me|(?<!'d )(?<!would )(?<!would i )(?<!i )(?<!we )(?<!you )(?<!sounds )(?<!looks )"
+    r"(?<!n't )(?<!not )like(?! to\b)(?!\s*(?:[?.!,;]|$)))\b",
+    re.I,
+)
+
+
+def _plain(text: str) -> str:
+    """``text`` with typographic apostrophes written plain ("I’d like" as "I'd like")."""
+    return text.replace("\u2019", "'")
+
+
+def wish_likens(messages: Sequence[BaseMessage]) -> bool:
+    """Does the user's wish liken itself to something ("movies like Heat") or start from what the user liked ("I loved
+    Ed Wood. What else?"): the last request, and where it answers the assistant's question (an answer citing no item:
+    "What's the title?" - "Starship Troopers, I think") the request before it too?"""
+    asked = turn_starts(list(messages))
+    if not asked:
+        return False
+    wish = [_text(messages[asked[-1]])]
+    answer = _answer_before(messages, asked[-1])
+    if answer is not None and not _CITED.search(answer) and len(asked) > 1:
+        wish.append(_text(messages[asked[-2]]))
+    return any(_LIKENS.search(_plain(w)) or _LIKED_NAMED.search(_plain(w)) for w in wish)
+
+
+def _answer_before(messages: Sequence[BaseMessage], at: int) -> str | None:
+    """The text of the assistant's answer (no call) just before message ``at``; None where there is none."""
+    before = messages[at - 1] if at > 0 else None
+    if before is None or before.type != "ai" or getattr(before, "tool_calls", None):
+        return None
+    return _text(before)
 
 
 def likened_ids(request: str) -> list[str]:
@@ -1060,6 +1160,8 @@ _TURNS_DOWN = re.compile(
     re.I,
 )
 _NEW_WISH = re.compile(r"\b(?:instead|forget|entirely|completely|totally|the same for)\b", re.I)
+# a request for another order of the films shown: a filter of them orders them as asked, not as shown
+_ASKS_ORDER = re.compile(r"\b(?:sort|sorted|order|ordered|newest|oldest|most popular|by year|by popularity)\b", re.I)
 # words that turn the years shown down too ("those are too old, anything newer?"): the years are not kept
 _YEARS_TURNED_DOWN = re.compile(
     r"\b(?:too (?:old|recent|new|dated)|older|newer|more recent|recent|latest|classic)\b", re.I

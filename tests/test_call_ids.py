@@ -11,9 +11,12 @@ from recagent.agents.call_ids import (
     numbers_in,
     pointed_item,
     stated_count,
+    titled_item,
+    wish_likens,
     year_bounds_in,
     years_in,
 )
+from recagent.agents.context import FEEDBACK
 
 
 @pytest.mark.parametrize(
@@ -717,3 +720,103 @@ def test_a_second_request_cue_may_be_misspelt_puls():
     text = "Any twisty movies from the 1970s? Puls the top comedy movies from before 1980, please."
     assert second_request(text) == "the top comedy movies from before 1980, please"
     assert second_request("Tom Hanks plus Meg Ryan films") is None
+
+
+def test_a_follow_up_after_an_answer_from_a_saved_set_refines_that_set_unless_it_turns_it_down():
+    # validation: "I want tension... Which ones fit?" after a list saved as "shortlist" filtered the whole catalog;
+    # every synthesized follow-up after a saved set filters that set
+    users = {str(u): u for u in range(1, 944)}
+    items = {str(i): i for i in range(1, 1683)}
+    first = [
+        SystemMessage("You recommend films."),
+        HumanMessage("I'm user 474, what should I watch?"),
+        AIMessage(""),
+        ToolMessage(
+            "items:\n[312] Some Film (1997): Drama\ntotal_matches: 8\ncandidate_set: shortlist", tool_call_id="c1"
+        ),
+        AIMessage("1. [312] Some Film (1997), Drama"),
+    ]
+    follow_up = conversation_call_ids([*first, HumanMessage("Which ones are thrillers?")], users, items)
+    assert follow_up.shown_set == "shortlist" and follow_up.fresh_set is None
+    assert conversation_call_ids(first[:2], users, items).shown_set is None  # a first request refines nothing
+    turned_down = [*first, HumanMessage("None of those. Can you show me different ones?")]
+    assert conversation_call_ids(turned_down, users, items).shown_set is None  # it wants others, not fewer
+    unsaved = [*first[:3], ToolMessage("items:\n[312] Some Film (1997): Drama", tool_call_id="c1"), first[4]]
+    assert conversation_call_ids([*unsaved, HumanMessage("Which ones are thrillers?")], users, items).shown_set is None
+    chained = [*first, HumanMessage("Which ones are thrillers?"), AIMessage(""), first[3]]
+    assert conversation_call_ids(chained, users, items).shown_set is None  # a chained call reads its own fresh set
+    for other in ("Forget those. Some westerns from the 1950s instead.", "sort them by year please"):
+        assert conversation_call_ids([*first, HumanMessage(other)], users, items).shown_set is None, other
+    check = HumanMessage("Your answer cited no item.", additional_kwargs={FEEDBACK: True})
+    retry = [*first, HumanMessage("Which ones are thrillers?"), AIMessage("Some."), check]
+    assert conversation_call_ids(retry, users, items).shown_set == "shortlist"  # the retry serves the same request
+
+
+def test_a_request_after_a_listing_answer_keeps_no_count_an_earlier_request_stated():
+    # validation: "More lke the first one." after "8 war films" asked similar_items for 8; a reply to a question
+    # ("what's your user id?" - "529") still serves the request before it, count and all
+    users = {str(u): u for u in range(1, 944)}
+    items = {str(i): i for i in range(1, 1683)}
+    asked = [SystemMessage("You recommend films."), HumanMessage("8 war films please")]
+    listed = [*asked, AIMessage(""), ToolMessage("items:\n[50] Star Wars (1977): War", tool_call_id="c1")]
+    listed.append(AIMessage("1. [50] Star Wars (1977), War"))
+    assert conversation_call_ids(asked, users, items).counts == (8, 10, 20)
+    follow_up = conversation_call_ids([*listed, HumanMessage("More like the first one.")], users, items)
+    assert 8 not in follow_up.counts
+    assert 5 in conversation_call_ids([*listed, HumanMessage("5 more like the first one.")], users, items).counts
+    question = [*asked, AIMessage("Happy to. What's your user id?"), HumanMessage("529")]
+    assert 8 in conversation_call_ids(question, users, items).counts
+    # a follow-up that keeps the wish keeps its count too
+    assert 8 in conversation_call_ids([*listed, HumanMessage("ok now the same for comedies")], users, items).counts
+
+
+def test_a_titles_year_bounds_no_call_where_the_request_writes_years_of_its_own():
+    users = {str(u): u for u in range(1, 944)}
+    items = {str(i): i for i in range(1, 1683)}
+
+    def ids(text: str):
+        return conversation_call_ids([SystemMessage("You recommend films."), HumanMessage(text)], users, items)
+
+    seventies = ids("more movies like Men in Black (1997), made in the 1970s")
+    assert seventies.years_from == (1970,) and seventies.years_to == (1979,)  # validation wrote 1996 to 1997
+    assert 1998 in ids("anything newer than Heat (1997)?").years_from  # the title's year is the only bound written
+
+
+@pytest.mark.parametrize(
+    ("request_text", "item"),
+    [
+        ("Star Wars sounds good. Anythnig similar?", "50"),  # validation: similar items of all six films shown
+        ("more like the blues brothers please", "186"),  # the catalog's "Blues Brothers, The", article written first
+        ("not star wars again, something else", None),
+        ("star wars was awful", None),
+        ("Star Wars or Return of the Jedi, which is older?", None),  # two named: neither alone
+        ("something like Heat", None),  # not among those shown
+        ("more like star wars and 172", None),  # an id of its own beside it
+        ("something for the kids please", None),  # a one-word title, not capitalised, no likeness asked
+        ("more like kids", "411"),
+        ("Kids looks fun", "411"),
+    ],
+)
+def test_a_request_that_names_one_title_of_the_answer_points_at_that_item(request_text, item):
+    reply = (
+        "You could try these movies:\n1. [50] Star Wars (1977), Action\n2. [181] Return of the Jedi (1983), Action\n"
+        "3. [186] Blues Brothers, The (1980), Comedy\n4. [411] Kids (1995), Drama"
+    )
+    assert titled_item(request_text, reply) == item
+
+
+@pytest.mark.parametrize(
+    ("text", "likens"),
+    [
+        ("movies like Heat", True),
+        ("what's similar to fire down bleow?", True),
+        ("I loved Ed Wood (1994). What else?", True),
+        ("what is Fargo like?", False),
+        ("It sounds like fun, when was Heat released?", False),
+        ("I don't like horror, what year is Heat from?", False),
+        ("I\u2019d like info on Heat", False),
+        ("Which movies would I like?", False),
+    ],
+)
+def test_a_wish_likens_itself_to_something_not_a_like_of_any_kind(text, likens):
+    assert wish_likens([SystemMessage("You recommend films."), HumanMessage(text)]) is likens

@@ -830,3 +830,60 @@ def test_a_call_chooses_a_recommender_only_where_the_request_names_one(accepts, 
     assert accepts(None, call(model="pop"), tools=tools, choice="required")
     assert not accepts(None, call(model="pop"), tools=unnamed, choice="required")
     assert accepts(None, call(model="bpr"), tools=named, choice="required")
+
+
+def test_a_filter_after_an_answer_from_a_saved_set_reads_it_in_its_order_other_tools_stay_free(accepts, synthetic_env):
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
+    from recagent.tools.recommender_tools import build_registry
+
+    schemas = build_registry(synthetic_env).openai_schemas()
+    tools = [t for t in schemas if t["function"]["name"] in ("filter_items", "rank_items")]
+    shown = ground_call_arguments(tools, CallIds(users=("7",), sets=("pool", "shortlist"), shown_set="shortlist"))
+
+    def call(name: str, **args) -> str:
+        return render_tool_call(name, args)
+
+    filtered = call("filter_items", genres=["Thriller"], candidates="shortlist", sort_by="input")
+    assert accepts(None, filtered, tools=shown, choice="required")
+    for other in (
+        {"genres": ["Thriller"]},
+        {"genres": ["Thriller"], "candidates": "pool", "sort_by": "input"},
+        {"genres": ["Thriller"], "candidates": "shortlist", "sort_by": "popularity"},  # the order shown is kept
+    ):
+        assert not accepts(None, call("filter_items", **other), tools=shown, choice="required"), other
+    # a ranking may rank other items: only a filter narrows the list shown
+    assert accepts(None, call("rank_items", user_id="7", item_ids=["1", "2"]), tools=shown, choice="required")
+
+
+def test_set_arguments_of_tools_that_call_every_set_a_candidate_set_name_are_told_apart_by_meaning(accepts):
+    # the synthesized dialogs' tools (and third parties') describe the set a call reads and the one it saves alike;
+    # the save argument is the one described as storing the result, so a chain reads the set just saved
+    from recagent.agents.policies.grammar import CallIds, ground_call_arguments
+
+    name = {"type": "string", "description": "candidate set name"}
+    older = {
+        "type": "function",
+        "function": {
+            "name": "rank_films",
+            "description": "Rank films for a user.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "uid": {"type": "string", "description": "dataset user id"},
+                    "pool": {"anyOf": [name, {"type": "null"}], "description": "or a candidate set saved earlier"},
+                    "store_as": {
+                        "anyOf": [name, {"type": "null"}],
+                        "description": "store the whole ranking under this candidate set name",
+                    },
+                },
+                "required": ["uid"],
+            },
+        },
+    }
+    chained = ground_call_arguments([older], CallIds(users=("7",), sets=("recs",), fresh_set="recs"))
+    assert accepts(None, render_tool_call("rank_films", {"uid": "7", "pool": "recs"}), tools=chained, choice="required")
+    for other in ({"uid": "7"}, {"uid": "7", "pool": "mine"}):
+        assert not accepts(None, render_tool_call("rank_films", other), tools=chained, choice="required"), other
+    saving = render_tool_call("rank_films", {"uid": "7", "pool": "recs", "store_as": "top"})
+    assert accepts(None, saving, tools=chained, choice="required")  # a new name to save under stays free
+    assert older["function"]["parameters"]["properties"]["pool"]["anyOf"][0] == name  # the tools given stay as given

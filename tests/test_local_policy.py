@@ -618,3 +618,95 @@ def test_a_request_that_turns_the_films_shown_down_gets_a_call_even_where_the_ro
     assert not after_check.tool_calls and not after_check.invalid_tool_calls
     none = routed.bind_tools(schemas, tool_choice="none").invoke(asked, call_ids=down)
     assert not none.tool_calls and not none.invalid_tool_calls
+
+
+def test_a_result_saved_for_a_later_tool_or_a_look_up_for_a_likeness_gets_a_call_where_the_router_would_answer(
+    policy, schemas, tmp_path
+):
+    """A reply head sure of an answer: after a search's result saved under a set name (similar items saved as
+    "cands") the next step is a call, as in every synthesized chain, since the set was saved for the tool that reads
+    it, and so after a look-up of the title a wish is likened to ("films like Star Wars"); after a user's own
+    retrieval saved the same way, a result that saved nothing, or a look-up for a question, the router answers."""
+    import numpy as np
+
+    from recagent.agents.policies.grammar import CallIds
+    from recagent.agents.tool_router import ANSWER, FeatureBlock, ToolRouter
+
+    names = sorted(s["function"]["name"] for s in schemas)
+    block = FeatureBlock("word", (1, 1), {}, np.ones(0))
+    classes = [ANSWER, *names]
+    router = ToolRouter(
+        [block],
+        np.zeros((len(names), 0)),
+        np.array([3.0 if n == "rank_items" else 0.0 for n in names]),
+        names,
+        reply_coef=np.zeros((len(classes), 0)),
+        reply_intercept=np.array([12.0] + [0.0] * len(names)),
+        reply_classes=classes,
+    )
+    routed = _calls(policy).model_copy(
+        update={"router_path": str(router.save(tmp_path / "tool_router.npz")), "router_top_k": 1, "max_new_tokens": 8}
+    )
+
+    def after(name: str, args: dict, saved: bool, asked: str = "I'm user 7: films with Star Wars, ranked") -> list:
+        result = "items:\n[50] Star Wars (1977): Action\ntotal_matches: 20" + (
+            "\ncandidate_set: cands" if saved else ""
+        )
+        call = AIMessage("", tool_calls=[{"name": name, "args": args, "id": "c1", "type": "tool_call"}])
+        return [
+            *_messages(asked),
+            call,
+            ToolMessage(result, tool_call_id="c1"),
+        ]
+
+    ids = CallIds(users=("7",), sets=("cands",), fresh_set="cands")
+    similar = after("similar_items", {"item_ids": ["50"], "k": 20, "save_as": "cands"}, saved=True)
+    ai = routed.bind_tools(schemas).invoke(similar, call_ids=ids)
+    assert ai.tool_calls or ai.invalid_tool_calls, ai.response_metadata["raw_output"]  # a call (cut at 8 tokens)
+    assert not ai.content  # words are no part of a reply of calls
+    looked_up = after("get_item", {"title": "Star Wars"}, saved=False, asked="films like Star Wars please")
+    ai = routed.bind_tools(schemas).invoke(looked_up, call_ids=CallIds(items=("50",)))
+    assert ai.tool_calls or ai.invalid_tool_calls, ai.response_metadata["raw_output"]
+    own = after("retrieve_for_user", {"user_id": "7", "k": 20, "save_as": "cands"}, saved=True)
+    unsaved = after("similar_items", {"item_ids": ["50"], "k": 20}, saved=False)
+    question = after("get_item", {"title": "Star Wars"}, saved=False, asked="what year is Star Wars from?")
+    for messages in (own, unsaved, question):
+        answered = routed.bind_tools(schemas).invoke(messages, call_ids=CallIds(users=("7",)))
+        assert answered.response_metadata["router_reply"] == "answer" and not answered.tool_calls
+
+
+def test_which_results_the_chain_goes_on_from(schemas):
+    """The chain goes on after a set saved by a search, or by a user's own retrieval where the request names genres,
+    and after a look-up that found the item a wish is likened to; not after a user's own retrieval for a request that
+    names no genre, a result that saved nothing, a look-up that found nothing, or a look-up for a question."""
+    from recagent.agents.policies.grammar import CallIds
+    from recagent.agents.policies.local import _looked_up_for_a_likeness, _saved_for_later
+
+    def turn(asked: str, name: str, args: dict, result: str) -> list:
+        call = AIMessage("", tool_calls=[{"name": name, "args": args, "id": "c1", "type": "tool_call"}])
+        return [*_messages(asked), call, ToolMessage(result, tool_call_id="c1")]
+
+    saved = "items:\n[50] Star Wars (1977): Action\ncandidate_set: s1"
+    comedies = CallIds(users=("7",), genres_wanted=("Comedy",))
+    similar = turn("films like Star Wars", "similar_items", {"item_ids": ["50"], "save_as": "s1"}, saved)
+    own = turn("I'm user 7, comedies for me", "retrieve_for_user", {"user_id": "7", "save_as": "s1"}, saved)
+    assert _saved_for_later(similar, schemas, CallIds(users=("7",)))
+    assert not _saved_for_later(similar, schemas, CallIds())  # no user known: the router decides
+    assert _saved_for_later(own, schemas, comedies) and not _saved_for_later(own, schemas, CallIds(users=("7",)))
+    assert not _saved_for_later(
+        turn("films like Star Wars", "similar_items", {"item_ids": ["50"]}, saved[:-18]), schemas, CallIds(users=("7",))
+    )
+    found = "item: [50] Star Wars (1977): Action\nmatch: exact"
+    assert _looked_up_for_a_likeness(turn("films like Star Wars", "get_item", {"title": "Star Wars"}, found), schemas)
+    missing = "error: no item with a title like 'Star Warz'; try search_items for free text"
+    assert not _looked_up_for_a_likeness(
+        turn("films like Star Warz", "get_item", {"title": "Star Warz"}, missing), schemas
+    )
+    for question in (
+        "what is Star Wars like?",
+        "what year is Star Wars from?",
+        "I don't like horror, is Star Wars one?",
+    ):
+        assert not _looked_up_for_a_likeness(turn(question, "get_item", {"title": "Star Wars"}, found), schemas), (
+            question
+        )

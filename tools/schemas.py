@@ -43,7 +43,8 @@ ModelName = Literal["sasrec", "bpr", "itemknn", "pop"]
 # every recommender a tool may be told to use: the models above and similar_items' description-text similarity
 MODEL_CHOICES = frozenset(get_args(ModelName)) | {"text"}
 _SET_NAME = {"min_length": 1, "max_length": 40, "pattern": r"^[A-Za-z0-9_\-]+$"}
-SetName = Annotated[str, Field(**_SET_NAME, description="candidate set name")]
+SET_NAME_DESCRIPTION = "candidate set name"
+SetName = Annotated[str, Field(**_SET_NAME, description=SET_NAME_DESCRIPTION)]
 # A set an argument reads (not one it saves): only names earlier results were saved under exist, so a grammar
 # narrows arguments of this type (found by this description) to those names.
 SAVED_SET_DESCRIPTION = "name a candidate set was saved under"

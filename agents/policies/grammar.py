@@ -172,6 +172,12 @@ class CallIds:
     # the set the turn's last tool result saved, where the next call follows it in the same turn: a call that can read
     # a saved set reads this one, instead of listing item ids (a chain's ranking of what its first call found)
     fresh_set: str | None = None
+    # the set the answer before the request drew from (the last result before the user's message saved it, all of
+    # it, not only the items shown), where the request is a follow-up that turns nothing down and asks for no new wish
+    # or order ("which ones fit?", "anything more recent?", "leave out noir"): a filter reads that set and keeps its
+    # order (all 173 synthesized follow-ups after a saved set do; validation: the policy filtered the whole catalog);
+    # other tools stay free
+    shown_set: str | None = None
     # the users whose seen items the request leaves out ("nothing I've seen already"): a call that can drop a user's
     # items drops one of theirs; with no such request it drops none (empty)
     unseen_by: tuple[str, ...] = ()
@@ -247,6 +253,7 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
 
     if ids is None:
         return tools
+    given, tools = tools, [_set_reads_marked(t) for t in tools]
     items = (ids.pointed,) if ids.pointed else ids.items
     allowed = {USER_ID_DESCRIPTION: ids.users, ITEM_ID_DESCRIPTION: items, SAVED_SET_DESCRIPTION: ids.sets}
 
@@ -299,7 +306,10 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
         if isinstance(node.get("properties"), dict):
             required = set(node.get("required") or ())
             props = {}
-            chained = bool(ids.fresh_set) and any(holds(p, reads_set) for p in node["properties"].values())
+            # the set a call reads: the one just saved in this turn, or for a filter the one the last answer showed
+            filters = any(keeps_order(p) for p in node["properties"].values())
+            source = ids.fresh_set or (ids.shown_set if filters else None)
+            chained = bool(source) and any(holds(p, reads_set) for p in node["properties"].values())
             sides: dict[str, str] = {}  # "earliest"/"latest" -> the year parameter of that side
             for name, prop in node["properties"].items():
                 side = year_side(name, prop) if ids.years and holds(prop, is_year) else ""
@@ -309,7 +319,7 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
                 side_years = ids.years if side_years is None else side_years
                 genres = {"wanted": ids.genres_wanted, "unwanted": ids.genres_unwanted}.get(genre_sense(prop))
                 if chained and holds(prop, reads_set):
-                    props[name] = one_of([ids.fresh_set], prop)
+                    props[name] = one_of([source], prop)
                     out["required"] = [*out.get("required", []), name]
                     continue
                 if chained and name not in required and holds(prop, _lists_item_ids):
@@ -397,7 +407,46 @@ def ground_call_arguments(tools: list[dict], ids: CallIds | None) -> list[dict]:
         return out
 
     grounded = [narrow(t) for t in tools]
-    return tools if grounded == tools else grounded
+    return given if grounded == given else grounded
+
+
+def _set_reads_marked(tool: dict) -> dict:
+    """``tool`` with every argument that reads a saved set described as one (``SAVED_SET_DESCRIPTION``): a set name
+    (``SET_NAME_DESCRIPTION``) that is not the save-the-result argument (:func:`saves_result`, by its description).
+    Tools written before the two were told apart (the synthesized dialogs' own) call both a "candidate set name", and
+    no set rule held there (validation: a chain's filter read the whole catalog, not the set its first call had just
+    saved)."""
+    from recagent.tools.schemas import SAVED_SET_DESCRIPTION, SET_NAME_DESCRIPTION
+
+    def mark(node: Any) -> Any:
+        if isinstance(node, list):
+            return [mark(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        if node.get("type") == "string" and node.get("description") == SET_NAME_DESCRIPTION:
+            return {**node, "description": SAVED_SET_DESCRIPTION}
+        return {k: mark(v) for k, v in node.items()}
+
+    params = tool.get("function", {}).get("parameters") or {}
+    props = params.get("properties")
+    if not isinstance(props, dict):
+        return tool
+    marked = {name: prop if saves_result(prop) else mark(prop) for name, prop in props.items()}
+    if marked == props:
+        return tool
+    return {**tool, "function": {**tool["function"], "parameters": {**params, "properties": marked}}}
+
+
+def reads_given_items(tool: dict) -> bool:
+    """Does ``tool`` take items it is given, a saved set or a list of item ids (a ranking, similar items, a filter of a
+    set), not only a user or words?"""
+    from recagent.tools.schemas import SAVED_SET_DESCRIPTION
+
+    def reads_set(node: dict) -> bool:
+        return node.get("type") == "string" and node.get("description") == SAVED_SET_DESCRIPTION
+
+    props = (_set_reads_marked(tool)["function"].get("parameters") or {}).get("properties") or {}
+    return any(holds(p, reads_set) or holds(p, _lists_item_ids) for p in props.values())
 
 
 def is_title(node: dict) -> bool:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -54,6 +55,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr
 
+from recagent.agents.call_ids import set_just_saved, wish_likens
 from recagent.agents.context import FEEDBACK
 from recagent.agents.policies.engines import DecodeJob, DecodeResult, Engine
 from recagent.agents.policies.grammar import (
@@ -67,7 +69,10 @@ from recagent.agents.policies.grammar import (
     left_out_for_lookup,
     left_out_for_turn_down,
     left_out_for_user,
+    lookup_names,
+    needs_user,
     normalize_tool_choice,
+    reads_given_items,
     takes_years,
 )
 from recagent.agents.prompt_format import (
@@ -82,6 +87,7 @@ from recagent.agents.prompt_format import (
 from recagent.agents.tool_router import ToolRouter, turns_of_messages
 
 EngineName = Literal["auto", "llama_cpp", "transformers"]
+_CITED_ID = re.compile(r"\[\d+\]")  # an item a tool result shows ("item: [50] Star Wars (1977)")
 _SLOT_LOCK = threading.Lock()
 
 
@@ -494,6 +500,17 @@ class LocalChatModel(BaseChatModel):
             # "None of those ... Can you show me different ones?": the films shown were turned down, so only a call
             # finds others (the router read it as an answer, which showed a film turned down again)
             choice, decided = "required", None
+        if (
+            self.constrained
+            and tools
+            and asked in (None, "auto")
+            and not without
+            and (_saved_for_later(messages, tools, call_ids) or _looked_up_for_a_likeness(messages, tools))
+        ):
+            # a search's result saved for a later tool, or a look-up of the title a wish is likened to: the chain goes
+            # on (validation: similar items saved as "cands", then an answer from them where the request wanted them
+            # ranked; "what's similar to fire down below?" answered with the film looked up)
+            choice, decided = "required", None
         keep = names - set(without)  # without: tools whose call would repeat one made since the user's last message
         if self.constrained and choice in (None, "auto", "required"):
             # a look-up with nothing to look up is no choice, for the router or the model ("popular stuff from the
@@ -639,6 +656,40 @@ def _first_turn_down(messages: Sequence[BaseMessage], call_ids: CallIds | None) 
         and last.type == "human"
         and not last.additional_kwargs.get(FEEDBACK)
     )
+
+
+def _saved_for_later(messages: Sequence[BaseMessage], tools: Sequence[dict], call_ids: CallIds | None) -> bool:
+    """Does the next step follow a result saved under a set name, in a conversation that names a known user, by calls
+    that need no user (a search, similar items, a filter: the user's ranking follows), or by a user's own retrieval
+    (a user and nothing given) where the request names genres it wants or not (a filter follows)? Every such
+    synthesized step is a call: the set is saved for the tool that reads it next. Else a user's own retrieval may be
+    saved for a follow-up the user may never ask (173 synthesized answers follow one, none where the request names a
+    genre). With no user known the router decides: development, "thrillers without any horror in them" had its filter
+    saved (the save head), then a forced ranking asked for a user id."""
+    if call_ids is None or not call_ids.users or set_just_saved(messages) is None:
+        return False
+    made = next((m.tool_calls for m in reversed(messages) if m.type == "ai" and getattr(m, "tool_calls", None)), [])
+    by_name = {t["function"]["name"]: t for t in tools}
+    if not made or any(c["name"] not in by_name for c in made):
+        return False
+    genres = bool(call_ids.genres_wanted or call_ids.genres_unwanted)
+    return all(
+        not needs_user(tool) or (genres and not reads_given_items(tool)) for tool in (by_name[c["name"]] for c in made)
+    )
+
+
+def _looked_up_for_a_likeness(messages: Sequence[BaseMessage], tools: Sequence[dict]) -> bool:
+    """Does the next step follow look-ups alone, since a wish likened to something (:func:`wish_likens`: "movies like
+    Heat", "more like a film I enjoyed" then its title)? Every such synthesized step is a call (652 of 652 in
+    training): the item looked up is where the search starts."""
+    if not messages or messages[-1].type != "tool" or not wish_likens(messages):
+        return False
+    if not _CITED_ID.search(str(messages[-1].content)):
+        return False  # the look-up found nothing: the answer says so
+    asked = max((i for i, m in enumerate(messages) if m.type == "human"), default=-1)
+    made = [c["name"] for m in messages[asked + 1 :] if m.type == "ai" for c in getattr(m, "tool_calls", None) or []]
+    looks_up = lookup_names(tools)
+    return bool(made) and all(name in looks_up for name in made)
 
 
 def _answer_rule(cite_items: Any, listwise_k: Any, cite_required: Any = False) -> AnswerRule | None:
