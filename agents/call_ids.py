@@ -726,7 +726,7 @@ def conversation_call_ids(
         if m.type in ("system", "human"):
             said += found
             if m.type == "system" or at >= asked_at:
-                counted += found  # earlier requests' counts are added below where the request keeps their wish
+                counted += found  # where the request keeps the earlier wish, all of ``said`` counts (below)
         if m.type == "human" and not m.additional_kwargs.get(FEEDBACK):
             # the answer check's message is no request: the call after a rejected answer serves the user's
             requests.append(content)
