@@ -244,14 +244,33 @@ _NUMBER_WORD = "|".join(sorted([*UNITS, *TENS, "hundred", "thousand"], key=len, 
 _NUMBER_WORDS = re.compile(rf"\b(?:{_NUMBER_WORD})(?:[\s-]+(?:and\s+)?(?:{_NUMBER_WORD}))*\b")  # "two hundred and ten"
 _COUNT_BEFORE = re.compile(r"\b(\d{1,3})\b((?:\s+(?:[a-z'\-]+|\d0'?s)){1,4})")  # "ten 80s action movies"
 _COUNT_AFTER = re.compile(rf"\b{_ASKS_FOR}\s+(\d{{1,3}})\b(?![\s,]*\d)(\s+[a-z'\-]+)?")
+
+
 # a count said as enough or asked as a share of the list, as the synthesizer's count clauses write it ("... 5 would
 # be enough", "three will do", "i'd like 4 of them"); not "pg-13 is fine", "movie 12 would be fine", "either one will
 # do" (:func:`_counts_enough`)
+def _one_slip(word: str) -> str:
+    """A pattern for ``word`` as written or with one letter left out, doubled, swapped or mistyped ("eough")."""
+    slips = {word}
+    for i in range(len(word)):
+        slips |= {word[:i] + word[i + 1 :], word[:i] + word[i] + word[i:], word[:i] + "[a-z]" + word[i + 1 :]}
+        if i + 1 < len(word):
+            slips.add(word[:i] + word[i + 1] + word[i] + word[i + 2 :])
+    return "|".join(sorted(slips, key=len, reverse=True))
+
+
+_ENOUGH = rf"(?:{_one_slip('enough')}|{_one_slip('plenty')}|fine|do)"  # the synthesizer misspells the long ones
 _COUNT_ENOUGH = re.compile(
-    r"\b(\d{1,3})\s+(?:would|will|should)\s+(?:be\s+)?(?:enough|plenty|fine|do)\b"
+    rf"\b(\d{{1,3}})\s+(?:would|will|should)\s+(?:be\s+)?{_ENOUGH}\b"
     r"|\b(?:i'?d like|i would like|i want|i'll take)\s+(\d{1,3})\s+of\s+(?:them|those|these)\b"
 )
-_CLAUSE_START = re.compile(r"(?:^|[.,;:!?]|\b(?:and|but|so|ok|okay|maybe))\s*$")
+# a count said in words is none of the ids, titles and ratings a clause start guards against ("or later Five would
+# be eough": the synthesizer's count clause without its full stop); "either one will do" is no count
+_WORDS_ENOUGH = re.compile(
+    rf"\b((?:{'|'.join(sorted(w for w in [*UNITS, *TENS] if w != 'one'))})(?:[\s-]+(?:{'|'.join(UNITS)}))?)"
+    rf"\s+(?:would|will|should)\s+(?:be\s+)?{_ENOUGH}\b"
+)
+_CLAUSE_START = re.compile(r"(?:^|[.,;:!?]|\b(?:and|but|so|ok|okay|maybe|thx|thanks|please|pls|plz))\s*$")
 _RANGE = re.compile(r"\b(\d{1,3})\s*(?:or|-|–|to)\s*(\d{1,3})\b")
 # an id list or an id's noun before the number ("user 5", "movie 12, 40 and 7", "#12")
 _BEFORE_AN_ID = re.compile(
@@ -307,8 +326,12 @@ def _counts_after(text: str) -> list[int]:
 def stated_count(text: str) -> int | None:
     """The one count ``text`` asks for ("two westerns please", "top 5", "just three", "half a dozen"), or None where
     it states none or several ("3 or 4 thrillers"); "the last one" and "which one" are no count (:data:`_PRONOUN_ONE`)."""
-    low = _in_digits(_PRONOUN_ONE.sub(r"\1", text.lower()))
-    counted = {n for n in [*_counts_before(low), *_counts_after(low), *_counts_enough(low)] if 1 <= n <= K_MAX}
+    lower = text.lower()
+    low = _in_digits(_PRONOUN_ONE.sub(r"\1", lower))
+    in_words = [n for m in _WORDS_ENOUGH.finditer(lower) for n in number_words(m.group(1))]
+    counted = {
+        n for n in [*_counts_before(low), *_counts_after(low), *_counts_enough(low), *in_words] if 1 <= n <= K_MAX
+    }
     ranges = {int(n) for m in _RANGE.finditer(low) for n in m.groups() if int(n) <= K_MAX}  # "2-3 comedies"
     return next(iter(counted)) if len(counted) == 1 and ranges <= counted else None
 
@@ -554,33 +577,59 @@ _RESULT_TITLE = re.compile(r"^\[\d+\] (.+?)(?: \((\d{4})\))?(?::|$)", re.M)
 _BARE_NUMBER = re.compile(r"^[#\[(]*\d{1,3}[\])]*$")  # "183", "#183"; not "1941" (a title and a year)
 _SPAN_EDGE = "\"'“”‘’*"  # quotes around a title people write are not part of it
 _SPAN_END = ",;:!?."  # nor the punctuation of the sentence after it ("Oh, Heavy Metal!" names "Heavy Metal")
+_ARTICLES = frozenset({"the", "a", "an"})  # "the birdcage": the user's article is the title argument's too
 TITLE_WORDS = 16  # the longest span a title may be: the longest gold title is 14 words
 TITLE_REQUESTS = 2  # the user messages, last first, whose words a title may take
 
 
 def title_spans(
-    texts: Iterable[str], results: Iterable[str] = (), names: Callable[[str], bool] | None = None
+    texts: Iterable[str],
+    results: Iterable[str] = (),
+    names: Callable[[str], bool] | None = None,
+    ends_as_written: Callable[[str], bool] | None = None,
 ) -> list[str]:
     """The strings a title argument may take: every run of up to :data:`TITLE_WORDS` words of ``texts`` (what the
     user wrote), with and without each mark of the sentence punctuation after it, that ``names`` a catalog title
     (:meth:`~recagent.agents.title_match.TitleIndex.names`; None: any), and each item title of tool ``results``,
-    with and without its year ("more like the second one" names a title a tool returned)."""
+    with and without its year ("more like the second one" names a title a tool returned). Given
+    ``ends_as_written`` (:meth:`~recagent.agents.title_match.TitleIndex.ends_as_written`), a span keeps the mark
+    after it only where the title it names ends so ("Airplane!", not "Oh, Heavy Metal!"), and a span right after
+    an article only where the article is left out of the span before it ("the birdcage", not "birdcage")."""
     spans: list[str] = []
+    marked: dict[str, str] = {}  # a span with the sentence's mark after it -> the span without
+    after_article: dict[str, str] = {}  # a span that starts right after an article -> the span with it
     for text in texts:
         words = [m.span() for m in re.finditer(r"\S+", text)]
         for i, (start, _) in enumerate(words):
+            article = i > 0 and text[words[i - 1][0] : words[i - 1][1]].lower() in _ARTICLES
             for _, end in words[i : i + TITLE_WORDS]:
                 span = text[start:end].strip(_SPAN_EDGE)
                 spans.append(span)
+                if article:
+                    after_article.setdefault(span, text[words[i - 1][0] : end].strip(_SPAN_EDGE))
                 while span and span[-1] in _SPAN_END:  # "Sunset Blvd.;" -> "Sunset Blvd." -> "Sunset Blvd"
-                    span = span[:-1].strip(_SPAN_EDGE)
+                    trimmed = span[:-1].strip(_SPAN_EDGE)
+                    marked.setdefault(span, trimmed)
+                    span = trimmed
                     spans.append(span)
+                    if article:
+                        after_article.setdefault(span, f"{text[words[i - 1][0] : words[i - 1][1]]} {span}")
     # a number the user wrote alone is no title: "films similar to 183" looked the title "183" up (no gold title is
     # one; a tool's "[330] 187 (1997)" stays one)
     spans = [s for s in spans if not _BARE_NUMBER.match(s)]
     if names is not None:
         # "popular stuff from the 90s" looked up the title "popular", "info on movie 300" the title "movie 300"
         spans = [s for s in dict.fromkeys(spans) if s and names(s)]
+    if ends_as_written is not None:
+        # validation: "Oh, Heavy Metal!" looked up "Heavy Metal!", "Tell me about the birdccage" "birdccage": the
+        # title argument is the user's words as they name the title, the article written with it and no mark after
+        offered = set(spans)
+        spans = [
+            s
+            for s in spans
+            if not (s in marked and marked[s] in offered and not ends_as_written(s))
+            and not (s in after_article and after_article[s] in offered)
+        ]
     for result in results:
         for m in _RESULT_TITLE.finditer(result):
             spans += [m.group(1)] + ([f"{m.group(1)} ({m.group(2)})"] if m.group(2) else [])
@@ -822,6 +871,12 @@ def conversation_call_ids(
         and not _NEW_WISH.search(requests[-1])
         and not _ASKS_ORDER.search(requests[-1])
     )
+    shown_set = shown_saved if refines else None
+    if shown_set is not None and not years_in(requests[-1]) and not _YEARS_SAID.search(requests[-1]):
+        # the set shown holds the wish's years already: a follow-up that says none filters it by none, not by the
+        # years of the films shown ("I'm more in a funny mood actually." after a list of 1995-1996 films wrote 1995
+        # to 1996; no synthesized follow-up of a shown set writes a year its request does not)
+        years, years_from, years_to, years_bounded = [], [], [], ()
     finds_title = request is not None and index is not None and asks_for_title(request, index.exact, index.names)
     times, as_user, given = _number_uses(messages)
     asked = stated_count(requests[-1]) if requests else None
@@ -883,7 +938,7 @@ def conversation_call_ids(
         # where the request names no item of its own ("more like item 3 i haven't seen" seeds from item 3)
         seeds=best_rated(_text(messages[-1])) if messages and messages[-1].type == "tool" and not named_items else (),
         fresh_set=fresh,
-        shown_set=shown_saved if refines else None,
+        shown_set=shown_set,
         unsaid_pool=POOL_K if POOL_K in counts and POOL_K not in written else None,
         saved_pool=POOL_K if request is not None else None,
         unseen_by=tuple(dict.fromkeys(users)) if serving is not None and asks_unseen(serving) else (),
@@ -900,7 +955,11 @@ def conversation_call_ids(
         model_named=serving is not None and _MODEL_NAMED.search(serving) is not None,
         # every gold title is a run of the last user message's words or a result's title: the last two messages bound
         # the grammar's size however long the chat
-        titles=tuple(title_spans(requests[-TITLE_REQUESTS:], results, names)),
+        titles=tuple(
+            title_spans(
+                requests[-TITLE_REQUESTS:], results, names, index.ends_as_written if index is not None else None
+            )
+        ),
         titles_known=names is not None,
         likens_named_items=bool(likened),
         # at the first step since the request only (a chained call ranks the set the first one saved), and not where
@@ -1163,6 +1222,14 @@ _NEW_WISH = re.compile(r"\b(?:instead|forget|entirely|completely|totally|the sam
 # a request for another order of the films shown: a filter of them orders them as asked, not as shown
 _ASKS_ORDER = re.compile(r"\b(?:sort|sorted|order|ordered|newest|oldest|most popular|by year|by popularity)\b", re.I)
 # words that turn the years shown down too ("those are too old, anything newer?"): the years are not kept
+# words that bound years without writing one ("anything older?", "anything nwer?", "can you go further back?"),
+# misspelt as the synthesizer writes them
+_YEARS_SAID = re.compile(
+    r"\b(?:"
+    + "|".join(_one_slip(w) for w in ("older", "newer", "recent", "latest", "earlier", "later", "before", "after"))
+    + r"|since|than th(?:at|ose|is|em)|decades?|years?|era|century|classics?|old|new|back|further|farther)\b",
+    re.I,
+)
 _YEARS_TURNED_DOWN = re.compile(
     r"\b(?:too (?:old|recent|new|dated)|older|newer|more recent|recent|latest|classic)\b", re.I
 )

@@ -342,6 +342,14 @@ class TitleIndex:
             hits = self.by_key.get(key[:-2])
         return list(hits or [])
 
+    def ends_as_written(self, text: str) -> bool:
+        """Does the catalog title ``text`` names, misspelt too, end with the mark ``text`` ends with ("Mars
+        Attacks!", "That Tihng You Do!")?"""
+        mark = text.rstrip()[-1:]
+        return bool(mark) and any(
+            _WRITTEN_YEAR.sub("", self.catalog.titles[i]).endswith(mark) for i in self.exact(text) or self.fuzzy(text)
+        )
+
     def names(self, text: str) -> bool:
         """Does ``text``, a title argument, name a catalog title: exactly, closely (:meth:`fuzzy`), or as a short
         misspelt title (:data:`SHORT_TITLE_RATIO`)? Each of the 1,491 gold title arguments of the synthesized dialogs

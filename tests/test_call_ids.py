@@ -216,6 +216,20 @@ def test_a_number_inside_a_word_is_no_id():
     assert conversation_call_ids([HumanMessage("user 100 here")], users, {}).users == ("100",)
 
 
+def test_a_title_span_keeps_a_mark_after_it_or_drops_the_article_before_it_only_as_the_title_is_written():
+    # validation: "Oh, Heavy Metal!" looked up "Heavy Metal!", "Tell me about the birdccage" looked up "birdccage"
+    from recagent.agents.call_ids import title_spans
+
+    marked = {"Airplane!"}.__contains__  # the one catalog title here that ends with its mark
+    spans = title_spans(["Oh, Heavy Metal! and Airplane!"], names=None, ends_as_written=marked)
+    assert "Heavy Metal" in spans and "Heavy Metal!" not in spans
+    assert "Airplane!" in spans and "Airplane" in spans
+    spans = title_spans(["Tell me about the birdccage and secrets & lies."], ends_as_written=marked)
+    assert "the birdccage" in spans and "birdccage" not in spans
+    assert "secrets & lies" in spans and "secrets & lies." not in spans
+    assert "birdccage" in title_spans(["Tell me about the birdccage"])  # without the catalog, every run
+
+
 def test_title_spans_are_runs_of_the_users_words_and_titles_tools_returned():
     from recagent.agents.call_ids import title_spans
 
@@ -356,6 +370,10 @@ def test_a_title_is_taken_from_the_last_two_user_messages_and_every_result():
         ("More like that. 4 would be enough.", 4),  # the synthesizer's count clauses
         ("rank them for me, I'd like three of them", 3),
         ("five will do", 5),
+        # validation: the synthesizer's count clause without its full stop, misspelt, or after "thx"
+        ("gve me movies only 1980 or later Five would be eough rank them for me", 5),
+        ("Hi What adventure movie should I watch next Thx A dozen would be enough", 12),
+        ("some westerns. twenty-one would do", 21),
         ("3 of them were great", None),
         ("pg-13 is fine", None),
         ("movie 12 would be fine", None),
@@ -750,6 +768,11 @@ def test_a_follow_up_after_an_answer_from_a_saved_set_refines_that_set_unless_it
     check = HumanMessage("Your answer cited no item.", additional_kwargs={FEEDBACK: True})
     retry = [*first, HumanMessage("Which ones are thrillers?"), AIMessage("Some."), check]
     assert conversation_call_ids(retry, users, items).shown_set == "shortlist"  # the retry serves the same request
+    # the set holds the wish's years: a follow-up that says none bounds none (validation: "I'm more in a funny mood
+    # actually." wrote 1995 to 1996, the shown films' years); one that moves them keeps what was written
+    assert follow_up.years == follow_up.years_from == follow_up.years_to == ()
+    older = conversation_call_ids([*first, HumanMessage("Any older thrillers?")], users, items)
+    assert older.shown_set == "shortlist" and 1997 in older.years
 
 
 def test_a_request_after_a_listing_answer_keeps_no_count_an_earlier_request_stated():

@@ -245,6 +245,15 @@ def test_engines_see_the_training_token_sequence(policy, hf_policy, schemas, che
             assert engine.tokenizer.decode(reply[len(ids) :]).startswith(row[j]["content"] or "<tool_call>")
 
 
+def test_a_call_lists_no_value_twice(policy, schemas):
+    """The decode job of a call checks, after the grammar, that no list of its arguments names a value twice
+    (validation: a ranking looped over the same ids until its budget ran out)."""
+    engine = policy.load()
+    job = policy._prepare(engine, _messages(), None, {"tools": schemas, "tool_choice": "required"})
+    call = '<tool_call>{"name": "rank_items", "arguments": {"user_id": "1", "item_ids": ["12", "40"'
+    assert job.decode.text_filter(call) and not job.decode.text_filter(call + ', "12"')
+
+
 def test_answers_can_only_cite_items_a_tool_returned(policy):
     """Under cite_items, whatever the model wants, a citation names one of the given items, id and title together."""
     import re
@@ -583,8 +592,8 @@ def test_a_request_that_turns_the_films_shown_down_gets_a_call_even_where_the_ro
     """A reply head sure of an answer, a router favouring rank_items, then get_item, then popular_items: after "None
     of those ... Can you show me different ones?" (CallIds.turns_down) the reply is a call, since only a call finds
     others (simulated users were shown a film they had turned down again), and neither a ranking of given items nor a
-    look-up (they could only name films turned down); not after the answer check's message, nor where the caller
-    asked for no call."""
+    look-up (they could only name films turned down), and a request to find a title gets a look-up; not after the
+    answer check's message, nor where the caller asked for no call."""
     import numpy as np
 
     from recagent.agents.context import FEEDBACK
@@ -613,6 +622,11 @@ def test_a_request_that_turns_the_films_shown_down_gets_a_call_even_where_the_ro
     assert ai.response_metadata["routed_tools"] == ["popular_items"]
     answered = routed.bind_tools(schemas).invoke(asked, call_ids=CallIds())  # no turn-down: the router answers
     assert answered.response_metadata["router_reply"] == "answer" and not answered.tool_calls
+    # a request to find a title gets a look-up too (validation: "find Amaeus for me" was answered as out of scope)
+    finds = CallIds(titles_known=True, titles=("Amaeus",), asks_for_title=True)
+    found = routed.bind_tools(schemas).invoke(_messages("Hey, find Amaeus for me."), call_ids=finds)
+    assert (found.tool_calls or found.invalid_tool_calls) and not found.content, found.response_metadata["raw_output"]
+    assert found.response_metadata["routed_tools"] == ["get_item"]  # a look-up, though the router favours a ranking
     check = HumanMessage("Your answer cited no item.", additional_kwargs={FEEDBACK: True})
     after_check = routed.bind_tools(schemas).invoke([*asked, AIMessage("hm"), check], call_ids=down)
     assert not after_check.tool_calls and not after_check.invalid_tool_calls

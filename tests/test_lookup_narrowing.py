@@ -51,13 +51,18 @@ def test_which_words_name_a_catalog_title(ml100k, said, names):
 
 
 def test_title_spans_keep_the_runs_that_name_a_title_and_every_title_a_tool_returned(ml100k):
-    names = title_index(ml100k.items).names
+    index = title_index(ml100k.items)
+    names = index.names
     said = ["is the lion king in there somewhere?"]
     result = "items:\n[1] Toy Story (1995): Animation"
     spans = title_spans(said, [result], names)
     assert {"the lion king", "lion king", "Toy Story", "Toy Story (1995)"} <= set(spans)
     assert "in there" not in spans and "somewhere?" not in spans
     assert "in there" in title_spans(said, [result])  # without a catalog, any run of the user's words
+    # the user's words as they name the title: the article they wrote, a mark only where the title has it
+    written = title_spans(["is the lion king in there? oh, Mars Attacks! and Heat!"], (), names, index.ends_as_written)
+    assert {"the lion king", "Mars Attacks!", "Heat"} <= set(written)
+    assert not {"lion king", "Heat!"} & set(written)
 
 
 @pytest.mark.parametrize(

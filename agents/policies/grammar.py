@@ -52,10 +52,10 @@ and "free text with triggered tags" shapes. One gap matters for our pydantic sch
 ignores ``minLength``/``maxLength`` on a string that also has a ``pattern`` (with a warning);
 :func:`xgrammar_schema` folds the bounds into simple patterns such as ``^[A-Za-z0-9_\\-]+$``
 (-> ``^[A-Za-z0-9_\\-]{1,40}$``) and drops them otherwise. It also turns ``oneOf`` into ``anyOf``
-and drops OpenAPI's ``discriminator``. ``uniqueItems``, which no grammar can express, is left to
-the tool's pydantic validation. Two stricter-than-JSON-Schema choices of xgrammar are kept on
-purpose: properties come in the schema's declared order (optional ones may be skipped), and
-``pattern`` must match the whole string.
+and drops OpenAPI's ``discriminator``. ``uniqueItems``, which no grammar can express, is checked
+after the grammar as a call is written (:func:`.call_filter.lists_once`). Two stricter-than-JSON-Schema
+choices of xgrammar are kept on purpose: properties come in the schema's declared order (optional ones may
+be skipped), and ``pattern`` must match the whole string.
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ from pydantic import Field, PrivateAttr
 
 from recagent.agents.call_ids import set_just_saved, wish_likens
 from recagent.agents.context import FEEDBACK
+from recagent.agents.policies.call_filter import all_of, lists_once
 from recagent.agents.policies.engines import DecodeJob, DecodeResult, Engine
 from recagent.agents.policies.grammar import (
     CITATION_ON_ITS_OWN_LINE,
@@ -485,11 +486,11 @@ class LocalChatModel(BaseChatModel):
                 choice = {"answer": "none", "call": "required"}.get(decided or "", choice)
         # the prompt shows the tools as trained; only the grammar narrows their ids, sets, counts and years
         call_ids = kwargs.get("call_ids")
-        if self.constrained and tools and decided is None and choice in (None, "auto") and not without:
-            # "is the godfather on here?", "find Amaeus for me": the router unsure, the model answered from what it
-            # knew or as out of scope; a look-up knows
+        if self.constrained and tools and asked in (None, "auto") and not without:
+            # "is the godfather on here?", "find Amaeus for me": the model answered from what it knew or as out of
+            # scope, and the router too ("find Amaeus for me" answered as out of scope, validation); a look-up knows
             if call_ids is not None and call_ids.asks_for_title:
-                choice = "required"
+                choice, decided = "required", None
         if (
             self.constrained
             and tools
@@ -518,6 +519,10 @@ class LocalChatModel(BaseChatModel):
             # nor, after a turn-down, one that could only rank or look up the films turned down
             left_out = left_out_for_lookup(tools or [], call_ids) | left_out_for_turn_down(tools or [], call_ids)
             keep = (keep - left_out) or keep
+            if call_ids is not None and call_ids.asks_for_title:
+                # a look-up answers it: the router's retrieve_for_user for "find Amaeus for me" needed a user id, so
+                # the reply asked for one (validation)
+                keep = (keep & lookup_names(tools or [])) or keep
         routed = None
         # the router narrows the grammar only: unconstrained, the model may write any name it likes
         narrows = bool(self.constrained and tools)
@@ -563,7 +568,8 @@ class LocalChatModel(BaseChatModel):
             seed=self.seed,
             stop=list(stop or []),
             eos_ids=engine.eos_ids(),
-            text_filter=answer_filter(answer) if constrained else None,
+            # the grammar lets a list repeat a value (no grammar states uniqueItems): the check refuses it
+            text_filter=all_of(answer_filter(answer), lists_once(grammar_tools)) if constrained else None,
             jump_forward=self.jump_forward,
             # an answer that must cite opens a citation on its own line where the model would end without one:
             # measured, the base model refused "[" however long it was made to go on
